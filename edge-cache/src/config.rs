@@ -1,0 +1,188 @@
+//! The edge's scalar settings, read from Spin variables.
+//!
+//! Parsing is separate from the variable lookup so that every rule about a
+//! setting (required, default, range, format) is tested natively.
+
+use std::time::Duration;
+
+use http::uri::{Authority, Scheme, Uri};
+
+/// Default for `origin_timeout_ms`: how long the origin has to start answering.
+pub const DEFAULT_ORIGIN_TIMEOUT: Duration = Duration::from_millis(10_000);
+
+/// Longest timeout accepted; longer ones are almost surely a unit mistake.
+const MAX_ORIGIN_TIMEOUT_MS: u64 = 10 * 60 * 1000;
+
+/// Where the origin lives, split the way an outgoing request needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OriginAddress {
+    /// `http` or `https`.
+    pub scheme: Scheme,
+    /// Host and optional port.
+    pub authority: Authority,
+    /// A path prefix every request path is appended to (`""` for none).
+    pub base_path: String,
+}
+
+impl OriginAddress {
+    /// The origin-form target (path and query) for a client's path and query.
+    pub fn target_for(&self, client_path_and_query: &str) -> String {
+        format!("{}{}", self.base_path, client_path_and_query)
+    }
+}
+
+/// Everything the edge needs to know before it handles a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EdgeConfig {
+    /// The origin requests are forwarded to.
+    pub origin: OriginAddress,
+    /// How long the origin has to connect and to send its response head.
+    pub origin_timeout: Duration,
+}
+
+/// A setting that is missing or malformed; the message names the variable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// A required variable has no value.
+    #[error("variable `{0}` is required but not set")]
+    Missing(&'static str),
+    /// A variable has a value that cannot be used.
+    #[error("variable `{name}` is invalid: {reason}")]
+    Invalid {
+        /// The variable's name.
+        name: &'static str,
+        /// What is wrong with its value.
+        reason: String,
+    },
+}
+
+impl EdgeConfig {
+    /// Builds the configuration from a variable lookup (`None` = not set).
+    pub fn from_variables(
+        lookup: impl Fn(&'static str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let origin_url = lookup("origin_url")
+            .filter(|v| !v.trim().is_empty())
+            .ok_or(ConfigError::Missing("origin_url"))?;
+        let origin = parse_origin_url(origin_url.trim())?;
+        let origin_timeout = match lookup("origin_timeout_ms").filter(|v| !v.trim().is_empty()) {
+            None => DEFAULT_ORIGIN_TIMEOUT,
+            Some(raw) => parse_timeout_ms("origin_timeout_ms", raw.trim())?,
+        };
+        Ok(EdgeConfig {
+            origin,
+            origin_timeout,
+        })
+    }
+}
+
+fn parse_origin_url(raw: &str) -> Result<OriginAddress, ConfigError> {
+    let invalid = |reason: &str| ConfigError::Invalid {
+        name: "origin_url",
+        reason: format!("{reason} (got `{raw}`)"),
+    };
+    let uri: Uri = raw
+        .parse()
+        .map_err(|_| invalid("not a URL"))?;
+    let scheme = uri
+        .scheme()
+        .cloned()
+        .ok_or_else(|| invalid("needs a scheme, http:// or https://"))?;
+    if scheme != Scheme::HTTP && scheme != Scheme::HTTPS {
+        return Err(invalid("scheme must be http or https"));
+    }
+    let authority = uri
+        .authority()
+        .cloned()
+        .ok_or_else(|| invalid("needs a host"))?;
+    if authority.as_str().contains('@') {
+        return Err(invalid("must not carry credentials"));
+    }
+    if uri.query().is_some() {
+        return Err(invalid("must not have a query"));
+    }
+    let base_path = uri.path().trim_end_matches('/').to_owned();
+    Ok(OriginAddress {
+        scheme,
+        authority,
+        base_path,
+    })
+}
+
+fn parse_timeout_ms(name: &'static str, raw: &str) -> Result<Duration, ConfigError> {
+    let invalid = |reason: String| ConfigError::Invalid { name, reason };
+    let ms: u64 = raw
+        .parse()
+        .map_err(|_| invalid(format!("expected milliseconds as a whole number, got `{raw}`")))?;
+    if ms == 0 || ms > MAX_ORIGIN_TIMEOUT_MS {
+        return Err(invalid(format!(
+            "must be between 1 and {MAX_ORIGIN_TIMEOUT_MS} ms, got {ms}"
+        )));
+    }
+    Ok(Duration::from_millis(ms))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(vars: &[(&'static str, &str)]) -> Result<EdgeConfig, ConfigError> {
+        let vars: Vec<(&'static str, String)> =
+            vars.iter().map(|(k, v)| (*k, v.to_string())).collect();
+        EdgeConfig::from_variables(|name| {
+            vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.clone())
+        })
+    }
+
+    #[test]
+    fn origin_url_is_required() {
+        assert_eq!(config(&[]), Err(ConfigError::Missing("origin_url")));
+        assert_eq!(
+            config(&[("origin_url", "  ")]),
+            Err(ConfigError::Missing("origin_url"))
+        );
+    }
+
+    #[test]
+    fn origin_url_splits_into_parts() {
+        let c = config(&[("origin_url", "http://127.0.0.1:8080")]).unwrap();
+        assert_eq!(c.origin.scheme, Scheme::HTTP);
+        assert_eq!(c.origin.authority.as_str(), "127.0.0.1:8080");
+        assert_eq!(c.origin.target_for("/a?b=1"), "/a?b=1");
+        assert_eq!(c.origin_timeout, DEFAULT_ORIGIN_TIMEOUT);
+    }
+
+    #[test]
+    fn origin_base_path_is_prefixed() {
+        let c = config(&[("origin_url", "https://api.example/v1/")]).unwrap();
+        assert_eq!(c.origin.target_for("/items"), "/v1/items");
+    }
+
+    #[test]
+    fn bad_origin_urls_are_named() {
+        for bad in [
+            "127.0.0.1:8080",
+            "ftp://host/",
+            "http://user:pw@host/",
+            "http://host/?x=1",
+            "not a url",
+        ] {
+            let err = config(&[("origin_url", bad)]).unwrap_err();
+            assert!(
+                matches!(err, ConfigError::Invalid { name: "origin_url", .. }),
+                "{bad}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn timeout_is_parsed_and_bounded() {
+        let c = config(&[("origin_url", "http://o"), ("origin_timeout_ms", "250")]).unwrap();
+        assert_eq!(c.origin_timeout, Duration::from_millis(250));
+        for bad in ["0", "-5", "1.5", "ten", "999999999"] {
+            let err = config(&[("origin_url", "http://o"), ("origin_timeout_ms", bad)])
+                .unwrap_err();
+            assert!(err.to_string().contains("origin_timeout_ms"), "{bad}: {err}");
+        }
+    }
+}

@@ -1,0 +1,94 @@
+//! Hop-by-hop header removal (RFC 9110 §7.6.1).
+//!
+//! A proxy must not forward connection-specific fields: the fixed set below
+//! and every field named in the message's own `Connection` header.
+
+use http::HeaderMap;
+use http::header::{self, HeaderName};
+
+/// Fields that only ever describe one connection, whether or not `Connection`
+/// lists them. `Proxy-Connection` and `Keep-Alive` are legacy but still sent.
+const ALWAYS_HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+/// Removes every hop-by-hop field from `headers`, including the ones the
+/// message's `Connection` header nominates.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let nominated: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+        .collect();
+    for name in nominated.iter().chain(ALWAYS_HOP_BY_HOP.iter()) {
+        headers.remove(name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        map
+    }
+
+    #[test]
+    fn removes_the_fixed_set() {
+        let mut map = headers(&[
+            ("connection", "keep-alive"),
+            ("keep-alive", "timeout=5"),
+            ("transfer-encoding", "chunked"),
+            ("te", "trailers"),
+            ("trailer", "x-checksum"),
+            ("upgrade", "websocket"),
+            ("proxy-authorization", "Basic Zm9vOmJhcg=="),
+            ("proxy-authenticate", "Basic"),
+            ("proxy-connection", "close"),
+            ("content-type", "text/plain"),
+        ]);
+        strip_hop_by_hop(&mut map);
+        assert_eq!(map.len(), 1);
+        assert_eq!(map["content-type"], "text/plain");
+    }
+
+    #[test]
+    fn removes_fields_nominated_by_connection_in_every_instance() {
+        let mut map = headers(&[
+            ("connection", "X-Secret ,  x-other"),
+            ("connection", "close, x-third"),
+            ("x-secret", "1"),
+            ("x-other", "2"),
+            ("x-third", "3"),
+            ("x-kept", "4"),
+        ]);
+        strip_hop_by_hop(&mut map);
+        assert_eq!(map.len(), 1);
+        assert_eq!(map["x-kept"], "4");
+    }
+
+    #[test]
+    fn ignores_malformed_connection_tokens() {
+        let mut map = headers(&[("connection", "bad token, ,x-gone"), ("x-gone", "1")]);
+        strip_hop_by_hop(&mut map);
+        assert!(map.is_empty());
+    }
+}

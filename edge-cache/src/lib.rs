@@ -1,0 +1,15 @@
+//! edge-cache: an HTTP caching layer that runs as a Spin component at the edge.
+//!
+//! The crate is split the way the request flows: pure modules that decide
+//! what to do (configuration, header forwarding, origin failure mapping) and
+//! compile and test natively, and one adapter (`spin_adapter`, wasm32 only)
+//! that wires them to Spin's HTTP and key-value interfaces. Nothing outside
+//! the adapter touches `spin_sdk`.
+
+pub mod config;
+pub mod forwarding;
+pub mod hop_by_hop;
+pub mod origin_failure;
+
+#[cfg(target_arch = "wasm32")]
+mod spin_adapter;

@@ -1,0 +1,227 @@
+//! Loading an application: manifest + runtime config + variables → compiled,
+//! pre-instantiated components behind a router. Every check a request would
+//! otherwise fail on late happens here, once, with a message naming the file
+//! and field.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context as _, anyhow, bail};
+use wasmtime::Engine;
+use wasmtime::component::Linker;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+
+use crate::engine::{DEFAULT_MAX_INSTANCES, default_cache_dir, load_component, new_engine};
+use crate::key_value::{StoreBackend, open_backend};
+use crate::manifest::{FileMountDoc, Manifest, RouteDoc, SourceDoc};
+use crate::outbound::AllowedHosts;
+use crate::routes::{RoutePattern, Router};
+use crate::runtime_config::RuntimeConfig;
+use crate::spin_interfaces;
+use crate::state::{ComponentContext, RequestState};
+use crate::variables::{VariableProviders, render_template, resolve_application_variables};
+
+/// How to load an application (the `edge-host up` flags, as data).
+#[derive(Debug, Clone, Default)]
+pub struct AppOptions {
+    /// `spin.toml`, or a directory containing one.
+    pub manifest: PathBuf,
+    /// A Spin-format `runtime-config.toml`.
+    pub runtime_config: Option<PathBuf>,
+    /// `--variable NAME=VALUE` flags.
+    pub variables: Vec<String>,
+    /// The environment to read `SPIN_VARIABLE_*` from.
+    pub environment: Vec<(String, String)>,
+    /// Where compiled components are cached (default: [`default_cache_dir`]).
+    pub cache_dir: Option<PathBuf>,
+    /// Maximum concurrent instances (default: [`DEFAULT_MAX_INSTANCES`]).
+    pub max_instances: Option<u32>,
+}
+
+/// A component ready to serve requests.
+pub(crate) struct ServingComponent {
+    pub(crate) context: Arc<ComponentContext>,
+    pub(crate) pre: ProxyPre<RequestState>,
+}
+
+/// A loaded application.
+pub struct App {
+    pub(crate) name: String,
+    pub(crate) router: Router<usize>,
+    pub(crate) components: Vec<ServingComponent>,
+}
+
+impl App {
+    /// Loads, checks and compiles the application.
+    pub fn load(options: &AppOptions) -> anyhow::Result<App> {
+        let manifest_path = if options.manifest.is_dir() {
+            options.manifest.join("spin.toml")
+        } else {
+            options.manifest.clone()
+        };
+        let manifest = Manifest::load(&manifest_path)?;
+        let runtime_config = match &options.runtime_config {
+            Some(path) => RuntimeConfig::load(path).map_err(|e| anyhow!(e))?,
+            None => RuntimeConfig::default(),
+        };
+        let providers = VariableProviders::new(&options.variables, options.environment.clone())?;
+        let app_variables = resolve_application_variables(&manifest.doc.variables, &providers)
+            .map_err(|e| anyhow!("{}: {e}", manifest_path.display()))?;
+
+        let engine = new_engine(options.max_instances.unwrap_or(DEFAULT_MAX_INSTANCES))?;
+        let mut linker = Linker::<RequestState>::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+        spin_interfaces::add_to_linker(&mut linker)?;
+
+        let cache_dir = options.cache_dir.clone().unwrap_or_else(default_cache_dir);
+        let mut backends: BTreeMap<String, Arc<dyn StoreBackend>> = BTreeMap::new();
+        let mut component_index = BTreeMap::new();
+        let mut components = Vec::new();
+        for (id, doc) in &manifest.doc.component {
+            let at = |field: &str| format!("{}: component.{id}.{field}", manifest_path.display());
+            let variables = doc
+                .variables
+                .iter()
+                .map(|(name, template)| {
+                    let context = format!("{}: component.{id}.variables.{name}", manifest_path.display());
+                    render_template(template, &app_variables, &context).map(|v| (name.clone(), v))
+                })
+                .collect::<Result<BTreeMap<_, _>, _>>()?;
+            let hosts = doc
+                .allowed_outbound_hosts
+                .iter()
+                .map(|template| {
+                    render_template(template, &app_variables, &at("allowed_outbound_hosts"))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let allowed_hosts = AllowedHosts::parse(&hosts)
+                .map_err(|e| anyhow!("{}: component.{id}.{e}", manifest_path.display()))?;
+
+            let mut stores = BTreeMap::new();
+            for label in &doc.key_value_stores {
+                let backend = match backends.get(label) {
+                    Some(backend) => backend.clone(),
+                    None => {
+                        let config = runtime_config.store(label).ok_or_else(|| {
+                            anyhow!(
+                                "{}: no key-value store `{label}` is defined; add [key_value_store.{label}] to the runtime config",
+                                at("key_value_stores")
+                            )
+                        })?;
+                        let backend = open_backend(label, &config).map_err(|e| anyhow!(e))?;
+                        backends.insert(label.clone(), backend.clone());
+                        backend
+                    }
+                };
+                stores.insert(label.clone(), backend);
+            }
+
+            let mounts = mounts(&manifest.dir, &doc.files, &cache_dir.join("files").join(id))
+                .with_context(|| at("files"))?;
+
+            let SourceDoc::Local(source) = &doc.source else {
+                bail!("{}: remote sources are not supported", at("source"));
+            };
+            let wasm_path = manifest.dir.join(source);
+            if !wasm_path.exists() {
+                bail!(
+                    "{}: {} does not exist (build it first: make wasm)",
+                    at("source"),
+                    wasm_path.display()
+                );
+            }
+            let component = load_component(&engine, &wasm_path, &cache_dir)?;
+            let instance_pre = linker
+                .instantiate_pre(&component)
+                .map_err(|e| anyhow!(e).context(format!("component `{id}` imports something this host does not provide")))?;
+            let pre = ProxyPre::new(instance_pre)
+                .map_err(|e| anyhow!(e).context(format!("component `{id}` does not export wasi:http/incoming-handler@0.2")))?;
+
+            component_index.insert(id.clone(), components.len());
+            components.push(ServingComponent {
+                context: Arc::new(ComponentContext {
+                    id: Arc::from(id.as_str()),
+                    variables,
+                    stores,
+                    allowed_hosts: Arc::new(allowed_hosts),
+                    mounts,
+                    environment: doc.environment.clone(),
+                }),
+                pre,
+            });
+        }
+
+        let routes = manifest
+            .doc
+            .trigger
+            .http
+            .iter()
+            .filter_map(|trigger| match &trigger.route {
+                RouteDoc::Path(route) => Some((RoutePattern::parse(route), component_index[&trigger.component])),
+                RouteDoc::Private { .. } => None,
+            })
+            .collect();
+        Ok(App {
+            name: manifest.doc.application.name.clone(),
+            router: Router::new(routes),
+            components,
+        })
+    }
+
+    /// The engine the components were compiled for.
+    pub fn engine(&self) -> Option<&Engine> {
+        self.components.first().map(|c| c.pre.engine())
+    }
+}
+
+/// Resolves `files` entries to (host directory, guest path) mounts. A single
+/// file is staged into its own directory, since WASI mounts directories.
+fn mounts(manifest_dir: &Path, files: &[FileMountDoc], staging: &Path) -> anyhow::Result<Vec<(PathBuf, String)>> {
+    let mut mounts = Vec::new();
+    for file in files {
+        match file {
+            FileMountDoc::Mapped { source, destination } => {
+                let host = manifest_dir.join(source);
+                if !host.is_dir() {
+                    bail!("`{source}` is not a directory");
+                }
+                if !destination.starts_with('/') {
+                    bail!("destination `{destination}` must be an absolute path");
+                }
+                mounts.push((host, destination.clone()));
+            }
+            FileMountDoc::Path(path) => {
+                let host = manifest_dir.join(path);
+                let guest = format!("/{}", path.trim_start_matches("./").trim_start_matches('/'));
+                if host.is_dir() {
+                    mounts.push((host, guest));
+                } else if host.is_file() {
+                    let (parent, name) = match guest.rsplit_once('/') {
+                        Some(("", name)) => ("/".to_owned(), name.to_owned()),
+                        Some((parent, name)) => (parent.to_owned(), name.to_owned()),
+                        None => ("/".to_owned(), guest.clone()),
+                    };
+                    let dir = staging.join(blake3::hash(parent.as_bytes()).to_hex().as_str());
+                    std::fs::create_dir_all(&dir)?;
+                    std::fs::copy(&host, dir.join(&name))?;
+                    match mounts.iter().find(|(_, g)| *g == parent) {
+                        Some(_) => {}
+                        None => mounts.push((dir, parent)),
+                    }
+                } else {
+                    bail!("`{path}` does not exist");
+                }
+            }
+        }
+    }
+    Ok(mounts)
+}
+
+impl App {
+    /// The application's name from the manifest.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}

@@ -1,0 +1,113 @@
+//! The wasmtime engine and the on-disk cache of compiled components.
+//!
+//! Compiling a component with Cranelift takes seconds; loading a cached
+//! compilation takes milliseconds. The cache key covers the component's
+//! bytes and the engine's compatibility hash, so a new wasmtime or new
+//! settings never load stale machine code.
+
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use wasmtime::component::Component;
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// How many component instances may be alive at once (one per in-flight
+/// request); also sizes the pooling allocator.
+pub const DEFAULT_MAX_INSTANCES: u32 = 256;
+
+/// Creates the engine: async support for `wasi:http`, the pooling allocator
+/// for cheap per-request instantiation (falling back to on-demand allocation
+/// where the machine refuses the address-space reservation).
+pub fn new_engine(max_instances: u32) -> anyhow::Result<Engine> {
+    let mut config = base_config();
+    let mut pool = PoolingAllocationConfig::default();
+    // A component holds a few core instances (the program, WASI adapters).
+    pool.total_component_instances(max_instances)
+        .total_core_instances(max_instances * 4)
+        .total_memories(max_instances * 2)
+        .total_tables(max_instances * 4)
+        .max_memory_size(256 << 20);
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    match Engine::new(&config) {
+        Ok(engine) => Ok(engine),
+        Err(error) => {
+            tracing::warn!("pooling allocator unavailable ({error:#}); using on-demand allocation");
+            Engine::new(&base_config()).map_err(anyhow::Error::from)
+        }
+    }
+}
+
+fn base_config() -> Config {
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    config
+}
+
+/// Where compiled components are cached: `$EDGE_HOST_CACHE_DIR`, else the
+/// user cache directory, else the system temp directory.
+pub fn default_cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("EDGE_HOST_CACHE_DIR") {
+        return PathBuf::from(dir);
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("edge-host")
+}
+
+/// Loads a component, from the compilation cache when possible.
+pub fn load_component(engine: &Engine, wasm_path: &Path, cache_dir: &Path) -> anyhow::Result<Component> {
+    let bytes = std::fs::read(wasm_path)
+        .with_context(|| format!("reading component {}", wasm_path.display()))?;
+    let mut engine_hash = DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut engine_hash);
+    let mut key = blake3::Hasher::new();
+    key.update(&bytes);
+    key.update(&engine_hash.finish().to_le_bytes());
+    let cached = cache_dir.join(format!("{}.cwasm", key.finalize().to_hex()));
+
+    if cached.exists() {
+        // SAFETY: the file is one this function wrote from `Component::serialize`
+        // into a cache directory the host owns, named by the hash of the
+        // source and engine; wasmtime additionally checks the header.
+        match unsafe { Component::deserialize_file(engine, &cached) } {
+            Ok(component) => return Ok(component),
+            Err(error) => tracing::warn!(
+                "ignoring unusable compiled cache {}: {error:#}",
+                cached.display()
+            ),
+        }
+    }
+
+    let started = std::time::Instant::now();
+    let component = Component::new(engine, &bytes).map_err(|e| {
+        anyhow::Error::from(e).context(format!("compiling component {}", wasm_path.display()))
+    })?;
+    tracing::info!(
+        "compiled {} in {:.1?}",
+        wasm_path.display(),
+        started.elapsed()
+    );
+    if let Err(error) = write_cache(&component, &cached) {
+        tracing::warn!("could not cache compiled component: {error:#}");
+    }
+    Ok(component)
+}
+
+/// Writes atomically (temp file + rename) so concurrent hosts never read a
+/// half-written file.
+fn write_cache(component: &Component, path: &Path) -> anyhow::Result<()> {
+    let dir = path.parent().context("cache path has no parent")?;
+    std::fs::create_dir_all(dir)?;
+    let serialized = component.serialize()?;
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("component"),
+        std::process::id()
+    ));
+    std::fs::write(&tmp, serialized)?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}

@@ -1,0 +1,24 @@
+//! edge-host: runs Spin HTTP applications (`spin.toml`) on wasmtime.
+//!
+//! One module per host capability, each owning its configuration:
+//! [`manifest`] and [`runtime_config`] parse the files, [`variables`],
+//! [`key_value`] and [`outbound`] implement what components may use,
+//! [`routes`] and [`server`] are the HTTP trigger, [`engine`] compiles and
+//! caches components.
+
+pub mod app;
+pub mod engine;
+pub mod guest_log;
+pub mod key_value;
+pub mod manifest;
+pub mod outbound;
+pub mod outbound_http;
+pub mod routes;
+pub mod runtime_config;
+pub mod server;
+pub mod spin_interfaces;
+pub mod state;
+pub mod variables;
+
+pub use app::{App, AppOptions};
+pub use server::serve;

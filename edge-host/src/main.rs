@@ -1,0 +1,106 @@
+//! `edge-host up`: the `spin up` of this project.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use edge_host::{App, AppOptions};
+
+#[derive(Parser)]
+#[command(name = "edge-host", version, about = "Runs Spin HTTP applications on wasmtime")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the application (same flags and meaning as `spin up`).
+    Up {
+        /// The application manifest, or a directory containing spin.toml.
+        #[arg(short = 'f', long = "from", default_value = "spin.toml")]
+        manifest: PathBuf,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:3000")]
+        listen: SocketAddr,
+        /// A Spin-format runtime configuration file.
+        #[arg(long = "runtime-config-file")]
+        runtime_config: Option<PathBuf>,
+        /// Set an application variable (NAME=VALUE); may be repeated.
+        #[arg(long = "variable")]
+        variables: Vec<String>,
+        /// Maximum concurrent component instances.
+        #[arg(long, default_value_t = edge_host::engine::DEFAULT_MAX_INSTANCES)]
+        max_instances: u32,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,wasmtime_wasi_http=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("edge-host: error: {error:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let Command::Up {
+        manifest,
+        listen,
+        runtime_config,
+        variables,
+        max_instances,
+    } = cli.command;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let options = AppOptions {
+            manifest,
+            runtime_config,
+            variables,
+            environment: std::env::vars().collect(),
+            cache_dir: None,
+            max_instances: Some(max_instances),
+        };
+        let app = Arc::new(App::load(&options)?);
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+        let address = listener.local_addr()?;
+        eprintln!("edge-host: serving `{}` on http://{address}", app_name(&app));
+        edge_host::serve(app, listener, shutdown_signal()).await?;
+        eprintln!("edge-host: stopped");
+        Ok(())
+    })
+}
+
+fn app_name(app: &App) -> &str {
+    app.name()
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = match signal(SignalKind::terminate()) {
+        Ok(signal) => signal,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+}

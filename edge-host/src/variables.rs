@@ -1,0 +1,224 @@
+//! Spin variables: application variables resolved from providers, and the
+//! component variables templated over them.
+//!
+//! Precedence, highest first (as `spin up`): `--variable NAME=VALUE`, the
+//! environment (`SPIN_VARIABLE_<NAME>`), the manifest's `default`. A
+//! `required` variable with no value is a start-up error, not a request error.
+
+use std::collections::BTreeMap;
+
+use crate::manifest::{VariableDoc, check_variable_name};
+
+/// Environment prefix Spin's environment provider reads.
+pub const ENV_PREFIX: &str = "SPIN_VARIABLE_";
+
+/// An error resolving variables; messages name the variable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VariableError {
+    /// A required variable has no value from any provider.
+    #[error("variable `{0}` is required but no provider sets it (use --variable {0}=... or {ENV_PREFIX}{upper})", upper = .0.to_uppercase())]
+    MissingRequired(String),
+    /// `--variable` names a variable the manifest does not declare.
+    #[error("--variable {0}: the manifest declares no such variable")]
+    UnknownCliVariable(String),
+    /// `--variable` is not `NAME=VALUE`.
+    #[error("--variable `{0}`: expected NAME=VALUE")]
+    MalformedCliVariable(String),
+    /// A template refers to an undeclared application variable.
+    #[error("{context}: template refers to undeclared variable `{name}`")]
+    UndeclaredReference {
+        /// Where the template is.
+        context: String,
+        /// The missing name.
+        name: String,
+    },
+    /// A template is malformed.
+    #[error("{context}: {message}")]
+    BadTemplate {
+        /// Where the template is.
+        context: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// Values offered by providers other than the manifest.
+#[derive(Debug, Clone, Default)]
+pub struct VariableProviders {
+    /// From `--variable NAME=VALUE` flags.
+    pub cli: BTreeMap<String, String>,
+    /// From `SPIN_VARIABLE_*` environment variables, keyed by lower-case name.
+    pub env: BTreeMap<String, String>,
+}
+
+impl VariableProviders {
+    /// Builds the providers from `--variable` flags and an environment.
+    pub fn new(
+        cli_flags: &[String],
+        environment: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, VariableError> {
+        let mut cli = BTreeMap::new();
+        for flag in cli_flags {
+            let (name, value) = flag
+                .split_once('=')
+                .ok_or_else(|| VariableError::MalformedCliVariable(flag.clone()))?;
+            let name = name.trim().to_lowercase();
+            if check_variable_name(&name).is_err() {
+                return Err(VariableError::MalformedCliVariable(flag.clone()));
+            }
+            cli.insert(name, value.to_owned());
+        }
+        let env = environment
+            .into_iter()
+            .filter_map(|(key, value)| {
+                key.strip_prefix(ENV_PREFIX)
+                    .map(|name| (name.to_lowercase(), value))
+            })
+            .collect();
+        Ok(VariableProviders { cli, env })
+    }
+}
+
+/// Resolves every application variable to a value.
+pub fn resolve_application_variables(
+    declared: &BTreeMap<String, VariableDoc>,
+    providers: &VariableProviders,
+) -> Result<BTreeMap<String, String>, VariableError> {
+    if let Some(unknown) = providers.cli.keys().find(|k| !declared.contains_key(*k)) {
+        return Err(VariableError::UnknownCliVariable(unknown.clone()));
+    }
+    let mut resolved = BTreeMap::new();
+    for (name, doc) in declared {
+        let value = providers
+            .cli
+            .get(name)
+            .or_else(|| providers.env.get(name))
+            .cloned()
+            .or_else(|| doc.default.clone());
+        match value {
+            Some(value) => {
+                resolved.insert(name.clone(), value);
+            }
+            None if doc.required => return Err(VariableError::MissingRequired(name.clone())),
+            // Neither required nor defaulted: Spin treats it as undefined
+            // until a provider sets it.
+            None => {}
+        }
+    }
+    Ok(resolved)
+}
+
+/// Expands `{{ name }}` references in `template` from `values`.
+pub fn render_template(
+    template: &str,
+    values: &BTreeMap<String, String>,
+    context: &str,
+) -> Result<String, VariableError> {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after.find("}}").ok_or_else(|| VariableError::BadTemplate {
+            context: context.to_owned(),
+            message: format!("unclosed `{{{{` in `{template}`"),
+        })?;
+        let name = after[..end].trim();
+        check_variable_name(name).map_err(|message| VariableError::BadTemplate {
+            context: context.to_owned(),
+            message,
+        })?;
+        let value = values
+            .get(name)
+            .ok_or_else(|| VariableError::UndeclaredReference {
+                context: context.to_owned(),
+                name: name.to_owned(),
+            })?;
+        out.push_str(value);
+        rest = &after[end + 2..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn declared() -> BTreeMap<String, VariableDoc> {
+        let var = |default: Option<&str>, required| VariableDoc {
+            default: default.map(str::to_owned),
+            required,
+            secret: false,
+        };
+        BTreeMap::from([
+            ("origin_url".to_owned(), var(Some("http://default"), false)),
+            ("token".to_owned(), var(None, true)),
+            ("optional".to_owned(), var(None, false)),
+        ])
+    }
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn precedence_is_cli_then_env_then_default() {
+        let providers = VariableProviders::new(
+            &["token=from-cli".into()],
+            env(&[("SPIN_VARIABLE_TOKEN", "from-env"), ("SPIN_VARIABLE_ORIGIN_URL", "http://env"), ("PATH", "/bin")]),
+        )
+        .unwrap();
+        let values = resolve_application_variables(&declared(), &providers).unwrap();
+        assert_eq!(values["token"], "from-cli");
+        assert_eq!(values["origin_url"], "http://env");
+        assert!(!values.contains_key("optional"));
+
+        let providers = VariableProviders::new(&["token=x".into()], env(&[])).unwrap();
+        let values = resolve_application_variables(&declared(), &providers).unwrap();
+        assert_eq!(values["origin_url"], "http://default");
+    }
+
+    #[test]
+    fn missing_required_variable_is_named() {
+        let providers = VariableProviders::new(&[], env(&[])).unwrap();
+        let err = resolve_application_variables(&declared(), &providers).unwrap_err();
+        assert_eq!(err, VariableError::MissingRequired("token".into()));
+        assert!(err.to_string().contains("SPIN_VARIABLE_TOKEN"));
+    }
+
+    #[test]
+    fn cli_flags_are_checked() {
+        assert!(matches!(
+            VariableProviders::new(&["novalue".into()], env(&[])),
+            Err(VariableError::MalformedCliVariable(_))
+        ));
+        let providers = VariableProviders::new(&["nope=1".into(), "token=1".into()], env(&[])).unwrap();
+        assert_eq!(
+            resolve_application_variables(&declared(), &providers),
+            Err(VariableError::UnknownCliVariable("nope".into()))
+        );
+    }
+
+    #[test]
+    fn templates_expand_and_report_errors() {
+        let values = BTreeMap::from([("host".to_owned(), "o.example".to_owned())]);
+        assert_eq!(
+            render_template("https://{{host}}:{{ host }}", &values, "x").unwrap(),
+            "https://o.example:o.example"
+        );
+        assert_eq!(render_template("plain", &values, "x").unwrap(), "plain");
+        assert!(matches!(
+            render_template("{{ other }}", &values, "c.v"),
+            Err(VariableError::UndeclaredReference { .. })
+        ));
+        assert!(matches!(
+            render_template("{{ host", &values, "c.v"),
+            Err(VariableError::BadTemplate { .. })
+        ));
+        assert!(matches!(
+            render_template("{{ Bad }}", &values, "c.v"),
+            Err(VariableError::BadTemplate { .. })
+        ));
+    }
+}
