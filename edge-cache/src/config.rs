@@ -81,9 +81,7 @@ fn parse_origin_url(raw: &str) -> Result<OriginAddress, ConfigError> {
         name: "origin_url",
         reason: format!("{reason} (got `{raw}`)"),
     };
-    let uri: Uri = raw
-        .parse()
-        .map_err(|_| invalid("not a URL"))?;
+    let uri: Uri = raw.parse().map_err(|_| invalid("not a URL"))?;
     let scheme = uri
         .scheme()
         .cloned()
@@ -111,9 +109,11 @@ fn parse_origin_url(raw: &str) -> Result<OriginAddress, ConfigError> {
 
 fn parse_timeout_ms(name: &'static str, raw: &str) -> Result<Duration, ConfigError> {
     let invalid = |reason: String| ConfigError::Invalid { name, reason };
-    let ms: u64 = raw
-        .parse()
-        .map_err(|_| invalid(format!("expected milliseconds as a whole number, got `{raw}`")))?;
+    let ms: u64 = raw.parse().map_err(|_| {
+        invalid(format!(
+            "expected milliseconds as a whole number, got `{raw}`"
+        ))
+    })?;
     if ms == 0 || ms > MAX_ORIGIN_TIMEOUT_MS {
         return Err(invalid(format!(
             "must be between 1 and {MAX_ORIGIN_TIMEOUT_MS} ms, got {ms}"
@@ -130,7 +130,9 @@ mod tests {
         let vars: Vec<(&'static str, String)> =
             vars.iter().map(|(k, v)| (*k, v.to_string())).collect();
         EdgeConfig::from_variables(|name| {
-            vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.clone())
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.clone())
         })
     }
 
@@ -169,7 +171,13 @@ mod tests {
         ] {
             let err = config(&[("origin_url", bad)]).unwrap_err();
             assert!(
-                matches!(err, ConfigError::Invalid { name: "origin_url", .. }),
+                matches!(
+                    err,
+                    ConfigError::Invalid {
+                        name: "origin_url",
+                        ..
+                    }
+                ),
                 "{bad}: {err}"
             );
         }
@@ -180,9 +188,12 @@ mod tests {
         let c = config(&[("origin_url", "http://o"), ("origin_timeout_ms", "250")]).unwrap();
         assert_eq!(c.origin_timeout, Duration::from_millis(250));
         for bad in ["0", "-5", "1.5", "ten", "999999999"] {
-            let err = config(&[("origin_url", "http://o"), ("origin_timeout_ms", bad)])
-                .unwrap_err();
-            assert!(err.to_string().contains("origin_timeout_ms"), "{bad}: {err}");
+            let err =
+                config(&[("origin_url", "http://o"), ("origin_timeout_ms", bad)]).unwrap_err();
+            assert!(
+                err.to_string().contains("origin_timeout_ms"),
+                "{bad}: {err}"
+            );
         }
     }
 }

@@ -8,8 +8,8 @@
 
 use std::net::SocketAddr;
 
-use http::header::{self, HeaderName, HeaderValue};
 use http::HeaderMap;
+use http::header::{self, HeaderName, HeaderValue};
 
 use crate::hop_by_hop::strip_hop_by_hop;
 

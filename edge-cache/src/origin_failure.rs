@@ -54,15 +54,31 @@ mod tests {
     #[test]
     fn each_failure_names_its_cause() {
         let cases = [
-            (OriginFailure::Unreachable("connection refused".into()), 502, "origin unreachable: connection refused"),
-            (OriginFailure::TimedOut(Duration::from_millis(1500)), 504, "origin timed out after 1500 ms"),
+            (
+                OriginFailure::Unreachable("connection refused".into()),
+                502,
+                "origin unreachable: connection refused",
+            ),
+            (
+                OriginFailure::TimedOut(Duration::from_millis(1500)),
+                504,
+                "origin timed out after 1500 ms",
+            ),
             (OriginFailure::Denied, 502, "allowed_outbound_hosts"),
-            (OriginFailure::Protocol("connection reset".into()), 502, "origin failed: connection reset"),
+            (
+                OriginFailure::Protocol("connection reset".into()),
+                502,
+                "origin failed: connection reset",
+            ),
         ];
         for (failure, status, text) in cases {
             let response = failure.to_response();
             assert_eq!(response.status, status, "{failure:?}");
-            assert!(response.body.contains(text), "{failure:?}: {}", response.body);
+            assert!(
+                response.body.contains(text),
+                "{failure:?}: {}",
+                response.body
+            );
             assert!(response.body.ends_with('\n'));
         }
     }

@@ -85,7 +85,10 @@ impl App {
                 .variables
                 .iter()
                 .map(|(name, template)| {
-                    let context = format!("{}: component.{id}.variables.{name}", manifest_path.display());
+                    let context = format!(
+                        "{}: component.{id}.variables.{name}",
+                        manifest_path.display()
+                    );
                     render_template(template, &app_variables, &context).map(|v| (name.clone(), v))
                 })
                 .collect::<Result<BTreeMap<_, _>, _>>()?;
@@ -133,11 +136,16 @@ impl App {
                 );
             }
             let component = load_component(&engine, &wasm_path, &cache_dir)?;
-            let instance_pre = linker
-                .instantiate_pre(&component)
-                .map_err(|e| anyhow!(e).context(format!("component `{id}` imports something this host does not provide")))?;
-            let pre = ProxyPre::new(instance_pre)
-                .map_err(|e| anyhow!(e).context(format!("component `{id}` does not export wasi:http/incoming-handler@0.2")))?;
+            let instance_pre = linker.instantiate_pre(&component).map_err(|e| {
+                anyhow!(e).context(format!(
+                    "component `{id}` imports something this host does not provide"
+                ))
+            })?;
+            let pre = ProxyPre::new(instance_pre).map_err(|e| {
+                anyhow!(e).context(format!(
+                    "component `{id}` does not export wasi:http/incoming-handler@0.2"
+                ))
+            })?;
 
             component_index.insert(id.clone(), components.len());
             components.push(ServingComponent {
@@ -159,7 +167,10 @@ impl App {
             .http
             .iter()
             .filter_map(|trigger| match &trigger.route {
-                RouteDoc::Path(route) => Some((RoutePattern::parse(route), component_index[&trigger.component])),
+                RouteDoc::Path(route) => Some((
+                    RoutePattern::parse(route),
+                    component_index[&trigger.component],
+                )),
                 RouteDoc::Private { .. } => None,
             })
             .collect();
@@ -178,11 +189,18 @@ impl App {
 
 /// Resolves `files` entries to (host directory, guest path) mounts. A single
 /// file is staged into its own directory, since WASI mounts directories.
-fn mounts(manifest_dir: &Path, files: &[FileMountDoc], staging: &Path) -> anyhow::Result<Vec<(PathBuf, String)>> {
+fn mounts(
+    manifest_dir: &Path,
+    files: &[FileMountDoc],
+    staging: &Path,
+) -> anyhow::Result<Vec<(PathBuf, String)>> {
     let mut mounts = Vec::new();
     for file in files {
         match file {
-            FileMountDoc::Mapped { source, destination } => {
+            FileMountDoc::Mapped {
+                source,
+                destination,
+            } => {
                 let host = manifest_dir.join(source);
                 if !host.is_dir() {
                     bail!("`{source}` is not a directory");

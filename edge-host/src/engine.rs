@@ -58,11 +58,17 @@ pub fn default_cache_dir() -> PathBuf {
 }
 
 /// Loads a component, from the compilation cache when possible.
-pub fn load_component(engine: &Engine, wasm_path: &Path, cache_dir: &Path) -> anyhow::Result<Component> {
+pub fn load_component(
+    engine: &Engine,
+    wasm_path: &Path,
+    cache_dir: &Path,
+) -> anyhow::Result<Component> {
     let bytes = std::fs::read(wasm_path)
         .with_context(|| format!("reading component {}", wasm_path.display()))?;
     let mut engine_hash = DefaultHasher::new();
-    engine.precompile_compatibility_hash().hash(&mut engine_hash);
+    engine
+        .precompile_compatibility_hash()
+        .hash(&mut engine_hash);
     let mut key = blake3::Hasher::new();
     key.update(&bytes);
     key.update(&engine_hash.finish().to_le_bytes());
@@ -104,7 +110,9 @@ fn write_cache(component: &Component, path: &Path) -> anyhow::Result<()> {
     let serialized = component.serialize()?;
     let tmp = dir.join(format!(
         ".{}.{}.tmp",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("component"),
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("component"),
         std::process::id()
     ));
     std::fs::write(&tmp, serialized)?;

@@ -9,7 +9,11 @@ use clap::{Parser, Subcommand};
 use edge_host::{App, AppOptions};
 
 #[derive(Parser)]
-#[command(name = "edge-host", version, about = "Runs Spin HTTP applications on wasmtime")]
+#[command(
+    name = "edge-host",
+    version,
+    about = "Runs Spin HTTP applications on wasmtime"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -64,7 +68,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         variables,
         max_instances,
     } = cli.command;
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async move {
         let options = AppOptions {
             manifest,
@@ -79,7 +85,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
         let address = listener.local_addr()?;
-        eprintln!("edge-host: serving `{}` on http://{address}", app_name(&app));
+        eprintln!(
+            "edge-host: serving `{}` on http://{address}",
+            app_name(&app)
+        );
         edge_host::serve(app, listener, shutdown_signal()).await?;
         eprintln!("edge-host: stopped");
         Ok(())

@@ -330,12 +330,39 @@ command = "make wasm"
     #[test]
     fn semantic_errors_name_the_field() {
         let cases = [
-            (GOOD.replace("spin_manifest_version = 2", "spin_manifest_version = 1"), "spin_manifest_version"),
-            (GOOD.replace("component = \"edge\"", "component = \"nope\""), "trigger.http[0].component"),
-            (GOOD.replace("route = \"/...\"", "route = \"api\""), "trigger.http[0].route"),
-            (GOOD.replace("token = { required = true, secret = true }", "token = { required = true, default = \"x\" }"), "variables.token"),
-            (GOOD.replace("[variables]\n", "[variables]\nBad-Name = { default = \"\" }\n"), "variables.Bad-Name"),
-            (GOOD.replace("source = \"edge.wasm\"", "source = { url = \"https://x/y.wasm\", digest = \"sha256:0\" }"), "component.edge.source"),
+            (
+                GOOD.replace("spin_manifest_version = 2", "spin_manifest_version = 1"),
+                "spin_manifest_version",
+            ),
+            (
+                GOOD.replace("component = \"edge\"", "component = \"nope\""),
+                "trigger.http[0].component",
+            ),
+            (
+                GOOD.replace("route = \"/...\"", "route = \"api\""),
+                "trigger.http[0].route",
+            ),
+            (
+                GOOD.replace(
+                    "token = { required = true, secret = true }",
+                    "token = { required = true, default = \"x\" }",
+                ),
+                "variables.token",
+            ),
+            (
+                GOOD.replace(
+                    "[variables]\n",
+                    "[variables]\nBad-Name = { default = \"\" }\n",
+                ),
+                "variables.Bad-Name",
+            ),
+            (
+                GOOD.replace(
+                    "source = \"edge.wasm\"",
+                    "source = { url = \"https://x/y.wasm\", digest = \"sha256:0\" }",
+                ),
+                "component.edge.source",
+            ),
         ];
         for (text, field) in cases {
             let err = parse(&text).unwrap_err();

@@ -103,11 +103,16 @@ fn parse_entry(entry: &str) -> Result<AllowedHost, AllowedHostError> {
         .ok_or_else(|| fail("expected scheme://host[:port]"))?;
     let rest = rest.trim_end_matches('/');
     if rest.contains('/') || rest.contains('@') || rest.contains('?') {
-        return Err(fail("only scheme, host and port are allowed; no path, query or user"));
+        return Err(fail(
+            "only scheme, host and port are allowed; no path, query or user",
+        ));
     }
     let scheme = match scheme.to_ascii_lowercase().as_str() {
         "*" => Pattern::Any,
-        s if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)) => {
+        s if !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)) =>
+        {
             Pattern::Exact(s.to_owned())
         }
         _ => return Err(fail("bad scheme")),
@@ -166,7 +171,9 @@ mod tests {
     use super::*;
 
     fn allows(list: &[&str], uri: &str) -> bool {
-        AllowedHosts::parse(list).unwrap().allows(&uri.parse().unwrap())
+        AllowedHosts::parse(list)
+            .unwrap()
+            .allows(&uri.parse().unwrap())
     }
 
     #[test]
@@ -205,7 +212,15 @@ mod tests {
 
     #[test]
     fn malformed_entries_are_named() {
-        for bad in ["127.0.0.1:8080", "http://host/path", "http://host:port", "*://host", "http://*.*", "ftp://h", "http://u@h"] {
+        for bad in [
+            "127.0.0.1:8080",
+            "http://host/path",
+            "http://host:port",
+            "*://host",
+            "http://*.*",
+            "ftp://h",
+            "http://u@h",
+        ] {
             let err = AllowedHosts::parse(&[bad]).unwrap_err();
             assert!(err.to_string().contains(bad), "{err}");
         }

@@ -46,7 +46,11 @@ impl RoutePattern {
 
 fn normalise(path: &str) -> String {
     let trimmed = path.trim_end_matches('/');
-    if trimmed.is_empty() { "/".to_owned() } else { trimmed.to_owned() }
+    if trimmed.is_empty() {
+        "/".to_owned()
+    } else {
+        trimmed.to_owned()
+    }
 }
 
 impl<T> Router<T> {
@@ -59,9 +63,10 @@ impl<T> Router<T> {
     /// prefixes the longest wins.
     pub fn route(&self, path: &str) -> Option<RouteMatch<'_, T>> {
         let path = normalise(path);
-        let exact = self.routes.iter().find(|(pattern, _)| {
-            matches!(pattern, RoutePattern::Exact(p) if *p == path)
-        });
+        let exact = self
+            .routes
+            .iter()
+            .find(|(pattern, _)| matches!(pattern, RoutePattern::Exact(p) if *p == path));
         if let Some((pattern, handler)) = exact {
             return Some(RouteMatch {
                 handler,
@@ -74,7 +79,12 @@ impl<T> Router<T> {
             .filter_map(|(pattern, handler)| match pattern {
                 RoutePattern::Prefix(prefix) => {
                     let rest = path.strip_prefix(prefix.as_str())?;
-                    (rest.is_empty() || rest.starts_with('/')).then(|| (prefix.len(), pattern, handler, rest))
+                    (rest.is_empty() || rest.starts_with('/')).then_some((
+                        prefix.len(),
+                        pattern,
+                        handler,
+                        rest,
+                    ))
                 }
                 RoutePattern::Exact(_) => None,
             })

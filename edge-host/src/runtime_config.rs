@@ -63,8 +63,7 @@ enum StoreDoc {
 impl RuntimeConfig {
     /// Reads a runtime-config file; errors name the file, line and field.
     pub fn load(path: &Path) -> Result<Self, String> {
-        let text =
-            std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let base = path.parent().unwrap_or(Path::new("."));
         Self::parse(&text, base).map_err(|e| format!("{}: {e}", path.display()))
     }
@@ -129,24 +128,40 @@ mod tests {
         .unwrap();
         assert_eq!(
             config.store("default"),
-            Some(StoreConfig::Spin { path: "/etc/app/kv.db".into() })
+            Some(StoreConfig::Spin {
+                path: "/etc/app/kv.db".into()
+            })
         );
-        assert_eq!(config.store("cache"), Some(StoreConfig::Memory { capacity_bytes: 1024 }));
+        assert_eq!(
+            config.store("cache"),
+            Some(StoreConfig::Memory {
+                capacity_bytes: 1024
+            })
+        );
         assert_eq!(config.store("other"), None);
     }
 
     #[test]
     fn default_store_is_in_memory_without_config() {
         let config = RuntimeConfig::default();
-        assert!(matches!(config.store("default"), Some(StoreConfig::Memory { .. })));
+        assert!(matches!(
+            config.store("default"),
+            Some(StoreConfig::Memory { .. })
+        ));
     }
 
     #[test]
     fn errors_name_the_field() {
         let cases = [
             ("[key_value_store.x]\ntype = \"dynamo\"\n", "dynamo"),
-            ("[key_value_store.x]\ntype = \"memory\"\ncapacity = 5\n", "capacity"),
-            ("[key_value_store.x]\ntype = \"memory\"\ncapacity_bytes = 0\n", "key_value_store.x.capacity_bytes"),
+            (
+                "[key_value_store.x]\ntype = \"memory\"\ncapacity = 5\n",
+                "capacity",
+            ),
+            (
+                "[key_value_store.x]\ntype = \"memory\"\ncapacity_bytes = 0\n",
+                "key_value_store.x.capacity_bytes",
+            ),
             ("[sqlite_database.x]\ntype = \"spin\"\n", "sqlite_database"),
             ("[key_value_store.x]\npath = \"a\"\n", "type"),
         ];

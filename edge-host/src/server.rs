@@ -106,10 +106,18 @@ async fn handle(
 type Dispatched = (Response<HyperOutgoingBody>, String);
 type Failure = (StatusCode, String, String);
 
-async fn dispatch(app: &App, mut request: Request<Incoming>, peer: SocketAddr) -> Result<Dispatched, Failure> {
+async fn dispatch(
+    app: &App,
+    mut request: Request<Incoming>,
+    peer: SocketAddr,
+) -> Result<Dispatched, Failure> {
     let path = request.uri().path().to_owned();
     let Some(route) = app.router.route(&path) else {
-        return Err((StatusCode::NOT_FOUND, "no route matches this path".into(), String::new()));
+        return Err((
+            StatusCode::NOT_FOUND,
+            "no route matches this path".into(),
+            String::new(),
+        ));
     };
     let component = &app.components[*route.handler];
     let component_id = component.context.id.to_string();
@@ -117,8 +125,12 @@ async fn dispatch(app: &App, mut request: Request<Incoming>, peer: SocketAddr) -
 
     set_spin_headers(&mut request, peer, &route.matched_route, &route.path_info);
 
-    let state = RequestState::new(component.context.clone())
-        .map_err(|e| fail(StatusCode::INTERNAL_SERVER_ERROR, format!("preparing instance: {e:#}")))?;
+    let state = RequestState::new(component.context.clone()).map_err(|e| {
+        fail(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("preparing instance: {e:#}"),
+        )
+    })?;
     let mut store = Store::new(component.pre.engine(), state);
     let incoming = store
         .data_mut()
@@ -160,10 +172,43 @@ async fn dispatch(app: &App, mut request: Request<Incoming>, peer: SocketAddr) -
     }
 }
 
+/// The host terminates the client's connection, so it drops the fields that
+/// described that connection (RFC 9110 §7.6.1) before the component sees the
+/// request: `wasi:http` hides `Connection` itself from guests, so a guest
+/// could not know which fields it nominated.
+fn remove_connection_fields(headers: &mut http::HeaderMap) {
+    let nominated: Vec<HeaderName> = headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+        .collect();
+    for name in nominated {
+        headers.remove(name);
+    }
+    for name in [
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "upgrade",
+    ] {
+        headers.remove(name);
+    }
+}
+
 /// Spin tells components about the request through `spin-*` headers; any a
 /// client sent are replaced, so a component can trust them.
-fn set_spin_headers(request: &mut Request<Incoming>, peer: SocketAddr, matched_route: &str, path_info: &str) {
+fn set_spin_headers(
+    request: &mut Request<Incoming>,
+    peer: SocketAddr,
+    matched_route: &str,
+    path_info: &str,
+) {
     let headers = request.headers_mut();
+    remove_connection_fields(headers);
     let forged: Vec<HeaderName> = headers
         .keys()
         .filter(|name| name.as_str().starts_with("spin-"))

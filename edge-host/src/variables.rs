@@ -159,14 +159,21 @@ mod tests {
     }
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
     fn precedence_is_cli_then_env_then_default() {
         let providers = VariableProviders::new(
             &["token=from-cli".into()],
-            env(&[("SPIN_VARIABLE_TOKEN", "from-env"), ("SPIN_VARIABLE_ORIGIN_URL", "http://env"), ("PATH", "/bin")]),
+            env(&[
+                ("SPIN_VARIABLE_TOKEN", "from-env"),
+                ("SPIN_VARIABLE_ORIGIN_URL", "http://env"),
+                ("PATH", "/bin"),
+            ]),
         )
         .unwrap();
         let values = resolve_application_variables(&declared(), &providers).unwrap();
@@ -193,7 +200,8 @@ mod tests {
             VariableProviders::new(&["novalue".into()], env(&[])),
             Err(VariableError::MalformedCliVariable(_))
         ));
-        let providers = VariableProviders::new(&["nope=1".into(), "token=1".into()], env(&[])).unwrap();
+        let providers =
+            VariableProviders::new(&["nope=1".into(), "token=1".into()], env(&[])).unwrap();
         assert_eq!(
             resolve_application_variables(&declared(), &providers),
             Err(VariableError::UnknownCliVariable("nope".into()))

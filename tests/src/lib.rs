@@ -1,1 +1,161 @@
-//! Integration tests live in `tests/`; this crate has no library code.
+//! Test harness: runs the real compiled edge-cache component inside
+//! edge-host on a loopback port.
+//!
+//! The component is built once by `make wasm` (which `make test` runs
+//! first); edge-host's on-disk compilation cache means every test after the
+//! first loads machine code instead of compiling.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use edge_host::{App, AppOptions};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// The workspace root.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// The built component; panics with the fix if it is missing.
+pub fn component_path() -> PathBuf {
+    let path = workspace_root().join("target/wasm32-wasip2/release/edge_cache.wasm");
+    assert!(
+        path.exists(),
+        "{} is missing: build it with `make wasm` (make test does this)",
+        path.display()
+    );
+    path
+}
+
+/// A running edge on 127.0.0.1, stopped when dropped.
+pub struct Edge {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<std::io::Result<()>>>,
+    _workdir: tempfile::TempDir,
+}
+
+/// What to start an edge with.
+#[derive(Debug, Clone, Default)]
+pub struct EdgeSetup {
+    /// `--variable NAME=VALUE` flags.
+    pub variables: Vec<String>,
+    /// Environment for `SPIN_VARIABLE_*`.
+    pub environment: Vec<(String, String)>,
+    /// Overrides the manifest's `allowed_outbound_hosts` (default: the
+    /// `origin_url` template, as in `spin.toml`).
+    pub allowed_outbound_hosts: Option<Vec<String>>,
+}
+
+impl EdgeSetup {
+    /// An edge whose origin is `origin_url`.
+    pub fn origin(origin_url: &str) -> Self {
+        EdgeSetup {
+            variables: vec![format!("origin_url={origin_url}")],
+            ..Default::default()
+        }
+    }
+
+    /// Adds a `--variable`.
+    pub fn variable(mut self, name: &str, value: &str) -> Self {
+        self.variables.push(format!("{name}={value}"));
+        self
+    }
+}
+
+impl Edge {
+    /// Starts an edge with the repository's `spin.toml` semantics.
+    pub async fn start(setup: EdgeSetup) -> anyhow::Result<Edge> {
+        let workdir = tempfile::tempdir()?;
+        let manifest = workdir.path().join("spin.toml");
+        std::fs::write(&manifest, test_manifest(&setup))?;
+        let options = AppOptions {
+            manifest,
+            runtime_config: None,
+            variables: setup.variables.clone(),
+            environment: setup.environment.clone(),
+            cache_dir: Some(workspace_root().join("target/edge-host-cache")),
+            max_instances: Some(64),
+        };
+        let app = Arc::new(tokio::task::spawn_blocking(move || App::load(&options)).await??);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let (shutdown, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(edge_host::serve(app, listener, async move {
+            let _ = stopped.await;
+        }));
+        Ok(Edge {
+            addr,
+            shutdown: Some(shutdown),
+            task: Some(task),
+            _workdir: workdir,
+        })
+    }
+
+    /// `http://127.0.0.1:PORT{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Stops accepting and waits for in-flight requests.
+    pub async fn stop(mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for Edge {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+}
+
+/// The manifest the tests run: `spin.toml`'s shape with an absolute source.
+fn test_manifest(setup: &EdgeSetup) -> String {
+    let hosts = match &setup.allowed_outbound_hosts {
+        Some(hosts) => hosts
+            .iter()
+            .map(|h| format!("{h:?}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        None => "\"{{ origin_url }}\"".to_owned(),
+    };
+    format!(
+        r#"spin_manifest_version = 2
+[application]
+name = "edge-cache-test"
+[variables]
+origin_url = {{ required = true }}
+origin_timeout_ms = {{ default = "10000" }}
+[[trigger.http]]
+route = "/..."
+component = "edge-cache"
+[component.edge-cache]
+source = {source:?}
+allowed_outbound_hosts = [{hosts}]
+key_value_stores = ["default"]
+[component.edge-cache.variables]
+origin_url = "{{{{ origin_url }}}}"
+origin_timeout_ms = "{{{{ origin_timeout_ms }}}}"
+"#,
+        source = component_path().display().to_string(),
+    )
+}
+
+/// A loopback port with nothing listening on it.
+pub fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    listener.local_addr().expect("local addr").port()
+}

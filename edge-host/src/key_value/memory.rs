@@ -42,7 +42,9 @@ impl MemoryStore {
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         // A panic while holding the lock cannot leave the map half-updated in
         // a way that matters more than losing the cache, so keep serving.
-        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -96,7 +98,10 @@ mod tests {
     use super::*;
 
     fn block<F: std::future::Future>(f: F) -> F::Output {
-        tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
     }
 
     #[test]
@@ -127,7 +132,10 @@ mod tests {
             store.get("a").await.unwrap(); // a is now the most recent
             store.set("d", vec![0; 9]).await.unwrap();
             assert!(store.exists("a").await.unwrap());
-            assert!(!store.exists("b").await.unwrap(), "b was least recently used");
+            assert!(
+                !store.exists("b").await.unwrap(),
+                "b was least recently used"
+            );
             assert!(store.exists("c").await.unwrap());
             assert!(store.exists("d").await.unwrap());
             assert_eq!(store.used_bytes(), 30);

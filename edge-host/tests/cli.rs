@@ -1,0 +1,232 @@
+//! `edge-host up` as a process: start-up errors and graceful shutdown.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_edge-host");
+
+fn run_up(dir: &Path, args: &[&str]) -> (i32, String) {
+    let output = Command::new(BIN)
+        .current_dir(dir)
+        .args(["up", "--listen", "127.0.0.1:0"])
+        .args(args)
+        .env("EDGE_HOST_CACHE_DIR", dir.join("cache"))
+        .output()
+        .expect("run edge-host");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+const MANIFEST: &str = r#"spin_manifest_version = 2
+[application]
+name = "t"
+[variables]
+origin_url = { default = "http://127.0.0.1:9" }
+[[trigger.http]]
+route = "/..."
+component = "c"
+[component.c]
+source = "c.wasm"
+key_value_stores = ["default"]
+"#;
+
+/// Every start-up mistake is one line naming the file and field, exit 1.
+#[test]
+fn startup_errors_are_one_line_and_exit_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (vec!["-f".into(), "missing.toml".into()], "missing.toml"),
+        (
+            vec![
+                "-f".into(),
+                write(
+                    d,
+                    "typo.toml",
+                    &MANIFEST.replace("key_value_stores", "kv_stores"),
+                )
+                .display()
+                .to_string(),
+            ],
+            "kv_stores",
+        ),
+        (
+            vec![
+                "-f".into(),
+                write(
+                    d,
+                    "nostore.toml",
+                    &MANIFEST.replace("[\"default\"]", "[\"other\"]"),
+                )
+                .display()
+                .to_string(),
+            ],
+            "component.c.key_value_stores",
+        ),
+        (
+            vec![
+                "-f".into(),
+                write(d, "ok.toml", MANIFEST).display().to_string(),
+                "--variable".into(),
+                "nope=1".into(),
+            ],
+            "--variable nope",
+        ),
+        (
+            vec![
+                "-f".into(),
+                d.join("ok.toml").display().to_string(),
+                "--runtime-config-file".into(),
+                write(
+                    d,
+                    "rc.toml",
+                    "[key_value_store.default]\ntype = \"mystery\"\n",
+                )
+                .display()
+                .to_string(),
+            ],
+            "rc.toml",
+        ),
+        (
+            vec!["-f".into(), d.join("ok.toml").display().to_string()],
+            "component.c.source",
+        ),
+    ];
+    for (args, needle) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (code, stderr) = run_up(d, &args);
+        assert_eq!(code, 1, "{args:?}: {stderr}");
+        let error_lines: Vec<&str> = stderr.lines().filter(|l| l.contains("error")).collect();
+        assert_eq!(error_lines.len(), 1, "{args:?}: {stderr}");
+        assert!(
+            error_lines[0].contains(needle),
+            "expected `{needle}` in: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
+
+fn component() -> Option<PathBuf> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/wasm32-wasip2/release/edge_cache.wasm");
+    path.exists().then_some(path)
+}
+
+/// An origin that answers each request after `delay`, on a thread; it
+/// signals on the returned channel when a request has arrived.
+fn slow_origin(delay: Duration) -> (u16, std::sync::mpsc::Receiver<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (arrived, arrivals) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { break };
+            let arrived = arrived.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok() && line != "\r\n" {
+                    line.clear();
+                }
+                let _ = arrived.send(());
+                std::thread::sleep(delay);
+                let _ = stream.write_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\nconnection: close\r\n\r\nslow",
+                );
+            });
+        }
+    });
+    (port, arrivals)
+}
+
+struct Running(Child);
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+    }
+}
+
+/// SIGTERM stops accepting, lets the in-flight request finish, exits 0.
+#[test]
+fn sigterm_finishes_in_flight_requests_then_exits_0() {
+    let Some(wasm) = component() else {
+        panic!("component missing: run `make wasm` first (make test does)");
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (origin_port, arrivals) = slow_origin(Duration::from_millis(1500));
+    let manifest = write(
+        dir.path(),
+        "spin.toml",
+        &format!(
+            "spin_manifest_version = 2\n[application]\nname = \"t\"\n[variables]\norigin_url = {{ required = true }}\n\
+             [[trigger.http]]\nroute = \"/...\"\ncomponent = \"c\"\n[component.c]\nsource = {:?}\n\
+             allowed_outbound_hosts = [\"{{{{ origin_url }}}}\"]\n[component.c.variables]\norigin_url = \"{{{{ origin_url }}}}\"\n",
+            wasm.display().to_string()
+        ),
+    );
+    let port = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut child = Running(
+        Command::new(BIN)
+            .args(["up", "-f"])
+            .arg(&manifest)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args([
+                "--variable",
+                &format!("origin_url=http://127.0.0.1:{origin_port}"),
+            ])
+            .env(
+                "EDGE_HOST_CACHE_DIR",
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/edge-host-cache"),
+            )
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    // Wait for the "serving" line: the signal that the listener is bound.
+    let mut stderr = BufReader::new(child.0.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("serving") {
+        line.clear();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "edge-host exited before serving"
+        );
+    }
+
+    let mut client = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    client
+        .write_all(b"GET /slow HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n")
+        .unwrap();
+    // The request is in flight once the origin (which holds it 1.5 s) has it.
+    arrivals
+        .recv_timeout(Duration::from_secs(10))
+        .expect("request reached the origin");
+    let status = Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+
+    let mut response = String::new();
+    client.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.ends_with("slow"), "{response}");
+    let exit = child.0.wait().unwrap();
+    assert_eq!(exit.code(), Some(0));
+    // And it no longer accepts connections.
+    assert!(TcpStream::connect(("127.0.0.1", port)).is_err());
+}
