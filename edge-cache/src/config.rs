@@ -38,6 +38,11 @@ pub struct EdgeConfig {
     pub origin: OriginAddress,
     /// How long the origin has to connect and to send its response head.
     pub origin_timeout: Duration,
+    /// Path (in the component's filesystem) of the JSON cache rules; `None`
+    /// for the built-in default rule.
+    pub cache_rules_path: Option<String>,
+    /// The key-value store label (default `default`).
+    pub store_name: String,
 }
 
 /// A setting that is missing or malformed; the message names the variable.
@@ -69,9 +74,18 @@ impl EdgeConfig {
             None => DEFAULT_ORIGIN_TIMEOUT,
             Some(raw) => parse_timeout_ms("origin_timeout_ms", raw.trim())?,
         };
+        let cache_rules_path = lookup("cache_rules")
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty());
+        let store_name = lookup("store_name")
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| "default".to_owned());
         Ok(EdgeConfig {
             origin,
             origin_timeout,
+            cache_rules_path,
+            store_name,
         })
     }
 }
@@ -152,6 +166,16 @@ mod tests {
         assert_eq!(c.origin.authority.as_str(), "127.0.0.1:8080");
         assert_eq!(c.origin.target_for("/a?b=1"), "/a?b=1");
         assert_eq!(c.origin_timeout, DEFAULT_ORIGIN_TIMEOUT);
+        assert_eq!(c.cache_rules_path, None);
+        assert_eq!(c.store_name, "default");
+        let c = config(&[
+            ("origin_url", "http://o"),
+            ("cache_rules", "/rules/r.json"),
+            ("store_name", "edge"),
+        ])
+        .unwrap();
+        assert_eq!(c.cache_rules_path.as_deref(), Some("/rules/r.json"));
+        assert_eq!(c.store_name, "edge");
     }
 
     #[test]

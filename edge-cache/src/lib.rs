@@ -6,10 +6,21 @@
 //! that wires them to Spin's HTTP and key-value interfaces. Nothing outside
 //! the adapter touches `spin_sdk`.
 
+pub mod cache_control;
+pub mod cache_status;
+pub mod conditional;
 pub mod config;
+pub mod entry;
 pub mod forwarding;
+pub mod freshness;
 pub mod hop_by_hop;
+pub mod invalidation;
+pub mod key;
 pub mod origin_failure;
+pub mod request_flow;
+pub mod rules;
+pub mod storability;
+pub mod vary;
 
 #[cfg(target_arch = "wasm32")]
 mod spin_adapter;

@@ -1,129 +1,220 @@
 //! The Spin adapter (WASI 0.2, `spin-sdk` 5): the only module that talks to
-//! the host. It turns `wasi:http` resources into `http` types for the core,
-//! and the core's decisions back into outgoing requests and responses.
+//! the host. It implements the flow's [`Store`], [`Origin`] and [`Clock`]
+//! with Spin key-value and `wasi:http`, and relays the flow's answer.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue, Method as HttpMethod};
 use spin_sdk::http::{
-    ErrorCode, Fields, IncomingRequest, IncomingResponse, Method, OutgoingRequest,
-    OutgoingResponse, ResponseOutparam, Scheme,
+    ErrorCode, Fields, IncomingRequest, Method, OutgoingRequest, OutgoingResponse,
+    ResponseOutparam, Scheme,
 };
+use spin_sdk::key_value;
 use spin_sdk::wit::wasi::http0_2_0::outgoing_handler;
 use spin_sdk::wit::wasi::http0_2_0::types::{OutgoingBody, RequestOptions};
 
 use crate::config::EdgeConfig;
-use crate::forwarding::{ClientConnection, client_response_headers, origin_request_headers};
 use crate::origin_failure::OriginFailure;
+use crate::request_flow::{
+    ClientRequest, Clock, EdgeCache, Origin, OriginRequest, Response, Store, StoreFailure,
+};
+use crate::rules::CacheRules;
 
 /// `blocking-write-and-flush` accepts at most this many bytes per call.
 const WRITE_CHUNK: usize = 4096;
 
-/// A complete response, ready to be sent to the client.
-struct Reply {
-    status: u16,
-    headers: HeaderMap,
-    body: Vec<u8>,
-}
-
-impl Reply {
-    fn text(status: u16, body: String) -> Self {
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            http::header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; charset=utf-8"),
-        );
-        headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(body.len()));
-        Reply {
-            status,
-            headers,
-            body: body.into_bytes(),
-        }
-    }
-}
-
 #[spin_sdk::http_component]
 async fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
-    let reply = match EdgeConfig::from_variables(variable) {
-        Ok(config) => proxy(&config, request).await,
+    let config = match EdgeConfig::from_variables(variable) {
+        Ok(config) => config,
         Err(error) => {
             eprintln!("edge-cache: configuration error: {error}");
-            Reply::text(500, format!("edge misconfigured: {error}\n"))
+            let reply = text_response(500, format!("edge misconfigured: {error}\n"));
+            send_reply(response_out, reply).await;
+            return;
         }
     };
-    send_reply(response_out, reply).await;
+    let client_request = match read_request(request).await {
+        Ok(request) => request,
+        Err(reply) => {
+            send_reply(response_out, reply).await;
+            return;
+        }
+    };
+    let store = SpinStore::open(&config.store_name);
+    let rules = load_rules(&config, &store);
+    let origin = SpinOrigin { config: &config };
+    let edge = EdgeCache {
+        rules: rules.as_ref(),
+        store: &store,
+        origin: &origin,
+        clock: &SystemClock,
+    };
+    let (response, refresh) = edge.handle(client_request);
+    send_reply(response_out, response).await;
+    // WASI 0.2 lets the handler keep running after the response is done:
+    // stale-while-revalidate refreshes happen here, off the client's path.
+    if let Some(refresh) = refresh {
+        edge.refresh(refresh);
+    }
 }
 
 fn variable(name: &'static str) -> Option<String> {
     spin_sdk::variables::get(name).ok()
 }
 
-async fn proxy(config: &EdgeConfig, request: IncomingRequest) -> Reply {
-    let method = request.method();
-    let is_head = matches!(method, Method::Head);
-    let client_headers = header_map(request.headers().entries());
-    let path_and_query = request.path_with_query().unwrap_or_else(|| "/".to_owned());
-    let body = match request.into_body().await {
-        Ok(body) => body,
-        Err(error) => return Reply::text(400, format!("could not read request body: {error}\n")),
+/// Loads the rules file; a broken one is reported (once per distinct
+/// error, remembered in the store) and the edge proxies without caching.
+fn load_rules(config: &EdgeConfig, store: &SpinStore) -> Option<CacheRules> {
+    let Some(path) = &config.cache_rules_path else {
+        return Some(CacheRules::default());
     };
-
-    let connection = ClientConnection::from_spin_headers(&client_headers);
-    let headers = origin_request_headers(&client_headers, &connection);
-    let target = config.origin.target_for(&path_and_query);
-    let response = match send_to_origin(config, method, &target, &headers, &body) {
-        Ok(response) => response,
-        Err(failure) => {
-            let error = failure.to_response();
-            eprintln!("edge-cache: {} {}", error.status, error.body.trim_end());
-            return Reply::text(error.status, error.body);
+    let parsed = std::fs::read_to_string(path)
+        .map_err(|e| format!("cache rules: {path}: {e}"))
+        .and_then(|text| CacheRules::parse(&text).map_err(|e| format!("{path}: {e}")));
+    match parsed {
+        Ok(rules) => Some(rules),
+        Err(message) => {
+            let marker = format!("e:{}", crate::key::hash128(message.as_bytes()));
+            if !matches!(store.get(&marker), Ok(Some(_))) {
+                eprintln!("edge-cache: {message}; caching is off until it is fixed");
+                let _ = store.set(&marker, b"1");
+            }
+            None
         }
-    };
-
-    let status = response.status();
-    let origin_headers = header_map(response.headers().entries());
-    let body = match response.into_body().await {
-        Ok(body) => body,
-        Err(error) => {
-            let failure = OriginFailure::Protocol(format!("response body broke off: {error}"));
-            return Reply::text(502, failure.to_response().body);
-        }
-    };
-    let mut headers = client_response_headers(&origin_headers);
-    if is_head {
-        // The body we relay is empty; a Content-Length describing the GET
-        // representation would make the host reject the response.
-        headers.remove(http::header::CONTENT_LENGTH);
-    }
-    Reply {
-        status,
-        headers,
-        body,
     }
 }
 
-fn send_to_origin(
-    config: &EdgeConfig,
-    method: Method,
-    target: &str,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<IncomingResponse, OriginFailure> {
+struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> SystemTime {
+        SystemTime::now()
+    }
+}
+
+/// The Spin key-value store; a store that fails to open fails every call,
+/// which the flow treats as "bypass the cache".
+struct SpinStore(Result<key_value::Store, String>);
+
+impl SpinStore {
+    fn open(label: &str) -> Self {
+        SpinStore(key_value::Store::open(label).map_err(|e| format!("open {label}: {e}")))
+    }
+
+    fn store(&self) -> Result<&key_value::Store, StoreFailure> {
+        self.0.as_ref().map_err(|e| StoreFailure(e.clone()))
+    }
+}
+
+impl Store for SpinStore {
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreFailure> {
+        self.store()?
+            .get(key)
+            .map_err(|e| StoreFailure(e.to_string()))
+    }
+
+    fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreFailure> {
+        self.store()?
+            .set(key, value)
+            .map_err(|e| StoreFailure(e.to_string()))
+    }
+
+    fn delete(&self, key: &str) -> Result<(), StoreFailure> {
+        self.store()?
+            .delete(key)
+            .map_err(|e| StoreFailure(e.to_string()))
+    }
+}
+
+struct SpinOrigin<'a> {
+    config: &'a EdgeConfig,
+}
+
+impl Origin for SpinOrigin<'_> {
+    fn send(&self, request: OriginRequest) -> Result<Response, OriginFailure> {
+        send_to_origin(self.config, request)
+    }
+}
+
+async fn read_request(request: IncomingRequest) -> Result<ClientRequest, Response> {
+    let method = HttpMethod::from_bytes(method_name(&request.method()).as_bytes())
+        .map_err(|_| text_response(400, "unsupported method\n".into()))?;
+    let headers = header_map(request.headers().entries());
+    let path_and_query = request.path_with_query().unwrap_or_else(|| "/".to_owned());
+    let body = request
+        .into_body()
+        .await
+        .map_err(|e| text_response(400, format!("could not read request body: {e}\n")))?;
+    Ok(ClientRequest {
+        method,
+        path_and_query,
+        headers,
+        body,
+    })
+}
+
+fn method_name(method: &Method) -> String {
+    match method {
+        Method::Get => "GET".into(),
+        Method::Head => "HEAD".into(),
+        Method::Post => "POST".into(),
+        Method::Put => "PUT".into(),
+        Method::Delete => "DELETE".into(),
+        Method::Connect => "CONNECT".into(),
+        Method::Options => "OPTIONS".into(),
+        Method::Trace => "TRACE".into(),
+        Method::Patch => "PATCH".into(),
+        Method::Other(other) => other.clone(),
+    }
+}
+
+fn wit_method(method: &HttpMethod) -> Method {
+    match *method {
+        HttpMethod::GET => Method::Get,
+        HttpMethod::HEAD => Method::Head,
+        HttpMethod::POST => Method::Post,
+        HttpMethod::PUT => Method::Put,
+        HttpMethod::DELETE => Method::Delete,
+        HttpMethod::CONNECT => Method::Connect,
+        HttpMethod::OPTIONS => Method::Options,
+        HttpMethod::TRACE => Method::Trace,
+        HttpMethod::PATCH => Method::Patch,
+        ref other => Method::Other(other.as_str().to_owned()),
+    }
+}
+
+fn text_response(status: u16, body: String) -> Response {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    Response {
+        status,
+        headers,
+        body: body.into_bytes(),
+    }
+}
+
+fn send_to_origin(config: &EdgeConfig, request: OriginRequest) -> Result<Response, OriginFailure> {
     let protocol = |what: &str| OriginFailure::Protocol(what.to_owned());
-    let fields = Fields::from_list(&field_list(headers))
+    let fields = Fields::from_list(&field_list(&request.headers))
         .map_err(|e| protocol(&format!("request headers rejected by the host: {e:?}")))?;
-    let request = OutgoingRequest::new(fields);
+    let outgoing = OutgoingRequest::new(fields);
     let scheme = if config.origin.scheme == http::uri::Scheme::HTTPS {
         Scheme::Https
     } else {
         Scheme::Http
     };
-    let parts_set = request.set_method(&method).is_ok()
-        && request.set_scheme(Some(&scheme)).is_ok()
-        && request
+    let target = config.origin.target_for(&request.target);
+    let parts_set = outgoing.set_method(&wit_method(&request.method)).is_ok()
+        && outgoing.set_scheme(Some(&scheme)).is_ok()
+        && outgoing
             .set_authority(Some(config.origin.authority.as_str()))
             .is_ok()
-        && request.set_path_with_query(Some(target)).is_ok();
+        && outgoing.set_path_with_query(Some(&target)).is_ok();
     if !parts_set {
         return Err(protocol("request line rejected by the host"));
     }
@@ -135,19 +226,56 @@ fn send_to_origin(
     let _ = options.set_first_byte_timeout(Some(timeout));
     let _ = options.set_between_bytes_timeout(Some(timeout));
 
-    let outgoing_body = request
+    let outgoing_body = outgoing
         .body()
         .map_err(|()| protocol("request body unavailable"))?;
-    let pending = outgoing_handler::handle(request, Some(options))
+    let pending = outgoing_handler::handle(outgoing, Some(options))
         .map_err(|code| classify(code, config.origin_timeout))?;
-    write_body(outgoing_body, body)?;
+    write_body(outgoing_body, &request.body)?;
 
     pending.subscribe().block();
-    match pending.get() {
-        Some(Ok(Ok(response))) => Ok(response),
-        Some(Ok(Err(code))) => Err(classify(code, config.origin_timeout)),
-        Some(Err(())) | None => Err(protocol("response future failed")),
+    let response = match pending.get() {
+        Some(Ok(Ok(response))) => response,
+        Some(Ok(Err(code))) => return Err(classify(code, config.origin_timeout)),
+        Some(Err(())) | None => return Err(protocol("response future failed")),
+    };
+    let status = response.status();
+    let headers = header_map(response.headers().entries());
+    let body = read_body(response, config.origin_timeout)?;
+    Ok(Response {
+        status,
+        headers,
+        body,
+    })
+}
+
+fn read_body(
+    response: spin_sdk::http::IncomingResponse,
+    timeout: Duration,
+) -> Result<Vec<u8>, OriginFailure> {
+    let broken = |e: String| OriginFailure::Protocol(format!("response body broke off: {e}"));
+    let body = response.consume().map_err(|()| broken("no body".into()))?;
+    let mut out = Vec::new();
+    {
+        let stream = body.stream().map_err(|()| broken("no stream".into()))?;
+        loop {
+            match stream.blocking_read(64 * 1024) {
+                Ok(chunk) => out.extend_from_slice(&chunk),
+                Err(wasi::io::streams::StreamError::Closed) => break,
+                Err(wasi::io::streams::StreamError::LastOperationFailed(e)) => {
+                    let detail = e.to_debug_string();
+                    if detail.contains("timeout") || detail.contains("Timeout") {
+                        return Err(OriginFailure::TimedOut(timeout));
+                    }
+                    return Err(broken(detail));
+                }
+            }
+        }
     }
+    drop(spin_sdk::wit::wasi::http0_2_0::types::IncomingBody::finish(
+        body,
+    ));
+    Ok(out)
 }
 
 fn write_body(outgoing: OutgoingBody, body: &[u8]) -> Result<(), OriginFailure> {
@@ -181,7 +309,7 @@ fn classify(code: ErrorCode, timeout: Duration) -> OriginFailure {
     }
 }
 
-async fn send_reply(response_out: ResponseOutparam, reply: Reply) {
+async fn send_reply(response_out: ResponseOutparam, reply: Response) {
     let fields = match Fields::from_list(&field_list(&reply.headers)) {
         Ok(fields) => fields,
         Err(error) => {

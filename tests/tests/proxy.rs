@@ -102,11 +102,17 @@ async fn post_body_and_headers_reach_the_origin() {
 }
 
 #[tokio::test]
-async fn head_is_proxied_without_a_body() {
+async fn head_is_answered_from_a_get_without_a_body() {
     let origin = MockServer::start().await;
-    Mock::given(method("HEAD"))
+    // HEAD is answered from the GET response the edge fetches (and could
+    // store), so the origin sees a GET.
+    Mock::given(method("GET"))
         .and(path("/static/app.css"))
-        .respond_with(ResponseTemplate::new(200).insert_header("etag", "\"v1\""))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header("etag", "\"v1\"")
+                .set_body_string("body{}"),
+        )
         .expect(1)
         .mount(&origin)
         .await;
@@ -119,13 +125,17 @@ async fn head_is_proxied_without_a_body() {
         .unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["etag"], "\"v1\"");
+    assert_eq!(response.headers()["content-length"], "6");
     assert!(response.bytes().await.unwrap().is_empty());
 }
 
 #[tokio::test]
 async fn hop_by_hop_fields_are_stripped_and_forwarding_fields_added() {
     let origin = MockServer::start().await;
-    Mock::given(path("/hop"))
+    // POST passes every end-to-end header through (cacheable GETs forward
+    // only what the key covers; see the caching tests).
+    Mock::given(method("POST"))
+        .and(path("/hop"))
         .respond_with(
             ResponseTemplate::new(200)
                 .insert_header("x-end-to-end", "1")
@@ -139,7 +149,7 @@ async fn hop_by_hop_fields_are_stripped_and_forwarding_fields_added() {
 
     let response = raw_exchange(
         &edge,
-        "GET /hop HTTP/1.1\r\nHost: shop.example\r\nConnection: close, x-secret\r\n\
+        "POST /hop HTTP/1.1\r\nHost: shop.example\r\nContent-Length: 0\r\nConnection: close, x-secret\r\n\
          X-Secret: must-not-pass\r\nTE: trailers\r\nProxy-Authorization: Basic Zm9v\r\n\
          Via: 1.0 corp\r\nspin-client-addr: 6.6.6.6:1\r\nX-Kept: yes\r\n\r\n",
     )

@@ -1,0 +1,145 @@
+//! The `Cache-Status` response header (RFC 9211).
+
+use std::fmt::Write as _;
+
+/// Our cache's name in `Cache-Status`.
+pub const CACHE_NAME: &str = "edge-cache";
+
+/// Why the request went forward to the origin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forward {
+    /// Nothing stored for the URL.
+    UriMiss,
+    /// Stored for the URL, but not this variant.
+    VaryMiss,
+    /// A miss for another reason (unusable entry).
+    Miss,
+    /// The entry was stale and had to be revalidated or refetched.
+    Stale,
+    /// The request demanded it (`no-cache`, `no-store`).
+    Request,
+    /// The cache was configured (or failed) to bypass.
+    Bypass,
+}
+
+impl Forward {
+    fn token(self) -> &'static str {
+        match self {
+            Forward::UriMiss => "uri-miss",
+            Forward::VaryMiss => "vary-miss",
+            Forward::Miss => "miss",
+            Forward::Stale => "stale",
+            Forward::Request => "request",
+            Forward::Bypass => "bypass",
+        }
+    }
+}
+
+/// What happened to one request in this cache.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CacheStatus {
+    /// Served from the cache.
+    pub hit: bool,
+    /// Forwarded, and why.
+    pub fwd: Option<Forward>,
+    /// The status the origin answered with, when forwarded.
+    pub fwd_status: Option<u16>,
+    /// Remaining freshness in seconds (negative when stale).
+    pub ttl: Option<i64>,
+    /// The response was stored.
+    pub stored: bool,
+    /// Free-form detail (a token).
+    pub detail: Option<String>,
+}
+
+impl CacheStatus {
+    /// A hit with `ttl` seconds of freshness left.
+    pub fn hit(ttl: i64) -> Self {
+        CacheStatus {
+            hit: true,
+            ttl: Some(ttl),
+            ..Default::default()
+        }
+    }
+
+    /// Forwarded for `reason`.
+    pub fn forward(reason: Forward) -> Self {
+        CacheStatus {
+            fwd: Some(reason),
+            ..Default::default()
+        }
+    }
+
+    /// Adds a detail token.
+    pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+
+    /// The header value, e.g. `edge-cache; fwd=uri-miss; fwd-status=200; stored`.
+    pub fn header_value(&self) -> String {
+        let mut out = CACHE_NAME.to_owned();
+        if self.hit {
+            out.push_str("; hit");
+        }
+        if let Some(fwd) = self.fwd {
+            let _ = write!(out, "; fwd={}", fwd.token());
+        }
+        if let Some(status) = self.fwd_status {
+            let _ = write!(out, "; fwd-status={status}");
+        }
+        if let Some(ttl) = self.ttl {
+            let _ = write!(out, "; ttl={ttl}");
+        }
+        if self.stored {
+            out.push_str("; stored");
+        }
+        if let Some(detail) = &self.detail {
+            let is_token = !detail.is_empty()
+                && detail
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:/*".contains(&b))
+                && detail.as_bytes()[0].is_ascii_alphabetic();
+            if is_token {
+                let _ = write!(out, "; detail={detail}");
+            } else {
+                let escaped = detail.replace('\\', "\\\\").replace('"', "\\\"");
+                let _ = write!(out, "; detail=\"{escaped}\"");
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_rfc_9211_parameters() {
+        assert_eq!(
+            CacheStatus::hit(42).header_value(),
+            "edge-cache; hit; ttl=42"
+        );
+        let mut miss = CacheStatus::forward(Forward::UriMiss);
+        miss.fwd_status = Some(200);
+        miss.stored = true;
+        miss.ttl = Some(60);
+        assert_eq!(
+            miss.header_value(),
+            "edge-cache; fwd=uri-miss; fwd-status=200; ttl=60; stored"
+        );
+        assert_eq!(
+            CacheStatus::forward(Forward::Bypass)
+                .with_detail("store-error")
+                .header_value(),
+            "edge-cache; fwd=bypass; detail=store-error"
+        );
+        assert_eq!(
+            CacheStatus::forward(Forward::Miss)
+                .with_detail("not \"ok\"")
+                .header_value(),
+            "edge-cache; fwd=miss; detail=\"not \\\"ok\\\"\""
+        );
+    }
+}

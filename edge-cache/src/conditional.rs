@@ -1,0 +1,226 @@
+//! Answering a client from a stored response: conditional requests (304,
+//! RFC 9110 §13) and single byte ranges (206/416, §14).
+
+use http::HeaderMap;
+
+use crate::freshness::header_date;
+
+/// Whether the client's validators match the stored response, so `304`.
+pub fn client_has_current(request: &HeaderMap, stored: &HeaderMap) -> bool {
+    let etag = stored.get("etag").and_then(|v| v.to_str().ok());
+    if let Some(candidates) = request.get("if-none-match").and_then(|v| v.to_str().ok()) {
+        // Weak comparison (§13.1.2).
+        let strip = |t: &str| t.trim().trim_start_matches("W/").to_owned();
+        return match etag {
+            _ if candidates.trim() == "*" => true,
+            Some(etag) => candidates.split(',').any(|c| strip(c) == strip(etag)),
+            None => false,
+        };
+    }
+    match (
+        header_date(request, "if-modified-since"),
+        header_date(stored, "last-modified"),
+    ) {
+        (Some(since), Some(modified)) => modified <= since,
+        _ => false,
+    }
+}
+
+/// Fields a `304` carries from the stored response (§15.4.5).
+pub const NOT_MODIFIED_FIELDS: [&str; 7] = [
+    "cache-control",
+    "content-location",
+    "date",
+    "etag",
+    "expires",
+    "vary",
+    "last-modified",
+];
+
+/// The outcome of a `Range` request against a full stored body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RangeAnswer {
+    /// Serve the whole body (no, unsupported or multiple ranges, or a stale
+    /// `If-Range`).
+    Full,
+    /// Serve `start..=end` of `total` bytes.
+    Partial {
+        /// First byte.
+        start: u64,
+        /// Last byte, inclusive.
+        end: u64,
+        /// Full length.
+        total: u64,
+    },
+    /// `416`, with `Content-Range: bytes */total`.
+    Unsatisfiable {
+        /// Full length.
+        total: u64,
+    },
+}
+
+/// Interprets `Range` (one `bytes=` range) and `If-Range`.
+pub fn range_answer(request: &HeaderMap, stored: &HeaderMap, total: u64) -> RangeAnswer {
+    let Some(range) = request.get("range").and_then(|v| v.to_str().ok()) else {
+        return RangeAnswer::Full;
+    };
+    if let Some(if_range) = request.get("if-range").and_then(|v| v.to_str().ok()) {
+        let if_range = if_range.trim();
+        let current = if if_range.starts_with('"') {
+            // Strong comparison only.
+            stored.get("etag").and_then(|v| v.to_str().ok()) == Some(if_range)
+        } else {
+            matches!(
+                (httpdate::parse_http_date(if_range).ok(), header_date(stored, "last-modified")),
+                (Some(a), Some(b)) if a == b
+            )
+        };
+        if !current {
+            return RangeAnswer::Full;
+        }
+    }
+    let Some(spec) = range.trim().strip_prefix("bytes=") else {
+        return RangeAnswer::Full;
+    };
+    if spec.contains(',') {
+        return RangeAnswer::Full; // multipart ranges: a full 200 is allowed
+    }
+    let Some((first, last)) = spec.trim().split_once('-') else {
+        return RangeAnswer::Full;
+    };
+    let parse = |s: &str| s.trim().parse::<u64>().ok();
+    let (start, end) = match (first.trim().is_empty(), parse(first), parse(last)) {
+        // bytes=-N: the last N bytes.
+        (true, _, Some(n)) if n > 0 => (total.saturating_sub(n), total.saturating_sub(1)),
+        (true, _, _) => return RangeAnswer::Unsatisfiable { total },
+        (false, Some(start), None) if last.trim().is_empty() => (start, total.saturating_sub(1)),
+        (false, Some(start), Some(end)) if end >= start => {
+            (start, end.min(total.saturating_sub(1)))
+        }
+        _ => return RangeAnswer::Full, // syntactically invalid: ignore
+    };
+    if total == 0 || start >= total {
+        return RangeAnswer::Unsatisfiable { total };
+    }
+    RangeAnswer::Partial { start, end, total }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn conditional_matches() {
+        let stored = headers(&[
+            ("etag", "\"v1\""),
+            ("last-modified", "Tue, 14 Nov 2023 22:13:20 GMT"),
+        ]);
+        assert!(client_has_current(
+            &headers(&[("if-none-match", "\"v0\", W/\"v1\"")]),
+            &stored
+        ));
+        assert!(!client_has_current(
+            &headers(&[("if-none-match", "\"v2\"")]),
+            &stored
+        ));
+        assert!(client_has_current(
+            &headers(&[("if-none-match", "*")]),
+            &stored
+        ));
+        // If-None-Match wins over If-Modified-Since.
+        assert!(!client_has_current(
+            &headers(&[
+                ("if-none-match", "\"v2\""),
+                ("if-modified-since", "Tue, 14 Nov 2023 22:13:20 GMT")
+            ]),
+            &stored
+        ));
+        assert!(client_has_current(
+            &headers(&[("if-modified-since", "Wed, 15 Nov 2023 00:00:00 GMT")]),
+            &stored
+        ));
+        assert!(!client_has_current(
+            &headers(&[("if-modified-since", "Mon, 13 Nov 2023 00:00:00 GMT")]),
+            &stored
+        ));
+        assert!(!client_has_current(
+            &headers(&[("if-modified-since", "yesterday")]),
+            &stored
+        ));
+    }
+
+    #[test]
+    fn ranges() {
+        use RangeAnswer::*;
+        let stored = headers(&[("etag", "\"v1\"")]);
+        let table = [
+            (
+                "bytes=0-3",
+                Partial {
+                    start: 0,
+                    end: 3,
+                    total: 10,
+                },
+            ),
+            (
+                "bytes=5-",
+                Partial {
+                    start: 5,
+                    end: 9,
+                    total: 10,
+                },
+            ),
+            (
+                "bytes=-3",
+                Partial {
+                    start: 7,
+                    end: 9,
+                    total: 10,
+                },
+            ),
+            (
+                "bytes=8-100",
+                Partial {
+                    start: 8,
+                    end: 9,
+                    total: 10,
+                },
+            ),
+            ("bytes=10-", Unsatisfiable { total: 10 }),
+            ("bytes=-0", Unsatisfiable { total: 10 }),
+            ("bytes=0-1,4-5", Full),
+            ("bytes=5-2", Full),
+            ("items=0-1", Full),
+            ("bytes=x-y", Full),
+        ];
+        for (range, expected) in table {
+            assert_eq!(
+                range_answer(&headers(&[("range", range)]), &stored, 10),
+                expected,
+                "{range}"
+            );
+        }
+        let stale = headers(&[("range", "bytes=0-1"), ("if-range", "\"v0\"")]);
+        assert_eq!(range_answer(&stale, &stored, 10), Full);
+        let current = headers(&[("range", "bytes=0-1"), ("if-range", "\"v1\"")]);
+        assert_eq!(
+            range_answer(&current, &stored, 10),
+            Partial {
+                start: 0,
+                end: 1,
+                total: 10
+            }
+        );
+    }
+}

@@ -1,0 +1,432 @@
+//! How long a stored response stays fresh, and how old it is (RFC 9111
+//! §4.2), for a shared cache that also obeys CDN-targeted fields.
+
+use std::time::{Duration, SystemTime};
+
+use http::HeaderMap;
+
+use crate::cache_control::{CacheDirectives, Seconds};
+
+/// Which field's directives this cache obeys for a response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ControlSource {
+    /// `CDN-Cache-Control` (RFC 9213): targeted at CDNs, overrides the rest.
+    CdnCacheControl,
+    /// `Surrogate-Control`: the older surrogate-targeted field.
+    SurrogateControl,
+    /// `Cache-Control`.
+    CacheControl,
+}
+
+/// The directives that govern caching here, and where they came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EffectiveControl {
+    /// The field the directives came from.
+    pub source: ControlSource,
+    /// The directives.
+    pub directives: CacheDirectives,
+}
+
+impl EffectiveControl {
+    /// Picks the first present, non-empty field of `CDN-Cache-Control`,
+    /// `Surrogate-Control`, `Cache-Control`. A targeted field replaces
+    /// `Cache-Control` entirely for this cache (RFC 9213 §2.1); the client
+    /// still receives `Cache-Control` unchanged.
+    pub fn of(headers: &HeaderMap) -> Self {
+        for (name, source) in [
+            ("cdn-cache-control", ControlSource::CdnCacheControl),
+            ("surrogate-control", ControlSource::SurrogateControl),
+        ] {
+            if let Some(directives) = CacheDirectives::from_headers(headers, name)
+                && !directives.is_empty()
+            {
+                return EffectiveControl { source, directives };
+            }
+        }
+        EffectiveControl {
+            source: ControlSource::CacheControl,
+            directives: CacheDirectives::from_headers(headers, "cache-control").unwrap_or_default(),
+        }
+    }
+
+    /// Whether stale reuse needs successful validation first
+    /// (`must-revalidate`, `proxy-revalidate`, `no-cache`).
+    pub fn forbids_stale(&self) -> bool {
+        let d = &self.directives;
+        d.has("must-revalidate") || d.has("proxy-revalidate") || d.has("no-cache")
+    }
+
+    /// RFC 5861 `stale-while-revalidate` window.
+    pub fn stale_while_revalidate(&self) -> Option<Duration> {
+        seconds(&self.directives, "stale-while-revalidate")
+    }
+
+    /// RFC 5861 `stale-if-error` window.
+    pub fn stale_if_error(&self) -> Option<Duration> {
+        seconds(&self.directives, "stale-if-error")
+    }
+}
+
+fn seconds(d: &CacheDirectives, name: &str) -> Option<Duration> {
+    match d.seconds(name)? {
+        Seconds::Valid(n) => Some(Duration::from_secs(n)),
+        Seconds::Invalid => None,
+    }
+}
+
+/// Freshness a rule adds to or imposes on what the origin says.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FreshnessRule {
+    /// Replaces the origin's lifetime.
+    pub ttl_override: Option<Duration>,
+    /// Lifetime for responses that carry no freshness information.
+    pub default_ttl: Option<Duration>,
+    /// Whether heuristic freshness (§4.2.2) may be used.
+    pub heuristic: bool,
+    /// The response is a versioned object: treat as immutable.
+    pub immutable: bool,
+}
+
+/// How long versioned (immutable) objects are kept fresh.
+pub const IMMUTABLE_LIFETIME: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// Upper bound for heuristic freshness.
+const HEURISTIC_CAP: Duration = Duration::from_secs(24 * 3600);
+
+/// Status codes that are heuristically cacheable (RFC 9110 §15.1).
+pub fn heuristically_cacheable(status: u16) -> bool {
+    matches!(
+        status,
+        200 | 203 | 204 | 206 | 300 | 301 | 308 | 404 | 405 | 410 | 414 | 501
+    )
+}
+
+/// Where a lifetime came from (reported in `Cache-Status` detail).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LifetimeSource {
+    /// A rule's `ttl`.
+    RuleOverride,
+    /// A versioned object.
+    Immutable,
+    /// `s-maxage`.
+    SMaxAge,
+    /// `max-age`.
+    MaxAge,
+    /// `Expires` minus `Date`.
+    Expires,
+    /// §4.2.2 heuristic from `Last-Modified`.
+    Heuristic,
+    /// A rule's `default_ttl`.
+    RuleDefault,
+    /// Invalid freshness information: stale at once.
+    Invalid,
+}
+
+/// The freshness lifetime (§4.2.1), or `None` when the response carries no
+/// freshness information and no rule supplies one.
+pub fn freshness_lifetime(
+    status: u16,
+    headers: &HeaderMap,
+    control: &EffectiveControl,
+    rule: &FreshnessRule,
+    response_time: SystemTime,
+) -> Option<(Duration, LifetimeSource)> {
+    if let Some(ttl) = rule.ttl_override {
+        return Some((ttl, LifetimeSource::RuleOverride));
+    }
+    let d = &control.directives;
+    let explicit = match control.source {
+        // Surrogate-Control has only max-age.
+        ControlSource::SurrogateControl => {
+            d.seconds("max-age").map(|s| (s, LifetimeSource::MaxAge))
+        }
+        _ => d
+            .seconds("s-maxage")
+            .map(|s| (s, LifetimeSource::SMaxAge))
+            .or_else(|| d.seconds("max-age").map(|s| (s, LifetimeSource::MaxAge))),
+    };
+    if rule.immutable {
+        let origin = match explicit {
+            Some((Seconds::Valid(n), _)) => Duration::from_secs(n),
+            _ => Duration::ZERO,
+        };
+        return Some((origin.max(IMMUTABLE_LIFETIME), LifetimeSource::Immutable));
+    }
+    match explicit {
+        Some((Seconds::Valid(n), source)) => return Some((Duration::from_secs(n), source)),
+        Some((Seconds::Invalid, _)) => return Some((Duration::ZERO, LifetimeSource::Invalid)),
+        None => {}
+    }
+    if control.source == ControlSource::CacheControl && headers.contains_key("expires") {
+        let date = header_date(headers, "date").unwrap_or(response_time);
+        return Some(match header_date(headers, "expires") {
+            // Invalid dates such as "0" mean "already expired" (§5.3).
+            None => (Duration::ZERO, LifetimeSource::Invalid),
+            Some(expires) => (
+                expires.duration_since(date).unwrap_or(Duration::ZERO),
+                LifetimeSource::Expires,
+            ),
+        });
+    }
+    if rule.heuristic
+        && heuristically_cacheable(status)
+        && let Some(last_modified) = header_date(headers, "last-modified")
+    {
+        let date = header_date(headers, "date").unwrap_or(response_time);
+        let age = date.duration_since(last_modified).unwrap_or(Duration::ZERO);
+        return Some(((age / 10).min(HEURISTIC_CAP), LifetimeSource::Heuristic));
+    }
+    if heuristically_cacheable(status) {
+        return rule
+            .default_ttl
+            .map(|ttl| (ttl, LifetimeSource::RuleDefault));
+    }
+    None
+}
+
+/// An HTTP-date header, if present exactly once and valid (§4.2: a
+/// duplicated date is as good as invalid).
+pub fn header_date(headers: &HeaderMap, name: &str) -> Option<SystemTime> {
+    let mut values = headers.get_all(name).iter();
+    let first = values.next()?;
+    if values.next().is_some() {
+        return None;
+    }
+    httpdate::parse_http_date(first.to_str().ok()?).ok()
+}
+
+/// The `Age` header value in seconds; invalid or absent counts as 0.
+pub fn age_header(headers: &HeaderMap) -> Duration {
+    headers
+        .get("age")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
+        .unwrap_or(Duration::ZERO)
+}
+
+/// `corrected_initial_age` of §4.2.3: what the response's age was when we
+/// received it.
+pub fn corrected_initial_age(
+    headers: &HeaderMap,
+    request_time: SystemTime,
+    response_time: SystemTime,
+) -> Duration {
+    let date = header_date(headers, "date").unwrap_or(response_time);
+    let apparent_age = response_time.duration_since(date).unwrap_or(Duration::ZERO);
+    let response_delay = response_time
+        .duration_since(request_time)
+        .unwrap_or(Duration::ZERO);
+    let corrected_age_value = age_header(headers) + response_delay;
+    apparent_age.max(corrected_age_value)
+}
+
+/// `current_age` of §4.2.3.
+pub fn current_age(
+    corrected_initial_age: Duration,
+    response_time: SystemTime,
+    now: SystemTime,
+) -> Duration {
+    corrected_initial_age + now.duration_since(response_time).unwrap_or(Duration::ZERO)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        h
+    }
+
+    const T0: u64 = 1_700_000_000;
+    fn at(secs: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
+    }
+    fn date(secs: u64) -> String {
+        httpdate::fmt_http_date(at(secs))
+    }
+
+    fn lifetime(
+        status: u16,
+        pairs: &[(&str, &str)],
+        rule: FreshnessRule,
+    ) -> Option<(u64, LifetimeSource)> {
+        let h = headers(pairs);
+        freshness_lifetime(status, &h, &EffectiveControl::of(&h), &rule, at(T0))
+            .map(|(d, s)| (d.as_secs(), s))
+    }
+
+    #[test]
+    fn precedence_of_freshness_sources() {
+        use LifetimeSource::*;
+        let none = FreshnessRule::default();
+        let d0 = date(T0);
+        let exp = date(T0 + 300);
+        let past = date(T0 - 10);
+        type Case<'a> = (Vec<(&'a str, &'a str)>, Option<(u64, LifetimeSource)>);
+        let table: Vec<Case> = vec![
+            (
+                vec![("cache-control", "max-age=60, s-maxage=120")],
+                Some((120, SMaxAge)),
+            ),
+            (vec![("cache-control", "max-age=60")], Some((60, MaxAge))),
+            (
+                vec![
+                    ("cache-control", "max-age=60"),
+                    ("expires", &exp),
+                    ("date", &d0),
+                ],
+                Some((60, MaxAge)),
+            ),
+            (vec![("expires", &exp), ("date", &d0)], Some((300, Expires))),
+            (vec![("expires", "0"), ("date", &d0)], Some((0, Invalid))),
+            (vec![("expires", &past), ("date", &d0)], Some((0, Expires))),
+            (vec![("cache-control", "max-age=oops")], Some((0, Invalid))),
+            (
+                vec![
+                    ("cdn-cache-control", "max-age=600"),
+                    ("cache-control", "max-age=5"),
+                ],
+                Some((600, MaxAge)),
+            ),
+            (
+                vec![
+                    ("cdn-cache-control", "s-maxage=700, max-age=600"),
+                    ("cache-control", "s-maxage=5"),
+                ],
+                Some((700, SMaxAge)),
+            ),
+            (
+                vec![
+                    ("surrogate-control", "max-age=900"),
+                    ("cache-control", "max-age=5"),
+                ],
+                Some((900, MaxAge)),
+            ),
+            // Targeted field with no lifetime still overrides Cache-Control.
+            (
+                vec![
+                    ("cdn-cache-control", "public"),
+                    ("cache-control", "max-age=5"),
+                ],
+                None,
+            ),
+            // An empty targeted field is ignored.
+            (
+                vec![("cdn-cache-control", ""), ("cache-control", "max-age=5")],
+                Some((5, MaxAge)),
+            ),
+            // Expires is a Cache-Control-family fallback only.
+            (
+                vec![("surrogate-control", "no-store"), ("expires", &exp)],
+                None,
+            ),
+            (vec![], None),
+        ];
+        for (pairs, expected) in table {
+            assert_eq!(lifetime(200, &pairs, none), expected, "{pairs:?}");
+        }
+    }
+
+    #[test]
+    fn rules_override_default_and_heuristic() {
+        let lm = date(T0 - 1000);
+        let d0 = date(T0);
+        let pairs = [("last-modified", lm.as_str()), ("date", d0.as_str())];
+        let heuristic = FreshnessRule {
+            heuristic: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            lifetime(200, &pairs, heuristic),
+            Some((100, LifetimeSource::Heuristic))
+        );
+        assert_eq!(
+            lifetime(200, &pairs, FreshnessRule::default()),
+            None,
+            "heuristics off by default"
+        );
+        assert_eq!(
+            lifetime(302, &pairs, heuristic),
+            None,
+            "302 is not heuristically cacheable"
+        );
+
+        let default = FreshnessRule {
+            default_ttl: Some(Duration::from_secs(30)),
+            ..Default::default()
+        };
+        assert_eq!(
+            lifetime(200, &[], default),
+            Some((30, LifetimeSource::RuleDefault))
+        );
+        assert_eq!(lifetime(500, &[], default), None);
+        assert_eq!(
+            lifetime(200, &[("cache-control", "max-age=5")], default),
+            Some((5, LifetimeSource::MaxAge))
+        );
+
+        let forced = FreshnessRule {
+            ttl_override: Some(Duration::from_secs(7)),
+            ..Default::default()
+        };
+        assert_eq!(
+            lifetime(200, &[("cache-control", "max-age=500")], forced),
+            Some((7, LifetimeSource::RuleOverride))
+        );
+
+        let immutable = FreshnessRule {
+            immutable: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            lifetime(200, &[("cache-control", "max-age=60")], immutable)
+                .unwrap()
+                .0,
+            IMMUTABLE_LIFETIME.as_secs()
+        );
+    }
+
+    #[test]
+    fn age_calculation_follows_4_2_3() {
+        // Origin says Age: 10; the response took 2 s to arrive; the Date is
+        // 5 s before we received it; we stored it 30 s ago.
+        let h = headers(&[("age", "10"), ("date", &date(T0 - 5))]);
+        let initial = corrected_initial_age(&h, at(T0 - 2), at(T0));
+        assert_eq!(initial, Duration::from_secs(12));
+        assert_eq!(
+            current_age(initial, at(T0), at(T0 + 30)),
+            Duration::from_secs(42)
+        );
+        // Clock skew (Date in the future) never makes age negative.
+        let h = headers(&[("date", &date(T0 + 100)), ("age", "garbage")]);
+        assert_eq!(corrected_initial_age(&h, at(T0), at(T0)), Duration::ZERO);
+    }
+
+    #[test]
+    fn duplicated_dates_are_invalid() {
+        let h = headers(&[("expires", &date(T0 + 60)), ("expires", &date(T0 + 120))]);
+        assert_eq!(header_date(&h, "expires"), None);
+    }
+
+    #[test]
+    fn stale_directives() {
+        let h = headers(&[(
+            "cache-control",
+            "max-age=1, stale-while-revalidate=30, stale-if-error=600",
+        )]);
+        let c = EffectiveControl::of(&h);
+        assert_eq!(c.stale_while_revalidate(), Some(Duration::from_secs(30)));
+        assert_eq!(c.stale_if_error(), Some(Duration::from_secs(600)));
+        assert!(!c.forbids_stale());
+        let h = headers(&[("cache-control", "max-age=1, must-revalidate")]);
+        assert!(EffectiveControl::of(&h).forbids_stale());
+    }
+}

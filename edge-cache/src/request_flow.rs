@@ -1,0 +1,929 @@
+//! The request flow: route, key, look up, validate, serve or fetch, store.
+//!
+//! Generic over the three things it does I/O with ([`Store`], [`Origin`],
+//! [`Clock`]) so the whole flow runs natively in unit tests; the Spin
+//! adapter supplies the real ones.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use http::header::{HeaderName, HeaderValue};
+use http::{HeaderMap, Method};
+
+use crate::cache_control::{CacheDirectives, Seconds};
+use crate::cache_status::{CacheStatus, Forward};
+use crate::conditional::{NOT_MODIFIED_FIELDS, RangeAnswer, client_has_current, range_answer};
+use crate::entry::{self, EntryMeta, StoredValue, VaryIndex};
+use crate::forwarding::{ClientConnection, client_response_headers, origin_request_headers};
+use crate::freshness::{EffectiveControl, corrected_initial_age, current_age, freshness_lifetime};
+use crate::invalidation::{
+    decode_stamp, encode_stamp, next_stamp, stamp_store_key, stamps_current, url_scope,
+};
+use crate::key::{KeyedRequest, build_key, hash128};
+use crate::origin_failure::OriginFailure;
+use crate::rules::{CacheRules, Rule};
+use crate::storability::{Candidate, NOT_STORED_HEADERS, check_storable};
+use crate::vary::{MAX_VARIANTS, VaryNames, normalise_accept_encoding, variance};
+
+/// A request as the client sent it (the body already read).
+#[derive(Debug, Clone)]
+pub struct ClientRequest {
+    /// Method.
+    pub method: Method,
+    /// Path and query as received.
+    pub path_and_query: String,
+    /// Headers, including the host's `spin-*` metadata.
+    pub headers: HeaderMap,
+    /// Body.
+    pub body: Vec<u8>,
+}
+
+/// A request to the origin (path and query relative to the origin URL).
+#[derive(Debug, Clone)]
+pub struct OriginRequest {
+    /// Method.
+    pub method: Method,
+    /// Origin-form target.
+    pub target: String,
+    /// Headers.
+    pub headers: HeaderMap,
+    /// Body.
+    pub body: Vec<u8>,
+}
+
+/// A complete response (from the origin, or for the client).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    /// Status.
+    pub status: u16,
+    /// Headers.
+    pub headers: HeaderMap,
+    /// Body.
+    pub body: Vec<u8>,
+}
+
+/// A failed store operation (the flow falls back to the origin).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreFailure(pub String);
+
+/// The key-value store.
+pub trait Store {
+    /// The value under `key`.
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreFailure>;
+    /// Writes `value` under `key`.
+    fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreFailure>;
+    /// Removes `key`.
+    fn delete(&self, key: &str) -> Result<(), StoreFailure>;
+}
+
+/// The origin.
+pub trait Origin {
+    /// Sends a request and reads the whole response.
+    fn send(&self, request: OriginRequest) -> Result<Response, OriginFailure>;
+}
+
+/// Wall-clock time.
+pub trait Clock {
+    /// Now.
+    fn now(&self) -> SystemTime;
+}
+
+/// Work left to do after the response is sent (`stale-while-revalidate`).
+#[derive(Debug, Clone)]
+pub struct Refresh {
+    request: ClientRequest,
+}
+
+/// Request headers forwarded for cacheable requests besides keyed ones:
+/// content negotiation that origins declare with `Vary`, credentials (which
+/// restrict storing), and the forwarding fields the edge adds.
+const FORWARDED_FOR_CACHEABLE: [&str; 9] = [
+    "accept",
+    "accept-encoding",
+    "accept-language",
+    "user-agent",
+    "authorization",
+    "via",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+];
+
+/// Headers only the edge acts on; never sent to clients.
+const EDGE_ONLY_HEADERS: [&str; 3] = ["surrogate-key", "surrogate-control", "cdn-cache-control"];
+
+/// The edge cache over a store, an origin and a clock.
+pub struct EdgeCache<'a, S, O, C> {
+    /// Cache rules (`None`: the rules file is broken; proxy without caching).
+    pub rules: Option<&'a CacheRules>,
+    /// The store.
+    pub store: &'a S,
+    /// The origin.
+    pub origin: &'a O,
+    /// The clock.
+    pub clock: &'a C,
+}
+
+/// A stored response found for a request.
+struct Found {
+    meta: EntryMeta,
+    body: Vec<u8>,
+}
+
+enum Lookup {
+    Found(Found),
+    Miss(Forward, Option<&'static str>),
+}
+
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn from_unix_ms(ms: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms)
+}
+
+fn header_pairs(headers: &HeaderMap) -> Vec<(String, Vec<u8>)> {
+    headers
+        .iter()
+        .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec()))
+        .collect()
+}
+
+fn header_map(pairs: &[(String, Vec<u8>)]) -> HeaderMap {
+    let mut map = HeaderMap::with_capacity(pairs.len());
+    for (name, value) in pairs {
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_bytes(value),
+        ) {
+            map.append(n, v);
+        }
+    }
+    map
+}
+
+fn seconds(d: Duration) -> i64 {
+    d.as_secs() as i64
+}
+
+impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
+    /// Handles one request; the optional [`Refresh`] is to be run after the
+    /// response has been sent.
+    pub fn handle(&self, request: ClientRequest) -> (Response, Option<Refresh>) {
+        let cacheable_method = request.method == Method::GET || request.method == Method::HEAD;
+        let Some(rules) = self.rules else {
+            let status = CacheStatus::forward(Forward::Bypass).with_detail("rules-error");
+            return (self.pass(&request, status), None);
+        };
+        if !cacheable_method {
+            return (self.pass_unsafe(&request, rules), None);
+        }
+        let path = request.path_and_query.split('?').next().unwrap_or("/");
+        let rule = rules.for_path(&crate::key::normalise_path(path));
+        if rule.bypass {
+            let status =
+                CacheStatus::forward(Forward::Bypass).with_detail(format!("rule-{}", rule.label()));
+            return (self.pass(&request, status), None);
+        }
+        self.cacheable(request, rule)
+    }
+
+    /// Runs a deferred `stale-while-revalidate` refresh.
+    pub fn refresh(&self, refresh: Refresh) {
+        let Some(rules) = self.rules else { return };
+        let request = refresh.request;
+        let path = request.path_and_query.split('?').next().unwrap_or("/");
+        let rule = rules.for_path(&crate::key::normalise_path(path));
+        let keyed = self.key_for(&request, rule);
+        if let Ok(Lookup::Found(found)) = self.lookup(&keyed, &request.headers) {
+            let _ = self.revalidate(&request, rule, &keyed, found);
+        }
+    }
+
+    fn key_for(&self, request: &ClientRequest, rule: &Rule) -> KeyedRequest {
+        let connection = ClientConnection::from_spin_headers(&request.headers);
+        let host = connection.host.as_deref().unwrap_or("");
+        build_key(
+            &connection.scheme,
+            host,
+            &request.path_and_query,
+            &request.headers,
+            rule,
+        )
+    }
+
+    /// Forwards a request unchanged (apart from forwarding fields).
+    fn pass(&self, request: &ClientRequest, mut status: CacheStatus) -> Response {
+        let connection = ClientConnection::from_spin_headers(&request.headers);
+        let origin_request = OriginRequest {
+            method: request.method.clone(),
+            target: request.path_and_query.clone(),
+            headers: origin_request_headers(&request.headers, &connection),
+            body: request.body.clone(),
+        };
+        match self.origin.send(origin_request) {
+            Ok(response) => {
+                status.fwd_status = Some(response.status);
+                let mut headers = client_response_headers(&response.headers);
+                strip_edge_only(&mut headers);
+                finish(
+                    response.status,
+                    headers,
+                    response.body,
+                    None,
+                    &status,
+                    request.method == Method::HEAD,
+                )
+            }
+            Err(failure) => error_response(&failure, &status),
+        }
+    }
+
+    /// Unsafe methods go through; a non-error answer invalidates the target
+    /// URI and same-host `Location`/`Content-Location` (RFC 9111 §4.4).
+    fn pass_unsafe(&self, request: &ClientRequest, rules: &CacheRules) -> Response {
+        let status = CacheStatus::forward(Forward::Bypass).with_detail("method");
+        let response = self.pass(request, status);
+        let unsafe_method = matches!(request.method.as_str(), "POST" | "PUT" | "DELETE" | "PATCH");
+        if unsafe_method && response.status < 400 && !is_edge_error(&response) {
+            let connection = ClientConnection::from_spin_headers(&request.headers);
+            let host = connection.host.clone().unwrap_or_default();
+            let mut targets = vec![request.path_and_query.clone()];
+            for name in ["location", "content-location"] {
+                if let Some(target) = response.headers.get(name).and_then(|v| v.to_str().ok())
+                    && let Some(path) = same_host_path(target, &connection.scheme, &host)
+                {
+                    targets.push(path);
+                }
+            }
+            for target in targets {
+                let path = target.split('?').next().unwrap_or("/");
+                let rule = rules.for_path(&crate::key::normalise_path(path));
+                let keyed = build_key(&connection.scheme, &host, &target, &HeaderMap::new(), rule);
+                let _ = self.invalidate_url(&keyed);
+            }
+        }
+        response
+    }
+
+    fn invalidate_url(&self, keyed: &KeyedRequest) -> Result<(), StoreFailure> {
+        let key = stamp_store_key(&url_scope(canonical_url(keyed)));
+        let previous = decode_stamp(self.store.get(&key)?.as_deref());
+        let stamp = next_stamp(previous, unix_ms(self.clock.now()));
+        self.store.set(&key, &encode_stamp(stamp))
+    }
+
+    fn current_stamp(&self, scope: &str) -> Result<u64, StoreFailure> {
+        Ok(decode_stamp(
+            self.store.get(&stamp_store_key(scope))?.as_deref(),
+        ))
+    }
+
+    fn cacheable(&self, request: ClientRequest, rule: &Rule) -> (Response, Option<Refresh>) {
+        let keyed = self.key_for(&request, rule);
+        let request_cc = request_directives(&request.headers);
+        if request_cc.has("no-store") {
+            let status = CacheStatus::forward(Forward::Request).with_detail("no-store");
+            return (
+                self.fetch_and_maybe_store(&request, rule, &keyed, status, false),
+                None,
+            );
+        }
+        let must_validate =
+            request_cc.has("no-cache") || request_cc.seconds("max-age") == Some(Seconds::Valid(0));
+
+        let found = match self.lookup(&keyed, &request.headers) {
+            Ok(Lookup::Found(found)) => found,
+            Ok(Lookup::Miss(forward, detail)) => {
+                let mut status = CacheStatus::forward(forward);
+                status.detail = detail.map(str::to_owned);
+                return (
+                    self.fetch_and_maybe_store(&request, rule, &keyed, status, true),
+                    None,
+                );
+            }
+            Err(_) => {
+                // Store unavailable: fail open to the origin, store nothing.
+                let status = CacheStatus::forward(Forward::Bypass).with_detail("store-error");
+                return (
+                    self.fetch_and_maybe_store(&request, rule, &keyed, status, false),
+                    None,
+                );
+            }
+        };
+
+        let now = self.clock.now();
+        let stored_headers = header_map(&found.meta.headers);
+        let control = EffectiveControl::of(&stored_headers);
+        let age = current_age(
+            Duration::from_millis(found.meta.initial_age_ms),
+            from_unix_ms(found.meta.response_time_ms),
+            now,
+        );
+        let lifetime = Duration::from_millis(found.meta.lifetime_ms);
+        let fresh = age < lifetime && !must_validate && !control.directives.has("no-cache");
+        if fresh {
+            let status = CacheStatus::hit(seconds(lifetime) - seconds(age));
+            return (self.serve_stored(&request, &found, age, &status), None);
+        }
+
+        let may_serve_stale = !control.forbids_stale() && !must_validate;
+        if may_serve_stale
+            && let Some(window) = control.stale_while_revalidate()
+            && age < lifetime + window
+        {
+            let status = CacheStatus::hit(seconds(lifetime) - seconds(age))
+                .with_detail("stale-while-revalidate");
+            let refresh = Refresh {
+                request: request.clone(),
+            };
+            return (
+                self.serve_stored(&request, &found, age, &status),
+                Some(refresh),
+            );
+        }
+        (self.revalidate(&request, rule, &keyed, found), None)
+    }
+
+    /// Revalidates a stale entry (§4.3): a `304` refreshes it, a full answer
+    /// replaces it, a failure serves it stale where `stale-if-error` allows.
+    fn revalidate(
+        &self,
+        request: &ClientRequest,
+        rule: &Rule,
+        keyed: &KeyedRequest,
+        found: Found,
+    ) -> Response {
+        let stored_headers = header_map(&found.meta.headers);
+        let control = EffectiveControl::of(&stored_headers);
+        let now = self.clock.now();
+        let age = current_age(
+            Duration::from_millis(found.meta.initial_age_ms),
+            from_unix_ms(found.meta.response_time_ms),
+            now,
+        );
+        let lifetime = Duration::from_millis(found.meta.lifetime_ms);
+        let stale_if_error = !control.forbids_stale()
+            && control
+                .stale_if_error()
+                .is_some_and(|window| age < lifetime + window);
+
+        let mut origin_request = self.cacheable_origin_request(request, keyed);
+        if let Some(etag) = stored_headers.get("etag") {
+            origin_request.headers.insert("if-none-match", etag.clone());
+        }
+        if let Some(modified) = stored_headers.get("last-modified") {
+            origin_request
+                .headers
+                .insert("if-modified-since", modified.clone());
+        }
+        let stamps = self.stamps_for(keyed);
+        let request_time = self.clock.now();
+        let result = self.origin.send(origin_request);
+        let response_time = self.clock.now();
+
+        let serve_stale = |fwd_status: Option<u16>, detail: &str| {
+            let mut status = CacheStatus::forward(Forward::Stale).with_detail(detail);
+            status.fwd_status = fwd_status;
+            status.ttl = Some(seconds(lifetime) - seconds(age));
+            self.serve_stored(request, &found, age, &status)
+        };
+        match result {
+            Ok(response) if response.status == 304 => {
+                // §4.3.4: the 304's headers replace the stored ones.
+                let mut headers = stored_headers.clone();
+                let fresh_headers = client_response_headers(&response.headers);
+                for name in fresh_headers.keys() {
+                    if name == "content-length" || NOT_STORED_HEADERS.contains(&name.as_str()) {
+                        continue;
+                    }
+                    headers.remove(name);
+                    for value in fresh_headers.get_all(name) {
+                        headers.append(name.clone(), value.clone());
+                    }
+                }
+                let updated = Response {
+                    status: found.meta.status,
+                    headers,
+                    body: found.body.clone(),
+                };
+                let mut status = CacheStatus::forward(Forward::Stale);
+                status.fwd_status = Some(304);
+                self.store_and_serve(
+                    request,
+                    rule,
+                    keyed,
+                    updated,
+                    stamps,
+                    request_time,
+                    response_time,
+                    status,
+                    true,
+                )
+            }
+            Ok(response) if matches!(response.status, 500 | 502 | 503 | 504) && stale_if_error => {
+                serve_stale(Some(response.status), "stale-if-error")
+            }
+            Ok(response) => {
+                let mut status = CacheStatus::forward(Forward::Stale);
+                status.fwd_status = Some(response.status);
+                self.store_and_serve(
+                    request,
+                    rule,
+                    keyed,
+                    response,
+                    stamps,
+                    request_time,
+                    response_time,
+                    status,
+                    true,
+                )
+            }
+            Err(_) if stale_if_error => serve_stale(None, "stale-if-error"),
+            Err(failure) => error_response(&failure, &CacheStatus::forward(Forward::Stale)),
+        }
+    }
+
+    fn stamps_for(&self, keyed: &KeyedRequest) -> Result<Vec<(String, u64)>, StoreFailure> {
+        let scope = url_scope(canonical_url(keyed));
+        let stamp = self.current_stamp(&scope)?;
+        Ok(vec![(scope, stamp)])
+    }
+
+    /// The request the edge sends for a cacheable GET/HEAD: always a GET
+    /// (HEAD is answered from it), with only what the key covers or what
+    /// cannot poison the cache.
+    fn cacheable_origin_request(
+        &self,
+        request: &ClientRequest,
+        keyed: &KeyedRequest,
+    ) -> OriginRequest {
+        let connection = ClientConnection::from_spin_headers(&request.headers);
+        let all = origin_request_headers(&request.headers, &connection);
+        let path = keyed.path.as_str();
+        let rule_headers: Vec<String> = self
+            .rules
+            .map(|r| {
+                r.for_path(path)
+                    .headers
+                    .iter()
+                    .map(|h| h.to_ascii_lowercase())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut headers = HeaderMap::new();
+        for (name, value) in &all {
+            let keep = FORWARDED_FOR_CACHEABLE.contains(&name.as_str())
+                || rule_headers.iter().any(|h| h == name.as_str());
+            if keep {
+                headers.append(name.clone(), value.clone());
+            }
+        }
+        if headers.contains_key("accept-encoding") {
+            let joined: Vec<&str> = all
+                .get_all("accept-encoding")
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .collect();
+            headers.insert(
+                "accept-encoding",
+                HeaderValue::from_static(normalise_accept_encoding(&joined.join(","))),
+            );
+        }
+        if let Some(cookie) = keyed
+            .cookie
+            .as_deref()
+            .and_then(|c| HeaderValue::from_str(c).ok())
+        {
+            headers.insert("cookie", cookie);
+        }
+        OriginRequest {
+            method: Method::GET,
+            target: keyed.origin_target.clone(),
+            headers,
+            body: Vec::new(),
+        }
+    }
+
+    fn fetch_and_maybe_store(
+        &self,
+        request: &ClientRequest,
+        rule: &Rule,
+        keyed: &KeyedRequest,
+        status: CacheStatus,
+        may_store: bool,
+    ) -> Response {
+        let stamps = if may_store {
+            self.stamps_for(keyed)
+        } else {
+            Err(StoreFailure("not storing".into()))
+        };
+        let origin_request = self.cacheable_origin_request(request, keyed);
+        let request_time = self.clock.now();
+        match self.origin.send(origin_request) {
+            Ok(response) => {
+                let response_time = self.clock.now();
+                let mut status = status;
+                status.fwd_status = Some(response.status);
+                self.store_and_serve(
+                    request,
+                    rule,
+                    keyed,
+                    response,
+                    stamps,
+                    request_time,
+                    response_time,
+                    status,
+                    may_store,
+                )
+            }
+            Err(failure) => error_response(&failure, &status),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn store_and_serve(
+        &self,
+        request: &ClientRequest,
+        rule: &Rule,
+        keyed: &KeyedRequest,
+        response: Response,
+        stamps: Result<Vec<(String, u64)>, StoreFailure>,
+        request_time: SystemTime,
+        response_time: SystemTime,
+        mut status: CacheStatus,
+        may_store: bool,
+    ) -> Response {
+        let headers = client_response_headers(&response.headers);
+        let control = EffectiveControl::of(&headers);
+        let query_names: Vec<&str> = keyed.query_names.iter().map(String::as_str).collect();
+        let versioned = rule.is_versioned(&keyed.path, &query_names);
+        let lifetime = freshness_lifetime(
+            response.status,
+            &headers,
+            &control,
+            &rule.freshness(versioned),
+            response_time,
+        );
+        let initial_age = corrected_initial_age(&headers, request_time, response_time);
+
+        let candidate = Candidate {
+            status: response.status,
+            headers: &headers,
+            control: &control,
+            has_lifetime: lifetime.is_some(),
+            body_len: response.body.len() as u64,
+        };
+        let verdict = check_storable(
+            request.headers.contains_key("authorization"),
+            &candidate,
+            rule,
+        );
+        if let Some((lifetime, _)) = lifetime {
+            status.ttl = Some(seconds(lifetime) - seconds(initial_age));
+        }
+        match (may_store, verdict, stamps) {
+            (true, Ok(()), Ok(stamps)) => {
+                let mut stored_headers = headers.clone();
+                for name in NOT_STORED_HEADERS {
+                    stored_headers.remove(name);
+                }
+                let tags = surrogate_keys(&headers);
+                let meta = EntryMeta {
+                    key: keyed.key.canonical.clone(),
+                    status: response.status,
+                    headers: header_pairs(&stored_headers),
+                    request_time_ms: unix_ms(request_time),
+                    response_time_ms: unix_ms(response_time),
+                    initial_age_ms: initial_age.as_millis() as u64,
+                    lifetime_ms: lifetime.map(|(l, _)| l.as_millis() as u64).unwrap_or(0),
+                    tags,
+                    stamps,
+                };
+                match self.write_entry(keyed, &request.headers, &headers, meta, &response.body) {
+                    Ok(()) => status.stored = true,
+                    Err(_) => status.detail = Some("store-error".into()),
+                }
+            }
+            (true, Err(reason), _) if status.detail.is_none() => {
+                status.detail = Some(reason.detail().into())
+            }
+            (true, Ok(()), Err(_)) => status.detail = Some("store-error".into()),
+            _ => {}
+        }
+        let mut client_headers = headers;
+        strip_edge_only(&mut client_headers);
+        let is_head = request.method == Method::HEAD;
+        if response.status == 200 {
+            let representation = Representation {
+                status: 200,
+                headers: client_headers,
+                body: response.body,
+            };
+            return answer(request, representation, initial_age, &status, is_head);
+        }
+        finish(
+            response.status,
+            client_headers,
+            response.body,
+            Some(initial_age),
+            &status,
+            is_head,
+        )
+    }
+
+    fn write_entry(
+        &self,
+        keyed: &KeyedRequest,
+        request_headers: &HeaderMap,
+        response_headers: &HeaderMap,
+        meta: EntryMeta,
+        body: &[u8],
+    ) -> Result<(), StoreFailure> {
+        let primary = keyed.key.store_key();
+        let VaryNames::Names(names) = VaryNames::of(response_headers) else {
+            return self
+                .store
+                .set(&primary, &entry::encode(&StoredValue::Response(meta), body));
+        };
+        // Keep the current index if it describes the same Vary; otherwise a
+        // new epoch makes every older variant unreachable.
+        let existing = match self.store.get(&primary)?.map(|b| entry::decode(&b)) {
+            Some(Ok((StoredValue::Vary(index), _)))
+                if index.key == meta.key && index.names == names =>
+            {
+                Some(index)
+            }
+            _ => None,
+        };
+        let mut index = existing.unwrap_or(VaryIndex {
+            key: meta.key.clone(),
+            names: names.clone(),
+            epoch: unix_ms(self.clock.now()) ^ (meta.request_time_ms << 20),
+            variants: Vec::new(),
+        });
+        let variant = hash128(variance(&names, request_headers).as_bytes());
+        index.variants.retain(|v| *v != variant);
+        index.variants.push(variant.clone());
+        while index.variants.len() > MAX_VARIANTS {
+            let evicted = index.variants.remove(0);
+            let _ = self.store.delete(&variant_store_key(&index, &evicted));
+        }
+        let variant_key = variant_store_key(&index, &variant);
+        self.store.set(
+            &variant_key,
+            &entry::encode(&StoredValue::Response(meta), body),
+        )?;
+        self.store
+            .set(&primary, &entry::encode(&StoredValue::Vary(index), &[]))
+    }
+
+    fn lookup(
+        &self,
+        keyed: &KeyedRequest,
+        request_headers: &HeaderMap,
+    ) -> Result<Lookup, StoreFailure> {
+        let primary = keyed.key.store_key();
+        let Some(bytes) = self.store.get(&primary)? else {
+            return Ok(Lookup::Miss(Forward::UriMiss, None));
+        };
+        let (value, body) = match entry::decode(&bytes) {
+            Ok(decoded) => decoded,
+            Err(_) => return Ok(Lookup::Miss(Forward::Miss, Some("corrupt-entry"))),
+        };
+        let (meta, body) = match value {
+            StoredValue::Response(meta) => (meta, body),
+            StoredValue::Vary(index) => {
+                if index.key != keyed.key.canonical {
+                    return Ok(Lookup::Miss(Forward::Miss, Some("key-collision")));
+                }
+                let variant = hash128(variance(&index.names, request_headers).as_bytes());
+                if !index.variants.contains(&variant) {
+                    return Ok(Lookup::Miss(Forward::VaryMiss, None));
+                }
+                let key = variant_store_key(&index, &variant);
+                match self.store.get(&key)?.map(|b| entry::decode(&b)) {
+                    Some(Ok((StoredValue::Response(meta), body))) => (meta, body),
+                    Some(_) => return Ok(Lookup::Miss(Forward::Miss, Some("corrupt-entry"))),
+                    None => return Ok(Lookup::Miss(Forward::VaryMiss, None)),
+                }
+            }
+        };
+        if meta.key != keyed.key.canonical {
+            return Ok(Lookup::Miss(Forward::Miss, Some("key-collision")));
+        }
+        let mut current = Vec::with_capacity(meta.stamps.len());
+        for (scope, _) in &meta.stamps {
+            current.push((scope.clone(), self.current_stamp(scope)?));
+        }
+        let valid = stamps_current(&meta.stamps, |scope| {
+            current
+                .iter()
+                .find(|(s, _)| s == scope)
+                .map(|(_, v)| *v)
+                .unwrap_or(0)
+        });
+        if !valid {
+            return Ok(Lookup::Miss(Forward::Miss, Some("invalidated")));
+        }
+        Ok(Lookup::Found(Found { meta, body }))
+    }
+
+    fn serve_stored(
+        &self,
+        request: &ClientRequest,
+        found: &Found,
+        age: Duration,
+        status: &CacheStatus,
+    ) -> Response {
+        let mut headers = header_map(&found.meta.headers);
+        strip_edge_only(&mut headers);
+        let representation = Representation {
+            status: found.meta.status,
+            headers,
+            body: found.body.clone(),
+        };
+        answer(
+            request,
+            representation,
+            age,
+            status,
+            request.method == Method::HEAD,
+        )
+    }
+}
+
+struct Representation {
+    status: u16,
+    headers: HeaderMap,
+    body: Vec<u8>,
+}
+
+/// Applies client conditionals, ranges and HEAD to a full representation.
+fn answer(
+    request: &ClientRequest,
+    rep: Representation,
+    age: Duration,
+    status: &CacheStatus,
+    is_head: bool,
+) -> Response {
+    if rep.status == 200 && client_has_current(&request.headers, &rep.headers) {
+        let mut headers = HeaderMap::new();
+        for name in NOT_MODIFIED_FIELDS {
+            for value in rep.headers.get_all(name) {
+                headers.append(name, value.clone());
+            }
+        }
+        return finish(304, headers, Vec::new(), Some(age), status, true);
+    }
+    if rep.status == 200 && request.method == Method::GET {
+        let total = rep.body.len() as u64;
+        match range_answer(&request.headers, &rep.headers, total) {
+            RangeAnswer::Full => {}
+            RangeAnswer::Partial { start, end, total } => {
+                let mut headers = rep.headers;
+                if let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{end}/{total}")) {
+                    headers.insert("content-range", v);
+                }
+                let body = rep.body[start as usize..=end as usize].to_vec();
+                return finish(206, headers, body, Some(age), status, false);
+            }
+            RangeAnswer::Unsatisfiable { total } => {
+                let mut headers = HeaderMap::new();
+                if let Ok(v) = HeaderValue::from_str(&format!("bytes */{total}")) {
+                    headers.insert("content-range", v);
+                }
+                return finish(416, headers, Vec::new(), Some(age), status, false);
+            }
+        }
+    }
+    let mut headers = rep.headers;
+    if rep.status == 200 {
+        headers.insert("accept-ranges", HeaderValue::from_static("bytes"));
+    }
+    finish(rep.status, headers, rep.body, Some(age), status, is_head)
+}
+
+/// Final touches: `Age`, `Cache-Status`, framing, and no body for HEAD.
+fn finish(
+    status: u16,
+    mut headers: HeaderMap,
+    body: Vec<u8>,
+    age: Option<Duration>,
+    cache_status: &CacheStatus,
+    is_head: bool,
+) -> Response {
+    if let Some(age) = age {
+        headers.insert("age", HeaderValue::from(age.as_secs()));
+    }
+    if let Ok(value) = HeaderValue::from_str(&cache_status.header_value()) {
+        headers.insert("cache-status", value);
+    }
+    let no_body = is_head || status == 204 || status == 304;
+    if !no_body || (is_head && status != 304 && status != 204) {
+        headers.insert("content-length", HeaderValue::from(body.len()));
+    }
+    if status == 304 || status == 204 {
+        headers.remove("content-length");
+    }
+    Response {
+        status,
+        headers,
+        body: if no_body { Vec::new() } else { body },
+    }
+}
+
+fn error_response(failure: &OriginFailure, status: &CacheStatus) -> Response {
+    let error = failure.to_response();
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        "content-type",
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    headers.insert("cache-control", HeaderValue::from_static("no-store"));
+    headers.insert("x-edge-error", HeaderValue::from_static("1"));
+    finish(
+        error.status,
+        headers,
+        error.body.into_bytes(),
+        None,
+        status,
+        false,
+    )
+}
+
+fn is_edge_error(response: &Response) -> bool {
+    response.headers.contains_key("x-edge-error")
+}
+
+fn strip_edge_only(headers: &mut HeaderMap) {
+    for name in EDGE_ONLY_HEADERS {
+        headers.remove(name);
+    }
+}
+
+fn surrogate_keys(headers: &HeaderMap) -> Vec<String> {
+    let mut tags: Vec<String> = headers
+        .get_all("surrogate-key")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split_ascii_whitespace())
+        .map(str::to_owned)
+        .collect();
+    tags.sort();
+    tags.dedup();
+    tags
+}
+
+/// The canonical URL part of a key (without cookie and header components):
+/// the scope URL invalidation works on.
+fn canonical_url(keyed: &KeyedRequest) -> &str {
+    keyed
+        .key
+        .canonical
+        .split('\n')
+        .next()
+        .unwrap_or(&keyed.key.canonical)
+}
+
+fn variant_store_key(index: &VaryIndex, variant: &str) -> String {
+    format!(
+        "v:{}",
+        hash128(format!("{}\n{}\n{}", index.key, index.epoch, variant).as_bytes())
+    )
+}
+
+/// Request `Cache-Control` (with `Pragma: no-cache` standing in when absent).
+fn request_directives(headers: &HeaderMap) -> CacheDirectives {
+    match CacheDirectives::from_headers(headers, "cache-control") {
+        Some(cc) => cc,
+        None => {
+            let pragma_no_cache = headers
+                .get("pragma")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.to_ascii_lowercase().contains("no-cache"));
+            if pragma_no_cache {
+                CacheDirectives::parse("no-cache")
+            } else {
+                CacheDirectives::default()
+            }
+        }
+    }
+}
+
+/// The path of `target` if it is on the same scheme and host (or relative).
+fn same_host_path(target: &str, scheme: &str, host: &str) -> Option<String> {
+    if target.starts_with('/') && !target.starts_with("//") {
+        return Some(target.to_owned());
+    }
+    let rest = target.strip_prefix(scheme)?.strip_prefix("://")?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    authority
+        .eq_ignore_ascii_case(host)
+        .then(|| path.to_owned())
+}

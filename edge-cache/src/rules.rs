@@ -1,0 +1,331 @@
+//! Cache rules: an ordered JSON list matched on the request path, each
+//! saying how to key, how long to keep, and what to bypass.
+//!
+//! ```json
+//! { "rules": [
+//!   { "path_prefix": "/static/", "query": "ignore",
+//!     "version": { "hashed_name": true } },
+//!   { "path_glob": "/products*", "query": { "include": ["page", "sort", "q"] },
+//!     "cookies": ["lang"], "default_ttl_seconds": 30 },
+//!   { "path_prefix": "/account", "bypass": true }
+//! ] }
+//! ```
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::freshness::FreshnessRule;
+
+/// The value limit of hosted Spin key-value stores; objects above a rule's
+/// `max_object_bytes` (default this) are not stored.
+pub const DEFAULT_MAX_OBJECT_BYTES: u64 = 1024 * 1024;
+
+/// How the query string enters the key (and reaches the origin).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum QueryRule {
+    /// Every parameter, sorted by name then value (the default).
+    #[default]
+    Sorted,
+    /// No parameters.
+    Ignore,
+    /// Only these parameters.
+    Include(Vec<String>),
+    /// Every parameter but these.
+    Exclude(Vec<String>),
+}
+
+/// How a rule recognises versioned objects (a new version is a new URL, so
+/// each version may be cached as immutable).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VersionRule {
+    /// A query parameter carrying the version (e.g. `v`); always keyed.
+    #[serde(default)]
+    pub query_param: Option<String>,
+    /// File names with a content hash (`app.3f2a1b9c.js`: a dot-separated
+    /// segment of at least 8 hex digits).
+    #[serde(default)]
+    pub hashed_name: bool,
+}
+
+/// One rule as written in the file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    /// A name for logs and `Cache-Status` details.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Matches paths starting with this.
+    #[serde(default)]
+    pub path_prefix: Option<String>,
+    /// Matches paths by glob: `*` within a segment, `**` across segments.
+    #[serde(default)]
+    pub path_glob: Option<String>,
+    /// Forward without caching.
+    #[serde(default)]
+    pub bypass: bool,
+    /// Query composition of the key.
+    #[serde(default)]
+    pub query: QueryRule,
+    /// Cookies that are part of the key (and the only ones forwarded).
+    #[serde(default)]
+    pub cookies: Vec<String>,
+    /// Request headers that are part of the key.
+    #[serde(default)]
+    pub headers: Vec<String>,
+    /// Freshness lifetime imposed regardless of the origin's.
+    #[serde(default)]
+    pub ttl_seconds: Option<u64>,
+    /// Freshness lifetime when the origin gives none.
+    #[serde(default)]
+    pub default_ttl_seconds: Option<u64>,
+    /// Allow heuristic freshness from `Last-Modified` (RFC 9111 §4.2.2).
+    #[serde(default)]
+    pub heuristic: bool,
+    /// Largest body stored, in bytes.
+    #[serde(default)]
+    pub max_object_bytes: Option<u64>,
+    /// Store responses that set cookies, with `Set-Cookie` removed from the
+    /// stored copy (the client that caused the fetch still gets its cookie).
+    #[serde(default)]
+    pub store_set_cookie: bool,
+    /// Versioned objects.
+    #[serde(default)]
+    pub version: Option<VersionRule>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RulesDoc {
+    rules: Vec<Rule>,
+}
+
+/// An ordered rule list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CacheRules {
+    rules: Vec<Rule>,
+}
+
+/// A rules file that cannot be used; the message has the line and field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cache rules: {0}")]
+pub struct RulesError(pub String);
+
+impl CacheRules {
+    /// Parses and checks a rules file.
+    pub fn parse(json: &str) -> Result<Self, RulesError> {
+        let doc: RulesDoc = serde_json::from_str(json).map_err(|e| RulesError(e.to_string()))?;
+        for (i, rule) in doc.rules.iter().enumerate() {
+            let at = |field: &str, msg: &str| RulesError(format!("rules[{i}].{field}: {msg}"));
+            if rule.path_prefix.is_some() && rule.path_glob.is_some() {
+                return Err(at("path_glob", "give path_prefix or path_glob, not both"));
+            }
+            for (field, pattern) in [
+                ("path_prefix", &rule.path_prefix),
+                ("path_glob", &rule.path_glob),
+            ] {
+                if let Some(p) = pattern
+                    && !p.starts_with('/')
+                {
+                    return Err(at(field, "must start with `/`"));
+                }
+            }
+            if rule.max_object_bytes == Some(0) {
+                return Err(at("max_object_bytes", "must be greater than 0"));
+            }
+            for (j, name) in rule.headers.iter().enumerate() {
+                if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                    return Err(at(&format!("headers[{j}]"), "not a header name"));
+                }
+            }
+        }
+        Ok(CacheRules { rules: doc.rules })
+    }
+
+    /// The first rule matching `path`, or the default rule.
+    pub fn for_path(&self, path: &str) -> &Rule {
+        static DEFAULT: Rule = Rule {
+            name: None,
+            path_prefix: None,
+            path_glob: None,
+            bypass: false,
+            query: QueryRule::Sorted,
+            cookies: Vec::new(),
+            headers: Vec::new(),
+            ttl_seconds: None,
+            default_ttl_seconds: None,
+            heuristic: false,
+            max_object_bytes: None,
+            store_set_cookie: false,
+            version: None,
+        };
+        self.rules
+            .iter()
+            .find(|r| r.matches(path))
+            .unwrap_or(&DEFAULT)
+    }
+}
+
+impl Rule {
+    fn matches(&self, path: &str) -> bool {
+        match (&self.path_prefix, &self.path_glob) {
+            (Some(prefix), _) => path.starts_with(prefix.as_str()),
+            (None, Some(glob)) => glob_matches(glob.as_bytes(), path.as_bytes()),
+            (None, None) => true,
+        }
+    }
+
+    /// Whether `path` (and `query`) name a versioned object under this rule.
+    pub fn is_versioned(&self, path: &str, query_names: &[&str]) -> bool {
+        let Some(version) = &self.version else {
+            return false;
+        };
+        let by_param = version
+            .query_param
+            .as_deref()
+            .is_some_and(|p| query_names.contains(&p));
+        let by_name = version.hashed_name && has_hashed_name(path);
+        by_param || by_name
+    }
+
+    /// The freshness settings of this rule for a (non-)versioned object.
+    pub fn freshness(&self, versioned: bool) -> FreshnessRule {
+        FreshnessRule {
+            ttl_override: self.ttl_seconds.map(Duration::from_secs),
+            default_ttl: self.default_ttl_seconds.map(Duration::from_secs),
+            heuristic: self.heuristic,
+            immutable: versioned,
+        }
+    }
+
+    /// Largest body this rule stores.
+    pub fn max_object_bytes(&self) -> u64 {
+        self.max_object_bytes.unwrap_or(DEFAULT_MAX_OBJECT_BYTES)
+    }
+
+    /// A label for `Cache-Status` details.
+    pub fn label(&self) -> &str {
+        self.name.as_deref().unwrap_or("default")
+    }
+}
+
+/// `app.3f2a1b9c.js`: some dot-separated part of the last segment (not the
+/// first or last) is at least 8 hex digits.
+fn has_hashed_name(path: &str) -> bool {
+    let file = path.rsplit('/').next().unwrap_or("");
+    let parts: Vec<&str> = file.split('.').collect();
+    parts.len() >= 3
+        && parts[1..parts.len() - 1]
+            .iter()
+            .any(|p| p.len() >= 8 && p.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// `*` matches within one segment, `**` across segments.
+fn glob_matches(pattern: &[u8], text: &[u8]) -> bool {
+    match pattern.split_first() {
+        None => text.is_empty(),
+        Some((b'*', rest)) if rest.first() == Some(&b'*') => {
+            let rest = &rest[1..];
+            (0..=text.len()).any(|i| glob_matches(rest, &text[i..]))
+        }
+        Some((b'*', rest)) => {
+            let segment_end = text.iter().position(|b| *b == b'/').unwrap_or(text.len());
+            (0..=segment_end).any(|i| glob_matches(rest, &text[i..]))
+        }
+        Some((c, rest)) => text.first() == Some(c) && glob_matches(rest, &text[1..]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RULES: &str = r#"{ "rules": [
+        { "name": "static", "path_prefix": "/static/", "query": "ignore", "version": { "hashed_name": true } },
+        { "path_glob": "/products*", "query": { "include": ["page", "sort"] }, "cookies": ["lang"], "default_ttl_seconds": 30 },
+        { "path_glob": "/api/**/items", "headers": ["accept"] },
+        { "path_prefix": "/account", "bypass": true }
+    ] }"#;
+
+    #[test]
+    fn first_matching_rule_wins_and_default_applies_otherwise() {
+        let rules = CacheRules::parse(RULES).unwrap();
+        assert_eq!(rules.for_path("/static/app.css").label(), "static");
+        assert_eq!(rules.for_path("/products").cookies, ["lang"]);
+        assert_eq!(
+            rules.for_path("/products-archive").default_ttl_seconds,
+            Some(30)
+        );
+        assert!(
+            rules.for_path("/products/7").cookies.is_empty(),
+            "* stops at /"
+        );
+        assert_eq!(rules.for_path("/api/v1/shop/items").headers, ["accept"]);
+        assert!(rules.for_path("/account/orders").bypass);
+        assert_eq!(rules.for_path("/other").label(), "default");
+        assert_eq!(rules.for_path("/other").query, QueryRule::Sorted);
+    }
+
+    #[test]
+    fn versioned_objects() {
+        let rules = CacheRules::parse(RULES).unwrap();
+        let r = rules.for_path("/static/app.3f2a1b9c.js");
+        assert!(r.is_versioned("/static/app.3f2a1b9c.js", &[]));
+        assert!(!r.is_versioned("/static/app.js", &[]));
+        assert!(
+            !r.is_versioned("/static/3f2a1b9c0.js", &[]),
+            "hash must be a middle part"
+        );
+        let by_param = Rule {
+            version: Some(VersionRule {
+                query_param: Some("v".into()),
+                hashed_name: false,
+            }),
+            ..Default::default()
+        };
+        assert!(by_param.is_versioned("/x.js", &["v"]));
+        assert!(!by_param.is_versioned("/x.js", &["w"]));
+        assert!(by_param.freshness(true).immutable);
+    }
+
+    #[test]
+    fn bad_files_name_line_and_field() {
+        let cases = [
+            (
+                r#"{ "rules": [ { "path_prefix": "/a", "ttl": 5 } ] }"#,
+                "unknown field `ttl`",
+            ),
+            (
+                r#"{ "rules": [ { "path_prefix": "/a", "query": "shuffled" } ] }"#,
+                "shuffled",
+            ),
+            (
+                r#"{ "rules": [ { "path_prefix": "a" } ] }"#,
+                "rules[0].path_prefix",
+            ),
+            (
+                r#"{ "rules": [ { "path_prefix": "/a", "path_glob": "/b" } ] }"#,
+                "rules[0].path_glob",
+            ),
+            (
+                r#"{ "rules": [ {}, { "headers": ["bad header"] } ] }"#,
+                "rules[1].headers[0]",
+            ),
+            (
+                r#"{ "rules": [ { "max_object_bytes": 0 } ] }"#,
+                "max_object_bytes",
+            ),
+            (
+                "{ \"rules\": [\n  { \"ttl_seconds\": \"ten\" }\n] }",
+                "line 2",
+            ),
+            ("not json", "line 1"),
+        ];
+        for (json, needle) in cases {
+            let err = CacheRules::parse(json).unwrap_err().to_string();
+            assert!(err.contains(needle), "expected `{needle}` in: {err}");
+        }
+    }
+}
