@@ -73,7 +73,7 @@ impl AllowedHosts {
                 HostPattern::Exact(h) => *h == host,
                 HostPattern::Subdomains(apex) => host
                     .strip_suffix(apex.as_str())
-                    .is_some_and(|sub| sub.ends_with('.') && sub.len() > 1),
+                    .is_some_and(|sub| !sub.is_empty()),
             };
             let port_ok = match (&entry.port, &port) {
                 (Pattern::Any, _) => true,

@@ -51,6 +51,8 @@ pub struct EdgeSetup {
     /// Overrides the manifest's `allowed_outbound_hosts` (default: the
     /// `origin_url` template, as in `spin.toml`).
     pub allowed_outbound_hosts: Option<Vec<String>>,
+    /// A cache rules file (JSON) mounted at `/rules/cache-rules.json`.
+    pub rules: Option<String>,
 }
 
 impl EdgeSetup {
@@ -60,6 +62,12 @@ impl EdgeSetup {
             variables: vec![format!("origin_url={origin_url}")],
             ..Default::default()
         }
+    }
+
+    /// Uses `json` as the cache rules file.
+    pub fn rules(mut self, json: &str) -> Self {
+        self.rules = Some(json.to_owned());
+        self
     }
 
     /// Adds a `--variable`.
@@ -74,6 +82,10 @@ impl Edge {
     pub async fn start(setup: EdgeSetup) -> anyhow::Result<Edge> {
         let workdir = tempfile::tempdir()?;
         let manifest = workdir.path().join("spin.toml");
+        std::fs::create_dir_all(workdir.path().join("rules"))?;
+        if let Some(rules) = &setup.rules {
+            std::fs::write(workdir.path().join("rules/cache-rules.json"), rules)?;
+        }
         std::fs::write(&manifest, test_manifest(&setup))?;
         let options = AppOptions {
             manifest,
@@ -139,6 +151,7 @@ name = "edge-cache-test"
 [variables]
 origin_url = {{ required = true }}
 origin_timeout_ms = {{ default = "10000" }}
+cache_rules = {{ default = "{rules}" }}
 [[trigger.http]]
 route = "/..."
 component = "edge-cache"
@@ -146,11 +159,18 @@ component = "edge-cache"
 source = {source:?}
 allowed_outbound_hosts = [{hosts}]
 key_value_stores = ["default"]
+files = [{{ source = "rules", destination = "/rules" }}]
 [component.edge-cache.variables]
 origin_url = "{{{{ origin_url }}}}"
 origin_timeout_ms = "{{{{ origin_timeout_ms }}}}"
+cache_rules = "{{{{ cache_rules }}}}"
 "#,
         source = component_path().display().to_string(),
+        rules = if setup.rules.is_some() {
+            "/rules/cache-rules.json"
+        } else {
+            ""
+        },
     )
 }
 
