@@ -927,3 +927,315 @@ fn same_host_path(target: &str, scheme: &str, host: &str) -> Option<String> {
         .eq_ignore_ascii_case(host)
         .then(|| path.to_owned())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::{Cell, RefCell};
+    use std::collections::HashMap;
+
+    #[derive(Default)]
+    struct MemStore {
+        values: RefCell<HashMap<String, Vec<u8>>>,
+        broken: Cell<bool>,
+    }
+
+    impl Store for MemStore {
+        fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreFailure> {
+            if self.broken.get() {
+                return Err(StoreFailure("down".into()));
+            }
+            Ok(self.values.borrow().get(key).cloned())
+        }
+        fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreFailure> {
+            if self.broken.get() {
+                return Err(StoreFailure("down".into()));
+            }
+            self.values
+                .borrow_mut()
+                .insert(key.to_owned(), value.to_vec());
+            Ok(())
+        }
+        fn delete(&self, key: &str) -> Result<(), StoreFailure> {
+            self.values.borrow_mut().remove(key);
+            Ok(())
+        }
+    }
+
+    type Answer = Box<dyn Fn(&OriginRequest) -> Result<Response, OriginFailure>>;
+
+    struct FakeOrigin {
+        calls: Cell<usize>,
+        answer: Answer,
+    }
+
+    impl FakeOrigin {
+        fn new(
+            answer: impl Fn(&OriginRequest) -> Result<Response, OriginFailure> + 'static,
+        ) -> Self {
+            FakeOrigin {
+                calls: Cell::new(0),
+                answer: Box::new(answer),
+            }
+        }
+    }
+
+    impl Origin for FakeOrigin {
+        fn send(&self, request: OriginRequest) -> Result<Response, OriginFailure> {
+            self.calls.set(self.calls.get() + 1);
+            (self.answer)(&request)
+        }
+    }
+
+    struct FakeClock(Cell<SystemTime>);
+
+    impl Clock for FakeClock {
+        fn now(&self) -> SystemTime {
+            self.0.get()
+        }
+    }
+
+    fn clock() -> FakeClock {
+        FakeClock(Cell::new(UNIX_EPOCH + Duration::from_secs(1_700_000_000)))
+    }
+
+    fn ok(cache_control: &str, body: &str) -> Response {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "cache-control",
+            HeaderValue::from_str(cache_control).unwrap(),
+        );
+        Response {
+            status: 200,
+            headers,
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
+    fn get(path: &str, extra: &[(&str, &str)]) -> ClientRequest {
+        let mut headers = HeaderMap::new();
+        headers.insert("host", HeaderValue::from_static("shop.example"));
+        for (k, v) in extra {
+            headers.insert(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        ClientRequest {
+            method: Method::GET,
+            path_and_query: path.to_owned(),
+            headers,
+            body: Vec::new(),
+        }
+    }
+
+    fn status_of(response: &Response) -> String {
+        response.headers["cache-status"]
+            .to_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    #[test]
+    fn a_failing_store_fails_open_to_the_origin() {
+        let rules = CacheRules::default();
+        let store = MemStore::default();
+        store.broken.set(true);
+        let origin = FakeOrigin::new(|_| Ok(ok("max-age=60", "x")));
+        let clock = clock();
+        let edge = EdgeCache {
+            rules: Some(&rules),
+            store: &store,
+            origin: &origin,
+            clock: &clock,
+        };
+        for _ in 0..3 {
+            let (response, _) = edge.handle(get("/a", &[]));
+            assert_eq!(response.status, 200);
+            assert_eq!(response.body, b"x");
+            assert_eq!(
+                status_of(&response),
+                "edge-cache; fwd=bypass; fwd-status=200; ttl=60; detail=store-error"
+            );
+        }
+        assert_eq!(origin.calls.get(), 3);
+    }
+
+    #[test]
+    fn a_corrupt_entry_is_a_miss_and_is_overwritten() {
+        let rules = CacheRules::default();
+        let store = MemStore::default();
+        let origin = FakeOrigin::new(|_| Ok(ok("max-age=60", "fresh")));
+        let clock = clock();
+        let edge = EdgeCache {
+            rules: Some(&rules),
+            store: &store,
+            origin: &origin,
+            clock: &clock,
+        };
+        edge.handle(get("/a", &[]));
+        for value in store.values.borrow_mut().values_mut() {
+            let last = value.len() - 1;
+            value[last] ^= 0xff;
+        }
+        let (response, _) = edge.handle(get("/a", &[]));
+        assert!(
+            status_of(&response).contains("detail=corrupt-entry"),
+            "{}",
+            status_of(&response)
+        );
+        assert_eq!(response.body, b"fresh");
+        let (response, _) = edge.handle(get("/a", &[]));
+        assert!(status_of(&response).contains("hit"));
+        assert_eq!(origin.calls.get(), 2);
+    }
+
+    #[test]
+    fn an_entry_fetched_before_an_invalidation_does_not_survive_it() {
+        let rules = CacheRules::default();
+        let store = std::rc::Rc::new(MemStore::default());
+        let scope_key = stamp_store_key(&url_scope("http://shop.example/a"));
+        let racing_store = store.clone();
+        // The invalidation lands while the origin is answering.
+        let origin = FakeOrigin::new(move |_| {
+            racing_store
+                .set(&scope_key, &encode_stamp(next_stamp(0, 1)))
+                .unwrap();
+            Ok(ok("max-age=60", "old"))
+        });
+        let clock = clock();
+        let edge = EdgeCache {
+            rules: Some(&rules),
+            store: &*store,
+            origin: &origin,
+            clock: &clock,
+        };
+        edge.handle(get("/a", &[]));
+        let (response, _) = edge.handle(get("/a", &[]));
+        assert!(
+            status_of(&response).contains("detail=invalidated"),
+            "{}",
+            status_of(&response)
+        );
+        assert_eq!(origin.calls.get(), 2);
+    }
+
+    #[test]
+    fn age_grows_with_the_clock_and_expiry_forces_revalidation() {
+        let rules = CacheRules::default();
+        let store = MemStore::default();
+        let origin = FakeOrigin::new(|_| Ok(ok("max-age=10", "x")));
+        let clock = clock();
+        let edge = EdgeCache {
+            rules: Some(&rules),
+            store: &store,
+            origin: &origin,
+            clock: &clock,
+        };
+        edge.handle(get("/a", &[]));
+        clock.0.set(clock.0.get() + Duration::from_secs(4));
+        let (response, _) = edge.handle(get("/a", &[]));
+        assert_eq!(response.headers["age"], "4");
+        assert_eq!(status_of(&response), "edge-cache; hit; ttl=6");
+        clock.0.set(clock.0.get() + Duration::from_secs(7));
+        let (response, _) = edge.handle(get("/a", &[]));
+        assert!(
+            status_of(&response).starts_with("edge-cache; fwd=stale"),
+            "{}",
+            status_of(&response)
+        );
+        assert_eq!(origin.calls.get(), 2);
+    }
+
+    #[test]
+    fn variants_per_url_are_bounded() {
+        let rules = CacheRules::default();
+        let store = MemStore::default();
+        let origin = FakeOrigin::new(|_| {
+            let mut response = ok("max-age=60", "v");
+            response
+                .headers
+                .insert("vary", HeaderValue::from_static("accept-language"));
+            Ok(response)
+        });
+        let clock = clock();
+        let edge = EdgeCache {
+            rules: Some(&rules),
+            store: &store,
+            origin: &origin,
+            clock: &clock,
+        };
+        for i in 0..(MAX_VARIANTS + 5) {
+            edge.handle(get("/a", &[("accept-language", &format!("lang-{i}"))]));
+        }
+        let variants = store
+            .values
+            .borrow()
+            .keys()
+            .filter(|k| k.starts_with("v:"))
+            .count();
+        assert_eq!(variants, MAX_VARIANTS);
+        // The newest variants are hits, the oldest were evicted.
+        let (newest, _) = edge.handle(get(
+            "/a",
+            &[("accept-language", &format!("lang-{}", MAX_VARIANTS + 4))],
+        ));
+        assert!(status_of(&newest).contains("hit"));
+        let (oldest, _) = edge.handle(get("/a", &[("accept-language", "lang-0")]));
+        assert!(
+            status_of(&oldest).contains("vary-miss"),
+            "{}",
+            status_of(&oldest)
+        );
+    }
+
+    #[test]
+    fn origin_failure_without_stale_is_a_clear_error() {
+        let rules = CacheRules::default();
+        let store = MemStore::default();
+        let origin = FakeOrigin::new(|_| Err(OriginFailure::TimedOut(Duration::from_millis(250))));
+        let clock = clock();
+        let edge = EdgeCache {
+            rules: Some(&rules),
+            store: &store,
+            origin: &origin,
+            clock: &clock,
+        };
+        let (response, _) = edge.handle(get("/a", &[]));
+        assert_eq!(response.status, 504);
+        assert_eq!(response.body, b"origin timed out after 250 ms\n");
+        assert!(
+            store.values.borrow().keys().all(|k| !k.starts_with("c:")),
+            "errors are not stored"
+        );
+    }
+
+    #[test]
+    fn head_and_get_share_an_entry() {
+        let rules = CacheRules::default();
+        let store = MemStore::default();
+        let origin = FakeOrigin::new(|request| {
+            assert_eq!(
+                request.method,
+                Method::GET,
+                "HEAD misses are fetched as GET"
+            );
+            Ok(ok("max-age=60", "body"))
+        });
+        let clock = clock();
+        let edge = EdgeCache {
+            rules: Some(&rules),
+            store: &store,
+            origin: &origin,
+            clock: &clock,
+        };
+        let mut head = get("/a", &[]);
+        head.method = Method::HEAD;
+        let (response, _) = edge.handle(head);
+        assert!(response.body.is_empty());
+        assert_eq!(response.headers["content-length"], "4");
+        let (response, _) = edge.handle(get("/a", &[]));
+        assert!(status_of(&response).contains("hit"));
+        assert_eq!(response.body, b"body");
+    }
+}
