@@ -43,6 +43,10 @@ pub struct EdgeConfig {
     pub cache_rules_path: Option<String>,
     /// The key-value store label (default `default`).
     pub store_name: String,
+    /// The purge API's path prefix (default `/_edge`).
+    pub admin_path: String,
+    /// The purge API's bearer token; `None` (empty) disables the API.
+    pub purge_token: Option<String>,
 }
 
 /// A setting that is missing or malformed; the message names the variable.
@@ -81,11 +85,24 @@ impl EdgeConfig {
             .map(|v| v.trim().to_owned())
             .filter(|v| !v.is_empty())
             .unwrap_or_else(|| "default".to_owned());
+        let admin_path = lookup("admin_path")
+            .map(|v| v.trim().trim_end_matches('/').to_owned())
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| "/_edge".to_owned());
+        if !admin_path.starts_with('/') {
+            return Err(ConfigError::Invalid {
+                name: "admin_path",
+                reason: format!("must start with `/` (got `{admin_path}`)"),
+            });
+        }
+        let purge_token = lookup("purge_token").filter(|v| !v.is_empty());
         Ok(EdgeConfig {
             origin,
             origin_timeout,
             cache_rules_path,
             store_name,
+            admin_path,
+            purge_token,
         })
     }
 }
@@ -176,6 +193,17 @@ mod tests {
         .unwrap();
         assert_eq!(c.cache_rules_path.as_deref(), Some("/rules/r.json"));
         assert_eq!(c.store_name, "edge");
+        assert_eq!(c.admin_path, "/_edge");
+        assert_eq!(c.purge_token, None);
+        let c = config(&[
+            ("origin_url", "http://o"),
+            ("admin_path", "/admin/"),
+            ("purge_token", "t"),
+        ])
+        .unwrap();
+        assert_eq!(c.admin_path, "/admin");
+        assert_eq!(c.purge_token.as_deref(), Some("t"));
+        assert!(config(&[("origin_url", "http://o"), ("admin_path", "admin")]).is_err());
     }
 
     #[test]

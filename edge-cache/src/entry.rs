@@ -19,8 +19,8 @@ pub struct EntryMeta {
     pub status: u16,
     /// Response headers as stored (hop-by-hop and `Set-Cookie` removed).
     pub headers: Vec<(String, Vec<u8>)>,
-    /// When we sent the request that produced it (unix ms).
-    pub request_time_ms: u64,
+    /// When we sent the request that produced it (unix µs).
+    pub request_time_us: u64,
     /// When we received the response (unix ms).
     pub response_time_ms: u64,
     /// The response's corrected initial age (ms), §4.2.3.
@@ -30,9 +30,6 @@ pub struct EntryMeta {
     /// Surrogate keys (tags) the origin gave.
     #[serde(default)]
     pub tags: Vec<String>,
-    /// Invalidation stamps the entry was stored under (see `invalidation`).
-    #[serde(default)]
-    pub stamps: Vec<(String, u64)>,
 }
 
 /// The value under a URL's primary key when its response varies.
@@ -123,12 +120,11 @@ mod tests {
             key: "http://h/p".into(),
             status: 200,
             headers: vec![("content-type".into(), b"text/plain".to_vec())],
-            request_time_ms: 1,
+            request_time_us: 1,
             response_time_ms: 2,
             initial_age_ms: 0,
             lifetime_ms: 60_000,
             tags: vec!["a".into()],
-            stamps: vec![],
         })
     }
 

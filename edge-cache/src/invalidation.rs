@@ -1,50 +1,139 @@
-//! Invalidation by stamps, not scans: every scope (for now, one URL) has a
-//! stamp in the store; an entry records the stamps it was stored under and
-//! is valid only while they are unchanged. Invalidating a scope rewrites one
-//! key, whatever is cached; dead entries are left to the store's eviction.
+//! Invalidation by scope times, not scans.
 //!
-//! An entry stored from a response fetched *before* an invalidation carries
-//! the old stamp (read before the fetch), so it is dead on arrival: a purge
-//! racing with a store never resurrects content.
+//! Every scope (everything; one URL with all its variants; one tag; one
+//! path prefix) has one small value in the store: the times of its latest
+//! hard and soft purge. An entry is dead if a hard purge of any of its
+//! scopes happened at or after the moment its fetch *started*, and stale
+//! (to be revalidated) if a soft purge did. A purge therefore writes one
+//! key per target, whatever is cached; dead entries are left to the store's
+//! eviction.
+//!
+//! Comparing against the fetch's start time means a response fetched
+//! before a purge and stored after it is dead on arrival: a purge racing a
+//! store never resurrects content. Scope values only grow (`max`), so two
+//! purges racing each other both take effect, up to the clock's resolution (Spin key-value 2.0 has no compare-and-swap; see the README).
 
 use crate::key::hash128;
 
-/// The scope of one URL (all its cookie/header/Vary variants).
+/// Deepest path prefix a purge may name (entries record this many levels).
+pub const MAX_PREFIX_DEPTH: usize = 8;
+
+/// The scope of everything.
+pub fn all_scope() -> String {
+    "all".to_owned()
+}
+
+/// The scope of one URL (all its cookie, header and Vary variants).
 pub fn url_scope(canonical_url: &str) -> String {
     format!("url:{}", hash128(canonical_url.as_bytes()))
 }
 
-/// The store key holding a scope's stamp.
-pub fn stamp_store_key(scope: &str) -> String {
+/// The scope of one surrogate key.
+pub fn tag_scope(tag: &str) -> String {
+    format!("tag:{}", hash128(tag.as_bytes()))
+}
+
+/// The scope of a path prefix, aligned to segments: `/static` and
+/// `/static/` both mean "`/static` and everything below it".
+pub fn prefix_scope(prefix: &str) -> String {
+    let mut normalised = prefix.trim_end_matches('/').to_owned();
+    normalised.push('/');
+    format!("prefix:{}", hash128(normalised.as_bytes()))
+}
+
+/// The prefix scopes a path belongs to: `/a/b` → `/`, `/a/`, `/a/b/`.
+pub fn prefix_scopes(path: &str) -> Vec<String> {
+    let mut scopes = vec![prefix_scope("/")];
+    let mut prefix = String::new();
+    for segment in path
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .take(MAX_PREFIX_DEPTH)
+    {
+        prefix.push('/');
+        prefix.push_str(segment);
+        scopes.push(prefix_scope(&prefix));
+    }
+    scopes
+}
+
+/// How many segments a purge prefix has.
+pub fn prefix_depth(prefix: &str) -> usize {
+    prefix.split('/').filter(|s| !s.is_empty()).count()
+}
+
+/// The store key of a scope's purge times.
+pub fn scope_store_key(scope: &str) -> String {
     format!("s:{scope}")
 }
 
-/// Decodes a stored stamp; absent or unreadable counts as 0 (never
-/// invalidated), which a damaged value can only make *more* conservative
-/// on the next invalidation (stamps only grow).
-pub fn decode_stamp(bytes: Option<&[u8]>) -> u64 {
-    bytes
-        .and_then(|b| <[u8; 8]>::try_from(b).ok())
-        .map(u64::from_be_bytes)
-        .unwrap_or(0)
+/// A scope's latest purges, in unix microseconds (0: never).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PurgeTimes {
+    /// Latest hard purge.
+    pub hard_us: u64,
+    /// Latest soft purge.
+    pub soft_us: u64,
 }
 
-/// The stamp written by an invalidation: later than both the previous stamp
-/// and the clock, so it differs from every stamp an entry could hold.
-pub fn next_stamp(previous: u64, now_ms: u64) -> u64 {
-    previous.saturating_add(1).max(now_ms)
+/// What the scopes say about an entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Validity {
+    /// Untouched by any purge.
+    Valid,
+    /// Soft-purged: revalidate before reuse (stale-if-error may serve it).
+    Stale,
+    /// Hard-purged: never serve.
+    Invalid,
 }
 
-/// Encodes a stamp for the store.
-pub fn encode_stamp(stamp: u64) -> [u8; 8] {
-    stamp.to_be_bytes()
-}
+impl PurgeTimes {
+    /// Decodes a stored value; anything unreadable counts as "purged now"
+    /// would be unsafe to guess, so it counts as never purged *and* the
+    /// caller's next purge overwrites it.
+    pub fn decode(bytes: Option<&[u8]>) -> Self {
+        match bytes {
+            Some(b) if b.len() == 16 => PurgeTimes {
+                hard_us: u64::from_be_bytes(b[..8].try_into().unwrap_or_default()),
+                soft_us: u64::from_be_bytes(b[8..].try_into().unwrap_or_default()),
+            },
+            _ => PurgeTimes::default(),
+        }
+    }
 
-/// Whether an entry's recorded stamps all equal the current ones.
-pub fn stamps_current(recorded: &[(String, u64)], current: impl Fn(&str) -> u64) -> bool {
-    recorded
-        .iter()
-        .all(|(scope, stamp)| current(scope) == *stamp)
+    /// Encodes for the store.
+    pub fn encode(&self) -> [u8; 16] {
+        let mut out = [0; 16];
+        out[..8].copy_from_slice(&self.hard_us.to_be_bytes());
+        out[8..].copy_from_slice(&self.soft_us.to_be_bytes());
+        out
+    }
+
+    /// The value after a purge at `now_us`.
+    pub fn after_purge(self, now_us: u64, soft: bool) -> Self {
+        if soft {
+            PurgeTimes {
+                soft_us: self.soft_us.max(now_us),
+                ..self
+            }
+        } else {
+            PurgeTimes {
+                hard_us: self.hard_us.max(now_us),
+                ..self
+            }
+        }
+    }
+
+    /// The validity of an entry whose fetch started at `fetched_us`.
+    pub fn validity(&self, fetched_us: u64) -> Validity {
+        if self.hard_us != 0 && self.hard_us >= fetched_us {
+            Validity::Invalid
+        } else if self.soft_us != 0 && self.soft_us >= fetched_us {
+            Validity::Stale
+        } else {
+            Validity::Valid
+        }
+    }
 }
 
 #[cfg(test)]
@@ -52,33 +141,58 @@ mod tests {
     use super::*;
 
     #[test]
-    fn stamps_only_grow_and_differ_from_before() {
-        assert_eq!(next_stamp(0, 1000), 1000);
+    fn purge_times_round_trip_and_only_grow() {
+        let t = PurgeTimes::default()
+            .after_purge(1000, false)
+            .after_purge(500, false)
+            .after_purge(700, true);
         assert_eq!(
-            next_stamp(1000, 1000),
-            1001,
-            "two purges in one millisecond differ"
+            t,
+            PurgeTimes {
+                hard_us: 1000,
+                soft_us: 700
+            }
         );
-        assert_eq!(
-            next_stamp(5000, 1000),
-            5001,
-            "a clock behind the stamp cannot reuse it"
-        );
-        assert_eq!(next_stamp(u64::MAX, 0), u64::MAX);
+        assert_eq!(PurgeTimes::decode(Some(&t.encode())), t);
+        assert_eq!(PurgeTimes::decode(Some(b"junk")), PurgeTimes::default());
+        assert_eq!(PurgeTimes::decode(None), PurgeTimes::default());
     }
 
     #[test]
-    fn stamp_codec() {
-        assert_eq!(decode_stamp(Some(&encode_stamp(42))), 42);
-        assert_eq!(decode_stamp(None), 0);
-        assert_eq!(decode_stamp(Some(b"bad")), 0);
+    fn validity_compares_with_the_fetch_start() {
+        let t = PurgeTimes {
+            hard_us: 1000,
+            soft_us: 2000,
+        };
+        assert_eq!(
+            t.validity(999),
+            Validity::Invalid,
+            "fetched before the hard purge"
+        );
+        assert_eq!(
+            t.validity(1000),
+            Validity::Invalid,
+            "same microsecond: be safe"
+        );
+        assert_eq!(
+            t.validity(1500),
+            Validity::Stale,
+            "fetched before the soft purge"
+        );
+        assert_eq!(t.validity(2001), Validity::Valid);
+        assert_eq!(PurgeTimes::default().validity(0), Validity::Valid);
     }
 
     #[test]
-    fn an_entry_is_valid_only_under_current_stamps() {
-        let recorded = vec![(url_scope("http://h/a"), 7)];
-        assert!(stamps_current(&recorded, |_| 7));
-        assert!(!stamps_current(&recorded, |_| 8));
-        assert_ne!(url_scope("http://h/a"), url_scope("http://h/b"));
+    fn prefix_scopes_cover_ancestors_and_self() {
+        let scopes = prefix_scopes("/static/js/app.js");
+        assert_eq!(scopes.len(), 4);
+        assert!(scopes.contains(&prefix_scope("/")));
+        assert!(scopes.contains(&prefix_scope("/static")));
+        assert!(scopes.contains(&prefix_scope("/static/js/")));
+        assert!(scopes.contains(&prefix_scope("/static/js/app.js")));
+        assert!(!prefix_scopes("/statics/x").contains(&prefix_scope("/static")));
+        assert_eq!(prefix_scopes(&"/a".repeat(20)).len(), 1 + MAX_PREFIX_DEPTH);
+        assert_eq!(prefix_depth("/a/b/"), 2);
     }
 }

@@ -17,6 +17,7 @@ pub mod hop_by_hop;
 pub mod invalidation;
 pub mod key;
 pub mod origin_failure;
+pub mod purge;
 pub mod request_flow;
 pub mod rules;
 pub mod storability;

@@ -16,10 +16,12 @@ use crate::entry::{self, EntryMeta, StoredValue, VaryIndex};
 use crate::forwarding::{ClientConnection, client_response_headers, origin_request_headers};
 use crate::freshness::{EffectiveControl, corrected_initial_age, current_age, freshness_lifetime};
 use crate::invalidation::{
-    decode_stamp, encode_stamp, next_stamp, stamp_store_key, stamps_current, url_scope,
+    PurgeTimes, Validity, all_scope, prefix_scope, prefix_scopes, scope_store_key, tag_scope,
+    url_scope,
 };
 use crate::key::{KeyedRequest, build_key, hash128};
 use crate::origin_failure::OriginFailure;
+use crate::purge::{PurgeRequest, authorized, parse_purge_post, purge_id};
 use crate::rules::{CacheRules, Rule};
 use crate::storability::{Candidate, NOT_STORED_HEADERS, check_storable};
 use crate::vary::{MAX_VARIANTS, VaryNames, normalise_accept_encoding, variance};
@@ -111,10 +113,21 @@ const FORWARDED_FOR_CACHEABLE: [&str; 9] = [
 /// Headers only the edge acts on; never sent to clients.
 const EDGE_ONLY_HEADERS: [&str; 3] = ["surrogate-key", "surrogate-control", "cdn-cache-control"];
 
+/// Where the purge API lives and the token it requires.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PurgeSettings {
+    /// The admin path prefix (`/_edge`): the API is `{admin_path}/purge`.
+    pub admin_path: String,
+    /// The bearer token.
+    pub token: String,
+}
+
 /// The edge cache over a store, an origin and a clock.
 pub struct EdgeCache<'a, S, O, C> {
     /// Cache rules (`None`: the rules file is broken; proxy without caching).
     pub rules: Option<&'a CacheRules>,
+    /// The purge API (`None`: disabled, its path is proxied like any other).
+    pub purge: Option<&'a PurgeSettings>,
     /// The store.
     pub store: &'a S,
     /// The origin.
@@ -127,11 +140,21 @@ pub struct EdgeCache<'a, S, O, C> {
 struct Found {
     meta: EntryMeta,
     body: Vec<u8>,
+    /// A soft purge covers it: revalidate before reuse.
+    soft_purged: bool,
 }
 
 enum Lookup {
     Found(Found),
     Miss(Forward, Option<&'static str>),
+}
+
+/// Microseconds: purge and fetch times are compared at this resolution, so
+/// a fetch that starts just after a purge is rarely mistaken for one before.
+fn unix_us(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
 }
 
 fn unix_ms(t: SystemTime) -> u64 {
@@ -172,6 +195,15 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
     /// Handles one request; the optional [`Refresh`] is to be run after the
     /// response has been sent.
     pub fn handle(&self, request: ClientRequest) -> (Response, Option<Refresh>) {
+        if let Some(settings) = self.purge {
+            let path = request.path_and_query.split('?').next().unwrap_or("/");
+            if path == format!("{}/purge", settings.admin_path) {
+                return (self.purge_endpoint(&request, settings), None);
+            }
+            if request.method.as_str() == "PURGE" {
+                return (self.purge_method(&request, settings), None);
+            }
+        }
         let cacheable_method = request.method == Method::GET || request.method == Method::HEAD;
         let Some(rules) = self.rules else {
             let status = CacheStatus::forward(Forward::Bypass).with_detail("rules-error");
@@ -268,16 +300,121 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
         response
     }
 
-    fn invalidate_url(&self, keyed: &KeyedRequest) -> Result<(), StoreFailure> {
-        let key = stamp_store_key(&url_scope(canonical_url(keyed)));
-        let previous = decode_stamp(self.store.get(&key)?.as_deref());
-        let stamp = next_stamp(previous, unix_ms(self.clock.now()));
-        self.store.set(&key, &encode_stamp(stamp))
+    fn purge_endpoint(&self, request: &ClientRequest, settings: &PurgeSettings) -> Response {
+        if request.method != Method::POST {
+            let mut response = json_response(
+                405,
+                &serde_json::json!({"error": "the purge endpoint accepts POST only"}),
+            );
+            response
+                .headers
+                .insert("allow", HeaderValue::from_static("POST"));
+            return response;
+        }
+        if !authorized(&request.headers, &settings.token) {
+            return unauthorized();
+        }
+        let connection = ClientConnection::from_spin_headers(&request.headers);
+        let host = connection.host.clone().unwrap_or_default();
+        match parse_purge_post(&request.method, &request.body, &host) {
+            Ok(purge) => self.apply_purge(&purge, &connection),
+            Err(refusal) => json_response(
+                refusal.status,
+                &serde_json::json!({"error": refusal.message}),
+            ),
+        }
     }
 
-    fn current_stamp(&self, scope: &str) -> Result<u64, StoreFailure> {
-        Ok(decode_stamp(
-            self.store.get(&stamp_store_key(scope))?.as_deref(),
+    /// `PURGE /path` purges that one URL (all its variants).
+    fn purge_method(&self, request: &ClientRequest, settings: &PurgeSettings) -> Response {
+        if !authorized(&request.headers, &settings.token) {
+            return unauthorized();
+        }
+        let connection = ClientConnection::from_spin_headers(&request.headers);
+        let soft = request
+            .headers
+            .get("soft-purge")
+            .is_some_and(|v| v.as_bytes() == b"1");
+        let purge = PurgeRequest {
+            urls: vec![request.path_and_query.clone()],
+            soft,
+            ..Default::default()
+        };
+        self.apply_purge(&purge, &connection)
+    }
+
+    /// Writes one scope value per target; nothing is scanned or deleted.
+    fn apply_purge(&self, purge: &PurgeRequest, connection: &ClientConnection) -> Response {
+        let host = connection.host.clone().unwrap_or_default();
+        let mut scopes = Vec::new();
+        if purge.all {
+            scopes.push(all_scope());
+        }
+        for url in &purge.urls {
+            let path = url.split('?').next().unwrap_or("/");
+            let rule = self
+                .rules
+                .map(|r| r.for_path(&crate::key::normalise_path(path)));
+            let default_rule = Rule::default();
+            let rule = rule.unwrap_or(&default_rule);
+            // Entries are keyed by the scheme the client used; purge both.
+            for scheme in ["http", "https"] {
+                let keyed = build_key(scheme, &host, url, &HeaderMap::new(), rule);
+                scopes.push(url_scope(canonical_url(&keyed)));
+            }
+        }
+        scopes.extend(purge.tags.iter().map(|tag| tag_scope(tag)));
+        scopes.extend(purge.prefixes.iter().map(|prefix| prefix_scope(prefix)));
+
+        let id = purge_id(format!("{}|{:?}|{}", unix_ms(self.clock.now()), purge, host).as_bytes());
+        let caller = connection
+            .peer
+            .map(|p| p.ip().to_string())
+            .unwrap_or_else(|| "unknown".into());
+        for scope in &scopes {
+            if let Err(StoreFailure(error)) = self.purge_scope(scope, purge.soft) {
+                eprintln!("edge-cache: purge {id} from {caller} failed: store error: {error}");
+                return json_response(
+                    503,
+                    &serde_json::json!({"id": id, "error": format!("store unavailable: {error}")}),
+                );
+            }
+        }
+        eprintln!(
+            "edge-cache: purge {id} from {caller}: urls={:?} tags={:?} prefixes={:?} all={} soft={}",
+            purge.urls, purge.tags, purge.prefixes, purge.all, purge.soft
+        );
+        json_response(
+            200,
+            &serde_json::json!({
+                "id": id,
+                "soft": purge.soft,
+                "purged": {
+                    "urls": purge.urls.len(),
+                    "tags": purge.tags.len(),
+                    "prefixes": purge.prefixes.len(),
+                    "all": purge.all,
+                }
+            }),
+        )
+    }
+
+    fn invalidate_url(&self, keyed: &KeyedRequest) -> Result<(), StoreFailure> {
+        self.purge_scope(&url_scope(canonical_url(keyed)), false)
+    }
+
+    /// Records a purge of `scope` now: one read and one write, whatever is
+    /// cached.
+    pub fn purge_scope(&self, scope: &str, soft: bool) -> Result<(), StoreFailure> {
+        let key = scope_store_key(scope);
+        let previous = PurgeTimes::decode(self.store.get(&key)?.as_deref());
+        let updated = previous.after_purge(unix_us(self.clock.now()), soft);
+        self.store.set(&key, &updated.encode())
+    }
+
+    fn purge_times(&self, scope: &str) -> Result<PurgeTimes, StoreFailure> {
+        Ok(PurgeTimes::decode(
+            self.store.get(&scope_store_key(scope))?.as_deref(),
         ))
     }
 
@@ -323,6 +460,8 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
             now,
         );
         let lifetime = Duration::from_millis(found.meta.lifetime_ms);
+        let must_validate = must_validate || found.soft_purged;
+        let must_validate = must_validate || found.soft_purged;
         let fresh = age < lifetime && !must_validate && !control.directives.has("no-cache");
         if fresh {
             let status = CacheStatus::hit(seconds(lifetime) - seconds(age));
@@ -379,7 +518,6 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
                 .headers
                 .insert("if-modified-since", modified.clone());
         }
-        let stamps = self.stamps_for(keyed);
         let request_time = self.clock.now();
         let result = self.origin.send(origin_request);
         let response_time = self.clock.now();
@@ -416,7 +554,6 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
                     rule,
                     keyed,
                     updated,
-                    stamps,
                     request_time,
                     response_time,
                     status,
@@ -434,7 +571,6 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
                     rule,
                     keyed,
                     response,
-                    stamps,
                     request_time,
                     response_time,
                     status,
@@ -444,12 +580,6 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
             Err(_) if stale_if_error => serve_stale(None, "stale-if-error"),
             Err(failure) => error_response(&failure, &CacheStatus::forward(Forward::Stale)),
         }
-    }
-
-    fn stamps_for(&self, keyed: &KeyedRequest) -> Result<Vec<(String, u64)>, StoreFailure> {
-        let scope = url_scope(canonical_url(keyed));
-        let stamp = self.current_stamp(&scope)?;
-        Ok(vec![(scope, stamp)])
     }
 
     /// The request the edge sends for a cacheable GET/HEAD: always a GET
@@ -515,11 +645,6 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
         status: CacheStatus,
         may_store: bool,
     ) -> Response {
-        let stamps = if may_store {
-            self.stamps_for(keyed)
-        } else {
-            Err(StoreFailure("not storing".into()))
-        };
         let origin_request = self.cacheable_origin_request(request, keyed);
         let request_time = self.clock.now();
         match self.origin.send(origin_request) {
@@ -532,7 +657,6 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
                     rule,
                     keyed,
                     response,
-                    stamps,
                     request_time,
                     response_time,
                     status,
@@ -550,7 +674,6 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
         rule: &Rule,
         keyed: &KeyedRequest,
         response: Response,
-        stamps: Result<Vec<(String, u64)>, StoreFailure>,
         request_time: SystemTime,
         response_time: SystemTime,
         mut status: CacheStatus,
@@ -584,8 +707,8 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
         if let Some((lifetime, _)) = lifetime {
             status.ttl = Some(seconds(lifetime) - seconds(initial_age));
         }
-        match (may_store, verdict, stamps) {
-            (true, Ok(()), Ok(stamps)) => {
+        match (may_store, verdict) {
+            (true, Ok(())) => {
                 let mut stored_headers = headers.clone();
                 for name in NOT_STORED_HEADERS {
                     stored_headers.remove(name);
@@ -595,22 +718,20 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
                     key: keyed.key.canonical.clone(),
                     status: response.status,
                     headers: header_pairs(&stored_headers),
-                    request_time_ms: unix_ms(request_time),
+                    request_time_us: unix_us(request_time),
                     response_time_ms: unix_ms(response_time),
                     initial_age_ms: initial_age.as_millis() as u64,
                     lifetime_ms: lifetime.map(|(l, _)| l.as_millis() as u64).unwrap_or(0),
                     tags,
-                    stamps,
                 };
                 match self.write_entry(keyed, &request.headers, &headers, meta, &response.body) {
                     Ok(()) => status.stored = true,
                     Err(_) => status.detail = Some("store-error".into()),
                 }
             }
-            (true, Err(reason), _) if status.detail.is_none() => {
+            (true, Err(reason)) if status.detail.is_none() => {
                 status.detail = Some(reason.detail().into())
             }
-            (true, Ok(()), Err(_)) => status.detail = Some("store-error".into()),
             _ => {}
         }
         let mut client_headers = headers;
@@ -661,7 +782,7 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
         let mut index = existing.unwrap_or(VaryIndex {
             key: meta.key.clone(),
             names: names.clone(),
-            epoch: unix_ms(self.clock.now()) ^ (meta.request_time_ms << 20),
+            epoch: unix_ms(self.clock.now()) ^ (meta.request_time_us << 20),
             variants: Vec::new(),
         });
         let variant = hash128(variance(&names, request_headers).as_bytes());
@@ -714,21 +835,21 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
         if meta.key != keyed.key.canonical {
             return Ok(Lookup::Miss(Forward::Miss, Some("key-collision")));
         }
-        let mut current = Vec::with_capacity(meta.stamps.len());
-        for (scope, _) in &meta.stamps {
-            current.push((scope.clone(), self.current_stamp(scope)?));
+        let mut scopes = vec![all_scope(), url_scope(canonical_url(keyed))];
+        scopes.extend(prefix_scopes(&keyed.path));
+        scopes.extend(meta.tags.iter().map(|tag| tag_scope(tag)));
+        let mut validity = Validity::Valid;
+        for scope in &scopes {
+            validity = validity.max(self.purge_times(scope)?.validity(meta.request_time_us));
+            if validity == Validity::Invalid {
+                return Ok(Lookup::Miss(Forward::Miss, Some("invalidated")));
+            }
         }
-        let valid = stamps_current(&meta.stamps, |scope| {
-            current
-                .iter()
-                .find(|(s, _)| s == scope)
-                .map(|(_, v)| *v)
-                .unwrap_or(0)
-        });
-        if !valid {
-            return Ok(Lookup::Miss(Forward::Miss, Some("invalidated")));
-        }
-        Ok(Lookup::Found(Found { meta, body }))
+        Ok(Lookup::Found(Found {
+            meta,
+            body,
+            soft_purged: validity == Validity::Stale,
+        }))
     }
 
     fn serve_stored(
@@ -833,6 +954,31 @@ fn finish(
         headers,
         body: if no_body { Vec::new() } else { body },
     }
+}
+
+fn json_response(status: u16, value: &serde_json::Value) -> Response {
+    let body = format!("{value}\n").into_bytes();
+    let mut headers = HeaderMap::new();
+    headers.insert("content-type", HeaderValue::from_static("application/json"));
+    headers.insert("cache-control", HeaderValue::from_static("no-store"));
+    headers.insert("content-length", HeaderValue::from(body.len()));
+    Response {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn unauthorized() -> Response {
+    let mut response = json_response(
+        401,
+        &serde_json::json!({"error": "missing or wrong bearer token"}),
+    );
+    response.headers.insert(
+        "www-authenticate",
+        HeaderValue::from_static("Bearer realm=\"edge-cache purge\""),
+    );
+    response
 }
 
 fn error_response(failure: &OriginFailure, status: &CacheStatus) -> Response {
@@ -1045,6 +1191,7 @@ mod tests {
         let clock = clock();
         let edge = EdgeCache {
             rules: Some(&rules),
+            purge: None,
             store: &store,
             origin: &origin,
             clock: &clock,
@@ -1069,6 +1216,7 @@ mod tests {
         let clock = clock();
         let edge = EdgeCache {
             rules: Some(&rules),
+            purge: None,
             store: &store,
             origin: &origin,
             clock: &clock,
@@ -1094,18 +1242,19 @@ mod tests {
     fn an_entry_fetched_before_an_invalidation_does_not_survive_it() {
         let rules = CacheRules::default();
         let store = std::rc::Rc::new(MemStore::default());
-        let scope_key = stamp_store_key(&url_scope("http://shop.example/a"));
+        let scope_key = scope_store_key(&url_scope("http://shop.example/a"));
         let racing_store = store.clone();
+        let clock = clock();
+        let purge_time = unix_us(clock.now());
         // The invalidation lands while the origin is answering.
         let origin = FakeOrigin::new(move |_| {
-            racing_store
-                .set(&scope_key, &encode_stamp(next_stamp(0, 1)))
-                .unwrap();
+            let purged = PurgeTimes::default().after_purge(purge_time, false);
+            racing_store.set(&scope_key, &purged.encode()).unwrap();
             Ok(ok("max-age=60", "old"))
         });
-        let clock = clock();
         let edge = EdgeCache {
             rules: Some(&rules),
+            purge: None,
             store: &*store,
             origin: &origin,
             clock: &clock,
@@ -1128,6 +1277,7 @@ mod tests {
         let clock = clock();
         let edge = EdgeCache {
             rules: Some(&rules),
+            purge: None,
             store: &store,
             origin: &origin,
             clock: &clock,
@@ -1161,6 +1311,7 @@ mod tests {
         let clock = clock();
         let edge = EdgeCache {
             rules: Some(&rules),
+            purge: None,
             store: &store,
             origin: &origin,
             clock: &clock,
@@ -1197,6 +1348,7 @@ mod tests {
         let clock = clock();
         let edge = EdgeCache {
             rules: Some(&rules),
+            purge: None,
             store: &store,
             origin: &origin,
             clock: &clock,
@@ -1225,6 +1377,7 @@ mod tests {
         let clock = clock();
         let edge = EdgeCache {
             rules: Some(&rules),
+            purge: None,
             store: &store,
             origin: &origin,
             clock: &clock,

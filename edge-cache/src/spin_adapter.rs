@@ -16,7 +16,8 @@ use spin_sdk::wit::wasi::http0_2_0::types::{OutgoingBody, RequestOptions};
 use crate::config::EdgeConfig;
 use crate::origin_failure::OriginFailure;
 use crate::request_flow::{
-    ClientRequest, Clock, EdgeCache, Origin, OriginRequest, Response, Store, StoreFailure,
+    ClientRequest, Clock, EdgeCache, Origin, OriginRequest, PurgeSettings, Response, Store,
+    StoreFailure,
 };
 use crate::rules::CacheRules;
 
@@ -44,8 +45,13 @@ async fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
     let store = SpinStore::open(&config.store_name);
     let rules = load_rules(&config, &store);
     let origin = SpinOrigin { config: &config };
+    let purge = config.purge_token.as_ref().map(|token| PurgeSettings {
+        admin_path: config.admin_path.clone(),
+        token: token.clone(),
+    });
     let edge = EdgeCache {
         rules: rules.as_ref(),
+        purge: purge.as_ref(),
         store: &store,
         origin: &origin,
         clock: &SystemClock,

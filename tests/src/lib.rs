@@ -152,6 +152,8 @@ name = "edge-cache-test"
 origin_url = {{ required = true }}
 origin_timeout_ms = {{ default = "10000" }}
 cache_rules = {{ default = "{rules}" }}
+admin_path = {{ default = "/_edge" }}
+purge_token = {{ default = "" }}
 [[trigger.http]]
 route = "/..."
 component = "edge-cache"
@@ -164,6 +166,8 @@ files = [{{ source = "rules", destination = "/rules" }}]
 origin_url = "{{{{ origin_url }}}}"
 origin_timeout_ms = "{{{{ origin_timeout_ms }}}}"
 cache_rules = "{{{{ cache_rules }}}}"
+admin_path = "{{{{ admin_path }}}}"
+purge_token = "{{{{ purge_token }}}}"
 "#,
         source = component_path().display().to_string(),
         rules = if setup.rules.is_some() {

@@ -1,0 +1,243 @@
+//! The purge API: authentication and validation of purge requests.
+//!
+//! `POST {admin_path}/purge` with `Authorization: Bearer <purge_token>` and
+//! `{"urls": [...], "tags": [...], "prefixes": [...], "all": bool, "soft": bool}`,
+//! or the `PURGE` method on a URL (the Varnish/Fastly convention). Parsing
+//! is pure; applying a purge is one store write per target
+//! (see `invalidation`).
+
+use http::{HeaderMap, Method};
+use serde::Deserialize;
+
+use crate::invalidation::{MAX_PREFIX_DEPTH, prefix_depth};
+
+/// Largest purge body accepted.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Most targets one purge request may name.
+pub const MAX_TARGETS: usize = 1000;
+
+/// A validated purge.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PurgeRequest {
+    /// Paths (with optional query) on this host.
+    pub urls: Vec<String>,
+    /// Surrogate keys.
+    pub tags: Vec<String>,
+    /// Path prefixes (segment-aligned).
+    pub prefixes: Vec<String>,
+    /// Everything.
+    pub all: bool,
+    /// Mark stale instead of invalid.
+    pub soft: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PurgeBody {
+    #[serde(default)]
+    urls: Vec<String>,
+    #[serde(default)]
+    tags: Vec<String>,
+    #[serde(default)]
+    prefixes: Vec<String>,
+    #[serde(default)]
+    all: bool,
+    #[serde(default)]
+    soft: bool,
+}
+
+/// A refused purge: the status and a message naming the problem.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PurgeRefusal {
+    /// 400, 401, 405 or 413.
+    pub status: u16,
+    /// What is wrong.
+    pub message: String,
+}
+
+fn refuse(status: u16, message: impl Into<String>) -> PurgeRefusal {
+    PurgeRefusal {
+        status,
+        message: message.into(),
+    }
+}
+
+/// Whether `headers` carry `Authorization: Bearer <token>`, compared in
+/// constant time (blake3 digests compare in constant time).
+pub fn authorized(headers: &HeaderMap, token: &str) -> bool {
+    let presented = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .unwrap_or("");
+    blake3::hash(presented.trim().as_bytes()) == blake3::hash(token.as_bytes()) && !token.is_empty()
+}
+
+/// Validates a `POST {admin_path}/purge` request (after authentication).
+pub fn parse_purge_post(
+    method: &Method,
+    body: &[u8],
+    host: &str,
+) -> Result<PurgeRequest, PurgeRefusal> {
+    if method != Method::POST {
+        return Err(refuse(405, "the purge endpoint accepts POST only"));
+    }
+    if body.len() > MAX_BODY_BYTES {
+        return Err(refuse(
+            413,
+            format!("purge body over {MAX_BODY_BYTES} bytes"),
+        ));
+    }
+    let parsed: PurgeBody = serde_json::from_slice(body)
+        .map_err(|e| refuse(400, format!("invalid purge body: {e}")))?;
+    let targets = parsed.urls.len() + parsed.tags.len() + parsed.prefixes.len();
+    if targets == 0 && !parsed.all {
+        return Err(refuse(400, "empty purge: give urls, tags, prefixes or all"));
+    }
+    if targets > MAX_TARGETS {
+        return Err(refuse(
+            400,
+            format!("too many targets: {targets} (at most {MAX_TARGETS})"),
+        ));
+    }
+    let urls = parsed
+        .urls
+        .iter()
+        .enumerate()
+        .map(|(i, url)| local_target(url, host).map_err(|m| refuse(400, format!("urls[{i}]: {m}"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    for (i, tag) in parsed.tags.iter().enumerate() {
+        if tag.is_empty() || tag.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(refuse(
+                400,
+                format!("tags[{i}]: a tag is one non-empty word"),
+            ));
+        }
+    }
+    for (i, prefix) in parsed.prefixes.iter().enumerate() {
+        if !prefix.starts_with('/') {
+            return Err(refuse(400, format!("prefixes[{i}]: must start with `/`")));
+        }
+        if prefix.contains('?') || prefix.contains('*') {
+            return Err(refuse(
+                400,
+                format!("prefixes[{i}]: a path prefix, without query or wildcards"),
+            ));
+        }
+        if prefix_depth(prefix) > MAX_PREFIX_DEPTH {
+            return Err(refuse(
+                400,
+                format!("prefixes[{i}]: deeper than {MAX_PREFIX_DEPTH} segments"),
+            ));
+        }
+    }
+    Ok(PurgeRequest {
+        urls,
+        tags: parsed.tags,
+        prefixes: parsed.prefixes,
+        all: parsed.all,
+        soft: parsed.soft,
+    })
+}
+
+/// Turns a purge URL into a path-and-query on this host: either already a
+/// path, or an absolute URL whose host is this one.
+fn local_target(url: &str, host: &str) -> Result<String, String> {
+    if url.starts_with('/') && !url.starts_with("//") {
+        return Ok(url.to_owned());
+    }
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or_else(|| format!("`{url}` is neither a path nor an http(s) URL"))?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    if !authority.eq_ignore_ascii_case(host) {
+        return Err(format!("`{url}` is on another host than `{host}`"));
+    }
+    Ok(path.to_owned())
+}
+
+/// A short random-looking id for logs and the answer.
+pub fn purge_id(seed: &[u8]) -> String {
+    crate::key::hash128(seed)[..16].to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn post(body: &str) -> Result<PurgeRequest, PurgeRefusal> {
+        parse_purge_post(&Method::POST, body.as_bytes(), "shop.example")
+    }
+
+    #[test]
+    fn accepts_every_kind_of_target() {
+        let p = post(r#"{"urls": ["/a?b=1", "http://shop.example/c"], "tags": ["product:1"], "prefixes": ["/static/"], "all": false, "soft": true}"#).unwrap();
+        assert_eq!(p.urls, ["/a?b=1", "/c"]);
+        assert_eq!(p.tags, ["product:1"]);
+        assert_eq!(p.prefixes, ["/static/"]);
+        assert!(p.soft);
+        assert!(post(r#"{"all": true}"#).unwrap().all);
+    }
+
+    #[test]
+    fn refusals_name_the_problem() {
+        let big = format!(r#"{{"tags": ["{}"]}}"#, "x".repeat(MAX_BODY_BYTES));
+        let many = format!(
+            r#"{{"tags": [{}]}}"#,
+            vec!["\"t\""; MAX_TARGETS + 1].join(",")
+        );
+        let cases: Vec<(&str, u16, &str)> = vec![
+            ("not json", 400, "invalid purge body"),
+            (r#"{"url": ["/a"]}"#, 400, "unknown field `url`"),
+            ("{}", 400, "empty purge"),
+            (
+                r#"{"urls": ["http://evil.example/a"]}"#,
+                400,
+                "urls[0]: `http://evil.example/a` is on another host",
+            ),
+            (r#"{"urls": ["ftp://x"]}"#, 400, "urls[0]"),
+            (r#"{"tags": ["two words"]}"#, 400, "tags[0]"),
+            (r#"{"prefixes": ["static"]}"#, 400, "prefixes[0]"),
+            (
+                r#"{"prefixes": ["/a/b/c/d/e/f/g/h/i"]}"#,
+                400,
+                "deeper than",
+            ),
+            (&many, 400, "too many targets"),
+            (&big, 413, "over 65536 bytes"),
+        ];
+        for (body, status, needle) in cases {
+            let refusal = post(body).unwrap_err();
+            assert_eq!(refusal.status, status, "{needle}: {}", refusal.message);
+            assert!(
+                refusal.message.contains(needle),
+                "expected `{needle}` in `{}`",
+                refusal.message
+            );
+        }
+        assert_eq!(
+            parse_purge_post(&Method::GET, b"", "h").unwrap_err().status,
+            405
+        );
+    }
+
+    #[test]
+    fn bearer_token_check() {
+        let mut h = HeaderMap::new();
+        assert!(!authorized(&h, "secret"));
+        h.insert("authorization", "Bearer secret".parse().unwrap());
+        assert!(authorized(&h, "secret"));
+        assert!(!authorized(&h, "secret2"));
+        assert!(!authorized(&h, ""), "an empty token never authorises");
+        h.insert("authorization", "Basic secret".parse().unwrap());
+        assert!(!authorized(&h, "secret"));
+    }
+}
