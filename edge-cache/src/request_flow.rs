@@ -936,8 +936,16 @@ fn finish(
     cache_status: &CacheStatus,
     is_head: bool,
 ) -> Response {
-    if let Some(age) = age {
-        headers.insert("age", HeaderValue::from(age.as_secs()));
+    // Every response carries Age: ours when we know it, else the origin's,
+    // else 0 (a response fresh from the origin).
+    match age {
+        Some(age) => {
+            headers.insert("age", HeaderValue::from(age.as_secs()));
+        }
+        None if !headers.contains_key("age") => {
+            headers.insert("age", HeaderValue::from_static("0"));
+        }
+        None => {}
     }
     if let Ok(value) = HeaderValue::from_str(&cache_status.header_value()) {
         headers.insert("cache-status", value);
@@ -959,6 +967,7 @@ fn finish(
 fn json_response(status: u16, value: &serde_json::Value) -> Response {
     let body = format!("{value}\n").into_bytes();
     let mut headers = HeaderMap::new();
+    headers.insert("age", HeaderValue::from_static("0"));
     headers.insert("content-type", HeaderValue::from_static("application/json"));
     headers.insert("cache-control", HeaderValue::from_static("no-store"));
     headers.insert("content-length", HeaderValue::from(body.len()));

@@ -204,18 +204,25 @@ async fn stale_entry_is_revalidated_and_a_304_refreshes_it() {
 #[tokio::test]
 async fn stale_while_revalidate_serves_stale_and_refreshes_after_responding() {
     let origin = MockServer::start().await;
+    let template = ResponseTemplate::new(200)
+        .insert_header("cache-control", "max-age=0, stale-while-revalidate=60")
+        .set_body_string("v");
     Mock::given(path("/swr"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .insert_header("cache-control", "max-age=0, stale-while-revalidate=60")
-                .set_body_string("v"),
-        )
-        .expect(2)
+        .respond_with(template.clone())
+        .up_to_n_times(1)
+        .mount(&origin)
+        .await;
+    // The refresh is slow: the client must not wait for it.
+    let refresh_delay = Duration::from_millis(1500);
+    Mock::given(path("/swr"))
+        .respond_with(template.set_delay(refresh_delay))
+        .expect(1)
         .mount(&origin)
         .await;
     let edge = edge_for(&origin).await;
 
     get(&edge, "/swr").await;
+    let started = std::time::Instant::now();
     let stale = get(&edge, "/swr").await;
     let status = cache_status(&stale);
     assert!(
@@ -223,6 +230,11 @@ async fn stale_while_revalidate_serves_stale_and_refreshes_after_responding() {
         "{status}"
     );
     assert_eq!(stale.text().await.unwrap(), "v");
+    let waited = started.elapsed();
+    assert!(
+        waited < refresh_delay,
+        "client waited {waited:?} for the refresh"
+    );
     // The refresh happens after the response: the origin sees it shortly.
     origin_requests_reach(&origin, 2).await;
 }
