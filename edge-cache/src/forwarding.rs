@@ -123,17 +123,7 @@ fn append_list_member(headers: &mut HeaderMap, name: HeaderName, member: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut m = HeaderMap::new();
-        for (k, v) in pairs {
-            m.append(
-                HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            );
-        }
-        m
-    }
+    use crate::test_support::headers as map;
 
     fn connection() -> ClientConnection {
         ClientConnection {

@@ -25,3 +25,6 @@ pub mod vary;
 
 #[cfg(target_arch = "wasm32")]
 mod spin_adapter;
+
+#[cfg(test)]
+mod test_support;

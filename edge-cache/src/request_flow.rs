@@ -1150,6 +1150,21 @@ mod tests {
         }
     }
 
+    fn edge<'a>(
+        rules: &'a CacheRules,
+        store: &'a MemStore,
+        origin: &'a FakeOrigin,
+        clock: &'a FakeClock,
+    ) -> EdgeCache<'a, MemStore, FakeOrigin, FakeClock> {
+        EdgeCache {
+            rules: Some(rules),
+            purge: None,
+            store,
+            origin,
+            clock,
+        }
+    }
+
     fn clock() -> FakeClock {
         FakeClock(Cell::new(UNIX_EPOCH + Duration::from_secs(1_700_000_000)))
     }
@@ -1198,13 +1213,7 @@ mod tests {
         store.broken.set(true);
         let origin = FakeOrigin::new(|_| Ok(ok("max-age=60", "x")));
         let clock = clock();
-        let edge = EdgeCache {
-            rules: Some(&rules),
-            purge: None,
-            store: &store,
-            origin: &origin,
-            clock: &clock,
-        };
+        let edge = edge(&rules, &store, &origin, &clock);
         for _ in 0..3 {
             let (response, _) = edge.handle(get("/a", &[]));
             assert_eq!(response.status, 200);
@@ -1223,13 +1232,7 @@ mod tests {
         let store = MemStore::default();
         let origin = FakeOrigin::new(|_| Ok(ok("max-age=60", "fresh")));
         let clock = clock();
-        let edge = EdgeCache {
-            rules: Some(&rules),
-            purge: None,
-            store: &store,
-            origin: &origin,
-            clock: &clock,
-        };
+        let edge = edge(&rules, &store, &origin, &clock);
         edge.handle(get("/a", &[]));
         for value in store.values.borrow_mut().values_mut() {
             let last = value.len() - 1;
@@ -1261,13 +1264,7 @@ mod tests {
             racing_store.set(&scope_key, &purged.encode()).unwrap();
             Ok(ok("max-age=60", "old"))
         });
-        let edge = EdgeCache {
-            rules: Some(&rules),
-            purge: None,
-            store: &*store,
-            origin: &origin,
-            clock: &clock,
-        };
+        let edge = edge(&rules, &store, &origin, &clock);
         edge.handle(get("/a", &[]));
         let (response, _) = edge.handle(get("/a", &[]));
         assert!(
@@ -1284,13 +1281,7 @@ mod tests {
         let store = MemStore::default();
         let origin = FakeOrigin::new(|_| Ok(ok("max-age=10", "x")));
         let clock = clock();
-        let edge = EdgeCache {
-            rules: Some(&rules),
-            purge: None,
-            store: &store,
-            origin: &origin,
-            clock: &clock,
-        };
+        let edge = edge(&rules, &store, &origin, &clock);
         edge.handle(get("/a", &[]));
         clock.0.set(clock.0.get() + Duration::from_secs(4));
         let (response, _) = edge.handle(get("/a", &[]));
@@ -1318,13 +1309,7 @@ mod tests {
             Ok(response)
         });
         let clock = clock();
-        let edge = EdgeCache {
-            rules: Some(&rules),
-            purge: None,
-            store: &store,
-            origin: &origin,
-            clock: &clock,
-        };
+        let edge = edge(&rules, &store, &origin, &clock);
         for i in 0..(MAX_VARIANTS + 5) {
             edge.handle(get("/a", &[("accept-language", &format!("lang-{i}"))]));
         }
@@ -1355,13 +1340,7 @@ mod tests {
         let store = MemStore::default();
         let origin = FakeOrigin::new(|_| Err(OriginFailure::TimedOut(Duration::from_millis(250))));
         let clock = clock();
-        let edge = EdgeCache {
-            rules: Some(&rules),
-            purge: None,
-            store: &store,
-            origin: &origin,
-            clock: &clock,
-        };
+        let edge = edge(&rules, &store, &origin, &clock);
         let (response, _) = edge.handle(get("/a", &[]));
         assert_eq!(response.status, 504);
         assert_eq!(response.body, b"origin timed out after 250 ms\n");
@@ -1384,13 +1363,7 @@ mod tests {
             Ok(ok("max-age=60", "body"))
         });
         let clock = clock();
-        let edge = EdgeCache {
-            rules: Some(&rules),
-            purge: None,
-            store: &store,
-            origin: &origin,
-            clock: &clock,
-        };
+        let edge = edge(&rules, &store, &origin, &clock);
         let mut head = get("/a", &[]);
         head.method = Method::HEAD;
         let (response, _) = edge.handle(head);
