@@ -10,6 +10,10 @@ use http::uri::{Authority, Scheme, Uri};
 /// Default for `origin_timeout_ms`: how long the origin has to start answering.
 pub const DEFAULT_ORIGIN_TIMEOUT: Duration = Duration::from_millis(10_000);
 
+/// Default for `origin_connect_timeout_ms`: a healthy origin accepts a
+/// connection in well under this; waiting longer only queues clients.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_millis(3_000);
+
 /// Longest timeout accepted; longer ones are almost surely a unit mistake.
 const MAX_ORIGIN_TIMEOUT_MS: u64 = 10 * 60 * 1000;
 
@@ -36,8 +40,13 @@ impl OriginAddress {
 pub struct EdgeConfig {
     /// The origin requests are forwarded to.
     pub origin: OriginAddress,
-    /// How long the origin has to connect and to send its response head.
+    /// How long the origin has to send its response head (and each later
+    /// chunk of the body).
     pub origin_timeout: Duration,
+    /// How long the origin has to accept a connection.
+    pub connect_timeout: Duration,
+    /// Where requests go when the origin fails (`backup_origin_url`).
+    pub backup_origin: Option<OriginAddress>,
     /// Path (in the component's filesystem) of the JSON cache rules; `None`
     /// for the built-in default rule.
     pub cache_rules_path: Option<String>,
@@ -78,6 +87,25 @@ impl EdgeConfig {
             None => DEFAULT_ORIGIN_TIMEOUT,
             Some(raw) => parse_timeout_ms("origin_timeout_ms", raw.trim())?,
         };
+        let connect_timeout =
+            match lookup("origin_connect_timeout_ms").filter(|v| !v.trim().is_empty()) {
+                None => DEFAULT_CONNECT_TIMEOUT.min(origin_timeout),
+                Some(raw) => parse_timeout_ms("origin_connect_timeout_ms", raw.trim())?,
+            };
+        // A manifest lists the backup in allowed_outbound_hosts, so its
+        // default is the primary itself, which means "no backup".
+        let backup_origin = match lookup("backup_origin_url").map(|v| v.trim().to_owned()) {
+            Some(raw) if !raw.is_empty() && raw != origin_url.trim() => {
+                Some(parse_origin_url(&raw).map_err(|e| match e {
+                    ConfigError::Invalid { reason, .. } => ConfigError::Invalid {
+                        name: "backup_origin_url",
+                        reason,
+                    },
+                    other => other,
+                })?)
+            }
+            _ => None,
+        };
         let cache_rules_path = lookup("cache_rules")
             .map(|v| v.trim().to_owned())
             .filter(|v| !v.is_empty());
@@ -99,6 +127,8 @@ impl EdgeConfig {
         Ok(EdgeConfig {
             origin,
             origin_timeout,
+            connect_timeout,
+            backup_origin,
             cache_rules_path,
             store_name,
             admin_path,
@@ -194,6 +224,8 @@ mod tests {
         assert_eq!(c.cache_rules_path.as_deref(), Some("/rules/r.json"));
         assert_eq!(c.store_name, "edge");
         assert_eq!(c.admin_path, "/_edge");
+        assert_eq!(c.connect_timeout, DEFAULT_CONNECT_TIMEOUT);
+        assert_eq!(c.backup_origin, None);
         assert_eq!(c.purge_token, None);
         let c = config(&[
             ("origin_url", "http://o"),
@@ -233,6 +265,34 @@ mod tests {
                 "{bad}: {err}"
             );
         }
+    }
+
+    #[test]
+    fn backup_origin_is_optional_and_checked() {
+        let same = config(&[
+            ("origin_url", "http://a:1"),
+            ("backup_origin_url", "http://a:1"),
+        ])
+        .unwrap();
+        assert_eq!(
+            same.backup_origin, None,
+            "the primary itself means no backup"
+        );
+        let other = config(&[
+            ("origin_url", "http://a:1"),
+            ("backup_origin_url", "http://b:2"),
+        ])
+        .unwrap();
+        assert_eq!(other.backup_origin.unwrap().authority.as_str(), "b:2");
+        let err =
+            config(&[("origin_url", "http://a:1"), ("backup_origin_url", "b:2")]).unwrap_err();
+        assert!(err.to_string().contains("backup_origin_url"), "{err}");
+        let short = config(&[("origin_url", "http://a"), ("origin_timeout_ms", "500")]).unwrap();
+        assert_eq!(
+            short.connect_timeout,
+            Duration::from_millis(500),
+            "never longer than the first-byte timeout"
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod cache_status;
 pub mod conditional;
 pub mod config;
 pub mod entry;
+pub mod failover;
 pub mod forwarding;
 pub mod freshness;
 pub mod hop_by_hop;

@@ -7,7 +7,9 @@ use std::time::Duration;
 pub enum OriginFailure {
     /// Nothing accepted the connection (refused, unreachable, DNS failure).
     Unreachable(String),
-    /// The origin did not connect or answer within the configured time.
+    /// The origin did not accept a connection within the configured time.
+    ConnectTimedOut(Duration),
+    /// The origin did not answer within the configured time.
     TimedOut(Duration),
     /// The host runtime refused the outbound request (not in
     /// `allowed_outbound_hosts`).
@@ -30,6 +32,10 @@ impl OriginFailure {
     pub fn to_response(&self) -> ErrorResponse {
         let (status, body) = match self {
             OriginFailure::Unreachable(detail) => (502, format!("origin unreachable: {detail}")),
+            OriginFailure::ConnectTimedOut(after) => (
+                504,
+                format!("origin connect timed out after {} ms", after.as_millis()),
+            ),
             OriginFailure::TimedOut(after) => (
                 504,
                 format!("origin timed out after {} ms", after.as_millis()),
@@ -63,6 +69,11 @@ mod tests {
                 OriginFailure::TimedOut(Duration::from_millis(1500)),
                 504,
                 "origin timed out after 1500 ms",
+            ),
+            (
+                OriginFailure::ConnectTimedOut(Duration::from_millis(300)),
+                504,
+                "origin connect timed out after 300 ms",
             ),
             (OriginFailure::Denied, 502, "allowed_outbound_hosts"),
             (

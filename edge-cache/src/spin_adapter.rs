@@ -13,7 +13,8 @@ use spin_sdk::key_value;
 use spin_sdk::wit::wasi::http0_2_0::outgoing_handler;
 use spin_sdk::wit::wasi::http0_2_0::types::{OutgoingBody, RequestOptions};
 
-use crate::config::EdgeConfig;
+use crate::config::{EdgeConfig, OriginAddress};
+use crate::failover::FailoverOrigin;
 use crate::origin_failure::OriginFailure;
 use crate::request_flow::{
     ClientRequest, Clock, EdgeCache, Origin, OriginRequest, PurgeSettings, Response, Store,
@@ -44,7 +45,18 @@ async fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
     };
     let store = SpinStore::open(&config.store_name);
     let rules = load_rules(&config, &store);
-    let origin = SpinOrigin { config: &config };
+    let primary = SpinOrigin {
+        address: &config.origin,
+        config: &config,
+    };
+    let backup = config.backup_origin.as_ref().map(|address| SpinOrigin {
+        address,
+        config: &config,
+    });
+    let origin = FailoverOrigin {
+        primary: &primary,
+        backup: backup.as_ref(),
+    };
     let purge = config.purge_token.as_ref().map(|token| PurgeSettings {
         admin_path: config.admin_path.clone(),
         token: token.clone(),
@@ -134,12 +146,13 @@ impl Store for SpinStore {
 }
 
 struct SpinOrigin<'a> {
+    address: &'a OriginAddress,
     config: &'a EdgeConfig,
 }
 
 impl Origin for SpinOrigin<'_> {
     fn send(&self, request: OriginRequest) -> Result<Response, OriginFailure> {
-        send_to_origin(self.config, request)
+        send_to_origin(self.address, self.config, request)
     }
 }
 
@@ -204,21 +217,25 @@ fn text_response(status: u16, body: String) -> Response {
     }
 }
 
-fn send_to_origin(config: &EdgeConfig, request: OriginRequest) -> Result<Response, OriginFailure> {
+fn send_to_origin(
+    address: &OriginAddress,
+    config: &EdgeConfig,
+    request: OriginRequest,
+) -> Result<Response, OriginFailure> {
     let protocol = |what: &str| OriginFailure::Protocol(what.to_owned());
     let fields = Fields::from_list(&field_list(&request.headers))
         .map_err(|e| protocol(&format!("request headers rejected by the host: {e:?}")))?;
     let outgoing = OutgoingRequest::new(fields);
-    let scheme = if config.origin.scheme == http::uri::Scheme::HTTPS {
+    let scheme = if address.scheme == http::uri::Scheme::HTTPS {
         Scheme::Https
     } else {
         Scheme::Http
     };
-    let target = config.origin.target_for(&request.target);
+    let target = address.target_for(&request.target);
     let parts_set = outgoing.set_method(&wit_method(&request.method)).is_ok()
         && outgoing.set_scheme(Some(&scheme)).is_ok()
         && outgoing
-            .set_authority(Some(config.origin.authority.as_str()))
+            .set_authority(Some(address.authority.as_str()))
             .is_ok()
         && outgoing.set_path_with_query(Some(&target)).is_ok();
     if !parts_set {
@@ -228,21 +245,21 @@ fn send_to_origin(config: &EdgeConfig, request: OriginRequest) -> Result<Respons
     let options = RequestOptions::new();
     let timeout = nanos(config.origin_timeout);
     // The host may not support every option; an unsupported one is ignored.
-    let _ = options.set_connect_timeout(Some(timeout));
+    let _ = options.set_connect_timeout(Some(nanos(config.connect_timeout)));
     let _ = options.set_first_byte_timeout(Some(timeout));
     let _ = options.set_between_bytes_timeout(Some(timeout));
 
     let outgoing_body = outgoing
         .body()
         .map_err(|()| protocol("request body unavailable"))?;
-    let pending = outgoing_handler::handle(outgoing, Some(options))
-        .map_err(|code| classify(code, config.origin_timeout))?;
+    let pending =
+        outgoing_handler::handle(outgoing, Some(options)).map_err(|code| classify(code, config))?;
     write_body(outgoing_body, &request.body)?;
 
     pending.subscribe().block();
     let response = match pending.get() {
         Some(Ok(Ok(response))) => response,
-        Some(Ok(Err(code))) => return Err(classify(code, config.origin_timeout)),
+        Some(Ok(Err(code))) => return Err(classify(code, config)),
         Some(Err(())) | None => return Err(protocol("response future failed")),
     };
     let status = response.status();
@@ -297,10 +314,11 @@ fn write_body(outgoing: OutgoingBody, body: &[u8]) -> Result<(), OriginFailure> 
     OutgoingBody::finish(outgoing, None).map_err(|e| broken(format!("{e:?}")))
 }
 
-fn classify(code: ErrorCode, timeout: Duration) -> OriginFailure {
+fn classify(code: ErrorCode, config: &EdgeConfig) -> OriginFailure {
+    let timeout = config.origin_timeout;
     match code {
-        ErrorCode::ConnectionTimeout
-        | ErrorCode::ConnectionReadTimeout
+        ErrorCode::ConnectionTimeout => OriginFailure::ConnectTimedOut(config.connect_timeout),
+        ErrorCode::ConnectionReadTimeout
         | ErrorCode::ConnectionWriteTimeout
         | ErrorCode::HttpResponseTimeout
         | ErrorCode::DnsTimeout => OriginFailure::TimedOut(timeout),

@@ -151,6 +151,8 @@ name = "edge-cache-test"
 [variables]
 origin_url = {{ required = true }}
 origin_timeout_ms = {{ default = "10000" }}
+origin_connect_timeout_ms = {{ default = "3000" }}
+backup_origin_url = {{ default = "" }}
 cache_rules = {{ default = "{rules}" }}
 admin_path = {{ default = "/_edge" }}
 purge_token = {{ default = "" }}
@@ -165,6 +167,8 @@ files = [{{ source = "rules", destination = "/rules" }}]
 [component.edge-cache.variables]
 origin_url = "{{{{ origin_url }}}}"
 origin_timeout_ms = "{{{{ origin_timeout_ms }}}}"
+origin_connect_timeout_ms = "{{{{ origin_connect_timeout_ms }}}}"
+backup_origin_url = "{{{{ backup_origin_url }}}}"
 cache_rules = "{{{{ cache_rules }}}}"
 admin_path = "{{{{ admin_path }}}}"
 purge_token = "{{{{ purge_token }}}}"
