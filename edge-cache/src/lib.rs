@@ -14,6 +14,7 @@ pub mod entry;
 pub mod failover;
 pub mod forwarding;
 pub mod freshness;
+pub mod header_list;
 pub mod hop_by_hop;
 pub mod invalidation;
 pub mod key;

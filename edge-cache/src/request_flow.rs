@@ -6,7 +6,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use http::header::{HeaderName, HeaderValue};
+use http::header::HeaderValue;
 use http::{HeaderMap, Method};
 
 use crate::cache_control::{CacheDirectives, Seconds};
@@ -15,6 +15,7 @@ use crate::conditional::{NOT_MODIFIED_FIELDS, RangeAnswer, client_has_current, r
 use crate::entry::{self, EntryMeta, StoredValue, VaryIndex};
 use crate::forwarding::{ClientConnection, client_response_headers, origin_request_headers};
 use crate::freshness::{EffectiveControl, corrected_initial_age, current_age, freshness_lifetime};
+use crate::header_list::{from_pairs, to_pairs};
 use crate::invalidation::{
     PurgeTimes, Validity, all_scope, prefix_scope, prefix_scopes, scope_store_key, tag_scope,
     url_scope,
@@ -139,13 +140,31 @@ pub struct EdgeCache<'a, S, O, C> {
 /// A stored response found for a request.
 struct Found {
     meta: EntryMeta,
+    /// `meta.headers` as a map, decoded once per lookup.
+    headers: HeaderMap,
     body: Vec<u8>,
     /// A soft purge covers it: revalidate before reuse.
     soft_purged: bool,
 }
 
+impl Found {
+    /// Its current age at `now` (RFC 9111 §4.2.3).
+    fn age(&self, now: SystemTime) -> Duration {
+        current_age(
+            Duration::from_millis(self.meta.initial_age_ms),
+            from_unix_ms(self.meta.response_time_ms),
+            now,
+        )
+    }
+
+    /// Its freshness lifetime, fixed when it was stored.
+    fn lifetime(&self) -> Duration {
+        Duration::from_millis(self.meta.lifetime_ms)
+    }
+}
+
 enum Lookup {
-    Found(Found),
+    Found(Box<Found>),
     Miss(Forward, Option<&'static str>),
 }
 
@@ -165,26 +184,6 @@ fn unix_ms(t: SystemTime) -> u64 {
 
 fn from_unix_ms(ms: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(ms)
-}
-
-fn header_pairs(headers: &HeaderMap) -> Vec<(String, Vec<u8>)> {
-    headers
-        .iter()
-        .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec()))
-        .collect()
-}
-
-fn header_map(pairs: &[(String, Vec<u8>)]) -> HeaderMap {
-    let mut map = HeaderMap::with_capacity(pairs.len());
-    for (name, value) in pairs {
-        if let (Ok(n), Ok(v)) = (
-            HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_bytes(value),
-        ) {
-            map.append(n, v);
-        }
-    }
-    map
 }
 
 fn seconds(d: Duration) -> i64 {
@@ -212,8 +211,7 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
         if !cacheable_method {
             return (self.pass_unsafe(&request, rules), None);
         }
-        let path = request.path_and_query.split('?').next().unwrap_or("/");
-        let rule = rules.for_path(&crate::key::normalise_path(path));
+        let rule = rules.for_target(&request.path_and_query);
         if rule.bypass {
             let status =
                 CacheStatus::forward(Forward::Bypass).with_detail(format!("rule-{}", rule.label()));
@@ -226,11 +224,10 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
     pub fn refresh(&self, refresh: Refresh) {
         let Some(rules) = self.rules else { return };
         let request = refresh.request;
-        let path = request.path_and_query.split('?').next().unwrap_or("/");
-        let rule = rules.for_path(&crate::key::normalise_path(path));
+        let rule = rules.for_target(&request.path_and_query);
         let keyed = self.key_for(&request, rule);
         if let Ok(Lookup::Found(found)) = self.lookup(&keyed, &request.headers) {
-            let _ = self.revalidate(&request, rule, &keyed, found);
+            let _ = self.revalidate(&request, rule, &keyed, *found);
         }
     }
 
@@ -279,7 +276,8 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
         let status = CacheStatus::forward(Forward::Bypass).with_detail("method");
         let response = self.pass(request, status);
         let unsafe_method = matches!(request.method.as_str(), "POST" | "PUT" | "DELETE" | "PATCH");
-        if unsafe_method && response.status < 400 && !is_edge_error(&response) {
+        // Edge-made errors (502/504) are >= 400 too, so they never invalidate.
+        if unsafe_method && response.status < 400 {
             let connection = ClientConnection::from_spin_headers(&request.headers);
             let host = connection.host.clone().unwrap_or_default();
             let mut targets = vec![request.path_and_query.clone()];
@@ -291,8 +289,7 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
                 }
             }
             for target in targets {
-                let path = target.split('?').next().unwrap_or("/");
-                let rule = rules.for_path(&crate::key::normalise_path(path));
+                let rule = rules.for_target(&target);
                 let keyed = build_key(&connection.scheme, &host, &target, &HeaderMap::new(), rule);
                 let _ = self.invalidate_url(&keyed);
             }
@@ -350,13 +347,9 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
         if purge.all {
             scopes.push(all_scope());
         }
+        let default_rule = Rule::default();
         for url in &purge.urls {
-            let path = url.split('?').next().unwrap_or("/");
-            let rule = self
-                .rules
-                .map(|r| r.for_path(&crate::key::normalise_path(path)));
-            let default_rule = Rule::default();
-            let rule = rule.unwrap_or(&default_rule);
+            let rule = self.rules.map_or(&default_rule, |r| r.for_target(url));
             // Entries are keyed by the scheme the client used; purge both.
             for scheme in ["http", "https"] {
                 let keyed = build_key(scheme, &host, url, &HeaderMap::new(), rule);
@@ -432,7 +425,7 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
             request_cc.has("no-cache") || request_cc.seconds("max-age") == Some(Seconds::Valid(0));
 
         let found = match self.lookup(&keyed, &request.headers) {
-            Ok(Lookup::Found(found)) => found,
+            Ok(Lookup::Found(found)) => *found,
             Ok(Lookup::Miss(forward, detail)) => {
                 let mut status = CacheStatus::forward(forward);
                 status.detail = detail.map(str::to_owned);
@@ -451,16 +444,9 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
             }
         };
 
-        let now = self.clock.now();
-        let stored_headers = header_map(&found.meta.headers);
-        let control = EffectiveControl::of(&stored_headers);
-        let age = current_age(
-            Duration::from_millis(found.meta.initial_age_ms),
-            from_unix_ms(found.meta.response_time_ms),
-            now,
-        );
-        let lifetime = Duration::from_millis(found.meta.lifetime_ms);
-        let must_validate = must_validate || found.soft_purged;
+        let control = EffectiveControl::of(&found.headers);
+        let age = found.age(self.clock.now());
+        let lifetime = found.lifetime();
         let must_validate = must_validate || found.soft_purged;
         let fresh = age < lifetime && !must_validate && !control.directives.has("no-cache");
         if fresh {
@@ -495,21 +481,16 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
         keyed: &KeyedRequest,
         found: Found,
     ) -> Response {
-        let stored_headers = header_map(&found.meta.headers);
-        let control = EffectiveControl::of(&stored_headers);
-        let now = self.clock.now();
-        let age = current_age(
-            Duration::from_millis(found.meta.initial_age_ms),
-            from_unix_ms(found.meta.response_time_ms),
-            now,
-        );
-        let lifetime = Duration::from_millis(found.meta.lifetime_ms);
+        let stored_headers = &found.headers;
+        let control = EffectiveControl::of(stored_headers);
+        let age = found.age(self.clock.now());
+        let lifetime = found.lifetime();
         let stale_if_error = !control.forbids_stale()
             && control
                 .stale_if_error()
                 .is_some_and(|window| age < lifetime + window);
 
-        let mut origin_request = self.cacheable_origin_request(request, keyed);
+        let mut origin_request = cacheable_origin_request(request, rule, keyed);
         if let Some(etag) = stored_headers.get("etag") {
             origin_request.headers.insert("if-none-match", etag.clone());
         }
@@ -582,61 +563,6 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
         }
     }
 
-    /// The request the edge sends for a cacheable GET/HEAD: always a GET
-    /// (HEAD is answered from it), with only what the key covers or what
-    /// cannot poison the cache.
-    fn cacheable_origin_request(
-        &self,
-        request: &ClientRequest,
-        keyed: &KeyedRequest,
-    ) -> OriginRequest {
-        let connection = ClientConnection::from_spin_headers(&request.headers);
-        let all = origin_request_headers(&request.headers, &connection);
-        let path = keyed.path.as_str();
-        let rule_headers: Vec<String> = self
-            .rules
-            .map(|r| {
-                r.for_path(path)
-                    .headers
-                    .iter()
-                    .map(|h| h.to_ascii_lowercase())
-                    .collect()
-            })
-            .unwrap_or_default();
-        let mut headers = HeaderMap::new();
-        for (name, value) in &all {
-            let keep = FORWARDED_FOR_CACHEABLE.contains(&name.as_str())
-                || rule_headers.iter().any(|h| h == name.as_str());
-            if keep {
-                headers.append(name.clone(), value.clone());
-            }
-        }
-        if headers.contains_key("accept-encoding") {
-            let joined: Vec<&str> = all
-                .get_all("accept-encoding")
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .collect();
-            headers.insert(
-                "accept-encoding",
-                HeaderValue::from_static(normalise_accept_encoding(&joined.join(","))),
-            );
-        }
-        if let Some(cookie) = keyed
-            .cookie
-            .as_deref()
-            .and_then(|c| HeaderValue::from_str(c).ok())
-        {
-            headers.insert("cookie", cookie);
-        }
-        OriginRequest {
-            method: Method::GET,
-            target: keyed.origin_target.clone(),
-            headers,
-            body: Vec::new(),
-        }
-    }
-
     fn fetch_and_maybe_store(
         &self,
         request: &ClientRequest,
@@ -645,7 +571,7 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
         status: CacheStatus,
         may_store: bool,
     ) -> Response {
-        let origin_request = self.cacheable_origin_request(request, keyed);
+        let origin_request = cacheable_origin_request(request, rule, keyed);
         let request_time = self.clock.now();
         match self.origin.send(origin_request) {
             Ok(response) => {
@@ -717,7 +643,7 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
                 let meta = EntryMeta {
                     key: keyed.key.canonical.clone(),
                     status: response.status,
-                    headers: header_pairs(&stored_headers),
+                    headers: to_pairs(&stored_headers),
                     request_time_us: unix_us(request_time),
                     response_time_ms: unix_ms(response_time),
                     initial_age_ms: initial_age.as_millis() as u64,
@@ -845,11 +771,12 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
                 return Ok(Lookup::Miss(Forward::Miss, Some("invalidated")));
             }
         }
-        Ok(Lookup::Found(Found {
+        Ok(Lookup::Found(Box::new(Found {
+            headers: from_pairs(&meta.headers),
             meta,
             body,
             soft_purged: validity == Validity::Stale,
-        }))
+        })))
     }
 
     fn serve_stored(
@@ -859,7 +786,7 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
         age: Duration,
         status: &CacheStatus,
     ) -> Response {
-        let mut headers = header_map(&found.meta.headers);
+        let mut headers = found.headers.clone();
         strip_edge_only(&mut headers);
         let representation = Representation {
             status: found.meta.status,
@@ -873,6 +800,53 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
             status,
             request.method == Method::HEAD,
         )
+    }
+}
+
+/// The request the edge sends for a cacheable GET/HEAD: always a GET
+/// (HEAD is answered from it), with only what the key covers or what
+/// cannot poison the cache.
+fn cacheable_origin_request(
+    request: &ClientRequest,
+    rule: &Rule,
+    keyed: &KeyedRequest,
+) -> OriginRequest {
+    let connection = ClientConnection::from_spin_headers(&request.headers);
+    let all = origin_request_headers(&request.headers, &connection);
+    let mut headers = HeaderMap::new();
+    for (name, value) in &all {
+        let keep = FORWARDED_FOR_CACHEABLE.contains(&name.as_str())
+            || rule
+                .headers
+                .iter()
+                .any(|h| h.eq_ignore_ascii_case(name.as_str()));
+        if keep {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+    if headers.contains_key("accept-encoding") {
+        let joined: Vec<&str> = all
+            .get_all("accept-encoding")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        headers.insert(
+            "accept-encoding",
+            HeaderValue::from_static(normalise_accept_encoding(&joined.join(","))),
+        );
+    }
+    if let Some(cookie) = keyed
+        .cookie
+        .as_deref()
+        .and_then(|c| HeaderValue::from_str(c).ok())
+    {
+        headers.insert("cookie", cookie);
+    }
+    OriginRequest {
+        method: Method::GET,
+        target: keyed.origin_target.clone(),
+        headers,
+        body: Vec::new(),
     }
 }
 
@@ -950,13 +924,14 @@ fn finish(
     if let Ok(value) = HeaderValue::from_str(&cache_status.header_value()) {
         headers.insert("cache-status", value);
     }
-    let no_body = is_head || status == 204 || status == 304;
-    if !no_body || (is_head && status != 304 && status != 204) {
+    // 204 and 304 have no content; anything else (HEAD included) states
+    // the length of the full representation.
+    if status == 204 || status == 304 {
+        headers.remove("content-length");
+    } else {
         headers.insert("content-length", HeaderValue::from(body.len()));
     }
-    if status == 304 || status == 204 {
-        headers.remove("content-length");
-    }
+    let no_body = is_head || status == 204 || status == 304;
     Response {
         status,
         headers,
@@ -998,7 +973,6 @@ fn error_response(failure: &OriginFailure, status: &CacheStatus) -> Response {
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     headers.insert("cache-control", HeaderValue::from_static("no-store"));
-    headers.insert("x-edge-error", HeaderValue::from_static("1"));
     finish(
         error.status,
         headers,
@@ -1007,10 +981,6 @@ fn error_response(failure: &OriginFailure, status: &CacheStatus) -> Response {
         status,
         false,
     )
-}
-
-fn is_edge_error(response: &Response) -> bool {
-    response.headers.contains_key("x-edge-error")
 }
 
 fn strip_edge_only(headers: &mut HeaderMap) {
@@ -1183,14 +1153,9 @@ mod tests {
     }
 
     fn get(path: &str, extra: &[(&str, &str)]) -> ClientRequest {
-        let mut headers = HeaderMap::new();
-        headers.insert("host", HeaderValue::from_static("shop.example"));
-        for (k, v) in extra {
-            headers.insert(
-                HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            );
-        }
+        let mut pairs = vec![("host", "shop.example")];
+        pairs.extend_from_slice(extra);
+        let headers = crate::test_support::headers(&pairs);
         ClientRequest {
             method: Method::GET,
             path_and_query: path.to_owned(),

@@ -144,6 +144,13 @@ impl CacheRules {
         Ok(CacheRules { rules: doc.rules })
     }
 
+    /// The rule for a request target (path and optional query, as
+    /// received): matched on the normalised path, as the cache key is.
+    pub fn for_target(&self, path_and_query: &str) -> &Rule {
+        let path = path_and_query.split('?').next().unwrap_or("/");
+        self.for_path(&crate::key::normalise_path(path))
+    }
+
     /// The first rule matching `path`, or the default rule.
     pub fn for_path(&self, path: &str) -> &Rule {
         static DEFAULT: Rule = Rule {
@@ -266,6 +273,7 @@ mod tests {
         assert!(rules.for_path("/account/orders").bypass);
         assert_eq!(rules.for_path("/other").label(), "default");
         assert_eq!(rules.for_path("/other").query, QueryRule::Sorted);
+        assert_eq!(rules.for_target("/x/../static/a.css?v=1").label(), "static");
     }
 
     #[test]

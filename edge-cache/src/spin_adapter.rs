@@ -4,7 +4,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use http::{HeaderMap, HeaderName, HeaderValue, Method as HttpMethod};
+use http::{HeaderMap, HeaderValue, Method as HttpMethod};
 use spin_sdk::http::{
     ErrorCode, Fields, IncomingRequest, Method, OutgoingRequest, OutgoingResponse,
     ResponseOutparam, Scheme,
@@ -15,6 +15,7 @@ use spin_sdk::wit::wasi::http0_2_0::types::{OutgoingBody, RequestOptions};
 
 use crate::config::{EdgeConfig, OriginAddress};
 use crate::failover::FailoverOrigin;
+use crate::header_list::{from_pairs, to_pairs};
 use crate::origin_failure::OriginFailure;
 use crate::request_flow::{
     ClientRequest, Clock, EdgeCache, Origin, OriginRequest, PurgeSettings, Response, Store,
@@ -159,7 +160,7 @@ impl Origin for SpinOrigin<'_> {
 async fn read_request(request: IncomingRequest) -> Result<ClientRequest, Response> {
     let method = HttpMethod::from_bytes(method_name(&request.method()).as_bytes())
         .map_err(|_| text_response(400, "unsupported method\n".into()))?;
-    let headers = header_map(request.headers().entries());
+    let headers = from_pairs(&request.headers().entries());
     let path_and_query = request.path_with_query().unwrap_or_else(|| "/".to_owned());
     let body = request
         .into_body()
@@ -223,7 +224,7 @@ fn send_to_origin(
     request: OriginRequest,
 ) -> Result<Response, OriginFailure> {
     let protocol = |what: &str| OriginFailure::Protocol(what.to_owned());
-    let fields = Fields::from_list(&field_list(&request.headers))
+    let fields = Fields::from_list(&to_pairs(&request.headers))
         .map_err(|e| protocol(&format!("request headers rejected by the host: {e:?}")))?;
     let outgoing = OutgoingRequest::new(fields);
     let scheme = if address.scheme == http::uri::Scheme::HTTPS {
@@ -263,7 +264,7 @@ fn send_to_origin(
         Some(Err(())) | None => return Err(protocol("response future failed")),
     };
     let status = response.status();
-    let headers = header_map(response.headers().entries());
+    let headers = from_pairs(&response.headers().entries());
     let body = read_body(response, config.origin_timeout)?;
     Ok(Response {
         status,
@@ -334,7 +335,7 @@ fn classify(code: ErrorCode, config: &EdgeConfig) -> OriginFailure {
 }
 
 async fn send_reply(response_out: ResponseOutparam, reply: Response) {
-    let fields = match Fields::from_list(&field_list(&reply.headers)) {
+    let fields = match Fields::from_list(&to_pairs(&reply.headers)) {
         Ok(fields) => fields,
         Err(error) => {
             eprintln!("edge-cache: response headers rejected by the host: {error:?}");
@@ -352,26 +353,4 @@ async fn send_reply(response_out: ResponseOutparam, reply: Response) {
 
 fn nanos(duration: Duration) -> u64 {
     u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
-}
-
-fn header_map(entries: Vec<(String, Vec<u8>)>) -> HeaderMap {
-    let mut map = HeaderMap::with_capacity(entries.len());
-    for (name, value) in entries {
-        // The host validated these; anything it let through that `http`
-        // cannot represent is dropped rather than trusted.
-        if let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_bytes(&value),
-        ) {
-            map.append(name, value);
-        }
-    }
-    map
-}
-
-fn field_list(headers: &HeaderMap) -> Vec<(String, Vec<u8>)> {
-    headers
-        .iter()
-        .map(|(name, value)| (name.as_str().to_owned(), value.as_bytes().to_vec()))
-        .collect()
 }
