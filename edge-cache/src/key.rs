@@ -170,6 +170,16 @@ fn is_unreserved(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
 }
 
+/// The byte a `%XX` escape at `bytes[i]` encodes: exactly two hex digits
+/// (`u8::from_str_radix` alone would also accept a sign, as in `%+5`).
+fn escaped_byte(bytes: &[u8], i: usize) -> Option<u8> {
+    let hex = |b: u8| (b as char).to_digit(16);
+    match bytes.get(i..i + 3)? {
+        [b'%', high, low] => Some((hex(*high)? * 16 + hex(*low)?) as u8),
+        _ => None,
+    }
+}
+
 fn normalise_encoding(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = String::with_capacity(text.len());
@@ -177,10 +187,7 @@ fn normalise_encoding(text: &str) -> String {
     while i < bytes.len() {
         let b = bytes[i];
         if b == b'%' {
-            let hex = bytes
-                .get(i + 1..i + 3)
-                .and_then(|h| std::str::from_utf8(h).ok());
-            match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+            match escaped_byte(bytes, i) {
                 Some(decoded) if is_unreserved(decoded) => out.push(decoded as char),
                 Some(decoded) => out.push_str(&format!("%{decoded:02X}")),
                 None => {
@@ -206,26 +213,12 @@ fn decode_component(text: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        match (bytes[i], bytes.get(i + 1..i + 3)) {
-            (b'%', Some(h))
-                if std::str::from_utf8(h)
-                    .ok()
-                    .and_then(|h| u8::from_str_radix(h, 16).ok())
-                    .is_some() =>
-            {
-                out.push(
-                    u8::from_str_radix(std::str::from_utf8(h).unwrap_or("00"), 16).unwrap_or(0),
-                );
-                i += 3;
-            }
-            (b'+', _) => {
-                out.push(b' ');
-                i += 1;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
+        if let Some(decoded) = escaped_byte(bytes, i) {
+            out.push(decoded);
+            i += 3;
+        } else {
+            out.push(if bytes[i] == b'+' { b' ' } else { bytes[i] });
+            i += 1;
         }
     }
     String::from_utf8_lossy(&out).into_owned()
@@ -310,6 +303,8 @@ mod tests {
             ("/%7Euser/%41", "/~user/A"),
             ("/a%2fb", "/a%2Fb"),
             ("/a%zzb", "/a%25zzb"),
+            ("/a%+5b", "/a%25+5b"),
+            ("/a%4", "/a%254"),
             ("/sp ace", "/sp%20ace"),
             ("/", "/"),
             ("/a/", "/a/"),
