@@ -187,3 +187,17 @@ pub fn closed_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
     listener.local_addr().expect("local addr").port()
 }
+
+/// Waits until `origin` has received at least `n` requests: the signal for
+/// work the edge does out of the client's sight (a refresh after the
+/// response, a fetch in flight). wiremock offers no notification, so this
+/// polls, and fails the test after a generous deadline.
+pub async fn origin_requests_reach(origin: &wiremock::MockServer, n: usize) {
+    for _ in 0..500 {
+        if origin.received_requests().await.map_or(0, |r| r.len()) >= n {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("origin never saw {n} requests");
+}

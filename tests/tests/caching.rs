@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use edge_tests::{Edge, EdgeSetup};
+use edge_tests::{Edge, EdgeSetup, origin_requests_reach};
 use reqwest::Client;
 use wiremock::matchers::{header, header_exists, method, path};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
@@ -23,18 +23,6 @@ fn cache_status(response: &reqwest::Response) -> String {
         .to_str()
         .unwrap()
         .to_owned()
-}
-
-/// Waits until the origin has seen `n` requests (for work the edge does
-/// after it has answered), with a generous deadline.
-async fn origin_requests_reach(origin: &MockServer, n: usize) {
-    for _ in 0..200 {
-        if origin.received_requests().await.unwrap().len() >= n {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("origin never saw {n} requests");
 }
 
 #[tokio::test]

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use edge_tests::{Edge, EdgeSetup};
+use edge_tests::{Edge, EdgeSetup, origin_requests_reach};
 use reqwest::Client;
 use wiremock::matchers::{header_exists, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -215,12 +215,7 @@ async fn a_response_fetched_before_a_purge_does_not_survive_it() {
         async move { Client::new().get(url).send().await.unwrap().status() }
     });
     // The signal: the origin has the request (and holds it 700 ms).
-    for _ in 0..200 {
-        if !origin.received_requests().await.unwrap().is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    origin_requests_reach(&origin, 1).await;
     let (status, _, _) = purge(&edge, Some(TOKEN), r#"{"urls": ["/race"]}"#).await;
     assert_eq!(status, 200);
     assert_eq!(slow_get.await.unwrap(), 200);
