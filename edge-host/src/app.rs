@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context as _, anyhow, bail};
-use wasmtime::Engine;
 use wasmtime::component::Linker;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
@@ -181,9 +180,9 @@ impl App {
         })
     }
 
-    /// The engine the components were compiled for.
-    pub fn engine(&self) -> Option<&Engine> {
-        self.components.first().map(|c| c.pre.engine())
+    /// The application's name from the manifest.
+    pub fn name(&self) -> &str {
+        &self.name
     }
 }
 
@@ -224,9 +223,8 @@ fn mounts(
                     let dir = staging.join(blake3::hash(parent.as_bytes()).to_hex().as_str());
                     std::fs::create_dir_all(&dir)?;
                     std::fs::copy(&host, dir.join(&name))?;
-                    match mounts.iter().find(|(_, g)| *g == parent) {
-                        Some(_) => {}
-                        None => mounts.push((dir, parent)),
+                    if !mounts.iter().any(|(_, g)| *g == parent) {
+                        mounts.push((dir, parent));
                     }
                 } else {
                     bail!("`{path}` does not exist");
@@ -235,11 +233,4 @@ fn mounts(
         }
     }
     Ok(mounts)
-}
-
-impl App {
-    /// The application's name from the manifest.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
 }

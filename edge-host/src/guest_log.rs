@@ -72,6 +72,13 @@ impl LineWriter {
             self.emit(&line[..line.len() - 1]);
         }
         if self.pending.len() > MAX_LINE {
+            self.emit_rest();
+        }
+    }
+
+    /// Logs whatever is buffered, newline or not.
+    fn emit_rest(&mut self) {
+        if !self.pending.is_empty() {
             let line = std::mem::take(&mut self.pending);
             self.emit(&line);
         }
@@ -94,19 +101,70 @@ impl AsyncWrite for LineWriter {
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if !self.pending.is_empty() {
-            let line = std::mem::take(&mut self.pending);
-            self.emit(&line);
-        }
+        self.emit_rest();
         Poll::Ready(Ok(()))
     }
 }
 
 impl Drop for LineWriter {
     fn drop(&mut self) {
-        if !self.pending.is_empty() {
-            let line = std::mem::take(&mut self.pending);
-            self.emit(&line);
+        self.emit_rest();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+    use tokio::io::AsyncWriteExt;
+
+    /// A log sink the test can read back.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
         }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn guest_output_is_logged_line_by_line_with_the_component_name() {
+        let captured = Captured::default();
+        let sink = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || sink.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let log = GuestLog::new(Arc::from("edge"), GuestStream::Stderr);
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let mut stream = Pin::from(log.async_stream());
+                stream.write_all(b"first line\nsecond ").await.unwrap();
+                stream.write_all(b"half\r\nunterminated").await.unwrap();
+                stream.shutdown().await.unwrap();
+            });
+        });
+        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        assert!(
+            lines[0].contains("WARN")
+                && lines[0].contains("first line")
+                && lines[0].contains("component=\"edge\""),
+            "{text}"
+        );
+        assert!(
+            lines[1].contains("second half") && !lines[1].contains('\r'),
+            "{text}"
+        );
+        assert!(lines[2].contains("unterminated"), "{text}");
     }
 }

@@ -85,18 +85,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
         let address = listener.local_addr()?;
-        eprintln!(
-            "edge-host: serving `{}` on http://{address}",
-            app_name(&app)
-        );
+        eprintln!("edge-host: serving `{}` on http://{address}", app.name());
         edge_host::serve(app, listener, shutdown_signal()).await?;
         eprintln!("edge-host: stopped");
         Ok(())
     })
-}
-
-fn app_name(app: &App) -> &str {
-    app.name()
 }
 
 async fn shutdown_signal() {
