@@ -1316,6 +1316,37 @@ mod tests {
     }
 
     #[test]
+    fn a_rule_may_store_cookie_setting_responses_without_the_cookie() {
+        let rules = CacheRules::parse(r#"{ "rules": [ { "store_set_cookie": true } ] }"#).unwrap();
+        let store = MemStore::default();
+        let origin = FakeOrigin::new(|_| {
+            let mut response = ok("max-age=60", "x");
+            response
+                .headers
+                .insert("set-cookie", HeaderValue::from_static("session=abc"));
+            Ok(response)
+        });
+        let clock = clock();
+        let edge = edge(&rules, &store, &origin, &clock);
+        let (first, _) = edge.handle(get("/a", &[]));
+        assert_eq!(
+            first.headers["set-cookie"], "session=abc",
+            "the fetching client keeps its cookie"
+        );
+        assert!(
+            status_of(&first).contains("stored"),
+            "{}",
+            status_of(&first)
+        );
+        let (hit, _) = edge.handle(get("/a", &[]));
+        assert!(status_of(&hit).contains("hit"));
+        assert!(
+            hit.headers.get("set-cookie").is_none(),
+            "nobody else gets it"
+        );
+    }
+
+    #[test]
     fn head_and_get_share_an_entry() {
         let rules = CacheRules::default();
         let store = MemStore::default();

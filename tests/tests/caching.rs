@@ -390,7 +390,7 @@ async fn client_conditionals_and_ranges_are_answered_by_the_edge() {
 }
 
 #[tokio::test]
-async fn unsafe_methods_invalidate_the_target_uri() {
+async fn unsafe_methods_invalidate_the_target_uri_and_its_location() {
     let origin = MockServer::start().await;
     Mock::given(method("GET"))
         .and(path("/item"))
@@ -398,27 +398,34 @@ async fn unsafe_methods_invalidate_the_target_uri() {
         .expect(2)
         .mount(&origin)
         .await;
+    Mock::given(method("GET"))
+        .and(path("/list"))
+        .respond_with(ResponseTemplate::new(200).insert_header("cache-control", "max-age=600"))
+        .expect(2)
+        .mount(&origin)
+        .await;
     Mock::given(method("POST"))
         .and(path("/item"))
-        .respond_with(ResponseTemplate::new(204))
+        .respond_with(ResponseTemplate::new(204).insert_header("location", "/list"))
         .expect(1)
         .mount(&origin)
         .await;
     let edge = edge_for(&origin).await;
-    get(&edge, "/item").await;
-    assert!(cache_status(&get(&edge, "/item").await).contains("hit"));
+    for p in ["/item", "/list"] {
+        get(&edge, p).await;
+        assert!(cache_status(&get(&edge, p).await).contains("hit"));
+    }
     Client::new()
         .post(edge.url("/item"))
         .body("x")
         .send()
         .await
         .unwrap();
-    let after = get(&edge, "/item").await;
-    assert!(
-        cache_status(&after).contains("detail=invalidated"),
-        "{}",
-        cache_status(&after)
-    );
+    for p in ["/item", "/list"] {
+        let after = get(&edge, p).await;
+        let status = cache_status(&after);
+        assert!(status.contains("detail=invalidated"), "{p}: {status}");
+    }
 }
 
 #[tokio::test]
