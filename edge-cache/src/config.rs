@@ -7,6 +7,9 @@ use std::time::Duration;
 
 use http::uri::{Authority, Scheme, Uri};
 
+use crate::breaker::{BreakerPolicy, DEFAULT_BREAKER};
+use crate::origin_guard::Protection;
+
 /// Default for `origin_timeout_ms`: how long the origin has to start answering.
 pub const DEFAULT_ORIGIN_TIMEOUT: Duration = Duration::from_millis(10_000);
 
@@ -16,6 +19,9 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_millis(3_000);
 
 /// Longest timeout accepted; longer ones are almost surely a unit mistake.
 const MAX_ORIGIN_TIMEOUT_MS: u64 = 10 * 60 * 1000;
+
+/// Longest grace accepted: a week.
+const MAX_GRACE_SECONDS: u64 = 7 * 24 * 3600;
 
 /// Where the origin lives, split the way an outgoing request needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +62,12 @@ pub struct EdgeConfig {
     pub admin_path: String,
     /// The purge API's bearer token; `None` (empty) disables the API.
     pub purge_token: Option<String>,
+    /// How long past its freshness a stored response may still be served
+    /// when the origin fails, even without `stale-if-error` (Varnish's
+    /// grace); `must-revalidate` and friends still forbid it.
+    pub grace: Duration,
+    /// The circuit breaker and concurrency cap for each origin.
+    pub protection: Protection,
 }
 
 /// A setting that is missing or malformed; the message names the variable.
@@ -124,6 +136,38 @@ impl EdgeConfig {
             });
         }
         let purge_token = lookup("purge_token").filter(|v| !v.is_empty());
+        let number = |name: &'static str, default: u64, max: u64| match lookup(name)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+        {
+            None => Ok(default),
+            Some(raw) => parse_bounded(name, &raw, max),
+        };
+        let grace = Duration::from_secs(number("grace_seconds", 0, MAX_GRACE_SECONDS)?);
+        let breaker = BreakerPolicy {
+            failures: number("breaker_failures", DEFAULT_BREAKER.failures.into(), 1_000)? as u32,
+            window: Duration::from_millis(number(
+                "breaker_window_ms",
+                DEFAULT_BREAKER.window.as_millis() as u64,
+                MAX_ORIGIN_TIMEOUT_MS,
+            )?),
+            cooldown: Duration::from_millis(number(
+                "breaker_cooldown_ms",
+                DEFAULT_BREAKER.cooldown.as_millis() as u64,
+                MAX_ORIGIN_TIMEOUT_MS,
+            )?),
+        };
+        let max_concurrent = match number("origin_max_concurrent", 0, 100_000)? {
+            0 => None,
+            cap => Some(cap as u32),
+        };
+        let protection = Protection {
+            breaker,
+            max_concurrent,
+            // A fetch waits at most connect + first byte, then the body;
+            // twice the timeout bounds it without cutting honest ones short.
+            lease: origin_timeout * 2 + connect_timeout,
+        };
         Ok(EdgeConfig {
             origin,
             origin_timeout,
@@ -133,6 +177,8 @@ impl EdgeConfig {
             store_name,
             admin_path,
             purge_token,
+            grace,
+            protection,
         })
     }
 }
@@ -181,6 +227,17 @@ fn parse_timeout_ms(name: &'static str, raw: &str) -> Result<Duration, ConfigErr
         )));
     }
     Ok(Duration::from_millis(ms))
+}
+
+fn parse_bounded(name: &'static str, raw: &str, max: u64) -> Result<u64, ConfigError> {
+    let invalid = |reason: String| ConfigError::Invalid { name, reason };
+    let value: u64 = raw
+        .parse()
+        .map_err(|_| invalid(format!("expected a whole number, got `{raw}`")))?;
+    if value > max {
+        return Err(invalid(format!("must be at most {max}, got {value}")));
+    }
+    Ok(value)
 }
 
 #[cfg(test)]
@@ -306,6 +363,35 @@ mod tests {
                 err.to_string().contains("origin_timeout_ms"),
                 "{bad}: {err}"
             );
+        }
+    }
+
+    #[test]
+    fn protection_has_defaults_and_checked_overrides() {
+        let c = config(&[("origin_url", "http://o")]).unwrap();
+        assert_eq!(c.grace, Duration::ZERO);
+        assert_eq!(c.protection.breaker, DEFAULT_BREAKER);
+        assert_eq!(c.protection.max_concurrent, None);
+        let c = config(&[
+            ("origin_url", "http://o"),
+            ("grace_seconds", "30"),
+            ("breaker_failures", "0"),
+            ("breaker_cooldown_ms", "200"),
+            ("origin_max_concurrent", "4"),
+        ])
+        .unwrap();
+        assert_eq!(c.grace, Duration::from_secs(30));
+        assert!(!c.protection.breaker.enabled());
+        assert_eq!(c.protection.breaker.cooldown, Duration::from_millis(200));
+        assert_eq!(c.protection.max_concurrent, Some(4));
+        for (name, bad) in [
+            ("grace_seconds", "-1"),
+            ("breaker_failures", "many"),
+            ("breaker_window_ms", "1e3"),
+            ("origin_max_concurrent", "9999999"),
+        ] {
+            let err = config(&[("origin_url", "http://o"), (name, bad)]).unwrap_err();
+            assert!(err.to_string().contains(name), "{name}={bad}: {err}");
         }
     }
 }

@@ -6,6 +6,7 @@
 //! that wires them to Spin's HTTP and key-value interfaces. Nothing outside
 //! the adapter touches `spin_sdk`.
 
+pub mod breaker;
 pub mod cache_control;
 pub mod cache_status;
 pub mod conditional;
@@ -19,6 +20,8 @@ pub mod hop_by_hop;
 pub mod invalidation;
 pub mod key;
 pub mod origin_failure;
+pub mod origin_guard;
+pub mod origin_slots;
 pub mod purge;
 pub mod request_flow;
 pub mod rules;

@@ -16,6 +16,17 @@ pub enum OriginFailure {
     Denied,
     /// The connection broke or the origin spoke malformed HTTP.
     Protocol(String),
+    /// Not sent: the origin's circuit breaker is open after repeated
+    /// failures.
+    CircuitOpen {
+        /// When the breaker lets a request through again.
+        retry_after: Duration,
+    },
+    /// Not sent: `cap` fetches from this origin are already in flight.
+    Busy {
+        /// The configured cap (`origin_max_concurrent`).
+        cap: u32,
+    },
 }
 
 /// A status and a short plain-text body for the client.
@@ -25,6 +36,8 @@ pub struct ErrorResponse {
     pub status: u16,
     /// One line naming the cause, ending in a newline.
     pub body: String,
+    /// Seconds for `Retry-After`, when the edge knows when to try again.
+    pub retry_after: Option<u64>,
 }
 
 impl OriginFailure {
@@ -45,10 +58,48 @@ impl OriginFailure {
                 "origin request denied by the host (not in allowed_outbound_hosts)".to_owned(),
             ),
             OriginFailure::Protocol(detail) => (502, format!("origin failed: {detail}")),
+            OriginFailure::CircuitOpen { .. } => (
+                503,
+                "origin is down (circuit breaker open after repeated failures)".to_owned(),
+            ),
+            OriginFailure::Busy { cap } => (
+                503,
+                format!("origin busy: {cap} fetches already in flight (origin_max_concurrent)"),
+            ),
         };
         ErrorResponse {
             status,
             body: body + "\n",
+            retry_after: self.retry_after_seconds(),
+        }
+    }
+
+    /// Whole seconds until a retry may succeed (rounded up, at least 1).
+    fn retry_after_seconds(&self) -> Option<u64> {
+        match self {
+            OriginFailure::CircuitOpen { retry_after } => {
+                Some(retry_after.as_millis().div_ceil(1000).max(1) as u64)
+            }
+            OriginFailure::Busy { .. } => Some(1),
+            _ => None,
+        }
+    }
+
+    /// Whether the origin was actually asked (and so says something about
+    /// its health); a request the edge held back does not.
+    pub fn reached_origin(&self) -> bool {
+        !matches!(
+            self,
+            OriginFailure::Denied | OriginFailure::CircuitOpen { .. } | OriginFailure::Busy { .. }
+        )
+    }
+
+    /// The `Cache-Status` detail when a stale entry is served instead.
+    pub fn stale_detail(&self) -> &'static str {
+        match self {
+            OriginFailure::CircuitOpen { .. } => "circuit-open",
+            OriginFailure::Busy { .. } => "origin-busy",
+            _ => "stale-if-error",
         }
     }
 }
@@ -91,6 +142,26 @@ mod tests {
                 response.body
             );
             assert!(response.body.ends_with('\n'));
+            assert_eq!(response.retry_after, None, "{failure:?}");
         }
+    }
+
+    #[test]
+    fn held_back_requests_are_503_with_retry_after() {
+        let open = OriginFailure::CircuitOpen {
+            retry_after: Duration::from_millis(2_100),
+        }
+        .to_response();
+        assert_eq!((open.status, open.retry_after), (503, Some(3)));
+        assert!(open.body.contains("circuit breaker open"), "{}", open.body);
+        let busy = OriginFailure::Busy { cap: 8 }.to_response();
+        assert_eq!((busy.status, busy.retry_after), (503, Some(1)));
+        assert!(busy.body.contains("8 fetches"), "{}", busy.body);
+        let soon = OriginFailure::CircuitOpen {
+            retry_after: Duration::from_millis(10),
+        };
+        assert_eq!(soon.to_response().retry_after, Some(1));
+        assert!(!soon.reached_origin());
+        assert!(OriginFailure::TimedOut(Duration::from_secs(1)).reached_origin());
     }
 }

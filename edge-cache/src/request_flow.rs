@@ -135,6 +135,9 @@ pub struct EdgeCache<'a, S, O, C> {
     pub origin: &'a O,
     /// The clock.
     pub clock: &'a C,
+    /// Varnish-style grace: stale content may be served this long past its
+    /// freshness when the origin fails, whatever `stale-if-error` says.
+    pub grace: Duration,
 }
 
 /// A stored response found for a request.
@@ -485,10 +488,18 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
         let control = EffectiveControl::of(stored_headers);
         let age = found.age(self.clock.now());
         let lifetime = found.lifetime();
-        let stale_if_error = !control.forbids_stale()
-            && control
-                .stale_if_error()
-                .is_some_and(|window| age < lifetime + window);
+        // Where the origin fails, stale may be served within the response's
+        // `stale-if-error` or the configured grace, whichever is longer.
+        let stale_by_directive = control
+            .stale_if_error()
+            .is_some_and(|window| age < lifetime + window);
+        let stale_by_grace = !self.grace.is_zero() && age < lifetime + self.grace;
+        let stale_if_error = !control.forbids_stale() && (stale_by_directive || stale_by_grace);
+        let stale_reason = |failure: Option<&OriginFailure>| match failure {
+            Some(held_back) if !held_back.reached_origin() => held_back.stale_detail(),
+            _ if stale_by_directive => "stale-if-error",
+            _ => "grace",
+        };
 
         let mut origin_request = cacheable_origin_request(request, rule, keyed);
         if let Some(etag) = stored_headers.get("etag") {
@@ -542,7 +553,7 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
                 )
             }
             Ok(response) if matches!(response.status, 500 | 502 | 503 | 504) && stale_if_error => {
-                serve_stale(Some(response.status), "stale-if-error")
+                serve_stale(Some(response.status), stale_reason(None))
             }
             Ok(response) => {
                 let mut status = CacheStatus::forward(Forward::Stale);
@@ -558,7 +569,7 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
                     true,
                 )
             }
-            Err(_) if stale_if_error => serve_stale(None, "stale-if-error"),
+            Err(failure) if stale_if_error => serve_stale(None, stale_reason(Some(&failure))),
             Err(failure) => error_response(&failure, &CacheStatus::forward(Forward::Stale)),
         }
     }
@@ -973,6 +984,9 @@ fn error_response(failure: &OriginFailure, status: &CacheStatus) -> Response {
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     headers.insert("cache-control", HeaderValue::from_static("no-store"));
+    if let Some(seconds) = error.retry_after {
+        headers.insert("retry-after", HeaderValue::from(seconds));
+    }
     finish(
         error.status,
         headers,
@@ -1132,6 +1146,7 @@ mod tests {
             store,
             origin,
             clock,
+            grace: Duration::ZERO,
         }
     }
 
@@ -1313,6 +1328,78 @@ mod tests {
             store.values.borrow().keys().all(|k| !k.starts_with("c:")),
             "errors are not stored"
         );
+    }
+
+    #[test]
+    fn grace_serves_stale_when_the_origin_fails_and_says_why() {
+        let rules = CacheRules::default();
+        let store = MemStore::default();
+        let failure = std::rc::Rc::new(RefCell::new(None::<OriginFailure>));
+        let scripted = failure.clone();
+        let origin = FakeOrigin::new(move |_| match scripted.borrow().clone() {
+            None => Ok(ok("max-age=10", "x")),
+            Some(failure) => Err(failure),
+        });
+        let clock = clock();
+        let mut edge = edge(&rules, &store, &origin, &clock);
+        assert_eq!(edge.handle(get("/a", &[])).0.status, 200);
+        clock.0.set(clock.0.get() + Duration::from_secs(30));
+
+        *failure.borrow_mut() = Some(OriginFailure::Unreachable("refused".into()));
+        let (response, _) = edge.handle(get("/a", &[]));
+        assert_eq!(response.status, 502, "no stale-if-error, no grace");
+
+        edge.grace = Duration::from_secs(60);
+        let (response, _) = edge.handle(get("/a", &[]));
+        assert_eq!(
+            (response.status, response.body.as_slice()),
+            (200, &b"x"[..])
+        );
+        assert!(
+            status_of(&response).contains("fwd=stale; ttl=-20; detail=grace"),
+            "{}",
+            status_of(&response)
+        );
+
+        *failure.borrow_mut() = Some(OriginFailure::CircuitOpen {
+            retry_after: Duration::from_millis(2_500),
+        });
+        let (response, _) = edge.handle(get("/a", &[]));
+        assert_eq!(response.status, 200);
+        assert!(
+            status_of(&response).contains("detail=circuit-open"),
+            "{}",
+            status_of(&response)
+        );
+
+        // Past the grace there is nothing to serve: fail fast, say when to retry.
+        clock.0.set(clock.0.get() + Duration::from_secs(60));
+        let (response, _) = edge.handle(get("/a", &[]));
+        assert_eq!(response.status, 503);
+        assert_eq!(response.headers["retry-after"], "3");
+        assert_eq!(response.headers["cache-control"], "no-store");
+    }
+
+    #[test]
+    fn grace_does_not_override_must_revalidate() {
+        let rules = CacheRules::default();
+        let store = MemStore::default();
+        let failing = std::rc::Rc::new(Cell::new(false));
+        let scripted = failing.clone();
+        let origin = FakeOrigin::new(move |_| {
+            if scripted.get() {
+                Err(OriginFailure::Unreachable("refused".into()))
+            } else {
+                Ok(ok("max-age=10, must-revalidate", "x"))
+            }
+        });
+        let clock = clock();
+        let mut edge = edge(&rules, &store, &origin, &clock);
+        edge.grace = Duration::from_secs(3_600);
+        assert_eq!(edge.handle(get("/a", &[])).0.status, 200);
+        clock.0.set(clock.0.get() + Duration::from_secs(30));
+        failing.set(true);
+        assert_eq!(edge.handle(get("/a", &[])).0.status, 502);
     }
 
     #[test]

@@ -17,6 +17,7 @@ use crate::config::{EdgeConfig, OriginAddress};
 use crate::failover::FailoverOrigin;
 use crate::header_list::{from_pairs, to_pairs};
 use crate::origin_failure::OriginFailure;
+use crate::origin_guard::GuardedOrigin;
 use crate::request_flow::{
     ClientRequest, Clock, EdgeCache, Origin, OriginRequest, PurgeSettings, Response, Store,
     StoreFailure,
@@ -54,9 +55,28 @@ async fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
         address,
         config: &config,
     });
+    // Each origin has its own breaker and cap; a held-back primary request
+    // goes to the backup like a failed one.
+    let lease_id = wasi::random::random::get_random_u64();
+    let guarded_primary = GuardedOrigin {
+        inner: &primary,
+        name: config.origin.authority.as_str(),
+        store: &store,
+        clock: &SystemClock,
+        protection: config.protection,
+        lease_id,
+    };
+    let guarded_backup = backup.as_ref().map(|origin| GuardedOrigin {
+        inner: origin,
+        name: origin.address.authority.as_str(),
+        store: &store,
+        clock: &SystemClock,
+        protection: config.protection,
+        lease_id,
+    });
     let origin = FailoverOrigin {
-        primary: &primary,
-        backup: backup.as_ref(),
+        primary: &guarded_primary,
+        backup: guarded_backup.as_ref(),
     };
     let purge = config.purge_token.as_ref().map(|token| PurgeSettings {
         admin_path: config.admin_path.clone(),
@@ -68,6 +88,7 @@ async fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
         store: &store,
         origin: &origin,
         clock: &SystemClock,
+        grace: config.grace,
     };
     let (response, refresh) = edge.handle(client_request);
     send_reply(response_out, response).await;

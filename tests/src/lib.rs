@@ -156,6 +156,11 @@ backup_origin_url = {{ default = "" }}
 cache_rules = {{ default = "{rules}" }}
 admin_path = {{ default = "/_edge" }}
 purge_token = {{ default = "" }}
+grace_seconds = {{ default = "0" }}
+breaker_failures = {{ default = "5" }}
+breaker_window_ms = {{ default = "10000" }}
+breaker_cooldown_ms = {{ default = "5000" }}
+origin_max_concurrent = {{ default = "0" }}
 [[trigger.http]]
 route = "/..."
 component = "edge-cache"
@@ -172,6 +177,11 @@ backup_origin_url = "{{{{ backup_origin_url }}}}"
 cache_rules = "{{{{ cache_rules }}}}"
 admin_path = "{{{{ admin_path }}}}"
 purge_token = "{{{{ purge_token }}}}"
+grace_seconds = "{{{{ grace_seconds }}}}"
+breaker_failures = "{{{{ breaker_failures }}}}"
+breaker_window_ms = "{{{{ breaker_window_ms }}}}"
+breaker_cooldown_ms = "{{{{ breaker_cooldown_ms }}}}"
+origin_max_concurrent = "{{{{ origin_max_concurrent }}}}"
 "#,
         source = component_path().display().to_string(),
         rules = if setup.rules.is_some() {

@@ -1,0 +1,358 @@
+//! Protects one origin: the circuit breaker and the concurrency cap around
+//! every request sent to it, with their state in the shared store.
+//!
+//! Store trouble never blocks a request here: an unreadable state is a
+//! closed breaker and an empty lease list (failing open, like the cache).
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use crate::breaker::{Admission, BreakerPolicy, BreakerState};
+use crate::origin_failure::OriginFailure;
+use crate::origin_slots::Leases;
+use crate::request_flow::{Clock, Origin, OriginRequest, Response, Store};
+
+/// How one origin is protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Protection {
+    /// The circuit breaker.
+    pub breaker: BreakerPolicy,
+    /// At most this many fetches in flight (`None`: no cap).
+    pub max_concurrent: Option<u32>,
+    /// How long a fetch may hold a slot or the probe before it is presumed
+    /// gone (a bound on a fetch's duration).
+    pub lease: Duration,
+}
+
+/// An origin behind its breaker and cap.
+pub struct GuardedOrigin<'a, O, S, C> {
+    /// The origin.
+    pub inner: &'a O,
+    /// Names the origin in the store (its authority).
+    pub name: &'a str,
+    /// The shared store holding breaker and lease state.
+    pub store: &'a S,
+    /// The clock.
+    pub clock: &'a C,
+    /// The policy.
+    pub protection: Protection,
+    /// This request's lease id (unique among concurrent requests).
+    pub lease_id: u64,
+}
+
+impl<O: Origin, S: Store, C: Clock> GuardedOrigin<'_, O, S, C> {
+    fn now_ms(&self) -> u64 {
+        self.clock
+            .now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0)
+    }
+
+    fn breaker_key(&self) -> String {
+        format!("o:breaker:{}", self.name)
+    }
+
+    fn slots_key(&self) -> String {
+        format!("o:slots:{}", self.name)
+    }
+
+    fn breaker_state(&self) -> BreakerState {
+        match self.store.get(&self.breaker_key()) {
+            Ok(Some(bytes)) => BreakerState::decode(&bytes),
+            _ => BreakerState::default(),
+        }
+    }
+
+    fn save_breaker(&self, state: &BreakerState) {
+        let _ = if state.is_closed_and_clean() {
+            self.store.delete(&self.breaker_key())
+        } else {
+            self.store.set(&self.breaker_key(), &state.encode())
+        };
+    }
+
+    fn leases(&self) -> Leases {
+        match self.store.get(&self.slots_key()) {
+            Ok(Some(bytes)) => Leases::decode(&bytes),
+            _ => Leases::default(),
+        }
+    }
+
+    /// Takes a slot; `Err` when the cap is reached.
+    fn acquire_slot(&self, cap: u32, now_ms: u64) -> Result<(), OriginFailure> {
+        let mut leases = self.leases();
+        let expires = now_ms + self.protection.lease.as_millis() as u64;
+        if !leases.try_acquire(self.lease_id, now_ms, expires, cap) {
+            return Err(OriginFailure::Busy { cap });
+        }
+        let _ = self.store.set(&self.slots_key(), &leases.encode());
+        Ok(())
+    }
+
+    fn release_slot(&self) {
+        let mut leases = self.leases();
+        leases.release(self.lease_id);
+        let _ = self.store.set(&self.slots_key(), &leases.encode());
+    }
+
+    fn record(&self, result: &Result<Response, OriginFailure>) {
+        let failed = match result {
+            Ok(response) => response.status >= 500,
+            Err(failure) => failure.reached_origin(),
+        };
+        // Read again: other instances may have recorded outcomes meanwhile.
+        let state = self.breaker_state();
+        let next = if failed {
+            state.after_failure(self.now_ms(), &self.protection.breaker)
+        } else {
+            state.after_success()
+        };
+        if next != state {
+            self.save_breaker(&next);
+        }
+    }
+}
+
+impl<O: Origin, S: Store, C: Clock> Origin for GuardedOrigin<'_, O, S, C> {
+    fn send(&self, request: OriginRequest) -> Result<Response, OriginFailure> {
+        let breaker = self.protection.breaker.enabled();
+        let now_ms = self.now_ms();
+        if breaker {
+            let state = self.breaker_state();
+            match state.admit(now_ms) {
+                Admission::Allow => {}
+                Admission::Probe => {
+                    self.save_breaker(&state.probing(now_ms, self.protection.lease));
+                }
+                Admission::Reject { retry_after } => {
+                    return Err(OriginFailure::CircuitOpen { retry_after });
+                }
+            }
+        }
+        if let Some(cap) = self.protection.max_concurrent {
+            self.acquire_slot(cap, now_ms)?;
+        }
+        let result = self.inner.send(request);
+        if self.protection.max_concurrent.is_some() {
+            self.release_slot();
+        }
+        if breaker {
+            self.record(&result);
+        }
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::{Cell, RefCell};
+    use std::collections::HashMap;
+    use std::time::SystemTime;
+
+    use crate::request_flow::StoreFailure;
+
+    #[derive(Default)]
+    struct MapStore(RefCell<HashMap<String, Vec<u8>>>);
+
+    impl Store for MapStore {
+        fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreFailure> {
+            Ok(self.0.borrow().get(key).cloned())
+        }
+        fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreFailure> {
+            self.0.borrow_mut().insert(key.to_owned(), value.to_vec());
+            Ok(())
+        }
+        fn delete(&self, key: &str) -> Result<(), StoreFailure> {
+            self.0.borrow_mut().remove(key);
+            Ok(())
+        }
+    }
+
+    struct BrokenStore;
+
+    impl Store for BrokenStore {
+        fn get(&self, _: &str) -> Result<Option<Vec<u8>>, StoreFailure> {
+            Err(StoreFailure("down".into()))
+        }
+        fn set(&self, _: &str, _: &[u8]) -> Result<(), StoreFailure> {
+            Err(StoreFailure("down".into()))
+        }
+        fn delete(&self, _: &str) -> Result<(), StoreFailure> {
+            Err(StoreFailure("down".into()))
+        }
+    }
+
+    struct TestClock(Cell<u64>);
+
+    impl Clock for TestClock {
+        fn now(&self) -> SystemTime {
+            UNIX_EPOCH + Duration::from_millis(self.0.get())
+        }
+    }
+
+    /// Answers with `status` (0: refuses the connection); counts calls.
+    struct Scripted {
+        status: Cell<u16>,
+        calls: Cell<u32>,
+    }
+
+    impl Origin for Scripted {
+        fn send(&self, _: OriginRequest) -> Result<Response, OriginFailure> {
+            self.calls.set(self.calls.get() + 1);
+            match self.status.get() {
+                0 => Err(OriginFailure::Unreachable("connection refused".into())),
+                status => Ok(Response {
+                    status,
+                    headers: http::HeaderMap::new(),
+                    body: Vec::new(),
+                }),
+            }
+        }
+    }
+
+    fn request() -> OriginRequest {
+        OriginRequest {
+            method: http::Method::GET,
+            target: "/".into(),
+            headers: http::HeaderMap::new(),
+            body: Vec::new(),
+        }
+    }
+
+    const PROTECTION: Protection = Protection {
+        breaker: BreakerPolicy {
+            failures: 2,
+            window: Duration::from_secs(10),
+            cooldown: Duration::from_secs(5),
+        },
+        max_concurrent: None,
+        lease: Duration::from_secs(1),
+    };
+
+    fn guard<'a, S: Store>(
+        origin: &'a Scripted,
+        store: &'a S,
+        clock: &'a TestClock,
+        protection: Protection,
+    ) -> GuardedOrigin<'a, Scripted, S, TestClock> {
+        GuardedOrigin {
+            inner: origin,
+            name: "origin.test",
+            store,
+            clock,
+            protection,
+            lease_id: 1,
+        }
+    }
+
+    #[test]
+    fn the_breaker_opens_fails_fast_then_probes_and_closes() {
+        let origin = Scripted {
+            status: Cell::new(0),
+            calls: Cell::new(0),
+        };
+        let store = MapStore::default();
+        let clock = TestClock(Cell::new(1_000));
+        let guarded = guard(&origin, &store, &clock, PROTECTION);
+        assert!(guarded.send(request()).is_err());
+        origin.status.set(503);
+        assert_eq!(guarded.send(request()).map(|r| r.status), Ok(503));
+        // Open: the origin is not asked.
+        clock.0.set(2_000);
+        assert_eq!(
+            guarded.send(request()),
+            Err(OriginFailure::CircuitOpen {
+                retry_after: Duration::from_secs(4)
+            })
+        );
+        assert_eq!(origin.calls.get(), 2);
+        // After the cool-down one probe goes through; it succeeds and closes.
+        origin.status.set(200);
+        clock.0.set(6_000);
+        assert_eq!(guarded.send(request()).map(|r| r.status), Ok(200));
+        assert_eq!(guarded.send(request()).map(|r| r.status), Ok(200));
+        assert_eq!(origin.calls.get(), 4);
+        assert!(
+            store.0.borrow().is_empty(),
+            "a healthy origin leaves no state"
+        );
+    }
+
+    #[test]
+    fn other_instances_wait_while_the_probe_is_out() {
+        let origin = Scripted {
+            status: Cell::new(0),
+            calls: Cell::new(0),
+        };
+        let store = MapStore::default();
+        let clock = TestClock(Cell::new(1_000));
+        let guarded = guard(&origin, &store, &clock, PROTECTION);
+        let _ = guarded.send(request());
+        let _ = guarded.send(request());
+        clock.0.set(6_000);
+        // The probe is claimed in the store before it is sent; model another
+        // instance arriving meanwhile by claiming it the same way.
+        let state = BreakerState::decode(&store.get("o:breaker:origin.test").unwrap().unwrap());
+        store
+            .set(
+                "o:breaker:origin.test",
+                &state.probing(6_000, Duration::from_secs(1)).encode(),
+            )
+            .unwrap();
+        assert!(matches!(
+            guarded.send(request()),
+            Err(OriginFailure::CircuitOpen { .. })
+        ));
+        assert_eq!(origin.calls.get(), 2);
+    }
+
+    #[test]
+    fn held_back_requests_do_not_count_as_failures() {
+        let origin = Scripted {
+            status: Cell::new(200),
+            calls: Cell::new(0),
+        };
+        let store = MapStore::default();
+        let clock = TestClock(Cell::new(1_000));
+        let protection = Protection {
+            max_concurrent: Some(1),
+            ..PROTECTION
+        };
+        let guarded = guard(&origin, &store, &clock, protection);
+        // Another request holds the only slot.
+        let mut leases = Leases::default();
+        leases.try_acquire(99, 1_000, 5_000, 1);
+        store.set("o:slots:origin.test", &leases.encode()).unwrap();
+        for _ in 0..3 {
+            assert_eq!(guarded.send(request()), Err(OriginFailure::Busy { cap: 1 }));
+        }
+        assert_eq!(origin.calls.get(), 0);
+        assert!(store.get("o:breaker:origin.test").unwrap().is_none());
+        // Once it is released (or its lease ends), the slot is ours again.
+        clock.0.set(5_000);
+        assert_eq!(guarded.send(request()).map(|r| r.status), Ok(200));
+        assert!(Leases::decode(&store.get("o:slots:origin.test").unwrap().unwrap()).is_empty());
+    }
+
+    #[test]
+    fn a_failing_store_lets_every_request_through() {
+        let origin = Scripted {
+            status: Cell::new(0),
+            calls: Cell::new(0),
+        };
+        let clock = TestClock(Cell::new(1_000));
+        let protection = Protection {
+            max_concurrent: Some(1),
+            ..PROTECTION
+        };
+        let guarded = guard(&origin, &BrokenStore, &clock, protection);
+        for _ in 0..5 {
+            assert!(matches!(
+                guarded.send(request()),
+                Err(OriginFailure::Unreachable(_))
+            ));
+        }
+        assert_eq!(origin.calls.get(), 5);
+    }
+}
