@@ -4,8 +4,9 @@
 
 .PHONY: wasm build up test lint fmt
 
+# The edge component, and the misbehaving one edge-host's limit tests run.
 wasm:
-	scripts/build-wasm
+	scripts/build-wasm edge-cache misbehaving-component
 
 build: wasm
 	cargo build --release -p edge-host -p origin
@@ -13,7 +14,9 @@ build: wasm
 up: build
 	scripts/up
 
+# The fallback tests kill and restart a real origin process: build it first.
 test: wasm
+	cargo build -p origin --bin origin
 	cargo test --workspace
 
 lint:

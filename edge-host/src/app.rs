@@ -12,7 +12,8 @@ use wasmtime::component::Linker;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 use crate::engine::{DEFAULT_MAX_INSTANCES, default_cache_dir, load_component, new_engine};
-use crate::key_value::{StoreBackend, open_backend};
+use crate::key_value::{LoggedStore, StoreBackend, StoreOverrides, open_backend};
+use crate::limits::{EpochTicker, InstanceLimits};
 use crate::manifest::{FileMountDoc, Manifest, RouteDoc, SourceDoc};
 use crate::outbound::AllowedHosts;
 use crate::routes::{RoutePattern, Router};
@@ -36,6 +37,12 @@ pub struct AppOptions {
     pub cache_dir: Option<PathBuf>,
     /// Maximum concurrent instances (default: [`DEFAULT_MAX_INSTANCES`]).
     pub max_instances: Option<u32>,
+    /// Per-request wall-clock and memory limits (default:
+    /// [`InstanceLimits::default`]).
+    pub limits: Option<InstanceLimits>,
+    /// Store backends supplied by the embedder instead of the runtime
+    /// config's (tests inject faults this way).
+    pub store_overrides: StoreOverrides,
 }
 
 /// A component ready to serve requests.
@@ -47,6 +54,10 @@ pub(crate) struct ServingComponent {
 /// A loaded application.
 pub struct App {
     pub(crate) name: String,
+    pub(crate) limits: InstanceLimits,
+    /// Advances the engine's epoch so running guests yield; stops with the
+    /// app.
+    _ticker: EpochTicker,
     pub(crate) router: Router<usize>,
     pub(crate) components: Vec<ServingComponent>,
 }
@@ -105,6 +116,14 @@ impl App {
             for label in &doc.key_value_stores {
                 let backend = match backends.get(label) {
                     Some(backend) => backend.clone(),
+                    None if options.store_overrides.0.contains_key(label) => {
+                        let backend: Arc<dyn StoreBackend> = Arc::new(LoggedStore::new(
+                            label,
+                            options.store_overrides.0[label].clone(),
+                        ));
+                        backends.insert(label.clone(), backend.clone());
+                        backend
+                    }
                     None => {
                         let config = runtime_config.store(label).ok_or_else(|| {
                             anyhow!(
@@ -112,7 +131,10 @@ impl App {
                                 at("key_value_stores")
                             )
                         })?;
-                        let backend = open_backend(label, &config).map_err(|e| anyhow!(e))?;
+                        let backend: Arc<dyn StoreBackend> = Arc::new(LoggedStore::new(
+                            label,
+                            open_backend(label, &config).map_err(|e| anyhow!(e))?,
+                        ));
                         backends.insert(label.clone(), backend.clone());
                         backend
                     }
@@ -175,6 +197,8 @@ impl App {
             .collect();
         Ok(App {
             name: manifest.doc.application.name.clone(),
+            limits: options.limits.unwrap_or_default(),
+            _ticker: EpochTicker::start(&engine),
             router: Router::new(routes),
             components,
         })

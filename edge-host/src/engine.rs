@@ -41,6 +41,8 @@ pub fn new_engine(max_instances: u32) -> anyhow::Result<Engine> {
 fn base_config() -> Config {
     let mut config = Config::new();
     config.wasm_component_model(true);
+    // Guests yield at each epoch tick: see `limits::EPOCH_TICK`.
+    config.epoch_interruption(true);
     config
 }
 

@@ -4,12 +4,13 @@
 //! [`manifest`] and [`runtime_config`] parse the files, [`variables`],
 //! [`key_value`] and [`outbound`] implement what components may use,
 //! [`routes`] and [`server`] are the HTTP trigger, [`engine`] compiles and
-//! caches components.
+//! caches components, [`limits`] bounds each request's instance.
 
 pub mod app;
 pub mod engine;
 pub mod guest_log;
 pub mod key_value;
+pub mod limits;
 pub mod manifest;
 pub mod outbound;
 pub mod outbound_http;
@@ -21,4 +22,5 @@ pub mod state;
 pub mod variables;
 
 pub use app::{App, AppOptions};
+pub use limits::InstanceLimits;
 pub use server::serve;

@@ -4,9 +4,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use edge_host::{App, AppOptions};
+use edge_host::{App, AppOptions, InstanceLimits};
 
 #[derive(Parser)]
 #[command(
@@ -38,6 +39,14 @@ enum Command {
         /// Maximum concurrent component instances.
         #[arg(long, default_value_t = edge_host::engine::DEFAULT_MAX_INSTANCES)]
         max_instances: u32,
+        /// Wall-clock limit per request, in milliseconds (edge-host only).
+        #[arg(long, default_value_t = edge_host::limits::DEFAULT_REQUEST_TIMEOUT.as_millis() as u64,
+              value_parser = clap::value_parser!(u64).range(1..))]
+        request_timeout_ms: u64,
+        /// Linear-memory limit per instance, in MiB (edge-host only).
+        #[arg(long, default_value_t = (edge_host::limits::DEFAULT_MAX_MEMORY_BYTES >> 20) as u64,
+              value_parser = clap::value_parser!(u64).range(1..=4096))]
+        max_memory_mb: u64,
     },
 }
 
@@ -67,6 +76,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         runtime_config,
         variables,
         max_instances,
+        request_timeout_ms,
+        max_memory_mb,
     } = cli.command;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -79,6 +90,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             environment: std::env::vars().collect(),
             cache_dir: None,
             max_instances: Some(max_instances),
+            limits: Some(InstanceLimits {
+                request_timeout: Duration::from_millis(request_timeout_ms),
+                max_memory_bytes: (max_memory_mb as usize) << 20,
+            }),
+            store_overrides: Default::default(),
         };
         let app = Arc::new(App::load(&options)?);
         let listener = tokio::net::TcpListener::bind(listen)

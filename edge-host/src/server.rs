@@ -125,13 +125,19 @@ async fn dispatch(
 
     set_spin_headers(&mut request, peer, &route.matched_route, &route.path_info);
 
-    let state = RequestState::new(component.context.clone()).map_err(|e| {
-        fail(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("preparing instance: {e:#}"),
-        )
-    })?;
+    let limits = app.limits;
+    let state =
+        RequestState::new(component.context.clone(), limits.max_memory_bytes).map_err(|e| {
+            fail(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("preparing instance: {e:#}"),
+            )
+        })?;
     let mut store = Store::new(component.pre.engine(), state);
+    store.limiter(|state| &mut state.limits);
+    // Yield at every epoch tick so the time limit below can stop a guest
+    // that never returns to the host.
+    store.epoch_deadline_async_yield_and_update(1);
     let incoming = store
         .data_mut()
         .http()
@@ -147,12 +153,28 @@ async fn dispatch(
     // The guest runs in its own task: it may keep working after it has sent
     // the response head (streaming the body, or background work).
     let pre = component.pre.clone();
+    let id = component.context.id.clone();
     let task = tokio::spawn(async move {
-        let proxy = pre.instantiate_async(&mut store).await?;
-        proxy
-            .wasi_http_incoming_handler()
-            .call_handle(&mut store, incoming, outparam)
-            .await
+        let run = async {
+            let proxy = pre.instantiate_async(&mut store).await?;
+            proxy
+                .wasi_http_incoming_handler()
+                .call_handle(&mut store, incoming, outparam)
+                .await
+        };
+        // Dropping the future stops the guest at its next yield.
+        let outcome = match tokio::time::timeout(limits.request_timeout, run).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(wasmtime::Error::msg(format!(
+                "stopped after the {} ms request time limit",
+                limits.request_timeout.as_millis()
+            ))),
+        };
+        if let Err(error) = &outcome {
+            // Also seen by the client unless the response had gone already.
+            tracing::warn!(component = &*id, "instance failed: {error:#}");
+        }
+        outcome
     });
 
     match receiver.await {

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use wasmtime::component::ResourceTable;
+use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
@@ -37,11 +38,13 @@ pub struct RequestState {
     pub(crate) table: ResourceTable,
     pub(crate) hooks: OutboundHooks,
     pub(crate) component: Arc<ComponentContext>,
+    pub(crate) limits: StoreLimits,
 }
 
 impl RequestState {
-    /// Fresh state for one request to `component`.
-    pub fn new(component: Arc<ComponentContext>) -> anyhow::Result<Self> {
+    /// Fresh state for one request to `component`, whose instance may grow
+    /// its memory to `max_memory_bytes`.
+    pub fn new(component: Arc<ComponentContext>, max_memory_bytes: usize) -> anyhow::Result<Self> {
         let mut wasi = WasiCtx::builder();
         wasi.stdout(GuestLog::new(component.id.clone(), GuestStream::Stdout))
             .stderr(GuestLog::new(component.id.clone(), GuestStream::Stderr));
@@ -57,6 +60,12 @@ impl RequestState {
             table: ResourceTable::new(),
             hooks: OutboundHooks::new(component.id.clone(), component.allowed_hosts.clone()),
             component,
+            // A failed grow traps rather than handing the guest a null
+            // pointer: the log then says what happened.
+            limits: StoreLimitsBuilder::new()
+                .memory_size(max_memory_bytes)
+                .trap_on_grow_failure(true)
+                .build(),
         })
     }
 }

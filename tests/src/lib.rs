@@ -5,11 +5,16 @@
 //! first); edge-host's on-disk compilation cache means every test after the
 //! first loads machine code instead of compiling.
 
+mod faulty_store;
+
+pub use faulty_store::FaultyStore;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use edge_host::{App, AppOptions};
+use edge_host::key_value::StoreOverrides;
+use edge_host::{App, AppOptions, InstanceLimits};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -53,6 +58,10 @@ pub struct EdgeSetup {
     pub allowed_outbound_hosts: Option<Vec<String>>,
     /// A cache rules file (JSON) mounted at `/rules/cache-rules.json`.
     pub rules: Option<String>,
+    /// Per-request limits (default: edge-host's).
+    pub limits: Option<InstanceLimits>,
+    /// Store backends to use instead of the default in-memory one.
+    pub store_overrides: StoreOverrides,
 }
 
 impl EdgeSetup {
@@ -67,6 +76,14 @@ impl EdgeSetup {
     /// Uses `json` as the cache rules file.
     pub fn rules(mut self, json: &str) -> Self {
         self.rules = Some(json.to_owned());
+        self
+    }
+
+    /// Puts `store` under the component as its `default` store.
+    pub fn store(mut self, store: &FaultyStore) -> Self {
+        self.store_overrides
+            .0
+            .insert("default".to_owned(), Arc::new(store.clone()));
         self
     }
 
@@ -94,7 +111,18 @@ impl Edge {
             environment: setup.environment.clone(),
             cache_dir: Some(workspace_root().join("target/edge-host-cache")),
             max_instances: Some(64),
+            limits: setup.limits,
+            store_overrides: setup.store_overrides.clone(),
         };
+        Edge::serve_app(options, workdir).await
+    }
+
+    /// Loads and serves any application; `workdir` (holding its files) lives
+    /// as long as the edge.
+    pub async fn serve_app(
+        options: AppOptions,
+        workdir: tempfile::TempDir,
+    ) -> anyhow::Result<Edge> {
         let app = Arc::new(tokio::task::spawn_blocking(move || App::load(&options)).await??);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;

@@ -1,6 +1,9 @@
-//! Fallback on failure: a backup origin, and clear errors.
+//! Fallback on failure: a failing store, a failing or slow origin, the
+//! breaker, the concurrency cap, a backup origin, and clear errors.
 
-use edge_tests::{Edge, EdgeSetup, closed_port};
+use std::time::{Duration, Instant};
+
+use edge_tests::{Edge, EdgeSetup, FaultyStore, closed_port, origin_requests_reach};
 use wiremock::matchers::path;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -59,4 +62,172 @@ async fn without_a_backup_a_failing_primary_is_reported() {
         .await
         .unwrap();
     assert_eq!(reqwest::get(edge.url("/p")).await.unwrap().status(), 503);
+}
+
+/// `GET path` through the edge: status, `Cache-Status`, body.
+async fn fetch(edge: &Edge, path: &str) -> (u16, String, String) {
+    let response = reqwest::get(edge.url(path)).await.unwrap();
+    let status = response.status().as_u16();
+    let cache_status = response
+        .headers()
+        .get("cache-status")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    (status, cache_status, response.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn a_failing_store_sends_every_request_to_the_origin_and_caching_resumes_after() {
+    let origin = MockServer::start().await;
+    Mock::given(path("/page"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header("cache-control", "max-age=60")
+                .set_body_string("page"),
+        )
+        .mount(&origin)
+        .await;
+    let store = FaultyStore::new();
+    store.set_failing(true);
+    let edge = Edge::start(EdgeSetup::origin(&origin.uri()).store(&store))
+        .await
+        .unwrap();
+    for _ in 0..20 {
+        let (status, cache_status, body) = fetch(&edge, "/page").await;
+        assert_eq!((status, body.as_str()), (200, "page"));
+        assert!(
+            cache_status.contains("fwd=bypass") && cache_status.contains("detail=store-error"),
+            "{cache_status}"
+        );
+    }
+    assert_eq!(origin.received_requests().await.unwrap().len(), 20);
+    assert!(store.failures() >= 20);
+
+    store.set_failing(false);
+    let (_, first, _) = fetch(&edge, "/page").await;
+    let (_, second, _) = fetch(&edge, "/page").await;
+    assert!(first.contains("miss") && first.contains("stored"), "{first}");
+    assert!(second.contains("hit"), "{second}");
+    assert_eq!(origin.received_requests().await.unwrap().len(), 21);
+}
+
+#[tokio::test]
+async fn grace_serves_every_stored_page_while_the_origin_is_down() {
+    // Not from wiremock's pool: dropping it must really close the port.
+    let origin = MockServer::builder().start().await;
+    Mock::given(wiremock::matchers::method("GET"))
+        .respond_with(
+            // No stale-if-error: only the edge's grace allows stale here.
+            ResponseTemplate::new(200)
+                .insert_header("cache-control", "max-age=1")
+                .set_body_string("stored"),
+        )
+        .mount(&origin)
+        .await;
+    let setup = EdgeSetup::origin(&origin.uri()).variable("grace_seconds", "3600");
+    let edge = Edge::start(setup).await.unwrap();
+    let pages: Vec<String> = (0..10).map(|i| format!("/p{i}")).collect();
+    for page in &pages {
+        assert_eq!(fetch(&edge, page).await.0, 200);
+    }
+    // Take the origin away and let the entries expire (their TTL is 1 s).
+    drop(origin);
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    for page in &pages {
+        let (status, cache_status, body) = fetch(&edge, page).await;
+        assert_eq!((status, body.as_str()), (200, "stored"), "{page}");
+        assert!(
+            cache_status.contains("fwd=stale")
+                && (cache_status.contains("detail=grace")
+                    || cache_status.contains("detail=circuit-open")),
+            "{page}: {cache_status}"
+        );
+    }
+    // Nothing stored: a clear error, not a hang.
+    let started = Instant::now();
+    let (status, _, body) = fetch(&edge, "/never-stored").await;
+    assert!(status == 502 || status == 503, "{status} {body}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn a_slow_origin_without_a_stored_copy_is_a_504_within_the_timeout() {
+    let origin = MockServer::start().await;
+    Mock::given(path("/slow"))
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(5)))
+        .mount(&origin)
+        .await;
+    let setup = EdgeSetup::origin(&origin.uri()).variable("origin_timeout_ms", "300");
+    let edge = Edge::start(setup).await.unwrap();
+    let started = Instant::now();
+    let (status, _, body) = fetch(&edge, "/slow").await;
+    let waited = started.elapsed();
+    assert_eq!(status, 504, "{body}");
+    assert_eq!(body, "origin timed out after 300 ms\n");
+    assert!(waited >= Duration::from_millis(300), "{waited:?}");
+    assert!(waited < Duration::from_secs(3), "{waited:?}");
+}
+
+#[tokio::test]
+async fn the_breaker_opens_after_repeated_failures_and_closes_after_a_good_probe() {
+    let origin = MockServer::start().await;
+    Mock::given(path("/api"))
+        .respond_with(ResponseTemplate::new(500))
+        .mount(&origin)
+        .await;
+    let setup = EdgeSetup::origin(&origin.uri())
+        .variable("breaker_failures", "3")
+        .variable("breaker_cooldown_ms", "500");
+    let edge = Edge::start(setup).await.unwrap();
+    for _ in 0..3 {
+        assert_eq!(fetch(&edge, "/api").await.0, 500);
+    }
+    // Open: answered at once, without asking the origin.
+    let response = reqwest::get(edge.url("/api")).await.unwrap();
+    assert_eq!(response.status(), 503);
+    assert_eq!(response.headers()["retry-after"], "1");
+    let body = response.text().await.unwrap();
+    assert!(body.contains("circuit breaker open"), "{body}");
+    assert_eq!(origin.received_requests().await.unwrap().len(), 3);
+
+    // The origin recovers; after the cool-down a probe closes the breaker.
+    origin.reset().await;
+    Mock::given(path("/api"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("back"))
+        .mount(&origin)
+        .await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    for _ in 0..3 {
+        let (status, _, body) = fetch(&edge, "/api").await;
+        assert_eq!((status, body.as_str()), (200, "back"));
+    }
+}
+
+#[tokio::test]
+async fn fetches_beyond_the_concurrency_cap_are_turned_away() {
+    let origin = MockServer::start().await;
+    Mock::given(path("/slow"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_delay(Duration::from_millis(1_500))
+                .set_body_string("slow"),
+        )
+        .mount(&origin)
+        .await;
+    let setup = EdgeSetup::origin(&origin.uri()).variable("origin_max_concurrent", "1");
+    let edge = Edge::start(setup).await.unwrap();
+    let first_url = edge.url("/slow?n=1");
+    let first = tokio::spawn(async move { reqwest::get(first_url).await.unwrap().status() });
+    origin_requests_reach(&origin, 1).await;
+
+    let turned_away = reqwest::get(edge.url("/slow?n=2")).await.unwrap();
+    assert_eq!(turned_away.status(), 503);
+    assert_eq!(turned_away.headers()["retry-after"], "1");
+    let body = turned_away.text().await.unwrap();
+    assert!(body.contains("origin busy: 1 fetches"), "{body}");
+    assert_eq!(origin.received_requests().await.unwrap().len(), 1);
+
+    assert_eq!(first.await.unwrap(), 200);
+    // The slot is free again.
+    assert_eq!(fetch(&edge, "/slow?n=3").await.0, 200);
 }

@@ -3,11 +3,14 @@
 //! A backend is a trait object so that adding one (Redis, a fault injector
 //! for tests) touches one module and the runtime-config parser.
 
+mod logged;
 mod memory;
 mod sqlite;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
+pub use logged::{LogLimit, LoggedStore, STORE_ERROR_LOG_INTERVAL};
 pub use memory::MemoryStore;
 pub use sqlite::SqliteStore;
 
@@ -46,5 +49,16 @@ pub fn open_backend(label: &str, config: &StoreConfig) -> Result<Arc<dyn StoreBa
         StoreConfig::Spin { path } => SqliteStore::open(path, label)
             .map(|s| Arc::new(s) as Arc<dyn StoreBackend>)
             .map_err(|e| format!("key_value_store.{label}: {}: {e}", path.display())),
+    }
+}
+
+/// Backends an embedder supplies by store label, taking precedence over the
+/// runtime config: how tests put a fault-injecting store under a component.
+#[derive(Clone, Default)]
+pub struct StoreOverrides(pub BTreeMap<String, Arc<dyn StoreBackend>>);
+
+impl std::fmt::Debug for StoreOverrides {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
     }
 }
