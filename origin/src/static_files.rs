@@ -1,12 +1,9 @@
-//! Static assets: safe path resolution and the caching headers of a file.
+//! Static assets under their plain names: safe path resolution and media
+//! types.
 
 use std::path::{Component, Path, PathBuf};
-use std::time::SystemTime;
 
 use percent_encoding::percent_decode_str;
-
-/// Freshness for static assets whose names carry no version.
-pub const STATIC_CACHE_CONTROL: &str = "public, max-age=60";
 
 /// Why a request path cannot name a file under the root.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -42,12 +39,6 @@ pub fn resolve(root: &Path, url_path: &str) -> Result<PathBuf, PathError> {
     Ok(path)
 }
 
-/// A strong entity tag for `bytes`: a truncated blake3 hash.
-pub fn entity_tag(bytes: &[u8]) -> String {
-    let hash = blake3::hash(bytes);
-    format!("\"{}\"", &hash.to_hex()[..32])
-}
-
 /// The media type for a file name.
 pub fn content_type(path: &Path) -> String {
     let mime = mime_guess::from_path(path).first_or_octet_stream();
@@ -60,34 +51,9 @@ pub fn content_type(path: &Path) -> String {
     }
 }
 
-/// `Last-Modified` for a modification time.
-pub fn last_modified(modified: SystemTime) -> String {
-    httpdate::fmt_http_date(modified)
-}
-
-/// Whether a conditional GET can be answered `304` (RFC 9110 §13.1:
-/// `If-None-Match` wins over `If-Modified-Since` when present).
-pub fn not_modified(
-    etag: &str,
-    modified: SystemTime,
-    if_none_match: Option<&str>,
-    if_modified_since: Option<&str>,
-) -> bool {
-    if let Some(candidates) = if_none_match {
-        let weak_eq = |tag: &str| tag.trim().trim_start_matches("W/") == etag;
-        return candidates.trim() == "*" || candidates.split(',').any(weak_eq);
-    }
-    match if_modified_since.and_then(|d| httpdate::parse_http_date(d).ok()) {
-        // Dates have one-second resolution; compare at that resolution.
-        Some(since) => httpdate::HttpDate::from(modified) <= httpdate::HttpDate::from(since),
-        None => false,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
     fn resolves_inside_the_root() {
@@ -132,35 +98,5 @@ mod tests {
             content_type(Path::new("a.unknownext")),
             "application/octet-stream"
         );
-    }
-
-    #[test]
-    fn etag_is_strong_and_content_derived() {
-        assert_eq!(entity_tag(b"a"), entity_tag(b"a"));
-        assert_ne!(entity_tag(b"a"), entity_tag(b"b"));
-        assert!(entity_tag(b"a").starts_with('"'));
-    }
-
-    #[test]
-    fn conditional_requests() {
-        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        let etag = "\"abc\"";
-        assert!(not_modified(etag, t, Some("\"x\", \"abc\""), None));
-        assert!(not_modified(etag, t, Some("W/\"abc\""), None));
-        assert!(not_modified(etag, t, Some("*"), None));
-        assert!(!not_modified(
-            etag,
-            t,
-            Some("\"x\""),
-            Some(&last_modified(t))
-        ));
-        assert!(not_modified(etag, t, None, Some(&last_modified(t))));
-        assert!(!not_modified(
-            etag,
-            t,
-            None,
-            Some(&last_modified(t - Duration::from_secs(1)))
-        ));
-        assert!(!not_modified(etag, t, None, Some("garbage")));
     }
 }
