@@ -62,6 +62,12 @@ pub struct EdgeSetup {
     pub limits: Option<InstanceLimits>,
     /// Store backends to use instead of the default in-memory one.
     pub store_overrides: StoreOverrides,
+    /// A Spin runtime config (TOML), e.g. a `type = "spin"` store whose
+    /// file outlives the edge.
+    pub runtime_config: Option<String>,
+    /// Where to listen (default: an ephemeral loopback port); lets a
+    /// restarted edge come back where its clients expect it.
+    pub listen: Option<SocketAddr>,
 }
 
 impl EdgeSetup {
@@ -87,6 +93,18 @@ impl EdgeSetup {
         self
     }
 
+    /// Uses `toml` as the runtime config.
+    pub fn runtime_config(mut self, toml: &str) -> Self {
+        self.runtime_config = Some(toml.to_owned());
+        self
+    }
+
+    /// Listens on `addr`.
+    pub fn listen(mut self, addr: SocketAddr) -> Self {
+        self.listen = Some(addr);
+        self
+    }
+
     /// Adds a `--variable`.
     pub fn variable(mut self, name: &str, value: &str) -> Self {
         self.variables.push(format!("{name}={value}"));
@@ -104,9 +122,17 @@ impl Edge {
             std::fs::write(workdir.path().join("rules/cache-rules.json"), rules)?;
         }
         std::fs::write(&manifest, test_manifest(&setup))?;
+        let runtime_config = match &setup.runtime_config {
+            Some(toml) => {
+                let path = workdir.path().join("runtime-config.toml");
+                std::fs::write(&path, toml)?;
+                Some(path)
+            }
+            None => None,
+        };
         let options = AppOptions {
             manifest,
-            runtime_config: None,
+            runtime_config,
             variables: setup.variables.clone(),
             environment: setup.environment.clone(),
             cache_dir: Some(workspace_root().join("target/edge-host-cache")),
@@ -114,7 +140,7 @@ impl Edge {
             limits: setup.limits,
             store_overrides: setup.store_overrides.clone(),
         };
-        Edge::serve_app(options, workdir).await
+        Edge::serve_app_on(options, workdir, setup.listen).await
     }
 
     /// Loads and serves any application; `workdir` (holding its files) lives
@@ -123,8 +149,19 @@ impl Edge {
         options: AppOptions,
         workdir: tempfile::TempDir,
     ) -> anyhow::Result<Edge> {
+        Edge::serve_app_on(options, workdir, None).await
+    }
+
+    /// [`Edge::serve_app`] on `listen` (default: an ephemeral loopback
+    /// port).
+    pub async fn serve_app_on(
+        options: AppOptions,
+        workdir: tempfile::TempDir,
+        listen: Option<SocketAddr>,
+    ) -> anyhow::Result<Edge> {
         let app = Arc::new(tokio::task::spawn_blocking(move || App::load(&options)).await??);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let listen = listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+        let listener = tokio::net::TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;
         let (shutdown, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(edge_host::serve(app, listener, async move {
