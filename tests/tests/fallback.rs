@@ -106,7 +106,10 @@ async fn a_failing_store_sends_every_request_to_the_origin_and_caching_resumes_a
     store.set_failing(false);
     let (_, first, _) = fetch(&edge, "/page").await;
     let (_, second, _) = fetch(&edge, "/page").await;
-    assert!(first.contains("miss") && first.contains("stored"), "{first}");
+    assert!(
+        first.contains("miss") && first.contains("stored"),
+        "{first}"
+    );
     assert!(second.contains("hit"), "{second}");
     assert_eq!(origin.received_requests().await.unwrap().len(), 21);
 }
