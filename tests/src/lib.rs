@@ -26,15 +26,39 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// The built component; panics with the fix if it is missing.
+/// The built edge-cache component; panics with the fix if it is missing.
 pub fn component_path() -> PathBuf {
-    let path = workspace_root().join("target/wasm32-wasip2/release/edge_cache.wasm");
+    built_component("edge_cache")
+}
+
+/// `target/wasm32-wasip2/release/{name}.wasm`, built by `make wasm`;
+/// panics with the fix if it is missing.
+pub fn built_component(name: &str) -> PathBuf {
+    let path = workspace_root().join(format!("target/wasm32-wasip2/release/{name}.wasm"));
     assert!(
         path.exists(),
         "{} is missing: build it with `make wasm` (make test does this)",
         path.display()
     );
     path
+}
+
+/// What a `GET` through the edge returned.
+#[derive(Debug)]
+pub struct Fetched {
+    /// Status code.
+    pub status: u16,
+    /// The `Cache-Status` field ("" if absent).
+    pub cache_status: String,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+impl Fetched {
+    /// The body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
 }
 
 /// A running edge on 127.0.0.1, stopped when dropped.
@@ -172,6 +196,23 @@ impl Edge {
             shutdown: Some(shutdown),
             task: Some(task),
             _workdir: workdir,
+        })
+    }
+
+    /// `GET path` through the edge.
+    pub async fn fetch(&self, path: &str) -> anyhow::Result<Fetched> {
+        let response = reqwest::get(self.url(path)).await?;
+        let status = response.status().as_u16();
+        let cache_status = response
+            .headers()
+            .get("cache-status")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        Ok(Fetched {
+            status,
+            cache_status,
+            body: response.bytes().await?.to_vec(),
         })
     }
 

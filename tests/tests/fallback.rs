@@ -64,18 +64,6 @@ async fn without_a_backup_a_failing_primary_is_reported() {
     assert_eq!(reqwest::get(edge.url("/p")).await.unwrap().status(), 503);
 }
 
-/// `GET path` through the edge: status, `Cache-Status`, body.
-async fn fetch(edge: &Edge, path: &str) -> (u16, String, String) {
-    let response = reqwest::get(edge.url(path)).await.unwrap();
-    let status = response.status().as_u16();
-    let cache_status = response
-        .headers()
-        .get("cache-status")
-        .map(|v| v.to_str().unwrap().to_owned())
-        .unwrap_or_default();
-    (status, cache_status, response.text().await.unwrap())
-}
-
 #[tokio::test]
 async fn a_failing_store_sends_every_request_to_the_origin_and_caching_resumes_after() {
     let origin = MockServer::start().await;
@@ -93,7 +81,8 @@ async fn a_failing_store_sends_every_request_to_the_origin_and_caching_resumes_a
         .await
         .unwrap();
     for _ in 0..20 {
-        let (status, cache_status, body) = fetch(&edge, "/page").await;
+        let page = edge.fetch("/page").await.unwrap();
+        let (status, cache_status, body) = (page.status, page.cache_status.clone(), page.text());
         assert_eq!((status, body.as_str()), (200, "page"));
         assert!(
             cache_status.contains("fwd=bypass") && cache_status.contains("detail=store-error"),
@@ -104,8 +93,8 @@ async fn a_failing_store_sends_every_request_to_the_origin_and_caching_resumes_a
     assert!(store.failures() >= 20);
 
     store.set_failing(false);
-    let (_, first, _) = fetch(&edge, "/page").await;
-    let (_, second, _) = fetch(&edge, "/page").await;
+    let first = edge.fetch("/page").await.unwrap().cache_status;
+    let second = edge.fetch("/page").await.unwrap().cache_status;
     assert!(
         first.contains("miss") && first.contains("stored"),
         "{first}"
@@ -131,13 +120,15 @@ async fn grace_serves_every_stored_page_while_the_origin_is_down() {
     let edge = Edge::start(setup).await.unwrap();
     let pages: Vec<String> = (0..10).map(|i| format!("/p{i}")).collect();
     for page in &pages {
-        assert_eq!(fetch(&edge, page).await.0, 200);
+        assert_eq!(edge.fetch(page).await.unwrap().status, 200);
     }
     // Take the origin away and let the entries expire (their TTL is 1 s).
     drop(origin);
     tokio::time::sleep(Duration::from_millis(1_100)).await;
     for page in &pages {
-        let (status, cache_status, body) = fetch(&edge, page).await;
+        let fetched = edge.fetch(page).await.unwrap();
+        let (status, cache_status, body) =
+            (fetched.status, fetched.cache_status.clone(), fetched.text());
         assert_eq!((status, body.as_str()), (200, "stored"), "{page}");
         assert!(
             cache_status.contains("fwd=stale")
@@ -148,7 +139,8 @@ async fn grace_serves_every_stored_page_while_the_origin_is_down() {
     }
     // Nothing stored: a clear error, not a hang.
     let started = Instant::now();
-    let (status, _, body) = fetch(&edge, "/never-stored").await;
+    let fetched = edge.fetch("/never-stored").await.unwrap();
+    let (status, body) = (fetched.status, fetched.text());
     assert!(status == 502 || status == 503, "{status} {body}");
     assert!(started.elapsed() < Duration::from_secs(5));
 }
@@ -163,7 +155,8 @@ async fn a_slow_origin_without_a_stored_copy_is_a_504_within_the_timeout() {
     let setup = EdgeSetup::origin(&origin.uri()).variable("origin_timeout_ms", "300");
     let edge = Edge::start(setup).await.unwrap();
     let started = Instant::now();
-    let (status, _, body) = fetch(&edge, "/slow").await;
+    let fetched = edge.fetch("/slow").await.unwrap();
+    let (status, body) = (fetched.status, fetched.text());
     let waited = started.elapsed();
     assert_eq!(status, 504, "{body}");
     assert_eq!(body, "origin timed out after 300 ms\n");
@@ -183,7 +176,7 @@ async fn the_breaker_opens_after_repeated_failures_and_closes_after_a_good_probe
         .variable("breaker_cooldown_ms", "500");
     let edge = Edge::start(setup).await.unwrap();
     for _ in 0..3 {
-        assert_eq!(fetch(&edge, "/api").await.0, 500);
+        assert_eq!(edge.fetch("/api").await.unwrap().status, 500);
     }
     // Open: answered at once, without asking the origin.
     let response = reqwest::get(edge.url("/api")).await.unwrap();
@@ -201,8 +194,8 @@ async fn the_breaker_opens_after_repeated_failures_and_closes_after_a_good_probe
         .await;
     tokio::time::sleep(Duration::from_millis(600)).await;
     for _ in 0..3 {
-        let (status, _, body) = fetch(&edge, "/api").await;
-        assert_eq!((status, body.as_str()), (200, "back"));
+        let fetched = edge.fetch("/api").await.unwrap();
+        assert_eq!((fetched.status, fetched.text().as_str()), (200, "back"));
     }
 }
 
@@ -232,5 +225,5 @@ async fn fetches_beyond_the_concurrency_cap_are_turned_away() {
 
     assert_eq!(first.await.unwrap(), 200);
     // The slot is free again.
-    assert_eq!(fetch(&edge, "/slow?n=3").await.0, 200);
+    assert_eq!(edge.fetch("/slow?n=3").await.unwrap().status, 200);
 }

@@ -5,17 +5,12 @@
 use std::time::{Duration, Instant};
 
 use edge_host::{AppOptions, InstanceLimits};
-use edge_tests::{Edge, workspace_root};
+use edge_tests::{Edge, built_component, workspace_root};
 
 const TIME_LIMIT: Duration = Duration::from_millis(1_000);
 
 async fn misbehaving_edge() -> Edge {
-    let wasm = workspace_root().join("target/wasm32-wasip2/release/misbehaving_component.wasm");
-    assert!(
-        wasm.exists(),
-        "{} is missing: build it with `make wasm` (make test does this)",
-        wasm.display()
-    );
+    let wasm = built_component("misbehaving_component");
     let workdir = tempfile::tempdir().unwrap();
     let manifest = workdir.path().join("spin.toml");
     std::fs::write(

@@ -50,21 +50,6 @@ async fn wait_until_healthy(port: u16) {
     panic!("origin on port {port} never became healthy");
 }
 
-async fn fetch(edge: &Edge, path: &str) -> (u16, String, Vec<u8>) {
-    let response = reqwest::get(edge.url(path)).await.unwrap();
-    let status = response.status().as_u16();
-    let cache_status = response
-        .headers()
-        .get("cache-status")
-        .map(|v| v.to_str().unwrap().to_owned())
-        .unwrap_or_default();
-    (
-        status,
-        cache_status,
-        response.bytes().await.unwrap().to_vec(),
-    )
-}
-
 #[tokio::test]
 async fn stale_while_the_origin_process_is_dead_and_fresh_once_it_is_back() {
     let port = closed_port();
@@ -80,31 +65,33 @@ async fn stale_while_the_origin_process_is_dead_and_fresh_once_it_is_back() {
     let pages = ["/products/1", "/api/products/2", "/static/1k.txt"];
     let mut stored = Vec::new();
     for page in pages {
-        let (status, _, body) = fetch(&edge, page).await;
-        assert_eq!(status, 200, "{page}");
-        stored.push(body);
+        let fetched = edge.fetch(page).await.unwrap();
+        assert_eq!(fetched.status, 200, "{page}");
+        stored.push(fetched.body);
     }
 
     origin.kill().unwrap();
     origin.wait().unwrap();
     tokio::time::sleep(Duration::from_millis(1_100)).await;
     for (page, body) in pages.iter().zip(&stored) {
-        let (status, cache_status, served) = fetch(&edge, page).await;
+        let fetched = edge.fetch(page).await.unwrap();
+        let (status, cache_status, served) = (fetched.status, fetched.cache_status, fetched.body);
         assert_eq!(status, 200, "{page}: {cache_status}");
         assert_eq!(&served, body, "{page}");
         // fwd=stale (origin failed; grace or stale-if-error) or a
         // stale-while-revalidate hit, per the origin's own headers.
         assert!(cache_status.contains("stale"), "{page}: {cache_status}");
     }
-    let (status, _, body) = fetch(&edge, "/products/3").await;
-    assert_eq!(status, 502, "{}", String::from_utf8_lossy(&body));
-    assert!(String::from_utf8_lossy(&body).starts_with("origin unreachable"));
+    let unstored = edge.fetch("/products/3").await.unwrap();
+    assert_eq!(unstored.status, 502, "{}", unstored.text());
+    assert!(unstored.text().starts_with("origin unreachable"));
 
     // Back on the same port with the same database.
     let mut origin = spawn_origin(port, dir.path());
     wait_until_healthy(port).await;
     for page in pages.iter().chain(&["/products/3"]) {
-        let (status, cache_status, _) = fetch(&edge, page).await;
+        let fetched = edge.fetch(page).await.unwrap();
+        let (status, cache_status) = (fetched.status, fetched.cache_status);
         assert_eq!(status, 200, "{page}: {cache_status}");
         assert!(
             !cache_status.contains("detail=grace") && !cache_status.contains("circuit-open"),
