@@ -2,7 +2,7 @@
 #   make up    build and run origin (:8080) + edge (:3000); Ctrl-C stops both
 #   make test  build the component once and run every test
 
-.PHONY: wasm build up test lint fmt
+.PHONY: wasm build up test lint fmt bench bench-quick
 
 # The edge component, and the misbehaving one edge-host's limit tests run.
 wasm:
@@ -25,3 +25,11 @@ lint:
 
 fmt:
 	cargo fmt --all
+
+# Benchmarks against nginx, Varnish and a native ceiling (BENCHMARKS.md);
+# installs nginx, varnish and wrk from Debian when run as root.
+bench:
+	bench/run
+
+bench-quick:
+	bench/run --quick

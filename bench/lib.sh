@@ -1,0 +1,170 @@
+# Shared by bench/run and bench/profile: ports, installing, building,
+# starting and stopping the contestants. Sourced, not run.
+
+ORIGIN_PORT=${BENCH_ORIGIN_PORT:-18080}
+CEILING_PORT=$((ORIGIN_PORT + 1))
+EDGE_PORT=$((ORIGIN_PORT + 2))
+NGINX_PORT=$((ORIGIN_PORT + 3))
+VARNISH_PORT=$((ORIGIN_PORT + 4))
+HELLO_PORT=$((ORIGIN_PORT + 5))
+PURGE_TOKEN=bench-purge-token
+
+declare -A PORT=([origin]=$ORIGIN_PORT [ceiling]=$CEILING_PORT [edge]=$EDGE_PORT
+  [nginx]=$NGINX_PORT [varnish]=$VARNISH_PORT [hello]=$HELLO_PORT)
+declare -A PID=()
+
+log() { printf '%s bench: %s\n' "$(date +%T)" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# Debian packages: nginx (proxy_cache is in every flavour; -light is the
+# smallest), varnish, wrk; curl for readiness checks.
+install_tools() {
+  local need=()
+  command -v nginx >/dev/null || need+=(nginx-light)
+  command -v varnishd >/dev/null || need+=(varnish)
+  command -v wrk >/dev/null || need+=(wrk)
+  command -v curl >/dev/null || need+=(curl)
+  if [[ ${1:-} == profile ]]; then
+    command -v perf >/dev/null || need+=(linux-perf)
+  fi
+  ((${#need[@]})) || return 0
+  if [[ $(id -u) -ne 0 ]]; then
+    die "missing Debian packages: ${need[*]} (run as root, or apt-get install them)"
+  fi
+  log "installing ${need[*]}"
+  apt-get update -qq
+  # Keep the packages' own services from starting (and taking ports).
+  local made_policy=0
+  if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+    chmod +x /usr/sbin/policy-rc.d
+    made_policy=1
+  fi
+  local status=0
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null || status=$?
+  ((made_policy)) && rm -f /usr/sbin/policy-rc.d
+  ((status == 0)) || die "apt-get install ${need[*]} failed"
+}
+
+build_all() {
+  log "building release binaries and components"
+  cargo build --release -q -p edge-host -p edge-bench
+  scripts/build-wasm edge-cache hello-component
+}
+
+# A scratch directory on tmpfs when there is one (caches that keep bodies
+# in files, nginx's, get memory speed like the in-memory stores).
+make_workdir() {
+  local base=/dev/shm
+  [[ -d $base && -w $base ]] || base=${TMPDIR:-/tmp}
+  WORK=$(mktemp -d "$base/edge-bench.XXXXXX")
+}
+
+wait_ready() { # name url
+  local i
+  for ((i = 0; i < 300; i++)); do
+    if curl -fsS -o /dev/null "$2" 2>/dev/null; then return 0; fi
+    if [[ -n ${PID[$1]:-} ]] && ! kill -0 "${PID[$1]}" 2>/dev/null; then
+      die "$1 exited while starting; see $WORK/$1.log"
+    fi
+    sleep 0.1
+  done
+  die "$1 not ready at $2 after 30 s; see $WORK/$1.log"
+}
+
+origin_count() { curl -fsS "http://127.0.0.1:$ORIGIN_PORT/_count"; }
+
+start_origin() {
+  target/release/bench-origin "127.0.0.1:$ORIGIN_PORT" >"$WORK/origin.log" 2>&1 &
+  PID[origin]=$!
+  wait_ready origin "http://127.0.0.1:$ORIGIN_PORT/_count"
+}
+
+start_ceiling() {
+  target/release/ceiling "127.0.0.1:$CEILING_PORT" >"$WORK/ceiling.log" 2>&1 &
+  PID[ceiling]=$!
+  wait_ready ceiling "http://127.0.0.1:$CEILING_PORT/"
+}
+
+# Per-request logging off for every contestant: RUST_LOG=warn for edge-host
+# (its default logs each request at info), access_log off in nginx, no
+# varnishncsa.
+start_hello() {
+  RUST_LOG=warn target/release/edge-host up -f bench/hello.spin.toml \
+    --listen "127.0.0.1:$HELLO_PORT" >"$WORK/hello.log" 2>&1 &
+  PID[hello]=$!
+  wait_ready hello "http://127.0.0.1:$HELLO_PORT/"
+}
+
+start_edge() { # cache bytes
+  printf '[key_value_store.default]\ntype = "memory"\ncapacity_bytes = %d\n' "$1" >"$WORK/edge-runtime.toml"
+  RUST_LOG=warn target/release/edge-host up -f spin.toml --listen "127.0.0.1:$EDGE_PORT" \
+    --runtime-config-file "$WORK/edge-runtime.toml" \
+    --variable "origin_url=http://127.0.0.1:$ORIGIN_PORT" \
+    --variable "purge_token=$PURGE_TOKEN" >"$WORK/edge.log" 2>&1 &
+  PID[edge]=$!
+  wait_ready edge "http://127.0.0.1:$EDGE_PORT/ready?size=1"
+}
+
+start_nginx() { # cache bytes
+  local dir=$WORK/nginx cache=$WORK/nginx-cache
+  rm -rf "$dir" "$cache"
+  mkdir -p "$dir" "$cache"
+  # keys_zone: metadata only (about 8,000 keys per MiB); enough for every
+  # object a run can create, so the byte budget is what limits.
+  sed -e "s|@DIR@|$dir|g" -e "s|@CACHE_DIR@|$cache|g" -e "s|@KEYS_ZONE@|64m|g" \
+    -e "s|@CACHE_BYTES@|$1|g" -e "s|@ORIGIN_PORT@|$ORIGIN_PORT|g" -e "s|@PORT@|$NGINX_PORT|g" \
+    bench/nginx.conf >"$dir/nginx.conf"
+  # Started by root, nginx's workers would run as nobody, who cannot write
+  # the private scratch directory: keep them as the user who starts it.
+  local global=()
+  [[ $(id -u) -ne 0 ]] || global=(-g "user root;")
+  nginx -e "$dir/nginx-error.log" -p "$dir" -c "$dir/nginx.conf" "${global[@]}" >"$WORK/nginx.log" 2>&1 &
+  PID[nginx]=$!
+  wait_ready nginx "http://127.0.0.1:$NGINX_PORT/ready?size=1"
+}
+
+start_varnish() { # cache bytes
+  local dir=$WORK/varnish
+  rm -rf "$dir"
+  mkdir -p "$dir"
+  sed -e "s|@ORIGIN_PORT@|$ORIGIN_PORT|g" bench/varnish.vcl >"$WORK/varnish.vcl"
+  # -j none: run as whoever starts it (no privilege separation to set up);
+  # -F: stay in the foreground so it is stopped like the others.
+  varnishd -F -j none -n "$dir" -a "127.0.0.1:$VARNISH_PORT" -f "$WORK/varnish.vcl" \
+    -s "malloc,$1" >"$WORK/varnish.log" 2>&1 &
+  PID[varnish]=$!
+  wait_ready varnish "http://127.0.0.1:$VARNISH_PORT/ready?size=1"
+}
+
+stop() { # name...
+  local name
+  for name in "$@"; do
+    if [[ -n ${PID[$name]:-} ]]; then
+      kill -TERM "${PID[$name]}" 2>/dev/null || true
+      wait "${PID[$name]}" 2>/dev/null || true
+      unset "PID[$name]"
+    fi
+  done
+}
+
+stop_all() { stop "${!PID[@]}"; }
+
+# A second request of a fresh URL through a cache must not reach the origin;
+# otherwise its configuration is wrong and its numbers would mean nothing.
+check_caches() { # name...
+  local name before after
+  for name in "$@"; do
+    before=$(origin_count)
+    curl -fsS -o /dev/null "http://127.0.0.1:${PORT[$name]}/check/$name-$$-$RANDOM?size=1024"
+    curl -fsS -o /dev/null "http://127.0.0.1:${PORT[$name]}/check/$name-$$-$RANDOM?size=1024"
+    after=$(origin_count)
+    [[ $((after - before)) -eq 2 ]] || die "$name: two new URLs made $((after - before)) origin requests, not 2"
+    local url="http://127.0.0.1:${PORT[$name]}/check/$name-$$-repeat?size=1024"
+    before=$(origin_count)
+    curl -fsS -o /dev/null "$url"
+    curl -fsS -o /dev/null "$url"
+    after=$(origin_count)
+    [[ $((after - before)) -eq 1 ]] || die "$name: a repeated URL made $((after - before)) origin requests, not 1 (not caching?)"
+  done
+}

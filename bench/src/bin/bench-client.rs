@@ -1,0 +1,90 @@
+//! Run by bench/run:
+//! - `bench-client purge ...`: the purge scenario against one contestant;
+//!   prints one JSON record for the results file.
+//! - `bench-client prefill ADDR PREFIX SIZE RANKS`: requests PREFIX/RANKS
+//!   down to PREFIX/1 once each, so a cache starts the mixed scenario holding
+//!   the most popular objects, most popular most recently used.
+
+use anyhow::{Context, bail};
+use edge_bench::purge::{PurgeRequest, Spec, fill, run};
+use edge_bench::results::Record;
+
+const USAGE: &str = "usage: bench-client purge --contestant NAME --round N --addr HOST:PORT \
+--origin HOST:PORT --run-id ID --objects N --small N [--size BYTES] [--connections N] \
+--purge-method M --purge-path P [--purge-header 'NAME: VALUE']... [--purge-body B]";
+
+fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    match args.next().as_deref() {
+        Some("purge") => {}
+        Some("prefill") => {
+            let [addr, prefix, size, ranks] =
+                std::array::from_fn(|_| args.next().unwrap_or_default());
+            let ranks: usize = ranks.parse().context("prefill ADDR PREFIX SIZE RANKS")?;
+            let (took, errors) = fill(&addr, ranks, 16, &|i| {
+                format!("{prefix}/{}?size={size}", ranks - i)
+            });
+            eprintln!(
+                "prefill {addr}: {ranks} objects in {:.1} s, {errors} errors",
+                took.as_secs_f64()
+            );
+            if errors > 0 {
+                bail!("prefill {addr}: {errors} requests failed");
+            }
+            return Ok(());
+        }
+        _ => bail!("{USAGE}"),
+    }
+    let mut spec = Spec {
+        contestant: String::new(),
+        round: 1,
+        addr: String::new(),
+        origin: String::new(),
+        run_id: String::new(),
+        objects: 0,
+        small: 0,
+        size: 64,
+        connections: 16,
+        purge: PurgeRequest {
+            method: String::new(),
+            path: String::new(),
+            headers: Vec::new(),
+            body: String::new(),
+        },
+    };
+    while let Some(flag) = args.next() {
+        let value = args
+            .next()
+            .with_context(|| format!("{flag}: missing value\n{USAGE}"))?;
+        let number = || {
+            value
+                .parse::<usize>()
+                .with_context(|| format!("{flag}: not a number"))
+        };
+        match flag.as_str() {
+            "--contestant" => spec.contestant = value.clone(),
+            "--round" => spec.round = number()? as u32,
+            "--addr" => spec.addr = value.clone(),
+            "--origin" => spec.origin = value.clone(),
+            "--run-id" => spec.run_id = value.clone(),
+            "--objects" => spec.objects = number()?,
+            "--small" => spec.small = number()?,
+            "--size" => spec.size = number()?,
+            "--connections" => spec.connections = number()?,
+            "--purge-method" => spec.purge.method = value.clone(),
+            "--purge-path" => spec.purge.path = value.clone(),
+            "--purge-header" => spec.purge.headers.push(PurgeRequest::header(&value)?),
+            "--purge-body" => spec.purge.body = value.clone(),
+            _ => bail!("unknown flag {flag}\n{USAGE}"),
+        }
+    }
+    if spec.addr.is_empty() || spec.origin.is_empty() || spec.purge.method.is_empty() {
+        bail!("{USAGE}");
+    }
+    if spec.objects == 0 || spec.small > spec.objects {
+        bail!("--objects must be positive and at least --small");
+    }
+    let record = Record::Purge(run(&spec)?);
+    println!("{}", serde_json::to_string(&record)?);
+    Ok(())
+}

@@ -1,0 +1,564 @@
+//! From raw records to what people read: per scenario and contestant the
+//! median and spread over rounds, the ratios the issue asks for, a plain
+//! text table for the terminal and Markdown for BENCHMARKS.md.
+
+use std::fmt::Write;
+
+use crate::results::{LoadRun, PurgeRun, Record};
+use crate::stats::{Summary, ratio};
+
+/// Load scenarios in report order: id and description.
+pub const SCENARIOS: &[(&str, &str)] = &[
+    ("hot-1k", "hot hit, one 1 KiB object"),
+    ("hot-100k", "hot hit, one 100 KiB object"),
+    (
+        "miss",
+        "miss path: unique URLs (1 KiB), every request goes to the origin",
+    ),
+    (
+        "zipf",
+        "mixed: Zipf(1.0) over 100,000 objects (1 KiB), cache smaller than the working set",
+    ),
+    (
+        "wasm",
+        "wasm overhead: edge-host with a trivial component vs the native ceiling (1 KiB)",
+    ),
+];
+
+/// Contestants in report order: id and description.
+pub const CONTESTANTS: &[(&str, &str)] = &[
+    ("edge", "edge (edge-host + edge-cache)"),
+    ("nginx", "nginx proxy_cache"),
+    ("varnish", "Varnish"),
+    ("origin", "origin alone"),
+    ("ceiling", "native ceiling (hyper)"),
+    ("hello", "edge-host + trivial component"),
+];
+
+/// One contestant in one scenario, summarised over rounds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    pub contestant: String,
+    pub rps: Summary,
+    pub p50_ms: Summary,
+    pub p99_ms: Summary,
+    pub hit_ratio: Option<Summary>,
+    /// Transport errors plus non-2xx/3xx responses over all rounds.
+    pub errors: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScenarioTable {
+    pub scenario: String,
+    pub description: String,
+    pub rows: Vec<Row>,
+}
+
+impl ScenarioTable {
+    pub fn row(&self, contestant: &str) -> Option<&Row> {
+        self.rows.iter().find(|r| r.contestant == contestant)
+    }
+
+    /// `(label, req/s ratio, p99 ratio)` for the pairs this scenario has:
+    /// edge against nginx, Varnish and the ceiling; the trivial component
+    /// against the ceiling.
+    pub fn ratios(&self) -> Vec<(String, f64, Option<f64>)> {
+        let pairs: &[(&str, &str)] = if self.scenario == "wasm" {
+            &[("hello", "ceiling")]
+        } else {
+            &[("edge", "nginx"), ("edge", "varnish"), ("edge", "ceiling")]
+        };
+        pairs
+            .iter()
+            .filter_map(|&(a, b)| {
+                let (ra, rb) = (self.row(a)?, self.row(b)?);
+                let rps = ratio(Some(ra.rps.median), Some(rb.rps.median))?;
+                let p99 = ratio(Some(ra.p99_ms.median), Some(rb.p99_ms.median));
+                Some((format!("{a}/{b}"), rps, p99))
+            })
+            .collect()
+    }
+}
+
+fn order(list: &[(&str, &str)], id: &str) -> usize {
+    list.iter()
+        .position(|(i, _)| *i == id)
+        .unwrap_or(list.len())
+}
+
+/// Description of a known id, else the id.
+pub fn describe(list: &[(&str, &str)], id: &str) -> String {
+    list.iter()
+        .find(|(i, _)| *i == id)
+        .map_or(id, |(_, d)| d)
+        .to_owned()
+}
+
+/// Groups load runs by scenario and contestant, in report order.
+pub fn load_tables(records: &[Record]) -> Vec<ScenarioTable> {
+    let runs: Vec<&LoadRun> = records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Load(run) => Some(run),
+            Record::Purge(_) => None,
+        })
+        .collect();
+    let mut scenarios: Vec<&str> = runs.iter().map(|r| r.scenario.as_str()).collect();
+    scenarios.sort_by_key(|s| (order(SCENARIOS, s), s.to_string()));
+    scenarios.dedup();
+    scenarios
+        .into_iter()
+        .map(|scenario| {
+            let mine: Vec<&&LoadRun> = runs.iter().filter(|r| r.scenario == scenario).collect();
+            let mut contestants: Vec<&str> = mine.iter().map(|r| r.contestant.as_str()).collect();
+            contestants.sort_by_key(|c| (order(CONTESTANTS, c), c.to_string()));
+            contestants.dedup();
+            let rows = contestants
+                .into_iter()
+                .filter_map(|contestant| {
+                    let runs: Vec<&&&LoadRun> =
+                        mine.iter().filter(|r| r.contestant == contestant).collect();
+                    let of = |f: &dyn Fn(&LoadRun) -> f64| {
+                        Summary::of(&runs.iter().map(|r| f(r)).collect::<Vec<_>>())
+                    };
+                    let hits: Vec<f64> = runs.iter().filter_map(|r| r.hit_ratio()).collect();
+                    Some(Row {
+                        contestant: contestant.to_owned(),
+                        rps: of(&|r| r.wrk.requests_per_second())?,
+                        p50_ms: of(&|r| r.wrk.p50_us / 1000.0)?,
+                        p99_ms: of(&|r| r.wrk.p99_us / 1000.0)?,
+                        // Where the origin served nothing, as for the
+                        // ceiling, there is no cache to speak of.
+                        hit_ratio: (contestant != "origin")
+                            .then(|| Summary::of(&hits))
+                            .flatten(),
+                        errors: runs.iter().map(|r| r.wrk.errors + r.wrk.non2xx).sum(),
+                    })
+                })
+                .collect();
+            ScenarioTable {
+                scenario: scenario.to_owned(),
+                description: describe(SCENARIOS, scenario),
+                rows,
+            }
+        })
+        .collect()
+}
+
+/// One purge size of one contestant, summarised over rounds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PurgeRow {
+    pub contestant: String,
+    /// Objects the purged tag covered.
+    pub covered: u64,
+    /// Objects cached when it was purged.
+    pub cached: u64,
+    pub purge_ms: Summary,
+    pub first_lookup_ms: Summary,
+    pub hit_before_ms: Summary,
+    pub verified: usize,
+    pub rounds: usize,
+}
+
+type Field = dyn Fn(&PurgeRun) -> f64;
+
+/// Purge rows: per contestant, the small tag then the big tag.
+pub fn purge_rows(records: &[Record]) -> Vec<PurgeRow> {
+    let runs: Vec<&PurgeRun> = records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Purge(run) => Some(run),
+            Record::Load(_) => None,
+        })
+        .collect();
+    let mut contestants: Vec<&str> = runs.iter().map(|r| r.contestant.as_str()).collect();
+    contestants.sort_by_key(|c| (order(CONTESTANTS, c), c.to_string()));
+    contestants.dedup();
+    let mut rows = Vec::new();
+    for contestant in contestants {
+        let mine: Vec<&&PurgeRun> = runs.iter().filter(|r| r.contestant == contestant).collect();
+        let ms = |f: &dyn Fn(&PurgeRun) -> f64| {
+            Summary::of(&mine.iter().map(|r| f(r) / 1000.0).collect::<Vec<_>>())
+        };
+        let (Some(first), Some(hit_before_ms)) = (mine.first(), ms(&|r| r.hit_before_us)) else {
+            continue;
+        };
+        let verified = mine.iter().filter(|r| r.verified()).count();
+        let sizes: [(u64, &Field, &Field); 2] = [
+            (first.small, &|r| r.purge_small_us, &|r| r.after_small_us),
+            (first.objects, &|r| r.purge_big_us, &|r| r.after_big_us),
+        ];
+        for (covered, purge, after) in sizes {
+            if let (Some(purge_ms), Some(first_lookup_ms)) = (ms(purge), ms(after)) {
+                rows.push(PurgeRow {
+                    contestant: contestant.to_owned(),
+                    covered,
+                    cached: first.objects,
+                    purge_ms,
+                    first_lookup_ms,
+                    hit_before_ms,
+                    verified,
+                    rounds: mine.len(),
+                });
+            }
+        }
+    }
+    rows
+}
+
+fn thousands(value: f64) -> String {
+    let digits = format!("{:.0}", value.max(0.0));
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn ms(value: f64) -> String {
+    if value < 10.0 {
+        format!("{value:.2}")
+    } else {
+        format!("{value:.1}")
+    }
+}
+
+fn percent(summary: &Option<Summary>) -> String {
+    summary.map_or("–".into(), |s| {
+        if s.count > 1 {
+            format!(
+                "{:.1}% ({:.1}–{:.1})",
+                s.median * 100.0,
+                s.min * 100.0,
+                s.max * 100.0
+            )
+        } else {
+            format!("{:.1}%", s.median * 100.0)
+        }
+    })
+}
+
+fn ratio_line(table: &ScenarioTable) -> String {
+    table
+        .ratios()
+        .iter()
+        .map(|(label, rps, p99)| match p99 {
+            Some(p99) => format!("{label} {rps:.2}× req/s, {p99:.2}× p99"),
+            None => format!("{label} {rps:.2}× req/s"),
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// The cells of one row: contestant, req/s, spread, p50, p99, hit ratio,
+/// errors.
+fn cells(row: &Row) -> [String; 7] {
+    [
+        row.contestant.clone(),
+        thousands(row.rps.median),
+        format!("±{:.0}%", row.rps.spread_percent() / 2.0),
+        ms(row.p50_ms.median),
+        ms(row.p99_ms.median),
+        percent(&row.hit_ratio),
+        row.errors.to_string(),
+    ]
+}
+
+const HEADINGS: [&str; 7] = [
+    "contestant",
+    "req/s",
+    "spread",
+    "p50 ms",
+    "p99 ms",
+    "hit ratio",
+    "errors",
+];
+
+/// The terminal table.
+pub fn text(tables: &[ScenarioTable], purges: &[PurgeRow]) -> String {
+    let mut out = String::new();
+    for table in tables {
+        let _ = writeln!(out, "\n{} — {}", table.scenario, table.description);
+        let rows: Vec<[String; 7]> = table.rows.iter().map(cells).collect();
+        let widths: Vec<usize> = (0..7)
+            .map(|i| {
+                rows.iter()
+                    .map(|r| r[i].chars().count())
+                    .chain([HEADINGS[i].len()])
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        let line = |cells: &[String]| {
+            cells
+                .iter()
+                .zip(&widths)
+                .enumerate()
+                .map(|(i, (c, w))| {
+                    if i == 0 {
+                        format!("{c:<w$}")
+                    } else {
+                        format!("{c:>w$}")
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("  ")
+        };
+        let _ = writeln!(out, "  {}", line(&HEADINGS.map(String::from)));
+        for row in &rows {
+            let _ = writeln!(out, "  {}", line(row));
+        }
+        let ratios = ratio_line(table);
+        if !ratios.is_empty() {
+            let _ = writeln!(out, "  ratios: {ratios}");
+        }
+    }
+    if !purges.is_empty() {
+        let _ = writeln!(
+            out,
+            "\npurge — time to purge one tag, and the first lookup after"
+        );
+        for row in purges {
+            let _ = writeln!(
+                out,
+                "  {:<8} tag over {:>7} of {:>7} cached: purge {:>8} ms  first lookup {:>8} ms  (hit before {} ms; verified {}/{})",
+                row.contestant,
+                thousands(row.covered as f64),
+                thousands(row.cached as f64),
+                ms(row.purge_ms.median),
+                ms(row.first_lookup_ms.median),
+                ms(row.hit_before_ms.median),
+                row.verified,
+                row.rounds,
+            );
+        }
+    }
+    out
+}
+
+/// The Markdown results: one table per scenario with its ratios and plot,
+/// then the purge table.
+pub fn markdown(tables: &[ScenarioTable], purges: &[PurgeRow], plot_dir: &str) -> String {
+    let mut out = String::new();
+    for table in tables {
+        let _ = writeln!(out, "### {}: {}\n", table.scenario, table.description);
+        let _ = writeln!(out, "| {} |", HEADINGS.join(" | "));
+        let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|");
+        for row in &table.rows {
+            let mut cells = cells(row);
+            cells[0] = describe(CONTESTANTS, &row.contestant);
+            let _ = writeln!(out, "| {} |", cells.join(" | "));
+        }
+        let ratios = ratio_line(table);
+        if !ratios.is_empty() {
+            let _ = writeln!(out, "\nRatios: {ratios}.");
+        }
+        let _ = writeln!(
+            out,
+            "\n![{}]({plot_dir}/{}.svg)\n",
+            table.description, table.scenario
+        );
+    }
+    if !purges.is_empty() {
+        let _ = writeln!(
+            out,
+            "### purge: time to purge one tag, and the first lookup after\n"
+        );
+        let _ = writeln!(
+            out,
+            "| contestant | objects under the tag | cached | purge ms | first lookup after ms | hit before ms | verified |"
+        );
+        let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|");
+        for row in purges {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {} | {}/{} |",
+                describe(CONTESTANTS, &row.contestant),
+                thousands(row.covered as f64),
+                thousands(row.cached as f64),
+                ms(row.purge_ms.median),
+                ms(row.first_lookup_ms.median),
+                ms(row.hit_before_ms.median),
+                row.verified,
+                row.rounds
+            );
+        }
+        let _ = writeln!(out, "\n![purge]({plot_dir}/purge.svg)\n");
+    }
+    out
+}
+
+pub const BEGIN: &str = "<!-- bench-report:begin -->";
+pub const END: &str = "<!-- bench-report:end -->";
+
+/// Replaces what lies between the markers of `document` with `section`.
+pub fn replace_section(document: &str, section: &str) -> Result<String, String> {
+    let start = document
+        .find(BEGIN)
+        .ok_or_else(|| format!("no {BEGIN} marker"))?;
+    let end = document[start..]
+        .find(END)
+        .map(|i| start + i)
+        .ok_or_else(|| format!("no {END} after {BEGIN}"))?;
+    Ok(format!(
+        "{}{BEGIN}\n{}\n{}",
+        &document[..start],
+        section.trim_end(),
+        &document[end..]
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::results::WrkSummary;
+
+    fn load(scenario: &str, contestant: &str, round: u32, rps: u64, origin: Option<u64>) -> Record {
+        Record::Load(LoadRun {
+            scenario: scenario.into(),
+            contestant: contestant.into(),
+            round,
+            origin_requests: origin,
+            wrk: WrkSummary {
+                requests: rps,
+                duration_us: 1_000_000,
+                bytes: 0,
+                errors: 0,
+                non2xx: if contestant == "varnish" { 1 } else { 0 },
+                p50_us: 1000.0 * round as f64,
+                p90_us: 0.0,
+                p99_us: 4000.0,
+                max_us: 0.0,
+                mean_us: 0.0,
+            },
+        })
+    }
+
+    fn records() -> Vec<Record> {
+        vec![
+            load("zipf", "edge", 1, 100, Some(20)),
+            load("hot-1k", "ceiling", 1, 1000, None),
+            load("hot-1k", "edge", 1, 100, Some(0)),
+            load("hot-1k", "edge", 2, 300, Some(0)),
+            load("hot-1k", "edge", 3, 200, Some(0)),
+            load("hot-1k", "nginx", 1, 400, Some(0)),
+            load("hot-1k", "varnish", 1, 200, Some(0)),
+            load("wasm", "hello", 1, 50, None),
+            load("wasm", "ceiling", 1, 100, None),
+        ]
+    }
+
+    #[test]
+    fn tables_follow_report_order_with_medians() {
+        let tables = load_tables(&records());
+        let names: Vec<&str> = tables.iter().map(|t| t.scenario.as_str()).collect();
+        assert_eq!(names, ["hot-1k", "zipf", "wasm"]);
+        let hot = &tables[0];
+        let order: Vec<&str> = hot.rows.iter().map(|r| r.contestant.as_str()).collect();
+        assert_eq!(order, ["edge", "nginx", "varnish", "ceiling"]);
+        let edge = hot.row("edge").unwrap();
+        assert_eq!(
+            (edge.rps.median, edge.rps.min, edge.rps.max),
+            (200.0, 100.0, 300.0)
+        );
+        assert_eq!(edge.p50_ms.median, 2.0);
+        assert_eq!(edge.hit_ratio.unwrap().median, 1.0);
+        assert_eq!(hot.row("ceiling").unwrap().hit_ratio, None);
+        assert_eq!(hot.row("varnish").unwrap().errors, 1);
+        assert_eq!(
+            tables[1].row("edge").unwrap().hit_ratio.unwrap().median,
+            0.8
+        );
+    }
+
+    #[test]
+    fn ratios_per_scenario() {
+        let tables = load_tables(&records());
+        let hot: Vec<(String, f64)> = tables[0]
+            .ratios()
+            .into_iter()
+            .map(|(l, r, _)| (l, r))
+            .collect();
+        assert_eq!(
+            hot,
+            [
+                ("edge/nginx".into(), 0.5),
+                ("edge/varnish".into(), 1.0),
+                ("edge/ceiling".into(), 0.2)
+            ]
+        );
+        assert_eq!(tables[0].ratios()[0].2, Some(1.0));
+        // Zipf has no other contestant here, so no ratio.
+        assert!(tables[1].ratios().is_empty());
+        assert_eq!(tables[2].ratios()[0].0, "hello/ceiling");
+        assert_eq!(tables[2].ratios()[0].1, 0.5);
+    }
+
+    #[test]
+    fn text_and_markdown_carry_the_numbers() {
+        let tables = load_tables(&records());
+        let text = text(&tables, &[]);
+        assert!(text.contains("edge/nginx 0.50× req/s"), "{text}");
+        assert!(text.contains("±50%"), "{text}");
+        let md = markdown(&tables, &[], "bench/plots");
+        assert!(md.contains("| edge (edge-host + edge-cache) | 200 | ±50% | 2.00 | 4.00 | 100.0% (100.0–100.0) | 0 |"), "{md}");
+        assert!(md.contains("![hot hit, one 1 KiB object](bench/plots/hot-1k.svg)"));
+    }
+
+    #[test]
+    fn number_formats() {
+        assert_eq!(thousands(1234567.4), "1,234,567");
+        assert_eq!(thousands(999.0), "999");
+        assert_eq!(ms(1.234), "1.23");
+        assert_eq!(ms(12.34), "12.3");
+    }
+
+    #[test]
+    fn purge_rows_pair_sizes() {
+        let run = |round, verified: bool| {
+            Record::Purge(PurgeRun {
+                contestant: "edge".into(),
+                round,
+                objects: 100_000,
+                small: 1000,
+                fill_seconds: 1.0,
+                fill_errors: 0,
+                hit_before_us: 100.0,
+                hit_before_from_origin: false,
+                purge_small_us: 200.0 * round as f64,
+                after_small_us: 900.0,
+                after_small_from_origin: verified,
+                other_after_small_us: 100.0,
+                other_after_small_from_origin: false,
+                purge_big_us: 300.0,
+                after_big_us: 800.0,
+                after_big_from_origin: true,
+            })
+        };
+        let rows = purge_rows(&[run(1, true), run(2, false), run(3, true)]);
+        assert_eq!(rows.len(), 2);
+        assert_eq!((rows[0].covered, rows[0].cached), (1000, 100_000));
+        assert_eq!(rows[0].purge_ms.median, 0.4);
+        assert_eq!(rows[1].covered, 100_000);
+        assert_eq!(rows[1].first_lookup_ms.median, 0.8);
+        assert_eq!((rows[0].verified, rows[0].rounds), (2, 3));
+        let text = text(&[], &rows);
+        assert!(
+            text.contains("tag over   1,000 of 100,000 cached"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn sections_are_replaced_between_markers() {
+        let doc = format!("intro\n{BEGIN}\nold\n{END}\noutro\n");
+        let new = replace_section(&doc, "new\n").unwrap();
+        assert_eq!(new, format!("intro\n{BEGIN}\nnew\n{END}\noutro\n"));
+        assert_eq!(replace_section(&new, "new").unwrap(), new);
+        assert!(replace_section("no markers", "x").is_err());
+        assert!(replace_section(&format!("{END}{BEGIN}"), "x").is_err());
+    }
+}
