@@ -131,7 +131,10 @@ pub fn freshness_lifetime(
     rule: &FreshnessRule,
     response_time: SystemTime,
 ) -> Option<(Duration, LifetimeSource)> {
-    if let Some(ttl) = rule.ttl_override {
+    // A server error is kept only as long as the origin itself says: a rule
+    // or heuristic must never make an outage sticky.
+    let rules_apply = status < 500;
+    if rules_apply && let Some(ttl) = rule.ttl_override {
         return Some((ttl, LifetimeSource::RuleOverride));
     }
     let d = &control.directives;
@@ -145,7 +148,7 @@ pub fn freshness_lifetime(
             .map(|s| (s, LifetimeSource::SMaxAge))
             .or_else(|| d.seconds("max-age").map(|s| (s, LifetimeSource::MaxAge))),
     };
-    if rule.immutable {
+    if rules_apply && rule.immutable {
         let origin = match explicit {
             Some((Seconds::Valid(n), _)) => Duration::from_secs(n),
             _ => Duration::ZERO,
@@ -168,7 +171,8 @@ pub fn freshness_lifetime(
             ),
         });
     }
-    if rule.heuristic
+    if rules_apply
+        && rule.heuristic
         && heuristically_cacheable(status)
         && let Some(last_modified) = header_date(headers, "last-modified")
     {
@@ -176,7 +180,7 @@ pub fn freshness_lifetime(
         let age = date.duration_since(last_modified).unwrap_or(Duration::ZERO);
         return Some(((age / 10).min(HEURISTIC_CAP), LifetimeSource::Heuristic));
     }
-    if heuristically_cacheable(status) {
+    if rules_apply && heuristically_cacheable(status) {
         return rule
             .default_ttl
             .map(|ttl| (ttl, LifetimeSource::RuleDefault));
@@ -381,6 +385,29 @@ mod tests {
                 .unwrap()
                 .0,
             IMMUTABLE_LIFETIME.as_secs()
+        );
+    }
+
+    #[test]
+    fn server_errors_live_only_as_long_as_the_origin_says() {
+        let generous = FreshnessRule {
+            ttl_override: Some(Duration::from_secs(600)),
+            default_ttl: Some(Duration::from_secs(600)),
+            heuristic: true,
+            immutable: true,
+        };
+        let old = date(T0 - 100_000);
+        for status in [500, 501, 502, 503, 504] {
+            assert_eq!(lifetime(status, &[("last-modified", &old)], generous), None);
+            assert_eq!(
+                lifetime(status, &[("cache-control", "max-age=5")], generous),
+                Some((5, LifetimeSource::MaxAge)),
+                "{status}: the origin may still mark it cacheable"
+            );
+        }
+        assert_eq!(
+            lifetime(404, &[], generous).map(|l| l.1),
+            Some(LifetimeSource::RuleOverride)
         );
     }
 
