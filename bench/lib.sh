@@ -96,12 +96,14 @@ start_hello() {
   wait_ready hello "http://127.0.0.1:$HELLO_PORT/"
 }
 
-start_edge() { # cache bytes
-  printf '[key_value_store.default]\ntype = "memory"\ncapacity_bytes = %d\n' "$1" >"$WORK/edge-runtime.toml"
+start_edge() { # cache-bytes [edge-host flags...]
+  local bytes=$1
+  shift
+  printf '[key_value_store.default]\ntype = "memory"\ncapacity_bytes = %d\n' "$bytes" >"$WORK/edge-runtime.toml"
   RUST_LOG=warn target/release/edge-host up -f spin.toml --listen "127.0.0.1:$EDGE_PORT" \
     --runtime-config-file "$WORK/edge-runtime.toml" \
     --variable "origin_url=http://127.0.0.1:$ORIGIN_PORT" \
-    --variable "purge_token=$PURGE_TOKEN" >"$WORK/edge.log" 2>&1 &
+    --variable "purge_token=$PURGE_TOKEN" "$@" >"$WORK/edge.log" 2>&1 &
   PID[edge]=$!
   wait_ready edge "http://127.0.0.1:$EDGE_PORT/ready?size=1"
 }
