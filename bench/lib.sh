@@ -60,10 +60,21 @@ make_workdir() {
   WORK=$(mktemp -d "$base/edge-bench.XXXXXX")
 }
 
+# Refuses a port something already answers on: a leftover server would
+# otherwise be measured in place of the one being started.
+port_free() { # name port
+  if curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$2/" 2>/dev/null; then
+    die "$1: something already listens on 127.0.0.1:$2 (a leftover run?)"
+  fi
+}
+
 wait_ready() { # name url
   local i
   for ((i = 0; i < 300; i++)); do
-    if curl -fsS -o /dev/null "$2" 2>/dev/null; then return 0; fi
+    if curl -fsS -o /dev/null "$2" 2>/dev/null; then
+      kill -0 "${PID[$1]}" 2>/dev/null || die "$1 exited; see $WORK/$1.log"
+      return 0
+    fi
     if [[ -n ${PID[$1]:-} ]] && ! kill -0 "${PID[$1]}" 2>/dev/null; then
       die "$1 exited while starting; see $WORK/$1.log"
     fi
@@ -75,12 +86,14 @@ wait_ready() { # name url
 origin_count() { curl -fsS "http://127.0.0.1:$ORIGIN_PORT/_count"; }
 
 start_origin() {
+  port_free origin "$ORIGIN_PORT"
   target/release/bench-origin "127.0.0.1:$ORIGIN_PORT" >"$WORK/origin.log" 2>&1 &
   PID[origin]=$!
   wait_ready origin "http://127.0.0.1:$ORIGIN_PORT/_count"
 }
 
 start_ceiling() {
+  port_free ceiling "$CEILING_PORT"
   target/release/ceiling "127.0.0.1:$CEILING_PORT" >"$WORK/ceiling.log" 2>&1 &
   PID[ceiling]=$!
   wait_ready ceiling "http://127.0.0.1:$CEILING_PORT/"
@@ -90,6 +103,7 @@ start_ceiling() {
 # (its default logs each request at info), access_log off in nginx, no
 # varnishncsa.
 start_hello() {
+  port_free hello "$HELLO_PORT"
   RUST_LOG=warn target/release/edge-host up -f bench/hello.spin.toml \
     --listen "127.0.0.1:$HELLO_PORT" >"$WORK/hello.log" 2>&1 &
   PID[hello]=$!
@@ -99,6 +113,7 @@ start_hello() {
 start_edge() { # cache-bytes [edge-host flags...]
   local bytes=$1
   shift
+  port_free edge "$EDGE_PORT"
   printf '[key_value_store.default]\ntype = "memory"\ncapacity_bytes = %d\n' "$bytes" >"$WORK/edge-runtime.toml"
   RUST_LOG=warn target/release/edge-host up -f spin.toml --listen "127.0.0.1:$EDGE_PORT" \
     --runtime-config-file "$WORK/edge-runtime.toml" \
@@ -109,6 +124,7 @@ start_edge() { # cache-bytes [edge-host flags...]
 }
 
 start_nginx() { # cache bytes
+  port_free nginx "$NGINX_PORT"
   local dir=$WORK/nginx cache=$WORK/nginx-cache
   rm -rf "$dir" "$cache"
   mkdir -p "$dir" "$cache"
@@ -127,6 +143,7 @@ start_nginx() { # cache bytes
 }
 
 start_varnish() { # cache bytes
+  port_free varnish "$VARNISH_PORT"
   local dir=$WORK/varnish
   rm -rf "$dir"
   mkdir -p "$dir"
