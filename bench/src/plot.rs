@@ -39,13 +39,14 @@ fn panel(area: &Area, title: &str, bars: &[Bar]) -> anyhow::Result<()> {
         .fold(0.0f64, f64::max)
         .max(1e-9)
         * 1.15;
-    let n = bars.len() as u32;
+    // A segmented 0..k range has k + 1 slots: one per bar, none spare.
+    let last = bars.len().saturating_sub(1) as u32;
     let mut chart = ChartBuilder::on(area)
         .caption(title, ("sans-serif", 18))
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(64)
-        .build_cartesian_2d((0u32..n).into_segmented(), 0f64..top)?;
+        .build_cartesian_2d((0u32..last).into_segmented(), 0f64..top)?;
     chart
         .configure_mesh()
         .disable_x_mesh()
