@@ -35,54 +35,26 @@ impl<O: Origin> Origin for FailoverOrigin<'_, O> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::cell::Cell;
     use std::time::Duration;
 
-    struct Scripted {
-        answer: Result<u16, OriginFailure>,
-        calls: Cell<u32>,
-    }
+    use crate::test_support::{FakeOrigin, origin_request, status_response};
 
-    impl Scripted {
-        fn new(answer: Result<u16, OriginFailure>) -> Self {
-            Scripted {
-                answer,
-                calls: Cell::new(0),
-            }
-        }
-    }
-
-    impl Origin for Scripted {
-        fn send(&self, _: OriginRequest) -> Result<Response, OriginFailure> {
-            self.calls.set(self.calls.get() + 1);
-            self.answer.clone().map(|status| Response {
-                status,
-                headers: http::HeaderMap::new(),
-                body: Vec::new(),
-            })
-        }
-    }
-
-    fn request() -> OriginRequest {
-        OriginRequest {
-            method: http::Method::GET,
-            target: "/".into(),
-            headers: http::HeaderMap::new(),
-            body: Vec::new(),
-        }
+    /// An origin that always gives `answer` (a status, or a failure).
+    fn scripted(answer: Result<u16, OriginFailure>) -> FakeOrigin {
+        FakeOrigin::new(move |_| answer.clone().map(status_response))
     }
 
     fn run(
         primary: Result<u16, OriginFailure>,
         backup: Option<Result<u16, OriginFailure>>,
-    ) -> (Result<u16, OriginFailure>, u32, u32) {
-        let primary = Scripted::new(primary);
-        let backup = backup.map(Scripted::new);
+    ) -> (Result<u16, OriginFailure>, usize, usize) {
+        let primary = scripted(primary);
+        let backup = backup.map(scripted);
         let origin = FailoverOrigin {
             primary: &primary,
             backup: backup.as_ref(),
         };
-        let result = origin.send(request()).map(|r| r.status);
+        let result = origin.send(origin_request()).map(|r| r.status);
         (
             result,
             primary.calls.get(),

@@ -146,78 +146,19 @@ impl<O: Origin, S: Store, C: Clock> Origin for GuardedOrigin<'_, O, S, C> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::cell::{Cell, RefCell};
-    use std::collections::HashMap;
-    use std::time::SystemTime;
+    use std::cell::Cell;
+    use std::rc::Rc;
 
-    use crate::request_flow::StoreFailure;
+    use crate::test_support::{FakeClock, FakeOrigin, MemStore, origin_request, status_response};
 
-    #[derive(Default)]
-    struct MapStore(RefCell<HashMap<String, Vec<u8>>>);
-
-    impl Store for MapStore {
-        fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreFailure> {
-            Ok(self.0.borrow().get(key).cloned())
-        }
-        fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreFailure> {
-            self.0.borrow_mut().insert(key.to_owned(), value.to_vec());
-            Ok(())
-        }
-        fn delete(&self, key: &str) -> Result<(), StoreFailure> {
-            self.0.borrow_mut().remove(key);
-            Ok(())
-        }
-    }
-
-    struct BrokenStore;
-
-    impl Store for BrokenStore {
-        fn get(&self, _: &str) -> Result<Option<Vec<u8>>, StoreFailure> {
-            Err(StoreFailure("down".into()))
-        }
-        fn set(&self, _: &str, _: &[u8]) -> Result<(), StoreFailure> {
-            Err(StoreFailure("down".into()))
-        }
-        fn delete(&self, _: &str) -> Result<(), StoreFailure> {
-            Err(StoreFailure("down".into()))
-        }
-    }
-
-    struct TestClock(Cell<u64>);
-
-    impl Clock for TestClock {
-        fn now(&self) -> SystemTime {
-            UNIX_EPOCH + Duration::from_millis(self.0.get())
-        }
-    }
-
-    /// Answers with `status` (0: refuses the connection); counts calls.
-    struct Scripted {
-        status: Cell<u16>,
-        calls: Cell<u32>,
-    }
-
-    impl Origin for Scripted {
-        fn send(&self, _: OriginRequest) -> Result<Response, OriginFailure> {
-            self.calls.set(self.calls.get() + 1);
-            match self.status.get() {
-                0 => Err(OriginFailure::Unreachable("connection refused".into())),
-                status => Ok(Response {
-                    status,
-                    headers: http::HeaderMap::new(),
-                    body: Vec::new(),
-                }),
-            }
-        }
-    }
-
-    fn request() -> OriginRequest {
-        OriginRequest {
-            method: http::Method::GET,
-            target: "/".into(),
-            headers: http::HeaderMap::new(),
-            body: Vec::new(),
-        }
+    /// An origin answering with the status in `status` (0: refusing the
+    /// connection), so a test can change its health mid-way.
+    fn origin_answering(status: &Rc<Cell<u16>>) -> FakeOrigin {
+        let status = status.clone();
+        FakeOrigin::new(move |_| match status.get() {
+            0 => Err(OriginFailure::Unreachable("connection refused".into())),
+            code => Ok(status_response(code)),
+        })
     }
 
     const PROTECTION: Protection = Protection {
@@ -230,12 +171,12 @@ mod tests {
         lease: Duration::from_secs(1),
     };
 
-    fn guard<'a, S: Store>(
-        origin: &'a Scripted,
-        store: &'a S,
-        clock: &'a TestClock,
+    fn guard<'a>(
+        origin: &'a FakeOrigin,
+        store: &'a MemStore,
+        clock: &'a FakeClock,
         protection: Protection,
-    ) -> GuardedOrigin<'a, Scripted, S, TestClock> {
+    ) -> GuardedOrigin<'a, FakeOrigin, MemStore, FakeClock> {
         GuardedOrigin {
             inner: origin,
             name: "origin.test",
@@ -248,49 +189,45 @@ mod tests {
 
     #[test]
     fn the_breaker_opens_fails_fast_then_probes_and_closes() {
-        let origin = Scripted {
-            status: Cell::new(0),
-            calls: Cell::new(0),
-        };
-        let store = MapStore::default();
-        let clock = TestClock(Cell::new(1_000));
+        let status = Rc::new(Cell::new(0));
+        let origin = origin_answering(&status);
+        let store = MemStore::default();
+        let clock = FakeClock::at_unix_ms(1_000);
         let guarded = guard(&origin, &store, &clock, PROTECTION);
-        assert!(guarded.send(request()).is_err());
-        origin.status.set(503);
-        assert_eq!(guarded.send(request()).map(|r| r.status), Ok(503));
+        assert!(guarded.send(origin_request()).is_err());
+        status.set(503);
+        assert_eq!(guarded.send(origin_request()).map(|r| r.status), Ok(503));
         // Open: the origin is not asked.
-        clock.0.set(2_000);
+        clock.set_unix_ms(2_000);
         assert_eq!(
-            guarded.send(request()),
+            guarded.send(origin_request()),
             Err(OriginFailure::CircuitOpen {
                 retry_after: Duration::from_secs(4)
             })
         );
         assert_eq!(origin.calls.get(), 2);
         // After the cool-down one probe goes through; it succeeds and closes.
-        origin.status.set(200);
-        clock.0.set(6_000);
-        assert_eq!(guarded.send(request()).map(|r| r.status), Ok(200));
-        assert_eq!(guarded.send(request()).map(|r| r.status), Ok(200));
+        status.set(200);
+        clock.set_unix_ms(6_000);
+        assert_eq!(guarded.send(origin_request()).map(|r| r.status), Ok(200));
+        assert_eq!(guarded.send(origin_request()).map(|r| r.status), Ok(200));
         assert_eq!(origin.calls.get(), 4);
         assert!(
-            store.0.borrow().is_empty(),
+            store.values.borrow().is_empty(),
             "a healthy origin leaves no state"
         );
     }
 
     #[test]
     fn other_instances_wait_while_the_probe_is_out() {
-        let origin = Scripted {
-            status: Cell::new(0),
-            calls: Cell::new(0),
-        };
-        let store = MapStore::default();
-        let clock = TestClock(Cell::new(1_000));
+        let status = Rc::new(Cell::new(0));
+        let origin = origin_answering(&status);
+        let store = MemStore::default();
+        let clock = FakeClock::at_unix_ms(1_000);
         let guarded = guard(&origin, &store, &clock, PROTECTION);
-        let _ = guarded.send(request());
-        let _ = guarded.send(request());
-        clock.0.set(6_000);
+        let _ = guarded.send(origin_request());
+        let _ = guarded.send(origin_request());
+        clock.set_unix_ms(6_000);
         // The probe is claimed in the store before it is sent; model another
         // instance arriving meanwhile by claiming it the same way.
         let state = BreakerState::decode(&store.get("o:breaker:origin.test").unwrap().unwrap());
@@ -301,7 +238,7 @@ mod tests {
             )
             .unwrap();
         assert!(matches!(
-            guarded.send(request()),
+            guarded.send(origin_request()),
             Err(OriginFailure::CircuitOpen { .. })
         ));
         assert_eq!(origin.calls.get(), 2);
@@ -309,12 +246,10 @@ mod tests {
 
     #[test]
     fn held_back_requests_do_not_count_as_failures() {
-        let origin = Scripted {
-            status: Cell::new(200),
-            calls: Cell::new(0),
-        };
-        let store = MapStore::default();
-        let clock = TestClock(Cell::new(1_000));
+        let status = Rc::new(Cell::new(200));
+        let origin = origin_answering(&status);
+        let store = MemStore::default();
+        let clock = FakeClock::at_unix_ms(1_000);
         let protection = Protection {
             max_concurrent: Some(1),
             ..PROTECTION
@@ -325,31 +260,34 @@ mod tests {
         leases.try_acquire(99, 1_000, 5_000, 1);
         store.set("o:slots:origin.test", &leases.encode()).unwrap();
         for _ in 0..3 {
-            assert_eq!(guarded.send(request()), Err(OriginFailure::Busy { cap: 1 }));
+            assert_eq!(
+                guarded.send(origin_request()),
+                Err(OriginFailure::Busy { cap: 1 })
+            );
         }
         assert_eq!(origin.calls.get(), 0);
         assert!(store.get("o:breaker:origin.test").unwrap().is_none());
         // Once it is released (or its lease ends), the slot is ours again.
-        clock.0.set(5_000);
-        assert_eq!(guarded.send(request()).map(|r| r.status), Ok(200));
+        clock.set_unix_ms(5_000);
+        assert_eq!(guarded.send(origin_request()).map(|r| r.status), Ok(200));
         assert!(Leases::decode(&store.get("o:slots:origin.test").unwrap().unwrap()).is_empty());
     }
 
     #[test]
     fn a_failing_store_lets_every_request_through() {
-        let origin = Scripted {
-            status: Cell::new(0),
-            calls: Cell::new(0),
-        };
-        let clock = TestClock(Cell::new(1_000));
+        let status = Rc::new(Cell::new(0));
+        let origin = origin_answering(&status);
+        let clock = FakeClock::at_unix_ms(1_000);
         let protection = Protection {
             max_concurrent: Some(1),
             ..PROTECTION
         };
-        let guarded = guard(&origin, &BrokenStore, &clock, protection);
+        let store = MemStore::default();
+        store.broken.set(true);
+        let guarded = guard(&origin, &store, &clock, protection);
         for _ in 0..5 {
             assert!(matches!(
-                guarded.send(request()),
+                guarded.send(origin_request()),
                 Err(OriginFailure::Unreachable(_))
             ));
         }

@@ -1071,68 +1071,8 @@ fn same_host_path(target: &str, scheme: &str, host: &str) -> Option<String> {
 mod tests {
     use super::*;
     use std::cell::{Cell, RefCell};
-    use std::collections::HashMap;
 
-    #[derive(Default)]
-    struct MemStore {
-        values: RefCell<HashMap<String, Vec<u8>>>,
-        broken: Cell<bool>,
-    }
-
-    impl Store for MemStore {
-        fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreFailure> {
-            if self.broken.get() {
-                return Err(StoreFailure("down".into()));
-            }
-            Ok(self.values.borrow().get(key).cloned())
-        }
-        fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreFailure> {
-            if self.broken.get() {
-                return Err(StoreFailure("down".into()));
-            }
-            self.values
-                .borrow_mut()
-                .insert(key.to_owned(), value.to_vec());
-            Ok(())
-        }
-        fn delete(&self, key: &str) -> Result<(), StoreFailure> {
-            self.values.borrow_mut().remove(key);
-            Ok(())
-        }
-    }
-
-    type Answer = Box<dyn Fn(&OriginRequest) -> Result<Response, OriginFailure>>;
-
-    struct FakeOrigin {
-        calls: Cell<usize>,
-        answer: Answer,
-    }
-
-    impl FakeOrigin {
-        fn new(
-            answer: impl Fn(&OriginRequest) -> Result<Response, OriginFailure> + 'static,
-        ) -> Self {
-            FakeOrigin {
-                calls: Cell::new(0),
-                answer: Box::new(answer),
-            }
-        }
-    }
-
-    impl Origin for FakeOrigin {
-        fn send(&self, request: OriginRequest) -> Result<Response, OriginFailure> {
-            self.calls.set(self.calls.get() + 1);
-            (self.answer)(&request)
-        }
-    }
-
-    struct FakeClock(Cell<SystemTime>);
-
-    impl Clock for FakeClock {
-        fn now(&self) -> SystemTime {
-            self.0.get()
-        }
-    }
+    use crate::test_support::{FakeClock, FakeOrigin, MemStore};
 
     fn edge<'a>(
         rules: &'a CacheRules,
@@ -1151,7 +1091,7 @@ mod tests {
     }
 
     fn clock() -> FakeClock {
-        FakeClock(Cell::new(UNIX_EPOCH + Duration::from_secs(1_700_000_000)))
+        FakeClock::at_unix_ms(1_700_000_000_000)
     }
 
     fn ok(cache_control: &str, body: &str) -> Response {

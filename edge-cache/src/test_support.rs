@@ -1,6 +1,14 @@
-//! Helpers shared by the unit tests.
+//! Helpers shared by the unit tests: a header-map builder and the fakes
+//! the request flow's collaborators (store, origin, clock) are tested with.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::{HeaderMap, HeaderName, HeaderValue};
+
+use crate::origin_failure::OriginFailure;
+use crate::request_flow::{Clock, Origin, OriginRequest, Response, Store, StoreFailure};
 
 /// A header map from (name, value) pairs, appending repeated names.
 pub fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
@@ -12,4 +20,105 @@ pub fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         );
     }
     map
+}
+
+/// An in-memory store; while `broken`, every operation fails.
+#[derive(Default)]
+pub struct MemStore {
+    pub values: RefCell<HashMap<String, Vec<u8>>>,
+    pub broken: Cell<bool>,
+}
+
+impl MemStore {
+    fn check(&self) -> Result<(), StoreFailure> {
+        if self.broken.get() {
+            return Err(StoreFailure("down".into()));
+        }
+        Ok(())
+    }
+}
+
+impl Store for MemStore {
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreFailure> {
+        self.check()?;
+        Ok(self.values.borrow().get(key).cloned())
+    }
+    fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreFailure> {
+        self.check()?;
+        self.values
+            .borrow_mut()
+            .insert(key.to_owned(), value.to_vec());
+        Ok(())
+    }
+    fn delete(&self, key: &str) -> Result<(), StoreFailure> {
+        self.check()?;
+        self.values.borrow_mut().remove(key);
+        Ok(())
+    }
+}
+
+type Answer = Box<dyn Fn(&OriginRequest) -> Result<Response, OriginFailure>>;
+
+/// An origin answering with a closure; counts the requests it gets.
+pub struct FakeOrigin {
+    pub calls: Cell<usize>,
+    answer: Answer,
+}
+
+impl FakeOrigin {
+    pub fn new(
+        answer: impl Fn(&OriginRequest) -> Result<Response, OriginFailure> + 'static,
+    ) -> Self {
+        FakeOrigin {
+            calls: Cell::new(0),
+            answer: Box::new(answer),
+        }
+    }
+}
+
+impl Origin for FakeOrigin {
+    fn send(&self, request: OriginRequest) -> Result<Response, OriginFailure> {
+        self.calls.set(self.calls.get() + 1);
+        (self.answer)(&request)
+    }
+}
+
+/// A clock that moves only when told.
+pub struct FakeClock(pub Cell<SystemTime>);
+
+impl FakeClock {
+    /// Stopped at `ms` after the Unix epoch.
+    pub fn at_unix_ms(ms: u64) -> Self {
+        FakeClock(Cell::new(UNIX_EPOCH + Duration::from_millis(ms)))
+    }
+
+    /// Moves to `ms` after the Unix epoch.
+    pub fn set_unix_ms(&self, ms: u64) {
+        self.0.set(UNIX_EPOCH + Duration::from_millis(ms));
+    }
+}
+
+impl Clock for FakeClock {
+    fn now(&self) -> SystemTime {
+        self.0.get()
+    }
+}
+
+/// A bodiless response with `status`.
+pub fn status_response(status: u16) -> Response {
+    Response {
+        status,
+        headers: HeaderMap::new(),
+        body: Vec::new(),
+    }
+}
+
+/// `GET /` to the origin.
+pub fn origin_request() -> OriginRequest {
+    OriginRequest {
+        method: http::Method::GET,
+        target: "/".into(),
+        headers: HeaderMap::new(),
+        body: Vec::new(),
+    }
 }
