@@ -55,9 +55,14 @@ async fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
         address,
         config: &config,
     });
+    // Only the concurrency cap needs an id; most requests never fetch, so
+    // the host call is skipped when there is no cap.
+    let lease_id = match config.protection.max_concurrent {
+        Some(_) => wasi::random::random::get_random_u64(),
+        None => 0,
+    };
     // Each origin has its own breaker and cap; a held-back primary request
     // goes to the backup like a failed one.
-    let lease_id = wasi::random::random::get_random_u64();
     let guarded_primary = GuardedOrigin {
         inner: &primary,
         name: config.origin.authority.as_str(),
