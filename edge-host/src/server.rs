@@ -163,22 +163,30 @@ async fn dispatch(
                 .await
         };
         // Dropping the future stops the guest at its next yield.
-        let outcome = match tokio::time::timeout(limits.request_timeout, run).await {
+        match tokio::time::timeout(limits.request_timeout, run).await {
             Ok(outcome) => outcome,
             Err(_) => Err(wasmtime::Error::msg(format!(
                 "stopped after the {} ms request time limit",
                 limits.request_timeout.as_millis()
             ))),
-        };
-        if let Err(error) = &outcome {
-            // Also seen by the client unless the response had gone already.
-            tracing::warn!(component = &*id, "instance failed: {error:#}");
         }
-        outcome
     });
 
     match receiver.await {
-        Ok(Ok(response)) => Ok((response, component_id)),
+        Ok(Ok(response)) => {
+            // The client has its answer; a failure of the work the guest
+            // still does (a refresh after responding) is only for the log.
+            // A failure before responding is logged once, by `handle`.
+            tokio::spawn(async move {
+                if let Ok(Err(error)) = task.await {
+                    tracing::warn!(
+                        component = &*id,
+                        "instance failed after responding: {error:#}"
+                    );
+                }
+            });
+            Ok((response, component_id))
+        }
         Ok(Err(code)) => Err(fail(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("component answered with an error: {code:?}"),
