@@ -50,6 +50,8 @@ pub struct Fetched {
     pub status: u16,
     /// The `Cache-Status` field ("" if absent).
     pub cache_status: String,
+    /// All response headers.
+    pub headers: reqwest::header::HeaderMap,
     /// The body.
     pub body: Vec<u8>,
 }
@@ -58,6 +60,11 @@ impl Fetched {
     /// The body as text.
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// Whether the edge answered from its store (`Cache-Status: …; hit`).
+    pub fn hit(&self) -> bool {
+        self.cache_status.contains("; hit")
     }
 }
 
@@ -201,10 +208,23 @@ impl Edge {
 
     /// `GET path` through the edge.
     pub async fn fetch(&self, path: &str) -> anyhow::Result<Fetched> {
-        let response = reqwest::get(self.url(path)).await?;
+        self.fetch_with(path, &[]).await
+    }
+
+    /// `GET path` through the edge with extra request headers.
+    pub async fn fetch_with(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> anyhow::Result<Fetched> {
+        let mut request = reqwest::Client::new().get(self.url(path));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await?;
         let status = response.status().as_u16();
-        let cache_status = response
-            .headers()
+        let headers = response.headers().clone();
+        let cache_status = headers
             .get("cache-status")
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
@@ -212,6 +232,7 @@ impl Edge {
         Ok(Fetched {
             status,
             cache_status,
+            headers,
             body: response.bytes().await?.to_vec(),
         })
     }

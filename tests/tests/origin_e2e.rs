@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use edge_tests::{Edge, EdgeSetup, closed_port, workspace_root};
+use edge_tests::{Edge, EdgeSetup, Fetched, closed_port, workspace_root};
 use origin::{Backoff, Config, Origin};
 use reqwest::Client;
 
@@ -51,35 +51,16 @@ fn edge_setup(origin: &Origin, addr: SocketAddr, rules: &str) -> EdgeSetup {
         .listen(addr)
 }
 
-struct Fetched {
-    cache_status: String,
-    headers: reqwest::header::HeaderMap,
-    body: String,
-}
-
-impl Fetched {
-    fn hit(&self) -> bool {
-        self.cache_status.contains("; hit")
-    }
-}
-
+/// `GET path`, optionally with a `Cookie`; the answer must be a success.
 async fn fetch(edge: &Edge, path: &str, cookie: Option<&str>) -> Fetched {
-    let mut request = Client::new().get(edge.url(path));
-    if let Some(cookie) = cookie {
-        request = request.header("cookie", cookie);
-    }
-    let response = request.send().await.unwrap();
+    let headers: Vec<(&str, &str)> = cookie.map(|c| ("cookie", c)).into_iter().collect();
+    let fetched = edge.fetch_with(path, &headers).await.unwrap();
     assert!(
-        response.status().is_success(),
+        (200..300).contains(&fetched.status),
         "{path}: {}",
-        response.status()
+        fetched.status
     );
-    let headers = response.headers().clone();
-    Fetched {
-        cache_status: headers["cache-status"].to_str().unwrap().to_owned(),
-        body: response.text().await.unwrap(),
-        headers,
-    }
+    fetched
 }
 
 /// Fetches until stored, then proves the next request is a hit.
@@ -122,7 +103,7 @@ async fn an_admin_write_shows_in_the_next_request_through_the_edge() {
         .unwrap();
 
     let page = cached(&edge, "/products/1").await;
-    assert!(page.body.contains("$12.00"), "{}", page.body);
+    assert!(page.text().contains("$12.00"), "{}", page.text());
     for edge_only in ["surrogate-key", "cdn-cache-control"] {
         assert!(
             !page.headers.contains_key(edge_only),
@@ -130,7 +111,7 @@ async fn an_admin_write_shows_in_the_next_request_through_the_edge() {
         );
     }
     let list = cached(&edge, "/products?sort=price").await;
-    assert!(list.body.contains("Ceramic Mug"));
+    assert!(list.text().contains("Ceramic Mug"));
     cached(&edge, "/api/products/1").await;
     let untouched = cached(&edge, "/products/2").await;
 
@@ -139,16 +120,16 @@ async fn an_admin_write_shows_in_the_next_request_through_the_edge() {
 
     let after = fetch(&edge, "/products/1", None).await;
     assert!(!after.hit(), "purged: {}", after.cache_status);
-    assert!(after.body.contains("$19.99") && !after.body.contains("$12.00"));
+    assert!(after.text().contains("$19.99") && !after.text().contains("$12.00"));
     let api = fetch(&edge, "/api/products/1", None).await;
     assert!(
-        !api.hit() && api.body.contains("\"USD\":1999"),
+        !api.hit() && api.text().contains("\"USD\":1999"),
         "{}",
-        api.body
+        api.text()
     );
     let list = fetch(&edge, "/products?sort=price", None).await;
     assert!(
-        !list.hit() && list.body.contains("$19.99"),
+        !list.hit() && list.text().contains("$19.99"),
         "lists are purged by tag"
     );
     let other = fetch(&edge, "/products/2", None).await;
@@ -204,7 +185,7 @@ async fn purges_written_while_the_edge_is_down_arrive_when_it_returns() {
         "purged after the restart: {}",
         after.cache_status
     );
-    assert!(after.body.contains("$25.00"), "{}", after.body);
+    assert!(after.text().contains("$25.00"), "{}", after.text());
 }
 
 #[tokio::test]
@@ -217,7 +198,7 @@ async fn the_account_page_is_never_a_hit() {
         .unwrap();
     let alice = fetch(&edge, "/account", Some("session=alice")).await;
     assert!(
-        alice.body.contains("Signed in as user-"),
+        alice.text().contains("Signed in as user-"),
         "the session reaches the origin"
     );
     assert!(
@@ -274,14 +255,14 @@ async fn each_lang_cookie_gets_its_own_cached_home_page() {
         .unwrap();
 
     let en = fetch(&edge, "/", Some("lang=en")).await;
-    assert!(!en.hit() && en.body.contains("Our products"));
+    assert!(!en.hit() && en.text().contains("Our products"));
     let ko = fetch(&edge, "/", Some("lang=ko")).await;
     assert!(
         !ko.hit(),
         "a new language is a new entry: {}",
         ko.cache_status
     );
-    assert!(ko.body.contains("상품 목록") && !ko.body.contains("Our products"));
+    assert!(ko.text().contains("상품 목록") && !ko.text().contains("Our products"));
     let en_again = fetch(&edge, "/", Some("lang=en; tracking=abc")).await;
     assert!(
         en_again.hit() && en_again.body == en.body,
@@ -291,13 +272,13 @@ async fn each_lang_cookie_gets_its_own_cached_home_page() {
     let ko_again = fetch(&edge, "/", Some("lang=ko")).await;
     assert!(ko_again.hit() && ko_again.body == ko.body);
     let krw = fetch(&edge, "/", Some("lang=ko; currency=KRW")).await;
-    assert!(!krw.hit() && krw.body.contains("₩16,000"));
+    assert!(!krw.hit() && krw.text().contains("₩16,000"));
 
     // A write purges every variant of the home page.
     set_usd_price(&origin, 1, 1300).await;
     purges_delivered(&origin).await;
     let en_after = fetch(&edge, "/", Some("lang=en")).await;
-    assert!(!en_after.hit() && en_after.body.contains("$13.00"));
+    assert!(!en_after.hit() && en_after.text().contains("$13.00"));
     assert!(!fetch(&edge, "/", Some("lang=ko")).await.hit());
 }
 
@@ -311,7 +292,7 @@ async fn hashed_assets_are_versioned_objects_at_the_edge() {
         .unwrap();
     let home = fetch(&edge, "/", None).await;
     let css = home
-        .body
+        .text()
         .split('"')
         .find(|s| s.starts_with("/static/css/app.") && s.ends_with(".css"))
         .expect("the page links the hashed stylesheet")
