@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use http::uri::{Authority, Scheme, Uri};
 
-use crate::breaker::{BreakerPolicy, DEFAULT_BREAKER};
+use crate::breaker::{BreakerPolicy, DEFAULT_BREAKER, StatusSet};
+use crate::forwarding::ForwardingTrust;
 use crate::origin_guard::Protection;
 
 /// Default for `origin_timeout_ms`: how long the origin has to start answering.
@@ -68,6 +69,9 @@ pub struct EdgeConfig {
     pub grace: Duration,
     /// The circuit breaker and concurrency cap for each origin.
     pub protection: Protection,
+    /// How much of the client's `X-Forwarded-For`/`Via` the edge keeps
+    /// (`trusted_proxy_hops`, default 0: none).
+    pub trust: ForwardingTrust,
 }
 
 /// A setting that is missing or malformed; the message names the variable.
@@ -156,6 +160,13 @@ impl EdgeConfig {
                 DEFAULT_BREAKER.cooldown.as_millis() as u64,
                 MAX_ORIGIN_TIMEOUT_MS,
             )?),
+            counted_statuses: match lookup("breaker_status_codes") {
+                Some(raw) => StatusSet::parse(&raw).map_err(|reason| ConfigError::Invalid {
+                    name: "breaker_status_codes",
+                    reason,
+                })?,
+                None => DEFAULT_BREAKER.counted_statuses,
+            },
         };
         let max_concurrent = match number("origin_max_concurrent", 0, 100_000)? {
             0 => None,
@@ -168,6 +179,9 @@ impl EdgeConfig {
             // twice the timeout bounds it without cutting honest ones short.
             lease: origin_timeout * 2 + connect_timeout,
         };
+        let trust = ForwardingTrust {
+            trusted_proxy_hops: number("trusted_proxy_hops", 0, 16)? as usize,
+        };
         Ok(EdgeConfig {
             origin,
             origin_timeout,
@@ -179,6 +193,7 @@ impl EdgeConfig {
             purge_token,
             grace,
             protection,
+            trust,
         })
     }
 }

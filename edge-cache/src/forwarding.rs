@@ -1,10 +1,21 @@
 //! What the edge adds to and removes from messages it relays (RFC 9110 §7.6).
 //!
-//! Requests to the origin lose hop-by-hop fields, the client's `Host` (the
-//! origin gets its own authority) and the host runtime's `spin-*` metadata,
-//! and gain `Via`, `X-Forwarded-For`, `X-Forwarded-Proto` and
-//! `X-Forwarded-Host`. Responses to the client lose hop-by-hop fields and
-//! gain `Via`.
+//! Every request to the origin loses hop-by-hop fields, the client's `Host`
+//! (the origin gets its own authority), the host runtime's `spin-*`
+//! metadata and the fields in [`EDGE_OWNED`], and gains `Via`,
+//! `X-Forwarded-For`, `X-Forwarded-Proto` and `X-Forwarded-Host` (the
+//! host as the cache key spells it).
+//!
+//! A *fill* — the request behind a shared, cacheable response — must carry
+//! what the origin needs to choose the representation (RFC 9110 §7.6: a
+//! proxy forwards fields it does not recognise) and nothing that could make
+//! one client's answer everyone's: [`FILL_EXCLUDED`] lists what the edge
+//! answers itself (conditionals, ranges, cache directives) and what only
+//! keys may carry (cookies). Operators who want the strict old behaviour
+//! choose [`ForwardHeaders::Keyed`]: only content negotiation, credentials
+//! and the rule's keyed headers.
+//!
+//! Responses to the client lose hop-by-hop fields and gain `Via`.
 
 use std::net::SocketAddr;
 
@@ -12,6 +23,9 @@ use http::HeaderMap;
 use http::header::{self, HeaderName, HeaderValue};
 
 use crate::hop_by_hop::strip_hop_by_hop;
+use crate::key::canonical_host;
+use crate::rules::ForwardHeaders;
+use crate::vary::normalise_accept_encoding;
 
 /// Our entry in `Via`: protocol version and a pseudonym, never a host name.
 pub const VIA_ENTRY: &str = "1.1 edge-cache";
@@ -25,6 +39,70 @@ const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
+/// Fields no client may send the origin through the edge: the forwarding
+/// family the edge sets itself, and fields that frameworks read as a
+/// different URL, host or method than the one the cache key and the
+/// edge's routing saw (request-line rewriting behind the key).
+pub const EDGE_OWNED: [&str; 14] = [
+    "forwarded",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-forwarded-port",
+    "x-forwarded-scheme",
+    "x-forwarded-prefix",
+    "x-forwarded-server",
+    "x-original-url",
+    "x-rewrite-url",
+    "x-original-host",
+    "x-host",
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
+
+/// Fields a fill never carries: the edge answers conditionals and ranges
+/// from the full stored representation, decides on its own how fresh an
+/// answer it needs, sends only keyed cookies (added by the flow), and sends
+/// a GET without a body.
+pub const FILL_EXCLUDED: [&str; 13] = [
+    "if-none-match",
+    "if-modified-since",
+    "if-match",
+    "if-unmodified-since",
+    "if-range",
+    "range",
+    "cache-control",
+    "pragma",
+    "cookie",
+    "content-length",
+    "content-type",
+    "content-encoding",
+    "expect",
+];
+
+/// The fields a [`ForwardHeaders::Keyed`] fill carries besides the rule's
+/// keyed headers, the stored `Vary` names and the forwarding fields:
+/// content negotiation that origins declare with `Vary`, and credentials
+/// (which restrict storing).
+pub const KEYED_MODE_FIELDS: [&str; 5] = [
+    "accept",
+    "accept-encoding",
+    "accept-language",
+    "user-agent",
+    "authorization",
+];
+
+/// How much of the client's forwarding history the edge believes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ForwardingTrust {
+    /// Proxies of the operator's in front of the edge (`trusted_proxy_hops`).
+    /// 0: the peer is the client, and its `X-Forwarded-For` and `Via` are
+    /// claims anyone can make. N: the last N `X-Forwarded-For` members were
+    /// written by those proxies and are kept (as nginx's `real_ip` and
+    /// Envoy's `xff_num_trusted_hops` do).
+    pub trusted_proxy_hops: usize,
+}
+
 /// Facts about the client connection that the host runtime tells us.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ClientConnection {
@@ -32,7 +110,8 @@ pub struct ClientConnection {
     pub peer: Option<SocketAddr>,
     /// `http` or `https`, as the client spoke to the edge.
     pub scheme: String,
-    /// The authority the client asked for (`Host`).
+    /// The authority the client asked for (`Host`), normalised as the cache
+    /// key spells it (lower case, no trailing dot, no default port).
     pub host: Option<String>,
 }
 
@@ -54,28 +133,123 @@ impl ClientConnection {
         ClientConnection {
             peer,
             scheme: scheme.to_owned(),
-            host,
+            host: host.map(|h| canonical_host(scheme, &h)),
         }
     }
 }
 
-/// The header block to send to the origin for a client request.
-pub fn origin_request_headers(client: &HeaderMap, connection: &ClientConnection) -> HeaderMap {
+/// The header block for a request the edge passes through without caching
+/// (unsafe methods, bypass rules): everything end to end but
+/// [`EDGE_OWNED`], with the client's `Via` extended (RFC 9110 §7.6.3).
+pub fn origin_request_headers(
+    client: &HeaderMap,
+    connection: &ClientConnection,
+    trust: ForwardingTrust,
+) -> HeaderMap {
     let mut headers = client.clone();
     strip_hop_by_hop(&mut headers);
     headers.remove(header::HOST);
-    let spin_metadata: Vec<HeaderName> = headers
+    let dropped: Vec<HeaderName> = headers
         .keys()
-        .filter(|name| name.as_str().starts_with(SPIN_METADATA_PREFIX))
+        .filter(|name| {
+            name.as_str().starts_with(SPIN_METADATA_PREFIX) || EDGE_OWNED.contains(&name.as_str())
+        })
         .cloned()
         .collect();
-    for name in spin_metadata {
+    for name in dropped {
         headers.remove(name);
     }
+    add_forwarding_fields(&mut headers, client, connection, trust);
+    headers
+}
 
+/// The header block for a fill or revalidation of a shared entry.
+/// `keyed` are the rule's keyed header names, `vary` the names the stored
+/// response varies on (RFC 9111 §4.3.1: a revalidation carries them).
+pub fn fill_request_headers(
+    client: &HeaderMap,
+    connection: &ClientConnection,
+    trust: ForwardingTrust,
+    mode: ForwardHeaders,
+    keyed: &[String],
+    vary: &[String],
+) -> HeaderMap {
+    let all = origin_request_headers(client, connection, trust);
+    let listed = |name: &HeaderName| {
+        keyed
+            .iter()
+            .chain(vary)
+            .any(|n| n.eq_ignore_ascii_case(name.as_str()))
+    };
+    let forwarding = [
+        header::VIA,
+        X_FORWARDED_FOR,
+        X_FORWARDED_PROTO,
+        X_FORWARDED_HOST,
+    ];
+    let mut headers = HeaderMap::new();
+    for (name, value) in &all {
+        let keep = forwarding.contains(name)
+            || listed(name)
+            || match mode {
+                ForwardHeaders::All => !FILL_EXCLUDED.contains(&name.as_str()),
+                ForwardHeaders::Keyed => KEYED_MODE_FIELDS.contains(&name.as_str()),
+            };
+        if keep {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+    if trust.trusted_proxy_hops == 0 {
+        // A shared entry must not depend on the path one client claims.
+        headers.insert(header::VIA, HeaderValue::from_static(VIA_ENTRY));
+    }
+    if headers.contains_key(header::ACCEPT_ENCODING) {
+        let joined: Vec<&str> = all
+            .get_all(header::ACCEPT_ENCODING)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        headers.insert(
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_static(normalise_accept_encoding(&joined.join(","))),
+        );
+    }
+    headers
+}
+
+/// The header block to send to the client for an origin response.
+pub fn client_response_headers(origin: &HeaderMap) -> HeaderMap {
+    let mut headers = origin.clone();
+    strip_hop_by_hop(&mut headers);
     append_via(&mut headers);
+    headers
+}
+
+fn add_forwarding_fields(
+    headers: &mut HeaderMap,
+    client: &HeaderMap,
+    connection: &ClientConnection,
+    trust: ForwardingTrust,
+) {
+    append_via(headers);
+    let claimed: Vec<&str> = client
+        .get_all(&X_FORWARDED_FOR)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|member| !member.is_empty())
+        .collect();
+    let trusted = &claimed[claimed.len().saturating_sub(trust.trusted_proxy_hops)..];
+    let mut chain: Vec<String> = trusted.iter().map(|m| (*m).to_owned()).collect();
     if let Some(peer) = connection.peer {
-        append_list_member(&mut headers, X_FORWARDED_FOR, &peer.ip().to_string());
+        chain.push(peer.ip().to_string());
+    }
+    headers.remove(&X_FORWARDED_FOR);
+    if let Ok(value) = HeaderValue::from_str(&chain.join(", "))
+        && !chain.is_empty()
+    {
+        headers.insert(X_FORWARDED_FOR, value);
     }
     if let Ok(proto) = HeaderValue::from_str(&connection.scheme) {
         headers.insert(X_FORWARDED_PROTO, proto);
@@ -87,15 +261,6 @@ pub fn origin_request_headers(client: &HeaderMap, connection: &ClientConnection)
     {
         headers.insert(X_FORWARDED_HOST, host);
     }
-    headers
-}
-
-/// The header block to send to the client for an origin response.
-pub fn client_response_headers(origin: &HeaderMap) -> HeaderMap {
-    let mut headers = origin.clone();
-    strip_hop_by_hop(&mut headers);
-    append_via(&mut headers);
-    headers
 }
 
 fn append_via(headers: &mut HeaderMap) {
@@ -143,7 +308,7 @@ mod tests {
             ("spin-client-addr", "192.0.2.7:51000"),
             ("accept", "text/html"),
         ]);
-        let out = origin_request_headers(&client, &connection());
+        let out = origin_request_headers(&client, &connection(), ForwardingTrust::default());
         assert!(out.get("host").is_none());
         assert!(out.get("x-hop").is_none());
         assert!(out.keys().all(|k| !k.as_str().starts_with("spin-")));
@@ -152,7 +317,8 @@ mod tests {
 
     #[test]
     fn request_gains_forwarding_fields() {
-        let out = origin_request_headers(&HeaderMap::new(), &connection());
+        let out =
+            origin_request_headers(&HeaderMap::new(), &connection(), ForwardingTrust::default());
         assert_eq!(out["via"], VIA_ENTRY);
         assert_eq!(out["x-forwarded-for"], "192.0.2.7");
         assert_eq!(out["x-forwarded-proto"], "http");
@@ -166,9 +332,86 @@ mod tests {
             ("via", "1.1 lb"),
             ("x-forwarded-for", "203.0.113.9"),
         ]);
-        let out = origin_request_headers(&client, &connection());
+        let trusted = ForwardingTrust {
+            trusted_proxy_hops: 1,
+        };
+        let out = origin_request_headers(&client, &connection(), trusted);
         assert_eq!(out["via"], "1.0 corp-proxy, 1.1 lb, 1.1 edge-cache");
         assert_eq!(out["x-forwarded-for"], "203.0.113.9, 192.0.2.7");
+    }
+
+    #[test]
+    fn untrusted_forwarded_for_is_replaced_by_the_peer() {
+        let client = map(&[("x-forwarded-for", "10.9.9.9, 203.0.113.9")]);
+        let out = origin_request_headers(&client, &connection(), ForwardingTrust::default());
+        assert_eq!(out["x-forwarded-for"], "192.0.2.7");
+        let one_hop = ForwardingTrust {
+            trusted_proxy_hops: 1,
+        };
+        let out = origin_request_headers(&client, &connection(), one_hop);
+        assert_eq!(out["x-forwarded-for"], "203.0.113.9, 192.0.2.7");
+    }
+
+    #[test]
+    fn edge_owned_fields_never_reach_the_origin() {
+        let client = map(&[
+            ("x-original-url", "/admin"),
+            ("x-http-method-override", "DELETE"),
+            ("forwarded", "for=1.2.3.4;host=evil.example"),
+            ("x-forwarded-host", "evil.example"),
+            ("x-forwarded-port", "8443"),
+            ("x-custom", "kept"),
+        ]);
+        let out = origin_request_headers(&client, &connection(), ForwardingTrust::default());
+        for name in EDGE_OWNED {
+            if name != "x-forwarded-host" && name != "x-forwarded-proto" {
+                assert!(out.get(name).is_none(), "{name} forwarded");
+            }
+        }
+        assert_eq!(out["x-forwarded-host"], "shop.example");
+        assert_eq!(out["x-custom"], "kept");
+    }
+
+    #[test]
+    fn a_fill_carries_end_to_end_fields_but_not_what_the_edge_answers() {
+        let client = map(&[
+            ("abc", "123"),
+            ("accept-encoding", "gzip, br"),
+            ("if-none-match", "\"v1\""),
+            ("range", "bytes=0-1"),
+            ("cookie", "session=s"),
+            ("cache-control", "no-cache"),
+            ("via", "1.0 attacker"),
+        ]);
+        let trust = ForwardingTrust::default();
+        let out =
+            fill_request_headers(&client, &connection(), trust, ForwardHeaders::All, &[], &[]);
+        assert_eq!(out["abc"], "123");
+        assert_eq!(out["accept-encoding"], "br");
+        assert_eq!(out["via"], VIA_ENTRY);
+        for name in ["if-none-match", "range", "cookie", "cache-control"] {
+            assert!(out.get(name).is_none(), "{name} forwarded");
+        }
+        let strict = fill_request_headers(
+            &client,
+            &connection(),
+            trust,
+            ForwardHeaders::Keyed,
+            &[],
+            &[],
+        );
+        assert!(strict.get("abc").is_none());
+        assert_eq!(strict["accept-encoding"], "br");
+        let vary = ["Abc".to_owned()];
+        let revalidation = fill_request_headers(
+            &client,
+            &connection(),
+            trust,
+            ForwardHeaders::Keyed,
+            &[],
+            &vary,
+        );
+        assert_eq!(revalidation["abc"], "123");
     }
 
     #[test]
@@ -203,11 +446,18 @@ mod tests {
     }
 
     #[test]
+    fn the_host_is_normalised_as_the_key_spells_it() {
+        let headers = map(&[("host", "Shop.EXAMPLE.:80")]);
+        let conn = ClientConnection::from_spin_headers(&headers);
+        assert_eq!(conn.host.as_deref(), Some("shop.example"));
+    }
+
+    #[test]
     fn unparseable_client_address_is_left_out() {
         let headers = map(&[("spin-client-addr", "not-an-address")]);
         let conn = ClientConnection::from_spin_headers(&headers);
         assert_eq!(conn.peer, None);
-        let out = origin_request_headers(&HeaderMap::new(), &conn);
+        let out = origin_request_headers(&HeaderMap::new(), &conn, ForwardingTrust::default());
         assert!(out.get("x-forwarded-for").is_none());
     }
 }

@@ -101,6 +101,13 @@ pub fn heuristically_cacheable(status: u16) -> bool {
     )
 }
 
+/// Whether a rule, a versioned name or a heuristic may give a response of
+/// this status a lifetime: the successful, heuristically cacheable ones
+/// (RFC 9110 §15.1). Everything else lives only by the origin's word.
+pub fn rule_lifetimes_apply(status: u16) -> bool {
+    matches!(status, 200 | 203 | 204 | 206)
+}
+
 /// Where a lifetime came from (reported in `Cache-Status` detail).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LifetimeSource {
@@ -131,9 +138,13 @@ pub fn freshness_lifetime(
     rule: &FreshnessRule,
     response_time: SystemTime,
 ) -> Option<(Duration, LifetimeSource)> {
-    // A server error is kept only as long as the origin itself says: a rule
-    // or heuristic must never make an outage sticky.
-    let rules_apply = status < 500;
+    // Rules, versioning and heuristics extend only successful answers. An
+    // error or a negative answer (a 400 one client provoked, the 404 of a
+    // version not yet released, an outage) is kept only as long as the
+    // origin itself says: otherwise one request could decide what everyone
+    // gets for a year (nginx's `proxy_cache_valid` and Fastly's default
+    // TTL make the same split).
+    let rules_apply = rule_lifetimes_apply(status);
     if rules_apply && let Some(ttl) = rule.ttl_override {
         return Some((ttl, LifetimeSource::RuleOverride));
     }
@@ -199,14 +210,32 @@ pub fn header_date(headers: &HeaderMap, name: &str) -> Option<SystemTime> {
     httpdate::parse_http_date(first.to_str().ok()?).ok()
 }
 
-/// The `Age` header value in seconds; invalid or absent counts as 0.
+/// The largest delta-seconds a cache needs to tell apart (RFC 9111 §1.2.2):
+/// bigger values, and ages that cannot be read, are "older than anything".
+const DELTA_SECONDS_CEILING: u64 = 2_147_483_648;
+
+/// The `Age` header value: absent is 0; a list (`Age: 7200, 0`, several
+/// lines) counts by its first member (§5.1 allows only one value, and the
+/// first is the one a recipient may use); anything else invalid means the
+/// response is as old as can be, so stale, never fresh (§4.2.3).
 pub fn age_header(headers: &HeaderMap) -> Duration {
-    headers
-        .get("age")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs)
-        .unwrap_or(Duration::ZERO)
+    let Some(first_line) = headers.get("age") else {
+        return Duration::ZERO;
+    };
+    let first = first_line
+        .to_str()
+        .ok()
+        .and_then(|v| v.split(',').next())
+        .map(str::trim)
+        .unwrap_or("");
+    let seconds = if !first.is_empty() && first.bytes().all(|b| b.is_ascii_digit()) {
+        first
+            .parse::<u64>()
+            .map_or(DELTA_SECONDS_CEILING, |n| n.min(DELTA_SECONDS_CEILING))
+    } else {
+        DELTA_SECONDS_CEILING
+    };
+    Duration::from_secs(seconds)
 }
 
 /// `corrected_initial_age` of §4.2.3: what the response's age was when we
@@ -389,7 +418,7 @@ mod tests {
     }
 
     #[test]
-    fn server_errors_live_only_as_long_as_the_origin_says() {
+    fn errors_and_negative_answers_live_only_as_long_as_the_origin_says() {
         let generous = FreshnessRule {
             ttl_override: Some(Duration::from_secs(600)),
             default_ttl: Some(Duration::from_secs(600)),
@@ -397,18 +426,25 @@ mod tests {
             immutable: true,
         };
         let old = date(T0 - 100_000);
-        for status in [500, 501, 502, 503, 504] {
-            assert_eq!(lifetime(status, &[("last-modified", &old)], generous), None);
+        for status in [301, 400, 404, 406, 410, 416, 500, 501, 502, 503, 504] {
+            assert_eq!(
+                lifetime(status, &[("last-modified", &old)], generous),
+                None,
+                "{status}: no rule, version or heuristic extends it"
+            );
             assert_eq!(
                 lifetime(status, &[("cache-control", "max-age=5")], generous),
                 Some((5, LifetimeSource::MaxAge)),
                 "{status}: the origin may still mark it cacheable"
             );
         }
-        assert_eq!(
-            lifetime(404, &[], generous).map(|l| l.1),
-            Some(LifetimeSource::RuleOverride)
-        );
+        for status in [200, 203, 204, 206] {
+            assert_eq!(
+                lifetime(status, &[], generous).map(|l| l.1),
+                Some(LifetimeSource::RuleOverride),
+                "{status}"
+            );
+        }
     }
 
     #[test]
@@ -423,8 +459,24 @@ mod tests {
             Duration::from_secs(42)
         );
         // Clock skew (Date in the future) never makes age negative.
-        let h = headers(&[("date", &date(T0 + 100)), ("age", "garbage")]);
+        let h = headers(&[("date", &date(T0 + 100))]);
         assert_eq!(corrected_initial_age(&h, at(T0), at(T0)), Duration::ZERO);
+    }
+
+    #[test]
+    fn age_lists_count_by_their_first_member_and_garbage_is_stale() {
+        let age = |pairs: &[(&str, &str)]| age_header(&headers(pairs)).as_secs();
+        assert_eq!(age(&[]), 0);
+        assert_eq!(age(&[("age", "30")]), 30);
+        assert_eq!(age(&[("age", "7200, 0")]), 7200);
+        assert_eq!(age(&[("age", "7200"), ("age", "0")]), 7200);
+        for garbage in ["garbage", "-5", "1.5", "", "99999999999999999999999"] {
+            assert_eq!(
+                age(&[("age", garbage)]),
+                DELTA_SECONDS_CEILING,
+                "{garbage:?}"
+            );
+        }
     }
 
     #[test]

@@ -126,17 +126,30 @@ pub fn build_key(
     }
 }
 
-/// Lower-cased host without the scheme's default port.
-fn canonical_host(scheme: &str, host: &str) -> String {
-    let host = host.trim().trim_end_matches('.').to_ascii_lowercase();
-    let default_port = if scheme.eq_ignore_ascii_case("https") {
-        ":443"
-    } else {
-        ":80"
+/// The host as keys and forwarded fields spell it: lower case, without a
+/// trailing dot on the name and without the scheme's default port.
+pub fn canonical_host(scheme: &str, host: &str) -> String {
+    let host = host.trim().to_ascii_lowercase();
+    let (name, port) = match host.rsplit_once(':') {
+        Some((name, port))
+            if !port.is_empty()
+                && port.bytes().all(|b| b.is_ascii_digit())
+                && (!name.contains(':') || name.ends_with(']')) =>
+        {
+            (name, Some(port))
+        }
+        _ => (host.as_str(), None),
     };
-    host.strip_suffix(default_port)
-        .map(str::to_owned)
-        .unwrap_or(host)
+    let name = name.trim_end_matches('.');
+    let default_port = if scheme.eq_ignore_ascii_case("https") {
+        "443"
+    } else {
+        "80"
+    };
+    match port {
+        Some(port) if port != default_port => format!("{name}:{port}"),
+        _ => name.to_owned(),
+    }
 }
 
 /// Normalises a path: percent-encoding made canonical (unreserved

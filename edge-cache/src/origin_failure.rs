@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::breaker::FailureKind;
+
 /// Why a request to the origin produced no response.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OriginFailure {
@@ -92,6 +94,15 @@ impl OriginFailure {
             self,
             OriginFailure::Denied | OriginFailure::CircuitOpen { .. } | OriginFailure::Busy { .. }
         )
+    }
+
+    /// Whether finding this out took a timeout (the breaker's reason to
+    /// fail fast) or came back at once.
+    pub fn kind(&self) -> FailureKind {
+        match self {
+            OriginFailure::ConnectTimedOut(_) | OriginFailure::TimedOut(_) => FailureKind::Slow,
+            _ => FailureKind::Fast,
+        }
     }
 
     /// The `Cache-Status` detail when a stale entry is served instead.

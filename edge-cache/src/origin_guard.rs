@@ -6,7 +6,7 @@
 
 use std::time::{Duration, UNIX_EPOCH};
 
-use crate::breaker::{Admission, BreakerPolicy, BreakerState};
+use crate::breaker::{Admission, BreakerPolicy, BreakerState, FailureKind};
 use crate::origin_failure::OriginFailure;
 use crate::origin_slots::Leases;
 use crate::request_flow::{Clock, Origin, OriginRequest, Response, Store};
@@ -96,16 +96,21 @@ impl<O: Origin, S: Store, C: Clock> GuardedOrigin<'_, O, S, C> {
     }
 
     fn record(&self, result: &Result<Response, OriginFailure>) {
-        let failed = match result {
-            Ok(response) => response.status >= 500,
-            Err(failure) => failure.reached_origin(),
+        let policy = &self.protection.breaker;
+        let failure = match result {
+            Ok(response) if policy.counted_statuses.contains(response.status) => {
+                Some(FailureKind::Fast)
+            }
+            Ok(_) => None,
+            Err(failure) if failure.reached_origin() => Some(failure.kind()),
+            // Held back by the edge: says nothing about the origin.
+            Err(_) => return,
         };
         // Read again: other instances may have recorded outcomes meanwhile.
         let state = self.breaker_state();
-        let next = if failed {
-            state.after_failure(self.now_ms(), &self.protection.breaker)
-        } else {
-            state.after_success()
+        let next = match failure {
+            Some(kind) => state.after_failure(self.now_ms(), policy, kind),
+            None => state.after_success(),
         };
         if next != state {
             self.save_breaker(&next);
@@ -119,7 +124,7 @@ impl<O: Origin, S: Store, C: Clock> Origin for GuardedOrigin<'_, O, S, C> {
         let now_ms = self.now_ms();
         if breaker {
             let state = self.breaker_state();
-            match state.admit(now_ms) {
+            match state.admit(now_ms, request.fallback) {
                 Admission::Allow => {}
                 Admission::Probe => {
                     self.save_breaker(&state.probing(now_ms, self.protection.lease));
@@ -149,14 +154,16 @@ mod tests {
     use std::cell::Cell;
     use std::rc::Rc;
 
+    use crate::breaker::{Fallback, StatusSet};
     use crate::test_support::{FakeClock, FakeOrigin, MemStore, origin_request, status_response};
 
-    /// An origin answering with the status in `status` (0: refusing the
-    /// connection), so a test can change its health mid-way.
+    /// An origin answering with the status in `status` (0: timing out,
+    /// 1: refusing the connection), so a test can change its health mid-way.
     fn origin_answering(status: &Rc<Cell<u16>>) -> FakeOrigin {
         let status = status.clone();
         FakeOrigin::new(move |_| match status.get() {
-            0 => Err(OriginFailure::Unreachable("connection refused".into())),
+            0 => Err(OriginFailure::TimedOut(Duration::from_secs(1))),
+            1 => Err(OriginFailure::Unreachable("connection refused".into())),
             code => Ok(status_response(code)),
         })
     }
@@ -166,6 +173,7 @@ mod tests {
             failures: 2,
             window: Duration::from_secs(10),
             cooldown: Duration::from_secs(5),
+            counted_statuses: StatusSet::from_codes(&[503]),
         },
         max_concurrent: None,
         lease: Duration::from_secs(1),
@@ -216,6 +224,44 @@ mod tests {
             store.values.borrow().is_empty(),
             "a healthy origin leaves no state"
         );
+    }
+
+    #[test]
+    fn uncounted_statuses_never_open_the_breaker() {
+        let origin = origin_answering(&Rc::new(Cell::new(500)));
+        let store = MemStore::default();
+        let clock = FakeClock::at_unix_ms(1_000);
+        let guarded = guard(&origin, &store, &clock, PROTECTION);
+        for _ in 0..10 {
+            assert_eq!(guarded.send(origin_request()).map(|r| r.status), Ok(500));
+        }
+        assert_eq!(origin.calls.get(), 10);
+    }
+
+    #[test]
+    fn a_refusing_origin_is_still_tried_by_requests_with_nothing_stored() {
+        let status = Rc::new(Cell::new(1));
+        let origin = origin_answering(&status);
+        let store = MemStore::default();
+        let clock = FakeClock::at_unix_ms(1_000);
+        let guarded = guard(&origin, &store, &clock, PROTECTION);
+        let _ = guarded.send(origin_request());
+        let _ = guarded.send(origin_request());
+        // Open after two fast failures: a request with a stale copy gets
+        // it at once, one with nothing stored still asks the origin.
+        let with_stale = OriginRequest {
+            fallback: Fallback::Stale,
+            ..origin_request()
+        };
+        assert!(matches!(
+            guarded.send(with_stale),
+            Err(OriginFailure::CircuitOpen { .. })
+        ));
+        assert_eq!(origin.calls.get(), 2);
+        status.set(200);
+        assert_eq!(guarded.send(origin_request()).map(|r| r.status), Ok(200));
+        assert_eq!(origin.calls.get(), 3);
+        assert!(store.values.borrow().is_empty(), "the probe closed it");
     }
 
     #[test]
@@ -275,7 +321,7 @@ mod tests {
 
     #[test]
     fn a_failing_store_lets_every_request_through() {
-        let status = Rc::new(Cell::new(0));
+        let status = Rc::new(Cell::new(1));
         let origin = origin_answering(&status);
         let clock = FakeClock::at_unix_ms(1_000);
         let protection = Protection {

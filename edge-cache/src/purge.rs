@@ -70,8 +70,9 @@ pub fn authorized(headers: &HeaderMap, token: &str) -> bool {
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
+            // The scheme name is case-insensitive (RFC 9110 §11.1).
+            let (scheme, credentials) = v.trim_start().split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then_some(credentials)
         })
         .unwrap_or("");
     blake3::hash(presented.trim().as_bytes()) == blake3::hash(token.as_bytes()) && !token.is_empty()

@@ -9,11 +9,15 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use http::header::HeaderValue;
 use http::{HeaderMap, Method};
 
+use crate::breaker::Fallback;
 use crate::cache_control::{CacheDirectives, Seconds};
 use crate::cache_status::{CacheStatus, Forward};
 use crate::conditional::{NOT_MODIFIED_FIELDS, RangeAnswer, client_has_current, range_answer};
 use crate::entry::{self, EntryMeta, StoredValue, VaryIndex};
-use crate::forwarding::{ClientConnection, client_response_headers, origin_request_headers};
+use crate::forwarding::{
+    ClientConnection, ForwardingTrust, client_response_headers, fill_request_headers,
+    origin_request_headers,
+};
 use crate::freshness::{EffectiveControl, corrected_initial_age, current_age, freshness_lifetime};
 use crate::header_list::{from_pairs, to_pairs};
 use crate::invalidation::{
@@ -22,10 +26,10 @@ use crate::invalidation::{
 };
 use crate::key::{KeyedRequest, build_key, hash128};
 use crate::origin_failure::OriginFailure;
-use crate::purge::{PurgeRequest, authorized, parse_purge_post, purge_id};
+use crate::purge::{MAX_BODY_BYTES, PurgeRequest, authorized, parse_purge_post, purge_id};
 use crate::rules::{CacheRules, Rule};
 use crate::storability::{Candidate, NOT_STORED_HEADERS, check_storable};
-use crate::vary::{MAX_VARIANTS, VaryNames, normalise_accept_encoding, variance};
+use crate::vary::{MAX_VARIANTS, VaryNames, variance};
 
 /// A request as the client sent it (the body already read).
 #[derive(Debug, Clone)]
@@ -51,6 +55,9 @@ pub struct OriginRequest {
     pub headers: HeaderMap,
     /// Body.
     pub body: Vec<u8>,
+    /// What the flow can answer with if the origin is not asked (the
+    /// breaker refuses only what it need not ask).
+    pub fallback: Fallback,
 }
 
 /// A complete response (from the origin, or for the client).
@@ -96,21 +103,6 @@ pub struct Refresh {
     request: ClientRequest,
 }
 
-/// Request headers forwarded for cacheable requests besides keyed ones:
-/// content negotiation that origins declare with `Vary`, credentials (which
-/// restrict storing), and the forwarding fields the edge adds.
-const FORWARDED_FOR_CACHEABLE: [&str; 9] = [
-    "accept",
-    "accept-encoding",
-    "accept-language",
-    "user-agent",
-    "authorization",
-    "via",
-    "x-forwarded-for",
-    "x-forwarded-proto",
-    "x-forwarded-host",
-];
-
 /// Headers only the edge acts on; never sent to clients.
 const EDGE_ONLY_HEADERS: [&str; 3] = ["surrogate-key", "surrogate-control", "cdn-cache-control"];
 
@@ -138,6 +130,8 @@ pub struct EdgeCache<'a, S, O, C> {
     /// Varnish-style grace: stale content may be served this long past its
     /// freshness when the origin fails, whatever `stale-if-error` says.
     pub grace: Duration,
+    /// How much of the client's forwarding history is passed on.
+    pub trust: ForwardingTrust,
 }
 
 /// A stored response found for a request.
@@ -193,7 +187,60 @@ fn seconds(d: Duration) -> i64 {
     d.as_secs() as i64
 }
 
+/// What the edge decided from a request's head, before any of its body is
+/// read.
+#[derive(Debug)]
+pub enum Admission {
+    /// Read the body, refusing it (`413`) past `limit` bytes where set (the
+    /// host's own request-body limit applies anyway).
+    ReadBody {
+        /// The most body bytes this request may carry.
+        limit: Option<usize>,
+    },
+    /// Answer at once without reading the body: an unauthenticated or
+    /// oversized purge must not make the edge buffer anything.
+    Answer(Response),
+}
+
+/// The answer for a body that went past its [`Admission::ReadBody`] limit.
+pub fn body_too_large(limit: usize) -> Response {
+    json_response(
+        413,
+        &serde_json::json!({"error": format!("request body over {limit} bytes")}),
+    )
+}
+
 impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
+    /// Checks what can be checked from the head alone: the purge API
+    /// authenticates from headers and refuses a declared oversized body
+    /// before a byte of it is read.
+    pub fn admit(&self, method: &Method, path_and_query: &str, headers: &HeaderMap) -> Admission {
+        let Some(settings) = self.purge else {
+            return Admission::ReadBody { limit: None };
+        };
+        let path = path_and_query.split('?').next().unwrap_or("/");
+        let endpoint = path == format!("{}/purge", settings.admin_path);
+        if !endpoint && method.as_str() != "PURGE" {
+            return Admission::ReadBody { limit: None };
+        }
+        if endpoint && method != Method::POST {
+            return Admission::Answer(method_not_allowed());
+        }
+        if !authorized(headers, &settings.token) {
+            return Admission::Answer(unauthorized());
+        }
+        let declared = headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if declared.is_some_and(|length| length > MAX_BODY_BYTES as u64) {
+            return Admission::Answer(body_too_large(MAX_BODY_BYTES));
+        }
+        Admission::ReadBody {
+            limit: Some(MAX_BODY_BYTES),
+        }
+    }
+
     /// Handles one request; the optional [`Refresh`] is to be run after the
     /// response has been sent.
     pub fn handle(&self, request: ClientRequest) -> (Response, Option<Refresh>) {
@@ -252,8 +299,9 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
         let origin_request = OriginRequest {
             method: request.method.clone(),
             target: request.path_and_query.clone(),
-            headers: origin_request_headers(&request.headers, &connection),
+            headers: origin_request_headers(&request.headers, &connection, self.trust),
             body: request.body.clone(),
+            fallback: Fallback::Nothing,
         };
         match self.origin.send(origin_request) {
             Ok(response) => {
@@ -278,7 +326,9 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
     fn pass_unsafe(&self, request: &ClientRequest, rules: &CacheRules) -> Response {
         let status = CacheStatus::forward(Forward::Bypass).with_detail("method");
         let response = self.pass(request, status);
-        let unsafe_method = matches!(request.method.as_str(), "POST" | "PUT" | "DELETE" | "PATCH");
+        // Every method but the safe ones is unsafe, unknown ones included
+        // (RFC 9110 §9.2.1, RFC 9111 §4.4).
+        let unsafe_method = !matches!(request.method.as_str(), "OPTIONS" | "TRACE");
         // Edge-made errors (502/504) are >= 400 too, so they never invalidate.
         if unsafe_method && response.status < 400 {
             let connection = ClientConnection::from_spin_headers(&request.headers);
@@ -302,14 +352,7 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
 
     fn purge_endpoint(&self, request: &ClientRequest, settings: &PurgeSettings) -> Response {
         if request.method != Method::POST {
-            let mut response = json_response(
-                405,
-                &serde_json::json!({"error": "the purge endpoint accepts POST only"}),
-            );
-            response
-                .headers
-                .insert("allow", HeaderValue::from_static("POST"));
-            return response;
+            return method_not_allowed();
         }
         if !authorized(&request.headers, &settings.token) {
             return unauthorized();
@@ -501,7 +544,14 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
             _ => "grace",
         };
 
-        let mut origin_request = cacheable_origin_request(request, rule, keyed);
+        let vary = match VaryNames::of(stored_headers) {
+            VaryNames::Names(names) => names,
+            _ => Vec::new(),
+        };
+        let mut origin_request = cacheable_origin_request(request, rule, keyed, self.trust, &vary);
+        if stale_if_error {
+            origin_request.fallback = Fallback::Stale;
+        }
         if let Some(etag) = stored_headers.get("etag") {
             origin_request.headers.insert("if-none-match", etag.clone());
         }
@@ -582,7 +632,7 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
         status: CacheStatus,
         may_store: bool,
     ) -> Response {
-        let origin_request = cacheable_origin_request(request, rule, keyed);
+        let origin_request = cacheable_origin_request(request, rule, keyed, self.trust, &[]);
         let request_time = self.clock.now();
         match self.origin.send(origin_request) {
             Ok(response) => {
@@ -815,37 +865,25 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
 }
 
 /// The request the edge sends for a cacheable GET/HEAD: always a GET
-/// (HEAD is answered from it), with only what the key covers or what
-/// cannot poison the cache.
+/// (HEAD is answered from it), with the fields `forwarding` allows a fill
+/// and only the keyed cookies. `vary` names the fields a stored response
+/// varies on (a revalidation must carry them, RFC 9111 §4.3.1).
 fn cacheable_origin_request(
     request: &ClientRequest,
     rule: &Rule,
     keyed: &KeyedRequest,
+    trust: ForwardingTrust,
+    vary: &[String],
 ) -> OriginRequest {
     let connection = ClientConnection::from_spin_headers(&request.headers);
-    let all = origin_request_headers(&request.headers, &connection);
-    let mut headers = HeaderMap::new();
-    for (name, value) in &all {
-        let keep = FORWARDED_FOR_CACHEABLE.contains(&name.as_str())
-            || rule
-                .headers
-                .iter()
-                .any(|h| h.eq_ignore_ascii_case(name.as_str()));
-        if keep {
-            headers.append(name.clone(), value.clone());
-        }
-    }
-    if headers.contains_key("accept-encoding") {
-        let joined: Vec<&str> = all
-            .get_all("accept-encoding")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect();
-        headers.insert(
-            "accept-encoding",
-            HeaderValue::from_static(normalise_accept_encoding(&joined.join(","))),
-        );
-    }
+    let mut headers = fill_request_headers(
+        &request.headers,
+        &connection,
+        trust,
+        rule.forward_headers,
+        &rule.headers,
+        vary,
+    );
     if let Some(cookie) = keyed
         .cookie
         .as_deref()
@@ -858,6 +896,7 @@ fn cacheable_origin_request(
         target: keyed.origin_target.clone(),
         headers,
         body: Vec::new(),
+        fallback: Fallback::Nothing,
     }
 }
 
@@ -962,6 +1001,17 @@ fn json_response(status: u16, value: &serde_json::Value) -> Response {
         headers,
         body,
     }
+}
+
+fn method_not_allowed() -> Response {
+    let mut response = json_response(
+        405,
+        &serde_json::json!({"error": "the purge endpoint accepts POST only"}),
+    );
+    response
+        .headers
+        .insert("allow", HeaderValue::from_static("POST"));
+    response
 }
 
 fn unauthorized() -> Response {
@@ -1087,6 +1137,7 @@ mod tests {
             origin,
             clock,
             grace: Duration::ZERO,
+            trust: ForwardingTrust::default(),
         }
     }
 

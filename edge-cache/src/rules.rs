@@ -50,6 +50,20 @@ pub struct VersionRule {
     pub hashed_name: bool,
 }
 
+/// Which client fields a fill carries (the rule option `forward_headers`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ForwardHeaders {
+    /// Every end-to-end field but `forwarding::EDGE_OWNED` and `forwarding::FILL_EXCLUDED`
+    /// (RFC 9110 §7.6). An origin that varies on a field must say so in
+    /// `Vary`, as for any shared cache.
+    #[default]
+    All,
+    /// Only `forwarding::KEYED_MODE_FIELDS`, the rule's keyed headers and the
+    /// fields the stored `Vary` names.
+    Keyed,
+}
+
 /// One rule as written in the file.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -94,6 +108,10 @@ pub struct Rule {
     /// Versioned objects.
     #[serde(default)]
     pub version: Option<VersionRule>,
+    /// Which client fields a fill carries (`"all"`, the default, or
+    /// `"keyed"`).
+    #[serde(default)]
+    pub forward_headers: ForwardHeaders,
 }
 
 #[derive(Debug, Deserialize)]
@@ -167,6 +185,7 @@ impl CacheRules {
             max_object_bytes: None,
             store_set_cookie: false,
             version: None,
+            forward_headers: ForwardHeaders::All,
         };
         self.rules
             .iter()

@@ -19,8 +19,8 @@ use crate::header_list::{from_pairs, to_pairs};
 use crate::origin_failure::OriginFailure;
 use crate::origin_guard::GuardedOrigin;
 use crate::request_flow::{
-    ClientRequest, Clock, EdgeCache, Origin, OriginRequest, PurgeSettings, Response, Store,
-    StoreFailure,
+    Admission, ClientRequest, Clock, EdgeCache, Origin, OriginRequest, PurgeSettings, Response,
+    Store, StoreFailure, body_too_large,
 };
 use crate::rules::CacheRules;
 
@@ -34,13 +34,6 @@ async fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
         Err(error) => {
             eprintln!("edge-cache: configuration error: {error}");
             let reply = text_response(500, format!("edge misconfigured: {error}\n"));
-            send_reply(response_out, reply).await;
-            return;
-        }
-    };
-    let client_request = match read_request(request).await {
-        Ok(request) => request,
-        Err(reply) => {
             send_reply(response_out, reply).await;
             return;
         }
@@ -94,6 +87,14 @@ async fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
         origin: &origin,
         clock: &SystemClock,
         grace: config.grace,
+        trust: config.trust,
+    };
+    let client_request = match read_request(request, &edge) {
+        Ok(request) => request,
+        Err(reply) => {
+            send_reply(response_out, reply).await;
+            return;
+        }
     };
     let (response, refresh) = edge.handle(client_request);
     send_reply(response_out, response).await;
@@ -183,21 +184,54 @@ impl Origin for SpinOrigin<'_> {
     }
 }
 
-async fn read_request(request: IncomingRequest) -> Result<ClientRequest, Response> {
+/// Reads the request head, lets the flow refuse it from the head alone,
+/// then reads the body up to the limit the flow set.
+fn read_request<S: Store, O: Origin, C: Clock>(
+    request: IncomingRequest,
+    edge: &EdgeCache<'_, S, O, C>,
+) -> Result<ClientRequest, Response> {
     let method = HttpMethod::from_bytes(method_name(&request.method()).as_bytes())
         .map_err(|_| text_response(400, "unsupported method\n".into()))?;
     let headers = from_pairs(&request.headers().entries());
     let path_and_query = request.path_with_query().unwrap_or_else(|| "/".to_owned());
-    let body = request
-        .into_body()
-        .await
-        .map_err(|e| text_response(400, format!("could not read request body: {e}\n")))?;
+    let limit = match edge.admit(&method, &path_and_query, &headers) {
+        Admission::Answer(response) => return Err(response),
+        Admission::ReadBody { limit } => limit,
+    };
+    let body = read_request_body(request, limit)?;
     Ok(ClientRequest {
         method,
         path_and_query,
         headers,
         body,
     })
+}
+
+/// The request body, refused with `413` as soon as it passes `limit`.
+fn read_request_body(request: IncomingRequest, limit: Option<usize>) -> Result<Vec<u8>, Response> {
+    let unreadable = |e: String| text_response(400, format!("could not read request body: {e}\n"));
+    let body = request
+        .consume()
+        .map_err(|()| unreadable("already consumed".into()))?;
+    let mut out = Vec::new();
+    {
+        let stream = body.stream().map_err(|()| unreadable("no stream".into()))?;
+        loop {
+            match stream.blocking_read(64 * 1024) {
+                Ok(chunk) => out.extend_from_slice(&chunk),
+                Err(wasi::io::streams::StreamError::Closed) => break,
+                Err(wasi::io::streams::StreamError::LastOperationFailed(e)) => {
+                    return Err(unreadable(e.to_debug_string()));
+                }
+            }
+            if let Some(limit) = limit
+                && out.len() > limit
+            {
+                return Err(body_too_large(limit));
+            }
+        }
+    }
+    Ok(out)
 }
 
 fn method_name(method: &Method) -> String {

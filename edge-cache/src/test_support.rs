@@ -120,5 +120,6 @@ pub fn origin_request() -> OriginRequest {
         target: "/".into(),
         headers: HeaderMap::new(),
         body: Vec::new(),
+        fallback: crate::breaker::Fallback::Nothing,
     }
 }

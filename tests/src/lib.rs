@@ -288,6 +288,8 @@ breaker_failures = {{ default = "5" }}
 breaker_window_ms = {{ default = "10000" }}
 breaker_cooldown_ms = {{ default = "5000" }}
 origin_max_concurrent = {{ default = "0" }}
+breaker_status_codes = {{ default = "" }}
+trusted_proxy_hops = {{ default = "0" }}
 [[trigger.http]]
 route = "/..."
 component = "edge-cache"
@@ -309,6 +311,8 @@ breaker_failures = "{{{{ breaker_failures }}}}"
 breaker_window_ms = "{{{{ breaker_window_ms }}}}"
 breaker_cooldown_ms = "{{{{ breaker_cooldown_ms }}}}"
 origin_max_concurrent = "{{{{ origin_max_concurrent }}}}"
+breaker_status_codes = "{{{{ breaker_status_codes }}}}"
+trusted_proxy_hops = "{{{{ trusted_proxy_hops }}}}"
 "#,
         source = component_path().display().to_string(),
         rules = if setup.rules.is_some() {

@@ -1,0 +1,216 @@
+//! RFC 9110/9111 behaviour a shared cache owes its origin and its clients,
+//! through the real component: what a fill forwards, how `Age` and unsafe
+//! methods are read, and a breaker that cannot take a healthy site down.
+
+use edge_tests::{Edge, EdgeSetup};
+use wiremock::matchers::{method, path, path_regex};
+use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+
+fn header_of(request: &Request, name: &str) -> String {
+    request
+        .headers
+        .get(name)
+        .map(|v| v.to_str().unwrap_or("?").to_owned())
+        .unwrap_or_default()
+}
+
+/// An origin whose answer depends on the `Abc` request field, as its
+/// `Vary` says.
+async fn origin_varying_on_abc() -> MockServer {
+    let origin = MockServer::start().await;
+    Mock::given(path("/v"))
+        .respond_with(|request: &Request| {
+            let abc = header_of(request, "abc");
+            if !header_of(request, "if-none-match").is_empty() {
+                return ResponseTemplate::new(304)
+                    .insert_header("etag", "\"v\"")
+                    .insert_header("vary", "Abc")
+                    .insert_header("cache-control", "max-age=0");
+            }
+            ResponseTemplate::new(200)
+                .insert_header("vary", "Abc")
+                .insert_header("etag", "\"v\"")
+                .insert_header("cache-control", "max-age=0")
+                .set_body_string(format!("abc={abc}"))
+        })
+        .mount(&origin)
+        .await;
+    origin
+}
+
+#[tokio::test]
+async fn a_fill_forwards_the_fields_its_vary_names() {
+    let origin = origin_varying_on_abc().await;
+    let edge = Edge::start(EdgeSetup::origin(&origin.uri())).await.unwrap();
+    let one = edge.fetch_with("/v", &[("abc", "123")]).await.unwrap();
+    assert_eq!(one.text(), "abc=123");
+    let two = edge.fetch_with("/v", &[("abc", "456")]).await.unwrap();
+    assert_eq!(two.text(), "abc=456");
+}
+
+#[tokio::test]
+async fn a_revalidation_carries_the_stored_vary_fields_even_in_keyed_mode() {
+    let origin = origin_varying_on_abc().await;
+    let rules = r#"{ "rules": [ { "path_prefix": "/", "forward_headers": "keyed" } ] }"#;
+    let edge = Edge::start(EdgeSetup::origin(&origin.uri()).rules(rules))
+        .await
+        .unwrap();
+    // Keyed mode: the miss carries only the strict list.
+    let first = edge.fetch_with("/v", &[("abc", "123")]).await.unwrap();
+    assert_eq!(first.text(), "abc=");
+    // Stale at once (max-age=0): the revalidation names what Vary names.
+    let second = edge.fetch_with("/v", &[("abc", "123")]).await.unwrap();
+    assert_eq!(second.status, 200);
+    let requests = origin.received_requests().await.unwrap();
+    assert_eq!(requests.len(), 2);
+    assert_eq!(header_of(&requests[1], "if-none-match"), "\"v\"");
+    assert_eq!(header_of(&requests[1], "abc"), "123");
+}
+
+#[tokio::test]
+async fn fields_that_rewrite_a_request_behind_the_key_never_reach_the_origin() {
+    let origin = MockServer::start().await;
+    Mock::given(path("/page"))
+        .respond_with(|request: &Request| {
+            let seen: Vec<String> = [
+                "x-original-url",
+                "x-rewrite-url",
+                "x-http-method-override",
+                "x-host",
+                "forwarded",
+                "x-forwarded-host",
+                "x-custom",
+            ]
+            .iter()
+            .map(|name| format!("{name}={}", header_of(request, name)))
+            .collect();
+            ResponseTemplate::new(200)
+                .insert_header("cache-control", "max-age=60")
+                .set_body_string(seen.join(" "))
+        })
+        .mount(&origin)
+        .await;
+    let edge = Edge::start(EdgeSetup::origin(&origin.uri())).await.unwrap();
+    let fetched = edge
+        .fetch_with(
+            "/page",
+            &[
+                ("host", "shop.example"),
+                ("x-original-url", "/admin"),
+                ("x-rewrite-url", "/admin"),
+                ("x-http-method-override", "DELETE"),
+                ("x-host", "evil.example"),
+                ("forwarded", "host=evil.example"),
+                ("x-forwarded-host", "evil.example"),
+                ("x-custom", "kept"),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        fetched.text(),
+        "x-original-url= x-rewrite-url= x-http-method-override= x-host= forwarded= \
+         x-forwarded-host=shop.example x-custom=kept"
+    );
+}
+
+/// An origin that fails on `/bad/…` (a bug on some pages) and is healthy
+/// everywhere else.
+async fn origin_failing_on_some_pages() -> MockServer {
+    let origin = MockServer::start().await;
+    Mock::given(path_regex("^/bad/"))
+        .respond_with(ResponseTemplate::new(500))
+        .mount(&origin)
+        .await;
+    Mock::given(path_regex("^/good/"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("fine"))
+        .mount(&origin)
+        .await;
+    origin
+}
+
+#[tokio::test]
+async fn failing_pages_do_not_take_a_healthy_site_down() {
+    let origin = origin_failing_on_some_pages().await;
+    let edge = Edge::start(EdgeSetup::origin(&origin.uri())).await.unwrap();
+    for i in 0..8 {
+        let bad = edge.fetch(&format!("/bad/{i}")).await.unwrap();
+        assert_eq!(bad.status, 500, "the origin's own answer");
+    }
+    for i in 0..5 {
+        let good = edge.fetch(&format!("/good/{i}")).await.unwrap();
+        assert_eq!((good.status, good.text().as_str()), (200, "fine"));
+    }
+}
+
+#[tokio::test]
+async fn even_counted_statuses_let_pages_with_nothing_stored_through() {
+    let origin = origin_failing_on_some_pages().await;
+    let setup = EdgeSetup::origin(&origin.uri()).variable("breaker_status_codes", "500");
+    let edge = Edge::start(setup).await.unwrap();
+    for i in 0..5 {
+        assert_eq!(edge.fetch(&format!("/bad/{i}")).await.unwrap().status, 500);
+    }
+    // The breaker is open; a page with nothing stored still asks the
+    // origin (one at a time), and its success closes the breaker.
+    for i in 0..5 {
+        let good = edge.fetch(&format!("/good/{i}")).await.unwrap();
+        assert_eq!(good.status, 200, "{}", good.text());
+    }
+    assert_eq!(origin.received_requests().await.unwrap().len(), 10);
+}
+
+#[tokio::test]
+async fn an_age_list_counts_by_its_first_member() {
+    let origin = MockServer::start().await;
+    Mock::given(path("/aged"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header("cache-control", "max-age=3600")
+                .insert_header("age", "7200, 0")
+                .set_body_string("old"),
+        )
+        .mount(&origin)
+        .await;
+    let edge = Edge::start(EdgeSetup::origin(&origin.uri())).await.unwrap();
+    edge.fetch("/aged").await.unwrap();
+    let again = edge.fetch("/aged").await.unwrap();
+    assert!(!again.hit(), "already stale: {}", again.cache_status);
+    assert_eq!(origin.received_requests().await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn an_unknown_method_is_unsafe_and_invalidates_its_target() {
+    let origin = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200).insert_header("cache-control", "max-age=600"))
+        .mount(&origin)
+        .await;
+    Mock::given(method("M-SEARCH"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&origin)
+        .await;
+    Mock::given(method("OPTIONS"))
+        .respond_with(ResponseTemplate::new(204))
+        .mount(&origin)
+        .await;
+    let edge = Edge::start(EdgeSetup::origin(&origin.uri())).await.unwrap();
+    let client = reqwest::Client::new();
+    edge.fetch("/thing").await.unwrap();
+    // A safe method leaves the entry alone.
+    let options = reqwest::Method::OPTIONS;
+    client
+        .request(options, edge.url("/thing"))
+        .send()
+        .await
+        .unwrap();
+    assert!(edge.fetch("/thing").await.unwrap().hit());
+    let m_search = reqwest::Method::from_bytes(b"M-SEARCH").unwrap();
+    let answer = client
+        .request(m_search, edge.url("/thing"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    assert!(!edge.fetch("/thing").await.unwrap().hit());
+}
