@@ -2,7 +2,7 @@
 //! broken, or answered 5xx), the same request goes to the backup once.
 
 use crate::origin_failure::OriginFailure;
-use crate::request_flow::{Origin, OriginRequest, Response};
+use crate::seams::{Origin, OriginRequest, Response};
 
 /// The primary origin with an optional backup.
 pub struct FailoverOrigin<'a, O> {

@@ -23,7 +23,7 @@ use http::HeaderMap;
 use http::header::{self, HeaderName, HeaderValue};
 
 use crate::hop_by_hop::strip_hop_by_hop;
-use crate::key::canonical_host;
+use crate::target::canonical_host;
 use crate::rules::ForwardHeaders;
 use crate::vary::normalise_accept_encoding;
 

@@ -25,7 +25,9 @@ pub mod origin_slots;
 pub mod purge;
 pub mod request_flow;
 pub mod rules;
+pub mod seams;
 pub mod storability;
+pub mod target;
 pub mod vary;
 
 #[cfg(target_arch = "wasm32")]

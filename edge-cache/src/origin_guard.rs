@@ -9,7 +9,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use crate::breaker::{Admission, BreakerPolicy, BreakerState, FailureKind};
 use crate::origin_failure::OriginFailure;
 use crate::origin_slots::Leases;
-use crate::request_flow::{Clock, Origin, OriginRequest, Response, Store};
+use crate::seams::{Clock, Origin, OriginRequest, Response, Store};
 
 /// How one origin is protected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -28,74 +28,10 @@ use crate::key::{KeyedRequest, build_key, hash128};
 use crate::origin_failure::OriginFailure;
 use crate::purge::{MAX_BODY_BYTES, PurgeRequest, authorized, parse_purge_post, purge_id};
 use crate::rules::{CacheRules, Rule};
+use crate::seams::{ClientRequest, Clock, Origin, OriginRequest, Response, Store, StoreFailure};
+use crate::target::same_host_path;
 use crate::storability::{Candidate, NOT_STORED_HEADERS, check_storable};
 use crate::vary::{MAX_VARIANTS, VaryNames, variance};
-
-/// A request as the client sent it (the body already read).
-#[derive(Debug, Clone)]
-pub struct ClientRequest {
-    /// Method.
-    pub method: Method,
-    /// Path and query as received.
-    pub path_and_query: String,
-    /// Headers, including the host's `spin-*` metadata.
-    pub headers: HeaderMap,
-    /// Body.
-    pub body: Vec<u8>,
-}
-
-/// A request to the origin (path and query relative to the origin URL).
-#[derive(Debug, Clone)]
-pub struct OriginRequest {
-    /// Method.
-    pub method: Method,
-    /// Origin-form target.
-    pub target: String,
-    /// Headers.
-    pub headers: HeaderMap,
-    /// Body.
-    pub body: Vec<u8>,
-    /// What the flow can answer with if the origin is not asked (the
-    /// breaker refuses only what it need not ask).
-    pub fallback: Fallback,
-}
-
-/// A complete response (from the origin, or for the client).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Response {
-    /// Status.
-    pub status: u16,
-    /// Headers.
-    pub headers: HeaderMap,
-    /// Body.
-    pub body: Vec<u8>,
-}
-
-/// A failed store operation (the flow falls back to the origin).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoreFailure(pub String);
-
-/// The key-value store.
-pub trait Store {
-    /// The value under `key`.
-    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreFailure>;
-    /// Writes `value` under `key`.
-    fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreFailure>;
-    /// Removes `key`.
-    fn delete(&self, key: &str) -> Result<(), StoreFailure>;
-}
-
-/// The origin.
-pub trait Origin {
-    /// Sends a request and reads the whole response.
-    fn send(&self, request: OriginRequest) -> Result<Response, OriginFailure>;
-}
-
-/// Wall-clock time.
-pub trait Clock {
-    /// Now.
-    fn now(&self) -> SystemTime;
-}
 
 /// Work left to do after the response is sent (`stale-while-revalidate`).
 #[derive(Debug, Clone)]
@@ -1100,21 +1036,6 @@ fn request_directives(headers: &HeaderMap) -> CacheDirectives {
             }
         }
     }
-}
-
-/// The path of `target` if it is on the same scheme and host (or relative).
-fn same_host_path(target: &str, scheme: &str, host: &str) -> Option<String> {
-    if target.starts_with('/') && !target.starts_with("//") {
-        return Some(target.to_owned());
-    }
-    let rest = target.strip_prefix(scheme)?.strip_prefix("://")?;
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    authority
-        .eq_ignore_ascii_case(host)
-        .then(|| path.to_owned())
 }
 
 #[cfg(test)]

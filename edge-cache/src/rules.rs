@@ -166,7 +166,7 @@ impl CacheRules {
     /// received): matched on the normalised path, as the cache key is.
     pub fn for_target(&self, path_and_query: &str) -> &Rule {
         let path = path_and_query.split('?').next().unwrap_or("/");
-        self.for_path(&crate::key::normalise_path(path))
+        self.for_path(&crate::target::normalise_path(path))
     }
 
     /// The first rule matching `path`, or the default rule.

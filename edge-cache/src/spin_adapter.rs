@@ -18,10 +18,8 @@ use crate::failover::FailoverOrigin;
 use crate::header_list::{from_pairs, to_pairs};
 use crate::origin_failure::OriginFailure;
 use crate::origin_guard::GuardedOrigin;
-use crate::request_flow::{
-    Admission, ClientRequest, Clock, EdgeCache, Origin, OriginRequest, PurgeSettings, Response,
-    Store, StoreFailure, body_too_large,
-};
+use crate::request_flow::{Admission, EdgeCache, PurgeSettings, body_too_large};
+use crate::seams::{ClientRequest, Clock, Origin, OriginRequest, Response, Store, StoreFailure};
 use crate::rules::CacheRules;
 
 /// `blocking-write-and-flush` accepts at most this many bytes per call.

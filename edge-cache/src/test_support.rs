@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::origin_failure::OriginFailure;
-use crate::request_flow::{Clock, Origin, OriginRequest, Response, Store, StoreFailure};
+use crate::seams::{Clock, Origin, OriginRequest, Response, Store, StoreFailure};
 
 /// A header map from (name, value) pairs, appending repeated names.
 pub fn headers(pairs: &[(&str, &str)]) -> HeaderMap {

@@ -1,0 +1,82 @@
+//! The seams of the flow: the messages it exchanges and the three things it
+//! does I/O with ([`Store`], [`Origin`], [`Clock`]).
+//!
+//! Everything above this module is pure: the adapters (one per Spin SDK
+//! flavour) implement these traits over the host, the unit tests over
+//! in-memory fakes, and the origin's decorators (breaker, failover) over
+//! another [`Origin`].
+
+use std::time::SystemTime;
+
+use http::{HeaderMap, Method};
+
+use crate::breaker::Fallback;
+use crate::origin_failure::OriginFailure;
+
+/// A request as the client sent it, its body read.
+#[derive(Debug, Clone)]
+pub struct ClientRequest {
+    /// The request method, as sent (extension methods included).
+    pub method: Method,
+    /// Path and query exactly as received (normalised only for the key).
+    pub path_and_query: String,
+    /// The client's header fields, including the host's `spin-*` metadata.
+    pub headers: HeaderMap,
+    /// The request content (empty for GET and HEAD in practice).
+    pub body: Vec<u8>,
+}
+
+/// A request the edge sends to the origin.
+#[derive(Debug, Clone)]
+pub struct OriginRequest {
+    /// GET for fills and revalidations; the client's method for passes.
+    pub method: Method,
+    /// Origin-form target (path and query), relative to the origin URL.
+    pub target: String,
+    /// The fields chosen by `forwarding`, plus validators on revalidation.
+    pub headers: HeaderMap,
+    /// The client's content, for passes; empty for fills.
+    pub body: Vec<u8>,
+    /// What the flow can answer with if the origin is not asked (the
+    /// breaker refuses only what it need not ask).
+    pub fallback: Fallback,
+}
+
+/// A complete response: from the origin, or the edge's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    /// The status code.
+    pub status: u16,
+    /// Header fields as they will be sent.
+    pub headers: HeaderMap,
+    /// The whole content (empty for HEAD, 204 and 304).
+    pub body: Vec<u8>,
+}
+
+/// A failed store operation, with the store's message; the flow then
+/// bypasses the cache rather than failing the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreFailure(pub String);
+
+/// A byte-valued key-value store (Spin key-value in the component). The
+/// cache's layout over it lives in `storage`.
+pub trait Store {
+    /// The value under `key`; `Ok(None)` when there is none.
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreFailure>;
+    /// Writes `value` under `key`, replacing what was there.
+    fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreFailure>;
+    /// Removes `key`; removing a missing key is not an error.
+    fn delete(&self, key: &str) -> Result<(), StoreFailure>;
+}
+
+/// Where requests the edge cannot answer go.
+pub trait Origin {
+    /// Sends `request` and reads the whole response, or says why not.
+    fn send(&self, request: OriginRequest) -> Result<Response, OriginFailure>;
+}
+
+/// Wall-clock time (a fake in tests, so ages and purges are exact).
+pub trait Clock {
+    /// The current time.
+    fn now(&self) -> SystemTime;
+}

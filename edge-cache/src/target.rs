@@ -1,0 +1,186 @@
+//! The request target as the cache sees it: the host and path spelled one
+//! way (RFC 3986 §6.2.2 normalisation), so equivalent spellings share one
+//! entry and the origin is told the spelling the key used.
+
+/// The host as keys and forwarded fields spell it: lower case, without a
+/// trailing dot on the name and without the scheme's default port.
+pub fn canonical_host(scheme: &str, host: &str) -> String {
+    let host = host.trim().to_ascii_lowercase();
+    let (name, port) = match host.rsplit_once(':') {
+        Some((name, port))
+            if !port.is_empty()
+                && port.bytes().all(|b| b.is_ascii_digit())
+                && (!name.contains(':') || name.ends_with(']')) =>
+        {
+            (name, Some(port))
+        }
+        _ => (host.as_str(), None),
+    };
+    let name = name.trim_end_matches('.');
+    let default_port = if scheme.eq_ignore_ascii_case("https") {
+        "443"
+    } else {
+        "80"
+    };
+    match port {
+        Some(port) if port != default_port => format!("{name}:{port}"),
+        _ => name.to_owned(),
+    }
+}
+
+/// Normalises a path: percent-encoding made canonical (unreserved
+/// characters decoded, hex upper-cased, stray `%` encoded), dot segments
+/// removed (RFC 3986 §5.2.4) after decoding, so `/a/%2e%2e/b` is `/b`.
+pub fn normalise_path(path: &str) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let segments: Vec<&str> = path.split('/').skip(1).collect();
+    let last = segments.len().saturating_sub(1);
+    for (i, segment) in segments.iter().enumerate() {
+        let segment = normalise_encoding(segment);
+        match segment.as_str() {
+            "." => {
+                if i == last {
+                    out.push(String::new());
+                }
+            }
+            ".." => {
+                out.pop();
+                if i == last {
+                    out.push(String::new());
+                }
+            }
+            _ => out.push(segment),
+        }
+    }
+    format!("/{}", out.join("/"))
+}
+
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+/// The byte a `%XX` escape at `bytes[i]` encodes: exactly two hex digits
+/// (`u8::from_str_radix` alone would also accept a sign, as in `%+5`).
+fn escaped_byte(bytes: &[u8], i: usize) -> Option<u8> {
+    let hex = |b: u8| (b as char).to_digit(16);
+    match bytes.get(i..i + 3)? {
+        [b'%', high, low] => Some((hex(*high)? * 16 + hex(*low)?) as u8),
+        _ => None,
+    }
+}
+
+/// Percent-encoding made canonical: unreserved characters decoded, other
+/// escapes upper-cased, stray `%` and non-graphic bytes encoded.
+pub fn normalise_encoding(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'%' {
+            match escaped_byte(bytes, i) {
+                Some(decoded) if is_unreserved(decoded) => out.push(decoded as char),
+                Some(decoded) => out.push_str(&format!("%{decoded:02X}")),
+                None => {
+                    out.push_str("%25");
+                    i += 1;
+                    continue;
+                }
+            }
+            i += 3;
+        } else if b.is_ascii_graphic() && b != b'#' {
+            out.push(b as char);
+            i += 1;
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+            i += 1;
+        }
+    }
+    out
+}
+
+/// A query component decoded (`%XX` and `+`), for comparing names.
+pub fn decode_component(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if let Some(decoded) = escaped_byte(bytes, i) {
+            out.push(decoded);
+            i += 3;
+        } else {
+            out.push(if bytes[i] == b'+' { b' ' } else { bytes[i] });
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The path of `target` if it is on the same scheme and host (or relative).
+pub fn same_host_path(target: &str, scheme: &str, host: &str) -> Option<String> {
+    if target.starts_with('/') && !target.starts_with("//") {
+        return Some(target.to_owned());
+    }
+    let rest = target.strip_prefix(scheme)?.strip_prefix("://")?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    authority
+        .eq_ignore_ascii_case(host)
+        .then(|| path.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_normalisation() {
+        let table = [
+            ("/a/b", "/a/b"),
+            ("/a/./b", "/a/b"),
+            ("/a/../b", "/b"),
+            ("/a/%2e%2E/b", "/b"),
+            ("/../../etc", "/etc"),
+            ("/a/b/..", "/a/"),
+            ("/%7Euser/%41", "/~user/A"),
+            ("/a%2fb", "/a%2Fb"),
+            ("/a%zzb", "/a%25zzb"),
+            ("/a%+5b", "/a%25+5b"),
+            ("/a%4", "/a%254"),
+            ("/sp ace", "/sp%20ace"),
+            ("/", "/"),
+            ("/a/", "/a/"),
+        ];
+        for (input, expected) in table {
+            assert_eq!(normalise_path(input), expected, "{input}");
+        }
+    }
+
+    #[test]
+    fn hosts_are_spelled_one_way() {
+        let table = [
+            ("http", "Shop.EXAMPLE.", "shop.example"),
+            ("http", "shop.example:80", "shop.example"),
+            ("http", "Shop.Example.:80", "shop.example"),
+            ("https", "shop.example:443", "shop.example"),
+            ("https", "shop.example:80", "shop.example:80"),
+            ("http", "[::1]:80", "[::1]"),
+            ("http", "[::1]:8080", "[::1]:8080"),
+            ("http", "[::1]", "[::1]"),
+        ];
+        for (scheme, host, expected) in table {
+            assert_eq!(canonical_host(scheme, host), expected, "{scheme} {host}");
+        }
+    }
+
+    #[test]
+    fn same_host_targets_only() {
+        assert_eq!(same_host_path("/a", "http", "h"), Some("/a".into()));
+        assert_eq!(same_host_path("http://H/b", "http", "h"), Some("/b".into()));
+        assert_eq!(same_host_path("https://h/b", "http", "h"), None);
+        assert_eq!(same_host_path("//evil/b", "http", "h"), None);
+        assert_eq!(same_host_path("http://evil/b", "http", "h"), None);
+    }
+}
