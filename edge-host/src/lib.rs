@@ -3,12 +3,14 @@
 //! One module per host capability, each owning its configuration:
 //! [`manifest`] and [`runtime_config`] parse the files, [`variables`],
 //! [`key_value`] and [`outbound`] implement what components may use,
-//! [`routes`] and [`server`] are the HTTP trigger, [`engine`] compiles and
+//! [`routes`] and [`server`] are the HTTP trigger ([`hop_by_hop`] drops
+//! connection-specific fields), [`engine`] compiles and
 //! caches components, [`limits`] bounds each request's instance.
 
 pub mod app;
 pub mod engine;
 pub mod guest_log;
+pub mod hop_by_hop;
 pub mod key_value;
 pub mod limits;
 pub mod manifest;

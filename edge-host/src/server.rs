@@ -21,6 +21,7 @@ use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use crate::app::App;
+use crate::hop_by_hop::remove_connection_fields;
 use crate::state::RequestState;
 
 /// Serves `app` on `listener` until `shutdown` resolves, then stops
@@ -199,33 +200,6 @@ async fn dispatch(
             };
             Err(fail(StatusCode::INTERNAL_SERVER_ERROR, cause))
         }
-    }
-}
-
-/// The host terminates the client's connection, so it drops the fields that
-/// described that connection (RFC 9110 §7.6.1) before the component sees the
-/// request: `wasi:http` hides `Connection` itself from guests, so a guest
-/// could not know which fields it nominated.
-fn remove_connection_fields(headers: &mut http::HeaderMap) {
-    let nominated: Vec<HeaderName> = headers
-        .get_all(http::header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
-        .collect();
-    for name in nominated {
-        headers.remove(name);
-    }
-    for name in [
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "upgrade",
-    ] {
-        headers.remove(name);
     }
 }
 

@@ -1,0 +1,78 @@
+//! Hop-by-hop fields (RFC 9110 §7.6.1): the fields that describe one
+//! connection and must not be forwarded by an intermediary, plus every field
+//! a `Connection` header nominates.
+//!
+//! `wasi:http` hides `Connection` from guests (it is a forbidden field), so a
+//! guest could not know which fields it nominated: the host deletes them, on
+//! requests from clients and on responses from origins, before the guest
+//! sees the message (RFC 9111 §3.1: they must not be stored either).
+
+use http::{HeaderMap, HeaderName};
+
+/// Fields that are hop-by-hop whether or not `Connection` names them.
+const ALWAYS: [&str; 6] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+];
+
+/// Removes `Connection`, the fields it lists, and the standard hop-by-hop
+/// fields. Tokens that are not field names are ignored.
+pub fn remove_connection_fields(headers: &mut HeaderMap) {
+    let nominated: Vec<HeaderName> = headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+        .collect();
+    for name in nominated {
+        headers.remove(name);
+    }
+    for name in ALWAYS {
+        headers.remove(name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn map(fields: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in fields {
+            map.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        map
+    }
+
+    #[test]
+    fn nominated_fields_go_in_any_case_and_across_repeated_connection_fields() {
+        let mut headers = map(&[
+            ("connection", "close, X-Foo"),
+            ("connection", " x-bar ,,"),
+            ("x-foo", "1"),
+            ("x-bar", "2"),
+            ("keep-alive", "timeout=5"),
+            ("x-kept", "3"),
+        ]);
+        remove_connection_fields(&mut headers);
+        let left: Vec<&str> = headers.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left, ["x-kept"]);
+    }
+
+    #[test]
+    fn tokens_that_are_not_field_names_are_ignored() {
+        let mut headers = map(&[("connection", "bad token, x-a"), ("x-a", "1"), ("x-b", "2")]);
+        remove_connection_fields(&mut headers);
+        let left: Vec<&str> = headers.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left, ["x-b"]);
+    }
+}
