@@ -3,11 +3,13 @@
 //! One module per host capability, each owning its configuration:
 //! [`manifest`] and [`runtime_config`] parse the files, [`variables`],
 //! [`key_value`] and [`outbound`] implement what components may use,
-//! [`routes`] and [`server`] are the HTTP trigger ([`hop_by_hop`] drops
-//! connection-specific fields), [`engine`] compiles and
+//! [`routes`] and [`server`] are the HTTP trigger ([`connection`] and
+//! [`request_body`] bound what a client can make it do; [`hop_by_hop`]
+//! drops connection-specific fields), [`engine`] compiles and
 //! caches components, [`limits`] bounds each request's instance.
 
 pub mod app;
+pub mod connection;
 pub mod engine;
 pub mod guest_log;
 pub mod hop_by_hop;
@@ -16,6 +18,7 @@ pub mod limits;
 pub mod manifest;
 pub mod outbound;
 pub mod outbound_http;
+pub mod request_body;
 pub mod routes;
 pub mod runtime_config;
 pub mod server;
@@ -25,4 +28,4 @@ pub mod variables;
 
 pub use app::{App, AppOptions};
 pub use limits::InstanceLimits;
-pub use server::serve;
+pub use server::{ServerOptions, serve, serve_with};

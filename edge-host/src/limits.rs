@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use wasmtime::{Engine, EngineWeak};
+use wasmtime::{Engine, EngineWeak, ResourceLimiter, StoreLimits, StoreLimitsBuilder};
 
 /// Default wall-clock limit per request: room for a primary and a backup
 /// origin at their default timeouts, with margin.
@@ -37,6 +37,82 @@ impl Default for InstanceLimits {
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             max_memory_bytes: DEFAULT_MAX_MEMORY_BYTES,
         }
+    }
+}
+
+/// An instance's memory limit: wasmtime's [`StoreLimits`], which also
+/// remembers whether it refused memory, so the host can tell a client its
+/// request was stopped by the memory limit without showing it the trap.
+pub struct InstanceLimiter {
+    inner: StoreLimits,
+    max_memory_bytes: usize,
+    hit: Arc<AtomicBool>,
+}
+
+impl InstanceLimiter {
+    /// A limiter allowing `max_memory_bytes` of linear memory.
+    pub fn new(max_memory_bytes: usize) -> Self {
+        InstanceLimiter {
+            // A failed grow traps rather than handing the guest a null
+            // pointer: the log then says what happened.
+            inner: StoreLimitsBuilder::new()
+                .memory_size(max_memory_bytes)
+                .trap_on_grow_failure(true)
+                .build(),
+            max_memory_bytes,
+            hit: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Set once memory was refused.
+    pub fn memory_limit_hit(&self) -> Arc<AtomicBool> {
+        self.hit.clone()
+    }
+}
+
+impl ResourceLimiter for InstanceLimiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.max_memory_bytes {
+            self.hit.store(true, Ordering::SeqCst);
+        }
+        self.inner.memory_growing(current, desired, maximum)
+    }
+
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        // The allocator could not provide memory within the limit (the
+        // pooling allocator's slot is smaller than `--max-memory-mb`).
+        self.hit.store(true, Ordering::SeqCst);
+        self.inner.memory_grow_failed(error)
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.inner.table_growing(current, desired, maximum)
+    }
+
+    fn table_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.inner.table_grow_failed(error)
+    }
+
+    fn instances(&self) -> usize {
+        self.inner.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.inner.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.inner.memories()
     }
 }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use edge_host::{App, AppOptions, InstanceLimits};
+use edge_host::{App, AppOptions, InstanceLimits, ServerOptions};
 
 #[derive(Parser)]
 #[command(
@@ -47,6 +47,24 @@ enum Command {
         #[arg(long, default_value_t = (edge_host::limits::DEFAULT_MAX_MEMORY_BYTES >> 20) as u64,
               value_parser = clap::value_parser!(u64).range(1..=4096))]
         max_memory_mb: u64,
+        /// Largest request body accepted, in bytes; larger ones get 413
+        /// (nginx's client_max_body_size).
+        #[arg(long, default_value_t = edge_host::request_body::DEFAULT_MAX_REQUEST_BODY_BYTES,
+              value_parser = clap::value_parser!(u64).range(1..))]
+        max_request_body_bytes: u64,
+        /// Time a client has to send a request's header section, in
+        /// milliseconds (nginx's client_header_timeout).
+        #[arg(long, default_value_t = edge_host::connection::DEFAULT_CLIENT_HEADER_TIMEOUT.as_millis() as u64,
+              value_parser = clap::value_parser!(u64).range(1..))]
+        client_header_timeout_ms: u64,
+        /// How long an idle keep-alive connection is kept, in milliseconds;
+        /// 0 turns keep-alive off (nginx's keepalive_timeout).
+        #[arg(long, default_value_t = edge_host::connection::DEFAULT_KEEPALIVE_TIMEOUT.as_millis() as u64)]
+        keepalive_timeout_ms: u64,
+        /// Connections served at once; more are answered 503 and closed.
+        #[arg(long, default_value_t = edge_host::connection::DEFAULT_MAX_CONNECTIONS,
+              value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+        max_connections: u32,
     },
 }
 
@@ -78,7 +96,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         max_instances,
         request_timeout_ms,
         max_memory_mb,
+        max_request_body_bytes,
+        client_header_timeout_ms,
+        keepalive_timeout_ms,
+        max_connections,
     } = cli.command;
+    let server = ServerOptions {
+        max_request_body_bytes,
+        client_header_timeout: Duration::from_millis(client_header_timeout_ms),
+        keepalive_timeout: Duration::from_millis(keepalive_timeout_ms),
+        max_connections,
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -102,7 +130,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
         let address = listener.local_addr()?;
         eprintln!("edge-host: serving `{}` on http://{address}", app.name());
-        edge_host::serve(app, listener, shutdown_signal()).await?;
+        edge_host::serve_with(app, listener, server, shutdown_signal()).await?;
         eprintln!("edge-host: stopped");
         Ok(())
     })

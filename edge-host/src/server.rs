@@ -1,13 +1,24 @@
 //! The HTTP trigger: accepts connections, routes each request to a
 //! component instance, and shuts down gracefully.
+//!
+//! What a client can make the host do is bounded: connections at once
+//! ([`ServerOptions::max_connections`]), time to send a header section and
+//! time idle between requests ([`crate::connection`]), request body size
+//! ([`crate::request_body`]). A failure inside the host or a component is
+//! answered with a short message and an error id; the detail (a trap and
+//! its backtrace) goes to the log under that id only.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Instant;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll, ready};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
+use http_body::{Body, Frame, SizeHint};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -15,23 +26,76 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use wasmtime::Store;
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use crate::app::App;
+use crate::connection::{
+    Activity, ConnectionLimits, DEFAULT_CLIENT_HEADER_TIMEOUT, DEFAULT_KEEPALIVE_TIMEOUT,
+    DEFAULT_MAX_CONNECTIONS, Expired, RequestGuard, TrackedStream, shed, watchdog,
+};
 use crate::hop_by_hop::remove_connection_fields;
+use crate::request_body::{BodyWatch, DEFAULT_MAX_REQUEST_BODY_BYTES, LimitedBody};
 use crate::state::RequestState;
 
-/// Serves `app` on `listener` until `shutdown` resolves, then stops
-/// accepting and waits for in-flight requests to finish.
+/// How the HTTP trigger treats clients (the `edge-host up` flags, as data).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerOptions {
+    /// Largest request body accepted; larger ones get `413`.
+    pub max_request_body_bytes: u64,
+    /// Time a client has to send a request's header section: from the
+    /// accept for the first request, from its first byte for later ones.
+    pub client_header_timeout: Duration,
+    /// How long an idle keep-alive connection is kept; zero turns
+    /// keep-alive off.
+    pub keepalive_timeout: Duration,
+    /// Connections served at once; more are answered `503` and closed.
+    pub max_connections: u32,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            max_request_body_bytes: DEFAULT_MAX_REQUEST_BODY_BYTES,
+            client_header_timeout: DEFAULT_CLIENT_HEADER_TIMEOUT,
+            keepalive_timeout: DEFAULT_KEEPALIVE_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+        }
+    }
+}
+
+/// Connections over the cap that may be waiting for their `503` at once;
+/// beyond that they are closed without one.
+const MAX_SHEDDING: usize = 64;
+
+/// Serves `app` on `listener` with [`ServerOptions::default`] until
+/// `shutdown` resolves; see [`serve_with`].
 pub async fn serve(
     app: Arc<App>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
+    serve_with(app, listener, ServerOptions::default(), shutdown).await
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves, then stops
+/// accepting and waits for in-flight requests to finish.
+pub async fn serve_with(
+    app: Arc<App>,
+    listener: TcpListener,
+    options: ServerOptions,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
     let graceful = GracefulShutdown::new();
+    let slots = Arc::new(Semaphore::new(options.max_connections as usize));
+    let shedding = Arc::new(Semaphore::new(MAX_SHEDDING));
+    let limits = ConnectionLimits {
+        header_timeout: options.client_header_timeout,
+        keepalive_timeout: options.keepalive_timeout,
+    };
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         tokio::select! {
@@ -44,15 +108,49 @@ pub async fn serve(
                     }
                 };
                 let _ = stream.set_nodelay(true);
+                let Ok(slot) = slots.clone().try_acquire_owned() else {
+                    tracing::warn!(
+                        "connection from {peer} refused: {} connections already open (--max-connections)",
+                        options.max_connections
+                    );
+                    if let Ok(shedding) = shedding.clone().try_acquire_owned() {
+                        tokio::spawn(async move {
+                            shed(stream).await;
+                            drop(shedding);
+                        });
+                    }
+                    continue;
+                };
+                let activity = Activity::new();
+                let stream = TrackedStream::new(stream, activity.clone(), slot);
                 let app = app.clone();
-                let service = service_fn(move |request| handle(app.clone(), request, peer));
+                let requests = activity.clone();
+                let service = service_fn(move |request: Request<Incoming>| {
+                    let watch = BodyWatch::new(request.body().is_end_stream());
+                    let guard = requests.request_started(watch.clone());
+                    handle(app.clone(), request, peer, options, guard, watch)
+                });
                 let connection = http1::Builder::new()
-                    .keep_alive(true)
+                    .keep_alive(!options.keepalive_timeout.is_zero())
                     .serve_connection(TokioIo::new(stream), service);
                 let connection = graceful.watch(connection);
                 tokio::spawn(async move {
-                    if let Err(error) = connection.await {
-                        tracing::debug!("connection from {peer}: {error}");
+                    tokio::select! {
+                        outcome = connection => {
+                            if let Err(error) = outcome {
+                                tracing::debug!("connection from {peer}: {error}");
+                            }
+                        }
+                        expired = watchdog(activity, limits) => match expired {
+                            Expired::Header => tracing::debug!(
+                                "connection from {peer} closed: no complete header section within {} ms",
+                                limits.header_timeout.as_millis()
+                            ),
+                            Expired::Idle => tracing::debug!(
+                                "connection from {peer} closed: idle for {} ms",
+                                limits.keepalive_timeout.as_millis()
+                            ),
+                        },
                     }
                 });
             }
@@ -65,75 +163,242 @@ pub async fn serve(
     Ok(())
 }
 
-fn plain(status: StatusCode, text: &str) -> Response<HyperOutgoingBody> {
+fn plain(status: StatusCode, text: &str, close: bool) -> Response<HyperOutgoingBody> {
     let body = Full::new(Bytes::from(format!("{text}\n")))
         .map_err(|never: Infallible| match never {})
         .boxed_unsync();
     let mut response = Response::new(body);
     *response.status_mut() = status;
-    response.headers_mut().insert(
+    let headers = response.headers_mut();
+    headers.insert(
         http::header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
+    headers.insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    );
+    if close {
+        headers.insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    }
     response
+}
+
+/// A short, unguessable id that ties a client's `500` to its log line.
+fn error_id() -> String {
+    static SEED: OnceLock<u64> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let seed = *SEED.get_or_init(|| {
+        use std::hash::BuildHasher;
+        std::collections::hash_map::RandomState::new().hash_one(std::process::id())
+    });
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(&seed.to_le_bytes());
+    hasher.update(&n.to_le_bytes());
+    hasher.finalize().to_hex()[..16].to_owned()
 }
 
 async fn handle(
     app: Arc<App>,
     request: Request<Incoming>,
     peer: SocketAddr,
-) -> Result<Response<HyperOutgoingBody>, Infallible> {
+    options: ServerOptions,
+    guard: RequestGuard,
+    trip: Arc<BodyWatch>,
+) -> Result<Response<ServerBody>, Infallible> {
     let started = Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
-    let (response, component) = match dispatch(&app, request, peer).await {
-        Ok((response, component)) => (response, component),
-        Err((status, message, component)) => {
-            if status.is_server_error() {
-                tracing::error!(component, "{method} {path}: {message}");
+    let (response, component, from_component) =
+        match dispatch(&app, request, peer, &options, &trip).await {
+            Ok((response, component)) => (response, component, true),
+            Err(failure) => {
+                let Failure {
+                    status,
+                    public,
+                    detail,
+                    component,
+                    close,
+                } = failure;
+                let text = match detail {
+                    Some(detail) => {
+                        let id = error_id();
+                        // One line per failure (a wasm backtrace spans many),
+                        // so a search for the id finds all of it.
+                        let detail = detail
+                            .lines()
+                            .map(str::trim)
+                            .filter(|l| !l.is_empty())
+                            .collect::<Vec<_>>()
+                            .join(" | ");
+                        tracing::error!(component, "{method} {path}: error id {id}: {detail}");
+                        format!("{public} (error id {id})")
+                    }
+                    None => public,
+                };
+                (plain(status, &text, close), component, false)
             }
-            (plain(status, &message), component)
-        }
-    };
+        };
     tracing::info!(
         component,
         status = response.status().as_u16(),
         elapsed_us = started.elapsed().as_micros() as u64,
         "{method} {path}"
     );
-    Ok(response)
+    Ok(response.map(|body| ServerBody {
+        inner: body,
+        trip: from_component.then_some(trip),
+        guard,
+    }))
+}
+
+/// The body of every response the server sends: it ends the connection if
+/// the request body goes past the limit after a component's response
+/// started, and tells the connection's watchdog when the response is over.
+pub(crate) struct ServerBody {
+    inner: HyperOutgoingBody,
+    /// The request's body, for a component's response.
+    trip: Option<Arc<BodyWatch>>,
+    guard: RequestGuard,
+}
+
+impl Body for ServerBody {
+    type Data = Bytes;
+    type Error = wasmtime_wasi_http::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        if self.trip.as_ref().is_some_and(|trip| trip.is_tripped()) {
+            // The response cannot be finished honestly: an error makes hyper
+            // close the connection.
+            self.guard.finish();
+            return Poll::Ready(Some(Err(wasmtime_wasi_http::Error::HttpRequestBodySize(
+                None,
+            ))));
+        }
+        let frame = ready!(Pin::new(&mut self.inner).poll_frame(cx));
+        if frame.is_none() {
+            self.guard.finish();
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 type Dispatched = (Response<HyperOutgoingBody>, String);
-type Failure = (StatusCode, String, String);
+
+/// A request the host answers itself.
+struct Failure {
+    status: StatusCode,
+    /// What the client is told: never a trap, a backtrace or host internals.
+    public: String,
+    /// The full cause, for the log only; its presence gives the answer an
+    /// error id.
+    detail: Option<String>,
+    component: String,
+    /// Whether the connection closes after the answer.
+    close: bool,
+}
+
+impl Failure {
+    fn client(status: StatusCode, public: impl Into<String>, component: &str) -> Failure {
+        Failure {
+            status,
+            public: public.into(),
+            detail: None,
+            component: component.to_owned(),
+            close: false,
+        }
+    }
+
+    fn internal(public: impl Into<String>, detail: String, component: &str) -> Failure {
+        Failure {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            public: public.into(),
+            detail: Some(detail),
+            component: component.to_owned(),
+            close: false,
+        }
+    }
+
+    fn body_too_large(limit: u64, component: &str) -> Failure {
+        Failure {
+            close: true,
+            ..Failure::client(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("request body too large: the limit is {limit} bytes"),
+                component,
+            )
+        }
+    }
+}
+
+/// What became of a request's instance.
+enum Outcome {
+    Finished,
+    Failed(wasmtime::Error),
+    TimedOut,
+}
+
+/// What a failed instance's client is told: the limit that stopped it, or
+/// nothing more than that something failed.
+fn public_cause(outcome: &Outcome, limits: &crate::InstanceLimits, memory_hit: bool) -> String {
+    match outcome {
+        Outcome::TimedOut => format!(
+            "internal error: stopped after the {} ms request time limit",
+            limits.request_timeout.as_millis()
+        ),
+        Outcome::Failed(_) if memory_hit => format!(
+            "internal error: stopped at the {} MiB memory limit",
+            limits.max_memory_bytes >> 20
+        ),
+        _ => "internal error".to_owned(),
+    }
+}
 
 async fn dispatch(
     app: &App,
-    mut request: Request<Incoming>,
+    request: Request<Incoming>,
     peer: SocketAddr,
+    options: &ServerOptions,
+    trip: &Arc<BodyWatch>,
 ) -> Result<Dispatched, Failure> {
+    let limit = options.max_request_body_bytes;
+    // `Content-Length` over the limit: answered before anything reads the
+    // body (hyper sends no `100 Continue` for a body never polled).
+    if request.body().size_hint().lower() > limit {
+        return Err(Failure::body_too_large(limit, ""));
+    }
     let path = request.uri().path().to_owned();
     let Some(route) = app.router.route(&path) else {
-        return Err((
+        return Err(Failure::client(
             StatusCode::NOT_FOUND,
-            "no route matches this path".into(),
-            String::new(),
+            "no route matches this path",
+            "",
         ));
     };
     let component = &app.components[*route.handler];
     let component_id = component.context.id.to_string();
-    let fail = |status, message: String| (status, message, component_id.clone());
+    let internal = |detail: String| Failure::internal("internal error", detail, &component_id);
 
+    let mut request = request;
     set_spin_headers(&mut request, peer, &route.matched_route, &route.path_info);
+    let request = request.map(|body| LimitedBody::new(body, limit, trip.clone()));
 
     let limits = app.limits;
-    let state =
-        RequestState::new(component.context.clone(), limits.max_memory_bytes).map_err(|e| {
-            fail(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("preparing instance: {e:#}"),
-            )
-        })?;
+    let state = RequestState::new(component.context.clone(), limits.max_memory_bytes)
+        .map_err(|e| internal(format!("preparing instance: {e:#}")))?;
+    let memory_hit = state.memory_limit_hit();
     let mut store = Store::new(component.pre.engine(), state);
     store.limiter(|state| &mut state.limits);
     // Yield at every epoch tick so the time limit below can stop a guest
@@ -143,19 +408,25 @@ async fn dispatch(
         .data_mut()
         .http()
         .new_incoming_request(Scheme::Http, request)
-        .map_err(|e| fail(StatusCode::BAD_REQUEST, format!("bad request: {e:#}")))?;
-    let (sender, receiver) = tokio::sync::oneshot::channel();
+        .map_err(|e| {
+            Failure::client(
+                StatusCode::BAD_REQUEST,
+                format!("bad request: {e:#}"),
+                &component_id,
+            )
+        })?;
+    let (sender, mut receiver) = tokio::sync::oneshot::channel();
     let outparam = store
         .data_mut()
         .http()
         .new_response_outparam(sender)
-        .map_err(|e| fail(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))?;
+        .map_err(|e| internal(format!("{e:#}")))?;
 
     // The guest runs in its own task: it may keep working after it has sent
     // the response head (streaming the body, or background work).
     let pre = component.pre.clone();
     let id = component.context.id.clone();
-    let task = tokio::spawn(async move {
+    let mut task = tokio::spawn(async move {
         let run = async {
             let proxy = pre.instantiate_async(&mut store).await?;
             proxy
@@ -165,40 +436,73 @@ async fn dispatch(
         };
         // Dropping the future stops the guest at its next yield.
         match tokio::time::timeout(limits.request_timeout, run).await {
-            Ok(outcome) => outcome,
-            Err(_) => Err(wasmtime::Error::msg(format!(
-                "stopped after the {} ms request time limit",
-                limits.request_timeout.as_millis()
-            ))),
+            Ok(Ok(())) => Outcome::Finished,
+            Ok(Err(error)) => Outcome::Failed(error),
+            Err(_) => Outcome::TimedOut,
         }
     });
 
-    match receiver.await {
-        Ok(Ok(response)) => {
+    let answered = tokio::select! {
+        // A body over the limit decides the answer, whatever the guest made
+        // of its failed read.
+        biased;
+        () = trip.tripped() => None,
+        answered = &mut receiver => Some(answered),
+    };
+    if trip.is_tripped() {
+        task.abort();
+        tracing::debug!(
+            component = &*id,
+            "request body over the {limit}-byte limit; instance stopped"
+        );
+        return Err(Failure::body_too_large(limit, &component_id));
+    }
+    match answered {
+        Some(Ok(Ok(response))) => {
             // The client has its answer; a failure of the work the guest
             // still does (a refresh after responding) is only for the log.
             // A failure before responding is logged once, by `handle`.
             tokio::spawn(async move {
-                if let Ok(Err(error)) = task.await {
-                    tracing::warn!(
+                match task.await {
+                    Ok(Outcome::Failed(error)) => tracing::warn!(
                         component = &*id,
                         "instance failed after responding: {error:#}"
-                    );
+                    ),
+                    Ok(Outcome::TimedOut) => tracing::warn!(
+                        component = &*id,
+                        "instance stopped after responding: over the {} ms request time limit",
+                        limits.request_timeout.as_millis()
+                    ),
+                    _ => {}
                 }
             });
             Ok((response, component_id))
         }
-        Ok(Err(code)) => Err(fail(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("component answered with an error: {code:?}"),
-        )),
-        Err(_) => {
-            let cause = match task.await {
-                Ok(Ok(())) => "component returned without sending a response".to_owned(),
-                Ok(Err(error)) => format!("component failed: {error:#}"),
-                Err(error) => format!("component task failed: {error}"),
-            };
-            Err(fail(StatusCode::INTERNAL_SERVER_ERROR, cause))
+        Some(Ok(Err(code))) => Err(internal(format!(
+            "component answered with an error: {code:?}"
+        ))),
+        Some(Err(_)) | None => {
+            let outcome = (&mut task).await;
+            let memory_hit = memory_hit.load(Ordering::SeqCst);
+            Err(match outcome {
+                Ok(outcome) => {
+                    let public = public_cause(&outcome, &limits, memory_hit);
+                    let detail = match outcome {
+                        Outcome::Finished => {
+                            "component returned without sending a response".to_owned()
+                        }
+                        // With the trap and its wasm backtrace: the log is
+                        // where an operator looks for them.
+                        Outcome::Failed(error) => format!("component failed: {error:#}"),
+                        Outcome::TimedOut => format!(
+                            "component stopped after the {} ms request time limit",
+                            limits.request_timeout.as_millis()
+                        ),
+                    };
+                    Failure::internal(public, detail, &component_id)
+                }
+                Err(error) => internal(format!("component task failed: {error}")),
+            })
         }
     }
 }
@@ -246,6 +550,58 @@ fn set_spin_headers(
     for (name, value) in values {
         if let Ok(value) = HeaderValue::from_str(&value) {
             headers.insert(HeaderName::from_static(name), value);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::connection::Activity;
+
+    fn body(trip: Option<Arc<BodyWatch>>) -> ServerBody {
+        let guard = Activity::new().request_started(BodyWatch::new(true));
+        ServerBody {
+            inner: Full::new(Bytes::from_static(b"streaming"))
+                .map_err(|never: Infallible| match never {})
+                .boxed_unsync(),
+            trip,
+            guard,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_component_response_is_broken_off_once_the_request_body_passes_the_limit() {
+        let watch = BodyWatch::new(false);
+        let mut tripped = LimitedBody::new(
+            Full::<Bytes>::new(Bytes::from_static(b"too long")),
+            3,
+            watch.clone(),
+        );
+        assert!(tripped.frame().await.unwrap().is_err());
+        let error = body(Some(watch.clone())).collect().await.err();
+        assert!(
+            matches!(
+                error,
+                Some(wasmtime_wasi_http::Error::HttpRequestBodySize(_))
+            ),
+            "{error:?}"
+        );
+        // The host's own answer (the 413) is sent whole.
+        let own = body(None).collect().await.unwrap().to_bytes();
+        assert_eq!(&own[..], b"streaming");
+        // And a component's response with a body under the limit too.
+        let within = body(Some(BodyWatch::new(false))).collect().await.unwrap();
+        assert_eq!(&within.to_bytes()[..], b"streaming");
+    }
+
+    #[test]
+    fn error_ids_are_16_hex_digits_and_differ() {
+        let (a, b) = (error_id(), error_id());
+        assert_ne!(a, b);
+        for id in [a, b] {
+            assert_eq!(id.len(), 16);
+            assert!(id.bytes().all(|c| c.is_ascii_hexdigit()), "{id}");
         }
     }
 }

@@ -5,13 +5,15 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use std::sync::atomic::AtomicBool;
 use wasmtime::component::ResourceTable;
-use wasmtime::{StoreLimits, StoreLimitsBuilder};
+
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::guest_log::{GuestLog, GuestStream};
 use crate::key_value::StoreBackend;
+use crate::limits::InstanceLimiter;
 use crate::outbound::AllowedHosts;
 use crate::outbound_http::OutboundHooks;
 
@@ -38,7 +40,7 @@ pub struct RequestState {
     pub(crate) table: ResourceTable,
     pub(crate) hooks: OutboundHooks,
     pub(crate) component: Arc<ComponentContext>,
-    pub(crate) limits: StoreLimits,
+    pub(crate) limits: InstanceLimiter,
 }
 
 impl RequestState {
@@ -60,13 +62,14 @@ impl RequestState {
             table: ResourceTable::new(),
             hooks: OutboundHooks::new(component.id.clone(), component.allowed_hosts.clone()),
             component,
-            // A failed grow traps rather than handing the guest a null
-            // pointer: the log then says what happened.
-            limits: StoreLimitsBuilder::new()
-                .memory_size(max_memory_bytes)
-                .trap_on_grow_failure(true)
-                .build(),
+            limits: InstanceLimiter::new(max_memory_bytes),
         })
+    }
+
+    /// Set once this instance was refused memory: a failure after that is
+    /// the memory limit's doing.
+    pub fn memory_limit_hit(&self) -> Arc<AtomicBool> {
+        self.limits.memory_limit_hit()
     }
 }
 

@@ -1,4 +1,5 @@
-//! `edge-host up` as a process: start-up errors and graceful shutdown.
+//! `edge-host up` as a process: start-up errors, flag errors, graceful
+//! shutdown, and what a failed instance leaves in the log.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -229,4 +230,113 @@ fn sigterm_finishes_in_flight_requests_then_exits_0() {
     assert_eq!(exit.code(), Some(0));
     // And it no longer accepts connections.
     assert!(TcpStream::connect(("127.0.0.1", port)).is_err());
+}
+
+/// Flag values out of range are refused by name, before anything starts.
+#[test]
+fn bad_server_flag_values_are_refused_naming_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    for (flag, value) in [
+        ("--max-request-body-bytes", "0"),
+        ("--max-request-body-bytes", "16MiB"),
+        ("--client-header-timeout-ms", "0"),
+        ("--keepalive-timeout-ms", "soon"),
+        ("--max-connections", "0"),
+    ] {
+        let (code, stderr) = run_up(dir.path(), &[flag, value]);
+        assert_eq!(code, 2, "{flag} {value}: {stderr}");
+        assert!(
+            stderr.contains(flag) && stderr.contains(value),
+            "{flag} {value}: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
+
+/// A failed instance: the client gets an error id and no detail; the log
+/// has the detail under the same id.
+#[test]
+fn a_failed_instance_is_logged_in_full_under_the_error_id_the_client_got() {
+    let wasm = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/wasm32-wasip2/release/misbehaving_component.wasm");
+    assert!(
+        wasm.exists(),
+        "{} missing: run `make wasm` first (make test does)",
+        wasm.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = write(
+        dir.path(),
+        "spin.toml",
+        &format!(
+            "spin_manifest_version = 2\n[application]\nname = \"m\"\n\
+             [[trigger.http]]\nroute = \"/...\"\ncomponent = \"m\"\n[component.m]\nsource = {:?}\n",
+            wasm.display().to_string()
+        ),
+    );
+    let mut child = Running(
+        Command::new(BIN)
+            .args(["up", "-f"])
+            .arg(&manifest)
+            .args(["--listen", "127.0.0.1:0", "--max-memory-mb", "32"])
+            .env(
+                "EDGE_HOST_CACHE_DIR",
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/edge-host-cache"),
+            )
+            .env("RUST_LOG", "info")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    // Every stderr line, as it comes.
+    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
+    let stderr = BufReader::new(child.0.stderr.take().unwrap());
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let next_line = || {
+        lines
+            .recv_timeout(Duration::from_secs(30))
+            .expect("edge-host went quiet or exited")
+    };
+    let address = loop {
+        let line = next_line();
+        if let Some((_, address)) = line.split_once("serving `m` on http://") {
+            break address.trim().to_owned();
+        }
+    };
+
+    let mut client = TcpStream::connect(&address).unwrap();
+    client
+        .write_all(b"GET /grow HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n")
+        .unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut response = String::new();
+    client.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 500"), "{response}");
+    let id = response
+        .split("(error id ")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .unwrap_or_else(|| panic!("no error id in {response}"))
+        .to_owned();
+    assert!(!response.contains("backtrace"), "{response}");
+
+    let logged = loop {
+        let line = next_line();
+        if line.contains(&id) {
+            break line;
+        }
+    };
+    assert!(logged.contains("ERROR"), "{logged}");
+    assert!(logged.contains("GET /grow: error id"), "{logged}");
+    // The detail the client did not get: the trap and where it happened.
+    assert!(logged.contains("memory"), "{logged}");
+    assert!(logged.contains("wasm backtrace"), "{logged}");
 }

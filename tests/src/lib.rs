@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use edge_host::key_value::StoreOverrides;
-use edge_host::{App, AppOptions, InstanceLimits};
+use edge_host::{App, AppOptions, InstanceLimits, ServerOptions};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -99,6 +99,8 @@ pub struct EdgeSetup {
     /// Where to listen (default: an ephemeral loopback port); lets a
     /// restarted edge come back where its clients expect it.
     pub listen: Option<SocketAddr>,
+    /// How the server treats clients (body limit, timeouts, connection cap).
+    pub server: ServerOptions,
 }
 
 impl EdgeSetup {
@@ -171,7 +173,7 @@ impl Edge {
             limits: setup.limits,
             store_overrides: setup.store_overrides.clone(),
         };
-        Edge::serve_app_on(options, workdir, setup.listen).await
+        Edge::serve_app_with(options, workdir, setup.listen, setup.server).await
     }
 
     /// Loads and serves any application; `workdir` (holding its files) lives
@@ -190,12 +192,22 @@ impl Edge {
         workdir: tempfile::TempDir,
         listen: Option<SocketAddr>,
     ) -> anyhow::Result<Edge> {
+        Edge::serve_app_with(options, workdir, listen, ServerOptions::default()).await
+    }
+
+    /// [`Edge::serve_app_on`] with `server` options.
+    pub async fn serve_app_with(
+        options: AppOptions,
+        workdir: tempfile::TempDir,
+        listen: Option<SocketAddr>,
+        server: ServerOptions,
+    ) -> anyhow::Result<Edge> {
         let app = Arc::new(tokio::task::spawn_blocking(move || App::load(&options)).await??);
         let listen = listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
         let listener = tokio::net::TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;
         let (shutdown, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(edge_host::serve(app, listener, async move {
+        let task = tokio::spawn(edge_host::serve_with(app, listener, server, async move {
             let _ = stopped.await;
         }));
         Ok(Edge {

@@ -1,25 +1,58 @@
-//! What edge-host does for every request, whatever the component: the
+//! What edge-host does for every request, whatever the component: bound
+//! request bodies, header and keep-alive timeouts, a connection cap, the
 //! removal of `Connection`-nominated fields both ways, and relaying an
 //! origin body at its declared length. Over real sockets, through the real
-//! compiled component.
+//! compiled components.
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use edge_tests::{Edge, EdgeSetup};
+use edge_host::{AppOptions, InstanceLimits, ServerOptions};
+use edge_tests::{Edge, EdgeSetup, built_component, workspace_root};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
-use wiremock::matchers::path;
+use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 /// The longest any single test waits for the edge to do something.
 const BOUND: Duration = Duration::from_secs(10);
 
-async fn cache_edge(origin: &str) -> Edge {
-    Edge::start(EdgeSetup::origin(origin))
+/// An edge serving the misbehaving component (`/ok` answers `200 ok`):
+/// enough to exercise the server without an origin.
+async fn plain_edge(server: ServerOptions) -> Edge {
+    let wasm = built_component("misbehaving_component");
+    let workdir = tempfile::tempdir().unwrap();
+    let manifest = workdir.path().join("spin.toml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "spin_manifest_version = 2\n[application]\nname = \"plain\"\n\
+             [[trigger.http]]\nroute = \"/...\"\ncomponent = \"c\"\n\
+             [component.c]\nsource = {:?}\n",
+            wasm.display().to_string()
+        ),
+    )
+    .unwrap();
+    let options = AppOptions {
+        manifest,
+        cache_dir: Some(workspace_root().join("target/edge-host-cache")),
+        max_instances: Some(16),
+        limits: Some(InstanceLimits::default()),
+        ..Default::default()
+    };
+    Edge::serve_app_with(options, workdir, None, server)
         .await
-        .expect("edge starts")
+        .expect("host starts")
+}
+
+async fn cache_edge(origin: &str, server: ServerOptions) -> Edge {
+    Edge::start(EdgeSetup {
+        server,
+        ..EdgeSetup::origin(origin)
+    })
+    .await
+    .expect("edge starts")
 }
 
 /// Reads until the peer closes; panics if that takes longer than [`BOUND`].
@@ -39,8 +72,231 @@ async fn read_to_close(stream: &mut TcpStream) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Reads one response (its body delimited by `Content-Length` or chunked),
+/// leaving the connection open.
+async fn read_response(stream: &mut TcpStream) -> String {
+    let mut out = Vec::new();
+    tokio::time::timeout(BOUND, async {
+        let mut buf = [0u8; 8192];
+        loop {
+            let text = String::from_utf8_lossy(&out).into_owned();
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let field = |wanted: &str| {
+                    head.lines().find_map(|l| {
+                        let (name, value) = l.split_once(':')?;
+                        name.eq_ignore_ascii_case(wanted)
+                            .then(|| value.trim().to_ascii_lowercase())
+                    })
+                };
+                let complete = match field("content-length") {
+                    Some(length) => body.len() >= length.parse::<usize>().unwrap(),
+                    None => {
+                        assert_eq!(field("transfer-encoding").as_deref(), Some("chunked"));
+                        body.ends_with("0\r\n\r\n")
+                    }
+                };
+                if complete {
+                    return;
+                }
+            }
+            let n = stream.read(&mut buf).await.expect("read");
+            assert!(n > 0, "closed mid-response: {text}");
+            out.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await
+    .expect("a response in time");
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 async fn connect(edge: &Edge) -> TcpStream {
     TcpStream::connect(edge.addr).await.unwrap()
+}
+
+const GET_OK: &[u8] = b"GET /ok HTTP/1.1\r\nHost: t\r\n\r\n";
+
+// --- request body limit -------------------------------------------------
+
+fn small_body_limit() -> ServerOptions {
+    ServerOptions {
+        max_request_body_bytes: 1000,
+        ..Default::default()
+    }
+}
+
+async fn post_origin() -> MockServer {
+    let origin = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/upload"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("stored"))
+        .mount(&origin)
+        .await;
+    origin
+}
+
+#[tokio::test]
+async fn a_content_length_over_the_body_limit_is_413_without_reading_the_body() {
+    let origin = post_origin().await;
+    let edge = cache_edge(&origin.uri(), small_body_limit()).await;
+    let mut client = connect(&edge).await;
+    // The head only: an answer proves the edge did not wait for the body.
+    client
+        .write_all(b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 100000000\r\n\r\n")
+        .await
+        .unwrap();
+    let response = read_to_close(&mut client).await;
+    assert!(response.starts_with("HTTP/1.1 413"), "{response}");
+    assert!(response.contains("1000 bytes"), "{response}");
+    assert!(origin.received_requests().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_chunked_body_past_the_limit_is_cut_off_with_413() {
+    let origin = post_origin().await;
+    let edge = cache_edge(&origin.uri(), small_body_limit()).await;
+    let mut client = connect(&edge).await;
+    client
+        .write_all(b"POST /upload HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n")
+        .await
+        .unwrap();
+    let chunk = format!("258\r\n{}\r\n", "x".repeat(600));
+    for _ in 0..2 {
+        // The edge may close as soon as the limit is passed.
+        let _ = client.write_all(chunk.as_bytes()).await;
+    }
+    let _ = client.write_all(b"0\r\n\r\n").await;
+    let response = read_to_close(&mut client).await;
+    assert!(response.starts_with("HTTP/1.1 413"), "{response}");
+    assert!(origin.received_requests().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_body_within_the_limit_is_forwarded_whole() {
+    let origin = post_origin().await;
+    let edge = cache_edge(&origin.uri(), small_body_limit()).await;
+    let response = reqwest::Client::new()
+        .post(edge.url("/upload"))
+        .body("y".repeat(1000))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.unwrap(), "stored");
+    let received = origin.received_requests().await.unwrap();
+    assert_eq!(received[0].body.len(), 1000);
+}
+
+// --- header and keep-alive timeouts, connection cap ---------------------
+
+#[tokio::test]
+async fn a_connection_that_never_finishes_its_header_section_is_closed_after_the_header_timeout() {
+    let header_timeout = Duration::from_millis(300);
+    let edge = plain_edge(ServerOptions {
+        client_header_timeout: header_timeout,
+        ..Default::default()
+    })
+    .await;
+    let started = Instant::now();
+    let mut client = connect(&edge).await;
+    client
+        .write_all(b"GET /ok HTTP/1.1\r\nHost: t\r\n")
+        .await
+        .unwrap();
+    let response = read_to_close(&mut client).await;
+    assert!(
+        started.elapsed() >= header_timeout,
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(response.is_empty(), "{response}");
+
+    // A connection that sends nothing at all is closed the same way.
+    let started = Instant::now();
+    let mut silent = connect(&edge).await;
+    assert_eq!(read_to_close(&mut silent).await, "");
+    assert!(started.elapsed() >= header_timeout);
+}
+
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed_after_the_keepalive_timeout() {
+    let keepalive = Duration::from_millis(300);
+    let edge = plain_edge(ServerOptions {
+        keepalive_timeout: keepalive,
+        ..Default::default()
+    })
+    .await;
+    let mut client = connect(&edge).await;
+    // Before the request: the edge's idle time starts after this.
+    let asked = Instant::now();
+    client.write_all(GET_OK).await.unwrap();
+    let response = read_response(&mut client).await;
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    // Closed by the keep-alive timeout (the header timeout is 60 s).
+    assert_eq!(read_to_close(&mut client).await, "");
+    let waited = asked.elapsed();
+    assert!(waited >= keepalive, "{waited:?}");
+}
+
+#[tokio::test]
+async fn an_idle_connection_outlives_the_header_timeout_until_its_keepalive_timeout() {
+    let header_timeout = Duration::from_millis(200);
+    let edge = plain_edge(ServerOptions {
+        client_header_timeout: header_timeout,
+        keepalive_timeout: Duration::from_secs(30),
+        ..Default::default()
+    })
+    .await;
+    let mut client = connect(&edge).await;
+    client.write_all(GET_OK).await.unwrap();
+    assert!(read_response(&mut client).await.starts_with("HTTP/1.1 200"));
+    // Idle for three header timeouts: the connection must still be open
+    // (a read that times out, rather than one that sees the close).
+    let mut buf = [0u8; 16];
+    let idle = tokio::time::timeout(header_timeout * 3, client.read(&mut buf)).await;
+    assert!(idle.is_err(), "the idle connection was closed: {idle:?}");
+    client.write_all(GET_OK).await.unwrap();
+    assert!(read_response(&mut client).await.starts_with("HTTP/1.1 200"));
+}
+
+#[tokio::test]
+async fn over_the_connection_cap_a_client_gets_503_and_is_served_once_another_closes() {
+    let edge = plain_edge(ServerOptions {
+        max_connections: 2,
+        ..Default::default()
+    })
+    .await;
+    // Two connections, each proven admitted by an answer, kept open.
+    let mut first = connect(&edge).await;
+    first.write_all(GET_OK).await.unwrap();
+    assert!(read_response(&mut first).await.starts_with("HTTP/1.1 200"));
+    let mut second = connect(&edge).await;
+    second.write_all(GET_OK).await.unwrap();
+    assert!(read_response(&mut second).await.starts_with("HTTP/1.1 200"));
+
+    for _ in 0..2 {
+        let mut over = connect(&edge).await;
+        over.write_all(GET_OK).await.unwrap();
+        let shed = read_to_close(&mut over).await;
+        assert!(shed.starts_with("HTTP/1.1 503"), "{shed}");
+        assert!(
+            shed.to_ascii_lowercase().contains("retry-after: 1"),
+            "{shed}"
+        );
+        assert!(shed.ends_with("too many connections\n"), "{shed}");
+    }
+
+    // The first closes (its close seen by the client is the signal); a new
+    // connection is served, and the others go on being served.
+    first
+        .write_all(b"GET /ok HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    assert!(read_to_close(&mut first).await.starts_with("HTTP/1.1 200"));
+    let mut third = connect(&edge).await;
+    third.write_all(GET_OK).await.unwrap();
+    assert!(read_response(&mut third).await.starts_with("HTTP/1.1 200"));
+    second.write_all(GET_OK).await.unwrap();
+    assert!(read_response(&mut second).await.starts_with("HTTP/1.1 200"));
 }
 
 // --- Connection-nominated fields and the declared body length -----------
@@ -85,7 +341,7 @@ async fn connection_nominated_request_fields_never_reach_the_origin() {
         .respond_with(ResponseTemplate::new(200).set_body_string("ok"))
         .mount(&origin)
         .await;
-    let edge = cache_edge(&origin.uri()).await;
+    let edge = cache_edge(&origin.uri(), ServerOptions::default()).await;
     for request_line in ["GET /nominated", "DELETE /nominated"] {
         let mut client = connect(&edge).await;
         client
@@ -115,7 +371,7 @@ async fn connection_nominated_response_fields_are_neither_relayed_nor_stored() {
           Connection: x-foo\r\nX-Foo: 1\r\nX-Bar: 2\r\n\r\nok",
     )
     .await;
-    let edge = cache_edge(&origin).await;
+    let edge = cache_edge(&origin, ServerOptions::default()).await;
     let miss = edge.fetch("/nominated").await.unwrap();
     assert_eq!(miss.status, 200, "{}", miss.text());
     assert_eq!(miss.headers["x-bar"], "2");
@@ -132,7 +388,7 @@ async fn an_origin_body_longer_than_its_content_length_is_relayed_at_the_declare
         b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nCache-Control: no-store\r\n\r\n0123456789",
     )
     .await;
-    let edge = cache_edge(&origin).await;
+    let edge = cache_edge(&origin, ServerOptions::default()).await;
     let fetched = edge.fetch("/long").await.unwrap();
     assert_eq!(fetched.status, 200, "{}", fetched.text());
     assert_eq!(fetched.text(), "01234");

@@ -1,6 +1,8 @@
 //! edge-host's per-request limits, against a component that misbehaves on
 //! request (tests/misbehaving-component): a guest that loops or allocates
-//! without end is stopped with a 500, and the host keeps serving.
+//! without end is stopped with a 500, and the host keeps serving. The 500
+//! says which limit stopped it and gives an error id, never the trap: the
+//! detail is for the log (see edge-host's CLI tests).
 
 use std::time::{Duration, Instant};
 
@@ -61,6 +63,7 @@ async fn a_component_that_loops_for_ever_is_stopped_and_the_host_keeps_serving()
     assert_eq!(stopped.status(), 500);
     let body = stopped.text().await.unwrap();
     assert!(body.contains("1000 ms request time limit"), "{body}");
+    assert_short_with_error_id(&body);
     assert!(waited >= TIME_LIMIT, "stopped after {waited:?}");
     assert!(waited < TIME_LIMIT * 10, "stopped only after {waited:?}");
 
@@ -80,6 +83,58 @@ async fn a_component_that_allocates_without_end_is_stopped_at_its_memory_limit()
         !body.contains("time limit"),
         "stopped by the clock, not the memory limit: {body}"
     );
+    assert_short_with_error_id(&body);
     let after = reqwest::get(edge.url("/ok")).await.unwrap();
     assert_eq!(after.status(), 200);
+}
+
+/// A host-made 500: one short line, `internal error…(error id <16 hex>)`.
+fn assert_short_with_error_id(body: &str) {
+    let line = body.strip_suffix('\n').unwrap_or(body);
+    assert!(!line.contains('\n'), "one line: {body}");
+    assert!(line.len() < 120, "short: {body}");
+    assert!(line.starts_with("internal error"), "{body}");
+    let id = line
+        .strip_suffix(')')
+        .and_then(|l| l.rsplit_once("(error id "))
+        .map(|(_, id)| id)
+        .unwrap_or_else(|| panic!("no error id: {body}"));
+    assert!(
+        id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_instance_shows_the_client_no_trap_backtrace_or_symbols() {
+    let edge = misbehaving_edge().await;
+    let mut ids = Vec::new();
+    for path in ["/grow", "/spin"] {
+        let response = reqwest::get(edge.url(path)).await.unwrap();
+        assert_eq!(response.status(), 500);
+        assert_eq!(
+            response.headers()["content-type"],
+            "text/plain; charset=utf-8"
+        );
+        let body = response.text().await.unwrap();
+        let lower = body.to_ascii_lowercase();
+        for internal in [
+            "wasm",
+            "backtrace",
+            "trap",
+            "dlmalloc",
+            "0x",
+            "::",
+            "__",
+            "<unknown>",
+            "misbehaving",
+            "component",
+            "rust",
+        ] {
+            assert!(!lower.contains(internal), "`{internal}` in: {body}");
+        }
+        assert_short_with_error_id(&body);
+        ids.push(body);
+    }
+    assert_ne!(ids[0], ids[1], "every failure has its own id");
 }

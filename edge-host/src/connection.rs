@@ -1,0 +1,462 @@
+//! Per-connection limits of the HTTP trigger: how long a client may take
+//! to send a request's header section, how long an idle keep-alive
+//! connection is kept, and how many connections are served at once.
+//!
+//! hyper's own `header_read_timeout` starts when hyper begins waiting for a
+//! request head, which on a keep-alive connection is the moment it becomes
+//! idle: it cannot tell an idle connection from one sending its header
+//! slowly. So the server watches each connection itself, as nginx does with
+//! `client_header_timeout` and `keepalive_timeout`:
+//! - first request: the header section must be complete within the header
+//!   timeout from the accept;
+//! - after a response: the connection may stay idle for the keep-alive
+//!   timeout; once the next request's first byte arrives, its header section
+//!   must be complete within the header timeout from that byte;
+//! - while a request is being served, neither applies (the request time limit
+//!   does).
+
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::{Notify, OwnedSemaphorePermit};
+use tokio::time::Instant;
+
+use crate::request_body::BodyWatch;
+
+/// nginx's `client_header_timeout` default.
+pub const DEFAULT_CLIENT_HEADER_TIMEOUT: Duration = Duration::from_secs(60);
+/// nginx's `keepalive_timeout` default.
+pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(75);
+/// Default cap on connections served at once (nginx's `worker_connections`
+/// default). It keeps the host well inside the usual 1024 open-file limit,
+/// with room for a connection to the origin per request.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 512;
+
+/// Why the watchdog ended a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Expired {
+    /// The header section did not arrive within the header timeout.
+    Header,
+    /// The connection was idle for the keep-alive timeout.
+    Idle,
+}
+
+#[derive(Debug)]
+struct State {
+    /// Requests whose response has not finished (hyper serves one at a time).
+    in_flight: u32,
+    /// Whether a response has been sent on this connection.
+    served: bool,
+    /// When the connection was accepted or last became idle.
+    idle_since: Instant,
+    /// When the first byte of the next request arrived, while idle.
+    head_started: Option<Instant>,
+    /// The body of the latest request.
+    body: Option<Arc<BodyWatch>>,
+}
+
+/// What one connection is doing, shared by its stream, its requests and its
+/// watchdog.
+#[derive(Debug)]
+pub(crate) struct Activity {
+    state: Mutex<State>,
+    /// Whether the connection is idle and has not seen the next byte yet;
+    /// lets every read skip the lock.
+    awaiting_first_byte: AtomicBool,
+    changed: Notify,
+}
+
+impl Activity {
+    pub(crate) fn new() -> Arc<Activity> {
+        Arc::new(Activity {
+            state: Mutex::new(State {
+                in_flight: 0,
+                served: false,
+                idle_since: Instant::now(),
+                head_started: None,
+                body: None,
+            }),
+            awaiting_first_byte: AtomicBool::new(false),
+            changed: Notify::new(),
+        })
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // The state is a few plain fields: a panic elsewhere cannot leave it
+        // half-updated.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A request's header section has arrived and is being served.
+    pub(crate) fn request_started(self: &Arc<Self>, body: Arc<BodyWatch>) -> RequestGuard {
+        {
+            let mut state = self.state();
+            state.in_flight += 1;
+            state.head_started = None;
+            state.body = Some(body);
+        }
+        self.awaiting_first_byte.store(false, Ordering::SeqCst);
+        self.changed.notify_one();
+        RequestGuard {
+            activity: Some(self.clone()),
+        }
+    }
+
+    fn request_finished(&self) {
+        {
+            let mut state = self.state();
+            state.in_flight = state.in_flight.saturating_sub(1);
+            if state.in_flight == 0 {
+                state.served = true;
+                state.idle_since = Instant::now();
+                state.head_started = None;
+                self.awaiting_first_byte.store(true, Ordering::SeqCst);
+            }
+        }
+        self.changed.notify_one();
+    }
+
+    fn bytes_arrived(&self) {
+        if !self.awaiting_first_byte.swap(false, Ordering::SeqCst) {
+            return;
+        }
+        {
+            let mut state = self.state();
+            if state.in_flight == 0 && state.head_started.is_none() {
+                state.head_started = Some(Instant::now());
+            }
+        }
+        self.changed.notify_one();
+    }
+
+    /// Whether the latest request's body was left (partly) unread: then the
+    /// client may still be sending it.
+    fn body_unread(&self) -> bool {
+        self.state()
+            .body
+            .as_ref()
+            .is_some_and(|body| !body.is_finished())
+    }
+
+    /// When the connection must end if nothing changes, and why.
+    fn deadline(&self, limits: &ConnectionLimits) -> Option<(Instant, Expired)> {
+        let state = self.state();
+        if state.in_flight > 0 {
+            return None;
+        }
+        Some(match (state.served, state.head_started) {
+            (false, _) => (state.idle_since + limits.header_timeout, Expired::Header),
+            (true, Some(started)) => (started + limits.header_timeout, Expired::Header),
+            (true, None) => (state.idle_since + limits.keepalive_timeout, Expired::Idle),
+        })
+    }
+}
+
+/// Marks its request finished when the response body ends or is dropped.
+#[derive(Debug)]
+pub(crate) struct RequestGuard {
+    activity: Option<Arc<Activity>>,
+}
+
+impl RequestGuard {
+    pub(crate) fn finish(&mut self) {
+        if let Some(activity) = self.activity.take() {
+            activity.request_finished();
+        }
+    }
+}
+
+impl Drop for RequestGuard {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+/// The timeouts the watchdog enforces.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ConnectionLimits {
+    pub(crate) header_timeout: Duration,
+    pub(crate) keepalive_timeout: Duration,
+}
+
+/// Resolves when `activity`'s connection has been silent too long.
+pub(crate) async fn watchdog(activity: Arc<Activity>, limits: ConnectionLimits) -> Expired {
+    loop {
+        match activity.deadline(&limits) {
+            None => activity.changed.notified().await,
+            Some((deadline, why)) => {
+                tokio::select! {
+                    () = activity.changed.notified() => {}
+                    () = tokio::time::sleep_until(deadline) => {
+                        // Only if nothing moved the deadline meanwhile.
+                        if activity
+                            .deadline(&limits)
+                            .is_some_and(|(now_due, _)| now_due <= Instant::now())
+                        {
+                            return why;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A client connection that reports what it reads to its [`Activity`] and
+/// holds its slot under the connection cap until it is closed.
+///
+/// A connection closed while its client may still be sending a request body
+/// (a `413`, or any answer given without reading the body) is not closed at
+/// once: closing a socket with unread input resets the connection, and the
+/// client would likely lose the answer. Its output is shut down and its
+/// input read and discarded for up to [`LINGER`] first (nginx's lingering
+/// close).
+pub(crate) struct TrackedStream {
+    stream: Option<TcpStream>,
+    activity: Arc<Activity>,
+    slot: Option<OwnedSemaphorePermit>,
+}
+
+/// How long a closing connection's unread input is drained at most.
+pub(crate) const LINGER: Duration = Duration::from_secs(2);
+
+impl TrackedStream {
+    pub(crate) fn new(
+        stream: TcpStream,
+        activity: Arc<Activity>,
+        slot: OwnedSemaphorePermit,
+    ) -> Self {
+        TrackedStream {
+            stream: Some(stream),
+            activity,
+            slot: Some(slot),
+        }
+    }
+
+    fn stream(&mut self) -> io::Result<Pin<&mut TcpStream>> {
+        match self.stream.as_mut() {
+            Some(stream) => Ok(Pin::new(stream)),
+            None => Err(io::ErrorKind::NotConnected.into()),
+        }
+    }
+}
+
+impl Drop for TrackedStream {
+    fn drop(&mut self) {
+        let slot = self.slot.take();
+        let (Some(stream), true) = (self.stream.take(), self.activity.body_unread()) else {
+            // Freed before the socket closes, so a client that has seen the
+            // close can count on the slot being free.
+            drop(slot);
+            return;
+        };
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(linger(stream, LINGER, slot));
+        }
+    }
+}
+
+/// Shuts `stream`'s output down, then reads and discards its input until the
+/// client closes or `time` has passed; `slot` is held until then.
+async fn linger(mut stream: TcpStream, time: Duration, slot: Option<OwnedSemaphorePermit>) {
+    let _ = tokio::time::timeout(time, async {
+        let _ = stream.shutdown().await;
+        let mut sink = [0u8; 16 << 10];
+        while let Ok(1..) = stream.read(&mut sink).await {}
+    })
+    .await;
+    drop(slot);
+}
+
+impl AsyncRead for TrackedStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = self.stream()?.poll_read(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.activity.bytes_arrived();
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for TrackedStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.stream()?.poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.stream()?.poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.as_ref().is_some_and(|s| s.is_write_vectored())
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.stream()?.poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // The connection is ending: free its slot before the client sees
+        // the close (unless it lingers, see `Drop`).
+        if !self.activity.body_unread() {
+            self.slot.take();
+        }
+        self.stream()?.poll_shutdown(cx)
+    }
+}
+
+/// The answer to a connection over the cap.
+const SHED_RESPONSE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
+content-type: text/plain; charset=utf-8\r\n\
+content-length: 21\r\n\
+retry-after: 1\r\n\
+cache-control: no-store\r\n\
+connection: close\r\n\
+\r\n\
+too many connections\n";
+
+/// How long a shed connection is given to take its 503 before it is closed.
+const SHED_LINGER: Duration = Duration::from_secs(1);
+
+/// Answers a connection over the cap with `503` and closes it, lingering
+/// (see [`TrackedStream`]) so the client sees the answer, not a reset.
+pub(crate) async fn shed(mut stream: TcpStream) {
+    let written = tokio::time::timeout(SHED_LINGER, stream.write_all(SHED_RESPONSE)).await;
+    if matches!(written, Ok(Ok(()))) {
+        linger(stream, SHED_LINGER, None).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: ConnectionLimits = ConnectionLimits {
+        header_timeout: Duration::from_secs(10),
+        keepalive_timeout: Duration::from_secs(30),
+    };
+
+    #[test]
+    fn shed_response_declares_its_body_length() {
+        let text = std::str::from_utf8(SHED_RESPONSE).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.contains(&format!("content-length: {}", body.len())));
+    }
+
+    /// `deadline` is within `[before + d, after + d]`.
+    fn due_between(
+        deadline: Option<(Instant, Expired)>,
+        before: Instant,
+        after: Instant,
+        d: Duration,
+        why: Expired,
+    ) {
+        let (at, kind) = deadline.expect("a deadline");
+        assert_eq!(kind, why);
+        assert!(
+            at >= before + d && at <= after + d,
+            "{at:?} not in [{before:?}+{d:?}, {after:?}+{d:?}]"
+        );
+    }
+
+    #[test]
+    fn deadlines_follow_the_connection_through_its_requests() {
+        let before = Instant::now();
+        let activity = Activity::new();
+        let after = Instant::now();
+        // First request: the header timeout runs from the accept, bytes or not.
+        due_between(
+            activity.deadline(&LIMITS),
+            before,
+            after,
+            LIMITS.header_timeout,
+            Expired::Header,
+        );
+        activity.bytes_arrived();
+        due_between(
+            activity.deadline(&LIMITS),
+            before,
+            after,
+            LIMITS.header_timeout,
+            Expired::Header,
+        );
+        let mut request = activity.request_started(BodyWatch::new(true));
+        assert_eq!(
+            activity.deadline(&LIMITS),
+            None,
+            "no deadline while serving"
+        );
+        // Bytes read while serving (a body, a pipelined request) start nothing.
+        activity.bytes_arrived();
+        assert_eq!(activity.deadline(&LIMITS), None);
+
+        let before = Instant::now();
+        request.finish();
+        let after = Instant::now();
+        due_between(
+            activity.deadline(&LIMITS),
+            before,
+            after,
+            LIMITS.keepalive_timeout,
+            Expired::Idle,
+        );
+        let before = Instant::now();
+        activity.bytes_arrived();
+        let after = Instant::now();
+        due_between(
+            activity.deadline(&LIMITS),
+            before,
+            after,
+            LIMITS.header_timeout,
+            Expired::Header,
+        );
+        // Only the first byte starts the clock.
+        activity.bytes_arrived();
+        due_between(
+            activity.deadline(&LIMITS),
+            before,
+            after,
+            LIMITS.header_timeout,
+            Expired::Header,
+        );
+    }
+
+    #[tokio::test]
+    async fn the_watchdog_fires_only_once_the_connection_is_idle_past_its_deadline() {
+        let limits = ConnectionLimits {
+            header_timeout: Duration::from_millis(20),
+            keepalive_timeout: Duration::from_millis(50),
+        };
+        let activity = Activity::new();
+        let request = activity.request_started(BodyWatch::new(true));
+        let watchdog = tokio::spawn(watchdog(activity.clone(), limits));
+        // Far past both timeouts while a request is served: nothing fires.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!watchdog.is_finished(), "no deadline while serving");
+        let idle = Instant::now();
+        drop(request);
+        assert_eq!(watchdog.await.unwrap(), Expired::Idle);
+        assert!(idle.elapsed() >= limits.keepalive_timeout);
+    }
+}
