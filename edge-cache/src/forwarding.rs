@@ -17,23 +17,16 @@
 //!
 //! Responses to the client lose hop-by-hop fields and gain `Via`.
 
-use std::net::SocketAddr;
-
 use http::HeaderMap;
 use http::header::{self, HeaderName, HeaderValue};
 
 use crate::hop_by_hop::strip_hop_by_hop;
-use crate::target::canonical_host;
 use crate::rules::ForwardHeaders;
+use crate::seams::ClientConnection;
 use crate::vary::normalise_accept_encoding;
 
 /// Our entry in `Via`: protocol version and a pseudonym, never a host name.
 pub const VIA_ENTRY: &str = "1.1 edge-cache";
-
-/// Prefix of the metadata headers a Spin host adds to incoming requests
-/// (`spin-full-url`, `spin-client-addr`, …). They describe the host, not the
-/// client's request, and must never reach the origin.
-const SPIN_METADATA_PREFIX: &str = "spin-";
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -103,41 +96,6 @@ pub struct ForwardingTrust {
     pub trusted_proxy_hops: usize,
 }
 
-/// Facts about the client connection that the host runtime tells us.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ClientConnection {
-    /// The peer address, from Spin's `spin-client-addr` header.
-    pub peer: Option<SocketAddr>,
-    /// `http` or `https`, as the client spoke to the edge.
-    pub scheme: String,
-    /// The authority the client asked for (`Host`), normalised as the cache
-    /// key spells it (lower case, no trailing dot, no default port).
-    pub host: Option<String>,
-}
-
-impl ClientConnection {
-    /// Reads the connection facts a Spin host records in request headers.
-    pub fn from_spin_headers(headers: &HeaderMap) -> Self {
-        let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-        let peer = text("spin-client-addr").and_then(|addr| addr.parse().ok());
-        let full_url = text("spin-full-url");
-        let scheme = match full_url {
-            Some(url) if url.starts_with("https://") => "https",
-            _ => "http",
-        };
-        let host = text("host").map(str::to_owned).or_else(|| {
-            full_url
-                .and_then(|url| url.split_once("://"))
-                .map(|(_, rest)| rest.split('/').next().unwrap_or(rest).to_owned())
-        });
-        ClientConnection {
-            peer,
-            scheme: scheme.to_owned(),
-            host: host.map(|h| canonical_host(scheme, &h)),
-        }
-    }
-}
-
 /// The header block for a request the edge passes through without caching
 /// (unsafe methods, bypass rules): everything end to end but
 /// [`EDGE_OWNED`], with the client's `Via` extended (RFC 9110 §7.6.3).
@@ -151,9 +109,7 @@ pub fn origin_request_headers(
     headers.remove(header::HOST);
     let dropped: Vec<HeaderName> = headers
         .keys()
-        .filter(|name| {
-            name.as_str().starts_with(SPIN_METADATA_PREFIX) || EDGE_OWNED.contains(&name.as_str())
-        })
+        .filter(|name| EDGE_OWNED.contains(&name.as_str()))
         .cloned()
         .collect();
     for name in dropped {
@@ -299,19 +255,16 @@ mod tests {
     }
 
     #[test]
-    fn request_loses_host_hop_by_hop_and_spin_metadata() {
+    fn request_loses_host_and_hop_by_hop_fields() {
         let client = map(&[
             ("host", "shop.example"),
             ("connection", "x-hop"),
             ("x-hop", "1"),
-            ("spin-full-url", "http://shop.example/a"),
-            ("spin-client-addr", "192.0.2.7:51000"),
             ("accept", "text/html"),
         ]);
         let out = origin_request_headers(&client, &connection(), ForwardingTrust::default());
         assert!(out.get("host").is_none());
         assert!(out.get("x-hop").is_none());
-        assert!(out.keys().all(|k| !k.as_str().starts_with("spin-")));
         assert_eq!(out["accept"], "text/html");
     }
 
@@ -431,33 +384,5 @@ mod tests {
         assert!(out.get("transfer-encoding").is_none());
         assert!(out.get("keep-alive").is_none());
         assert_eq!(out["via"], VIA_ENTRY);
-    }
-
-    #[test]
-    fn connection_facts_come_from_spin_headers() {
-        let headers = map(&[
-            ("spin-client-addr", "[::1]:4000"),
-            ("spin-full-url", "https://cdn.example:8443/x?y"),
-        ]);
-        let conn = ClientConnection::from_spin_headers(&headers);
-        assert_eq!(conn.peer, Some("[::1]:4000".parse().unwrap()));
-        assert_eq!(conn.scheme, "https");
-        assert_eq!(conn.host.as_deref(), Some("cdn.example:8443"));
-    }
-
-    #[test]
-    fn the_host_is_normalised_as_the_key_spells_it() {
-        let headers = map(&[("host", "Shop.EXAMPLE.:80")]);
-        let conn = ClientConnection::from_spin_headers(&headers);
-        assert_eq!(conn.host.as_deref(), Some("shop.example"));
-    }
-
-    #[test]
-    fn unparseable_client_address_is_left_out() {
-        let headers = map(&[("spin-client-addr", "not-an-address")]);
-        let conn = ClientConnection::from_spin_headers(&headers);
-        assert_eq!(conn.peer, None);
-        let out = origin_request_headers(&HeaderMap::new(), &conn, ForwardingTrust::default());
-        assert!(out.get("x-forwarded-for").is_none());
     }
 }

@@ -62,9 +62,24 @@ pub fn prefix_depth(prefix: &str) -> usize {
     prefix.split('/').filter(|s| !s.is_empty()).count()
 }
 
-/// The store key of a scope's purge times.
-pub fn scope_store_key(scope: &str) -> String {
-    format!("s:{scope}")
+/// What a purge does to what it covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PurgeKind {
+    /// Dead: the next request is a miss.
+    Hard,
+    /// Stale: revalidated before reuse, and servable under `stale-*`.
+    Soft,
+}
+
+impl PurgeKind {
+    /// The kind a purge request's `soft` flag asks for.
+    pub fn from_soft(soft: bool) -> Self {
+        if soft {
+            PurgeKind::Soft
+        } else {
+            PurgeKind::Hard
+        }
+    }
 }
 
 /// A scope's latest purges, in unix microseconds (0: never).
@@ -110,8 +125,8 @@ impl PurgeTimes {
     }
 
     /// The value after a purge at `now_us`.
-    pub fn after_purge(self, now_us: u64, soft: bool) -> Self {
-        if soft {
+    pub fn after_purge(self, now_us: u64, kind: PurgeKind) -> Self {
+        if kind == PurgeKind::Soft {
             PurgeTimes {
                 soft_us: self.soft_us.max(now_us),
                 ..self
@@ -143,9 +158,9 @@ mod tests {
     #[test]
     fn purge_times_round_trip_and_only_grow() {
         let t = PurgeTimes::default()
-            .after_purge(1000, false)
-            .after_purge(500, false)
-            .after_purge(700, true);
+            .after_purge(1000, PurgeKind::Hard)
+            .after_purge(500, PurgeKind::Hard)
+            .after_purge(700, PurgeKind::Soft);
         assert_eq!(
             t,
             PurgeTimes {

@@ -25,11 +25,6 @@ impl CacheKey {
         let hash = hash128(canonical.as_bytes());
         CacheKey { canonical, hash }
     }
-
-    /// The key under which the primary entry (or the Vary index) is stored.
-    pub fn store_key(&self) -> String {
-        format!("c:{}", self.hash)
-    }
 }
 
 /// 128 bits of blake3, hex: plenty against collisions, short in the store.
@@ -50,6 +45,15 @@ pub struct KeyedRequest {
     pub cookie: Option<String>,
     /// Names of the query parameters kept.
     pub query_names: Vec<String>,
+}
+
+impl KeyedRequest {
+    /// The URL part of the canonical key (without cookie and header
+    /// components): the scope URL invalidation works on.
+    pub fn url(&self) -> &str {
+        let canonical = &self.key.canonical;
+        canonical.split('\n').next().unwrap_or(canonical)
+    }
 }
 
 /// Builds the key for a GET/HEAD request under `rule`.

@@ -1,11 +1,40 @@
 //! edge-cache: an HTTP caching layer that runs as a Spin component at the edge.
 //!
-//! The crate is split the way the request flows: pure modules that decide
-//! what to do (configuration, header forwarding, origin failure mapping) and
-//! compile and test natively, and one adapter (`spin_adapter`, wasm32 only)
-//! that wires them to Spin's HTTP and key-value interfaces. Nothing outside
-//! the adapter touches `spin_sdk`.
+//! Pure modules decide what to do and compile and test natively; one
+//! adapter per Spin SDK flavour wires them to the host. Nothing outside the
+//! adapter touches `spin_sdk`. The modules, from the entrance down:
+//!
+//! - `spin_adapter` — WASI 0.2 / spin-sdk 5 adapter: host I/O behind the seams (wasm32 only)
+//! - `spin_metadata` — the host's `spin-*` request fields, read once into a connection
+//! - `config` — the edge's settings, parsed from Spin variables
+//! - `request_flow` — the pipeline: route, key, look up, decide, fetch, store, answer
+//! - `purge_api` — the purge endpoint and `PURGE` method, checked from the head first
+//! - `purge` — purge body parsing, validation and bearer-token check
+//! - `rules` — the JSON cache rules and which rule a path falls under
+//! - `target` — host and path normalisation, same-host checks
+//! - `key` — the cache key and what a fill forwards of the query and cookies
+//! - `forwarding` — which request and response fields cross the edge
+//! - `hop_by_hop` — connection-specific fields removed from relayed messages
+//! - `storage` — the cache's layout in the store and every store-key namespace
+//! - `entry` — the byte format of a stored entry and a Vary index
+//! - `invalidation` — purge scopes and their times: O(1) purges
+//! - `vary` — secondary keys from `Vary`
+//! - `freshness` — lifetimes and ages (RFC 9111 §4.2)
+//! - `cache_control` — `Cache-Control`-style directive parsing
+//! - `storability` — whether a response may be stored (RFC 9111 §3)
+//! - `revalidation` — conditional requests and `304` header updates
+//! - `conditional` — the client's conditionals and ranges against a representation
+//! - `answer` — shaping what the client receives, and the edge's own answers
+//! - `cache_status` — the RFC 9211 `Cache-Status` field
+//! - `header_list` — header maps to and from (name, bytes) pairs
+//! - `origin_guard` — the breaker and concurrency cap around an origin
+//! - `breaker` — the circuit breaker as a state machine
+//! - `origin_slots` — concurrency leases shared through the store
+//! - `failover` — a backup origin tried once when the primary fails
+//! - `origin_failure` — why the origin gave no answer, and what the client is told
+//! - `seams` — the messages and the `Store`/`Origin`/`Clock` traits
 
+pub mod answer;
 pub mod breaker;
 pub mod cache_control;
 pub mod cache_status;
@@ -23,10 +52,14 @@ pub mod origin_failure;
 pub mod origin_guard;
 pub mod origin_slots;
 pub mod purge;
+pub mod purge_api;
 pub mod request_flow;
+pub mod revalidation;
 pub mod rules;
 pub mod seams;
+pub mod spin_metadata;
 pub mod storability;
+pub mod storage;
 pub mod target;
 pub mod vary;
 

@@ -10,6 +10,7 @@ use crate::breaker::{Admission, BreakerPolicy, BreakerState, FailureKind};
 use crate::origin_failure::OriginFailure;
 use crate::origin_slots::Leases;
 use crate::seams::{Clock, Origin, OriginRequest, Response, Store};
+use crate::storage::{breaker_key, slots_key};
 
 /// How one origin is protected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,11 +50,11 @@ impl<O: Origin, S: Store, C: Clock> GuardedOrigin<'_, O, S, C> {
     }
 
     fn breaker_key(&self) -> String {
-        format!("o:breaker:{}", self.name)
+        breaker_key(self.name)
     }
 
     fn slots_key(&self) -> String {
-        format!("o:slots:{}", self.name)
+        slots_key(self.name)
     }
 
     fn breaker_state(&self) -> BreakerState {

@@ -1,54 +1,42 @@
-//! The request flow: route, key, look up, validate, serve or fetch, store.
+//! The request pipeline, top to bottom: route → key → look up → decide →
+//! fetch or revalidate → store → answer.
 //!
-//! Generic over the three things it does I/O with ([`Store`], [`Origin`],
-//! [`Clock`]) so the whole flow runs natively in unit tests; the Spin
-//! adapter supplies the real ones.
+//! Generic over the seams it does I/O through ([`Store`], [`Origin`],
+//! [`Clock`]) so the whole flow runs natively in unit tests; an adapter
+//! supplies the real ones. Each step's policy lives in a module of its own
+//! (`purge_api`, `key`, `storage`, `freshness`, `storability`,
+//! `forwarding`, `revalidation`, `answer`); this file only sequences them.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use http::header::HeaderValue;
 use http::{HeaderMap, Method};
 
+use crate::answer::{Representation, answer, error_response, finish, strip_edge_only};
 use crate::breaker::Fallback;
 use crate::cache_control::{CacheDirectives, Seconds};
 use crate::cache_status::{CacheStatus, Forward};
-use crate::conditional::{NOT_MODIFIED_FIELDS, RangeAnswer, client_has_current, range_answer};
-use crate::entry::{self, EntryMeta, StoredValue, VaryIndex};
+use crate::entry::EntryMeta;
 use crate::forwarding::{
-    ClientConnection, ForwardingTrust, client_response_headers, fill_request_headers,
-    origin_request_headers,
+    ForwardingTrust, client_response_headers, fill_request_headers, origin_request_headers,
 };
-use crate::freshness::{EffectiveControl, corrected_initial_age, current_age, freshness_lifetime};
-use crate::header_list::{from_pairs, to_pairs};
-use crate::invalidation::{
-    PurgeTimes, Validity, all_scope, prefix_scope, prefix_scopes, scope_store_key, tag_scope,
-    url_scope,
-};
-use crate::key::{KeyedRequest, build_key, hash128};
+use crate::freshness::{EffectiveControl, corrected_initial_age, freshness_lifetime};
+use crate::header_list::to_pairs;
+use crate::key::{KeyedRequest, build_key};
 use crate::origin_failure::OriginFailure;
-use crate::purge::{MAX_BODY_BYTES, PurgeRequest, authorized, parse_purge_post, purge_id};
+use crate::purge_api::{Admission, PurgeApi, PurgeSettings};
+use crate::revalidation::{add_validators, refreshed_headers};
 use crate::rules::{CacheRules, Rule};
-use crate::seams::{ClientRequest, Clock, Origin, OriginRequest, Response, Store, StoreFailure};
-use crate::target::same_host_path;
+use crate::seams::{ClientRequest, Clock, Origin, OriginRequest, Response, Store};
 use crate::storability::{Candidate, NOT_STORED_HEADERS, check_storable};
-use crate::vary::{MAX_VARIANTS, VaryNames, variance};
+use crate::storage::{CacheStorage, Found, Lookup, unix_ms, unix_us};
+use crate::target::same_host_path;
+use crate::vary::VaryNames;
 
 /// Work left to do after the response is sent (`stale-while-revalidate`).
 #[derive(Debug, Clone)]
 pub struct Refresh {
     request: ClientRequest,
-}
-
-/// Headers only the edge acts on; never sent to clients.
-const EDGE_ONLY_HEADERS: [&str; 3] = ["surrogate-key", "surrogate-control", "cdn-cache-control"];
-
-/// Where the purge API lives and the token it requires.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PurgeSettings {
-    /// The admin path prefix (`/_edge`): the API is `{admin_path}/purge`.
-    pub admin_path: String,
-    /// The bearer token.
-    pub token: String,
 }
 
 /// The edge cache over a store, an origin and a clock.
@@ -57,11 +45,11 @@ pub struct EdgeCache<'a, S, O, C> {
     pub rules: Option<&'a CacheRules>,
     /// The purge API (`None`: disabled, its path is proxied like any other).
     pub purge: Option<&'a PurgeSettings>,
-    /// The store.
+    /// Where entries, scope times and origin state live.
     pub store: &'a S,
-    /// The origin.
+    /// Where requests the cache cannot answer go (with its decorators).
     pub origin: &'a O,
-    /// The clock.
+    /// Ages, purge times and lease expiries are read from it.
     pub clock: &'a C,
     /// Varnish-style grace: stale content may be served this long past its
     /// freshness when the origin fails, whatever `stale-if-error` says.
@@ -70,131 +58,69 @@ pub struct EdgeCache<'a, S, O, C> {
     pub trust: ForwardingTrust,
 }
 
-/// A stored response found for a request.
-struct Found {
-    meta: EntryMeta,
-    /// `meta.headers` as a map, decoded once per lookup.
-    headers: HeaderMap,
-    body: Vec<u8>,
-    /// A soft purge covers it: revalidate before reuse.
-    soft_purged: bool,
+/// A cacheable request as the flow reads it: keyed once under its rule.
+struct Exchange<'r> {
+    request: ClientRequest,
+    rule: &'r Rule,
+    keyed: KeyedRequest,
 }
 
-impl Found {
-    /// Its current age at `now` (RFC 9111 §4.2.3).
-    fn age(&self, now: SystemTime) -> Duration {
-        current_age(
-            Duration::from_millis(self.meta.initial_age_ms),
-            from_unix_ms(self.meta.response_time_ms),
-            now,
-        )
-    }
-
-    /// Its freshness lifetime, fixed when it was stored.
-    fn lifetime(&self) -> Duration {
-        Duration::from_millis(self.meta.lifetime_ms)
-    }
+/// An origin response with the times §4.2.3 needs.
+struct Fetched {
+    response: Response,
+    request_time: SystemTime,
+    response_time: SystemTime,
 }
 
-enum Lookup {
-    Found(Box<Found>),
-    Miss(Forward, Option<&'static str>),
-}
-
-/// Microseconds: purge and fetch times are compared at this resolution, so
-/// a fetch that starts just after a purge is rarely mistaken for one before.
-fn unix_us(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_micros() as u64)
-        .unwrap_or(0)
-}
-
-fn unix_ms(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
-fn from_unix_ms(ms: u64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_millis(ms)
+/// Whether a fetched response may be written to the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Storing {
+    /// If it is storable (RFC 9111 §3 and the rule).
+    IfStorable,
+    /// Never: the request said `no-store`, or the store is down.
+    Never,
 }
 
 fn seconds(d: Duration) -> i64 {
     d.as_secs() as i64
 }
 
-/// What the edge decided from a request's head, before any of its body is
-/// read.
-#[derive(Debug)]
-pub enum Admission {
-    /// Read the body, refusing it (`413`) past `limit` bytes where set (the
-    /// host's own request-body limit applies anyway).
-    ReadBody {
-        /// The most body bytes this request may carry.
-        limit: Option<usize>,
-    },
-    /// Answer at once without reading the body: an unauthenticated or
-    /// oversized purge must not make the edge buffer anything.
-    Answer(Response),
-}
-
-/// The answer for a body that went past its [`Admission::ReadBody`] limit.
-pub fn body_too_large(limit: usize) -> Response {
-    json_response(
-        413,
-        &serde_json::json!({"error": format!("request body over {limit} bytes")}),
-    )
-}
-
 impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
-    /// Checks what can be checked from the head alone: the purge API
-    /// authenticates from headers and refuses a declared oversized body
-    /// before a byte of it is read.
+    fn storage(&self) -> CacheStorage<'_, S, C> {
+        CacheStorage {
+            store: self.store,
+            clock: self.clock,
+        }
+    }
+
+    fn purge_api(&self) -> Option<PurgeApi<'_, S, C>> {
+        Some(PurgeApi {
+            settings: self.purge?,
+            rules: self.rules,
+            storage: self.storage(),
+        })
+    }
+
+    /// What can be decided from the request head alone, before any body
+    /// is read (see [`PurgeApi::admit`]).
     pub fn admit(&self, method: &Method, path_and_query: &str, headers: &HeaderMap) -> Admission {
-        let Some(settings) = self.purge else {
-            return Admission::ReadBody { limit: None };
-        };
-        let path = path_and_query.split('?').next().unwrap_or("/");
-        let endpoint = path == format!("{}/purge", settings.admin_path);
-        if !endpoint && method.as_str() != "PURGE" {
-            return Admission::ReadBody { limit: None };
-        }
-        if endpoint && method != Method::POST {
-            return Admission::Answer(method_not_allowed());
-        }
-        if !authorized(headers, &settings.token) {
-            return Admission::Answer(unauthorized());
-        }
-        let declared = headers
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok());
-        if declared.is_some_and(|length| length > MAX_BODY_BYTES as u64) {
-            return Admission::Answer(body_too_large(MAX_BODY_BYTES));
-        }
-        Admission::ReadBody {
-            limit: Some(MAX_BODY_BYTES),
+        match self.purge_api() {
+            Some(api) => api.admit(method, path_and_query, headers),
+            None => Admission::ReadBody { limit: None },
         }
     }
 
     /// Handles one request; the optional [`Refresh`] is to be run after the
     /// response has been sent.
     pub fn handle(&self, request: ClientRequest) -> (Response, Option<Refresh>) {
-        if let Some(settings) = self.purge {
-            let path = request.path_and_query.split('?').next().unwrap_or("/");
-            if path == format!("{}/purge", settings.admin_path) {
-                return (self.purge_endpoint(&request, settings), None);
-            }
-            if request.method.as_str() == "PURGE" {
-                return (self.purge_method(&request, settings), None);
-            }
+        if let Some(answer) = self.purge_api().and_then(|api| api.handle(&request)) {
+            return (answer, None);
         }
-        let cacheable_method = request.method == Method::GET || request.method == Method::HEAD;
         let Some(rules) = self.rules else {
             let status = CacheStatus::forward(Forward::Bypass).with_detail("rules-error");
             return (self.pass(&request, status), None);
         };
-        if !cacheable_method {
+        if request.method != Method::GET && request.method != Method::HEAD {
             return (self.pass_unsafe(&request, rules), None);
         }
         let rule = rules.for_target(&request.path_and_query);
@@ -203,39 +129,28 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
                 CacheStatus::forward(Forward::Bypass).with_detail(format!("rule-{}", rule.label()));
             return (self.pass(&request, status), None);
         }
-        self.cacheable(request, rule)
+        self.cacheable(exchange(request, rule))
     }
 
     /// Runs a deferred `stale-while-revalidate` refresh.
     pub fn refresh(&self, refresh: Refresh) {
         let Some(rules) = self.rules else { return };
-        let request = refresh.request;
-        let rule = rules.for_target(&request.path_and_query);
-        let keyed = self.key_for(&request, rule);
-        if let Ok(Lookup::Found(found)) = self.lookup(&keyed, &request.headers) {
-            let _ = self.revalidate(&request, rule, &keyed, *found);
+        let rule = rules.for_target(&refresh.request.path_and_query);
+        let exchange = exchange(refresh.request, rule);
+        if let Ok(Lookup::Found(found)) = self
+            .storage()
+            .lookup(&exchange.keyed, &exchange.request.headers)
+        {
+            let _ = self.revalidate(&exchange, *found);
         }
-    }
-
-    fn key_for(&self, request: &ClientRequest, rule: &Rule) -> KeyedRequest {
-        let connection = ClientConnection::from_spin_headers(&request.headers);
-        let host = connection.host.as_deref().unwrap_or("");
-        build_key(
-            &connection.scheme,
-            host,
-            &request.path_and_query,
-            &request.headers,
-            rule,
-        )
     }
 
     /// Forwards a request unchanged (apart from forwarding fields).
     fn pass(&self, request: &ClientRequest, mut status: CacheStatus) -> Response {
-        let connection = ClientConnection::from_spin_headers(&request.headers);
         let origin_request = OriginRequest {
             method: request.method.clone(),
             target: request.path_and_query.clone(),
-            headers: origin_request_headers(&request.headers, &connection, self.trust),
+            headers: origin_request_headers(&request.headers, &request.connection, self.trust),
             body: request.body.clone(),
             fallback: Fallback::Nothing,
         };
@@ -244,13 +159,14 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
                 status.fwd_status = Some(response.status);
                 let mut headers = client_response_headers(&response.headers);
                 strip_edge_only(&mut headers);
+                let is_head = request.method == Method::HEAD;
                 finish(
                     response.status,
                     headers,
                     response.body,
                     None,
                     &status,
-                    request.method == Method::HEAD,
+                    is_head,
                 )
             }
             Err(failure) => error_response(&failure, &status),
@@ -267,162 +183,48 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
         let unsafe_method = !matches!(request.method.as_str(), "OPTIONS" | "TRACE");
         // Edge-made errors (502/504) are >= 400 too, so they never invalidate.
         if unsafe_method && response.status < 400 {
-            let connection = ClientConnection::from_spin_headers(&request.headers);
-            let host = connection.host.clone().unwrap_or_default();
+            let connection = &request.connection;
+            let host = connection.host.as_deref().unwrap_or_default();
             let mut targets = vec![request.path_and_query.clone()];
             for name in ["location", "content-location"] {
                 if let Some(target) = response.headers.get(name).and_then(|v| v.to_str().ok())
-                    && let Some(path) = same_host_path(target, &connection.scheme, &host)
+                    && let Some(path) = same_host_path(target, &connection.scheme, host)
                 {
                     targets.push(path);
                 }
             }
             for target in targets {
                 let rule = rules.for_target(&target);
-                let keyed = build_key(&connection.scheme, &host, &target, &HeaderMap::new(), rule);
-                let _ = self.invalidate_url(&keyed);
+                let keyed = build_key(&connection.scheme, host, &target, &HeaderMap::new(), rule);
+                let _ = self.storage().invalidate_url(&keyed);
             }
         }
         response
     }
 
-    fn purge_endpoint(&self, request: &ClientRequest, settings: &PurgeSettings) -> Response {
-        if request.method != Method::POST {
-            return method_not_allowed();
-        }
-        if !authorized(&request.headers, &settings.token) {
-            return unauthorized();
-        }
-        let connection = ClientConnection::from_spin_headers(&request.headers);
-        let host = connection.host.clone().unwrap_or_default();
-        match parse_purge_post(&request.method, &request.body, &host) {
-            Ok(purge) => self.apply_purge(&purge, &connection),
-            Err(refusal) => json_response(
-                refusal.status,
-                &serde_json::json!({"error": refusal.message}),
-            ),
-        }
-    }
-
-    /// `PURGE /path` purges that one URL (all its variants).
-    fn purge_method(&self, request: &ClientRequest, settings: &PurgeSettings) -> Response {
-        if !authorized(&request.headers, &settings.token) {
-            return unauthorized();
-        }
-        let connection = ClientConnection::from_spin_headers(&request.headers);
-        let soft = request
-            .headers
-            .get("soft-purge")
-            .is_some_and(|v| v.as_bytes() == b"1");
-        let purge = PurgeRequest {
-            urls: vec![request.path_and_query.clone()],
-            soft,
-            ..Default::default()
-        };
-        self.apply_purge(&purge, &connection)
-    }
-
-    /// Writes one scope value per target; nothing is scanned or deleted.
-    fn apply_purge(&self, purge: &PurgeRequest, connection: &ClientConnection) -> Response {
-        let host = connection.host.clone().unwrap_or_default();
-        let mut scopes = Vec::new();
-        if purge.all {
-            scopes.push(all_scope());
-        }
-        let default_rule = Rule::default();
-        for url in &purge.urls {
-            let rule = self.rules.map_or(&default_rule, |r| r.for_target(url));
-            // Entries are keyed by the scheme the client used; purge both.
-            for scheme in ["http", "https"] {
-                let keyed = build_key(scheme, &host, url, &HeaderMap::new(), rule);
-                scopes.push(url_scope(canonical_url(&keyed)));
-            }
-        }
-        scopes.extend(purge.tags.iter().map(|tag| tag_scope(tag)));
-        scopes.extend(purge.prefixes.iter().map(|prefix| prefix_scope(prefix)));
-
-        let id = purge_id(format!("{}|{:?}|{}", unix_ms(self.clock.now()), purge, host).as_bytes());
-        let caller = connection
-            .peer
-            .map(|p| p.ip().to_string())
-            .unwrap_or_else(|| "unknown".into());
-        for scope in &scopes {
-            if let Err(StoreFailure(error)) = self.purge_scope(scope, purge.soft) {
-                eprintln!("edge-cache: purge {id} from {caller} failed: store error: {error}");
-                return json_response(
-                    503,
-                    &serde_json::json!({"id": id, "error": format!("store unavailable: {error}")}),
-                );
-            }
-        }
-        eprintln!(
-            "edge-cache: purge {id} from {caller}: urls={:?} tags={:?} prefixes={:?} all={} soft={}",
-            purge.urls, purge.tags, purge.prefixes, purge.all, purge.soft
-        );
-        json_response(
-            200,
-            &serde_json::json!({
-                "id": id,
-                "soft": purge.soft,
-                "purged": {
-                    "urls": purge.urls.len(),
-                    "tags": purge.tags.len(),
-                    "prefixes": purge.prefixes.len(),
-                    "all": purge.all,
-                }
-            }),
-        )
-    }
-
-    fn invalidate_url(&self, keyed: &KeyedRequest) -> Result<(), StoreFailure> {
-        self.purge_scope(&url_scope(canonical_url(keyed)), false)
-    }
-
-    /// Records a purge of `scope` now: one read and one write, whatever is
-    /// cached.
-    pub fn purge_scope(&self, scope: &str, soft: bool) -> Result<(), StoreFailure> {
-        let key = scope_store_key(scope);
-        let previous = PurgeTimes::decode(self.store.get(&key)?.as_deref());
-        let updated = previous.after_purge(unix_us(self.clock.now()), soft);
-        self.store.set(&key, &updated.encode())
-    }
-
-    fn purge_times(&self, scope: &str) -> Result<PurgeTimes, StoreFailure> {
-        Ok(PurgeTimes::decode(
-            self.store.get(&scope_store_key(scope))?.as_deref(),
-        ))
-    }
-
-    fn cacheable(&self, request: ClientRequest, rule: &Rule) -> (Response, Option<Refresh>) {
-        let keyed = self.key_for(&request, rule);
-        let request_cc = request_directives(&request.headers);
+    fn cacheable(&self, exchange: Exchange<'_>) -> (Response, Option<Refresh>) {
+        let request_cc = request_directives(&exchange.request.headers);
         if request_cc.has("no-store") {
             let status = CacheStatus::forward(Forward::Request).with_detail("no-store");
-            return (
-                self.fetch_and_maybe_store(&request, rule, &keyed, status, false),
-                None,
-            );
+            return (self.fetch(&exchange, status, Storing::Never), None);
         }
         let must_validate =
             request_cc.has("no-cache") || request_cc.seconds("max-age") == Some(Seconds::Valid(0));
 
-        let found = match self.lookup(&keyed, &request.headers) {
+        let lookup = self
+            .storage()
+            .lookup(&exchange.keyed, &exchange.request.headers);
+        let found = match lookup {
             Ok(Lookup::Found(found)) => *found,
             Ok(Lookup::Miss(forward, detail)) => {
                 let mut status = CacheStatus::forward(forward);
                 status.detail = detail.map(str::to_owned);
-                return (
-                    self.fetch_and_maybe_store(&request, rule, &keyed, status, true),
-                    None,
-                );
+                return (self.fetch(&exchange, status, Storing::IfStorable), None);
             }
             Err(_) => {
                 // Store unavailable: fail open to the origin, store nothing.
                 let status = CacheStatus::forward(Forward::Bypass).with_detail("store-error");
-                return (
-                    self.fetch_and_maybe_store(&request, rule, &keyed, status, false),
-                    None,
-                );
+                return (self.fetch(&exchange, status, Storing::Never), None);
             }
         };
 
@@ -433,7 +235,7 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
         let fresh = age < lifetime && !must_validate && !control.directives.has("no-cache");
         if fresh {
             let status = CacheStatus::hit(seconds(lifetime) - seconds(age));
-            return (self.serve_stored(&request, &found, age, &status), None);
+            return (serve_stored(&exchange.request, &found, age, &status), None);
         }
 
         let may_serve_stale = !control.forbids_stale() && !must_validate;
@@ -443,28 +245,19 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
         {
             let status = CacheStatus::hit(seconds(lifetime) - seconds(age))
                 .with_detail("stale-while-revalidate");
+            let response = serve_stored(&exchange.request, &found, age, &status);
             let refresh = Refresh {
-                request: request.clone(),
+                request: exchange.request,
             };
-            return (
-                self.serve_stored(&request, &found, age, &status),
-                Some(refresh),
-            );
+            return (response, Some(refresh));
         }
-        (self.revalidate(&request, rule, &keyed, found), None)
+        (self.revalidate(&exchange, found), None)
     }
 
     /// Revalidates a stale entry (§4.3): a `304` refreshes it, a full answer
     /// replaces it, a failure serves it stale where `stale-if-error` allows.
-    fn revalidate(
-        &self,
-        request: &ClientRequest,
-        rule: &Rule,
-        keyed: &KeyedRequest,
-        found: Found,
-    ) -> Response {
-        let stored_headers = &found.headers;
-        let control = EffectiveControl::of(stored_headers);
+    fn revalidate(&self, exchange: &Exchange<'_>, found: Found) -> Response {
+        let control = EffectiveControl::of(&found.headers);
         let age = found.age(self.clock.now());
         let lifetime = found.lifetime();
         // Where the origin fails, stale may be served within the response's
@@ -479,129 +272,131 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
             _ if stale_by_directive => "stale-if-error",
             _ => "grace",
         };
-
-        let vary = match VaryNames::of(stored_headers) {
-            VaryNames::Names(names) => names,
-            _ => Vec::new(),
-        };
-        let mut origin_request = cacheable_origin_request(request, rule, keyed, self.trust, &vary);
-        if stale_if_error {
-            origin_request.fallback = Fallback::Stale;
-        }
-        if let Some(etag) = stored_headers.get("etag") {
-            origin_request.headers.insert("if-none-match", etag.clone());
-        }
-        if let Some(modified) = stored_headers.get("last-modified") {
-            origin_request
-                .headers
-                .insert("if-modified-since", modified.clone());
-        }
-        let request_time = self.clock.now();
-        let result = self.origin.send(origin_request);
-        let response_time = self.clock.now();
-
         let serve_stale = |fwd_status: Option<u16>, detail: &str| {
             let mut status = CacheStatus::forward(Forward::Stale).with_detail(detail);
             status.fwd_status = fwd_status;
             status.ttl = Some(seconds(lifetime) - seconds(age));
-            self.serve_stored(request, &found, age, &status)
+            serve_stored(&exchange.request, &found, age, &status)
         };
-        match result {
-            Ok(response) if response.status == 304 => {
-                // §4.3.4: the 304's headers replace the stored ones.
-                let mut headers = stored_headers.clone();
-                let fresh_headers = client_response_headers(&response.headers);
-                for name in fresh_headers.keys() {
-                    if name == "content-length" || NOT_STORED_HEADERS.contains(&name.as_str()) {
-                        continue;
-                    }
-                    headers.remove(name);
-                    for value in fresh_headers.get_all(name) {
-                        headers.append(name.clone(), value.clone());
-                    }
-                }
-                let updated = Response {
-                    status: found.meta.status,
-                    headers,
-                    body: found.body.clone(),
-                };
-                let mut status = CacheStatus::forward(Forward::Stale);
+
+        let vary = match VaryNames::of(&found.headers) {
+            VaryNames::Names(names) => names,
+            _ => Vec::new(),
+        };
+        let mut origin_request = self.fill_request(exchange, &vary);
+        if stale_if_error {
+            origin_request.fallback = Fallback::Stale;
+        }
+        add_validators(&mut origin_request.headers, &found.headers);
+        let mut status = CacheStatus::forward(Forward::Stale);
+        match self.send_timed(origin_request) {
+            Ok(fetched) if fetched.response.status == 304 => {
                 status.fwd_status = Some(304);
-                self.store_and_serve(
-                    request,
-                    rule,
-                    keyed,
-                    updated,
-                    request_time,
-                    response_time,
-                    status,
-                    true,
-                )
+                let headers = refreshed_headers(
+                    &found.headers,
+                    &client_response_headers(&fetched.response.headers),
+                );
+                let updated = Fetched {
+                    response: Response {
+                        status: found.meta.status,
+                        headers,
+                        body: found.body.clone(),
+                    },
+                    ..fetched
+                };
+                self.store_and_serve(exchange, updated, status, Storing::IfStorable)
             }
-            Ok(response) if matches!(response.status, 500 | 502 | 503 | 504) && stale_if_error => {
-                serve_stale(Some(response.status), stale_reason(None))
+            Ok(fetched)
+                if matches!(fetched.response.status, 500 | 502 | 503 | 504) && stale_if_error =>
+            {
+                serve_stale(Some(fetched.response.status), stale_reason(None))
             }
-            Ok(response) => {
-                let mut status = CacheStatus::forward(Forward::Stale);
-                status.fwd_status = Some(response.status);
-                self.store_and_serve(
-                    request,
-                    rule,
-                    keyed,
-                    response,
-                    request_time,
-                    response_time,
-                    status,
-                    true,
-                )
+            Ok(fetched) => {
+                status.fwd_status = Some(fetched.response.status);
+                self.store_and_serve(exchange, fetched, status, Storing::IfStorable)
             }
             Err(failure) if stale_if_error => serve_stale(None, stale_reason(Some(&failure))),
-            Err(failure) => error_response(&failure, &CacheStatus::forward(Forward::Stale)),
+            Err(failure) => error_response(&failure, &status),
         }
     }
 
-    fn fetch_and_maybe_store(
+    /// Fills from the origin, storing the answer where `storing` allows.
+    fn fetch(
         &self,
-        request: &ClientRequest,
-        rule: &Rule,
-        keyed: &KeyedRequest,
-        status: CacheStatus,
-        may_store: bool,
+        exchange: &Exchange<'_>,
+        mut status: CacheStatus,
+        storing: Storing,
     ) -> Response {
-        let origin_request = cacheable_origin_request(request, rule, keyed, self.trust, &[]);
-        let request_time = self.clock.now();
-        match self.origin.send(origin_request) {
-            Ok(response) => {
-                let response_time = self.clock.now();
-                let mut status = status;
-                status.fwd_status = Some(response.status);
-                self.store_and_serve(
-                    request,
-                    rule,
-                    keyed,
-                    response,
-                    request_time,
-                    response_time,
-                    status,
-                    may_store,
-                )
+        match self.send_timed(self.fill_request(exchange, &[])) {
+            Ok(fetched) => {
+                status.fwd_status = Some(fetched.response.status);
+                self.store_and_serve(exchange, fetched, status, storing)
             }
             Err(failure) => error_response(&failure, &status),
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
+    fn send_timed(&self, request: OriginRequest) -> Result<Fetched, OriginFailure> {
+        let request_time = self.clock.now();
+        let response = self.origin.send(request)?;
+        Ok(Fetched {
+            response,
+            request_time,
+            response_time: self.clock.now(),
+        })
+    }
+
+    /// The request the edge sends for a cacheable GET/HEAD: always a GET
+    /// (HEAD is answered from it), with the fields `forwarding` allows a
+    /// fill and only the keyed cookies. `vary` names the fields a stored
+    /// response varies on (a revalidation must carry them, RFC 9111 §4.3.1).
+    fn fill_request(&self, exchange: &Exchange<'_>, vary: &[String]) -> OriginRequest {
+        let Exchange {
+            request,
+            rule,
+            keyed,
+        } = exchange;
+        let mut headers = fill_request_headers(
+            &request.headers,
+            &request.connection,
+            self.trust,
+            rule.forward_headers,
+            &rule.headers,
+            vary,
+        );
+        if let Some(cookie) = keyed
+            .cookie
+            .as_deref()
+            .and_then(|c| HeaderValue::from_str(c).ok())
+        {
+            headers.insert("cookie", cookie);
+        }
+        OriginRequest {
+            method: Method::GET,
+            target: keyed.origin_target.clone(),
+            headers,
+            body: Vec::new(),
+            fallback: Fallback::Nothing,
+        }
+    }
+
     fn store_and_serve(
         &self,
-        request: &ClientRequest,
-        rule: &Rule,
-        keyed: &KeyedRequest,
-        response: Response,
-        request_time: SystemTime,
-        response_time: SystemTime,
+        exchange: &Exchange<'_>,
+        fetched: Fetched,
         mut status: CacheStatus,
-        may_store: bool,
+        storing: Storing,
     ) -> Response {
+        let Exchange {
+            request,
+            rule,
+            keyed,
+        } = exchange;
+        let Fetched {
+            response,
+            request_time,
+            response_time,
+        } = fetched;
         let headers = client_response_headers(&response.headers);
         let control = EffectiveControl::of(&headers);
         let query_names: Vec<&str> = keyed.query_names.iter().map(String::as_str).collect();
@@ -614,6 +409,9 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
             response_time,
         );
         let initial_age = corrected_initial_age(&headers, request_time, response_time);
+        if let Some((lifetime, _)) = lifetime {
+            status.ttl = Some(seconds(lifetime) - seconds(initial_age));
+        }
 
         let candidate = Candidate {
             status: response.status,
@@ -622,21 +420,13 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
             has_lifetime: lifetime.is_some(),
             body_len: response.body.len() as u64,
         };
-        let verdict = check_storable(
-            request.headers.contains_key("authorization"),
-            &candidate,
-            rule,
-        );
-        if let Some((lifetime, _)) = lifetime {
-            status.ttl = Some(seconds(lifetime) - seconds(initial_age));
-        }
-        match (may_store, verdict) {
-            (true, Ok(())) => {
+        let has_authorization = request.headers.contains_key("authorization");
+        match (storing, check_storable(has_authorization, &candidate, rule)) {
+            (Storing::IfStorable, Ok(())) => {
                 let mut stored_headers = headers.clone();
                 for name in NOT_STORED_HEADERS {
                     stored_headers.remove(name);
                 }
-                let tags = surrogate_keys(&headers);
                 let meta = EntryMeta {
                     key: keyed.key.canonical.clone(),
                     status: response.status,
@@ -645,14 +435,17 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
                     response_time_ms: unix_ms(response_time),
                     initial_age_ms: initial_age.as_millis() as u64,
                     lifetime_ms: lifetime.map(|(l, _)| l.as_millis() as u64).unwrap_or(0),
-                    tags,
+                    tags: surrogate_keys(&headers),
                 };
-                match self.write_entry(keyed, &request.headers, &headers, meta, &response.body) {
+                let written =
+                    self.storage()
+                        .write(keyed, &request.headers, &headers, meta, &response.body);
+                match written {
                     Ok(()) => status.stored = true,
                     Err(_) => status.detail = Some("store-error".into()),
                 }
             }
-            (true, Err(reason)) if status.detail.is_none() => {
+            (Storing::IfStorable, Err(reason)) if status.detail.is_none() => {
                 status.detail = Some(reason.detail().into())
             }
             _ => {}
@@ -677,318 +470,43 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
             is_head,
         )
     }
-
-    fn write_entry(
-        &self,
-        keyed: &KeyedRequest,
-        request_headers: &HeaderMap,
-        response_headers: &HeaderMap,
-        meta: EntryMeta,
-        body: &[u8],
-    ) -> Result<(), StoreFailure> {
-        let primary = keyed.key.store_key();
-        let VaryNames::Names(names) = VaryNames::of(response_headers) else {
-            return self
-                .store
-                .set(&primary, &entry::encode(&StoredValue::Response(meta), body));
-        };
-        // Keep the current index if it describes the same Vary; otherwise a
-        // new epoch makes every older variant unreachable.
-        let existing = match self.store.get(&primary)?.map(|b| entry::decode(&b)) {
-            Some(Ok((StoredValue::Vary(index), _)))
-                if index.key == meta.key && index.names == names =>
-            {
-                Some(index)
-            }
-            _ => None,
-        };
-        let mut index = existing.unwrap_or(VaryIndex {
-            key: meta.key.clone(),
-            names: names.clone(),
-            epoch: unix_ms(self.clock.now()) ^ (meta.request_time_us << 20),
-            variants: Vec::new(),
-        });
-        let variant = hash128(variance(&names, request_headers).as_bytes());
-        index.variants.retain(|v| *v != variant);
-        index.variants.push(variant.clone());
-        while index.variants.len() > MAX_VARIANTS {
-            let evicted = index.variants.remove(0);
-            let _ = self.store.delete(&variant_store_key(&index, &evicted));
-        }
-        let variant_key = variant_store_key(&index, &variant);
-        self.store.set(
-            &variant_key,
-            &entry::encode(&StoredValue::Response(meta), body),
-        )?;
-        self.store
-            .set(&primary, &entry::encode(&StoredValue::Vary(index), &[]))
-    }
-
-    fn lookup(
-        &self,
-        keyed: &KeyedRequest,
-        request_headers: &HeaderMap,
-    ) -> Result<Lookup, StoreFailure> {
-        let primary = keyed.key.store_key();
-        let Some(bytes) = self.store.get(&primary)? else {
-            return Ok(Lookup::Miss(Forward::UriMiss, None));
-        };
-        let (value, body) = match entry::decode(&bytes) {
-            Ok(decoded) => decoded,
-            Err(_) => return Ok(Lookup::Miss(Forward::Miss, Some("corrupt-entry"))),
-        };
-        let (meta, body) = match value {
-            StoredValue::Response(meta) => (meta, body),
-            StoredValue::Vary(index) => {
-                if index.key != keyed.key.canonical {
-                    return Ok(Lookup::Miss(Forward::Miss, Some("key-collision")));
-                }
-                let variant = hash128(variance(&index.names, request_headers).as_bytes());
-                if !index.variants.contains(&variant) {
-                    return Ok(Lookup::Miss(Forward::VaryMiss, None));
-                }
-                let key = variant_store_key(&index, &variant);
-                match self.store.get(&key)?.map(|b| entry::decode(&b)) {
-                    Some(Ok((StoredValue::Response(meta), body))) => (meta, body),
-                    Some(_) => return Ok(Lookup::Miss(Forward::Miss, Some("corrupt-entry"))),
-                    None => return Ok(Lookup::Miss(Forward::VaryMiss, None)),
-                }
-            }
-        };
-        if meta.key != keyed.key.canonical {
-            return Ok(Lookup::Miss(Forward::Miss, Some("key-collision")));
-        }
-        let mut scopes = vec![all_scope(), url_scope(canonical_url(keyed))];
-        scopes.extend(prefix_scopes(&keyed.path));
-        scopes.extend(meta.tags.iter().map(|tag| tag_scope(tag)));
-        let mut validity = Validity::Valid;
-        for scope in &scopes {
-            validity = validity.max(self.purge_times(scope)?.validity(meta.request_time_us));
-            if validity == Validity::Invalid {
-                return Ok(Lookup::Miss(Forward::Miss, Some("invalidated")));
-            }
-        }
-        Ok(Lookup::Found(Box::new(Found {
-            headers: from_pairs(&meta.headers),
-            meta,
-            body,
-            soft_purged: validity == Validity::Stale,
-        })))
-    }
-
-    fn serve_stored(
-        &self,
-        request: &ClientRequest,
-        found: &Found,
-        age: Duration,
-        status: &CacheStatus,
-    ) -> Response {
-        let mut headers = found.headers.clone();
-        strip_edge_only(&mut headers);
-        let representation = Representation {
-            status: found.meta.status,
-            headers,
-            body: found.body.clone(),
-        };
-        answer(
-            request,
-            representation,
-            age,
-            status,
-            request.method == Method::HEAD,
-        )
-    }
 }
 
-/// The request the edge sends for a cacheable GET/HEAD: always a GET
-/// (HEAD is answered from it), with the fields `forwarding` allows a fill
-/// and only the keyed cookies. `vary` names the fields a stored response
-/// varies on (a revalidation must carry them, RFC 9111 §4.3.1).
-fn cacheable_origin_request(
-    request: &ClientRequest,
-    rule: &Rule,
-    keyed: &KeyedRequest,
-    trust: ForwardingTrust,
-    vary: &[String],
-) -> OriginRequest {
-    let connection = ClientConnection::from_spin_headers(&request.headers);
-    let mut headers = fill_request_headers(
+/// Keys `request` once under `rule`.
+fn exchange(request: ClientRequest, rule: &Rule) -> Exchange<'_> {
+    let connection = &request.connection;
+    let keyed = build_key(
+        &connection.scheme,
+        connection.host.as_deref().unwrap_or(""),
+        &request.path_and_query,
         &request.headers,
-        &connection,
-        trust,
-        rule.forward_headers,
-        &rule.headers,
-        vary,
+        rule,
     );
-    if let Some(cookie) = keyed
-        .cookie
-        .as_deref()
-        .and_then(|c| HeaderValue::from_str(c).ok())
-    {
-        headers.insert("cookie", cookie);
-    }
-    OriginRequest {
-        method: Method::GET,
-        target: keyed.origin_target.clone(),
-        headers,
-        body: Vec::new(),
-        fallback: Fallback::Nothing,
+    Exchange {
+        request,
+        rule,
+        keyed,
     }
 }
 
-struct Representation {
-    status: u16,
-    headers: HeaderMap,
-    body: Vec<u8>,
-}
-
-/// Applies client conditionals, ranges and HEAD to a full representation.
-fn answer(
+fn serve_stored(
     request: &ClientRequest,
-    rep: Representation,
+    found: &Found,
     age: Duration,
     status: &CacheStatus,
-    is_head: bool,
 ) -> Response {
-    if rep.status == 200 && client_has_current(&request.headers, &rep.headers) {
-        let mut headers = HeaderMap::new();
-        for name in NOT_MODIFIED_FIELDS {
-            for value in rep.headers.get_all(name) {
-                headers.append(name, value.clone());
-            }
-        }
-        return finish(304, headers, Vec::new(), Some(age), status, true);
-    }
-    if rep.status == 200 && request.method == Method::GET {
-        let total = rep.body.len() as u64;
-        match range_answer(&request.headers, &rep.headers, total) {
-            RangeAnswer::Full => {}
-            RangeAnswer::Partial { start, end, total } => {
-                let mut headers = rep.headers;
-                if let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{end}/{total}")) {
-                    headers.insert("content-range", v);
-                }
-                let body = rep.body[start as usize..=end as usize].to_vec();
-                return finish(206, headers, body, Some(age), status, false);
-            }
-            RangeAnswer::Unsatisfiable { total } => {
-                let mut headers = HeaderMap::new();
-                if let Ok(v) = HeaderValue::from_str(&format!("bytes */{total}")) {
-                    headers.insert("content-range", v);
-                }
-                return finish(416, headers, Vec::new(), Some(age), status, false);
-            }
-        }
-    }
-    let mut headers = rep.headers;
-    if rep.status == 200 {
-        headers.insert("accept-ranges", HeaderValue::from_static("bytes"));
-    }
-    finish(rep.status, headers, rep.body, Some(age), status, is_head)
-}
-
-/// Final touches: `Age`, `Cache-Status`, framing, and no body for HEAD.
-fn finish(
-    status: u16,
-    mut headers: HeaderMap,
-    body: Vec<u8>,
-    age: Option<Duration>,
-    cache_status: &CacheStatus,
-    is_head: bool,
-) -> Response {
-    // Every response carries Age: ours when we know it, else the origin's,
-    // else 0 (a response fresh from the origin).
-    match age {
-        Some(age) => {
-            headers.insert("age", HeaderValue::from(age.as_secs()));
-        }
-        None if !headers.contains_key("age") => {
-            headers.insert("age", HeaderValue::from_static("0"));
-        }
-        None => {}
-    }
-    if let Ok(value) = HeaderValue::from_str(&cache_status.header_value()) {
-        headers.insert("cache-status", value);
-    }
-    // 204 and 304 have no content; anything else (HEAD included) states
-    // the length of the full representation.
-    if status == 204 || status == 304 {
-        headers.remove("content-length");
-    } else {
-        headers.insert("content-length", HeaderValue::from(body.len()));
-    }
-    let no_body = is_head || status == 204 || status == 304;
-    Response {
-        status,
+    let mut headers = found.headers.clone();
+    strip_edge_only(&mut headers);
+    let representation = Representation {
+        status: found.meta.status,
         headers,
-        body: if no_body { Vec::new() } else { body },
-    }
+        body: found.body.clone(),
+    };
+    let is_head = request.method == Method::HEAD;
+    answer(request, representation, age, status, is_head)
 }
 
-fn json_response(status: u16, value: &serde_json::Value) -> Response {
-    let body = format!("{value}\n").into_bytes();
-    let mut headers = HeaderMap::new();
-    headers.insert("age", HeaderValue::from_static("0"));
-    headers.insert("content-type", HeaderValue::from_static("application/json"));
-    headers.insert("cache-control", HeaderValue::from_static("no-store"));
-    headers.insert("content-length", HeaderValue::from(body.len()));
-    Response {
-        status,
-        headers,
-        body,
-    }
-}
-
-fn method_not_allowed() -> Response {
-    let mut response = json_response(
-        405,
-        &serde_json::json!({"error": "the purge endpoint accepts POST only"}),
-    );
-    response
-        .headers
-        .insert("allow", HeaderValue::from_static("POST"));
-    response
-}
-
-fn unauthorized() -> Response {
-    let mut response = json_response(
-        401,
-        &serde_json::json!({"error": "missing or wrong bearer token"}),
-    );
-    response.headers.insert(
-        "www-authenticate",
-        HeaderValue::from_static("Bearer realm=\"edge-cache purge\""),
-    );
-    response
-}
-
-fn error_response(failure: &OriginFailure, status: &CacheStatus) -> Response {
-    let error = failure.to_response();
-    let mut headers = HeaderMap::new();
-    headers.insert(
-        "content-type",
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    headers.insert("cache-control", HeaderValue::from_static("no-store"));
-    if let Some(seconds) = error.retry_after {
-        headers.insert("retry-after", HeaderValue::from(seconds));
-    }
-    finish(
-        error.status,
-        headers,
-        error.body.into_bytes(),
-        None,
-        status,
-        false,
-    )
-}
-
-fn strip_edge_only(headers: &mut HeaderMap) {
-    for name in EDGE_ONLY_HEADERS {
-        headers.remove(name);
-    }
-}
-
+/// The surrogate keys (tags) a response carries, sorted and unique.
 fn surrogate_keys(headers: &HeaderMap) -> Vec<String> {
     let mut tags: Vec<String> = headers
         .get_all("surrogate-key")
@@ -1000,24 +518,6 @@ fn surrogate_keys(headers: &HeaderMap) -> Vec<String> {
     tags.sort();
     tags.dedup();
     tags
-}
-
-/// The canonical URL part of a key (without cookie and header components):
-/// the scope URL invalidation works on.
-fn canonical_url(keyed: &KeyedRequest) -> &str {
-    keyed
-        .key
-        .canonical
-        .split('\n')
-        .next()
-        .unwrap_or(&keyed.key.canonical)
-}
-
-fn variant_store_key(index: &VaryIndex, variant: &str) -> String {
-    format!(
-        "v:{}",
-        hash128(format!("{}\n{}\n{}", index.key, index.epoch, variant).as_bytes())
-    )
 }
 
 /// Request `Cache-Control` (with `Pragma: no-cache` standing in when absent).
@@ -1043,7 +543,9 @@ mod tests {
     use super::*;
     use std::cell::{Cell, RefCell};
 
+    use crate::invalidation::{PurgeKind, PurgeTimes};
     use crate::test_support::{FakeClock, FakeOrigin, MemStore};
+    use crate::vary::MAX_VARIANTS;
 
     fn edge<'a>(
         rules: &'a CacheRules,
@@ -1082,10 +584,11 @@ mod tests {
     fn get(path: &str, extra: &[(&str, &str)]) -> ClientRequest {
         let mut pairs = vec![("host", "shop.example")];
         pairs.extend_from_slice(extra);
-        let headers = crate::test_support::headers(&pairs);
+        let mut headers = crate::test_support::headers(&pairs);
         ClientRequest {
             method: Method::GET,
             path_and_query: path.to_owned(),
+            connection: crate::spin_metadata::take_connection(&mut headers),
             headers,
             body: Vec::new(),
         }
@@ -1146,13 +649,14 @@ mod tests {
     fn an_entry_fetched_before_an_invalidation_does_not_survive_it() {
         let rules = CacheRules::default();
         let store = std::rc::Rc::new(MemStore::default());
-        let scope_key = scope_store_key(&url_scope("http://shop.example/a"));
+        let scope_key =
+            crate::storage::scope_key(&crate::invalidation::url_scope("http://shop.example/a"));
         let racing_store = store.clone();
         let clock = clock();
         let purge_time = unix_us(clock.now());
         // The invalidation lands while the origin is answering.
         let origin = FakeOrigin::new(move |_| {
-            let purged = PurgeTimes::default().after_purge(purge_time, false);
+            let purged = PurgeTimes::default().after_purge(purge_time, PurgeKind::Hard);
             racing_store.set(&scope_key, &purged.encode()).unwrap();
             Ok(ok("max-age=60", "old"))
         });

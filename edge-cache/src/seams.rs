@@ -6,6 +6,7 @@
 //! in-memory fakes, and the origin's decorators (breaker, failover) over
 //! another [`Origin`].
 
+use std::net::SocketAddr;
 use std::time::SystemTime;
 
 use http::{HeaderMap, Method};
@@ -20,10 +21,25 @@ pub struct ClientRequest {
     pub method: Method,
     /// Path and query exactly as received (normalised only for the key).
     pub path_and_query: String,
-    /// The client's header fields, including the host's `spin-*` metadata.
+    /// The client's header fields (the adapter removes the host's own
+    /// metadata fields).
     pub headers: HeaderMap,
+    /// What the host knows of the connection it came on.
+    pub connection: ClientConnection,
     /// The request content (empty for GET and HEAD in practice).
     pub body: Vec<u8>,
+}
+
+/// Facts about the client connection that the host runtime tells us.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientConnection {
+    /// The peer address, from Spin's `spin-client-addr` header.
+    pub peer: Option<SocketAddr>,
+    /// `http` or `https`, as the client spoke to the edge.
+    pub scheme: String,
+    /// The authority the client asked for (`Host`), normalised as the cache
+    /// key spells it (lower case, no trailing dot, no default port).
+    pub host: Option<String>,
 }
 
 /// A request the edge sends to the origin.

@@ -13,14 +13,17 @@ use spin_sdk::key_value;
 use spin_sdk::wit::wasi::http0_2_0::outgoing_handler;
 use spin_sdk::wit::wasi::http0_2_0::types::{OutgoingBody, RequestOptions};
 
+use crate::answer::body_too_large;
 use crate::config::{EdgeConfig, OriginAddress};
 use crate::failover::FailoverOrigin;
 use crate::header_list::{from_pairs, to_pairs};
 use crate::origin_failure::OriginFailure;
 use crate::origin_guard::GuardedOrigin;
-use crate::request_flow::{Admission, EdgeCache, PurgeSettings, body_too_large};
-use crate::seams::{ClientRequest, Clock, Origin, OriginRequest, Response, Store, StoreFailure};
+use crate::purge_api::{Admission, PurgeSettings};
+use crate::request_flow::EdgeCache;
 use crate::rules::CacheRules;
+use crate::seams::{ClientRequest, Clock, Origin, OriginRequest, Response, Store, StoreFailure};
+use crate::spin_metadata::take_connection;
 
 /// `blocking-write-and-flush` accepts at most this many bytes per call.
 const WRITE_CHUNK: usize = 4096;
@@ -119,7 +122,7 @@ fn load_rules(config: &EdgeConfig, store: &SpinStore) -> Option<CacheRules> {
     match parsed {
         Ok(rules) => Some(rules),
         Err(message) => {
-            let marker = format!("e:{}", crate::key::hash128(message.as_bytes()));
+            let marker = crate::storage::rules_error_key(&message);
             if !matches!(store.get(&marker), Ok(Some(_))) {
                 eprintln!("edge-cache: {message}; caching is off until it is fixed");
                 let _ = store.set(&marker, b"1");
@@ -190,7 +193,8 @@ fn read_request<S: Store, O: Origin, C: Clock>(
 ) -> Result<ClientRequest, Response> {
     let method = HttpMethod::from_bytes(method_name(&request.method()).as_bytes())
         .map_err(|_| text_response(400, "unsupported method\n".into()))?;
-    let headers = from_pairs(&request.headers().entries());
+    let mut headers = from_pairs(&request.headers().entries());
+    let connection = take_connection(&mut headers);
     let path_and_query = request.path_with_query().unwrap_or_else(|| "/".to_owned());
     let limit = match edge.admit(&method, &path_and_query, &headers) {
         Admission::Answer(response) => return Err(response),
@@ -201,6 +205,7 @@ fn read_request<S: Store, O: Origin, C: Clock>(
         method,
         path_and_query,
         headers,
+        connection,
         body,
     })
 }

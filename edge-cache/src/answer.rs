@@ -1,0 +1,189 @@
+//! Shaping what the client receives: conditionals, ranges and HEAD applied
+//! to a full representation, `Age` and `Cache-Status` added, framing set;
+//! and the edge's own answers (errors, the purge API's JSON).
+
+use std::time::Duration;
+
+use http::header::HeaderValue;
+use http::{HeaderMap, Method};
+
+use crate::cache_status::CacheStatus;
+use crate::conditional::{NOT_MODIFIED_FIELDS, RangeAnswer, client_has_current, range_answer};
+use crate::origin_failure::OriginFailure;
+use crate::seams::{ClientRequest, Response};
+
+/// Headers only the edge acts on; never sent to clients.
+pub const EDGE_ONLY_HEADERS: [&str; 3] =
+    ["surrogate-key", "surrogate-control", "cdn-cache-control"];
+
+/// `413` for a request body past `limit` bytes (see `Admission`).
+pub fn body_too_large(limit: usize) -> Response {
+    json_response(
+        413,
+        &serde_json::json!({"error": format!("request body over {limit} bytes")}),
+    )
+}
+
+/// A full stored or fetched response, before the client's conditionals,
+/// range and method shape what is sent.
+pub struct Representation {
+    /// Its status.
+    pub status: u16,
+    /// Its header fields (edge-only ones already removed).
+    pub headers: HeaderMap,
+    /// Its whole content.
+    pub body: Vec<u8>,
+}
+
+/// Applies client conditionals, ranges and HEAD to a full representation.
+pub fn answer(
+    request: &ClientRequest,
+    rep: Representation,
+    age: Duration,
+    status: &CacheStatus,
+    is_head: bool,
+) -> Response {
+    if rep.status == 200 && client_has_current(&request.headers, &rep.headers) {
+        let mut headers = HeaderMap::new();
+        for name in NOT_MODIFIED_FIELDS {
+            for value in rep.headers.get_all(name) {
+                headers.append(name, value.clone());
+            }
+        }
+        return finish(304, headers, Vec::new(), Some(age), status, true);
+    }
+    if rep.status == 200 && request.method == Method::GET {
+        let total = rep.body.len() as u64;
+        match range_answer(&request.headers, &rep.headers, total) {
+            RangeAnswer::Full => {}
+            RangeAnswer::Partial { start, end, total } => {
+                let mut headers = rep.headers;
+                if let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{end}/{total}")) {
+                    headers.insert("content-range", v);
+                }
+                let body = rep.body[start as usize..=end as usize].to_vec();
+                return finish(206, headers, body, Some(age), status, false);
+            }
+            RangeAnswer::Unsatisfiable { total } => {
+                let mut headers = HeaderMap::new();
+                if let Ok(v) = HeaderValue::from_str(&format!("bytes */{total}")) {
+                    headers.insert("content-range", v);
+                }
+                return finish(416, headers, Vec::new(), Some(age), status, false);
+            }
+        }
+    }
+    let mut headers = rep.headers;
+    if rep.status == 200 {
+        headers.insert("accept-ranges", HeaderValue::from_static("bytes"));
+    }
+    finish(rep.status, headers, rep.body, Some(age), status, is_head)
+}
+
+/// Final touches: `Age`, `Cache-Status`, framing, and no body for HEAD.
+pub fn finish(
+    status: u16,
+    mut headers: HeaderMap,
+    body: Vec<u8>,
+    age: Option<Duration>,
+    cache_status: &CacheStatus,
+    is_head: bool,
+) -> Response {
+    // Every response carries Age: ours when we know it, else the origin's,
+    // else 0 (a response fresh from the origin).
+    match age {
+        Some(age) => {
+            headers.insert("age", HeaderValue::from(age.as_secs()));
+        }
+        None if !headers.contains_key("age") => {
+            headers.insert("age", HeaderValue::from_static("0"));
+        }
+        None => {}
+    }
+    if let Ok(value) = HeaderValue::from_str(&cache_status.header_value()) {
+        headers.insert("cache-status", value);
+    }
+    // 204 and 304 have no content; anything else (HEAD included) states
+    // the length of the full representation.
+    if status == 204 || status == 304 {
+        headers.remove("content-length");
+    } else {
+        headers.insert("content-length", HeaderValue::from(body.len()));
+    }
+    let no_body = is_head || status == 204 || status == 304;
+    Response {
+        status,
+        headers,
+        body: if no_body { Vec::new() } else { body },
+    }
+}
+
+/// A small JSON answer of the edge's own (purge API), never stored.
+pub fn json_response(status: u16, value: &serde_json::Value) -> Response {
+    let body = format!("{value}\n").into_bytes();
+    let mut headers = HeaderMap::new();
+    headers.insert("age", HeaderValue::from_static("0"));
+    headers.insert("content-type", HeaderValue::from_static("application/json"));
+    headers.insert("cache-control", HeaderValue::from_static("no-store"));
+    headers.insert("content-length", HeaderValue::from(body.len()));
+    Response {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// `405` for the purge endpoint.
+pub fn method_not_allowed() -> Response {
+    let mut response = json_response(
+        405,
+        &serde_json::json!({"error": "the purge endpoint accepts POST only"}),
+    );
+    response
+        .headers
+        .insert("allow", HeaderValue::from_static("POST"));
+    response
+}
+
+/// `401` with the challenge for the purge API's bearer token.
+pub fn unauthorized() -> Response {
+    let mut response = json_response(
+        401,
+        &serde_json::json!({"error": "missing or wrong bearer token"}),
+    );
+    response.headers.insert(
+        "www-authenticate",
+        HeaderValue::from_static("Bearer realm=\"edge-cache purge\""),
+    );
+    response
+}
+
+/// The edge's answer when the origin gave none: a short plain message
+/// naming the cause, never stored.
+pub fn error_response(failure: &OriginFailure, status: &CacheStatus) -> Response {
+    let error = failure.to_response();
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        "content-type",
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    headers.insert("cache-control", HeaderValue::from_static("no-store"));
+    if let Some(seconds) = error.retry_after {
+        headers.insert("retry-after", HeaderValue::from(seconds));
+    }
+    finish(
+        error.status,
+        headers,
+        error.body.into_bytes(),
+        None,
+        status,
+        false,
+    )
+}
+
+/// Removes the fields meant for this cache only.
+pub fn strip_edge_only(headers: &mut HeaderMap) {
+    for name in EDGE_ONLY_HEADERS {
+        headers.remove(name);
+    }
+}

@@ -1,0 +1,199 @@
+//! The purge API as an endpoint: `POST {admin_path}/purge` with a JSON
+//! body, and the `PURGE` method on a URL. Authentication and the body limit
+//! are checked from the request head before any body is read; applying a
+//! purge writes one scope value per target (see `invalidation`).
+
+use http::{HeaderMap, Method};
+
+use crate::answer::{body_too_large, json_response, method_not_allowed, unauthorized};
+use crate::invalidation::{PurgeKind, all_scope, prefix_scope, tag_scope, url_scope};
+use crate::key::build_key;
+use crate::purge::{MAX_BODY_BYTES, PurgeRequest, authorized, parse_purge_post, purge_id};
+use crate::rules::{CacheRules, Rule};
+use crate::seams::{ClientConnection, ClientRequest, Clock, Response, Store, StoreFailure};
+use crate::storage::{CacheStorage, unix_ms};
+
+/// Where the purge API lives and the token it requires.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PurgeSettings {
+    /// The admin path prefix (`/_edge`): the API is `{admin_path}/purge`.
+    pub admin_path: String,
+    /// The bearer token.
+    pub token: String,
+}
+
+/// What the edge decided from a request's head, before any of its body is
+/// read.
+#[derive(Debug)]
+pub enum Admission {
+    /// Read the body, refusing it (`413`) past `limit` bytes where set (the
+    /// host's own request-body limit applies anyway).
+    ReadBody {
+        /// The most body bytes this request may carry.
+        limit: Option<usize>,
+    },
+    /// Answer at once without reading the body: an unauthenticated or
+    /// oversized purge must not make the edge buffer anything.
+    Answer(Response),
+}
+
+/// Which of the API's two forms a request is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PurgeRoute {
+    /// `{admin_path}/purge`, any method (only POST is accepted).
+    Endpoint,
+    /// The `PURGE` method on any other path.
+    Method,
+}
+
+/// The purge API over the cache's storage.
+pub struct PurgeApi<'a, S, C> {
+    /// Where it lives and its token.
+    pub settings: &'a PurgeSettings,
+    /// The rules, to key purged URLs as requests for them are keyed.
+    pub rules: Option<&'a CacheRules>,
+    /// Where scope times are written.
+    pub storage: CacheStorage<'a, S, C>,
+}
+
+impl<S: Store, C: Clock> PurgeApi<'_, S, C> {
+    fn route(&self, method: &Method, path_and_query: &str) -> Option<PurgeRoute> {
+        let path = path_and_query.split('?').next().unwrap_or("/");
+        if path == format!("{}/purge", self.settings.admin_path) {
+            Some(PurgeRoute::Endpoint)
+        } else if method.as_str() == "PURGE" {
+            Some(PurgeRoute::Method)
+        } else {
+            None
+        }
+    }
+
+    /// Checks what can be checked from the head alone: the purge API
+    /// authenticates from headers and refuses a declared oversized body
+    /// before a byte of it is read.
+    pub fn admit(&self, method: &Method, path_and_query: &str, headers: &HeaderMap) -> Admission {
+        let settings = self.settings;
+        let endpoint = match self.route(method, path_and_query) {
+            None => return Admission::ReadBody { limit: None },
+            Some(route) => route == PurgeRoute::Endpoint,
+        };
+        if endpoint && method != Method::POST {
+            return Admission::Answer(method_not_allowed());
+        }
+        if !authorized(headers, &settings.token) {
+            return Admission::Answer(unauthorized());
+        }
+        let declared = headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if declared.is_some_and(|length| length > MAX_BODY_BYTES as u64) {
+            return Admission::Answer(body_too_large(MAX_BODY_BYTES));
+        }
+        Admission::ReadBody {
+            limit: Some(MAX_BODY_BYTES),
+        }
+    }
+
+    /// The answer to `request` if it is a purge request, else `None`.
+    pub fn handle(&self, request: &ClientRequest) -> Option<Response> {
+        Some(
+            match self.route(&request.method, &request.path_and_query)? {
+                PurgeRoute::Endpoint => self.endpoint(request),
+                PurgeRoute::Method => self.method(request),
+            },
+        )
+    }
+
+    fn endpoint(&self, request: &ClientRequest) -> Response {
+        if request.method != Method::POST {
+            return method_not_allowed();
+        }
+        if !authorized(&request.headers, &self.settings.token) {
+            return unauthorized();
+        }
+        let connection = &request.connection;
+        let host = connection.host.clone().unwrap_or_default();
+        match parse_purge_post(&request.method, &request.body, &host) {
+            Ok(purge) => self.apply(&purge, connection),
+            Err(refusal) => json_response(
+                refusal.status,
+                &serde_json::json!({"error": refusal.message}),
+            ),
+        }
+    }
+
+    /// `PURGE /path` purges that one URL (all its variants).
+    fn method(&self, request: &ClientRequest) -> Response {
+        if !authorized(&request.headers, &self.settings.token) {
+            return unauthorized();
+        }
+        let connection = &request.connection;
+        let soft = request
+            .headers
+            .get("soft-purge")
+            .is_some_and(|v| v.as_bytes() == b"1");
+        let purge = PurgeRequest {
+            urls: vec![request.path_and_query.clone()],
+            soft,
+            ..Default::default()
+        };
+        self.apply(&purge, connection)
+    }
+
+    /// Writes one scope value per target; nothing is scanned or deleted.
+    fn apply(&self, purge: &PurgeRequest, connection: &ClientConnection) -> Response {
+        let host = connection.host.clone().unwrap_or_default();
+        let mut scopes = Vec::new();
+        if purge.all {
+            scopes.push(all_scope());
+        }
+        let default_rule = Rule::default();
+        for url in &purge.urls {
+            let rule = self.rules.map_or(&default_rule, |r| r.for_target(url));
+            // Entries are keyed by the scheme the client used; purge both.
+            for scheme in ["http", "https"] {
+                let keyed = build_key(scheme, &host, url, &HeaderMap::new(), rule);
+                scopes.push(url_scope(keyed.url()));
+            }
+        }
+        scopes.extend(purge.tags.iter().map(|tag| tag_scope(tag)));
+        scopes.extend(purge.prefixes.iter().map(|prefix| prefix_scope(prefix)));
+
+        let id = purge_id(
+            format!("{}|{:?}|{}", unix_ms(self.storage.clock.now()), purge, host).as_bytes(),
+        );
+        let caller = connection
+            .peer
+            .map(|p| p.ip().to_string())
+            .unwrap_or_else(|| "unknown".into());
+        for scope in &scopes {
+            if let Err(StoreFailure(error)) =
+                self.storage.purge(scope, PurgeKind::from_soft(purge.soft))
+            {
+                eprintln!("edge-cache: purge {id} from {caller} failed: store error: {error}");
+                return json_response(
+                    503,
+                    &serde_json::json!({"id": id, "error": format!("store unavailable: {error}")}),
+                );
+            }
+        }
+        eprintln!(
+            "edge-cache: purge {id} from {caller}: urls={:?} tags={:?} prefixes={:?} all={} soft={}",
+            purge.urls, purge.tags, purge.prefixes, purge.all, purge.soft
+        );
+        json_response(
+            200,
+            &serde_json::json!({
+                "id": id,
+                "soft": purge.soft,
+                "purged": {
+                    "urls": purge.urls.len(),
+                    "tags": purge.tags.len(),
+                    "prefixes": purge.prefixes.len(),
+                    "all": purge.all,
+                }
+            }),
+        )
+    }
+}
