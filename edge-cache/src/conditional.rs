@@ -4,6 +4,7 @@
 use http::HeaderMap;
 
 use crate::freshness::header_date;
+use crate::http_date::parse_http_date;
 
 /// Whether the client's validators match the stored response, so `304`.
 pub fn client_has_current(request: &HeaderMap, stored: &HeaderMap) -> bool {
@@ -71,7 +72,7 @@ pub fn range_answer(request: &HeaderMap, stored: &HeaderMap, total: u64) -> Rang
             stored.get("etag").and_then(|v| v.to_str().ok()) == Some(if_range)
         } else {
             matches!(
-                (httpdate::parse_http_date(if_range).ok(), header_date(stored, "last-modified")),
+                (parse_http_date(if_range), header_date(stored, "last-modified")),
                 (Some(a), Some(b)) if a == b
             )
         };
@@ -148,6 +149,54 @@ mod tests {
             &headers(&[("if-modified-since", "yesterday")]),
             &stored
         ));
+    }
+
+    #[test]
+    fn dates_are_read_in_every_form_a_recipient_must_accept() {
+        let stored = headers(&[("last-modified", "Tue, 14 Nov 2023 22:13:20 GMT")]);
+        for since in [
+            "TUE, 14 NOV 2023 22:13:20 GMT",
+            "Tuesday, 14-Nov-23 22:13:20 GMT",
+            "Tue Nov 14 22:13:20 2023",
+            "Sat, 14 Nov 2023 22:13:20 GMT",
+        ] {
+            assert!(
+                client_has_current(&headers(&[("if-modified-since", since)]), &stored),
+                "{since}"
+            );
+        }
+        // A stored Last-Modified in another form is read too.
+        let asctime = headers(&[("last-modified", "Tue Nov 14 22:13:20 2023")]);
+        assert!(client_has_current(
+            &headers(&[("if-modified-since", "Tue, 14 Nov 2023 22:13:20 GMT")]),
+            &asctime
+        ));
+        for invalid in [
+            "Tue, 14 Nov 2023 22:13:20 UTC",
+            "Tue 14 Nov 2023 22:13:20 GMT",
+            "Tue, 14-Nov-2023 22:13:20 GMT",
+        ] {
+            assert!(
+                !client_has_current(&headers(&[("if-modified-since", invalid)]), &stored),
+                "{invalid}"
+            );
+        }
+
+        let partial = RangeAnswer::Partial {
+            start: 0,
+            end: 1,
+            total: 10,
+        };
+        for (if_range, expected) in [
+            ("tue, 14 nov 2023 22:13:20 gmt", partial.clone()),
+            ("Tue Nov 14 22:13:20 2023", partial.clone()),
+            ("Tuesday, 14-Nov-23 22:13:20 GMT", partial),
+            ("Tue, 14 Nov 2023 22:13:21 GMT", RangeAnswer::Full),
+            ("Tue, 14 Nov 2023 22:13:20 UTC", RangeAnswer::Full),
+        ] {
+            let request = headers(&[("range", "bytes=0-1"), ("if-range", if_range)]);
+            assert_eq!(range_answer(&request, &stored, 10), expected, "{if_range}");
+        }
     }
 
     #[test]

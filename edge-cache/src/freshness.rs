@@ -207,7 +207,7 @@ pub fn header_date(headers: &HeaderMap, name: &str) -> Option<SystemTime> {
     if values.next().is_some() {
         return None;
     }
-    httpdate::parse_http_date(first.to_str().ok()?).ok()
+    crate::http_date::parse_http_date(first.to_str().ok()?)
 }
 
 /// The largest delta-seconds a cache needs to tell apart (RFC 9111 §1.2.2):
@@ -356,6 +356,61 @@ mod tests {
         for (pairs, expected) in table {
             assert_eq!(lifetime(200, &pairs, none), expected, "{pairs:?}");
         }
+    }
+
+    #[test]
+    fn dates_in_every_form_a_recipient_must_read_count() {
+        use LifetimeSource::*;
+        let none = FreshnessRule::default();
+        // T0 is Tue, 14 Nov 2023 22:13:20 GMT; these are 300 s later.
+        let d0 = date(T0);
+        for expires in [
+            "TUE, 14 NOV 2023 22:18:20 GMT",
+            "Tue, 14 Nov 2023 22:18:20 gmt",
+            "Fri, 14 Nov 2023 22:18:20 GMT",
+            "Tuesday, 14-Nov-23 22:18:20 GMT",
+            "Tue Nov 14 22:18:20 2023",
+        ] {
+            assert_eq!(
+                lifetime(200, &[("expires", expires), ("date", &d0)], none),
+                Some((300, Expires)),
+                "{expires}"
+            );
+        }
+        for expires in [
+            "Tue, 14 Nov 2023 22:18:20 UTC",
+            "Tue 14 Nov 2023 22:18:20 GMT",
+            "Tue, 14-Nov-2023 22:18:20 GMT",
+            "Tue, 14 Nov 2023 2:18:20 GMT",
+            "Tue, 14  Nov 2023 22:18:20 GMT",
+        ] {
+            assert_eq!(
+                lifetime(200, &[("expires", expires), ("date", &d0)], none),
+                Some((0, Invalid)),
+                "{expires}"
+            );
+        }
+        // Date and Last-Modified are read the same way.
+        let h = headers(&[("date", "Tue Nov 14 22:13:15 2023")]);
+        assert_eq!(
+            corrected_initial_age(&h, at(T0), at(T0)),
+            Duration::from_secs(5)
+        );
+        let heuristic = FreshnessRule {
+            heuristic: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            lifetime(
+                200,
+                &[
+                    ("last-modified", "tuesday, 14-nov-23 21:56:40 GMT"),
+                    ("date", &d0)
+                ],
+                heuristic
+            ),
+            Some((100, Heuristic))
+        );
     }
 
     #[test]

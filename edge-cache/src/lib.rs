@@ -21,6 +21,7 @@
 //! - `vary` — secondary keys from `Vary`
 //! - `freshness` — lifetimes and ages (RFC 9111 §4.2)
 //! - `cache_control` — `Cache-Control`-style directive parsing
+//! - `http_date` — HTTP-date parsing as RFC 9110 §5.6.7's recipient rules allow
 //! - `storability` — whether a response may be stored (RFC 9111 §3)
 //! - `revalidation` — conditional requests and `304` header updates
 //! - `conditional` — the client's conditionals and ranges against a representation
@@ -46,6 +47,7 @@ pub mod forwarding;
 pub mod freshness;
 pub mod header_list;
 pub mod hop_by_hop;
+pub mod http_date;
 pub mod invalidation;
 pub mod key;
 pub mod origin_failure;
