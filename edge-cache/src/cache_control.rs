@@ -1,10 +1,14 @@
-//! Parsing of `Cache-Control`-style directive lists (RFC 9111 §5.2), shared
-//! by `Cache-Control`, `CDN-Cache-Control` (RFC 9213) and
-//! `Surrogate-Control`.
+//! Parsing of `Cache-Control`-style directive lists (RFC 9111 §5.2).
 //!
-//! Directive names are case-insensitive; values are tokens or quoted
-//! strings. A malformed delta-seconds value makes the directive *invalid*,
-//! which callers treat as "stale" (§4.2.1), never as "fresh forever".
+//! `Cache-Control` and `Surrogate-Control` use the lenient parser: directive
+//! names are case-insensitive; values are tokens or quoted strings. A
+//! malformed delta-seconds value makes the directive *invalid*, which
+//! callers treat as "stale" (§4.2.1), never as "fresh forever".
+//!
+//! `CDN-Cache-Control` is a Structured Field Dictionary (RFC 9213 §2.1,
+//! RFC 9651) and is read strictly: a field that does not parse, or whose
+//! delta-seconds directives are not non-negative Integers, is ignored as a
+//! whole (§2.2), so the cache falls back to the fields after it.
 
 use http::HeaderMap;
 
@@ -46,6 +50,65 @@ impl CacheDirectives {
             if let Ok(text) = value.to_str() {
                 directives.extend(parse_list(text));
             }
+        }
+        Some(CacheDirectives { directives })
+    }
+
+    /// Parses every instance of `name` as one Structured Field Dictionary
+    /// (RFC 9213 §2.1; field lines joined with `,`, RFC 9651 §4.2). `None`
+    /// when the field is absent or must be ignored whole (§2.2): it is not
+    /// a valid Dictionary (including non-ASCII bytes and upper-case keys),
+    /// or one of [`STRUCTURED_DELTA_SECONDS`] is not a non-negative Integer.
+    ///
+    /// Members become directives: Boolean true (`public`) is a directive
+    /// without value, Boolean false (`no-store=?0`) is no directive, an
+    /// Integer, Token or String is its value, an Inner List its members
+    /// joined by `, ` (the form `field_names` reads). Parameters are
+    /// ignored (§2.1).
+    pub fn from_structured_headers(headers: &HeaderMap, name: &str) -> Option<Self> {
+        let mut lines = Vec::new();
+        for value in headers.get_all(name) {
+            lines.push(value.to_str().ok()?);
+        }
+        if lines.is_empty() {
+            return None;
+        }
+        Self::parse_structured(&lines.join(", "))
+    }
+
+    /// Parses one `CDN-Cache-Control` value; see
+    /// [`CacheDirectives::from_structured_headers`].
+    pub fn parse_structured(text: &str) -> Option<Self> {
+        let dictionary: sfv::Dictionary = sfv::Parser::new(text).parse().ok()?;
+        let mut directives = Vec::new();
+        for (key, member) in &dictionary {
+            let name = key.as_str();
+            if STRUCTURED_DELTA_SECONDS.contains(&name) {
+                let sfv::ListEntry::Item(item) = member else {
+                    return None;
+                };
+                let seconds = item.bare_item.as_integer().map(i64::from)?;
+                if seconds < 0 {
+                    return None;
+                }
+            }
+            let value = match member {
+                sfv::ListEntry::Item(item) => match &item.bare_item {
+                    sfv::BareItem::Boolean(false) => continue,
+                    bare => bare_item_text(bare),
+                },
+                sfv::ListEntry::InnerList(list) => Some(
+                    list.items
+                        .iter()
+                        .filter_map(|item| bare_item_text(&item.bare_item))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                ),
+            };
+            directives.push(Directive {
+                name: name.to_owned(),
+                value,
+            });
         }
         Some(CacheDirectives { directives })
     }
@@ -105,6 +168,29 @@ impl CacheDirectives {
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.directives.iter().map(|d| d.name.as_str())
     }
+}
+
+/// The `CDN-Cache-Control` directives whose value must be a non-negative
+/// Integer for the field to count (RFC 9213 §2.1).
+pub const STRUCTURED_DELTA_SECONDS: [&str; 4] = [
+    "max-age",
+    "s-maxage",
+    "stale-while-revalidate",
+    "stale-if-error",
+];
+
+/// A Structured Field bare item as a directive value; `None` for `?1`.
+fn bare_item_text(item: &sfv::BareItem) -> Option<String> {
+    Some(match item {
+        sfv::BareItem::Boolean(_) => return None,
+        sfv::BareItem::Integer(n) => n.to_string(),
+        sfv::BareItem::Decimal(d) => d.to_string(),
+        sfv::BareItem::String(s) => s.as_str().to_owned(),
+        sfv::BareItem::Token(t) => t.as_str().to_owned(),
+        sfv::BareItem::ByteSequence(_)
+        | sfv::BareItem::Date(_)
+        | sfv::BareItem::DisplayString(_) => String::new(),
+    })
 }
 
 fn parse_delta_seconds(value: &str) -> Option<u64> {
@@ -229,6 +315,98 @@ mod tests {
         assert!(cc.has("private"));
         assert_eq!(cc.seconds("max-age"), Some(Seconds::Valid(60)));
         assert!(CacheDirectives::from_headers(&headers, "cdn-cache-control").is_none());
+    }
+
+    #[test]
+    fn structured_dictionaries_are_read_strictly() {
+        let read = |text: &str| {
+            CacheDirectives::parse_structured(text).map(|d| {
+                d.directives
+                    .iter()
+                    .map(|d| match &d.value {
+                        Some(v) => format!("{}={v}", d.name),
+                        None => d.name.clone(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+        };
+        let valid = [
+            ("max-age=60", "max-age=60"),
+            ("max-age=0, public", "max-age=0 public"),
+            (
+                "s-maxage=700, stale-while-revalidate=30, stale-if-error=0",
+                "s-maxage=700 stale-while-revalidate=30 stale-if-error=0",
+            ),
+            // Boolean true is a directive without value; false is none.
+            ("no-store=?1, private=?0", "no-store"),
+            // Parameters are ignored; the last duplicate wins (RFC 9651).
+            (
+                "max-age=60;foo=bar, must-revalidate;x",
+                "max-age=60 must-revalidate",
+            ),
+            ("max-age=60, max-age=10", "max-age=10"),
+            // Strings, tokens and inner lists keep their values.
+            (r#"no-cache="set-cookie""#, "no-cache=set-cookie"),
+            (r#"private=("x-user" "x-id")"#, "private=x-user, x-id"),
+            ("ext=tok, other=1.5", "ext=tok other=1.5"),
+            ("", ""),
+        ];
+        for (text, expected) in valid {
+            assert_eq!(read(text).as_deref(), Some(expected), "{text:?}");
+        }
+        let invalid = [
+            // Not a Dictionary.
+            "Max-Age=60",
+            "max-age=60,",
+            "max-age=60;;",
+            "max-age = 60",
+            "max-age=60 public",
+            "(bad)",
+            ",,,",
+            "max-age=60, ;",
+            "max-age=\"60\"\u{1}",
+            // Delta-seconds that are not non-negative Integers.
+            r#"max-age="60""#,
+            "max-age=60.0",
+            "max-age=-1",
+            "max-age",
+            "max-age=?0",
+            "max-age=(60)",
+            "max-age=tok",
+            "s-maxage=1.5",
+            "stale-while-revalidate=-5",
+            r#"stale-if-error="x""#,
+            "max-age=1000000000000000",
+        ];
+        for text in invalid {
+            assert_eq!(read(text), None, "{text:?}");
+        }
+        let huge = CacheDirectives::parse_structured("max-age=999999999999999").unwrap();
+        assert_eq!(
+            huge.seconds("max-age"),
+            Some(Seconds::Valid(DELTA_SECONDS_MAX))
+        );
+    }
+
+    #[test]
+    fn structured_field_lines_form_one_dictionary() {
+        let mut headers = HeaderMap::new();
+        assert!(CacheDirectives::from_structured_headers(&headers, "cdn-cache-control").is_none());
+        headers.append("cdn-cache-control", "max-age=60".parse().unwrap());
+        headers.append("cdn-cache-control", "must-revalidate".parse().unwrap());
+        let d = CacheDirectives::from_structured_headers(&headers, "cdn-cache-control").unwrap();
+        assert_eq!(d.seconds("max-age"), Some(Seconds::Valid(60)));
+        assert!(d.has("must-revalidate"));
+        // One bad line spoils the whole field.
+        headers.append("cdn-cache-control", "max-age=x".parse().unwrap());
+        assert!(CacheDirectives::from_structured_headers(&headers, "cdn-cache-control").is_none());
+        let mut opaque = HeaderMap::new();
+        opaque.append(
+            "cdn-cache-control",
+            http::HeaderValue::from_bytes(b"max-age=60, x=\"\xff\"").unwrap(),
+        );
+        assert!(CacheDirectives::from_structured_headers(&opaque, "cdn-cache-control").is_none());
     }
 
     #[test]

@@ -28,20 +28,31 @@ pub struct EffectiveControl {
 }
 
 impl EffectiveControl {
-    /// Picks the first present, non-empty field of `CDN-Cache-Control`,
-    /// `Surrogate-Control`, `Cache-Control`. A targeted field replaces
-    /// `Cache-Control` entirely for this cache (RFC 9213 §2.1); the client
-    /// still receives `Cache-Control` unchanged.
+    /// Picks the first present, valid, non-empty field of
+    /// `CDN-Cache-Control`, `Surrogate-Control`, `Cache-Control`. A targeted
+    /// field replaces `Cache-Control` entirely for this cache (RFC 9213
+    /// §2.1); the client still receives `Cache-Control` unchanged.
+    /// `CDN-Cache-Control` is a Structured Field: one that does not parse,
+    /// or whose delta-seconds are not non-negative Integers, is ignored
+    /// whole, as if absent (§2.2). `Surrogate-Control` keeps the lenient
+    /// `Cache-Control` syntax.
     pub fn of(headers: &HeaderMap) -> Self {
-        for (name, source) in [
-            ("cdn-cache-control", ControlSource::CdnCacheControl),
-            ("surrogate-control", ControlSource::SurrogateControl),
-        ] {
-            if let Some(directives) = CacheDirectives::from_headers(headers, name)
-                && !directives.is_empty()
-            {
-                return EffectiveControl { source, directives };
-            }
+        if let Some(directives) =
+            CacheDirectives::from_structured_headers(headers, "cdn-cache-control")
+            && !directives.is_empty()
+        {
+            return EffectiveControl {
+                source: ControlSource::CdnCacheControl,
+                directives,
+            };
+        }
+        if let Some(directives) = CacheDirectives::from_headers(headers, "surrogate-control")
+            && !directives.is_empty()
+        {
+            return EffectiveControl {
+                source: ControlSource::SurrogateControl,
+                directives,
+            };
         }
         EffectiveControl {
             source: ControlSource::CacheControl,
@@ -356,6 +367,76 @@ mod tests {
         for (pairs, expected) in table {
             assert_eq!(lifetime(200, &pairs, none), expected, "{pairs:?}");
         }
+    }
+
+    #[test]
+    fn an_invalid_cdn_cache_control_is_ignored_whole() {
+        use LifetimeSource::*;
+        let none = FreshnessRule::default();
+        let exp = date(T0 + 300);
+        let d0 = date(T0);
+        for invalid in [
+            r#"max-age="600""#,
+            "max-age=600.0",
+            "max-age=-1",
+            "MAX-AGE=600",
+            "max-age=600, s-maxage",
+            "max-age=600, stale-if-error=1.5",
+            "max-age=600;;",
+            "public, max-age=600 junk",
+        ] {
+            fn with<'a>(
+                invalid: &'a str,
+                fallback: &[(&'a str, &'a str)],
+            ) -> Vec<(&'a str, &'a str)> {
+                let mut pairs = vec![("cdn-cache-control", invalid)];
+                pairs.extend_from_slice(fallback);
+                pairs
+            }
+            assert_eq!(
+                lifetime(200, &with(invalid, &[("cache-control", "max-age=5")]), none),
+                Some((5, MaxAge)),
+                "{invalid}: falls back to Cache-Control"
+            );
+            assert_eq!(
+                lifetime(
+                    200,
+                    &with(invalid, &[("surrogate-control", "max-age=9")]),
+                    none
+                ),
+                Some((9, MaxAge)),
+                "{invalid}: falls back to Surrogate-Control"
+            );
+            assert_eq!(
+                lifetime(
+                    200,
+                    &with(invalid, &[("expires", &exp), ("date", &d0)]),
+                    none
+                ),
+                Some((300, Expires)),
+                "{invalid}: falls back to Expires"
+            );
+            let h = headers(&with(invalid, &[("cache-control", "no-store")]));
+            let control = EffectiveControl::of(&h);
+            assert_eq!(control.source, ControlSource::CacheControl, "{invalid}");
+            assert!(control.directives.has("no-store"), "{invalid}");
+        }
+        // Valid members other than delta-seconds are directives as usual.
+        let h = headers(&[
+            (
+                "cdn-cache-control",
+                "max-age=60, stale-if-error=600, must-revalidate",
+            ),
+            ("cache-control", "no-store"),
+        ]);
+        let control = EffectiveControl::of(&h);
+        assert_eq!(control.source, ControlSource::CdnCacheControl);
+        assert!(control.forbids_stale());
+        assert_eq!(control.stale_if_error(), Some(Duration::from_secs(600)));
+        assert_eq!(
+            lifetime(200, &[("cdn-cache-control", "max-age=0")], none),
+            Some((0, MaxAge))
+        );
     }
 
     #[test]
