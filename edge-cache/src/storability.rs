@@ -106,7 +106,11 @@ pub fn check_storable(
     {
         return Err(NotStorable::Authorization);
     }
-    if headers.contains_key("set-cookie") && !rule.store_set_cookie {
+    if NOT_STORED_HEADERS
+        .iter()
+        .any(|name| headers.contains_key(*name))
+        && !rule.store_set_cookie
+    {
         return Err(NotStorable::SetCookie);
     }
     if VaryNames::of(headers) == VaryNames::Star {
@@ -126,8 +130,12 @@ pub fn check_storable(
     Ok(())
 }
 
-/// Headers never stored: hop-by-hop ones are gone already; these are
-/// per-client (`Set-Cookie`) or consumed by the edge itself.
+/// The only end-to-end fields never stored (hop-by-hop ones are gone
+/// already; everything else the origin sent is stored and replayed, RFC 9111
+/// §3.1): the per-client cookie fields. A response carrying one is not
+/// stored at all unless the rule says `store_set_cookie`, and then stored
+/// without them. `Set-Cookie2` (RFC 2965, obsoleted by RFC 6265) is still
+/// a cookie and is treated exactly like `Set-Cookie`.
 pub const NOT_STORED_HEADERS: [&str; 2] = ["set-cookie", "set-cookie2"];
 
 #[cfg(test)]
@@ -224,6 +232,13 @@ mod tests {
             ),
             (
                 200,
+                vec![("cache-control", "max-age=60"), ("set-cookie2", "a=1")],
+                false,
+                true,
+                Err(SetCookie),
+            ),
+            (
+                200,
                 vec![("cache-control", "max-age=60"), ("vary", "*")],
                 false,
                 true,
@@ -310,16 +325,19 @@ mod tests {
             store_set_cookie: true,
             ..Default::default()
         };
-        assert_eq!(
-            check(
-                200,
-                &[("cache-control", "max-age=60"), ("set-cookie", "a=1")],
-                false,
-                true,
-                &cookie_ok
-            ),
-            Ok(())
-        );
+        for cookie in NOT_STORED_HEADERS {
+            assert_eq!(
+                check(
+                    200,
+                    &[("cache-control", "max-age=60"), (cookie, "a=1")],
+                    false,
+                    true,
+                    &cookie_ok
+                ),
+                Ok(()),
+                "{cookie}"
+            );
+        }
         let small = Rule {
             max_object_bytes: Some(5),
             ..Default::default()
