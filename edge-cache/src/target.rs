@@ -5,7 +5,9 @@
 /// The host as keys and forwarded fields spell it: lower case, without a
 /// trailing dot on the name and without the scheme's default port.
 pub fn canonical_host(scheme: &str, host: &str) -> String {
-    let host = host.trim().to_ascii_lowercase();
+    // Dots after the port go first, or `h:80.` would become `h:80` and only
+    // a second pass would drop the default port (fuzz target cache_key).
+    let host = host.trim().trim_end_matches('.').to_ascii_lowercase();
     let (name, port) = match host.rsplit_once(':') {
         Some((name, port))
             if !port.is_empty()
@@ -173,6 +175,17 @@ mod tests {
         for (scheme, host, expected) in table {
             assert_eq!(canonical_host(scheme, host), expected, "{scheme} {host}");
         }
+    }
+
+    #[test]
+    fn canonical_host_is_a_fixed_point() {
+        // Found by the cache_key fuzz target: a dot after the default port.
+        for host in ["[::2]:80..", "shop.example:80.", "Shop.Example.:80."] {
+            let once = canonical_host("http", host);
+            assert_eq!(canonical_host("http", &once), once, "{host}");
+        }
+        assert_eq!(canonical_host("http", "shop.example:80."), "shop.example");
+        assert_eq!(canonical_host("http", "[::2]:80.."), "[::2]");
     }
 
     #[test]
