@@ -13,18 +13,18 @@ pub struct FailoverOrigin<'a, O> {
 }
 
 impl<O: Origin> Origin for FailoverOrigin<'_, O> {
-    fn send(&self, request: OriginRequest) -> Result<Response, OriginFailure> {
+    async fn send(&self, request: OriginRequest) -> Result<Response, OriginFailure> {
         let Some(backup) = self.backup else {
-            return self.primary.send(request);
+            return self.primary.send(request).await;
         };
-        match self.primary.send(request.clone()) {
+        match self.primary.send(request.clone()).await {
             Ok(response) if response.status < 500 => Ok(response),
-            Ok(primary_response) => match backup.send(request) {
+            Ok(primary_response) => match backup.send(request).await {
                 Ok(response) if response.status < 500 => Ok(response),
                 // Both failed: the primary's answer is the one to report.
                 _ => Ok(primary_response),
             },
-            Err(primary_failure) => match backup.send(request) {
+            Err(primary_failure) => match backup.send(request).await {
                 Ok(response) => Ok(response),
                 Err(_) => Err(primary_failure),
             },
@@ -37,7 +37,7 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    use crate::test_support::{FakeOrigin, origin_request, status_response};
+    use crate::test_support::{FakeOrigin, block_on, origin_request, status_response};
 
     /// An origin that always gives `answer` (a status, or a failure).
     fn scripted(answer: Result<u16, OriginFailure>) -> FakeOrigin {
@@ -54,7 +54,7 @@ mod tests {
             primary: &primary,
             backup: backup.as_ref(),
         };
-        let result = origin.send(origin_request()).map(|r| r.status);
+        let result = block_on(origin.send(origin_request())).map(|r| r.status);
         (
             result,
             primary.calls.get(),

@@ -57,46 +57,46 @@ impl<O: Origin, S: Store, C: Clock> GuardedOrigin<'_, O, S, C> {
         slots_key(self.name)
     }
 
-    fn breaker_state(&self) -> BreakerState {
-        match self.store.get(&self.breaker_key()) {
+    async fn breaker_state(&self) -> BreakerState {
+        match self.store.get(&self.breaker_key()).await {
             Ok(Some(bytes)) => BreakerState::decode(&bytes),
             _ => BreakerState::default(),
         }
     }
 
-    fn save_breaker(&self, state: &BreakerState) {
+    async fn save_breaker(&self, state: &BreakerState) {
         let _ = if state.is_closed_and_clean() {
-            self.store.delete(&self.breaker_key())
+            self.store.delete(&self.breaker_key()).await
         } else {
-            self.store.set(&self.breaker_key(), &state.encode())
+            self.store.set(&self.breaker_key(), &state.encode()).await
         };
     }
 
-    fn leases(&self) -> Leases {
-        match self.store.get(&self.slots_key()) {
+    async fn leases(&self) -> Leases {
+        match self.store.get(&self.slots_key()).await {
             Ok(Some(bytes)) => Leases::decode(&bytes),
             _ => Leases::default(),
         }
     }
 
     /// Takes a slot; `Err` when the cap is reached.
-    fn acquire_slot(&self, cap: u32, now_ms: u64) -> Result<(), OriginFailure> {
-        let mut leases = self.leases();
+    async fn acquire_slot(&self, cap: u32, now_ms: u64) -> Result<(), OriginFailure> {
+        let mut leases = self.leases().await;
         let expires = now_ms + self.protection.lease.as_millis() as u64;
         if !leases.try_acquire(self.lease_id, now_ms, expires, cap) {
             return Err(OriginFailure::Busy { cap });
         }
-        let _ = self.store.set(&self.slots_key(), &leases.encode());
+        let _ = self.store.set(&self.slots_key(), &leases.encode()).await;
         Ok(())
     }
 
-    fn release_slot(&self) {
-        let mut leases = self.leases();
+    async fn release_slot(&self) {
+        let mut leases = self.leases().await;
         leases.release(self.lease_id);
-        let _ = self.store.set(&self.slots_key(), &leases.encode());
+        let _ = self.store.set(&self.slots_key(), &leases.encode()).await;
     }
 
-    fn record(&self, result: &Result<Response, OriginFailure>) {
+    async fn record(&self, result: &Result<Response, OriginFailure>) {
         let policy = &self.protection.breaker;
         let failure = match result {
             Ok(response) if policy.counted_statuses.contains(response.status) => {
@@ -108,27 +108,28 @@ impl<O: Origin, S: Store, C: Clock> GuardedOrigin<'_, O, S, C> {
             Err(_) => return,
         };
         // Read again: other instances may have recorded outcomes meanwhile.
-        let state = self.breaker_state();
+        let state = self.breaker_state().await;
         let next = match failure {
             Some(kind) => state.after_failure(self.now_ms(), policy, kind),
             None => state.after_success(),
         };
         if next != state {
-            self.save_breaker(&next);
+            self.save_breaker(&next).await;
         }
     }
 }
 
 impl<O: Origin, S: Store, C: Clock> Origin for GuardedOrigin<'_, O, S, C> {
-    fn send(&self, request: OriginRequest) -> Result<Response, OriginFailure> {
+    async fn send(&self, request: OriginRequest) -> Result<Response, OriginFailure> {
         let breaker = self.protection.breaker.enabled();
         let now_ms = self.now_ms();
         if breaker {
-            let state = self.breaker_state();
+            let state = self.breaker_state().await;
             match state.admit(now_ms, request.fallback) {
                 Admission::Allow => {}
                 Admission::Probe => {
-                    self.save_breaker(&state.probing(now_ms, self.protection.lease));
+                    self.save_breaker(&state.probing(now_ms, self.protection.lease))
+                        .await;
                 }
                 Admission::Reject { retry_after } => {
                     return Err(OriginFailure::CircuitOpen { retry_after });
@@ -136,14 +137,14 @@ impl<O: Origin, S: Store, C: Clock> Origin for GuardedOrigin<'_, O, S, C> {
             }
         }
         if let Some(cap) = self.protection.max_concurrent {
-            self.acquire_slot(cap, now_ms)?;
+            self.acquire_slot(cap, now_ms).await?;
         }
-        let result = self.inner.send(request);
+        let result = self.inner.send(request).await;
         if self.protection.max_concurrent.is_some() {
-            self.release_slot();
+            self.release_slot().await;
         }
         if breaker {
-            self.record(&result);
+            self.record(&result).await;
         }
         result
     }
@@ -156,7 +157,9 @@ mod tests {
     use std::rc::Rc;
 
     use crate::breaker::{Fallback, StatusSet};
-    use crate::test_support::{FakeClock, FakeOrigin, MemStore, origin_request, status_response};
+    use crate::test_support::{
+        FakeClock, FakeOrigin, MemStore, block_on, origin_request, status_response,
+    };
 
     /// An origin answering with the status in `status` (0: timing out,
     /// 1: refusing the connection), so a test can change its health mid-way.
@@ -203,13 +206,16 @@ mod tests {
         let store = MemStore::default();
         let clock = FakeClock::at_unix_ms(1_000);
         let guarded = guard(&origin, &store, &clock, PROTECTION);
-        assert!(guarded.send(origin_request()).is_err());
+        assert!(block_on(guarded.send(origin_request())).is_err());
         status.set(503);
-        assert_eq!(guarded.send(origin_request()).map(|r| r.status), Ok(503));
+        assert_eq!(
+            block_on(guarded.send(origin_request())).map(|r| r.status),
+            Ok(503)
+        );
         // Open: the origin is not asked.
         clock.set_unix_ms(2_000);
         assert_eq!(
-            guarded.send(origin_request()),
+            block_on(guarded.send(origin_request())),
             Err(OriginFailure::CircuitOpen {
                 retry_after: Duration::from_secs(4)
             })
@@ -218,8 +224,14 @@ mod tests {
         // After the cool-down one probe goes through; it succeeds and closes.
         status.set(200);
         clock.set_unix_ms(6_000);
-        assert_eq!(guarded.send(origin_request()).map(|r| r.status), Ok(200));
-        assert_eq!(guarded.send(origin_request()).map(|r| r.status), Ok(200));
+        assert_eq!(
+            block_on(guarded.send(origin_request())).map(|r| r.status),
+            Ok(200)
+        );
+        assert_eq!(
+            block_on(guarded.send(origin_request())).map(|r| r.status),
+            Ok(200)
+        );
         assert_eq!(origin.calls.get(), 4);
         assert!(
             store.values.borrow().is_empty(),
@@ -234,7 +246,10 @@ mod tests {
         let clock = FakeClock::at_unix_ms(1_000);
         let guarded = guard(&origin, &store, &clock, PROTECTION);
         for _ in 0..10 {
-            assert_eq!(guarded.send(origin_request()).map(|r| r.status), Ok(500));
+            assert_eq!(
+                block_on(guarded.send(origin_request())).map(|r| r.status),
+                Ok(500)
+            );
         }
         assert_eq!(origin.calls.get(), 10);
     }
@@ -246,8 +261,8 @@ mod tests {
         let store = MemStore::default();
         let clock = FakeClock::at_unix_ms(1_000);
         let guarded = guard(&origin, &store, &clock, PROTECTION);
-        let _ = guarded.send(origin_request());
-        let _ = guarded.send(origin_request());
+        let _ = block_on(guarded.send(origin_request()));
+        let _ = block_on(guarded.send(origin_request()));
         // Open after two fast failures: a request with a stale copy gets
         // it at once, one with nothing stored still asks the origin.
         let with_stale = OriginRequest {
@@ -255,12 +270,15 @@ mod tests {
             ..origin_request()
         };
         assert!(matches!(
-            guarded.send(with_stale),
+            block_on(guarded.send(with_stale)),
             Err(OriginFailure::CircuitOpen { .. })
         ));
         assert_eq!(origin.calls.get(), 2);
         status.set(200);
-        assert_eq!(guarded.send(origin_request()).map(|r| r.status), Ok(200));
+        assert_eq!(
+            block_on(guarded.send(origin_request())).map(|r| r.status),
+            Ok(200)
+        );
         assert_eq!(origin.calls.get(), 3);
         assert!(store.values.borrow().is_empty(), "the probe closed it");
     }
@@ -272,20 +290,20 @@ mod tests {
         let store = MemStore::default();
         let clock = FakeClock::at_unix_ms(1_000);
         let guarded = guard(&origin, &store, &clock, PROTECTION);
-        let _ = guarded.send(origin_request());
-        let _ = guarded.send(origin_request());
+        let _ = block_on(guarded.send(origin_request()));
+        let _ = block_on(guarded.send(origin_request()));
         clock.set_unix_ms(6_000);
         // The probe is claimed in the store before it is sent; model another
         // instance arriving meanwhile by claiming it the same way.
-        let state = BreakerState::decode(&store.get("o:breaker:origin.test").unwrap().unwrap());
-        store
-            .set(
-                "o:breaker:origin.test",
-                &state.probing(6_000, Duration::from_secs(1)).encode(),
-            )
-            .unwrap();
+        let state = BreakerState::decode(
+            &block_on(store.get("o:breaker:origin.test"))
+                .unwrap()
+                .unwrap(),
+        );
+        let probing = state.probing(6_000, Duration::from_secs(1)).encode();
+        block_on(store.set("o:breaker:origin.test", &probing)).unwrap();
         assert!(matches!(
-            guarded.send(origin_request()),
+            block_on(guarded.send(origin_request())),
             Err(OriginFailure::CircuitOpen { .. })
         ));
         assert_eq!(origin.calls.get(), 2);
@@ -305,19 +323,29 @@ mod tests {
         // Another request holds the only slot.
         let mut leases = Leases::default();
         leases.try_acquire(99, 1_000, 5_000, 1);
-        store.set("o:slots:origin.test", &leases.encode()).unwrap();
+        block_on(store.set("o:slots:origin.test", &leases.encode())).unwrap();
         for _ in 0..3 {
             assert_eq!(
-                guarded.send(origin_request()),
+                block_on(guarded.send(origin_request())),
                 Err(OriginFailure::Busy { cap: 1 })
             );
         }
         assert_eq!(origin.calls.get(), 0);
-        assert!(store.get("o:breaker:origin.test").unwrap().is_none());
+        assert!(
+            block_on(store.get("o:breaker:origin.test"))
+                .unwrap()
+                .is_none()
+        );
         // Once it is released (or its lease ends), the slot is ours again.
         clock.set_unix_ms(5_000);
-        assert_eq!(guarded.send(origin_request()).map(|r| r.status), Ok(200));
-        assert!(Leases::decode(&store.get("o:slots:origin.test").unwrap().unwrap()).is_empty());
+        assert_eq!(
+            block_on(guarded.send(origin_request())).map(|r| r.status),
+            Ok(200)
+        );
+        assert!(
+            Leases::decode(&block_on(store.get("o:slots:origin.test")).unwrap().unwrap())
+                .is_empty()
+        );
     }
 
     #[test]
@@ -334,7 +362,7 @@ mod tests {
         let guarded = guard(&origin, &store, &clock, protection);
         for _ in 0..5 {
             assert!(matches!(
-                guarded.send(origin_request()),
+                block_on(guarded.send(origin_request())),
                 Err(OriginFailure::Unreachable(_))
             ));
         }

@@ -96,16 +96,16 @@ impl<S: Store, C: Clock> PurgeApi<'_, S, C> {
     }
 
     /// The answer to `request` if it is a purge request, else `None`.
-    pub fn handle(&self, request: &ClientRequest) -> Option<Response> {
+    pub async fn handle(&self, request: &ClientRequest) -> Option<Response> {
         Some(
             match self.route(&request.method, &request.path_and_query)? {
-                PurgeRoute::Endpoint => self.endpoint(request),
-                PurgeRoute::Method => self.method(request),
+                PurgeRoute::Endpoint => self.endpoint(request).await,
+                PurgeRoute::Method => self.method(request).await,
             },
         )
     }
 
-    fn endpoint(&self, request: &ClientRequest) -> Response {
+    async fn endpoint(&self, request: &ClientRequest) -> Response {
         if request.method != Method::POST {
             return method_not_allowed();
         }
@@ -115,7 +115,7 @@ impl<S: Store, C: Clock> PurgeApi<'_, S, C> {
         let connection = &request.connection;
         let host = connection.host.clone().unwrap_or_default();
         match parse_purge_post(&request.method, &request.body, &host) {
-            Ok(purge) => self.apply(&purge, connection),
+            Ok(purge) => self.apply(&purge, connection).await,
             Err(refusal) => json_response(
                 refusal.status,
                 &serde_json::json!({"error": refusal.message}),
@@ -124,7 +124,7 @@ impl<S: Store, C: Clock> PurgeApi<'_, S, C> {
     }
 
     /// `PURGE /path` purges that one URL (all its variants).
-    fn method(&self, request: &ClientRequest) -> Response {
+    async fn method(&self, request: &ClientRequest) -> Response {
         if !authorized(&request.headers, &self.settings.token) {
             return unauthorized();
         }
@@ -138,11 +138,11 @@ impl<S: Store, C: Clock> PurgeApi<'_, S, C> {
             soft,
             ..Default::default()
         };
-        self.apply(&purge, connection)
+        self.apply(&purge, connection).await
     }
 
     /// Writes one scope value per target; nothing is scanned or deleted.
-    fn apply(&self, purge: &PurgeRequest, connection: &ClientConnection) -> Response {
+    async fn apply(&self, purge: &PurgeRequest, connection: &ClientConnection) -> Response {
         let host = connection.host.clone().unwrap_or_default();
         let mut scopes = Vec::new();
         if purge.all {
@@ -168,8 +168,10 @@ impl<S: Store, C: Clock> PurgeApi<'_, S, C> {
             .map(|p| p.ip().to_string())
             .unwrap_or_else(|| "unknown".into());
         for scope in &scopes {
-            if let Err(StoreFailure(error)) =
-                self.storage.purge(scope, PurgeKind::from_soft(purge.soft))
+            if let Err(StoreFailure(error)) = self
+                .storage
+                .purge(scope, PurgeKind::from_soft(purge.soft))
+                .await
             {
                 eprintln!("edge-cache: purge {id} from {caller} failed: store error: {error}");
                 return json_response(

@@ -112,41 +112,44 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
 
     /// Handles one request; the optional [`Refresh`] is to be run after the
     /// response has been sent.
-    pub fn handle(&self, request: ClientRequest) -> (Response, Option<Refresh>) {
-        if let Some(answer) = self.purge_api().and_then(|api| api.handle(&request)) {
+    pub async fn handle(&self, request: ClientRequest) -> (Response, Option<Refresh>) {
+        if let Some(api) = self.purge_api()
+            && let Some(answer) = api.handle(&request).await
+        {
             return (answer, None);
         }
         let Some(rules) = self.rules else {
             let status = CacheStatus::forward(Forward::Bypass).with_detail("rules-error");
-            return (self.pass(&request, status), None);
+            return (self.pass(&request, status).await, None);
         };
         if request.method != Method::GET && request.method != Method::HEAD {
-            return (self.pass_unsafe(&request, rules), None);
+            return (self.pass_unsafe(&request, rules).await, None);
         }
         let rule = rules.for_target(&request.path_and_query);
         if rule.bypass {
             let status =
                 CacheStatus::forward(Forward::Bypass).with_detail(format!("rule-{}", rule.label()));
-            return (self.pass(&request, status), None);
+            return (self.pass(&request, status).await, None);
         }
-        self.cacheable(exchange(request, rule))
+        self.cacheable(exchange(request, rule)).await
     }
 
     /// Runs a deferred `stale-while-revalidate` refresh.
-    pub fn refresh(&self, refresh: Refresh) {
+    pub async fn refresh(&self, refresh: Refresh) {
         let Some(rules) = self.rules else { return };
         let rule = rules.for_target(&refresh.request.path_and_query);
         let exchange = exchange(refresh.request, rule);
         if let Ok(Lookup::Found(found)) = self
             .storage()
             .lookup(&exchange.keyed, &exchange.request.headers)
+            .await
         {
-            let _ = self.revalidate(&exchange, *found);
+            let _ = self.revalidate(&exchange, *found).await;
         }
     }
 
     /// Forwards a request unchanged (apart from forwarding fields).
-    fn pass(&self, request: &ClientRequest, mut status: CacheStatus) -> Response {
+    async fn pass(&self, request: &ClientRequest, mut status: CacheStatus) -> Response {
         let origin_request = OriginRequest {
             method: request.method.clone(),
             target: request.path_and_query.clone(),
@@ -154,7 +157,7 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
             body: request.body.clone(),
             fallback: Fallback::Nothing,
         };
-        match self.origin.send(origin_request) {
+        match self.origin.send(origin_request).await {
             Ok(response) => {
                 status.fwd_status = Some(response.status);
                 let mut headers = client_response_headers(&response.headers);
@@ -175,9 +178,9 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
 
     /// Unsafe methods go through; a non-error answer invalidates the target
     /// URI and same-host `Location`/`Content-Location` (RFC 9111 §4.4).
-    fn pass_unsafe(&self, request: &ClientRequest, rules: &CacheRules) -> Response {
+    async fn pass_unsafe(&self, request: &ClientRequest, rules: &CacheRules) -> Response {
         let status = CacheStatus::forward(Forward::Bypass).with_detail("method");
-        let response = self.pass(request, status);
+        let response = self.pass(request, status).await;
         // Every method but the safe ones is unsafe, unknown ones included
         // (RFC 9110 §9.2.1, RFC 9111 §4.4).
         let unsafe_method = !matches!(request.method.as_str(), "OPTIONS" | "TRACE");
@@ -196,35 +199,39 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
             for target in targets {
                 let rule = rules.for_target(&target);
                 let keyed = build_key(&connection.scheme, host, &target, &HeaderMap::new(), rule);
-                let _ = self.storage().invalidate_url(&keyed);
+                let _ = self.storage().invalidate_url(&keyed).await;
             }
         }
         response
     }
 
-    fn cacheable(&self, exchange: Exchange<'_>) -> (Response, Option<Refresh>) {
+    async fn cacheable(&self, exchange: Exchange<'_>) -> (Response, Option<Refresh>) {
         let request_cc = request_directives(&exchange.request.headers);
         if request_cc.has("no-store") {
             let status = CacheStatus::forward(Forward::Request).with_detail("no-store");
-            return (self.fetch(&exchange, status, Storing::Never), None);
+            return (self.fetch(&exchange, status, Storing::Never).await, None);
         }
         let must_validate =
             request_cc.has("no-cache") || request_cc.seconds("max-age") == Some(Seconds::Valid(0));
 
         let lookup = self
             .storage()
-            .lookup(&exchange.keyed, &exchange.request.headers);
+            .lookup(&exchange.keyed, &exchange.request.headers)
+            .await;
         let found = match lookup {
             Ok(Lookup::Found(found)) => *found,
             Ok(Lookup::Miss(forward, detail)) => {
                 let mut status = CacheStatus::forward(forward);
                 status.detail = detail.map(str::to_owned);
-                return (self.fetch(&exchange, status, Storing::IfStorable), None);
+                return (
+                    self.fetch(&exchange, status, Storing::IfStorable).await,
+                    None,
+                );
             }
             Err(_) => {
                 // Store unavailable: fail open to the origin, store nothing.
                 let status = CacheStatus::forward(Forward::Bypass).with_detail("store-error");
-                return (self.fetch(&exchange, status, Storing::Never), None);
+                return (self.fetch(&exchange, status, Storing::Never).await, None);
             }
         };
 
@@ -251,12 +258,12 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
             };
             return (response, Some(refresh));
         }
-        (self.revalidate(&exchange, found), None)
+        (self.revalidate(&exchange, found).await, None)
     }
 
     /// Revalidates a stale entry (§4.3): a `304` refreshes it, a full answer
     /// replaces it, a failure serves it stale where `stale-if-error` allows.
-    fn revalidate(&self, exchange: &Exchange<'_>, found: Found) -> Response {
+    async fn revalidate(&self, exchange: &Exchange<'_>, found: Found) -> Response {
         let control = EffectiveControl::of(&found.headers);
         let age = found.age(self.clock.now());
         let lifetime = found.lifetime();
@@ -289,7 +296,7 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
         }
         add_validators(&mut origin_request.headers, &found.headers);
         let mut status = CacheStatus::forward(Forward::Stale);
-        match self.send_timed(origin_request) {
+        match self.send_timed(origin_request).await {
             Ok(fetched) if fetched.response.status == 304 => {
                 status.fwd_status = Some(304);
                 let headers = refreshed_headers(
@@ -305,6 +312,7 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
                     ..fetched
                 };
                 self.store_and_serve(exchange, updated, status, Storing::IfStorable)
+                    .await
             }
             Ok(fetched)
                 if matches!(fetched.response.status, 500 | 502 | 503 | 504) && stale_if_error =>
@@ -314,6 +322,7 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
             Ok(fetched) => {
                 status.fwd_status = Some(fetched.response.status);
                 self.store_and_serve(exchange, fetched, status, Storing::IfStorable)
+                    .await
             }
             Err(failure) if stale_if_error => serve_stale(None, stale_reason(Some(&failure))),
             Err(failure) => error_response(&failure, &status),
@@ -321,24 +330,25 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
     }
 
     /// Fills from the origin, storing the answer where `storing` allows.
-    fn fetch(
+    async fn fetch(
         &self,
         exchange: &Exchange<'_>,
         mut status: CacheStatus,
         storing: Storing,
     ) -> Response {
-        match self.send_timed(self.fill_request(exchange, &[])) {
+        match self.send_timed(self.fill_request(exchange, &[])).await {
             Ok(fetched) => {
                 status.fwd_status = Some(fetched.response.status);
                 self.store_and_serve(exchange, fetched, status, storing)
+                    .await
             }
             Err(failure) => error_response(&failure, &status),
         }
     }
 
-    fn send_timed(&self, request: OriginRequest) -> Result<Fetched, OriginFailure> {
+    async fn send_timed(&self, request: OriginRequest) -> Result<Fetched, OriginFailure> {
         let request_time = self.clock.now();
-        let response = self.origin.send(request)?;
+        let response = self.origin.send(request).await?;
         Ok(Fetched {
             response,
             request_time,
@@ -380,7 +390,7 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
         }
     }
 
-    fn store_and_serve(
+    async fn store_and_serve(
         &self,
         exchange: &Exchange<'_>,
         fetched: Fetched,
@@ -437,9 +447,10 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
                     lifetime_ms: lifetime.map(|(l, _)| l.as_millis() as u64).unwrap_or(0),
                     tags: surrogate_keys(&headers),
                 };
-                let written =
-                    self.storage()
-                        .write(keyed, &request.headers, &headers, meta, &response.body);
+                let written = self
+                    .storage()
+                    .write(keyed, &request.headers, &headers, meta, &response.body)
+                    .await;
                 match written {
                     Ok(()) => status.stored = true,
                     Err(_) => status.detail = Some("store-error".into()),
@@ -544,7 +555,7 @@ mod tests {
     use std::cell::{Cell, RefCell};
 
     use crate::invalidation::{PurgeKind, PurgeTimes};
-    use crate::test_support::{FakeClock, FakeOrigin, MemStore};
+    use crate::test_support::{FakeClock, FakeOrigin, MemStore, block_on};
     use crate::vary::MAX_VARIANTS;
 
     fn edge<'a>(
@@ -610,7 +621,7 @@ mod tests {
         let clock = clock();
         let edge = edge(&rules, &store, &origin, &clock);
         for _ in 0..3 {
-            let (response, _) = edge.handle(get("/a", &[]));
+            let (response, _) = block_on(edge.handle(get("/a", &[])));
             assert_eq!(response.status, 200);
             assert_eq!(response.body, b"x");
             assert_eq!(
@@ -628,19 +639,19 @@ mod tests {
         let origin = FakeOrigin::new(|_| Ok(ok("max-age=60", "fresh")));
         let clock = clock();
         let edge = edge(&rules, &store, &origin, &clock);
-        edge.handle(get("/a", &[]));
+        block_on(edge.handle(get("/a", &[])));
         for value in store.values.borrow_mut().values_mut() {
             let last = value.len() - 1;
             value[last] ^= 0xff;
         }
-        let (response, _) = edge.handle(get("/a", &[]));
+        let (response, _) = block_on(edge.handle(get("/a", &[])));
         assert!(
             status_of(&response).contains("detail=corrupt-entry"),
             "{}",
             status_of(&response)
         );
         assert_eq!(response.body, b"fresh");
-        let (response, _) = edge.handle(get("/a", &[]));
+        let (response, _) = block_on(edge.handle(get("/a", &[])));
         assert!(status_of(&response).contains("hit"));
         assert_eq!(origin.calls.get(), 2);
     }
@@ -657,12 +668,12 @@ mod tests {
         // The invalidation lands while the origin is answering.
         let origin = FakeOrigin::new(move |_| {
             let purged = PurgeTimes::default().after_purge(purge_time, PurgeKind::Hard);
-            racing_store.set(&scope_key, &purged.encode()).unwrap();
+            block_on(racing_store.set(&scope_key, &purged.encode())).unwrap();
             Ok(ok("max-age=60", "old"))
         });
         let edge = edge(&rules, &store, &origin, &clock);
-        edge.handle(get("/a", &[]));
-        let (response, _) = edge.handle(get("/a", &[]));
+        block_on(edge.handle(get("/a", &[])));
+        let (response, _) = block_on(edge.handle(get("/a", &[])));
         assert!(
             status_of(&response).contains("detail=invalidated"),
             "{}",
@@ -678,13 +689,13 @@ mod tests {
         let origin = FakeOrigin::new(|_| Ok(ok("max-age=10", "x")));
         let clock = clock();
         let edge = edge(&rules, &store, &origin, &clock);
-        edge.handle(get("/a", &[]));
+        block_on(edge.handle(get("/a", &[])));
         clock.0.set(clock.0.get() + Duration::from_secs(4));
-        let (response, _) = edge.handle(get("/a", &[]));
+        let (response, _) = block_on(edge.handle(get("/a", &[])));
         assert_eq!(response.headers["age"], "4");
         assert_eq!(status_of(&response), "edge-cache; hit; ttl=6");
         clock.0.set(clock.0.get() + Duration::from_secs(7));
-        let (response, _) = edge.handle(get("/a", &[]));
+        let (response, _) = block_on(edge.handle(get("/a", &[])));
         assert!(
             status_of(&response).starts_with("edge-cache; fwd=stale"),
             "{}",
@@ -707,7 +718,7 @@ mod tests {
         let clock = clock();
         let edge = edge(&rules, &store, &origin, &clock);
         for i in 0..(MAX_VARIANTS + 5) {
-            edge.handle(get("/a", &[("accept-language", &format!("lang-{i}"))]));
+            block_on(edge.handle(get("/a", &[("accept-language", &format!("lang-{i}"))])));
         }
         let variants = store
             .values
@@ -717,12 +728,12 @@ mod tests {
             .count();
         assert_eq!(variants, MAX_VARIANTS);
         // The newest variants are hits, the oldest were evicted.
-        let (newest, _) = edge.handle(get(
+        let (newest, _) = block_on(edge.handle(get(
             "/a",
             &[("accept-language", &format!("lang-{}", MAX_VARIANTS + 4))],
-        ));
+        )));
         assert!(status_of(&newest).contains("hit"));
-        let (oldest, _) = edge.handle(get("/a", &[("accept-language", "lang-0")]));
+        let (oldest, _) = block_on(edge.handle(get("/a", &[("accept-language", "lang-0")])));
         assert!(
             status_of(&oldest).contains("vary-miss"),
             "{}",
@@ -737,7 +748,7 @@ mod tests {
         let origin = FakeOrigin::new(|_| Err(OriginFailure::TimedOut(Duration::from_millis(250))));
         let clock = clock();
         let edge = edge(&rules, &store, &origin, &clock);
-        let (response, _) = edge.handle(get("/a", &[]));
+        let (response, _) = block_on(edge.handle(get("/a", &[])));
         assert_eq!(response.status, 504);
         assert_eq!(response.body, b"origin timed out after 250 ms\n");
         assert!(
@@ -758,15 +769,15 @@ mod tests {
         });
         let clock = clock();
         let mut edge = edge(&rules, &store, &origin, &clock);
-        assert_eq!(edge.handle(get("/a", &[])).0.status, 200);
+        assert_eq!(block_on(edge.handle(get("/a", &[]))).0.status, 200);
         clock.0.set(clock.0.get() + Duration::from_secs(30));
 
         *failure.borrow_mut() = Some(OriginFailure::Unreachable("refused".into()));
-        let (response, _) = edge.handle(get("/a", &[]));
+        let (response, _) = block_on(edge.handle(get("/a", &[])));
         assert_eq!(response.status, 502, "no stale-if-error, no grace");
 
         edge.grace = Duration::from_secs(60);
-        let (response, _) = edge.handle(get("/a", &[]));
+        let (response, _) = block_on(edge.handle(get("/a", &[])));
         assert_eq!(
             (response.status, response.body.as_slice()),
             (200, &b"x"[..])
@@ -780,7 +791,7 @@ mod tests {
         *failure.borrow_mut() = Some(OriginFailure::CircuitOpen {
             retry_after: Duration::from_millis(2_500),
         });
-        let (response, _) = edge.handle(get("/a", &[]));
+        let (response, _) = block_on(edge.handle(get("/a", &[])));
         assert_eq!(response.status, 200);
         assert!(
             status_of(&response).contains("detail=circuit-open"),
@@ -790,7 +801,7 @@ mod tests {
 
         // Past the grace there is nothing to serve: fail fast, say when to retry.
         clock.0.set(clock.0.get() + Duration::from_secs(60));
-        let (response, _) = edge.handle(get("/a", &[]));
+        let (response, _) = block_on(edge.handle(get("/a", &[])));
         assert_eq!(response.status, 503);
         assert_eq!(response.headers["retry-after"], "3");
         assert_eq!(response.headers["cache-control"], "no-store");
@@ -812,10 +823,10 @@ mod tests {
         let clock = clock();
         let mut edge = edge(&rules, &store, &origin, &clock);
         edge.grace = Duration::from_secs(3_600);
-        assert_eq!(edge.handle(get("/a", &[])).0.status, 200);
+        assert_eq!(block_on(edge.handle(get("/a", &[]))).0.status, 200);
         clock.0.set(clock.0.get() + Duration::from_secs(30));
         failing.set(true);
-        assert_eq!(edge.handle(get("/a", &[])).0.status, 502);
+        assert_eq!(block_on(edge.handle(get("/a", &[]))).0.status, 502);
     }
 
     #[test]
@@ -831,7 +842,7 @@ mod tests {
         });
         let clock = clock();
         let edge = edge(&rules, &store, &origin, &clock);
-        let (first, _) = edge.handle(get("/a", &[]));
+        let (first, _) = block_on(edge.handle(get("/a", &[])));
         assert_eq!(
             first.headers["set-cookie"], "session=abc",
             "the fetching client keeps its cookie"
@@ -841,7 +852,7 @@ mod tests {
             "{}",
             status_of(&first)
         );
-        let (hit, _) = edge.handle(get("/a", &[]));
+        let (hit, _) = block_on(edge.handle(get("/a", &[])));
         assert!(status_of(&hit).contains("hit"));
         assert!(
             hit.headers.get("set-cookie").is_none(),
@@ -865,10 +876,10 @@ mod tests {
         let edge = edge(&rules, &store, &origin, &clock);
         let mut head = get("/a", &[]);
         head.method = Method::HEAD;
-        let (response, _) = edge.handle(head);
+        let (response, _) = block_on(edge.handle(head));
         assert!(response.body.is_empty());
         assert_eq!(response.headers["content-length"], "4");
-        let (response, _) = edge.handle(get("/a", &[]));
+        let (response, _) = block_on(edge.handle(get("/a", &[])));
         assert!(status_of(&response).contains("hit"));
         assert_eq!(response.body, b"body");
     }

@@ -76,22 +76,31 @@ pub struct StoreFailure(pub String);
 
 /// A byte-valued key-value store (Spin key-value in the component). The
 /// cache's layout over it lives in `storage`.
+///
+/// The I/O seams are `async` so one pipeline serves both adapters: the
+/// WASI 0.2 adapter answers each call at once (Spin's blocking host calls),
+/// the WASI 0.3 adapter awaits the host and so lets one instance serve
+/// other requests meanwhile. The component is single-threaded, so the
+/// futures need not be `Send` (hence the allowed lint).
+#[allow(async_fn_in_trait)]
 pub trait Store {
     /// The value under `key`; `Ok(None)` when there is none.
-    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreFailure>;
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreFailure>;
     /// Writes `value` under `key`, replacing what was there.
-    fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreFailure>;
+    async fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreFailure>;
     /// Removes `key`; removing a missing key is not an error.
-    fn delete(&self, key: &str) -> Result<(), StoreFailure>;
+    async fn delete(&self, key: &str) -> Result<(), StoreFailure>;
 }
 
 /// Where requests the edge cannot answer go.
+#[allow(async_fn_in_trait)]
 pub trait Origin {
     /// Sends `request` and reads the whole response, or says why not.
-    fn send(&self, request: OriginRequest) -> Result<Response, OriginFailure>;
+    async fn send(&self, request: OriginRequest) -> Result<Response, OriginFailure>;
 }
 
-/// Wall-clock time (a fake in tests, so ages and purges are exact).
+/// Wall-clock time (a fake in tests, so ages and purges are exact). Not
+/// I/O, so not `async`.
 pub trait Clock {
     /// The current time.
     fn now(&self) -> SystemTime;

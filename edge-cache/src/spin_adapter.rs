@@ -40,7 +40,7 @@ async fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
         }
     };
     let store = SpinStore::open(&config.store_name);
-    let rules = load_rules(&config, &store);
+    let rules = load_rules(&config, &store).await;
     let primary = SpinOrigin {
         address: &config.origin,
         config: &config,
@@ -97,12 +97,12 @@ async fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
             return;
         }
     };
-    let (response, refresh) = edge.handle(client_request);
+    let (response, refresh) = edge.handle(client_request).await;
     send_reply(response_out, response).await;
     // WASI 0.2 lets the handler keep running after the response is done:
     // stale-while-revalidate refreshes happen here, off the client's path.
     if let Some(refresh) = refresh {
-        edge.refresh(refresh);
+        edge.refresh(refresh).await;
     }
 }
 
@@ -112,7 +112,7 @@ fn variable(name: &'static str) -> Option<String> {
 
 /// Loads the rules file; a broken one is reported (once per distinct
 /// error, remembered in the store) and the edge proxies without caching.
-fn load_rules(config: &EdgeConfig, store: &SpinStore) -> Option<CacheRules> {
+async fn load_rules(config: &EdgeConfig, store: &SpinStore) -> Option<CacheRules> {
     let Some(path) = &config.cache_rules_path else {
         return Some(CacheRules::default());
     };
@@ -123,9 +123,9 @@ fn load_rules(config: &EdgeConfig, store: &SpinStore) -> Option<CacheRules> {
         Ok(rules) => Some(rules),
         Err(message) => {
             let marker = crate::storage::rules_error_key(&message);
-            if !matches!(store.get(&marker), Ok(Some(_))) {
+            if !matches!(store.get(&marker).await, Ok(Some(_))) {
                 eprintln!("edge-cache: {message}; caching is off until it is fixed");
-                let _ = store.set(&marker, b"1");
+                let _ = store.set(&marker, b"1").await;
             }
             None
         }
@@ -155,19 +155,19 @@ impl SpinStore {
 }
 
 impl Store for SpinStore {
-    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreFailure> {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreFailure> {
         self.store()?
             .get(key)
             .map_err(|e| StoreFailure(e.to_string()))
     }
 
-    fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreFailure> {
+    async fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreFailure> {
         self.store()?
             .set(key, value)
             .map_err(|e| StoreFailure(e.to_string()))
     }
 
-    fn delete(&self, key: &str) -> Result<(), StoreFailure> {
+    async fn delete(&self, key: &str) -> Result<(), StoreFailure> {
         self.store()?
             .delete(key)
             .map_err(|e| StoreFailure(e.to_string()))
@@ -180,7 +180,7 @@ struct SpinOrigin<'a> {
 }
 
 impl Origin for SpinOrigin<'_> {
-    fn send(&self, request: OriginRequest) -> Result<Response, OriginFailure> {
+    async fn send(&self, request: OriginRequest) -> Result<Response, OriginFailure> {
         send_to_origin(self.address, self.config, request)
     }
 }

@@ -128,28 +128,28 @@ pub struct CacheStorage<'a, S, C> {
 
 impl<S: Store, C: Clock> CacheStorage<'_, S, C> {
     /// Invalidates every variant of `keyed`'s URL (RFC 9111 §4.4).
-    pub fn invalidate_url(&self, keyed: &KeyedRequest) -> Result<(), StoreFailure> {
-        self.purge(&url_scope(keyed.url()), PurgeKind::Hard)
+    pub async fn invalidate_url(&self, keyed: &KeyedRequest) -> Result<(), StoreFailure> {
+        self.purge(&url_scope(keyed.url()), PurgeKind::Hard).await
     }
 
     /// Records a purge of `scope` now: one read and one write, whatever is
     /// cached.
-    pub fn purge(&self, scope: &str, kind: PurgeKind) -> Result<(), StoreFailure> {
+    pub async fn purge(&self, scope: &str, kind: PurgeKind) -> Result<(), StoreFailure> {
         let key = scope_key(scope);
-        let previous = PurgeTimes::decode(self.store.get(&key)?.as_deref());
+        let previous = PurgeTimes::decode(self.store.get(&key).await?.as_deref());
         let updated = previous.after_purge(unix_us(self.clock.now()), kind);
-        self.store.set(&key, &updated.encode())
+        self.store.set(&key, &updated.encode()).await
     }
 
-    fn purge_times(&self, scope: &str) -> Result<PurgeTimes, StoreFailure> {
+    async fn purge_times(&self, scope: &str) -> Result<PurgeTimes, StoreFailure> {
         Ok(PurgeTimes::decode(
-            self.store.get(&scope_key(scope))?.as_deref(),
+            self.store.get(&scope_key(scope)).await?.as_deref(),
         ))
     }
 
     /// Stores `meta` and `body` for `keyed`, as a variant when the
     /// response has `Vary`.
-    pub fn write(
+    pub async fn write(
         &self,
         keyed: &KeyedRequest,
         request_headers: &HeaderMap,
@@ -159,13 +159,12 @@ impl<S: Store, C: Clock> CacheStorage<'_, S, C> {
     ) -> Result<(), StoreFailure> {
         let primary = entry_key(&keyed.key);
         let VaryNames::Names(names) = VaryNames::of(response_headers) else {
-            return self
-                .store
-                .set(&primary, &entry::encode(&StoredValue::Response(meta), body));
+            let entry = entry::encode(&StoredValue::Response(meta), body);
+            return self.store.set(&primary, &entry).await;
         };
         // Keep the current index if it describes the same Vary; otherwise a
         // new epoch makes every older variant unreachable.
-        let existing = match self.store.get(&primary)?.map(|b| entry::decode(&b)) {
+        let existing = match self.store.get(&primary).await?.map(|b| entry::decode(&b)) {
             Some(Ok((StoredValue::Vary(index), _)))
                 if index.key == meta.key && index.names == names =>
             {
@@ -184,25 +183,27 @@ impl<S: Store, C: Clock> CacheStorage<'_, S, C> {
         index.variants.push(variant.clone());
         while index.variants.len() > MAX_VARIANTS {
             let evicted = index.variants.remove(0);
-            let _ = self.store.delete(&variant_key(&index, &evicted));
+            let _ = self.store.delete(&variant_key(&index, &evicted)).await;
         }
         let variant_key = variant_key(&index, &variant);
-        self.store.set(
-            &variant_key,
-            &entry::encode(&StoredValue::Response(meta), body),
-        )?;
         self.store
-            .set(&primary, &entry::encode(&StoredValue::Vary(index), &[]))
+            .set(
+                &variant_key,
+                &entry::encode(&StoredValue::Response(meta), body),
+            )
+            .await?;
+        let index = entry::encode(&StoredValue::Vary(index), &[]);
+        self.store.set(&primary, &index).await
     }
 
     /// The live response stored for `keyed` and these request headers.
-    pub fn lookup(
+    pub async fn lookup(
         &self,
         keyed: &KeyedRequest,
         request_headers: &HeaderMap,
     ) -> Result<Lookup, StoreFailure> {
         let primary = entry_key(&keyed.key);
-        let Some(bytes) = self.store.get(&primary)? else {
+        let Some(bytes) = self.store.get(&primary).await? else {
             return Ok(Lookup::Miss(Forward::UriMiss, None));
         };
         let (value, body) = match entry::decode(&bytes) {
@@ -220,7 +221,7 @@ impl<S: Store, C: Clock> CacheStorage<'_, S, C> {
                     return Ok(Lookup::Miss(Forward::VaryMiss, None));
                 }
                 let key = variant_key(&index, &variant);
-                match self.store.get(&key)?.map(|b| entry::decode(&b)) {
+                match self.store.get(&key).await?.map(|b| entry::decode(&b)) {
                     Some(Ok((StoredValue::Response(meta), body))) => (meta, body),
                     Some(_) => return Ok(Lookup::Miss(Forward::Miss, Some("corrupt-entry"))),
                     None => return Ok(Lookup::Miss(Forward::VaryMiss, None)),
@@ -235,7 +236,11 @@ impl<S: Store, C: Clock> CacheStorage<'_, S, C> {
         scopes.extend(meta.tags.iter().map(|tag| tag_scope(tag)));
         let mut validity = Validity::Valid;
         for scope in &scopes {
-            validity = validity.max(self.purge_times(scope)?.validity(meta.request_time_us));
+            validity = validity.max(
+                self.purge_times(scope)
+                    .await?
+                    .validity(meta.request_time_us),
+            );
             if validity == Validity::Invalid {
                 return Ok(Lookup::Miss(Forward::Miss, Some("invalidated")));
             }

@@ -3,6 +3,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::{HeaderMap, HeaderName, HeaderValue};
@@ -22,6 +23,18 @@ pub fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
     map
 }
 
+/// Runs a future of the flow to completion. The fakes here never wait, so
+/// one poll must finish it; a future that is still pending is a bug in the
+/// test (nothing would ever wake it).
+pub fn block_on<F: Future>(future: F) -> F::Output {
+    let mut future = std::pin::pin!(future);
+    let mut context = Context::from_waker(Waker::noop());
+    match future.as_mut().poll(&mut context) {
+        Poll::Ready(output) => output,
+        Poll::Pending => panic!("a test future waited, but the fakes never wait"),
+    }
+}
+
 /// An in-memory store; while `broken`, every operation fails.
 #[derive(Default)]
 pub struct MemStore {
@@ -39,18 +52,18 @@ impl MemStore {
 }
 
 impl Store for MemStore {
-    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreFailure> {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreFailure> {
         self.check()?;
         Ok(self.values.borrow().get(key).cloned())
     }
-    fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreFailure> {
+    async fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreFailure> {
         self.check()?;
         self.values
             .borrow_mut()
             .insert(key.to_owned(), value.to_vec());
         Ok(())
     }
-    fn delete(&self, key: &str) -> Result<(), StoreFailure> {
+    async fn delete(&self, key: &str) -> Result<(), StoreFailure> {
         self.check()?;
         self.values.borrow_mut().remove(key);
         Ok(())
@@ -77,7 +90,7 @@ impl FakeOrigin {
 }
 
 impl Origin for FakeOrigin {
-    fn send(&self, request: OriginRequest) -> Result<Response, OriginFailure> {
+    async fn send(&self, request: OriginRequest) -> Result<Response, OriginFailure> {
         self.calls.set(self.calls.get() + 1);
         (self.answer)(&request)
     }
