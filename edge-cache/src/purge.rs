@@ -7,15 +7,11 @@
 //! (see `invalidation`).
 
 use http::{HeaderMap, Method};
-use serde::Deserialize;
+use purge_wire::PurgeBody;
 
 use crate::invalidation::{MAX_PREFIX_DEPTH, prefix_depth};
 
-/// Largest purge body accepted.
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
-
-/// Most targets one purge request may name.
-pub const MAX_TARGETS: usize = 1000;
+pub use purge_wire::{MAX_BODY_BYTES, MAX_TARGETS};
 
 /// A validated purge.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -30,21 +26,6 @@ pub struct PurgeRequest {
     pub all: bool,
     /// Mark stale instead of invalid.
     pub soft: bool,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PurgeBody {
-    #[serde(default)]
-    urls: Vec<String>,
-    #[serde(default)]
-    tags: Vec<String>,
-    #[serde(default)]
-    prefixes: Vec<String>,
-    #[serde(default)]
-    all: bool,
-    #[serde(default)]
-    soft: bool,
 }
 
 /// A refused purge: the status and a message naming the problem.
@@ -95,7 +76,7 @@ pub fn parse_purge_post(
     }
     let parsed: PurgeBody = serde_json::from_slice(body)
         .map_err(|e| refuse(400, format!("invalid purge body: {e}")))?;
-    let targets = parsed.urls.len() + parsed.tags.len() + parsed.prefixes.len();
+    let targets = parsed.targets();
     if targets == 0 && !parsed.all {
         return Err(refuse(400, "empty purge: give urls, tags, prefixes or all"));
     }

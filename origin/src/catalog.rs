@@ -7,7 +7,7 @@ use serde::Serialize;
 use crate::caching::{TAG_HOME, TAG_LIST, product_tag};
 use crate::error::Result;
 use crate::money::Prices;
-use crate::outbox::{self, PurgeRequest};
+use crate::outbox::{self, PurgeBody};
 use crate::product_input::ProductInput;
 
 /// Products per list page.
@@ -166,8 +166,8 @@ pub fn changed_at_ms(conn: &Connection) -> Result<i64> {
 
 /// What the edge must forget when product `id` changes: its own pages and
 /// every page listing products.
-pub fn invalidation(id: i64) -> PurgeRequest {
-    PurgeRequest {
+pub fn invalidation(id: i64) -> PurgeBody {
+    PurgeBody {
         urls: vec![format!("/products/{id}"), format!("/api/products/{id}")],
         tags: vec![product_tag(id), TAG_LIST.to_owned(), TAG_HOME.to_owned()],
         ..Default::default()

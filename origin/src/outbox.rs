@@ -3,53 +3,27 @@
 //! worker, in order, at least once.
 
 use rusqlite::{Connection, params};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::error::{Error, Result};
 
-/// Most targets the edge accepts in one purge.
-pub const MAX_TARGETS: usize = 1000;
+pub use purge_wire::{MAX_TARGETS, PurgeBody};
 
-/// A purge as the edge's API takes it (`POST {admin_path}/purge`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PurgeRequest {
-    /// Paths; each covers every cached variant of the URL.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub urls: Vec<String>,
-    /// `Surrogate-Key` tags.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub tags: Vec<String>,
-    /// Path prefixes.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub prefixes: Vec<String>,
-    /// Everything.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub all: bool,
-}
-
-impl PurgeRequest {
-    /// How many targets the edge counts.
-    pub fn targets(&self) -> usize {
-        self.urls.len() + self.tags.len() + self.prefixes.len() + usize::from(self.all)
-    }
-
-    /// Adds `other`'s targets that are not here yet, keeping first-seen
-    /// order.
-    fn absorb(&mut self, other: &PurgeRequest) {
-        for (mine, theirs) in [
-            (&mut self.urls, &other.urls),
-            (&mut self.tags, &other.tags),
-            (&mut self.prefixes, &other.prefixes),
-        ] {
-            for target in theirs {
-                if !mine.contains(target) {
-                    mine.push(target.clone());
-                }
+/// Adds `other`'s targets to `into` that are not there yet, keeping
+/// first-seen order.
+fn absorb(into: &mut PurgeBody, other: &PurgeBody) {
+    for (mine, theirs) in [
+        (&mut into.urls, &other.urls),
+        (&mut into.tags, &other.tags),
+        (&mut into.prefixes, &other.prefixes),
+    ] {
+        for target in theirs {
+            if !mine.contains(target) {
+                mine.push(target.clone());
             }
         }
-        self.all |= other.all;
     }
+    into.all |= other.all;
 }
 
 /// An undelivered row.
@@ -58,7 +32,7 @@ pub struct PendingRow {
     /// Row id: the delivery order.
     pub id: i64,
     /// What to purge.
-    pub purge: PurgeRequest,
+    pub purge: PurgeBody,
     /// Failed deliveries so far.
     pub attempts: u32,
     /// Not to be tried before this time.
@@ -66,7 +40,7 @@ pub struct PendingRow {
 }
 
 /// Records a purge intent; call inside the write's transaction.
-pub fn enqueue(conn: &Connection, purge: &PurgeRequest, now_ms: i64) -> Result<i64> {
+pub fn enqueue(conn: &Connection, purge: &PurgeBody, now_ms: i64) -> Result<i64> {
     let payload =
         serde_json::to_string(purge).map_err(|source| Error::OutboxPayload { id: 0, source })?;
     conn.execute(
@@ -108,12 +82,12 @@ pub fn pending(conn: &Connection, limit: usize) -> Result<Vec<PendingRow>> {
 /// Merges a prefix of `rows` (oldest first) into one purge of at most
 /// [`MAX_TARGETS`] targets; returns it and how many rows it covers (at
 /// least one, so an oversized row is still attempted on its own).
-pub fn coalesce(rows: &[PendingRow]) -> (PurgeRequest, usize) {
-    let mut merged = PurgeRequest::default();
+pub fn coalesce(rows: &[PendingRow]) -> (PurgeBody, usize) {
+    let mut merged = PurgeBody::default();
     let mut used = 0;
     for row in rows {
         let mut candidate = merged.clone();
-        candidate.absorb(&row.purge);
+        absorb(&mut candidate, &row.purge);
         if used > 0 && candidate.targets() > MAX_TARGETS {
             break;
         }
@@ -208,15 +182,15 @@ pub fn status(conn: &Connection) -> Result<OutboxStatus> {
 mod tests {
     use super::*;
 
-    fn purge(urls: &[&str], tags: &[&str]) -> PurgeRequest {
-        PurgeRequest {
+    fn purge(urls: &[&str], tags: &[&str]) -> PurgeBody {
+        PurgeBody {
             urls: urls.iter().map(|s| s.to_string()).collect(),
             tags: tags.iter().map(|s| s.to_string()).collect(),
             ..Default::default()
         }
     }
 
-    fn row(id: i64, p: PurgeRequest) -> PendingRow {
+    fn row(id: i64, p: PurgeBody) -> PendingRow {
         PendingRow {
             id,
             purge: p,
@@ -231,7 +205,7 @@ mod tests {
             serde_json::to_string(&purge(&["/products/1"], &["product:1", "home"])).unwrap(),
             r#"{"urls":["/products/1"],"tags":["product:1","home"]}"#
         );
-        let all = PurgeRequest {
+        let all = PurgeBody {
             all: true,
             ..Default::default()
         };
@@ -256,7 +230,7 @@ mod tests {
         let tags = |from: usize, n: usize| -> Vec<String> {
             (from..from + n).map(|i| format!("t{i}")).collect()
         };
-        let big = |from, n| PurgeRequest {
+        let big = |from, n| PurgeBody {
             tags: tags(from, n),
             ..Default::default()
         };

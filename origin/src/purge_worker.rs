@@ -19,7 +19,7 @@ use tokio::sync::{Notify, watch};
 use crate::backoff::Backoff;
 use crate::config::PurgeEndpoint;
 use crate::db::{Db, now_ms};
-use crate::outbox::{self, OutboxStatus, PurgeRequest};
+use crate::outbox::{self, OutboxStatus, PurgeBody};
 
 /// Rows read per round (coalescing may use fewer).
 const BATCH_ROWS: usize = 100;
@@ -138,7 +138,7 @@ impl Worker {
 async fn deliver(
     client: &HttpClient,
     endpoint: &PurgeEndpoint,
-    purge: &PurgeRequest,
+    purge: &PurgeBody,
     timeout: Duration,
 ) -> Result<(), String> {
     let body = serde_json::to_vec(purge).map_err(|e| e.to_string())?;

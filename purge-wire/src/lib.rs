@@ -1,0 +1,64 @@
+//! The wire format of `POST {admin_path}/purge`: the JSON body the origin's
+//! purge worker sends and the edge's purge API parses. One definition, so
+//! the two sides cannot drift apart; each adds its own rules on top (the
+//! edge validates targets, the origin coalesces them).
+
+use serde::{Deserialize, Serialize};
+
+/// Largest purge body the edge reads, in bytes.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Most targets (urls, tags and prefixes together) one purge may name.
+pub const MAX_TARGETS: usize = 1000;
+
+/// A purge request body as sent on the wire. Unknown fields are refused,
+/// so a misspelt target never silently purges nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PurgeBody {
+    /// Paths (with optional query) on the purged host, or absolute URLs on
+    /// it; each covers every cached variant of the URL.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub urls: Vec<String>,
+    /// `Surrogate-Key` tags.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    /// Path prefixes, aligned to segments.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prefixes: Vec<String>,
+    /// Purge everything on the host.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub all: bool,
+    /// Mark stale (revalidate before reuse) instead of invalid.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub soft: bool,
+}
+
+impl PurgeBody {
+    /// The targets counted against [`MAX_TARGETS`].
+    pub fn targets(&self) -> usize {
+        self.urls.len() + self.tags.len() + self.prefixes.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_left_out_and_read_back() {
+        let body = PurgeBody {
+            urls: vec!["/a".into()],
+            ..Default::default()
+        };
+        let json = serde_json::to_string(&body).unwrap();
+        assert_eq!(json, r#"{"urls":["/a"]}"#);
+        assert_eq!(serde_json::from_str::<PurgeBody>(&json).unwrap(), body);
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let error = serde_json::from_str::<PurgeBody>(r#"{"url":["/a"]}"#).unwrap_err();
+        assert!(error.to_string().contains("unknown field `url`"), "{error}");
+    }
+}
