@@ -5,9 +5,11 @@
 /// The host as keys and forwarded fields spell it: lower case, without a
 /// trailing dot on the name and without the scheme's default port.
 pub fn canonical_host(scheme: &str, host: &str) -> String {
-    // Dots after the port go first, or `h:80.` would become `h:80` and only
-    // a second pass would drop the default port (fuzz target cache_key).
-    let host = host.trim().trim_end_matches('.').to_ascii_lowercase();
+    // Trailing dots (and blanks among them) go before the port is split
+    // off and again after, or `h:80.` would become `h:80` and only a second
+    // pass would drop the default port (fuzz target cache_key).
+    let trailing = |c: char| c == '.' || c.is_whitespace();
+    let host = host.trim().trim_end_matches(trailing).to_ascii_lowercase();
     let (name, port) = match host.rsplit_once(':') {
         Some((name, port))
             if !port.is_empty()
@@ -18,7 +20,7 @@ pub fn canonical_host(scheme: &str, host: &str) -> String {
         }
         _ => (host.as_str(), None),
     };
-    let name = name.trim_end_matches('.');
+    let name = name.trim_end_matches(trailing);
     let default_port = if scheme.eq_ignore_ascii_case("https") {
         "443"
     } else {
@@ -179,8 +181,16 @@ mod tests {
 
     #[test]
     fn canonical_host_is_a_fixed_point() {
-        // Found by the cache_key fuzz target: a dot after the default port.
-        for host in ["[::2]:80..", "shop.example:80.", "Shop.Example.:80."] {
+        // Found by the cache_key fuzz target: dots (and blanks) after the
+        // default port.
+        for host in [
+            "[::2]:80..",
+            "shop.example:80.",
+            "Shop.Example.:80.",
+            "h/\u{c}..",
+            "h .:80",
+            "h. .",
+        ] {
             let once = canonical_host("http", host);
             assert_eq!(canonical_host("http", &once), once, "{host}");
         }
