@@ -11,6 +11,7 @@ use crate::cache_status::CacheStatus;
 use crate::conditional::{NOT_MODIFIED_FIELDS, RangeAnswer, client_has_current, range_answer};
 use crate::origin_failure::OriginFailure;
 use crate::seams::{ClientRequest, Response};
+use crate::storage::Found;
 
 /// Headers only the edge acts on; never sent to clients.
 pub const EDGE_ONLY_HEADERS: [&str; 3] =
@@ -33,6 +34,47 @@ pub struct Representation {
     pub headers: HeaderMap,
     /// Its whole content.
     pub body: Vec<u8>,
+}
+
+/// A stored response as the client gets it: edge-only fields removed,
+/// then conditionals, ranges and HEAD applied.
+pub fn serve_stored(
+    request: &ClientRequest,
+    found: &Found,
+    age: Duration,
+    status: &CacheStatus,
+) -> Response {
+    let mut headers = found.headers.clone();
+    strip_edge_only(&mut headers);
+    let representation = Representation {
+        status: found.meta.status,
+        headers,
+        body: found.body.clone(),
+    };
+    let is_head = request.method == Method::HEAD;
+    answer(request, representation, age, status, is_head)
+}
+
+/// An origin's answer as the client gets it: a `200` is a representation
+/// the client's conditionals and ranges apply to, anything else goes as
+/// it came.
+pub fn answer_fetched(
+    request: &ClientRequest,
+    mut fetched: Representation,
+    age: Duration,
+    status: &CacheStatus,
+    is_head: bool,
+) -> Response {
+    strip_edge_only(&mut fetched.headers);
+    if fetched.status == 200 {
+        return answer(request, fetched, age, status, is_head);
+    }
+    let Representation {
+        status: code,
+        headers,
+        body,
+    } = fetched;
+    finish(code, headers, body, Some(age), status, is_head)
 }
 
 /// Applies client conditionals, ranges and HEAD to a full representation.

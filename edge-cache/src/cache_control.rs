@@ -113,6 +113,23 @@ impl CacheDirectives {
         Some(CacheDirectives { directives })
     }
 
+    /// A request's `Cache-Control`, with `Pragma: no-cache` standing in
+    /// when it is absent (RFC 9111 §5.4).
+    pub fn of_request(headers: &HeaderMap) -> Self {
+        if let Some(directives) = CacheDirectives::from_headers(headers, "cache-control") {
+            return directives;
+        }
+        let pragma_no_cache = headers
+            .get("pragma")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.to_ascii_lowercase().contains("no-cache"));
+        if pragma_no_cache {
+            CacheDirectives::parse("no-cache")
+        } else {
+            CacheDirectives::default()
+        }
+    }
+
     /// Parses one field value.
     pub fn parse(text: &str) -> Self {
         CacheDirectives {

@@ -46,16 +46,16 @@ pub enum RangeAnswer {
     Full,
     /// Serve `start..=end` of `total` bytes.
     Partial {
-        /// First byte.
+        /// Index of the first byte sent.
         start: u64,
         /// Last byte, inclusive.
         end: u64,
-        /// Full length.
+        /// Length of the whole representation, for `Content-Range`.
         total: u64,
     },
     /// `416`, with `Content-Range: bytes */total`.
     Unsatisfiable {
-        /// Full length.
+        /// Length of the whole representation, for `Content-Range: */N`.
         total: u64,
     },
 }

@@ -1,15 +1,13 @@
 //! The edge's scalar settings, read from Spin variables.
 //!
 //! Parsing is separate from the variable lookup so that every rule about a
-//! setting (required, default, range, format) is tested natively.
+//! setting (required, default, range, format) is tested natively. This
+//! module is plain data and its parsing: the modules that act on a setting
+//! (the breaker, the origin guard, forwarding) import it, never the reverse.
 
 use std::time::Duration;
 
 use http::uri::{Authority, Scheme, Uri};
-
-use crate::breaker::{BreakerPolicy, DEFAULT_BREAKER, StatusSet};
-use crate::forwarding::ForwardingTrust;
-use crate::origin_guard::Protection;
 
 /// Default for `origin_timeout_ms`: how long the origin has to start answering.
 pub const DEFAULT_ORIGIN_TIMEOUT: Duration = Duration::from_millis(10_000);
@@ -72,6 +70,98 @@ pub struct EdgeConfig {
     /// How much of the client's `X-Forwarded-For`/`Via` the edge keeps
     /// (`trusted_proxy_hops`, default 0: none).
     pub trust: ForwardingTrust,
+}
+
+/// When the breaker opens and for how long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BreakerPolicy {
+    /// Failures within `window` that open the breaker; 0 disables it.
+    pub failures: u32,
+    /// Failures further apart than this do not add up.
+    pub window: Duration,
+    /// How long the breaker stays open before a probe.
+    pub cooldown: Duration,
+    /// Origin statuses that count as failures (`breaker_status_codes`).
+    pub counted_statuses: StatusSet,
+}
+
+/// Defaults: 5 transport failures within 10 s open the breaker for 5 s.
+pub const DEFAULT_BREAKER: BreakerPolicy = BreakerPolicy {
+    failures: 5,
+    window: Duration::from_secs(10),
+    cooldown: Duration::from_secs(5),
+    counted_statuses: StatusSet::EMPTY,
+};
+
+impl BreakerPolicy {
+    /// Whether the breaker is in use.
+    pub fn enabled(&self) -> bool {
+        self.failures > 0
+    }
+}
+
+/// A set of 5xx status codes (one bit each for 500–599).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StatusSet(u128);
+
+impl StatusSet {
+    /// No status.
+    pub const EMPTY: StatusSet = StatusSet(0);
+
+    /// The set of `codes` (those outside 500–599 are ignored).
+    pub const fn from_codes(codes: &[u16]) -> StatusSet {
+        let mut bits = 0u128;
+        let mut i = 0;
+        while i < codes.len() {
+            if codes[i] >= 500 && codes[i] <= 599 {
+                bits |= 1 << (codes[i] - 500);
+            }
+            i += 1;
+        }
+        StatusSet(bits)
+    }
+
+    /// Parses a comma-separated list such as `502,503,504`; only 5xx codes
+    /// are accepted (a 4xx says something about the request, never the
+    /// server).
+    pub fn parse(text: &str) -> Result<StatusSet, String> {
+        let mut set = StatusSet::EMPTY;
+        for member in text.split(',').map(str::trim).filter(|m| !m.is_empty()) {
+            match member.parse::<u16>() {
+                Ok(code @ 500..=599) => set.0 |= 1 << (code - 500),
+                _ => return Err(format!("`{member}` is not a status code from 500 to 599")),
+            }
+        }
+        Ok(set)
+    }
+
+    /// Whether `status` is in the set.
+    pub fn contains(&self, status: u16) -> bool {
+        (500..=599).contains(&status) && self.0 & (1 << (status - 500)) != 0
+    }
+}
+
+/// How one origin is protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Protection {
+    /// The circuit breaker.
+    pub breaker: BreakerPolicy,
+    /// At most this many fetches in flight (`None`: no cap).
+    pub max_concurrent: Option<u32>,
+    /// How long a fetch may hold a slot or the probe before it is presumed
+    /// gone (a bound on a fetch's duration).
+    pub lease: Duration,
+}
+
+/// How much of the client's forwarding history the edge believes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ForwardingTrust {
+    /// Proxies of the operator's in front of the edge (`trusted_proxy_hops`).
+    /// 0: the peer is the client, and its `X-Forwarded-For` and `Via` are
+    /// claims anyone can make. N: the last N `X-Forwarded-For` members were
+    /// written by those proxies and are kept (as nginx's `real_ip` and
+    /// Envoy's `xff_num_trusted_hops` do).
+    pub trusted_proxy_hops: usize,
 }
 
 /// A setting that is missing or malformed; the message names the variable.

@@ -15,7 +15,7 @@ const CHECKSUM_LEN: usize = 16;
 pub struct EntryMeta {
     /// The canonical cache key (checked on read against the request's).
     pub key: String,
-    /// Status code.
+    /// The stored response's status, served as is.
     pub status: u16,
     /// Response headers as stored (hop-by-hop and `Set-Cookie` removed).
     pub headers: Vec<(String, Vec<u8>)>,
@@ -49,7 +49,7 @@ pub struct VaryIndex {
 /// A decoded store value.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum StoredValue {
-    /// A response.
+    /// A stored response: its metadata, the body follows.
     Response(EntryMeta),
     /// A Vary index.
     Vary(VaryIndex),
@@ -61,7 +61,7 @@ pub enum DecodeError {
     /// Not ours, or another format version.
     #[error("unknown format")]
     Foreign,
-    /// Cut short.
+    /// Fewer bytes than the layout says (a torn or foreign value).
     #[error("truncated")]
     Truncated,
     /// The checksum does not match.

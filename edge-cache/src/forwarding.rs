@@ -17,12 +17,15 @@
 //!
 //! Responses to the client lose hop-by-hop fields and gain `Via`.
 
-use http::HeaderMap;
 use http::header::{self, HeaderName, HeaderValue};
+use http::{HeaderMap, Method};
 
+use crate::breaker::Fallback;
+use crate::config::ForwardingTrust;
 use crate::hop_by_hop::strip_hop_by_hop;
-use crate::rules::ForwardHeaders;
-use crate::seams::ClientConnection;
+use crate::key::KeyedRequest;
+use crate::rules::{ForwardHeaders, Rule};
+use crate::seams::{ClientConnection, ClientRequest, OriginRequest};
 use crate::vary::normalise_accept_encoding;
 
 /// Our entry in `Via`: protocol version and a pseudonym, never a host name.
@@ -84,17 +87,6 @@ pub const KEYED_MODE_FIELDS: [&str; 5] = [
     "user-agent",
     "authorization",
 ];
-
-/// How much of the client's forwarding history the edge believes.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ForwardingTrust {
-    /// Proxies of the operator's in front of the edge (`trusted_proxy_hops`).
-    /// 0: the peer is the client, and its `X-Forwarded-For` and `Via` are
-    /// claims anyone can make. N: the last N `X-Forwarded-For` members were
-    /// written by those proxies and are kept (as nginx's `real_ip` and
-    /// Envoy's `xff_num_trusted_hops` do).
-    pub trusted_proxy_hops: usize,
-}
 
 /// The header block for a request the edge passes through without caching
 /// (unsafe methods, bypass rules): everything end to end but
@@ -171,6 +163,41 @@ pub fn fill_request_headers(
         );
     }
     headers
+}
+
+/// The request the edge sends for a cacheable GET/HEAD: always a GET
+/// (HEAD is answered from it), with the fields `forwarding` allows a
+/// fill and only the keyed cookies. `vary` names the fields a stored
+/// response varies on (a revalidation must carry them, RFC 9111 §4.3.1).
+pub fn fill_request(
+    request: &ClientRequest,
+    rule: &Rule,
+    keyed: &KeyedRequest,
+    trust: ForwardingTrust,
+    vary: &[String],
+) -> OriginRequest {
+    let mut headers = fill_request_headers(
+        &request.headers,
+        &request.connection,
+        trust,
+        rule.forward_headers,
+        &rule.headers,
+        vary,
+    );
+    if let Some(cookie) = keyed
+        .cookie
+        .as_deref()
+        .and_then(|c| HeaderValue::from_str(c).ok())
+    {
+        headers.insert("cookie", cookie);
+    }
+    OriginRequest {
+        method: Method::GET,
+        target: keyed.origin_target.clone(),
+        headers,
+        body: Vec::new(),
+        fallback: Fallback::Nothing,
+    }
 }
 
 /// The header block to send to the client for an origin response.

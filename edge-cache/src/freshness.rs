@@ -23,7 +23,7 @@ pub enum ControlSource {
 pub struct EffectiveControl {
     /// The field the directives came from.
     pub source: ControlSource,
-    /// The directives.
+    /// The directives of that field, parsed.
     pub directives: CacheDirectives,
 }
 

@@ -35,7 +35,7 @@ pub fn hash128(bytes: &[u8]) -> String {
 /// What the key covers, and the request parts to forward accordingly.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyedRequest {
-    /// The key.
+    /// The canonical key and its hash.
     pub key: CacheKey,
     /// The normalised path.
     pub path: String,

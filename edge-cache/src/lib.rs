@@ -8,6 +8,7 @@
 //! - `spin_metadata` — the host's `spin-*` request fields, read once into a connection
 //! - `config` — the edge's settings, parsed from Spin variables
 //! - `request_flow` — the pipeline: route, key, look up, decide, fetch, store, answer
+//! - `exchange` — one cacheable request keyed once under its rule
 //! - `purge_api` — the purge endpoint and `PURGE` method, checked from the head first
 //! - `purge` — purge body parsing, validation and bearer-token check
 //! - `rules` — the JSON cache rules and which rule a path falls under
@@ -42,6 +43,7 @@ pub mod cache_status;
 pub mod conditional;
 pub mod config;
 pub mod entry;
+pub mod exchange;
 pub mod failover;
 pub mod forwarding;
 pub mod freshness;

@@ -4,37 +4,26 @@
 //! Store trouble never blocks a request here: an unreadable state is a
 //! closed breaker and an empty lease list (failing open, like the cache).
 
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
-use crate::breaker::{Admission, BreakerPolicy, BreakerState, FailureKind};
+use crate::breaker::{Admission, BreakerState, FailureKind};
+use crate::config::Protection;
 use crate::origin_failure::OriginFailure;
 use crate::origin_slots::Leases;
 use crate::seams::{Clock, Origin, OriginRequest, Response, Store};
 use crate::storage::{breaker_key, slots_key};
 
-/// How one origin is protected.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Protection {
-    /// The circuit breaker.
-    pub breaker: BreakerPolicy,
-    /// At most this many fetches in flight (`None`: no cap).
-    pub max_concurrent: Option<u32>,
-    /// How long a fetch may hold a slot or the probe before it is presumed
-    /// gone (a bound on a fetch's duration).
-    pub lease: Duration,
-}
-
 /// An origin behind its breaker and cap.
 pub struct GuardedOrigin<'a, O, S, C> {
-    /// The origin.
+    /// The origin being protected (the real one, or a fake in tests).
     pub inner: &'a O,
     /// Names the origin in the store (its authority).
     pub name: &'a str,
     /// The shared store holding breaker and lease state.
     pub store: &'a S,
-    /// The clock.
+    /// Breaker windows and lease expiries are measured on it.
     pub clock: &'a C,
-    /// The policy.
+    /// The breaker policy and concurrency cap to apply.
     pub protection: Protection,
     /// This request's lease id (unique among concurrent requests).
     pub lease_id: u64,
@@ -155,8 +144,10 @@ mod tests {
     use super::*;
     use std::cell::Cell;
     use std::rc::Rc;
+    use std::time::Duration;
 
-    use crate::breaker::{Fallback, StatusSet};
+    use crate::breaker::Fallback;
+    use crate::config::{BreakerPolicy, StatusSet};
     use crate::test_support::{
         FakeClock, FakeOrigin, MemStore, block_on, origin_request, status_response,
     };

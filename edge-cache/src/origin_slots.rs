@@ -44,7 +44,7 @@ impl Leases {
         self.0.retain(|lease| lease.0 != id);
     }
 
-    /// Live leases.
+    /// How many leases are held (expired ones included until pruned).
     pub fn len(&self) -> usize {
         self.0.len()
     }

@@ -18,11 +18,11 @@ pub use purge_wire::{MAX_BODY_BYTES, MAX_TARGETS};
 pub struct PurgeRequest {
     /// Paths (with optional query) on this host.
     pub urls: Vec<String>,
-    /// Surrogate keys.
+    /// Surrogate keys: every entry tagged with one is purged.
     pub tags: Vec<String>,
     /// Path prefixes (segment-aligned).
     pub prefixes: Vec<String>,
-    /// Everything.
+    /// Purge every entry on the host.
     pub all: bool,
     /// Mark stale instead of invalid.
     pub soft: bool,

@@ -9,28 +9,27 @@
 
 use std::time::{Duration, SystemTime};
 
-use http::header::HeaderValue;
 use http::{HeaderMap, Method};
 
-use crate::answer::{Representation, answer, error_response, finish, strip_edge_only};
+use crate::answer::{
+    Representation, answer_fetched, error_response, finish, serve_stored, strip_edge_only,
+};
 use crate::breaker::Fallback;
 use crate::cache_control::{CacheDirectives, Seconds};
 use crate::cache_status::{CacheStatus, Forward};
-use crate::entry::EntryMeta;
-use crate::forwarding::{
-    ForwardingTrust, client_response_headers, fill_request_headers, origin_request_headers,
-};
+use crate::config::ForwardingTrust;
+use crate::exchange::Exchange;
+use crate::forwarding::{client_response_headers, origin_request_headers};
 use crate::freshness::{EffectiveControl, corrected_initial_age, freshness_lifetime};
-use crate::header_list::to_pairs;
-use crate::key::{KeyedRequest, build_key};
+use crate::key::build_key;
 use crate::origin_failure::OriginFailure;
 use crate::purge_api::{Admission, PurgeApi, PurgeSettings};
-use crate::revalidation::{add_validators, refreshed_headers};
-use crate::rules::{CacheRules, Rule};
+use crate::revalidation::{StaleOnError, add_validators, refreshed_headers};
+use crate::rules::CacheRules;
 use crate::seams::{ClientRequest, Clock, Origin, OriginRequest, Response, Store};
-use crate::storability::{Candidate, NOT_STORED_HEADERS, check_storable};
-use crate::storage::{CacheStorage, Found, Lookup, unix_ms, unix_us};
-use crate::target::same_host_path;
+use crate::storability::{Candidate, check_storable};
+use crate::storage::{CacheStorage, Found, Lookup, StoredFetch};
+use crate::target::invalidated_targets;
 use crate::vary::VaryNames;
 
 /// Work left to do after the response is sent (`stale-while-revalidate`).
@@ -56,13 +55,6 @@ pub struct EdgeCache<'a, S, O, C> {
     pub grace: Duration,
     /// How much of the client's forwarding history is passed on.
     pub trust: ForwardingTrust,
-}
-
-/// A cacheable request as the flow reads it: keyed once under its rule.
-struct Exchange<'r> {
-    request: ClientRequest,
-    rule: &'r Rule,
-    keyed: KeyedRequest,
 }
 
 /// An origin response with the times §4.2.3 needs.
@@ -131,14 +123,14 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
                 CacheStatus::forward(Forward::Bypass).with_detail(format!("rule-{}", rule.label()));
             return (self.pass(&request, status).await, None);
         }
-        self.cacheable(exchange(request, rule)).await
+        self.cacheable(Exchange::new(request, rule)).await
     }
 
     /// Runs a deferred `stale-while-revalidate` refresh.
     pub async fn refresh(&self, refresh: Refresh) {
         let Some(rules) = self.rules else { return };
         let rule = rules.for_target(&refresh.request.path_and_query);
-        let exchange = exchange(refresh.request, rule);
+        let exchange = Exchange::new(refresh.request, rule);
         if let Ok(Lookup::Found(found)) = self
             .storage()
             .lookup(&exchange.keyed, &exchange.request.headers)
@@ -188,14 +180,12 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
         if unsafe_method && response.status < 400 {
             let connection = &request.connection;
             let host = connection.host.as_deref().unwrap_or_default();
-            let mut targets = vec![request.path_and_query.clone()];
-            for name in ["location", "content-location"] {
-                if let Some(target) = response.headers.get(name).and_then(|v| v.to_str().ok())
-                    && let Some(path) = same_host_path(target, &connection.scheme, host)
-                {
-                    targets.push(path);
-                }
-            }
+            let targets = invalidated_targets(
+                &request.path_and_query,
+                &response.headers,
+                &connection.scheme,
+                host,
+            );
             for target in targets {
                 let rule = rules.for_target(&target);
                 let keyed = build_key(&connection.scheme, host, &target, &HeaderMap::new(), rule);
@@ -206,7 +196,7 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
     }
 
     async fn cacheable(&self, exchange: Exchange<'_>) -> (Response, Option<Refresh>) {
-        let request_cc = request_directives(&exchange.request.headers);
+        let request_cc = CacheDirectives::of_request(&exchange.request.headers);
         if request_cc.has("no-store") {
             let status = CacheStatus::forward(Forward::Request).with_detail("no-store");
             return (self.fetch(&exchange, status, Storing::Never).await, None);
@@ -267,18 +257,7 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
         let control = EffectiveControl::of(&found.headers);
         let age = found.age(self.clock.now());
         let lifetime = found.lifetime();
-        // Where the origin fails, stale may be served within the response's
-        // `stale-if-error` or the configured grace, whichever is longer.
-        let stale_by_directive = control
-            .stale_if_error()
-            .is_some_and(|window| age < lifetime + window);
-        let stale_by_grace = !self.grace.is_zero() && age < lifetime + self.grace;
-        let stale_if_error = !control.forbids_stale() && (stale_by_directive || stale_by_grace);
-        let stale_reason = |failure: Option<&OriginFailure>| match failure {
-            Some(held_back) if !held_back.reached_origin() => held_back.stale_detail(),
-            _ if stale_by_directive => "stale-if-error",
-            _ => "grace",
-        };
+        let stale_on_error = StaleOnError::of(&control, age, lifetime, self.grace);
         let serve_stale = |fwd_status: Option<u16>, detail: &str| {
             let mut status = CacheStatus::forward(Forward::Stale).with_detail(detail);
             status.fwd_status = fwd_status;
@@ -290,8 +269,8 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
             VaryNames::Names(names) => names,
             _ => Vec::new(),
         };
-        let mut origin_request = self.fill_request(exchange, &vary);
-        if stale_if_error {
+        let mut origin_request = exchange.fill_request(self.trust, &vary);
+        if stale_on_error.allowed() {
             origin_request.fallback = Fallback::Stale;
         }
         add_validators(&mut origin_request.headers, &found.headers);
@@ -315,16 +294,19 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
                     .await
             }
             Ok(fetched)
-                if matches!(fetched.response.status, 500 | 502 | 503 | 504) && stale_if_error =>
+                if matches!(fetched.response.status, 500 | 502 | 503 | 504)
+                    && stale_on_error.allowed() =>
             {
-                serve_stale(Some(fetched.response.status), stale_reason(None))
+                serve_stale(Some(fetched.response.status), stale_on_error.detail(None))
             }
             Ok(fetched) => {
                 status.fwd_status = Some(fetched.response.status);
                 self.store_and_serve(exchange, fetched, status, Storing::IfStorable)
                     .await
             }
-            Err(failure) if stale_if_error => serve_stale(None, stale_reason(Some(&failure))),
+            Err(failure) if stale_on_error.allowed() => {
+                serve_stale(None, stale_on_error.detail(Some(&failure)))
+            }
             Err(failure) => error_response(&failure, &status),
         }
     }
@@ -336,7 +318,10 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
         mut status: CacheStatus,
         storing: Storing,
     ) -> Response {
-        match self.send_timed(self.fill_request(exchange, &[])).await {
+        match self
+            .send_timed(exchange.fill_request(self.trust, &[]))
+            .await
+        {
             Ok(fetched) => {
                 status.fwd_status = Some(fetched.response.status);
                 self.store_and_serve(exchange, fetched, status, storing)
@@ -354,40 +339,6 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
             request_time,
             response_time: self.clock.now(),
         })
-    }
-
-    /// The request the edge sends for a cacheable GET/HEAD: always a GET
-    /// (HEAD is answered from it), with the fields `forwarding` allows a
-    /// fill and only the keyed cookies. `vary` names the fields a stored
-    /// response varies on (a revalidation must carry them, RFC 9111 §4.3.1).
-    fn fill_request(&self, exchange: &Exchange<'_>, vary: &[String]) -> OriginRequest {
-        let Exchange {
-            request,
-            rule,
-            keyed,
-        } = exchange;
-        let mut headers = fill_request_headers(
-            &request.headers,
-            &request.connection,
-            self.trust,
-            rule.forward_headers,
-            &rule.headers,
-            vary,
-        );
-        if let Some(cookie) = keyed
-            .cookie
-            .as_deref()
-            .and_then(|c| HeaderValue::from_str(c).ok())
-        {
-            headers.insert("cookie", cookie);
-        }
-        OriginRequest {
-            method: Method::GET,
-            target: keyed.origin_target.clone(),
-            headers,
-            body: Vec::new(),
-            fallback: Fallback::Nothing,
-        }
     }
 
     async fn store_and_serve(
@@ -409,13 +360,12 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
         } = fetched;
         let headers = client_response_headers(&response.headers);
         let control = EffectiveControl::of(&headers);
-        let query_names: Vec<&str> = keyed.query_names.iter().map(String::as_str).collect();
-        let versioned = rule.is_versioned(&keyed.path, &query_names);
+        let freshness = exchange.freshness_rule();
         let lifetime = freshness_lifetime(
             response.status,
             &headers,
             &control,
-            &rule.freshness(versioned),
+            &freshness,
             response_time,
         );
         let initial_age = corrected_initial_age(&headers, request_time, response_time);
@@ -433,25 +383,17 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
         let has_authorization = request.headers.contains_key("authorization");
         match (storing, check_storable(has_authorization, &candidate, rule)) {
             (Storing::IfStorable, Ok(())) => {
-                let mut stored_headers = headers.clone();
-                for name in NOT_STORED_HEADERS {
-                    stored_headers.remove(name);
-                }
-                let meta = EntryMeta {
-                    key: keyed.key.canonical.clone(),
+                let fetch = StoredFetch {
                     status: response.status,
-                    headers: to_pairs(&stored_headers),
-                    request_time_us: unix_us(request_time),
-                    response_time_ms: unix_ms(response_time),
-                    initial_age_ms: initial_age.as_millis() as u64,
-                    lifetime_ms: lifetime.map(|(l, _)| l.as_millis() as u64).unwrap_or(0),
-                    tags: surrogate_keys(&headers),
+                    headers: &headers,
+                    body: &response.body,
+                    request_time,
+                    response_time,
+                    initial_age,
+                    lifetime: lifetime.map(|(l, _)| l),
                 };
-                let written = self
-                    .storage()
-                    .write(keyed, &request.headers, &headers, meta, &response.body)
-                    .await;
-                match written {
+                let stored = self.storage().store(keyed, &request.headers, fetch).await;
+                match stored {
                     Ok(()) => status.stored = true,
                     Err(_) => status.detail = Some("store-error".into()),
                 }
@@ -461,91 +403,13 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
             }
             _ => {}
         }
-        let mut client_headers = headers;
-        strip_edge_only(&mut client_headers);
         let is_head = request.method == Method::HEAD;
-        if response.status == 200 {
-            let representation = Representation {
-                status: 200,
-                headers: client_headers,
-                body: response.body,
-            };
-            return answer(request, representation, initial_age, &status, is_head);
-        }
-        finish(
-            response.status,
-            client_headers,
-            response.body,
-            Some(initial_age),
-            &status,
-            is_head,
-        )
-    }
-}
-
-/// Keys `request` once under `rule`.
-fn exchange(request: ClientRequest, rule: &Rule) -> Exchange<'_> {
-    let connection = &request.connection;
-    let keyed = build_key(
-        &connection.scheme,
-        connection.host.as_deref().unwrap_or(""),
-        &request.path_and_query,
-        &request.headers,
-        rule,
-    );
-    Exchange {
-        request,
-        rule,
-        keyed,
-    }
-}
-
-fn serve_stored(
-    request: &ClientRequest,
-    found: &Found,
-    age: Duration,
-    status: &CacheStatus,
-) -> Response {
-    let mut headers = found.headers.clone();
-    strip_edge_only(&mut headers);
-    let representation = Representation {
-        status: found.meta.status,
-        headers,
-        body: found.body.clone(),
-    };
-    let is_head = request.method == Method::HEAD;
-    answer(request, representation, age, status, is_head)
-}
-
-/// The surrogate keys (tags) a response carries, sorted and unique.
-fn surrogate_keys(headers: &HeaderMap) -> Vec<String> {
-    let mut tags: Vec<String> = headers
-        .get_all("surrogate-key")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split_ascii_whitespace())
-        .map(str::to_owned)
-        .collect();
-    tags.sort();
-    tags.dedup();
-    tags
-}
-
-/// Request `Cache-Control` (with `Pragma: no-cache` standing in when absent).
-fn request_directives(headers: &HeaderMap) -> CacheDirectives {
-    match CacheDirectives::from_headers(headers, "cache-control") {
-        Some(cc) => cc,
-        None => {
-            let pragma_no_cache = headers
-                .get("pragma")
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(|v| v.to_ascii_lowercase().contains("no-cache"));
-            if pragma_no_cache {
-                CacheDirectives::parse("no-cache")
-            } else {
-                CacheDirectives::default()
-            }
-        }
+        let fetched = Representation {
+            status: response.status,
+            headers,
+            body: response.body,
+        };
+        answer_fetched(request, fetched, initial_age, &status, is_head)
     }
 }
 
@@ -554,7 +418,10 @@ mod tests {
     use super::*;
     use std::cell::{Cell, RefCell};
 
+    use http::HeaderValue;
+
     use crate::invalidation::{PurgeKind, PurgeTimes};
+    use crate::storage::unix_us;
     use crate::test_support::{FakeClock, FakeOrigin, MemStore, block_on};
     use crate::vary::MAX_VARIANTS;
 

@@ -1,9 +1,57 @@
-//! Revalidation's two header rules (RFC 9111 §4.3): what a conditional
-//! request to the origin adds, and how a `304` updates what is stored.
+//! Revalidation (RFC 9111 §4.3): what a conditional request to the origin
+//! adds, how a `304` updates what is stored, and when a failed one may
+//! still be answered from the stale entry.
+
+use std::time::Duration;
 
 use http::HeaderMap;
 
+use crate::freshness::EffectiveControl;
+use crate::origin_failure::OriginFailure;
 use crate::storability::NOT_STORED_HEADERS;
+
+/// Whether a stale entry may answer when its revalidation fails: within
+/// the response's `stale-if-error` or the configured grace, whichever is
+/// longer, unless the response forbids serving it stale.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StaleOnError {
+    by_directive: bool,
+    by_grace: bool,
+    forbidden: bool,
+}
+
+impl StaleOnError {
+    /// The verdict for an entry of `age` and `lifetime` under `control`.
+    pub fn of(
+        control: &EffectiveControl,
+        age: Duration,
+        lifetime: Duration,
+        grace: Duration,
+    ) -> Self {
+        StaleOnError {
+            by_directive: control
+                .stale_if_error()
+                .is_some_and(|window| age < lifetime + window),
+            by_grace: !grace.is_zero() && age < lifetime + grace,
+            forbidden: control.forbids_stale(),
+        }
+    }
+
+    /// Whether the stale entry may be served on failure.
+    pub fn allowed(&self) -> bool {
+        !self.forbidden && (self.by_directive || self.by_grace)
+    }
+
+    /// The `Cache-Status` detail when it is: why the origin was not asked,
+    /// or what allowed it.
+    pub fn detail(&self, failure: Option<&OriginFailure>) -> &'static str {
+        match failure {
+            Some(held_back) if !held_back.reached_origin() => held_back.stale_detail(),
+            _ if self.by_directive => "stale-if-error",
+            _ => "grace",
+        }
+    }
+}
 
 /// Adds the stored response's validators to a request for it (§4.3.1).
 pub fn add_validators(request: &mut HeaderMap, stored: &HeaderMap) {

@@ -105,7 +105,7 @@ pub struct Rule {
     /// stored copy (the client that caused the fetch still gets its cookie).
     #[serde(default)]
     pub store_set_cookie: bool,
-    /// Versioned objects.
+    /// How versioned objects (hashed names, a version parameter) are recognised.
     #[serde(default)]
     pub version: Option<VersionRule>,
     /// Which client fields a fill carries (`"all"`, the default, or

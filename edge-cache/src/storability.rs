@@ -55,7 +55,7 @@ fn understood(status: u16) -> bool {
 
 /// The response being considered for storing.
 pub struct Candidate<'a> {
-    /// Status code.
+    /// The response status (decides what is understood and storable).
     pub status: u16,
     /// Headers as the origin sent them (hop-by-hop removed).
     pub headers: &'a HeaderMap,

@@ -22,12 +22,13 @@ use http::HeaderMap;
 use crate::cache_status::Forward;
 use crate::entry::{self, EntryMeta, StoredValue, VaryIndex};
 use crate::freshness::current_age;
-use crate::header_list::from_pairs;
+use crate::header_list::{from_pairs, to_pairs};
 use crate::invalidation::{
     PurgeKind, PurgeTimes, Validity, all_scope, prefix_scopes, tag_scope, url_scope,
 };
 use crate::key::{CacheKey, KeyedRequest, hash128};
 use crate::seams::{Clock, Store, StoreFailure};
+use crate::storability::NOT_STORED_HEADERS;
 use crate::vary::{MAX_VARIANTS, VaryNames, variance};
 
 /// The store key of a primary entry.
@@ -118,6 +119,38 @@ fn from_unix_ms(ms: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(ms)
 }
 
+/// A fetched response to be stored, with the times RFC 9111 §4.2.3 needs.
+pub struct StoredFetch<'a> {
+    /// The response status.
+    pub status: u16,
+    /// Its header fields as relayed (hop-by-hop fields already removed).
+    pub headers: &'a HeaderMap,
+    /// Its content.
+    pub body: &'a [u8],
+    /// When the request that fetched it was sent.
+    pub request_time: SystemTime,
+    /// When its head arrived.
+    pub response_time: SystemTime,
+    /// Its corrected initial age.
+    pub initial_age: Duration,
+    /// Its freshness lifetime (`None`: stale at once, kept for validation).
+    pub lifetime: Option<Duration>,
+}
+
+/// The surrogate keys (tags) a response carries, sorted and unique.
+fn surrogate_keys(headers: &HeaderMap) -> Vec<String> {
+    let mut tags: Vec<String> = headers
+        .get_all("surrogate-key")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split_ascii_whitespace())
+        .map(str::to_owned)
+        .collect();
+    tags.sort();
+    tags.dedup();
+    tags
+}
+
 /// The cache over a byte store.
 pub struct CacheStorage<'a, S, C> {
     /// Where the bytes live.
@@ -147,9 +180,35 @@ impl<S: Store, C: Clock> CacheStorage<'_, S, C> {
         ))
     }
 
-    /// Stores `meta` and `body` for `keyed`, as a variant when the
+    /// Stores a fetched response for `keyed` (and the request headers its
+    /// `Vary` names), without the fields a shared cache must not keep.
+    pub async fn store(
+        &self,
+        keyed: &KeyedRequest,
+        request_headers: &HeaderMap,
+        fetch: StoredFetch<'_>,
+    ) -> Result<(), StoreFailure> {
+        let mut stored_headers = fetch.headers.clone();
+        for name in NOT_STORED_HEADERS {
+            stored_headers.remove(name);
+        }
+        let meta = EntryMeta {
+            key: keyed.key.canonical.clone(),
+            status: fetch.status,
+            headers: to_pairs(&stored_headers),
+            request_time_us: unix_us(fetch.request_time),
+            response_time_ms: unix_ms(fetch.response_time),
+            initial_age_ms: fetch.initial_age.as_millis() as u64,
+            lifetime_ms: fetch.lifetime.map_or(0, |l| l.as_millis() as u64),
+            tags: surrogate_keys(fetch.headers),
+        };
+        self.write(keyed, request_headers, fetch.headers, meta, fetch.body)
+            .await
+    }
+
+    /// Writes `meta` and `body` for `keyed`, as a variant when the
     /// response has `Vary`.
-    pub async fn write(
+    async fn write(
         &self,
         keyed: &KeyedRequest,
         request_headers: &HeaderMap,

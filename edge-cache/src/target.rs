@@ -135,6 +135,26 @@ pub fn same_host_path(target: &str, scheme: &str, host: &str) -> Option<String> 
         .then(|| path.to_owned())
 }
 
+/// The targets an unsafe request's non-error answer invalidates (RFC 9111
+/// §4.4): its own, and `Location`/`Content-Location` when they are on the
+/// same scheme and host.
+pub fn invalidated_targets(
+    path_and_query: &str,
+    response_headers: &http::HeaderMap,
+    scheme: &str,
+    host: &str,
+) -> Vec<String> {
+    let mut targets = vec![path_and_query.to_owned()];
+    for name in ["location", "content-location"] {
+        if let Some(target) = response_headers.get(name).and_then(|v| v.to_str().ok())
+            && let Some(path) = same_host_path(target, scheme, host)
+        {
+            targets.push(path);
+        }
+    }
+    targets
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,53 @@
+//! One cacheable request as the flow reads it: the client's request, the
+//! rule it falls under and its key, computed once at the entrance so that
+//! nothing downstream derives them again.
+
+use crate::config::ForwardingTrust;
+use crate::forwarding::fill_request;
+use crate::freshness::FreshnessRule;
+use crate::key::{KeyedRequest, build_key};
+use crate::rules::Rule;
+use crate::seams::{ClientRequest, OriginRequest};
+
+/// A cacheable request keyed under its rule.
+pub struct Exchange<'r> {
+    /// The request as the client sent it.
+    pub request: ClientRequest,
+    /// The rule its path falls under.
+    pub rule: &'r Rule,
+    /// Its key, and what of the query and cookies a fill forwards.
+    pub keyed: KeyedRequest,
+}
+
+impl<'r> Exchange<'r> {
+    /// Keys `request` under `rule`.
+    pub fn new(request: ClientRequest, rule: &'r Rule) -> Self {
+        let connection = &request.connection;
+        let keyed = build_key(
+            &connection.scheme,
+            connection.host.as_deref().unwrap_or(""),
+            &request.path_and_query,
+            &request.headers,
+            rule,
+        );
+        Exchange {
+            request,
+            rule,
+            keyed,
+        }
+    }
+
+    /// What the rule adds to the origin's freshness for this target
+    /// (versioned objects are recognised by path and kept query).
+    pub fn freshness_rule(&self) -> FreshnessRule {
+        let query_names: Vec<&str> = self.keyed.query_names.iter().map(String::as_str).collect();
+        let versioned = self.rule.is_versioned(&self.keyed.path, &query_names);
+        self.rule.freshness(versioned)
+    }
+
+    /// The request a fill or revalidation sends; `vary` names the fields
+    /// a stored response varies on.
+    pub fn fill_request(&self, trust: ForwardingTrust, vary: &[String]) -> OriginRequest {
+        fill_request(&self.request, self.rule, &self.keyed, trust, vary)
+    }
+}
