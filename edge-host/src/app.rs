@@ -12,7 +12,7 @@ use wasmtime::component::Linker;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 use crate::engine::{DEFAULT_MAX_INSTANCES, default_cache_dir, load_component, new_engine};
-use crate::key_value::{LoggedStore, StoreBackend, StoreOverrides, open_backend};
+use crate::key_value::{self, AppStores, StoreOverrides, StoreSetupError};
 use crate::limits::{EpochTicker, InstanceLimits};
 use crate::manifest::{FileMountDoc, Manifest, RouteDoc, SourceDoc};
 use crate::outbound::AllowedHosts;
@@ -83,10 +83,11 @@ impl App {
         let mut linker = Linker::<RequestState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+        key_value::host::add_to_linker(&mut linker, |state| &mut state.key_value)?;
         spin_interfaces::add_to_linker(&mut linker)?;
 
         let cache_dir = options.cache_dir.clone().unwrap_or_else(default_cache_dir);
-        let mut backends: BTreeMap<String, Arc<dyn StoreBackend>> = BTreeMap::new();
+        let mut app_stores = AppStores::new(&runtime_config.key_value, &options.store_overrides);
         let mut component_index = BTreeMap::new();
         let mut components = Vec::new();
         for (id, doc) in &manifest.doc.component {
@@ -112,35 +113,12 @@ impl App {
             let allowed_hosts = AllowedHosts::parse(&hosts)
                 .map_err(|e| anyhow!("{}: component.{id}.{e}", manifest_path.display()))?;
 
-            let mut stores = BTreeMap::new();
-            for label in &doc.key_value_stores {
-                let backend = match backends.get(label) {
-                    Some(backend) => backend.clone(),
-                    None if options.store_overrides.0.contains_key(label) => {
-                        let backend: Arc<dyn StoreBackend> = Arc::new(LoggedStore::new(
-                            label,
-                            options.store_overrides.0[label].clone(),
-                        ));
-                        backends.insert(label.clone(), backend.clone());
-                        backend
-                    }
-                    None => {
-                        let config = runtime_config.store(label).ok_or_else(|| {
-                            anyhow!(
-                                "{}: no key-value store `{label}` is defined; add [key_value_store.{label}] to the runtime config",
-                                at("key_value_stores")
-                            )
-                        })?;
-                        let backend: Arc<dyn StoreBackend> = Arc::new(LoggedStore::new(
-                            label,
-                            open_backend(label, &config).map_err(|e| anyhow!(e))?,
-                        ));
-                        backends.insert(label.clone(), backend.clone());
-                        backend
-                    }
-                };
-                stores.insert(label.clone(), backend);
-            }
+            let stores = app_stores
+                .for_component(&doc.key_value_stores)
+                .map_err(|e| match e {
+                    StoreSetupError::Undefined(_) => anyhow!("{}: {e}", at("key_value_stores")),
+                    StoreSetupError::Open(_) => anyhow!(e),
+                })?;
 
             let mounts = mounts(&manifest.dir, &doc.files, &cache_dir.join("files").join(id))
                 .with_context(|| at("files"))?;

@@ -271,7 +271,7 @@ pub fn check_variable_name(name: &str) -> Result<(), String> {
 }
 
 /// TOML errors span several lines (a source excerpt); keep them on one.
-fn one_line(message: &str) -> String {
+pub(crate) fn one_line(message: &str) -> String {
     message
         .lines()
         .map(str::trim)

@@ -12,7 +12,7 @@ use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::guest_log::{GuestLog, GuestStream};
-use crate::key_value::StoreBackend;
+use crate::key_value::{ComponentStores, KeyValueState};
 use crate::limits::InstanceLimiter;
 use crate::outbound::AllowedHosts;
 use crate::outbound_http::OutboundHooks;
@@ -23,8 +23,8 @@ pub struct ComponentContext {
     pub id: Arc<str>,
     /// Component variables, templates already resolved.
     pub variables: BTreeMap<String, String>,
-    /// The key-value stores the component may open, by label.
-    pub stores: BTreeMap<String, Arc<dyn StoreBackend>>,
+    /// The key-value stores the component may open.
+    pub stores: ComponentStores,
     /// Where outbound HTTP may go.
     pub allowed_hosts: Arc<AllowedHosts>,
     /// Host directories mounted read-only: (host path, guest path).
@@ -39,6 +39,7 @@ pub struct RequestState {
     pub(crate) http: WasiHttpCtx,
     pub(crate) table: ResourceTable,
     pub(crate) hooks: OutboundHooks,
+    pub(crate) key_value: KeyValueState,
     pub(crate) component: Arc<ComponentContext>,
     pub(crate) limits: InstanceLimiter,
 }
@@ -61,6 +62,7 @@ impl RequestState {
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
             hooks: OutboundHooks::new(component.id.clone(), component.allowed_hosts.clone()),
+            key_value: KeyValueState::new(component.stores.clone()),
             component,
             limits: InstanceLimiter::new(max_memory_bytes),
         })

@@ -96,13 +96,7 @@ impl StoreBackend for MemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn block<F: std::future::Future>(f: F) -> F::Output {
-        tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap()
-            .block_on(f)
-    }
+    use crate::key_value::test_support::block;
 
     #[test]
     fn set_get_delete_exists() {

@@ -1,20 +1,27 @@
-//! Key-value stores (`fermyon:spin/key-value@2.0.0`) and their backends.
+//! Key-value stores (`fermyon:spin/key-value@2.0.0`): the backend seam, the
+//! backends, their runtime-config section, and each instance's state.
 //!
-//! A backend is a trait object so that adding one (Redis, a fault injector
-//! for tests) touches one module and the runtime-config parser.
+//! At start-up [`AppStores`] opens each store label once, from the runtime
+//! config or an embedder's override, and hands every component the stores
+//! its manifest lists ([`ComponentStores`]); per request, [`host`] serves
+//! the guest's calls from those. A backend is a trait object, so adding one
+//! (Redis, a fault injector for tests) touches its own module,
+//! [`runtime_config`] and [`open_backend`].
 
+pub mod host;
 mod logged;
 mod memory;
+pub mod runtime_config;
 mod sqlite;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+pub use host::KeyValueState;
 pub use logged::{LogLimit, LoggedStore, STORE_ERROR_LOG_INTERVAL};
 pub use memory::MemoryStore;
+pub use runtime_config::{KeyValueConfig, StoreConfig};
 pub use sqlite::SqliteStore;
-
-use crate::runtime_config::StoreConfig;
 
 /// Why a store operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -60,5 +67,115 @@ pub struct StoreOverrides(pub BTreeMap<String, Arc<dyn StoreBackend>>);
 impl std::fmt::Debug for StoreOverrides {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_set().entries(self.0.keys()).finish()
+    }
+}
+
+/// Why a component's stores could not be provided.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreSetupError {
+    /// The manifest names a label that neither the runtime config nor an
+    /// override defines.
+    #[error("no key-value store `{0}` is defined; add [key_value_store.{0}] to the runtime config")]
+    Undefined(String),
+    /// The configured backend would not open; the message names the
+    /// runtime-config table and the cause.
+    #[error("{0}")]
+    Open(String),
+}
+
+/// The stores of one application, each label opened once (on first use)
+/// and shared by every component that lists it. Failures are logged,
+/// rate-limited ([`LoggedStore`]).
+pub struct AppStores<'a> {
+    config: &'a KeyValueConfig,
+    overrides: &'a StoreOverrides,
+    opened: BTreeMap<String, Arc<dyn StoreBackend>>,
+}
+
+impl<'a> AppStores<'a> {
+    /// Stores from `overrides` first, else as `config` describes them.
+    pub fn new(config: &'a KeyValueConfig, overrides: &'a StoreOverrides) -> Self {
+        AppStores {
+            config,
+            overrides,
+            opened: BTreeMap::new(),
+        }
+    }
+
+    /// The stores a component's `key_value_stores` lists, opening those no
+    /// earlier component opened.
+    pub fn for_component(&mut self, labels: &[String]) -> Result<ComponentStores, StoreSetupError> {
+        let mut stores = BTreeMap::new();
+        for label in labels {
+            stores.insert(label.clone(), self.open(label)?);
+        }
+        Ok(ComponentStores(Arc::new(stores)))
+    }
+
+    fn open(&mut self, label: &str) -> Result<Arc<dyn StoreBackend>, StoreSetupError> {
+        if let Some(backend) = self.opened.get(label) {
+            return Ok(backend.clone());
+        }
+        let inner = match self.overrides.0.get(label) {
+            Some(backend) => backend.clone(),
+            None => {
+                let config = self
+                    .config
+                    .store(label)
+                    .ok_or_else(|| StoreSetupError::Undefined(label.to_owned()))?;
+                open_backend(label, &config).map_err(StoreSetupError::Open)?
+            }
+        };
+        let backend: Arc<dyn StoreBackend> = Arc::new(LoggedStore::new(label, inner));
+        self.opened.insert(label.to_owned(), backend.clone());
+        Ok(backend)
+    }
+}
+
+/// The stores one component may open, by label: its manifest's
+/// `key_value_stores`, every one of them open.
+#[derive(Clone, Default)]
+pub struct ComponentStores(Arc<BTreeMap<String, Arc<dyn StoreBackend>>>);
+
+impl ComponentStores {
+    /// The backend of `label`, if the component may open it.
+    pub fn get(&self, label: &str) -> Option<&Arc<dyn StoreBackend>> {
+        self.0.get(label)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    /// Runs `f` to completion on a fresh single-threaded runtime.
+    pub(crate) fn block<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_label_is_opened_once_and_shared_and_an_undefined_one_is_named() {
+        let config = KeyValueConfig::default();
+        let overrides = StoreOverrides::default();
+        let mut stores = AppStores::new(&config, &overrides);
+        let labels = ["default".to_owned()];
+        let a = stores.for_component(&labels).unwrap();
+        let b = stores.for_component(&labels).unwrap();
+        assert!(Arc::ptr_eq(
+            a.get("default").unwrap(),
+            b.get("default").unwrap()
+        ));
+        assert!(a.get("other").is_none());
+        let err = stores
+            .for_component(&["other".to_owned()])
+            .err()
+            .expect("undefined");
+        assert_eq!(err, StoreSetupError::Undefined("other".to_owned()));
     }
 }

@@ -97,13 +97,7 @@ impl StoreBackend for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn block<F: std::future::Future>(f: F) -> F::Output {
-        tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap()
-            .block_on(f)
-    }
+    use crate::key_value::test_support::block;
 
     #[test]
     fn values_survive_reopening_and_stores_are_separate() {
