@@ -216,25 +216,42 @@ fn read_request_body(request: IncomingRequest, limit: Option<usize>) -> Result<V
     let body = request
         .consume()
         .map_err(|()| unreadable("already consumed".into()))?;
+    let stream = body.stream().map_err(|()| unreadable("no stream".into()))?;
+    match read_stream(&stream, limit) {
+        Ok(bytes) => Ok(bytes),
+        Err(StreamEnd::OverLimit(limit)) => Err(body_too_large(limit)),
+        Err(StreamEnd::Failed(detail)) => Err(unreadable(detail)),
+    }
+}
+
+/// Why a body stream stopped before its end.
+enum StreamEnd {
+    /// It went past this many bytes.
+    OverLimit(usize),
+    /// The host reported this error.
+    Failed(String),
+}
+
+/// Reads `stream` to its end, stopping once it passes `limit` bytes.
+fn read_stream(
+    stream: &wasi::io::streams::InputStream,
+    limit: Option<usize>,
+) -> Result<Vec<u8>, StreamEnd> {
     let mut out = Vec::new();
-    {
-        let stream = body.stream().map_err(|()| unreadable("no stream".into()))?;
-        loop {
-            match stream.blocking_read(64 * 1024) {
-                Ok(chunk) => out.extend_from_slice(&chunk),
-                Err(wasi::io::streams::StreamError::Closed) => break,
-                Err(wasi::io::streams::StreamError::LastOperationFailed(e)) => {
-                    return Err(unreadable(e.to_debug_string()));
-                }
-            }
-            if let Some(limit) = limit
-                && out.len() > limit
-            {
-                return Err(body_too_large(limit));
+    loop {
+        match stream.blocking_read(64 * 1024) {
+            Ok(chunk) => out.extend_from_slice(&chunk),
+            Err(wasi::io::streams::StreamError::Closed) => return Ok(out),
+            Err(wasi::io::streams::StreamError::LastOperationFailed(e)) => {
+                return Err(StreamEnd::Failed(e.to_debug_string()));
             }
         }
+        if let Some(limit) = limit
+            && out.len() > limit
+        {
+            return Err(StreamEnd::OverLimit(limit));
+        }
     }
-    Ok(out)
 }
 
 fn method_name(method: &Method) -> String {
@@ -342,23 +359,20 @@ fn read_body(
 ) -> Result<Vec<u8>, OriginFailure> {
     let broken = |e: String| OriginFailure::Protocol(format!("response body broke off: {e}"));
     let body = response.consume().map_err(|()| broken("no body".into()))?;
-    let mut out = Vec::new();
-    {
+    let read = {
         let stream = body.stream().map_err(|()| broken("no stream".into()))?;
-        loop {
-            match stream.blocking_read(64 * 1024) {
-                Ok(chunk) => out.extend_from_slice(&chunk),
-                Err(wasi::io::streams::StreamError::Closed) => break,
-                Err(wasi::io::streams::StreamError::LastOperationFailed(e)) => {
-                    let detail = e.to_debug_string();
-                    if detail.contains("timeout") || detail.contains("Timeout") {
-                        return Err(OriginFailure::TimedOut(timeout));
-                    }
-                    return Err(broken(detail));
-                }
-            }
+        read_stream(&stream, None)
+    };
+    let out = match read {
+        Ok(bytes) => bytes,
+        Err(StreamEnd::Failed(detail))
+            if detail.contains("timeout") || detail.contains("Timeout") =>
+        {
+            return Err(OriginFailure::TimedOut(timeout));
         }
-    }
+        Err(StreamEnd::Failed(detail)) => return Err(broken(detail)),
+        Err(StreamEnd::OverLimit(limit)) => return Err(broken(format!("over {limit} bytes"))),
+    };
     drop(spin_sdk::wit::wasi::http0_2_0::types::IncomingBody::finish(
         body,
     ));
