@@ -18,9 +18,10 @@ use crate::manifest::{FileMountDoc, Manifest, RouteDoc, SourceDoc};
 use crate::outbound::AllowedHosts;
 use crate::routes::{RoutePattern, Router};
 use crate::runtime_config::RuntimeConfig;
-use crate::spin_interfaces;
 use crate::state::{ComponentContext, RequestState};
-use crate::variables::{VariableProviders, render_template, resolve_application_variables};
+use crate::variables::{
+    self, ComponentVariables, VariableProviders, render_template, resolve_application_variables,
+};
 
 /// How to load an application (the `edge-host up` flags, as data).
 #[derive(Debug, Clone, Default)]
@@ -84,7 +85,7 @@ impl App {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
         key_value::host::add_to_linker(&mut linker, |state| &mut state.key_value)?;
-        spin_interfaces::add_to_linker(&mut linker)?;
+        variables::add_to_linker(&mut linker, |state| &mut state.variables)?;
 
         let cache_dir = options.cache_dir.clone().unwrap_or_else(default_cache_dir);
         let mut app_stores = AppStores::new(&runtime_config.key_value, &options.store_overrides);
@@ -92,17 +93,8 @@ impl App {
         let mut components = Vec::new();
         for (id, doc) in &manifest.doc.component {
             let at = |field: &str| format!("{}: component.{id}.{field}", manifest_path.display());
-            let variables = doc
-                .variables
-                .iter()
-                .map(|(name, template)| {
-                    let context = format!(
-                        "{}: component.{id}.variables.{name}",
-                        manifest_path.display()
-                    );
-                    render_template(template, &app_variables, &context).map(|v| (name.clone(), v))
-                })
-                .collect::<Result<BTreeMap<_, _>, _>>()?;
+            let variables =
+                ComponentVariables::render(&doc.variables, &app_variables, &at("variables"))?;
             let hosts = doc
                 .allowed_outbound_hosts
                 .iter()

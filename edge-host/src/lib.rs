@@ -22,7 +22,6 @@ pub mod request_body;
 pub mod routes;
 pub mod runtime_config;
 pub mod server;
-pub mod spin_interfaces;
 pub mod state;
 pub mod variables;
 

@@ -16,13 +16,14 @@ use crate::key_value::{ComponentStores, KeyValueState};
 use crate::limits::InstanceLimiter;
 use crate::outbound::AllowedHosts;
 use crate::outbound_http::OutboundHooks;
+use crate::variables::ComponentVariables;
 
 /// What a component may use, resolved from the manifest and runtime config.
 pub struct ComponentContext {
     /// The component id from the manifest.
     pub id: Arc<str>,
     /// Component variables, templates already resolved.
-    pub variables: BTreeMap<String, String>,
+    pub variables: ComponentVariables,
     /// The key-value stores the component may open.
     pub stores: ComponentStores,
     /// Where outbound HTTP may go.
@@ -40,7 +41,7 @@ pub struct RequestState {
     pub(crate) table: ResourceTable,
     pub(crate) hooks: OutboundHooks,
     pub(crate) key_value: KeyValueState,
-    pub(crate) component: Arc<ComponentContext>,
+    pub(crate) variables: ComponentVariables,
     pub(crate) limits: InstanceLimiter,
 }
 
@@ -63,7 +64,7 @@ impl RequestState {
             table: ResourceTable::new(),
             hooks: OutboundHooks::new(component.id.clone(), component.allowed_hosts.clone()),
             key_value: KeyValueState::new(component.stores.clone()),
-            component,
+            variables: component.variables.clone(),
             limits: InstanceLimiter::new(max_memory_bytes),
         })
     }

@@ -1,13 +1,28 @@
-//! Spin variables: application variables resolved from providers, and the
-//! component variables templated over them.
+//! Spin variables (`fermyon:spin/variables@2.0.0`): application variables
+//! resolved from providers, the component variables templated over them,
+//! and the host side of the interface that lets an instance read its own.
 //!
 //! Precedence, highest first (as `spin up`): `--variable NAME=VALUE`, the
 //! environment (`SPIN_VARIABLE_<NAME>`), the manifest's `default`. A
 //! `required` variable with no value is a start-up error, not a request error.
+//! An instance reads only the variables its component declares.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use wasmtime::component::{HasSelf, Linker};
 
 use crate::manifest::{VariableDoc, check_variable_name};
+
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "wit",
+        world: "edge-host:host/variables-imports",
+        imports: { default: async | trappable },
+    });
+}
+
+use bindings::fermyon::spin::variables as wit;
 
 /// Environment prefix Spin's environment provider reads.
 pub const ENV_PREFIX: &str = "SPIN_VARIABLE_";
@@ -139,6 +154,54 @@ pub fn render_template(
     }
     out.push_str(rest);
     Ok(out)
+}
+
+/// One component's variables, rendered at start-up; also each instance's
+/// state for `fermyon:spin/variables` (a shared, read-only map).
+#[derive(Debug, Clone, Default)]
+pub struct ComponentVariables(Arc<BTreeMap<String, String>>);
+
+impl ComponentVariables {
+    /// Renders a component's `variables` (name → template) over the
+    /// application's `values`; `at` names the manifest table in errors
+    /// (`spin.toml: component.x.variables`).
+    pub fn render(
+        templates: &BTreeMap<String, String>,
+        values: &BTreeMap<String, String>,
+        at: &str,
+    ) -> Result<Self, VariableError> {
+        let rendered = templates
+            .iter()
+            .map(|(name, template)| {
+                render_template(template, values, &format!("{at}.{name}"))
+                    .map(|value| (name.clone(), value))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(ComponentVariables(Arc::new(rendered)))
+    }
+}
+
+/// Adds `fermyon:spin/variables` to `linker`; `state` finds an instance's
+/// [`ComponentVariables`] in its store data.
+pub fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    state: fn(&mut T) -> &mut ComponentVariables,
+) -> anyhow::Result<()> {
+    bindings::VariablesImports::add_to_linker::<_, HasSelf<_>>(linker, state)?;
+    Ok(())
+}
+
+impl wit::Host for ComponentVariables {
+    async fn get(&mut self, name: String) -> wasmtime::Result<Result<String, wit::Error>> {
+        if check_variable_name(&name).is_err() {
+            return Ok(Err(wit::Error::InvalidName(name)));
+        }
+        Ok(self
+            .0
+            .get(&name)
+            .cloned()
+            .ok_or(wit::Error::Undefined(name)))
+    }
 }
 
 #[cfg(test)]
