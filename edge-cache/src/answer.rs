@@ -200,6 +200,20 @@ pub fn unauthorized() -> Response {
     response
 }
 
+/// `504` for an `only-if-cached` request the cache cannot answer as it
+/// is (RFC 9111 §5.2.1.7): the origin is not asked.
+pub fn only_if_cached() -> Response {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        "content-type",
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    headers.insert("cache-control", HeaderValue::from_static("no-store"));
+    let status = CacheStatus::default().with_detail("only-if-cached");
+    let body = b"not in cache (only-if-cached)\n".to_vec();
+    finish(504, headers, body, None, &status, false)
+}
+
 /// The edge's answer when the origin gave none: a short plain message
 /// naming the cause, never stored.
 pub fn error_response(failure: &OriginFailure, status: &CacheStatus) -> Response {

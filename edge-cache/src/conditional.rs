@@ -18,10 +18,10 @@ pub fn client_has_current(request: &HeaderMap, stored: &HeaderMap) -> bool {
             None => false,
         };
     }
-    match (
-        header_date(request, "if-modified-since"),
-        header_date(stored, "last-modified"),
-    ) {
+    // Without `Last-Modified`, the stored `Date` stands in (RFC 9111
+    // §4.3.2): the response is at least as old as when it was generated.
+    let modified = header_date(stored, "last-modified").or_else(|| header_date(stored, "date"));
+    match (header_date(request, "if-modified-since"), modified) {
         (Some(since), Some(modified)) => modified <= since,
         _ => false,
     }
@@ -261,5 +261,22 @@ mod tests {
                 total: 10
             }
         );
+    }
+
+    #[test]
+    fn if_modified_since_falls_back_to_the_stored_date() {
+        let date = "Mon, 01 Jan 2024 00:00:00 GMT";
+        let stored = crate::test_support::headers(&[("date", date)]);
+        let asks = |since: &str| crate::test_support::headers(&[("if-modified-since", since)]);
+        assert!(client_has_current(&asks(date), &stored));
+        assert!(client_has_current(
+            &asks("Tue, 02 Jan 2024 00:00:00 GMT"),
+            &stored
+        ));
+        assert!(!client_has_current(
+            &asks("Sun, 31 Dec 2023 00:00:00 GMT"),
+            &stored
+        ));
+        assert!(!client_has_current(&asks(date), &HeaderMap::new()));
     }
 }

@@ -85,6 +85,67 @@ fn seconds(d: &CacheDirectives, name: &str) -> Option<Duration> {
     }
 }
 
+/// What a client's request directives ask of a stored response (RFC 9111
+/// §5.2.1). They shape only this client's answer: a request can make the
+/// edge revalidate, accept staleness for itself, or refuse the origin, but
+/// never changes what others get.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClientDemand {
+    /// `no-cache`, `Pragma: no-cache`: validate before reuse.
+    no_cache: bool,
+    /// `max-age`: the oldest response the client takes without validation
+    /// (an unreadable value counts as 0).
+    max_age: Option<Duration>,
+    /// `min-fresh`: freshness the response must still have.
+    min_fresh: Duration,
+    /// `max-stale`: staleness the client accepts (`Duration::MAX` when the
+    /// directive has no value).
+    max_stale: Option<Duration>,
+    /// `only-if-cached`: never go to the origin.
+    pub only_if_cached: bool,
+}
+
+impl ClientDemand {
+    /// Reads a request's directives.
+    pub fn of(cc: &CacheDirectives) -> Self {
+        let duration = |name| match cc.seconds(name)? {
+            Seconds::Valid(n) => Some(Duration::from_secs(n)),
+            Seconds::Invalid => None,
+        };
+        let max_age = match cc.seconds("max-age") {
+            Some(Seconds::Valid(n)) => Some(Duration::from_secs(n)),
+            Some(Seconds::Invalid) => Some(Duration::ZERO),
+            None => None,
+        };
+        let max_stale = cc
+            .has("max-stale")
+            .then(|| duration("max-stale").unwrap_or(Duration::MAX));
+        ClientDemand {
+            no_cache: cc.has("no-cache"),
+            max_age,
+            min_fresh: duration("min-fresh").unwrap_or(Duration::ZERO),
+            max_stale,
+            only_if_cached: cc.has("only-if-cached"),
+        }
+    }
+
+    /// Whether the client refuses a response of `age` without validation.
+    pub fn must_validate(&self, age: Duration) -> bool {
+        self.no_cache || self.max_age.is_some_and(|max| age > max)
+    }
+
+    /// Whether a fresh response still has the freshness the client wants.
+    pub fn accepts_fresh(&self, age: Duration, lifetime: Duration) -> bool {
+        lifetime.saturating_sub(age) >= self.min_fresh
+    }
+
+    /// Whether the client takes a stale response of `age` as it is.
+    pub fn accepts_stale(&self, age: Duration, lifetime: Duration) -> bool {
+        self.max_stale
+            .is_some_and(|window| lifetime.checked_add(window).is_none_or(|end| age < end))
+    }
+}
+
 /// Freshness a rule adds to or imposes on what the origin says.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct FreshnessRule {
@@ -633,5 +694,24 @@ mod tests {
         assert!(!c.forbids_stale());
         let h = headers(&[("cache-control", "max-age=1, must-revalidate")]);
         assert!(EffectiveControl::of(&h).forbids_stale());
+    }
+
+    #[test]
+    fn client_demands_shape_only_what_the_client_takes() {
+        let demand = |cc: &str| ClientDemand::of(&CacheDirectives::parse(cc));
+        let (age, lifetime) = (Duration::from_secs(30), Duration::from_secs(60));
+        assert!(!demand("").must_validate(age));
+        assert!(demand("no-cache").must_validate(age));
+        assert!(demand("max-age=10").must_validate(age));
+        assert!(!demand("max-age=30").must_validate(age));
+        assert!(demand("max-age=soon").must_validate(age), "unreadable is 0");
+        assert!(demand("min-fresh=20").accepts_fresh(age, lifetime));
+        assert!(!demand("min-fresh=40").accepts_fresh(age, lifetime));
+        let stale_age = Duration::from_secs(90);
+        assert!(!demand("").accepts_stale(stale_age, lifetime));
+        assert!(demand("max-stale=40").accepts_stale(stale_age, lifetime));
+        assert!(!demand("max-stale=20").accepts_stale(stale_age, lifetime));
+        assert!(demand("max-stale").accepts_stale(Duration::from_secs(1 << 40), lifetime));
+        assert!(demand("only-if-cached").only_if_cached);
     }
 }

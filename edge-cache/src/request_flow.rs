@@ -12,15 +12,16 @@ use std::time::{Duration, SystemTime};
 use http::{HeaderMap, Method};
 
 use crate::answer::{
-    Representation, answer_fetched, error_response, finish, serve_stored, strip_edge_only,
+    Representation, answer_fetched, error_response, finish, only_if_cached, serve_stored,
+    strip_edge_only,
 };
 use crate::breaker::Fallback;
-use crate::cache_control::{CacheDirectives, Seconds};
+use crate::cache_control::CacheDirectives;
 use crate::cache_status::{CacheStatus, Forward};
 use crate::config::ForwardingTrust;
 use crate::exchange::Exchange;
 use crate::forwarding::{client_response_headers, origin_request_headers};
-use crate::freshness::{EffectiveControl, corrected_initial_age, freshness_lifetime};
+use crate::freshness::{ClientDemand, EffectiveControl, corrected_initial_age, freshness_lifetime};
 use crate::key::build_key;
 use crate::origin_failure::OriginFailure;
 use crate::purge_api::{Admission, PurgeApi, PurgeSettings};
@@ -201,8 +202,7 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
             let status = CacheStatus::forward(Forward::Request).with_detail("no-store");
             return (self.fetch(&exchange, status, Storing::Never).await, None);
         }
-        let must_validate =
-            request_cc.has("no-cache") || request_cc.seconds("max-age") == Some(Seconds::Valid(0));
+        let demand = ClientDemand::of(&request_cc);
 
         let lookup = self
             .storage()
@@ -210,6 +210,7 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
             .await;
         let found = match lookup {
             Ok(Lookup::Found(found)) => *found,
+            Ok(Lookup::Miss(..)) if demand.only_if_cached => return (only_if_cached(), None),
             Ok(Lookup::Miss(forward, detail)) => {
                 let mut status = CacheStatus::forward(forward);
                 status.detail = detail.map(str::to_owned);
@@ -228,14 +229,22 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
         let control = EffectiveControl::of(&found.headers);
         let age = found.age(self.clock.now());
         let lifetime = found.lifetime();
-        let must_validate = must_validate || found.soft_purged;
-        let fresh = age < lifetime && !must_validate && !control.directives.has("no-cache");
+        let must_validate = demand.must_validate(age) || found.soft_purged;
+        let fresh = age < lifetime
+            && !must_validate
+            && !control.directives.has("no-cache")
+            && demand.accepts_fresh(age, lifetime);
         if fresh {
             let status = CacheStatus::hit(seconds(lifetime) - seconds(age));
             return (serve_stored(&exchange.request, &found, age, &status), None);
         }
 
         let may_serve_stale = !control.forbids_stale() && !must_validate;
+        if may_serve_stale && age >= lifetime && demand.accepts_stale(age, lifetime) {
+            let status =
+                CacheStatus::hit(seconds(lifetime) - seconds(age)).with_detail("max-stale");
+            return (serve_stored(&exchange.request, &found, age, &status), None);
+        }
         if may_serve_stale
             && let Some(window) = control.stale_while_revalidate()
             && age < lifetime + window
@@ -247,6 +256,9 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
                 request: exchange.request,
             };
             return (response, Some(refresh));
+        }
+        if demand.only_if_cached {
+            return (only_if_cached(), None);
         }
         (self.revalidate(&exchange, found).await, None)
     }

@@ -55,6 +55,21 @@ pub fn variance(names: &[String], request: &HeaderMap) -> String {
             let joined = values.join(",");
             let value = if name == "accept-encoding" {
                 normalise_accept_encoding(&joined).to_owned()
+            } else if name == "accept-language" {
+                // Language tags and parameters are case-insensitive
+                // (RFC 9110 §12.5.4): `en-US` and `en-us` share a variant.
+                joined
+                    .split(',')
+                    .map(|member| {
+                        member
+                            .split(';')
+                            .map(str::trim)
+                            .collect::<Vec<_>>()
+                            .join(";")
+                    })
+                    .collect::<Vec<_>>()
+                    .join(",")
+                    .to_ascii_lowercase()
             } else {
                 // Whitespace around list members does not change meaning.
                 joined
@@ -152,5 +167,18 @@ mod tests {
         assert_eq!(a, b);
         assert_ne!(a, c);
         assert_eq!(a, "accept=text/html\naccept-encoding=br");
+    }
+
+    #[test]
+    fn accept_language_variants_ignore_case_and_blanks() {
+        let names = vec!["accept-language".to_owned()];
+        let of = |value: &str| {
+            variance(
+                &names,
+                &crate::test_support::headers(&[("accept-language", value)]),
+            )
+        };
+        assert_eq!(of("en-US, fr;q=0.5"), of("en-us,FR; q=0.5"));
+        assert_ne!(of("en-US"), of("fr"));
     }
 }

@@ -214,3 +214,83 @@ async fn an_unknown_method_is_unsafe_and_invalidates_its_target() {
     assert_eq!(answer.status(), 200);
     assert!(!edge.fetch("/thing").await.unwrap().hit());
 }
+
+/// An origin answering `/aged` with `max-age=60` and `Age: 30`, counting
+/// the requests it gets.
+async fn origin_with_a_30_second_old_answer() -> MockServer {
+    let origin = MockServer::start().await;
+    Mock::given(path("/aged"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header("cache-control", "max-age=60")
+                .insert_header("age", "30")
+                .set_body_string("stored"),
+        )
+        .mount(&origin)
+        .await;
+    origin
+}
+
+#[tokio::test]
+async fn request_directives_shape_only_the_asking_clients_answer() {
+    let origin = origin_with_a_30_second_old_answer().await;
+    let edge = Edge::start(EdgeSetup::origin(&origin.uri())).await.unwrap();
+    edge.fetch("/aged").await.unwrap();
+    let asks = |cc: &'static str| {
+        let edge = &edge;
+        async move {
+            let fetched = edge
+                .fetch_with("/aged", &[("cache-control", cc)])
+                .await
+                .unwrap();
+            fetched.hit()
+        }
+    };
+    assert!(asks("max-age=45").await, "30 s old is young enough");
+    assert!(!asks("max-age=10").await, "too old for this client");
+    assert!(asks("min-fresh=20").await, "30 s of freshness left");
+    assert!(
+        !asks("min-fresh=40").await,
+        "not fresh enough for this client"
+    );
+    // Every other client still gets the stored answer.
+    assert!(edge.fetch("/aged").await.unwrap().hit());
+}
+
+#[tokio::test]
+async fn max_stale_takes_a_stale_answer_and_only_if_cached_never_asks_the_origin() {
+    let origin = MockServer::start().await;
+    Mock::given(path("/old"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header("cache-control", "max-age=60")
+                .insert_header("age", "90")
+                .set_body_string("stale"),
+        )
+        .mount(&origin)
+        .await;
+    let edge = Edge::start(EdgeSetup::origin(&origin.uri())).await.unwrap();
+    edge.fetch("/old").await.unwrap();
+    let stale = edge
+        .fetch_with("/old", &[("cache-control", "max-stale=60")])
+        .await
+        .unwrap();
+    assert!(stale.hit(), "{}", stale.cache_status);
+    assert!(stale.cache_status.contains("detail=max-stale"));
+    assert_eq!(origin.received_requests().await.unwrap().len(), 1);
+
+    let not_stored = edge
+        .fetch_with("/never", &[("cache-control", "only-if-cached")])
+        .await
+        .unwrap();
+    assert_eq!(not_stored.status, 504);
+    let too_stale = edge
+        .fetch_with("/old", &[("cache-control", "only-if-cached")])
+        .await
+        .unwrap();
+    assert_eq!(
+        too_stale.status, 504,
+        "stale, and the client takes no staleness"
+    );
+    assert_eq!(origin.received_requests().await.unwrap().len(), 1);
+}
