@@ -15,7 +15,7 @@ use crate::engine::{DEFAULT_MAX_INSTANCES, default_cache_dir, load_component, ne
 use crate::key_value::{self, AppStores, StoreOverrides, StoreSetupError};
 use crate::limits::{EpochTicker, InstanceLimits};
 use crate::manifest::{FileMountDoc, Manifest, RouteDoc, SourceDoc};
-use crate::outbound::AllowedHosts;
+use crate::outbound_http::AllowedHosts;
 use crate::routes::{RoutePattern, Router};
 use crate::runtime_config::RuntimeConfig;
 use crate::state::{ComponentContext, RequestState};

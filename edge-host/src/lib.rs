@@ -2,7 +2,7 @@
 //!
 //! One module per host capability, each owning its configuration:
 //! [`manifest`] and [`runtime_config`] parse the files, [`variables`],
-//! [`key_value`] and [`outbound`] implement what components may use,
+//! [`key_value`] and [`outbound_http`] implement what components may use,
 //! [`routes`] and [`server`] are the HTTP trigger ([`connection`] and
 //! [`request_body`] bound what a client can make it do; [`hop_by_hop`]
 //! drops connection-specific fields), [`engine`] compiles and
@@ -16,7 +16,6 @@ pub mod hop_by_hop;
 pub mod key_value;
 pub mod limits;
 pub mod manifest;
-pub mod outbound;
 pub mod outbound_http;
 pub mod request_body;
 pub mod routes;

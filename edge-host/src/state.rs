@@ -14,8 +14,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 use crate::guest_log::{GuestLog, GuestStream};
 use crate::key_value::{ComponentStores, KeyValueState};
 use crate::limits::InstanceLimiter;
-use crate::outbound::AllowedHosts;
-use crate::outbound_http::OutboundHooks;
+use crate::outbound_http::{AllowedHosts, OutboundHooks};
 use crate::variables::ComponentVariables;
 
 /// What a component may use, resolved from the manifest and runtime config.

@@ -1,17 +1,13 @@
-//! Outbound HTTP from components: the allow-list check, then the request;
-//! on the way back, what an intermediary must do to an origin's response
-//! before the component sees it.
-//!
-//! The request is sent by [`send_request`], which does what
-//! `wasmtime_wasi_http::default_send_request` does (connect and first-byte
-//! timeouts, TLS with the webpki roots, a between-bytes timeout on the body)
-//! with one difference: a response that has arrived is kept when the
-//! connection fails after it. hyper reports bytes an origin sends after the
-//! end of a response (a body longer than its `Content-Length`) as an error of
-//! the connection, and the default sender let that error replace the
-//! response, so the edge answered 502. RFC 9112 §6.3: the body ends at the
-//! declared length, and what follows is not part of it. The component gets
-//! the declared body, and the connection is closed.
+//! Sends a component's request to its origin and returns the response:
+//! what `wasmtime_wasi_http::default_send_request` does (connect and
+//! first-byte timeouts, TLS with the webpki roots, a between-bytes timeout
+//! on the body) with one difference: a response that has arrived is kept
+//! when the connection fails after it. hyper reports bytes an origin sends
+//! after the end of a response (a body longer than its `Content-Length`) as
+//! an error of the connection, and the default sender let that error
+//! replace the response, so the edge answered 502. RFC 9112 §6.3: the body
+//! ends at the declared length, and what follows is not part of it. The
+//! component gets the declared body, and the connection is closed.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -25,55 +21,10 @@ use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
-use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
-
-use crate::hop_by_hop::remove_connection_fields;
-use crate::outbound::AllowedHosts;
-
-/// `wasi:http` hooks that enforce `allowed_outbound_hosts`.
-pub struct OutboundHooks {
-    component: Arc<str>,
-    allowed: Arc<AllowedHosts>,
-}
-
-impl OutboundHooks {
-    /// Hooks for `component` with its allow-list.
-    pub fn new(component: Arc<str>, allowed: Arc<AllowedHosts>) -> Self {
-        OutboundHooks { component, allowed }
-    }
-}
+use wasmtime_wasi_http::{Error, RequestOptions, WasiBody};
 
 /// What drives an origin connection after its response head arrived.
 pub type IoFuture = Box<dyn Future<Output = Result<(), Error>> + Send>;
-type ResponseFuture =
-    Box<dyn Future<Output = Result<(http::Response<WasiBody>, IoFuture), Error>> + Send>;
-
-impl WasiHttpHooks for OutboundHooks {
-    fn send_request(
-        &mut self,
-        request: http::Request<WasiBody>,
-        options: Option<RequestOptions>,
-        _fut: Box<dyn Future<Output = Result<(), Error>> + Send>,
-    ) -> ResponseFuture {
-        if !self.allowed.allows(request.uri()) {
-            tracing::warn!(
-                component = &*self.component,
-                uri = %request.uri(),
-                "outbound request denied: not in allowed_outbound_hosts"
-            );
-            return Box::new(async { Err(Error::HttpRequestDenied) });
-        }
-        let component = self.component.clone();
-        Box::new(async move {
-            let (mut response, io) = send_request(request, options, component).await?;
-            // The fields that described the origin's connection, and those
-            // its `Connection` nominates, are neither relayed nor stored
-            // (RFC 9110 §7.6.1, RFC 9111 §3.1).
-            remove_connection_fields(response.headers_mut());
-            Ok((response, io))
-        })
-    }
-}
 
 trait Stream: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Stream for T {}

@@ -1,0 +1,64 @@
+//! Outbound HTTP from components (`wasi:http/outgoing-handler`): the
+//! manifest's `allowed_outbound_hosts` is checked first ([`allowed_hosts`]),
+//! then the request goes to the origin ([`sender`]); on the way back, the
+//! hop-by-hop fields an intermediary must drop are removed before the
+//! component sees the response.
+//!
+//! [`OutboundHooks`] is each instance's state for this capability: the
+//! `wasi:http` hooks the request state hands to `wasmtime-wasi-http`.
+
+pub mod allowed_hosts;
+pub mod sender;
+
+use std::sync::Arc;
+
+use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
+
+pub use allowed_hosts::{AllowedHostError, AllowedHosts};
+use sender::{IoFuture, send_request};
+
+use crate::hop_by_hop::remove_connection_fields;
+
+/// `wasi:http` hooks that enforce `allowed_outbound_hosts`.
+pub struct OutboundHooks {
+    /// For the log line of a denied or failed request.
+    component: Arc<str>,
+    allowed: Arc<AllowedHosts>,
+}
+
+impl OutboundHooks {
+    /// Hooks for `component` with its allow-list.
+    pub fn new(component: Arc<str>, allowed: Arc<AllowedHosts>) -> Self {
+        OutboundHooks { component, allowed }
+    }
+}
+
+type ResponseFuture =
+    Box<dyn Future<Output = Result<(http::Response<WasiBody>, IoFuture), Error>> + Send>;
+
+impl WasiHttpHooks for OutboundHooks {
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        _fut: Box<dyn Future<Output = Result<(), Error>> + Send>,
+    ) -> ResponseFuture {
+        if !self.allowed.allows(request.uri()) {
+            tracing::warn!(
+                component = &*self.component,
+                uri = %request.uri(),
+                "outbound request denied: not in allowed_outbound_hosts"
+            );
+            return Box::new(async { Err(Error::HttpRequestDenied) });
+        }
+        let component = self.component.clone();
+        Box::new(async move {
+            let (mut response, io) = send_request(request, options, component).await?;
+            // The fields that described the origin's connection, and those
+            // its `Connection` nominates, are neither relayed nor stored
+            // (RFC 9110 §7.6.1, RFC 9111 §3.1).
+            remove_connection_fields(response.headers_mut());
+            Ok((response, io))
+        })
+    }
+}
