@@ -6,7 +6,7 @@
 
 # The edge component, and the misbehaving one edge-host's limit tests run.
 wasm:
-	scripts/build-wasm edge-cache misbehaving-component
+	scripts/build-wasm edge-cache-p2 misbehaving-component
 
 build: wasm
 	cargo build --release -p edge-host -p origin

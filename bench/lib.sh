@@ -49,7 +49,7 @@ install_tools() {
 build_all() {
   log "building release binaries and components"
   cargo build --release -q -p edge-host -p edge-bench
-  scripts/build-wasm edge-cache hello-component
+  scripts/build-wasm edge-cache-p2 hello-component
 }
 
 # A scratch directory on tmpfs when there is one (caches that keep bodies

@@ -1,10 +1,12 @@
 //! edge-cache: an HTTP caching layer that runs as a Spin component at the edge.
 //!
-//! Pure modules decide what to do and compile and test natively; one
-//! adapter per Spin SDK flavour wires them to the host. Nothing outside the
-//! adapter touches `spin_sdk`. The modules, from the entrance down:
+//! The core of the component, with no runtime dependency: pure modules
+//! that decide what to do, compile and test natively, and reach the host
+//! only through the seams. One thin adapter crate per Spin SDK flavour
+//! (`edge-cache-p2`, WASI 0.2; `edge-cache-p3`, WASI 0.3) wires it to the
+//! host; nothing here touches `spin_sdk`. The modules, from the entrance
+//! down:
 //!
-//! - `spin_adapter` — WASI 0.2 / spin-sdk 5 adapter: host I/O behind the seams (wasm32 only)
 //! - `spin_metadata` — the host's `spin-*` request fields, read once into a connection
 //! - `config` — the edge's settings, parsed from Spin variables
 //! - `request_flow` — the pipeline: route, key, look up, decide, fetch, store, answer
@@ -66,9 +68,6 @@ pub mod storability;
 pub mod storage;
 pub mod target;
 pub mod vary;
-
-#[cfg(target_arch = "wasm32")]
-mod spin_adapter;
 
 #[cfg(test)]
 mod test_support;

@@ -120,7 +120,7 @@ fn startup_errors_are_one_line_and_exit_1() {
 
 fn component() -> Option<PathBuf> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../target/wasm32-wasip2/release/edge_cache.wasm");
+        .join("../target/wasm32-wasip2/release/edge_cache_p2.wasm");
     path.exists().then_some(path)
 }
 

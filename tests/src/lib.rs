@@ -28,7 +28,7 @@ pub fn workspace_root() -> PathBuf {
 
 /// The built edge-cache component; panics with the fix if it is missing.
 pub fn component_path() -> PathBuf {
-    built_component("edge_cache")
+    built_component("edge_cache_p2")
 }
 
 /// `target/wasm32-wasip2/release/{name}.wasm`, built by `make wasm`;

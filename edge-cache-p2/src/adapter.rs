@@ -13,17 +13,17 @@ use spin_sdk::key_value;
 use spin_sdk::wit::wasi::http0_2_0::outgoing_handler;
 use spin_sdk::wit::wasi::http0_2_0::types::{OutgoingBody, RequestOptions};
 
-use crate::answer::body_too_large;
-use crate::config::{EdgeConfig, OriginAddress};
-use crate::failover::FailoverOrigin;
-use crate::header_list::{from_pairs, to_pairs};
-use crate::origin_failure::OriginFailure;
-use crate::origin_guard::GuardedOrigin;
-use crate::purge_api::{Admission, PurgeSettings};
-use crate::request_flow::EdgeCache;
-use crate::rules::CacheRules;
-use crate::seams::{ClientRequest, Clock, Origin, OriginRequest, Response, Store, StoreFailure};
-use crate::spin_metadata::take_connection;
+use edge_cache::answer::body_too_large;
+use edge_cache::config::{EdgeConfig, OriginAddress};
+use edge_cache::failover::FailoverOrigin;
+use edge_cache::header_list::{from_pairs, to_pairs};
+use edge_cache::origin_failure::OriginFailure;
+use edge_cache::origin_guard::GuardedOrigin;
+use edge_cache::purge_api::{Admission, PurgeSettings};
+use edge_cache::request_flow::EdgeCache;
+use edge_cache::rules::CacheRules;
+use edge_cache::seams::{ClientRequest, Clock, Origin, OriginRequest, Response, Store, StoreFailure};
+use edge_cache::spin_metadata::take_connection;
 
 /// `blocking-write-and-flush` accepts at most this many bytes per call.
 const WRITE_CHUNK: usize = 4096;
@@ -122,7 +122,7 @@ async fn load_rules(config: &EdgeConfig, store: &SpinStore) -> Option<CacheRules
     match parsed {
         Ok(rules) => Some(rules),
         Err(message) => {
-            let marker = crate::storage::rules_error_key(&message);
+            let marker = edge_cache::storage::rules_error_key(&message);
             if !matches!(store.get(&marker).await, Ok(Some(_))) {
                 eprintln!("edge-cache: {message}; caching is off until it is fixed");
                 let _ = store.set(&marker, b"1").await;
