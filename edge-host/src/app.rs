@@ -4,23 +4,23 @@
 //! and field.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context as _, anyhow, bail};
-use wasmtime::component::Linker;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 use crate::engine::{DEFAULT_MAX_INSTANCES, default_cache_dir, load_component, new_engine};
-use crate::key_value::{self, AppStores, StoreOverrides, StoreSetupError};
+use crate::files::FileMounts;
+use crate::instance::{self, ComponentContext, RequestState};
+use crate::key_value::{AppStores, StoreOverrides, StoreSetupError};
 use crate::limits::{EpochTicker, InstanceLimits};
-use crate::manifest::{FileMountDoc, Manifest, RouteDoc, SourceDoc};
+use crate::manifest::{Manifest, RouteDoc, SourceDoc};
 use crate::outbound_http::AllowedHosts;
 use crate::routes::{RoutePattern, Router};
 use crate::runtime_config::RuntimeConfig;
-use crate::state::{ComponentContext, RequestState};
 use crate::variables::{
-    self, ComponentVariables, VariableProviders, render_template, resolve_application_variables,
+    ComponentVariables, VariableProviders, render_template, resolve_application_variables,
 };
 
 /// How to load an application (the `edge-host up` flags, as data).
@@ -81,11 +81,7 @@ impl App {
             .map_err(|e| anyhow!("{}: {e}", manifest_path.display()))?;
 
         let engine = new_engine(options.max_instances.unwrap_or(DEFAULT_MAX_INSTANCES))?;
-        let mut linker = Linker::<RequestState>::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
-        key_value::host::add_to_linker(&mut linker, |state| &mut state.key_value)?;
-        variables::add_to_linker(&mut linker, |state| &mut state.variables)?;
+        let linker = instance::linker(&engine)?;
 
         let cache_dir = options.cache_dir.clone().unwrap_or_else(default_cache_dir);
         let mut app_stores = AppStores::new(&runtime_config.key_value, &options.store_overrides);
@@ -105,15 +101,17 @@ impl App {
             let allowed_hosts = AllowedHosts::parse(&hosts)
                 .map_err(|e| anyhow!("{}: component.{id}.{e}", manifest_path.display()))?;
 
-            let stores = app_stores
-                .for_component(&doc.key_value_stores)
-                .map_err(|e| match e {
-                    StoreSetupError::Undefined(_) => anyhow!("{}: {e}", at("key_value_stores")),
-                    StoreSetupError::Open(_) => anyhow!(e),
-                })?;
+            let key_value =
+                app_stores
+                    .for_component(&doc.key_value_stores)
+                    .map_err(|e| match e {
+                        StoreSetupError::Undefined(_) => anyhow!("{}: {e}", at("key_value_stores")),
+                        StoreSetupError::Open(_) => anyhow!(e),
+                    })?;
 
-            let mounts = mounts(&manifest.dir, &doc.files, &cache_dir.join("files").join(id))
-                .with_context(|| at("files"))?;
+            let files =
+                FileMounts::resolve(&manifest.dir, &doc.files, &cache_dir.join("files").join(id))
+                    .with_context(|| at("files"))?;
 
             let SourceDoc::Local(source) = &doc.source else {
                 bail!("{}: remote sources are not supported", at("source"));
@@ -143,9 +141,9 @@ impl App {
                 context: Arc::new(ComponentContext {
                     id: Arc::from(id.as_str()),
                     variables,
-                    stores,
+                    key_value,
                     allowed_hosts: Arc::new(allowed_hosts),
-                    mounts,
+                    files,
                     environment: doc.environment.clone(),
                 }),
                 pre,
@@ -178,53 +176,4 @@ impl App {
     pub fn name(&self) -> &str {
         &self.name
     }
-}
-
-/// Resolves `files` entries to (host directory, guest path) mounts. A single
-/// file is staged into its own directory, since WASI mounts directories.
-fn mounts(
-    manifest_dir: &Path,
-    files: &[FileMountDoc],
-    staging: &Path,
-) -> anyhow::Result<Vec<(PathBuf, String)>> {
-    let mut mounts = Vec::new();
-    for file in files {
-        match file {
-            FileMountDoc::Mapped {
-                source,
-                destination,
-            } => {
-                let host = manifest_dir.join(source);
-                if !host.is_dir() {
-                    bail!("`{source}` is not a directory");
-                }
-                if !destination.starts_with('/') {
-                    bail!("destination `{destination}` must be an absolute path");
-                }
-                mounts.push((host, destination.clone()));
-            }
-            FileMountDoc::Path(path) => {
-                let host = manifest_dir.join(path);
-                let guest = format!("/{}", path.trim_start_matches("./").trim_start_matches('/'));
-                if host.is_dir() {
-                    mounts.push((host, guest));
-                } else if host.is_file() {
-                    let (parent, name) = match guest.rsplit_once('/') {
-                        Some(("", name)) => ("/".to_owned(), name.to_owned()),
-                        Some((parent, name)) => (parent.to_owned(), name.to_owned()),
-                        None => ("/".to_owned(), guest.clone()),
-                    };
-                    let dir = staging.join(blake3::hash(parent.as_bytes()).to_hex().as_str());
-                    std::fs::create_dir_all(&dir)?;
-                    std::fs::copy(&host, dir.join(&name))?;
-                    if !mounts.iter().any(|(_, g)| *g == parent) {
-                        mounts.push((dir, parent));
-                    }
-                } else {
-                    bail!("`{path}` does not exist");
-                }
-            }
-        }
-    }
-    Ok(mounts)
 }

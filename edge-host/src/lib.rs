@@ -1,18 +1,32 @@
 //! edge-host: runs Spin HTTP applications (`spin.toml`) on wasmtime.
 //!
-//! One module per host capability, each owning its configuration:
-//! [`manifest`] and [`runtime_config`] parse the files, [`variables`],
-//! [`key_value`] and [`outbound_http`] implement what components may use,
-//! [`routes`] and [`server`] are the HTTP trigger ([`connection`] and
-//! [`request_body`] bound what a client can make it do; [`hop_by_hop`]
-//! drops connection-specific fields), [`engine`] compiles and
-//! caches components, [`limits`] bounds each request's instance.
+//! One module per host capability, each whole (host impl, backends, its
+//! runtime-config section, its instance state), composed by [`instance`]:
+//!
+//! - [`app`]: loads an application: files → checked, compiled components behind a router.
+//! - [`manifest`]: `spin.toml`, as written and checked.
+//! - [`runtime_config`]: `runtime-config.toml`, each table handed to its capability.
+//! - [`key_value`]: Spin key-value: stores, backends (memory, SQLite), their config, the host impl.
+//! - [`variables`]: Spin variables: providers, templates, the host impl.
+//! - [`outbound_http`]: `wasi:http` outgoing: the allow-list, the sender, the instance hooks.
+//! - [`files`]: the manifest's `files`, mounted read-only.
+//! - [`instance`]: what an instance is given: component context, request store data, linker.
+//! - [`engine`]: the wasmtime engine and the cache of compiled components.
+//! - [`limits`]: each instance's time and memory limits.
+//! - [`server`]: the HTTP trigger: accepts, routes, runs an instance per request, answers failures.
+//! - [`routes`]: route patterns and matching (exact beats prefix, longest prefix wins).
+//! - [`connection`]: per-connection header and keep-alive timeouts, the connection cap.
+//! - [`request_body`]: the request-body size limit.
+//! - [`hop_by_hop`]: drops connection-specific fields, inbound and outbound.
+//! - [`guest_log`]: the guest's stdout and stderr, line by line into the host log.
 
 pub mod app;
 pub mod connection;
 pub mod engine;
+pub mod files;
 pub mod guest_log;
 pub mod hop_by_hop;
+pub mod instance;
 pub mod key_value;
 pub mod limits;
 pub mod manifest;
@@ -21,7 +35,6 @@ pub mod request_body;
 pub mod routes;
 pub mod runtime_config;
 pub mod server;
-pub mod state;
 pub mod variables;
 
 pub use app::{App, AppOptions};

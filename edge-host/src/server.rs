@@ -38,8 +38,8 @@ use crate::connection::{
     DEFAULT_MAX_CONNECTIONS, Expired, RequestGuard, TrackedStream, shed, watchdog,
 };
 use crate::hop_by_hop::remove_connection_fields;
+use crate::instance::RequestState;
 use crate::request_body::{BodyWatch, DEFAULT_MAX_REQUEST_BODY_BYTES, LimitedBody};
-use crate::state::RequestState;
 
 /// How the HTTP trigger treats clients (the `edge-host up` flags, as data).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -396,7 +396,7 @@ async fn dispatch(
     let request = request.map(|body| LimitedBody::new(body, limit, trip.clone()));
 
     let limits = app.limits;
-    let state = RequestState::new(component.context.clone(), limits.max_memory_bytes)
+    let state = RequestState::new(&component.context, limits.max_memory_bytes)
         .map_err(|e| internal(format!("preparing instance: {e:#}")))?;
     let memory_hit = state.memory_limit_hit();
     let mut store = Store::new(component.pre.engine(), state);

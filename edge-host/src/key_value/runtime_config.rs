@@ -11,8 +11,8 @@
 //! capacity_bytes = 67108864
 //! ```
 //!
-//! [`crate::runtime_config`] reads the file and hands this module its
-//! tables as [`StoresDoc`].
+//! The crate's `runtime_config` module reads the file and hands this module
+//! its tables, still as written.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,87 @@
+//! The manifest's `files`: host directories mounted read-only into each
+//! instance's filesystem. WASI mounts directories, so a single file is
+//! staged (copied) into a directory of its own at start-up.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::bail;
+use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
+
+use crate::manifest::FileMountDoc;
+
+/// One directory of the host seen by the guest at `guest`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Mount {
+    host: PathBuf,
+    guest: String,
+}
+
+/// A component's mounts, resolved and staged once at start-up.
+#[derive(Debug, Clone, Default)]
+pub struct FileMounts(Vec<Mount>);
+
+impl FileMounts {
+    /// Resolves `files` entries against `manifest_dir`; single files are
+    /// copied under `staging`.
+    pub fn resolve(
+        manifest_dir: &Path,
+        files: &[FileMountDoc],
+        staging: &Path,
+    ) -> anyhow::Result<Self> {
+        let mut mounts: Vec<Mount> = Vec::new();
+        for file in files {
+            match file {
+                FileMountDoc::Mapped {
+                    source,
+                    destination,
+                } => {
+                    let host = manifest_dir.join(source);
+                    if !host.is_dir() {
+                        bail!("`{source}` is not a directory");
+                    }
+                    if !destination.starts_with('/') {
+                        bail!("destination `{destination}` must be an absolute path");
+                    }
+                    mounts.push(Mount {
+                        host,
+                        guest: destination.clone(),
+                    });
+                }
+                FileMountDoc::Path(path) => {
+                    let host = manifest_dir.join(path);
+                    let guest =
+                        format!("/{}", path.trim_start_matches("./").trim_start_matches('/'));
+                    if host.is_dir() {
+                        mounts.push(Mount { host, guest });
+                    } else if host.is_file() {
+                        let (parent, name) = match guest.rsplit_once('/') {
+                            Some(("", name)) => ("/".to_owned(), name.to_owned()),
+                            Some((parent, name)) => (parent.to_owned(), name.to_owned()),
+                            None => ("/".to_owned(), guest.clone()),
+                        };
+                        let dir = staging.join(blake3::hash(parent.as_bytes()).to_hex().as_str());
+                        std::fs::create_dir_all(&dir)?;
+                        std::fs::copy(&host, dir.join(&name))?;
+                        if !mounts.iter().any(|mount| mount.guest == parent) {
+                            mounts.push(Mount {
+                                host: dir,
+                                guest: parent,
+                            });
+                        }
+                    } else {
+                        bail!("`{path}` does not exist");
+                    }
+                }
+            }
+        }
+        Ok(FileMounts(mounts))
+    }
+
+    /// Mounts every directory, read-only, into an instance's WASI context.
+    pub fn preopen(&self, wasi: &mut WasiCtxBuilder) -> anyhow::Result<()> {
+        for Mount { host, guest } in &self.0 {
+            wasi.preopened_dir(host, guest, FsPerms::ReadOnly)?;
+        }
+        Ok(())
+    }
+}

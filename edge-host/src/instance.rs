@@ -1,0 +1,111 @@
+//! What a component instance is given: each component's capabilities,
+//! resolved at start-up ([`ComponentContext`]), and the data of one
+//! request's `Store` ([`RequestState`]), which composes WASI, `wasi:http`
+//! and each capability's instance state, as the linker reaches them.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use wasmtime::Engine;
+use wasmtime::component::{Linker, ResourceTable};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+use crate::files::FileMounts;
+use crate::guest_log::{GuestLog, GuestStream};
+use crate::key_value::{self, ComponentStores, KeyValueState};
+use crate::limits::InstanceLimiter;
+use crate::outbound_http::{AllowedHosts, OutboundHooks};
+use crate::variables::{self, ComponentVariables};
+
+/// What a component may use, resolved from the manifest and runtime config.
+pub struct ComponentContext {
+    /// The component id from the manifest, for the log.
+    pub id: Arc<str>,
+    /// Its `variables`, templates rendered.
+    pub variables: ComponentVariables,
+    /// Its `key_value_stores`, open.
+    pub key_value: ComponentStores,
+    /// Its `allowed_outbound_hosts`, templates rendered.
+    pub allowed_hosts: Arc<AllowedHosts>,
+    /// Its `files`, mounted read-only.
+    pub files: FileMounts,
+    /// Its `environment`, the guest's environment variables.
+    pub environment: BTreeMap<String, String>,
+}
+
+/// The `T` of each request's `Store<T>`.
+pub struct RequestState {
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    /// WASI's and `wasi:http`'s resources.
+    table: ResourceTable,
+    outbound_http: OutboundHooks,
+    key_value: KeyValueState,
+    variables: ComponentVariables,
+    pub(crate) limits: InstanceLimiter,
+}
+
+/// A linker with every interface this host gives a component: WASI 0.2,
+/// `wasi:http` (outgoing through [`OutboundHooks`]), Spin key-value and
+/// variables.
+pub fn linker(engine: &Engine) -> anyhow::Result<Linker<RequestState>> {
+    let mut linker = Linker::<RequestState>::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+    key_value::host::add_to_linker(&mut linker, |state| &mut state.key_value)?;
+    variables::add_to_linker(&mut linker, |state| &mut state.variables)?;
+    Ok(linker)
+}
+
+impl RequestState {
+    /// Fresh state for one request to `component`, whose instance may grow
+    /// its memory to `max_memory_bytes`.
+    pub fn new(component: &ComponentContext, max_memory_bytes: usize) -> anyhow::Result<Self> {
+        let mut wasi = WasiCtx::builder();
+        wasi.stdout(GuestLog::new(component.id.clone(), GuestStream::Stdout))
+            .stderr(GuestLog::new(component.id.clone(), GuestStream::Stderr));
+        for (name, value) in &component.environment {
+            wasi.env(name, value);
+        }
+        component.files.preopen(&mut wasi)?;
+        Ok(RequestState {
+            wasi: wasi.build(),
+            http: WasiHttpCtx::new(),
+            table: ResourceTable::new(),
+            outbound_http: OutboundHooks::new(
+                component.id.clone(),
+                component.allowed_hosts.clone(),
+            ),
+            key_value: KeyValueState::new(component.key_value.clone()),
+            variables: component.variables.clone(),
+            limits: InstanceLimiter::new(max_memory_bytes),
+        })
+    }
+
+    /// Set once this instance was refused memory: a failure after that is
+    /// the memory limit's doing.
+    pub fn memory_limit_hit(&self) -> Arc<AtomicBool> {
+        self.limits.memory_limit_hit()
+    }
+}
+
+impl WasiView for RequestState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for RequestState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.outbound_http,
+        }
+    }
+}
