@@ -12,9 +12,8 @@ use serde::Deserialize;
 /// A parsed `spin.toml`, with the directory relative paths resolve against.
 #[derive(Debug, Clone)]
 pub struct Manifest {
-    /// Directory containing the manifest.
+    /// Where the manifest's relative paths (sources, files) resolve.
     pub dir: PathBuf,
-    /// The parsed document.
     pub doc: ManifestDoc,
 }
 
@@ -24,15 +23,12 @@ pub enum ManifestError {
     /// The file could not be read.
     #[error("{path}: {source}")]
     Read {
-        /// The manifest path.
         path: PathBuf,
-        /// The I/O error.
         source: std::io::Error,
     },
     /// The file is not a valid manifest; the message names line and field.
     #[error("{path}: {message}")]
     Invalid {
-        /// The manifest path.
         path: PathBuf,
         /// What is wrong, with the TOML location where known.
         message: String,
@@ -45,9 +41,9 @@ pub enum ManifestError {
 pub struct ManifestDoc {
     /// Must be 2.
     pub spin_manifest_version: u32,
-    /// Application metadata.
     pub application: ApplicationDoc,
-    /// Application variables.
+    /// By name; component variables and `allowed_outbound_hosts` are
+    /// templates over them.
     #[serde(default)]
     pub variables: BTreeMap<String, VariableDoc>,
     /// Triggers by type; only `http` is supported.
@@ -62,15 +58,13 @@ pub struct ManifestDoc {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApplicationDoc {
-    /// Application name.
+    /// Named in the start-up line.
     pub name: String,
-    /// Version string.
+    /// Accepted, not used (likewise `description` and `authors`).
     #[serde(default)]
     pub version: Option<String>,
-    /// Free-text description.
     #[serde(default)]
     pub description: Option<String>,
-    /// Authors.
     #[serde(default)]
     pub authors: Vec<String>,
 }
@@ -94,7 +88,6 @@ pub struct VariableDoc {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TriggersDoc {
-    /// HTTP triggers.
     #[serde(default)]
     pub http: Vec<HttpTriggerDoc>,
 }
@@ -131,7 +124,7 @@ pub enum RouteDoc {
 pub struct ComponentDoc {
     /// Path to the `.wasm` file, relative to the manifest.
     pub source: SourceDoc,
-    /// Description.
+    /// Accepted, not used.
     #[serde(default)]
     pub description: Option<String>,
     /// Hosts outbound requests may go to (`scheme://host:port`, templates allowed).
@@ -164,12 +157,7 @@ pub enum SourceDoc {
     /// A path relative to the manifest.
     Local(String),
     /// `{ url = ..., digest = ... }`: not supported here.
-    Remote {
-        /// Download URL.
-        url: String,
-        /// Content digest.
-        digest: String,
-    },
+    Remote { url: String, digest: String },
 }
 
 /// One `files` entry.

@@ -1,6 +1,6 @@
 //! HTTP trigger routing: exact paths and `/...` wildcards, longest prefix wins.
 
-/// One route pattern.
+/// A manifest route, parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RoutePattern {
     /// Matches this path only.
@@ -18,7 +18,6 @@ pub struct Router<T> {
 /// A matched route: the handler and what Spin reports about the match.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteMatch<'a, T> {
-    /// The handler.
     pub handler: &'a T,
     /// The route as written in the manifest (`spin-matched-route`).
     pub matched_route: String,
@@ -27,7 +26,8 @@ pub struct RouteMatch<'a, T> {
 }
 
 impl RoutePattern {
-    /// Parses a manifest route.
+    /// Parses a manifest route: a `/...` suffix makes a prefix; trailing
+    /// slashes do not count.
     pub fn parse(route: &str) -> Self {
         match route.strip_suffix("/...") {
             Some(prefix) => RoutePattern::Prefix(prefix.trim_end_matches('/').to_owned()),

@@ -42,17 +42,15 @@ pub enum VariableError {
     /// A template refers to an undeclared application variable.
     #[error("{context}: template refers to undeclared variable `{name}`")]
     UndeclaredReference {
-        /// Where the template is.
+        /// The manifest field holding the template.
         context: String,
-        /// The missing name.
         name: String,
     },
     /// A template is malformed.
     #[error("{context}: {message}")]
     BadTemplate {
-        /// Where the template is.
+        /// The manifest field holding the template.
         context: String,
-        /// What is wrong.
         message: String,
     },
 }

@@ -40,7 +40,7 @@ pub enum StoreConfig {
     },
     /// A SQLite file (Spin's default backend), persistent across restarts.
     Spin {
-        /// The database file.
+        /// Resolved against the runtime-config file's directory.
         path: PathBuf,
     },
 }
