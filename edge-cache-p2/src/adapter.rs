@@ -15,14 +15,14 @@ use spin_sdk::wit::wasi::http0_2_0::types::{OutgoingBody, RequestOptions};
 
 use edge_cache::answer::body_too_large;
 use edge_cache::config::{EdgeConfig, OriginAddress};
-use edge_cache::failover::FailoverOrigin;
+use edge_cache::edge::{Edge, NamedOrigin};
 use edge_cache::header_list::{from_pairs, to_pairs};
 use edge_cache::origin_failure::OriginFailure;
-use edge_cache::origin_guard::GuardedOrigin;
-use edge_cache::purge_api::{Admission, PurgeSettings};
-use edge_cache::request_flow::EdgeCache;
+use edge_cache::purge_api::Admission;
 use edge_cache::rules::CacheRules;
-use edge_cache::seams::{ClientRequest, Clock, Origin, OriginRequest, Response, Store, StoreFailure};
+use edge_cache::seams::{
+    ClientRequest, Clock, Origin, OriginRequest, Response, Store, StoreFailure,
+};
 use edge_cache::spin_metadata::take_connection;
 
 /// `blocking-write-and-flush` accepts at most this many bytes per call.
@@ -55,41 +55,21 @@ async fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
         Some(_) => wasi::random::random::get_random_u64(),
         None => 0,
     };
-    // Each origin has its own breaker and cap; a held-back primary request
-    // goes to the backup like a failed one.
-    let guarded_primary = GuardedOrigin {
-        inner: &primary,
-        name: config.origin.authority.as_str(),
-        store: &store,
-        clock: &SystemClock,
-        protection: config.protection,
+    let edge = Edge::new(
+        &config,
+        rules.as_ref(),
+        &store,
+        NamedOrigin {
+            name: config.origin.authority.as_str(),
+            origin: &primary,
+        },
+        backup.as_ref().map(|origin| NamedOrigin {
+            name: origin.address.authority.as_str(),
+            origin,
+        }),
+        &SystemClock,
         lease_id,
-    };
-    let guarded_backup = backup.as_ref().map(|origin| GuardedOrigin {
-        inner: origin,
-        name: origin.address.authority.as_str(),
-        store: &store,
-        clock: &SystemClock,
-        protection: config.protection,
-        lease_id,
-    });
-    let origin = FailoverOrigin {
-        primary: &guarded_primary,
-        backup: guarded_backup.as_ref(),
-    };
-    let purge = config.purge_token.as_ref().map(|token| PurgeSettings {
-        admin_path: config.admin_path.clone(),
-        token: token.clone(),
-    });
-    let edge = EdgeCache {
-        rules: rules.as_ref(),
-        purge: purge.as_ref(),
-        store: &store,
-        origin: &origin,
-        clock: &SystemClock,
-        grace: config.grace,
-        trust: config.trust,
-    };
+    );
     let client_request = match read_request(request, &edge) {
         Ok(request) => request,
         Err(reply) => {
@@ -189,7 +169,7 @@ impl Origin for SpinOrigin<'_> {
 /// then reads the body up to the limit the flow set.
 fn read_request<S: Store, O: Origin, C: Clock>(
     request: IncomingRequest,
-    edge: &EdgeCache<'_, S, O, C>,
+    edge: &Edge<'_, S, O, C>,
 ) -> Result<ClientRequest, Response> {
     let method = HttpMethod::from_bytes(method_name(&request.method()).as_bytes())
         .map_err(|_| text_response(400, "unsupported method\n".into()))?;

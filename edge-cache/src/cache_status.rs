@@ -103,7 +103,11 @@ impl CacheStatus {
             if is_token {
                 let _ = write!(out, "; detail={detail}");
             } else {
-                let escaped = detail.replace('\\', "\\\\").replace('"', "\\\"");
+                // An sf-string holds printable ASCII only (RFC 8941 §3.3.3):
+                // anything else (say, from a rule's `name`) would make the
+                // field invalid and the response would go without it.
+                let printable: String = detail.chars().filter(|c| matches!(c, ' '..='~')).collect();
+                let escaped = printable.replace('\\', "\\\\").replace('"', "\\\"");
                 let _ = write!(out, "; detail=\"{escaped}\"");
             }
         }
@@ -141,5 +145,18 @@ mod tests {
                 .header_value(),
             "edge-cache; fwd=miss; detail=\"not \\\"ok\\\"\""
         );
+    }
+
+    #[test]
+    fn a_detail_never_makes_the_field_invalid() {
+        // Found by the rules fuzz target: a rule `name` is free text.
+        let value = CacheStatus::forward(Forward::Bypass)
+            .with_detail("rule-caf\u{e9} \"a\"\n\u{0}")
+            .header_value();
+        assert_eq!(
+            value,
+            "edge-cache; fwd=bypass; detail=\"rule-caf \\\"a\\\"\""
+        );
+        assert!(http::HeaderValue::from_str(&value).is_ok());
     }
 }

@@ -9,6 +9,26 @@ use std::time::Duration;
 
 use http::uri::{Authority, Scheme, Uri};
 
+/// Every Spin variable the edge reads. An adapter whose variable lookup
+/// is asynchronous (WASI 0.3) reads these first, then parses.
+pub const VARIABLES: [&str; 15] = [
+    "origin_url",
+    "origin_timeout_ms",
+    "origin_connect_timeout_ms",
+    "backup_origin_url",
+    "cache_rules",
+    "store_name",
+    "admin_path",
+    "purge_token",
+    "grace_seconds",
+    "breaker_failures",
+    "breaker_window_ms",
+    "breaker_cooldown_ms",
+    "breaker_status_codes",
+    "origin_max_concurrent",
+    "trusted_proxy_hops",
+];
+
 /// Default for `origin_timeout_ms`: how long the origin has to start answering.
 pub const DEFAULT_ORIGIN_TIMEOUT: Duration = Duration::from_millis(10_000);
 
@@ -498,5 +518,23 @@ mod tests {
             let err = config(&[("origin_url", "http://o"), (name, bad)]).unwrap_err();
             assert!(err.to_string().contains(name), "{name}={bad}: {err}");
         }
+    }
+
+    #[test]
+    fn every_variable_read_is_listed() {
+        let read = std::cell::RefCell::new(Vec::new());
+        let _ = EdgeConfig::from_variables(|name| {
+            read.borrow_mut().push(name);
+            Some(match name {
+                "origin_url" => "http://origin.test".to_owned(),
+                _ => String::new(),
+            })
+        });
+        let mut read = read.into_inner();
+        read.sort();
+        read.dedup();
+        let mut listed = VARIABLES.to_vec();
+        listed.sort();
+        assert_eq!(read, listed);
     }
 }

@@ -8,6 +8,7 @@
 //! down:
 //!
 //! - `spin_metadata` — the host's `spin-*` request fields, read once into a connection
+//! - `edge` — the edge assembled from its configuration, for both adapters
 //! - `config` — the edge's settings, parsed from Spin variables
 //! - `request_flow` — the pipeline: route, key, look up, decide, fetch, store, answer
 //! - `exchange` — one cacheable request keyed once under its rule
@@ -44,6 +45,7 @@ pub mod cache_control;
 pub mod cache_status;
 pub mod conditional;
 pub mod config;
+pub mod edge;
 pub mod entry;
 pub mod exchange;
 pub mod failover;

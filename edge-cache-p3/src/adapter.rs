@@ -1,0 +1,370 @@
+//! The Spin adapter (WASI 0.3, `spin-sdk` 7): the only module that talks to
+//! the host. It implements the core's [`Store`], [`Origin`] and [`Clock`]
+//! over Spin's async key-value and `wasi:http` client, and relays the
+//! pipeline's answer.
+//!
+//! One instance serves many requests, some at once. What does not change
+//! between them is computed once per instance ([`Instance`]): the
+//! configuration, the parsed rules and the opened store. A changed rules
+//! file or variable is picked up by the next instance; the host retires
+//! instances after a bounded number of requests or an idle timeout, which
+//! bounds how long an old one lives. Nothing request-specific is kept.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue};
+use http_body_util::{BodyExt, Full, Limited};
+use spin_sdk::http::{Request, body::IncomingBodyExt};
+use spin_sdk::http_service;
+use spin_sdk::key_value;
+use spin_sdk::wasip3::http::types::{ErrorCode, RequestOptions};
+use spin_sdk::wasip3::http_compat::RequestOptionsExtension;
+
+use edge_cache::answer::body_too_large;
+use edge_cache::config::{EdgeConfig, OriginAddress, VARIABLES};
+use edge_cache::edge::{Edge, NamedOrigin};
+use edge_cache::origin_failure::OriginFailure;
+use edge_cache::purge_api::Admission;
+use edge_cache::rules::CacheRules;
+use edge_cache::seams::{
+    ClientRequest, Clock, Origin, OriginRequest, Response, Store, StoreFailure,
+};
+use edge_cache::spin_metadata::take_connection;
+
+/// What an instance computes once and every request it serves shares.
+struct Instance {
+    config: EdgeConfig,
+    /// `None`: the rules file is broken (logged once per instance); the
+    /// edge proxies without caching.
+    rules: Option<CacheRules>,
+    store: SpinStore,
+}
+
+thread_local! {
+    /// The instance's shared state, set by its first request. WASI 0.3
+    /// components are single-threaded: concurrent requests interleave at
+    /// await points on this one thread.
+    static INSTANCE: RefCell<Option<Rc<Instance>>> = const { RefCell::new(None) };
+}
+
+/// This instance's state, prepared on first use. A configuration error is
+/// not kept, so a request after the variable is fixed sees the fix.
+async fn instance() -> Result<Rc<Instance>, String> {
+    if let Some(ready) = INSTANCE.with(|cell| cell.borrow().clone()) {
+        return Ok(ready);
+    }
+    let mut values = HashMap::new();
+    for name in VARIABLES {
+        if let Ok(value) = spin_sdk::variables::get(name).await {
+            values.insert(name, value);
+        }
+    }
+    let config = EdgeConfig::from_variables(|name| values.get(name).cloned())
+        .map_err(|error| error.to_string())?;
+    let rules = load_rules(&config);
+    let store = SpinStore::open(&config.store_name).await;
+    let ready = Rc::new(Instance {
+        config,
+        rules,
+        store,
+    });
+    // Two first requests may race to here; either result is the same.
+    INSTANCE.with(|cell| *cell.borrow_mut() = Some(ready.clone()));
+    Ok(ready)
+}
+
+/// Reads and parses the rules file; a broken one is logged (once per
+/// instance) and the edge proxies without caching.
+fn load_rules(config: &EdgeConfig) -> Option<CacheRules> {
+    let Some(path) = &config.cache_rules_path else {
+        return Some(CacheRules::default());
+    };
+    let parsed = std::fs::read_to_string(path)
+        .map_err(|e| format!("cache rules: {path}: {e}"))
+        .and_then(|text| CacheRules::parse(&text).map_err(|e| format!("{path}: {e}")));
+    match parsed {
+        Ok(rules) => Some(rules),
+        Err(message) => {
+            eprintln!("edge-cache: {message}; caching is off until it is fixed");
+            None
+        }
+    }
+}
+
+#[http_service]
+async fn handle(request: Request) -> http::Response<Full<Bytes>> {
+    let instance = match instance().await {
+        Ok(instance) => instance,
+        Err(error) => {
+            eprintln!("edge-cache: configuration error: {error}");
+            return reply(text_response(500, format!("edge misconfigured: {error}\n")));
+        }
+    };
+    let primary = primary_origin(&instance);
+    let backup = backup_origin(&instance);
+    let edge = edge_over(&instance, &primary, backup.as_ref());
+    let client_request = match read_request(request, &edge).await {
+        Ok(request) => request,
+        Err(answer) => return reply(answer),
+    };
+    let (response, refresh) = edge.handle(client_request).await;
+    // The refresh runs after the response is returned, in this instance,
+    // off the client's path (stale-while-revalidate).
+    if let Some(refresh) = refresh {
+        let instance = instance.clone();
+        spin_sdk::wasip3::spawn(async move {
+            let primary = primary_origin(&instance);
+            let backup = backup_origin(&instance);
+            let edge = edge_over(&instance, &primary, backup.as_ref());
+            edge.refresh(refresh).await;
+        });
+    }
+    reply(response)
+}
+
+fn primary_origin(instance: &Instance) -> SpinOrigin<'_> {
+    SpinOrigin {
+        address: &instance.config.origin,
+        config: &instance.config,
+    }
+}
+
+fn backup_origin(instance: &Instance) -> Option<SpinOrigin<'_>> {
+    let config = &instance.config;
+    config
+        .backup_origin
+        .as_ref()
+        .map(|address| SpinOrigin { address, config })
+}
+
+fn lease_id(config: &EdgeConfig) -> u64 {
+    // Only the concurrency cap needs an id; most requests never fetch, so
+    // the host call is skipped when there is no cap.
+    match config.protection.max_concurrent {
+        Some(_) => spin_sdk::wasip3::random::random::get_random_u64(),
+        None => 0,
+    }
+}
+
+fn edge_over<'a>(
+    instance: &'a Instance,
+    primary: &'a SpinOrigin<'a>,
+    backup: Option<&'a SpinOrigin<'a>>,
+) -> Edge<'a, SpinStore, SpinOrigin<'a>, SystemClock> {
+    let config = &instance.config;
+    Edge::new(
+        config,
+        instance.rules.as_ref(),
+        &instance.store,
+        NamedOrigin {
+            name: config.origin.authority.as_str(),
+            origin: primary,
+        },
+        backup.map(|origin| NamedOrigin {
+            name: origin.address.authority.as_str(),
+            origin,
+        }),
+        &SystemClock,
+        lease_id(config),
+    )
+}
+
+/// Reads the request head, lets the pipeline refuse it from the head
+/// alone, then reads the body up to the limit it set.
+async fn read_request<S: Store, O: Origin, C: Clock>(
+    request: Request,
+    edge: &Edge<'_, S, O, C>,
+) -> Result<ClientRequest, Response> {
+    let (parts, body) = request.into_parts();
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned());
+    let mut headers = parts.headers;
+    let mut connection = take_connection(&mut headers);
+    // WASI 0.3 carries the authority in the target, not in `Host`.
+    if connection.host.is_none()
+        && let Some(authority) = parts.uri.authority()
+    {
+        let scheme = parts.uri.scheme_str().unwrap_or("http");
+        connection.host = Some(edge_cache::target::canonical_host(
+            scheme,
+            authority.as_str(),
+        ));
+    }
+    let limit = match edge.admit(&parts.method, &path_and_query, &headers) {
+        Admission::Answer(response) => return Err(response),
+        Admission::ReadBody { limit } => limit,
+    };
+    let unreadable = |e: String| text_response(400, format!("could not read request body: {e}\n"));
+    let body = match limit {
+        Some(limit) => match Limited::new(body, limit).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(error) if error.is::<http_body_util::LengthLimitError>() => {
+                return Err(body_too_large(limit));
+            }
+            Err(error) => return Err(unreadable(error.to_string())),
+        },
+        None => body
+            .bytes()
+            .await
+            .map_err(|e| unreadable(format!("{e:?}")))?,
+    };
+    Ok(ClientRequest {
+        method: parts.method,
+        path_and_query,
+        headers,
+        connection,
+        body: body.to_vec(),
+    })
+}
+
+struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> SystemTime {
+        SystemTime::now()
+    }
+}
+
+/// The Spin key-value store; a store that fails to open fails every call,
+/// which the pipeline treats as "bypass the cache".
+struct SpinStore(Result<key_value::Store, String>);
+
+impl SpinStore {
+    async fn open(label: &str) -> Self {
+        let opened = key_value::Store::open(label).await;
+        SpinStore(opened.map_err(|e| format!("open {label}: {e}")))
+    }
+
+    fn store(&self) -> Result<&key_value::Store, StoreFailure> {
+        self.0.as_ref().map_err(|e| StoreFailure(e.clone()))
+    }
+}
+
+impl Store for SpinStore {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreFailure> {
+        let store = self.store()?;
+        store
+            .get(key)
+            .await
+            .map_err(|e| StoreFailure(e.to_string()))
+    }
+
+    async fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreFailure> {
+        let store = self.store()?;
+        store
+            .set(key, value)
+            .await
+            .map_err(|e| StoreFailure(e.to_string()))
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreFailure> {
+        let store = self.store()?;
+        store
+            .delete(key)
+            .await
+            .map_err(|e| StoreFailure(e.to_string()))
+    }
+}
+
+struct SpinOrigin<'a> {
+    address: &'a OriginAddress,
+    config: &'a EdgeConfig,
+}
+
+impl Origin for SpinOrigin<'_> {
+    async fn send(&self, request: OriginRequest) -> Result<Response, OriginFailure> {
+        let protocol = |what: String| OriginFailure::Protocol(what);
+        let config = self.config;
+        let uri = format!(
+            "{}://{}{}",
+            self.address.scheme,
+            self.address.authority,
+            self.address.target_for(&request.target)
+        );
+        let mut outgoing = http::Request::builder()
+            .method(request.method)
+            .uri(uri)
+            .body(Full::new(Bytes::from(request.body)))
+            .map_err(|e| protocol(format!("request rejected: {e}")))?;
+        *outgoing.headers_mut() = request.headers;
+        let options = RequestOptions::new();
+        let timeout = nanos(config.origin_timeout);
+        // The host may not support every option; an unsupported one is ignored.
+        let _ = options.set_connect_timeout(Some(nanos(config.connect_timeout)));
+        let _ = options.set_first_byte_timeout(Some(timeout));
+        let _ = options.set_between_bytes_timeout(Some(timeout));
+        outgoing
+            .extensions_mut()
+            .insert(RequestOptionsExtension(options));
+        let response = spin_sdk::http::send(outgoing)
+            .await
+            .map_err(|code| classify(code, config))?;
+        let (parts, body) = response.into_parts();
+        let body = body
+            .bytes()
+            .await
+            .map_err(|code| match classify(code, config) {
+                OriginFailure::Protocol(detail) => {
+                    protocol(format!("response body broke off: {detail}"))
+                }
+                other => other,
+            })?;
+        Ok(Response {
+            status: parts.status.as_u16(),
+            headers: parts.headers,
+            body: body.to_vec(),
+        })
+    }
+}
+
+fn classify(code: ErrorCode, config: &EdgeConfig) -> OriginFailure {
+    let timeout = config.origin_timeout;
+    match code {
+        ErrorCode::ConnectionTimeout => OriginFailure::ConnectTimedOut(config.connect_timeout),
+        ErrorCode::ConnectionReadTimeout
+        | ErrorCode::ConnectionWriteTimeout
+        | ErrorCode::HttpResponseTimeout
+        | ErrorCode::DnsTimeout => OriginFailure::TimedOut(timeout),
+        ErrorCode::HttpRequestDenied => OriginFailure::Denied,
+        ErrorCode::ConnectionRefused => OriginFailure::Unreachable("connection refused".into()),
+        ErrorCode::DestinationNotFound
+        | ErrorCode::DestinationUnavailable
+        | ErrorCode::DestinationIpProhibited
+        | ErrorCode::DestinationIpUnroutable
+        | ErrorCode::DnsError(_) => OriginFailure::Unreachable(format!("{code:?}")),
+        other => OriginFailure::Protocol(format!("{other:?}")),
+    }
+}
+
+fn nanos(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}
+
+fn text_response(status: u16, body: String) -> Response {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    Response {
+        status,
+        headers,
+        body: body.into_bytes(),
+    }
+}
+
+/// The pipeline's answer as the host's response.
+fn reply(answer: Response) -> http::Response<Full<Bytes>> {
+    let mut response = http::Response::new(Full::new(Bytes::from(answer.body)));
+    *response.status_mut() =
+        http::StatusCode::from_u16(answer.status).unwrap_or(http::StatusCode::BAD_GATEWAY);
+    *response.headers_mut() = answer.headers;
+    response
+}
