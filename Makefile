@@ -4,9 +4,10 @@
 
 .PHONY: wasm build up test lint fmt bench bench-quick
 
-# The edge component, and the misbehaving one edge-host's limit tests run.
+# Both flavours of the edge component (WASI 0.2 and 0.3), and the
+# misbehaving one edge-host's limit tests run.
 wasm:
-	scripts/build-wasm edge-cache-p2 misbehaving-component
+	scripts/build-wasm edge-cache-p2 edge-cache-p3 misbehaving-component
 
 build: wasm
 	cargo build --release -p edge-host -p origin
