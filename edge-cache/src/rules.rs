@@ -249,19 +249,43 @@ fn has_hashed_name(path: &str) -> bool {
 }
 
 /// `*` matches within one segment, `**` across segments.
+///
+/// One pass over the pattern, keeping the set of path prefixes it can
+/// match (`reach[j]`: the pattern so far matches `text[..j]`), so the work
+/// is pattern length × path length however many stars there are; the
+/// path is the client's.
 fn glob_matches(pattern: &[u8], text: &[u8]) -> bool {
-    match pattern.split_first() {
-        None => text.is_empty(),
-        Some((b'*', rest)) if rest.first() == Some(&b'*') => {
-            let rest = &rest[1..];
-            (0..=text.len()).any(|i| glob_matches(rest, &text[i..]))
+    let mut reach = vec![false; text.len() + 1];
+    reach[0] = true;
+    let mut i = 0;
+    while i < pattern.len() {
+        match pattern[i] {
+            b'*' if pattern.get(i + 1) == Some(&b'*') => {
+                // `**`: any run of bytes.
+                let mut any = false;
+                for r in reach.iter_mut() {
+                    any |= *r;
+                    *r = any;
+                }
+                i += 2;
+            }
+            b'*' => {
+                // `*`: any run of bytes without a `/`.
+                for j in 1..=text.len() {
+                    reach[j] |= reach[j - 1] && text[j - 1] != b'/';
+                }
+                i += 1;
+            }
+            c => {
+                for j in (1..=text.len()).rev() {
+                    reach[j] = reach[j - 1] && text[j - 1] == c;
+                }
+                reach[0] = false;
+                i += 1;
+            }
         }
-        Some((b'*', rest)) => {
-            let segment_end = text.iter().position(|b| *b == b'/').unwrap_or(text.len());
-            (0..=segment_end).any(|i| glob_matches(rest, &text[i..]))
-        }
-        Some((c, rest)) => text.first() == Some(c) && glob_matches(rest, &text[1..]),
     }
+    reach[text.len()]
 }
 
 #[cfg(test)]
@@ -353,6 +377,51 @@ mod tests {
         for (json, needle) in cases {
             let err = CacheRules::parse(json).unwrap_err().to_string();
             assert!(err.contains(needle), "expected `{needle}` in: {err}");
+        }
+    }
+
+    #[test]
+    fn globs_match_in_time_linear_in_the_path() {
+        // Found by the rules fuzz target: every `**` used to multiply the
+        // work by the path's length, so a rule with a few of them let any
+        // client's long path hold an instance for minutes.
+        let path = format!("/{}.png", "a/".repeat(2000));
+        let start = std::time::Instant::now();
+        assert!(!glob_matches(
+            b"/**/**/**/**/**/**/**/**/x.png",
+            path.as_bytes()
+        ));
+        assert!(glob_matches(
+            b"/**/**/**/**/**/**/**/**.png",
+            path.as_bytes()
+        ));
+        let segment = format!("/{}", "a".repeat(4000));
+        assert!(!glob_matches(b"/*a*a*a*a*a*a*b", segment.as_bytes()));
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(1),
+            "{:?}",
+            start.elapsed()
+        );
+        let table = [
+            ("/products*", "/products-archive", true),
+            ("/products*", "/products/7", false),
+            ("/api/**/items", "/api/v1/shop/items", true),
+            ("/api/**/items", "/api/items", false),
+            ("/api/**items", "/api/items", true),
+            ("/a/*/c", "/a/b/c", true),
+            ("/a/*/c", "/a/b/x/c", false),
+            ("/a/***", "/a/b/c", true),
+            ("/a/*", "/a/", true),
+            ("", "", true),
+            ("", "/", false),
+            ("/**", "/", true),
+        ];
+        for (pattern, path, expected) in table {
+            assert_eq!(
+                glob_matches(pattern.as_bytes(), path.as_bytes()),
+                expected,
+                "{pattern} {path}"
+            );
         }
     }
 }
