@@ -1,0 +1,72 @@
+//! `Cache-Control`, `CDN-Cache-Control` and `Surrogate-Control` directive
+//! lists (origin bytes): any text parses to directives with lower-case
+//! token names, and delta-seconds never exceed RFC 9111's cap.
+#![no_main]
+
+use edge_cache::cache_control::{CacheDirectives, DELTA_SECONDS_MAX, Seconds};
+use http::{HeaderMap, HeaderValue};
+use libfuzzer_sys::fuzz_target;
+
+const DELTA_DIRECTIVES: [&str; 5] = [
+    "max-age",
+    "s-maxage",
+    "stale-while-revalidate",
+    "stale-if-error",
+    "min-fresh",
+];
+
+fn check(d: &CacheDirectives) {
+    for name in d.names() {
+        assert!(!name.is_empty());
+        assert!(
+            name.bytes()
+                .all(|b| b.is_ascii_graphic() && !b.is_ascii_uppercase() && b != b',' && b != b'='),
+            "directive name {name:?}"
+        );
+        assert!(d.has(name));
+    }
+    for name in DELTA_DIRECTIVES {
+        if let Some(Seconds::Valid(n)) = d.seconds(name) {
+            assert!(n <= DELTA_SECONDS_MAX);
+        }
+    }
+    for name in ["no-cache", "private"] {
+        if let Some(fields) = d.field_names(name) {
+            assert!(d.has(name));
+            for f in fields {
+                assert!(!f.is_empty() && !f.contains(','), "field name {f:?}");
+            }
+        }
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    // Any string, as the public API allows.
+    let text = String::from_utf8_lossy(data);
+    check(&CacheDirectives::parse(&text));
+
+    // As a field value, the way the flow reads a response, on each field
+    // line (split at `\n`) of each of the three fields.
+    let mut headers = HeaderMap::new();
+    for line in data.split(|b| *b == b'\n') {
+        if let Ok(value) = HeaderValue::from_bytes(line) {
+            for name in ["cache-control", "cdn-cache-control", "surrogate-control"] {
+                headers.append(name, value.clone());
+            }
+        }
+    }
+    for name in ["cache-control", "cdn-cache-control", "surrogate-control"] {
+        match CacheDirectives::from_headers(&headers, name) {
+            Some(d) => {
+                check(&d);
+                // One visible-ASCII line parses the same either way.
+                if let [value] = headers.get_all(name).iter().collect::<Vec<_>>()[..]
+                    && let Ok(text) = value.to_str()
+                {
+                    assert_eq!(d, CacheDirectives::parse(text));
+                }
+            }
+            None => assert!(headers.get(name).is_none()),
+        }
+    }
+});
