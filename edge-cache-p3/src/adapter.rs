@@ -27,6 +27,7 @@ use spin_sdk::wasip3::http_compat::RequestOptionsExtension;
 use edge_cache::answer::body_too_large;
 use edge_cache::config::{EdgeConfig, OriginAddress, VARIABLES};
 use edge_cache::edge::{Edge, NamedOrigin};
+use edge_cache::l1::{L1, l1_for};
 use edge_cache::origin_failure::OriginFailure;
 use edge_cache::purge_api::Admission;
 use edge_cache::rules::CacheRules;
@@ -42,6 +43,8 @@ struct Instance {
     /// edge proxies without caching.
     rules: Option<CacheRules>,
     store: SpinStore,
+    /// Hot entries in this instance's memory, in front of the store.
+    l1: Option<L1>,
 }
 
 thread_local! {
@@ -67,10 +70,12 @@ async fn instance() -> Result<Rc<Instance>, String> {
         .map_err(|error| error.to_string())?;
     let rules = load_rules(&config);
     let store = SpinStore::open(&config.store_name).await;
+    let l1 = l1_for(config.l1_capacity_bytes);
     let ready = Rc::new(Instance {
         config,
         rules,
         store,
+        l1,
     });
     // Two first requests may race to here; either result is the same.
     INSTANCE.with(|cell| *cell.borrow_mut() = Some(ready.clone()));
@@ -171,6 +176,7 @@ fn edge_over<'a>(
         &SystemClock,
         lease_id(config),
     )
+    .with_l1(instance.l1.as_ref())
 }
 
 /// Reads the request head, lets the pipeline refuse it from the head

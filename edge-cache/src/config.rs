@@ -11,7 +11,7 @@ use http::uri::{Authority, Scheme, Uri};
 
 /// Every Spin variable the edge reads. An adapter whose variable lookup
 /// is asynchronous (WASI 0.3) reads these first, then parses.
-pub const VARIABLES: [&str; 15] = [
+pub const VARIABLES: [&str; 16] = [
     "origin_url",
     "origin_timeout_ms",
     "origin_connect_timeout_ms",
@@ -27,7 +27,14 @@ pub const VARIABLES: [&str; 15] = [
     "breaker_status_codes",
     "origin_max_concurrent",
     "trusted_proxy_hops",
+    "l1_capacity_bytes",
 ];
+
+/// Default for `l1_capacity_bytes`: the first tier's bound per instance.
+pub const DEFAULT_L1_CAPACITY_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Largest first tier accepted: it lives in the instance's linear memory.
+const MAX_L1_CAPACITY_BYTES: u64 = 1024 * 1024 * 1024;
 
 /// Default for `origin_timeout_ms`: how long the origin has to start answering.
 pub const DEFAULT_ORIGIN_TIMEOUT: Duration = Duration::from_millis(10_000);
@@ -90,6 +97,10 @@ pub struct EdgeConfig {
     /// How much of the client's `X-Forwarded-For`/`Via` the edge keeps
     /// (`trusted_proxy_hops`, default 0: none).
     pub trust: ForwardingTrust,
+    /// Bytes of decoded entries an instance keeps in its own memory
+    /// (`l1_capacity_bytes`; 0 turns the first tier off). Only an adapter
+    /// whose instances serve many requests uses it.
+    pub l1_capacity_bytes: usize,
 }
 
 /// When the breaker opens and for how long.
@@ -292,6 +303,11 @@ impl EdgeConfig {
         let trust = ForwardingTrust {
             trusted_proxy_hops: number("trusted_proxy_hops", 0, 16)? as usize,
         };
+        let l1_capacity_bytes = number(
+            "l1_capacity_bytes",
+            DEFAULT_L1_CAPACITY_BYTES,
+            MAX_L1_CAPACITY_BYTES,
+        )? as usize;
         Ok(EdgeConfig {
             origin,
             origin_timeout,
@@ -304,6 +320,7 @@ impl EdgeConfig {
             grace,
             protection,
             trust,
+            l1_capacity_bytes,
         })
     }
 }

@@ -7,6 +7,7 @@ use http::{HeaderMap, Method};
 
 use crate::config::EdgeConfig;
 use crate::failover::FailoverOrigin;
+use crate::l1::L1;
 use crate::origin_guard::GuardedOrigin;
 use crate::purge_api::{Admission, PurgeSettings};
 use crate::request_flow::{EdgeCache, Refresh};
@@ -37,6 +38,8 @@ pub struct Edge<'a, S, O, C> {
     pub clock: &'a C,
     /// Unique among concurrent requests: the concurrency cap's lease id.
     pub lease_id: u64,
+    /// The instance's first tier, where instances outlive requests.
+    pub l1: Option<&'a L1>,
     purge: Option<PurgeSettings>,
 }
 
@@ -63,8 +66,15 @@ impl<'a, S: Store, O: Origin, C: Clock> Edge<'a, S, O, C> {
             backup,
             clock,
             lease_id,
+            l1: None,
             purge,
         }
+    }
+
+    /// The same edge with `l1` in front of the store.
+    pub fn with_l1(mut self, l1: Option<&'a L1>) -> Self {
+        self.l1 = l1;
+        self
     }
 
     fn guard<'s>(&'s self, named: &'s NamedOrigin<'a, O>) -> GuardedOrigin<'s, O, S, C> {
@@ -87,6 +97,7 @@ impl<'a, S: Store, O: Origin, C: Clock> Edge<'a, S, O, C> {
             clock: self.clock,
             grace: self.config.grace,
             trust: self.config.trust,
+            l1: self.l1,
         }
     }
 

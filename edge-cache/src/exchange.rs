@@ -8,6 +8,7 @@ use crate::freshness::FreshnessRule;
 use crate::key::{KeyedRequest, build_key};
 use crate::rules::Rule;
 use crate::seams::{ClientRequest, OriginRequest};
+use crate::storage::PurgeEpoch;
 
 /// A cacheable request keyed under its rule.
 pub struct Exchange<'r> {
@@ -17,6 +18,8 @@ pub struct Exchange<'r> {
     pub rule: &'r Rule,
     /// Its key, and what of the query and cookies a fill forwards.
     pub keyed: KeyedRequest,
+    /// The purge epoch its lookup saw, recorded with what it stores.
+    pub epoch: PurgeEpoch,
 }
 
 impl<'r> Exchange<'r> {
@@ -34,6 +37,7 @@ impl<'r> Exchange<'r> {
             request,
             rule,
             keyed,
+            epoch: None,
         }
     }
 

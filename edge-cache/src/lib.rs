@@ -20,6 +20,7 @@
 //! - `forwarding` — which request and response fields cross the edge
 //! - `hop_by_hop` — connection-specific fields removed from relayed messages
 //! - `storage` — the cache's layout in the store and every store-key namespace
+//! - `l1` — decoded values kept in the instance's memory, bounded by bytes
 //! - `entry` — the byte format of a stored entry and a Vary index
 //! - `invalidation` — purge scopes and their times: O(1) purges
 //! - `vary` — secondary keys from `Vary`
@@ -56,6 +57,7 @@ pub mod hop_by_hop;
 pub mod http_date;
 pub mod invalidation;
 pub mod key;
+pub mod l1;
 pub mod origin_failure;
 pub mod origin_guard;
 pub mod origin_slots;

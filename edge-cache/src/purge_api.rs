@@ -167,18 +167,13 @@ impl<S: Store, C: Clock> PurgeApi<'_, S, C> {
             .peer
             .map(|p| p.ip().to_string())
             .unwrap_or_else(|| "unknown".into());
-        for scope in &scopes {
-            if let Err(StoreFailure(error)) = self
-                .storage
-                .purge(scope, PurgeKind::from_soft(purge.soft))
-                .await
-            {
-                eprintln!("edge-cache: purge {id} from {caller} failed: store error: {error}");
-                return json_response(
-                    503,
-                    &serde_json::json!({"id": id, "error": format!("store unavailable: {error}")}),
-                );
-            }
+        let kind = PurgeKind::from_soft(purge.soft);
+        if let Err(StoreFailure(error)) = self.storage.purge(&scopes, kind).await {
+            eprintln!("edge-cache: purge {id} from {caller} failed: store error: {error}");
+            return json_response(
+                503,
+                &serde_json::json!({"id": id, "error": format!("store unavailable: {error}")}),
+            );
         }
         eprintln!(
             "edge-cache: purge {id} from {caller}: urls={:?} tags={:?} prefixes={:?} all={} soft={}",

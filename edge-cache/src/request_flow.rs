@@ -23,6 +23,7 @@ use crate::exchange::Exchange;
 use crate::forwarding::{client_response_headers, origin_request_headers};
 use crate::freshness::{ClientDemand, EffectiveControl, corrected_initial_age, freshness_lifetime};
 use crate::key::build_key;
+use crate::l1::L1;
 use crate::origin_failure::OriginFailure;
 use crate::purge_api::{Admission, PurgeApi, PurgeSettings};
 use crate::revalidation::{StaleOnError, add_validators, refreshed_headers};
@@ -56,6 +57,8 @@ pub struct EdgeCache<'a, S, O, C> {
     pub grace: Duration,
     /// How much of the client's forwarding history is passed on.
     pub trust: ForwardingTrust,
+    /// The instance's first tier (`None`: every lookup reads the store).
+    pub l1: Option<&'a L1>,
 }
 
 /// An origin response with the times §4.2.3 needs.
@@ -83,6 +86,7 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
         CacheStorage {
             store: self.store,
             clock: self.clock,
+            l1: self.l1,
         }
     }
 
@@ -131,12 +135,13 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
     pub async fn refresh(&self, refresh: Refresh) {
         let Some(rules) = self.rules else { return };
         let rule = rules.for_target(&refresh.request.path_and_query);
-        let exchange = Exchange::new(refresh.request, rule);
-        if let Ok(Lookup::Found(found)) = self
+        let mut exchange = Exchange::new(refresh.request, rule);
+        let lookup = self
             .storage()
             .lookup(&exchange.keyed, &exchange.request.headers)
-            .await
-        {
+            .await;
+        if let Ok((Lookup::Found(found), epoch)) = lookup {
+            exchange.epoch = epoch;
             let _ = self.revalidate(&exchange, *found).await;
         }
     }
@@ -196,7 +201,7 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
         response
     }
 
-    async fn cacheable(&self, exchange: Exchange<'_>) -> (Response, Option<Refresh>) {
+    async fn cacheable(&self, mut exchange: Exchange<'_>) -> (Response, Option<Refresh>) {
         let request_cc = CacheDirectives::of_request(&exchange.request.headers);
         if request_cc.has("no-store") {
             let status = CacheStatus::forward(Forward::Request).with_detail("no-store");
@@ -208,6 +213,10 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
             .storage()
             .lookup(&exchange.keyed, &exchange.request.headers)
             .await;
+        let lookup = lookup.map(|(lookup, epoch)| {
+            exchange.epoch = epoch;
+            lookup
+        });
         let found = match lookup {
             Ok(Lookup::Found(found)) => *found,
             Ok(Lookup::Miss(..)) if demand.only_if_cached => return (only_if_cached(), None),
@@ -364,6 +373,7 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
             request,
             rule,
             keyed,
+            ..
         } = exchange;
         let Fetched {
             response,
@@ -404,7 +414,10 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
                     initial_age,
                     lifetime: lifetime.map(|(l, _)| l),
                 };
-                let stored = self.storage().store(keyed, &request.headers, fetch).await;
+                let stored = self
+                    .storage()
+                    .store(keyed, &request.headers, fetch, &exchange.epoch)
+                    .await;
                 match stored {
                     Ok(()) => status.stored = true,
                     Err(_) => status.detail = Some("store-error".into()),
@@ -433,6 +446,7 @@ mod tests {
     use http::HeaderValue;
 
     use crate::invalidation::{PurgeKind, PurgeTimes};
+    use crate::purge_api::PurgeSettings;
     use crate::storage::unix_us;
     use crate::test_support::{FakeClock, FakeOrigin, MemStore, block_on};
     use crate::vary::MAX_VARIANTS;
@@ -451,6 +465,7 @@ mod tests {
             clock,
             grace: Duration::ZERO,
             trust: ForwardingTrust::default(),
+            l1: None,
         }
     }
 
@@ -761,5 +776,84 @@ mod tests {
         let (response, _) = block_on(edge.handle(get("/a", &[])));
         assert!(status_of(&response).contains("hit"));
         assert_eq!(response.body, b"body");
+    }
+
+    /// An edge with a first tier and the purge API (token `t`).
+    fn edge_with_l1<'a>(
+        rules: &'a CacheRules,
+        store: &'a MemStore,
+        origin: &'a FakeOrigin,
+        clock: &'a FakeClock,
+        l1: &'a L1,
+        purge: &'a PurgeSettings,
+    ) -> EdgeCache<'a, MemStore, FakeOrigin, FakeClock> {
+        EdgeCache {
+            l1: Some(l1),
+            purge: Some(purge),
+            ..edge(rules, store, origin, clock)
+        }
+    }
+
+    fn purge_settings() -> PurgeSettings {
+        PurgeSettings {
+            admin_path: "/_edge".into(),
+            token: "t".into(),
+        }
+    }
+
+    #[test]
+    fn an_l1_hit_reads_only_the_purge_epoch_from_the_store() {
+        let rules = CacheRules::default();
+        let store = MemStore::default();
+        let origin = FakeOrigin::new(|_| Ok(ok("max-age=60", "x")));
+        let clock = clock();
+        let (l1, purge) = (L1::new(1 << 20), purge_settings());
+        let edge = edge_with_l1(&rules, &store, &origin, &clock, &l1, &purge);
+        block_on(edge.handle(get("/a", &[])));
+        // The first hit checks the entry's scopes once …
+        block_on(edge.handle(get("/a", &[])));
+        store.reads.borrow_mut().clear();
+        // … later ones read the epoch and nothing else.
+        let (response, _) = block_on(edge.handle(get("/a", &[])));
+        assert!(status_of(&response).contains("hit"), "{}", status_of(&response));
+        assert_eq!(*store.reads.borrow(), ["p:epoch"]);
+        assert_eq!(origin.calls.get(), 1);
+    }
+
+    #[test]
+    fn a_purge_answered_by_another_instance_wins_over_every_l1() {
+        let rules = CacheRules::default();
+        let store = MemStore::default();
+        let origin = FakeOrigin::new(|_| Ok(ok("max-age=600", "x")));
+        let clock = clock();
+        let purge = purge_settings();
+        let (first_l1, second_l1) = (L1::new(1 << 20), L1::new(1 << 20));
+        let first = edge_with_l1(&rules, &store, &origin, &clock, &first_l1, &purge);
+        let second = edge_with_l1(&rules, &store, &origin, &clock, &second_l1, &purge);
+        for instance in [&first, &second] {
+            block_on(instance.handle(get("/a", &[])));
+            let (response, _) = block_on(instance.handle(get("/a", &[])));
+            assert!(status_of(&response).contains("hit"));
+        }
+        clock.set_unix_ms(1_700_000_001_000);
+        let purge_request = ClientRequest {
+            method: Method::POST,
+            body: br#"{"urls": ["/a"]}"#.to_vec(),
+            ..get("/_edge/purge", &[("authorization", "Bearer t")])
+        };
+        let (answer, _) = block_on(second.handle(purge_request));
+        assert_eq!(answer.status, 200);
+        clock.set_unix_ms(1_700_000_002_000);
+        // The instance that holds the purged copy asks the origin …
+        let (response, _) = block_on(first.handle(get("/a", &[])));
+        assert!(
+            status_of(&response).contains("fwd=miss; fwd-status=200"),
+            "{}",
+            status_of(&response)
+        );
+        // … and the other finds that fill in the store, not its own copy.
+        let (response, _) = block_on(second.handle(get("/a", &[])));
+        assert!(status_of(&response).contains("hit"), "{}", status_of(&response));
+        assert_eq!(origin.calls.get(), 2);
     }
 }

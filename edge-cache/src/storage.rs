@@ -10,11 +10,13 @@
 //! | `s:` | a scope's purge times (see `invalidation`) |
 //! | `o:` | an origin's breaker state and concurrency leases |
 //! | `e:` | a marker that one broken-rules error was logged |
+//! | `p:` | the purge epoch: a new token after every purge, for the L1 |
 //!
 //! A Vary index keeps at most [`MAX_VARIANTS`] variants under an epoch; a
 //! changed `Vary` starts a new epoch, which makes every older variant
 //! unreachable without deleting it (the store's eviction reclaims it).
 
+use std::rc::Rc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::HeaderMap;
@@ -27,6 +29,7 @@ use crate::invalidation::{
     PurgeKind, PurgeTimes, Validity, all_scope, prefix_scopes, tag_scope, url_scope,
 };
 use crate::key::{CacheKey, KeyedRequest, hash128};
+use crate::l1::{Cached, L1};
 use crate::seams::{Clock, Store, StoreFailure};
 use crate::storability::NOT_STORED_HEADERS;
 use crate::vary::{MAX_VARIANTS, VaryNames, variance};
@@ -58,6 +61,9 @@ pub fn breaker_key(origin: &str) -> String {
 pub fn slots_key(origin: &str) -> String {
     format!("o:slots:{origin}")
 }
+
+/// The store key of the purge epoch.
+const PURGE_EPOCH_KEY: &str = "p:epoch";
 
 /// The store key marking that a broken-rules `message` was logged.
 pub fn rules_error_key(message: &str) -> String {
@@ -151,27 +157,107 @@ fn surrogate_keys(headers: &HeaderMap) -> Vec<String> {
     tags
 }
 
-/// The cache over a byte store.
+/// The cache over a byte store, with an optional first tier.
 pub struct CacheStorage<'a, S, C> {
-    /// Where the bytes live.
+    /// Where the bytes live (the second tier, and the only shared one).
     pub store: &'a S,
     /// Purge and epoch times.
     pub clock: &'a C,
+    /// Decoded values kept in this instance (`None`: every lookup reads the
+    /// store).
+    pub l1: Option<&'a L1>,
 }
+
+/// What reading one store key found.
+enum Read {
+    /// Nothing under the key.
+    Absent,
+    /// Bytes that do not decode: a miss, overwritten by the next fill.
+    Corrupt,
+    /// A decoded value (from the first tier or the store).
+    Value(Rc<Cached>),
+}
+
+/// The `Cache-Status` detail of an entry a purge killed.
+const INVALIDATED: &str = "invalidated";
+
+/// The purge epoch a lookup saw, to be recorded with what it stores.
+pub type PurgeEpoch = Option<String>;
 
 impl<S: Store, C: Clock> CacheStorage<'_, S, C> {
     /// Invalidates every variant of `keyed`'s URL (RFC 9111 §4.4).
     pub async fn invalidate_url(&self, keyed: &KeyedRequest) -> Result<(), StoreFailure> {
-        self.purge(&url_scope(keyed.url()), PurgeKind::Hard).await
+        self.purge(&[url_scope(keyed.url())], PurgeKind::Hard).await
     }
 
-    /// Records a purge of `scope` now: one read and one write, whatever is
-    /// cached.
-    pub async fn purge(&self, scope: &str, kind: PurgeKind) -> Result<(), StoreFailure> {
-        let key = scope_key(scope);
-        let previous = PurgeTimes::decode(self.store.get(&key).await?.as_deref());
-        let updated = previous.after_purge(unix_us(self.clock.now()), kind);
-        self.store.set(&key, &updated.encode()).await
+    /// Records a purge of `scopes` now: one read and one write per scope,
+    /// whatever is cached, then a new purge epoch.
+    ///
+    /// The epoch is written after the scopes and is a token no other purge
+    /// writes, so an L1 value checked before a scope was written carries
+    /// an epoch the store will never show again: its next lookup re-checks
+    /// its scopes, and sees the purge.
+    pub async fn purge(&self, scopes: &[String], kind: PurgeKind) -> Result<(), StoreFailure> {
+        let now_us = unix_us(self.clock.now());
+        for scope in scopes {
+            let key = scope_key(scope);
+            let previous = PurgeTimes::decode(self.store.get(&key).await?.as_deref());
+            let updated = previous.after_purge(now_us, kind);
+            self.store.set(&key, &updated.encode()).await?;
+        }
+        let token = hash128(format!("{now_us}|{}", scopes.join("|")).as_bytes());
+        self.store.set(PURGE_EPOCH_KEY, token.as_bytes()).await
+    }
+
+    /// The current purge epoch, read only when there is a first tier to
+    /// check against it.
+    async fn purge_epoch(&self) -> Result<PurgeEpoch, StoreFailure> {
+        if self.l1.is_none() {
+            return Ok(None);
+        }
+        let token = self.store.get(PURGE_EPOCH_KEY).await?;
+        Ok(Some(token.map_or_else(String::new, |t| {
+            String::from_utf8_lossy(&t).into_owned()
+        })))
+    }
+
+    /// Reads `key` from the first tier (where `use_l1`), else from the
+    /// store, keeping what decodes in the first tier.
+    async fn read(&self, key: &str, use_l1: bool) -> Result<Read, StoreFailure> {
+        if use_l1 && let Some(cached) = self.l1.and_then(|l1| l1.get(key)) {
+            return Ok(Read::Value(cached));
+        }
+        let Some(bytes) = self.store.get(key).await? else {
+            return Ok(Read::Absent);
+        };
+        let Ok((value, body)) = entry::decode(&bytes) else {
+            return Ok(Read::Corrupt);
+        };
+        let cached = Rc::new(Cached::new(value, body, None));
+        if let Some(l1) = self.l1 {
+            l1.put(key, cached.clone());
+        }
+        Ok(Read::Value(cached))
+    }
+
+    /// Writes `value` under `key` to the store and the first tier.
+    async fn put(
+        &self,
+        key: &str,
+        value: StoredValue,
+        body: &[u8],
+        epoch: &PurgeEpoch,
+    ) -> Result<(), StoreFailure> {
+        let encoded = entry::encode(&value, body);
+        let written = self.store.set(key, &encoded).await;
+        if let Some(l1) = self.l1 {
+            match &written {
+                // Fetched after the epoch was read: valid against it.
+                Ok(()) => l1.put(key, Rc::new(Cached::new(value, body.to_vec(), epoch.clone()))),
+                Err(_) => l1.remove(key),
+            }
+        }
+        written
     }
 
     async fn purge_times(&self, scope: &str) -> Result<PurgeTimes, StoreFailure> {
@@ -187,6 +273,7 @@ impl<S: Store, C: Clock> CacheStorage<'_, S, C> {
         keyed: &KeyedRequest,
         request_headers: &HeaderMap,
         fetch: StoredFetch<'_>,
+        epoch: &PurgeEpoch,
     ) -> Result<(), StoreFailure> {
         let mut stored_headers = fetch.headers.clone();
         for name in NOT_STORED_HEADERS {
@@ -202,7 +289,7 @@ impl<S: Store, C: Clock> CacheStorage<'_, S, C> {
             lifetime_ms: fetch.lifetime.map_or(0, |l| l.as_millis() as u64),
             tags: surrogate_keys(fetch.headers),
         };
-        self.write(keyed, request_headers, fetch.headers, meta, fetch.body)
+        self.write(keyed, request_headers, fetch.headers, meta, fetch.body, epoch)
             .await
     }
 
@@ -215,21 +302,24 @@ impl<S: Store, C: Clock> CacheStorage<'_, S, C> {
         response_headers: &HeaderMap,
         meta: EntryMeta,
         body: &[u8],
+        epoch: &PurgeEpoch,
     ) -> Result<(), StoreFailure> {
         let primary = entry_key(&keyed.key);
         let VaryNames::Names(names) = VaryNames::of(response_headers) else {
-            let entry = entry::encode(&StoredValue::Response(meta), body);
-            return self.store.set(&primary, &entry).await;
+            return self
+                .put(&primary, StoredValue::Response(meta), body, epoch)
+                .await;
         };
         // Keep the current index if it describes the same Vary; otherwise a
         // new epoch makes every older variant unreachable.
-        let existing = match self.store.get(&primary).await?.map(|b| entry::decode(&b)) {
-            Some(Ok((StoredValue::Vary(index), _)))
-                if index.key == meta.key && index.names == names =>
-            {
-                Some(index)
-            }
-            _ => None,
+        let existing = match self.read(&primary, true).await? {
+            Read::Value(cached) => match &cached.value {
+                StoredValue::Vary(index) if index.key == meta.key && index.names == names => {
+                    Some(index.clone())
+                }
+                _ => None,
+            },
+            Read::Absent | Read::Corrupt => None,
         };
         let mut index = existing.unwrap_or(VaryIndex {
             key: meta.key.clone(),
@@ -241,74 +331,121 @@ impl<S: Store, C: Clock> CacheStorage<'_, S, C> {
         index.variants.retain(|v| *v != variant);
         index.variants.push(variant.clone());
         while index.variants.len() > MAX_VARIANTS {
-            let evicted = index.variants.remove(0);
-            let _ = self.store.delete(&variant_key(&index, &evicted)).await;
+            let oldest = index.variants.remove(0);
+            let evicted = variant_key(&index, &oldest);
+            let _ = self.store.delete(&evicted).await;
+            if let Some(l1) = self.l1 {
+                l1.remove(&evicted);
+            }
         }
         let variant_key = variant_key(&index, &variant);
-        self.store
-            .set(
-                &variant_key,
-                &entry::encode(&StoredValue::Response(meta), body),
-            )
+        self.put(&variant_key, StoredValue::Response(meta), body, epoch)
             .await?;
-        let index = entry::encode(&StoredValue::Vary(index), &[]);
-        self.store.set(&primary, &index).await
+        self.put(&primary, StoredValue::Vary(index), &[], epoch)
+            .await
     }
 
-    /// The live response stored for `keyed` and these request headers.
+    /// The live response stored for `keyed` and these request headers,
+    /// with the purge epoch the lookup saw (to record with a fill).
     pub async fn lookup(
         &self,
         keyed: &KeyedRequest,
         request_headers: &HeaderMap,
+    ) -> Result<(Lookup, PurgeEpoch), StoreFailure> {
+        let epoch = self.purge_epoch().await?;
+        let lookup = self.find(keyed, request_headers, &epoch, true).await?;
+        // A first-tier copy that a purge killed may have been replaced in
+        // the store by a fill after the purge (another instance's): look
+        // there before going to the origin.
+        let lookup = match lookup {
+            Lookup::Miss(_, Some(INVALIDATED)) if self.l1.is_some() => {
+                self.find(keyed, request_headers, &epoch, false).await?
+            }
+            other => other,
+        };
+        Ok((lookup, epoch))
+    }
+
+    async fn find(
+        &self,
+        keyed: &KeyedRequest,
+        request_headers: &HeaderMap,
+        epoch: &PurgeEpoch,
+        use_l1: bool,
     ) -> Result<Lookup, StoreFailure> {
-        let primary = entry_key(&keyed.key);
-        let Some(bytes) = self.store.get(&primary).await? else {
-            return Ok(Lookup::Miss(Forward::UriMiss, None));
+        let corrupt = Lookup::Miss(Forward::Miss, Some("corrupt-entry"));
+        let collision = Lookup::Miss(Forward::Miss, Some("key-collision"));
+        let cached = match self.read(&entry_key(&keyed.key), use_l1).await? {
+            Read::Absent => return Ok(Lookup::Miss(Forward::UriMiss, None)),
+            Read::Corrupt => return Ok(corrupt),
+            Read::Value(cached) => cached,
         };
-        let (value, body) = match entry::decode(&bytes) {
-            Ok(decoded) => decoded,
-            Err(_) => return Ok(Lookup::Miss(Forward::Miss, Some("corrupt-entry"))),
-        };
-        let (meta, body) = match value {
-            StoredValue::Response(meta) => (meta, body),
+        let cached = match &cached.value {
+            StoredValue::Response(_) => cached,
             StoredValue::Vary(index) => {
                 if index.key != keyed.key.canonical {
-                    return Ok(Lookup::Miss(Forward::Miss, Some("key-collision")));
+                    return Ok(collision);
                 }
                 let variant = hash128(variance(&index.names, request_headers).as_bytes());
                 if !index.variants.contains(&variant) {
                     return Ok(Lookup::Miss(Forward::VaryMiss, None));
                 }
-                let key = variant_key(&index, &variant);
-                match self.store.get(&key).await?.map(|b| entry::decode(&b)) {
-                    Some(Ok((StoredValue::Response(meta), body))) => (meta, body),
-                    Some(_) => return Ok(Lookup::Miss(Forward::Miss, Some("corrupt-entry"))),
-                    None => return Ok(Lookup::Miss(Forward::VaryMiss, None)),
+                match self.read(&variant_key(index, &variant), use_l1).await? {
+                    Read::Value(variant) if matches!(variant.value, StoredValue::Response(_)) => {
+                        variant
+                    }
+                    Read::Absent => return Ok(Lookup::Miss(Forward::VaryMiss, None)),
+                    Read::Value(_) | Read::Corrupt => return Ok(corrupt),
                 }
             }
         };
+        let StoredValue::Response(meta) = &cached.value else {
+            return Ok(corrupt);
+        };
         if meta.key != keyed.key.canonical {
-            return Ok(Lookup::Miss(Forward::Miss, Some("key-collision")));
+            return Ok(collision);
         }
+        // An L1 value checked at the store's current epoch has seen every
+        // purge since; anything else is checked against its scopes.
+        let checked = epoch.is_some() && *cached.validated_at.borrow() == *epoch;
+        let validity = if checked {
+            Validity::Valid
+        } else {
+            let validity = self.validity(keyed, meta).await?;
+            if validity == Validity::Valid {
+                *cached.validated_at.borrow_mut() = epoch.clone();
+            }
+            validity
+        };
+        if validity == Validity::Invalid {
+            return Ok(Lookup::Miss(Forward::Miss, Some(INVALIDATED)));
+        }
+        Ok(Lookup::Found(Box::new(Found {
+            headers: from_pairs(&meta.headers),
+            meta: meta.clone(),
+            body: cached.body.clone(),
+            soft_purged: validity == Validity::Stale,
+        })))
+    }
+
+    /// Whether the purges of every scope `meta` is stored under leave it
+    /// valid, stale or invalid.
+    async fn validity(
+        &self,
+        keyed: &KeyedRequest,
+        meta: &EntryMeta,
+    ) -> Result<Validity, StoreFailure> {
         let mut scopes = vec![all_scope(), url_scope(keyed.url())];
         scopes.extend(prefix_scopes(&keyed.path));
         scopes.extend(meta.tags.iter().map(|tag| tag_scope(tag)));
         let mut validity = Validity::Valid;
         for scope in &scopes {
-            validity = validity.max(
-                self.purge_times(scope)
-                    .await?
-                    .validity(meta.request_time_us),
-            );
+            let times = self.purge_times(scope).await?;
+            validity = validity.max(times.validity(meta.request_time_us));
             if validity == Validity::Invalid {
-                return Ok(Lookup::Miss(Forward::Miss, Some("invalidated")));
+                break;
             }
         }
-        Ok(Lookup::Found(Box::new(Found {
-            headers: from_pairs(&meta.headers),
-            meta,
-            body,
-            soft_purged: validity == Validity::Stale,
-        })))
+        Ok(validity)
     }
 }

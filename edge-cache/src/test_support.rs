@@ -40,6 +40,8 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
 pub struct MemStore {
     pub values: RefCell<HashMap<String, Vec<u8>>>,
     pub broken: Cell<bool>,
+    /// Every key read, in order.
+    pub reads: RefCell<Vec<String>>,
 }
 
 impl MemStore {
@@ -54,6 +56,7 @@ impl MemStore {
 impl Store for MemStore {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreFailure> {
         self.check()?;
+        self.reads.borrow_mut().push(key.to_owned());
         Ok(self.values.borrow().get(key).cloned())
     }
     async fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreFailure> {

@@ -302,6 +302,7 @@ breaker_cooldown_ms = {{ default = "5000" }}
 origin_max_concurrent = {{ default = "0" }}
 breaker_status_codes = {{ default = "" }}
 trusted_proxy_hops = {{ default = "0" }}
+l1_capacity_bytes = {{ default = "16777216" }}
 [[trigger.http]]
 route = "/..."
 component = "edge-cache"
@@ -325,6 +326,7 @@ breaker_cooldown_ms = "{{{{ breaker_cooldown_ms }}}}"
 origin_max_concurrent = "{{{{ origin_max_concurrent }}}}"
 breaker_status_codes = "{{{{ breaker_status_codes }}}}"
 trusted_proxy_hops = "{{{{ trusted_proxy_hops }}}}"
+l1_capacity_bytes = "{{{{ l1_capacity_bytes }}}}"
 "#,
         source = component_path().display().to_string(),
         rules = if setup.rules.is_some() {
