@@ -26,6 +26,7 @@ use spin_sdk::wasip3::http_compat::RequestOptionsExtension;
 
 use edge_cache::answer::body_too_large;
 use edge_cache::config::{EdgeConfig, OriginAddress, VARIABLES};
+use edge_cache::collapse::Collapser;
 use edge_cache::edge::{Edge, NamedOrigin};
 use edge_cache::l1::{L1, l1_for};
 use edge_cache::origin_failure::OriginFailure;
@@ -45,6 +46,8 @@ struct Instance {
     store: SpinStore,
     /// Hot entries in this instance's memory, in front of the store.
     l1: Option<L1>,
+    /// Concurrent misses of one key in this instance wait for one fill.
+    collapser: Collapser,
 }
 
 thread_local! {
@@ -76,6 +79,7 @@ async fn instance() -> Result<Rc<Instance>, String> {
         rules,
         store,
         l1,
+        collapser: Collapser::default(),
     });
     // Two first requests may race to here; either result is the same.
     INSTANCE.with(|cell| *cell.borrow_mut() = Some(ready.clone()));
@@ -176,7 +180,7 @@ fn edge_over<'a>(
         &SystemClock,
         lease_id(config),
     )
-    .with_l1(instance.l1.as_ref())
+    .with_instance_state(instance.l1.as_ref(), &instance.collapser)
 }
 
 /// Reads the request head, lets the pipeline refuse it from the head

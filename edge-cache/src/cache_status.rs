@@ -48,6 +48,8 @@ pub struct CacheStatus {
     pub ttl: Option<i64>,
     /// The response was stored.
     pub stored: bool,
+    /// The request waited for another request's fill (RFC 9211 §2.8).
+    pub collapsed: bool,
     /// Free-form detail (a token).
     pub detail: Option<String>,
 }
@@ -93,6 +95,9 @@ impl CacheStatus {
         }
         if self.stored {
             out.push_str("; stored");
+        }
+        if self.collapsed {
+            out.push_str("; collapsed");
         }
         if let Some(detail) = &self.detail {
             let is_token = !detail.is_empty()

@@ -5,6 +5,7 @@
 
 use http::{HeaderMap, Method};
 
+use crate::collapse::Collapser;
 use crate::config::EdgeConfig;
 use crate::failover::FailoverOrigin;
 use crate::l1::L1;
@@ -40,6 +41,9 @@ pub struct Edge<'a, S, O, C> {
     pub lease_id: u64,
     /// The instance's first tier, where instances outlive requests.
     pub l1: Option<&'a L1>,
+    /// The instance's flights of concurrent misses, where requests share
+    /// an instance.
+    pub collapser: Option<&'a Collapser>,
     purge: Option<PurgeSettings>,
 }
 
@@ -67,13 +71,16 @@ impl<'a, S: Store, O: Origin, C: Clock> Edge<'a, S, O, C> {
             clock,
             lease_id,
             l1: None,
+            collapser: None,
             purge,
         }
     }
 
-    /// The same edge with `l1` in front of the store.
-    pub fn with_l1(mut self, l1: Option<&'a L1>) -> Self {
+    /// The same edge with an instance's first tier in front of the store
+    /// and its collapsing of concurrent misses.
+    pub fn with_instance_state(mut self, l1: Option<&'a L1>, collapser: &'a Collapser) -> Self {
         self.l1 = l1;
+        self.collapser = Some(collapser);
         self
     }
 
@@ -98,6 +105,7 @@ impl<'a, S: Store, O: Origin, C: Clock> Edge<'a, S, O, C> {
             grace: self.config.grace,
             trust: self.config.trust,
             l1: self.l1,
+            collapser: self.collapser,
         }
     }
 

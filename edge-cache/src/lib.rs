@@ -21,6 +21,7 @@
 //! - `hop_by_hop` — connection-specific fields removed from relayed messages
 //! - `storage` — the cache's layout in the store and every store-key namespace
 //! - `l1` — decoded values kept in the instance's memory, bounded by bytes
+//! - `collapse` — concurrent misses of one key wait for one fill
 //! - `entry` — the byte format of a stored entry and a Vary index
 //! - `invalidation` — purge scopes and their times: O(1) purges
 //! - `vary` — secondary keys from `Vary`
@@ -44,6 +45,7 @@ pub mod answer;
 pub mod breaker;
 pub mod cache_control;
 pub mod cache_status;
+pub mod collapse;
 pub mod conditional;
 pub mod config;
 pub mod edge;

@@ -18,6 +18,7 @@ use crate::answer::{
 use crate::breaker::Fallback;
 use crate::cache_control::CacheDirectives;
 use crate::cache_status::{CacheStatus, Forward};
+use crate::collapse::{Collapser, Turn};
 use crate::config::ForwardingTrust;
 use crate::exchange::Exchange;
 use crate::forwarding::{client_response_headers, origin_request_headers};
@@ -59,6 +60,9 @@ pub struct EdgeCache<'a, S, O, C> {
     pub trust: ForwardingTrust,
     /// The instance's first tier (`None`: every lookup reads the store).
     pub l1: Option<&'a L1>,
+    /// The instance's flights of concurrent misses (`None`: no collapsing,
+    /// as where an instance serves one request).
+    pub collapser: Option<&'a Collapser>,
 }
 
 /// An origin response with the times §4.2.3 needs.
@@ -223,10 +227,7 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
             Ok(Lookup::Miss(forward, detail)) => {
                 let mut status = CacheStatus::forward(forward);
                 status.detail = detail.map(str::to_owned);
-                return (
-                    self.fetch(&exchange, status, Storing::IfStorable).await,
-                    None,
-                );
+                return (self.fill(&mut exchange, status).await, None);
             }
             Err(_) => {
                 // Store unavailable: fail open to the origin, store nothing.
@@ -270,6 +271,36 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
             return (only_if_cached(), None);
         }
         (self.revalidate(&exchange, found).await, None)
+    }
+
+    /// Fills a miss, one fetch per key at a time within the instance:
+    /// concurrent misses of the key wait for the first one's fill and are
+    /// answered from it, or fetch for themselves if it stored nothing.
+    async fn fill(&self, exchange: &mut Exchange<'_>, mut status: CacheStatus) -> Response {
+        let Some(collapser) = self.collapser else {
+            return self.fetch(exchange, status, Storing::IfStorable).await;
+        };
+        let landing = match collapser.join(&exchange.keyed.key.hash) {
+            Turn::Lead(_flight) => return self.fetch(exchange, status, Storing::IfStorable).await,
+            Turn::Follow(landing) => landing,
+        };
+        landing.await;
+        status.collapsed = true;
+        let lookup = self
+            .storage()
+            .lookup(&exchange.keyed, &exchange.request.headers)
+            .await;
+        if let Ok((Lookup::Found(found), epoch)) = lookup {
+            exchange.epoch = epoch;
+            let control = EffectiveControl::of(&found.headers);
+            let (age, lifetime) = (found.age(self.clock.now()), found.lifetime());
+            if age < lifetime && !found.soft_purged && !control.directives.has("no-cache") {
+                let mut hit = CacheStatus::hit(seconds(lifetime) - seconds(age));
+                hit.collapsed = true;
+                return serve_stored(&exchange.request, &found, age, &hit);
+            }
+        }
+        self.fetch(exchange, status, Storing::IfStorable).await
     }
 
     /// Revalidates a stale entry (§4.3): a `304` refreshes it, a full answer
@@ -448,7 +479,9 @@ mod tests {
     use crate::invalidation::{PurgeKind, PurgeTimes};
     use crate::purge_api::PurgeSettings;
     use crate::storage::unix_us;
-    use crate::test_support::{FakeClock, FakeOrigin, MemStore, block_on};
+    use crate::test_support::{
+        FakeClock, FakeOrigin, GatedOrigin, MemStore, block_on, run_together,
+    };
     use crate::vary::MAX_VARIANTS;
 
     fn edge<'a>(
@@ -457,6 +490,15 @@ mod tests {
         origin: &'a FakeOrigin,
         clock: &'a FakeClock,
     ) -> EdgeCache<'a, MemStore, FakeOrigin, FakeClock> {
+        edge_over(rules, store, origin, clock)
+    }
+
+    fn edge_over<'a, O: Origin>(
+        rules: &'a CacheRules,
+        store: &'a MemStore,
+        origin: &'a O,
+        clock: &'a FakeClock,
+    ) -> EdgeCache<'a, MemStore, O, FakeClock> {
         EdgeCache {
             rules: Some(rules),
             purge: None,
@@ -466,6 +508,7 @@ mod tests {
             grace: Duration::ZERO,
             trust: ForwardingTrust::default(),
             l1: None,
+            collapser: None,
         }
     }
 
@@ -815,7 +858,11 @@ mod tests {
         store.reads.borrow_mut().clear();
         // … later ones read the epoch and nothing else.
         let (response, _) = block_on(edge.handle(get("/a", &[])));
-        assert!(status_of(&response).contains("hit"), "{}", status_of(&response));
+        assert!(
+            status_of(&response).contains("hit"),
+            "{}",
+            status_of(&response)
+        );
         assert_eq!(*store.reads.borrow(), ["p:epoch"]);
         assert_eq!(origin.calls.get(), 1);
     }
@@ -853,7 +900,57 @@ mod tests {
         );
         // … and the other finds that fill in the store, not its own copy.
         let (response, _) = block_on(second.handle(get("/a", &[])));
-        assert!(status_of(&response).contains("hit"), "{}", status_of(&response));
+        assert!(
+            status_of(&response).contains("hit"),
+            "{}",
+            status_of(&response)
+        );
         assert_eq!(origin.calls.get(), 2);
+    }
+
+    #[test]
+    fn concurrent_misses_of_one_key_wait_for_one_fetch() {
+        let rules = CacheRules::default();
+        let store = MemStore::default();
+        let origin = GatedOrigin::new(ok("max-age=60", "filled"));
+        let clock = clock();
+        let collapser = Collapser::default();
+        let edge = EdgeCache {
+            collapser: Some(&collapser),
+            ..edge_over(&rules, &store, &origin, &clock)
+        };
+        let requests = (0..100).map(|_| edge.handle(get("/hot", &[]))).collect();
+        let answers = run_together(requests, 10, |_| origin.open.set(true));
+        assert_eq!(origin.calls.get(), 1, "one fetch for 100 concurrent misses");
+        let collapsed = answers
+            .iter()
+            .filter(|(response, _)| {
+                status_of(response).contains("; hit") && status_of(response).contains("collapsed")
+            })
+            .count();
+        assert_eq!(collapsed, 99);
+        assert!(
+            answers
+                .iter()
+                .all(|(response, _)| response.body == b"filled")
+        );
+        assert_eq!(collapser.in_flight(), 0);
+    }
+
+    #[test]
+    fn waiters_of_an_uncacheable_fill_fetch_for_themselves() {
+        let rules = CacheRules::default();
+        let store = MemStore::default();
+        let origin = GatedOrigin::new(ok("private", "mine"));
+        let clock = clock();
+        let collapser = Collapser::default();
+        let edge = EdgeCache {
+            collapser: Some(&collapser),
+            ..edge_over(&rules, &store, &origin, &clock)
+        };
+        let requests = (0..3).map(|_| edge.handle(get("/me", &[]))).collect();
+        let answers = run_together(requests, 10, |_| origin.open.set(true));
+        assert_eq!(origin.calls.get(), 3);
+        assert!(answers.iter().all(|(response, _)| response.status == 200));
     }
 }

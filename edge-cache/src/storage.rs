@@ -253,7 +253,10 @@ impl<S: Store, C: Clock> CacheStorage<'_, S, C> {
         if let Some(l1) = self.l1 {
             match &written {
                 // Fetched after the epoch was read: valid against it.
-                Ok(()) => l1.put(key, Rc::new(Cached::new(value, body.to_vec(), epoch.clone()))),
+                Ok(()) => l1.put(
+                    key,
+                    Rc::new(Cached::new(value, body.to_vec(), epoch.clone())),
+                ),
                 Err(_) => l1.remove(key),
             }
         }
@@ -289,8 +292,15 @@ impl<S: Store, C: Clock> CacheStorage<'_, S, C> {
             lifetime_ms: fetch.lifetime.map_or(0, |l| l.as_millis() as u64),
             tags: surrogate_keys(fetch.headers),
         };
-        self.write(keyed, request_headers, fetch.headers, meta, fetch.body, epoch)
-            .await
+        self.write(
+            keyed,
+            request_headers,
+            fetch.headers,
+            meta,
+            fetch.body,
+            epoch,
+        )
+        .await
     }
 
     /// Writes `meta` and `body` for `keyed`, as a variant when the

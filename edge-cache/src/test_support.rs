@@ -35,6 +35,66 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
     }
 }
 
+/// Runs `futures` to completion together on one thread, polling each in
+/// turn as an instance interleaves its requests; `between_rounds` runs
+/// after every round (with its number), e.g. to open a gate. Panics if
+/// they are not all done after `max_rounds`.
+pub fn run_together<F: Future>(
+    futures: Vec<F>,
+    max_rounds: usize,
+    mut between_rounds: impl FnMut(usize),
+) -> Vec<F::Output> {
+    let mut futures: Vec<_> = futures.into_iter().map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    let mut context = Context::from_waker(Waker::noop());
+    for round in 0..max_rounds {
+        for (future, output) in futures.iter_mut().zip(outputs.iter_mut()) {
+            if output.is_none()
+                && let Poll::Ready(value) = future.as_mut().poll(&mut context)
+            {
+                *output = Some(value);
+            }
+        }
+        if outputs.iter().all(Option::is_some) {
+            return outputs.into_iter().flatten().collect();
+        }
+        between_rounds(round);
+    }
+    panic!("futures still pending after {max_rounds} rounds");
+}
+
+/// An origin whose answers wait until `open` is set (counting requests).
+pub struct GatedOrigin {
+    pub calls: Cell<usize>,
+    pub open: Cell<bool>,
+    answer: Response,
+}
+
+impl GatedOrigin {
+    pub fn new(answer: Response) -> Self {
+        GatedOrigin {
+            calls: Cell::new(0),
+            open: Cell::new(false),
+            answer,
+        }
+    }
+}
+
+impl Origin for GatedOrigin {
+    async fn send(&self, _request: OriginRequest) -> Result<Response, OriginFailure> {
+        self.calls.set(self.calls.get() + 1);
+        std::future::poll_fn(|_| {
+            if self.open.get() {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await;
+        Ok(self.answer.clone())
+    }
+}
+
 /// An in-memory store; while `broken`, every operation fails.
 #[derive(Default)]
 pub struct MemStore {
