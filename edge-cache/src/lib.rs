@@ -12,6 +12,7 @@
 //! - `config` — the edge's settings, parsed from Spin variables
 //! - `request_flow` — the pipeline: route, key, look up, decide, fetch, store, answer
 //! - `exchange` — one cacheable request keyed once under its rule
+//! - `pass` — requests passed through unstored; unsafe methods' invalidations
 //! - `purge_api` — the purge endpoint and `PURGE` method, checked from the head first
 //! - `purge` — purge body parsing, validation and bearer-token check
 //! - `rules` — the JSON cache rules and which rule a path falls under
@@ -63,6 +64,7 @@ pub mod l1;
 pub mod origin_failure;
 pub mod origin_guard;
 pub mod origin_slots;
+pub mod pass;
 pub mod purge;
 pub mod purge_api;
 pub mod request_flow;

@@ -1,0 +1,77 @@
+//! Requests the cache passes through without storing: bypassed paths and
+//! a broken rules file (forwarded whole, less the edge-owned fields), and
+//! unsafe methods, whose non-error answers invalidate what they name
+//! (RFC 9111 §4.4).
+
+use http::{HeaderMap, Method};
+
+use crate::answer::{error_response, finish, strip_edge_only};
+use crate::breaker::Fallback;
+use crate::cache_status::{CacheStatus, Forward};
+use crate::forwarding::{client_response_headers, origin_request_headers};
+use crate::key::build_key;
+use crate::request_flow::EdgeCache;
+use crate::rules::CacheRules;
+use crate::seams::{ClientRequest, Clock, Origin, OriginRequest, Response, Store};
+use crate::target::invalidated_targets;
+
+impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
+    /// Forwards a request unchanged (apart from forwarding fields).
+    pub(crate) async fn pass(&self, request: &ClientRequest, mut status: CacheStatus) -> Response {
+        let origin_request = OriginRequest {
+            method: request.method.clone(),
+            target: request.path_and_query.clone(),
+            headers: origin_request_headers(&request.headers, &request.connection, self.trust),
+            body: request.body.clone(),
+            fallback: Fallback::Nothing,
+        };
+        match self.origin.send(origin_request).await {
+            Ok(response) => {
+                status.fwd_status = Some(response.status);
+                let mut headers = client_response_headers(&response.headers);
+                strip_edge_only(&mut headers);
+                let is_head = request.method == Method::HEAD;
+                finish(
+                    response.status,
+                    headers,
+                    response.body,
+                    None,
+                    &status,
+                    is_head,
+                )
+            }
+            Err(failure) => error_response(&failure, &status),
+        }
+    }
+
+    /// Unsafe methods go through; a non-error answer invalidates the target
+    /// URI and same-host `Location`/`Content-Location` (RFC 9111 §4.4).
+    pub(crate) async fn pass_unsafe(
+        &self,
+        request: &ClientRequest,
+        rules: &CacheRules,
+    ) -> Response {
+        let status = CacheStatus::forward(Forward::Bypass).with_detail("method");
+        let response = self.pass(request, status).await;
+        // Every method but the safe ones is unsafe, unknown ones included
+        // (RFC 9110 §9.2.1, RFC 9111 §4.4).
+        let unsafe_method = !matches!(request.method.as_str(), "OPTIONS" | "TRACE");
+        // Edge-made errors (502/504) are >= 400 too, so they never invalidate.
+        if unsafe_method && response.status < 400 {
+            let connection = &request.connection;
+            let host = connection.host.as_deref().unwrap_or_default();
+            let targets = invalidated_targets(
+                &request.path_and_query,
+                &response.headers,
+                &connection.scheme,
+                host,
+            );
+            for target in targets {
+                let rule = rules.for_target(&target);
+                let keyed = build_key(&connection.scheme, host, &target, &HeaderMap::new(), rule);
+                let _ = self.storage().invalidate_url(&keyed).await;
+            }
+        }
+        response
+    }
+}
