@@ -165,6 +165,27 @@ impl CacheDirectives {
         result
     }
 
+    /// Whether `name` is present without field names: `no-cache` or
+    /// `private` for the whole response, not `no-cache="a"` (§5.2.2.4,
+    /// §5.2.2.7).
+    pub fn has_unqualified(&self, name: &str) -> bool {
+        self.field_names(name).is_some_and(|names| names.is_empty())
+    }
+
+    /// The fields named by `no-cache="…"` and `private="…"`: a shared cache
+    /// may store the response, but not these fields (RFC 9111 §5.2.2.4,
+    /// §5.2.2.7).
+    pub fn unshared_fields(&self) -> Vec<String> {
+        let mut names: Vec<String> = ["no-cache", "private"]
+            .into_iter()
+            .filter_map(|directive| self.field_names(directive))
+            .flatten()
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
     /// Field names qualifying `no-cache="…"` / `private="…"`; an empty list
     /// when the directive is present without a value.
     pub fn field_names(&self, name: &str) -> Option<Vec<String>> {
@@ -431,5 +452,15 @@ mod tests {
         let cc = CacheDirectives::parse(",,, ;;; , max-age=5 , (bad) ,");
         assert_eq!(cc.seconds("max-age"), Some(Seconds::Valid(5)));
         assert!(CacheDirectives::parse("").is_empty());
+    }
+
+    #[test]
+    fn field_qualified_no_cache_and_private_name_what_is_not_shared() {
+        let cc = CacheDirectives::parse(r#"max-age=60, no-cache="Set-Cookie, x-a", private="x-b""#);
+        assert!(!cc.has_unqualified("no-cache") && !cc.has_unqualified("private"));
+        assert_eq!(cc.unshared_fields(), ["set-cookie", "x-a", "x-b"]);
+        let whole = CacheDirectives::parse("no-cache, private");
+        assert!(whole.has_unqualified("no-cache") && whole.has_unqualified("private"));
+        assert!(whole.unshared_fields().is_empty());
     }
 }

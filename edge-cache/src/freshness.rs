@@ -64,7 +64,7 @@ impl EffectiveControl {
     /// (`must-revalidate`, `proxy-revalidate`, `no-cache`).
     pub fn forbids_stale(&self) -> bool {
         let d = &self.directives;
-        d.has("must-revalidate") || d.has("proxy-revalidate") || d.has("no-cache")
+        d.has("must-revalidate") || d.has("proxy-revalidate") || d.has_unqualified("no-cache")
     }
 
     /// RFC 5861 `stale-while-revalidate` window.

@@ -182,7 +182,7 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
         let must_validate = demand.must_validate(age) || found.soft_purged;
         let fresh = age < lifetime
             && !must_validate
-            && !control.directives.has("no-cache")
+            && !control.directives.has_unqualified("no-cache")
             && demand.accepts_fresh(age, lifetime);
         if fresh {
             let status = CacheStatus::hit(seconds(lifetime) - seconds(age));
@@ -234,7 +234,8 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
             exchange.epoch = epoch;
             let control = EffectiveControl::of(&found.headers);
             let (age, lifetime) = (found.age(self.clock.now()), found.lifetime());
-            if age < lifetime && !found.soft_purged && !control.directives.has("no-cache") {
+            let reusable = !found.soft_purged && !control.directives.has_unqualified("no-cache");
+            if age < lifetime && reusable {
                 let mut hit = CacheStatus::hit(seconds(lifetime) - seconds(age));
                 hit.collapsed = true;
                 return serve_stored(&exchange.request, &found, age, &hit);

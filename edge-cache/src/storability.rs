@@ -96,9 +96,9 @@ pub fn check_storable(
     if d.has("no-store") && !must_understand {
         return Err(NotStorable::NoStore);
     }
-    // `private` with or without field names: the whole response is private
-    // to us (storing it minus the named fields is allowed but rarely useful).
-    if d.has("private") {
+    // `private` alone makes the whole response private; `private="a"` only
+    // field `a`, which storing leaves out (§5.2.2.7).
+    if d.has_unqualified("private") {
         return Err(NotStorable::Private);
     }
     if request_has_authorization
@@ -197,10 +197,11 @@ mod tests {
             ),
             (
                 200,
+                // Only the named field is private: stored without it.
                 vec![("cache-control", "private=\"x-user\", max-age=60")],
                 false,
                 true,
-                Err(Private),
+                Ok(()),
             ),
             (
                 200,

@@ -23,7 +23,7 @@ use http::HeaderMap;
 
 use crate::cache_status::Forward;
 use crate::entry::{self, EntryMeta, StoredValue, VaryIndex};
-use crate::freshness::current_age;
+use crate::freshness::{EffectiveControl, current_age};
 use crate::header_list::{from_pairs, to_pairs};
 use crate::invalidation::{
     PurgeKind, PurgeTimes, Validity, all_scope, prefix_scopes, tag_scope, url_scope,
@@ -281,6 +281,14 @@ impl<S: Store, C: Clock> CacheStorage<'_, S, C> {
         let mut stored_headers = fetch.headers.clone();
         for name in NOT_STORED_HEADERS {
             stored_headers.remove(name);
+        }
+        // `private="a"` / `no-cache="a"`: the response is shared, these
+        // fields are not.
+        for name in EffectiveControl::of(fetch.headers)
+            .directives
+            .unshared_fields()
+        {
+            stored_headers.remove(name.as_str());
         }
         let meta = EntryMeta {
             key: keyed.key.canonical.clone(),

@@ -294,3 +294,34 @@ async fn max_stale_takes_a_stale_answer_and_only_if_cached_never_asks_the_origin
     );
     assert_eq!(origin.received_requests().await.unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn field_qualified_private_and_no_cache_store_the_response_without_those_fields() {
+    let origin = MockServer::start().await;
+    Mock::given(path("/greeting"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header(
+                    "cache-control",
+                    r#"max-age=60, private="x-user", no-cache="x-session""#,
+                )
+                .insert_header("x-user", "alice")
+                .insert_header("x-session", "s1")
+                .insert_header("x-shared", "yes")
+                .set_body_string("hello"),
+        )
+        .expect(1)
+        .mount(&origin)
+        .await;
+    let edge = Edge::start(EdgeSetup::origin(&origin.uri())).await.unwrap();
+    let first = edge.fetch("/greeting").await.unwrap();
+    assert_eq!(
+        first.headers["x-user"], "alice",
+        "the fetching client gets it"
+    );
+    let second = edge.fetch("/greeting").await.unwrap();
+    assert!(second.hit(), "{}", second.cache_status);
+    assert!(second.headers.get("x-user").is_none());
+    assert!(second.headers.get("x-session").is_none());
+    assert_eq!(second.headers["x-shared"], "yes");
+}
