@@ -93,12 +93,7 @@ fn variable(name: &'static str) -> Option<String> {
 /// Loads the rules file; a broken one is reported (once per distinct
 /// error, remembered in the store) and the edge proxies without caching.
 async fn load_rules(config: &EdgeConfig, store: &SpinStore) -> Option<CacheRules> {
-    let Some(path) = &config.cache_rules_path else {
-        return Some(CacheRules::default());
-    };
-    let parsed = std::fs::read_to_string(path)
-        .map_err(|e| format!("cache rules: {path}: {e}"))
-        .and_then(|text| CacheRules::parse(&text).map_err(|e| format!("{path}: {e}")));
+    let parsed = CacheRules::load(&config.cache_rules, |path| std::fs::read_to_string(path));
     match parsed {
         Ok(rules) => Some(rules),
         Err(message) => {

@@ -25,8 +25,8 @@ use spin_sdk::wasip3::http::types::{ErrorCode, RequestOptions};
 use spin_sdk::wasip3::http_compat::RequestOptionsExtension;
 
 use edge_cache::answer::body_too_large;
-use edge_cache::config::{EdgeConfig, OriginAddress, VARIABLES};
 use edge_cache::collapse::Collapser;
+use edge_cache::config::{EdgeConfig, OriginAddress, VARIABLES};
 use edge_cache::edge::{Edge, NamedOrigin};
 use edge_cache::l1::{L1, l1_for};
 use edge_cache::origin_failure::OriginFailure;
@@ -89,12 +89,7 @@ async fn instance() -> Result<Rc<Instance>, String> {
 /// Reads and parses the rules file; a broken one is logged (once per
 /// instance) and the edge proxies without caching.
 fn load_rules(config: &EdgeConfig) -> Option<CacheRules> {
-    let Some(path) = &config.cache_rules_path else {
-        return Some(CacheRules::default());
-    };
-    let parsed = std::fs::read_to_string(path)
-        .map_err(|e| format!("cache rules: {path}: {e}"))
-        .and_then(|text| CacheRules::parse(&text).map_err(|e| format!("{path}: {e}")));
+    let parsed = CacheRules::load(&config.cache_rules, |path| std::fs::read_to_string(path));
     match parsed {
         Ok(rules) => Some(rules),
         Err(message) => {

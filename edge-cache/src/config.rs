@@ -67,6 +67,34 @@ impl OriginAddress {
     }
 }
 
+/// Where the cache rules come from: the `cache_rules` variable holds a
+/// path in the component's filesystem, or the rules JSON itself. Inline
+/// rules cost no file read, which matters where every request is a fresh
+/// instance (the WASI 0.2 flavour).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RulesSource {
+    /// Empty: the built-in default rule.
+    BuiltIn,
+    /// A path to a JSON rules file.
+    File(String),
+    /// The JSON rules document itself (the value starts with `{`).
+    Inline(String),
+}
+
+impl RulesSource {
+    /// Reads the `cache_rules` value.
+    pub fn of(value: &str) -> Self {
+        let value = value.trim();
+        if value.is_empty() {
+            RulesSource::BuiltIn
+        } else if value.starts_with('{') {
+            RulesSource::Inline(value.to_owned())
+        } else {
+            RulesSource::File(value.to_owned())
+        }
+    }
+}
+
 /// Everything the edge needs to know before it handles a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EdgeConfig {
@@ -79,9 +107,8 @@ pub struct EdgeConfig {
     pub connect_timeout: Duration,
     /// Where requests go when the origin fails (`backup_origin_url`).
     pub backup_origin: Option<OriginAddress>,
-    /// Path (in the component's filesystem) of the JSON cache rules; `None`
-    /// for the built-in default rule.
-    pub cache_rules_path: Option<String>,
+    /// Where the cache rules come from (`cache_rules`).
+    pub cache_rules: RulesSource,
     /// The key-value store label (default `default`).
     pub store_name: String,
     /// The purge API's path prefix (default `/_edge`).
@@ -243,9 +270,7 @@ impl EdgeConfig {
             }
             _ => None,
         };
-        let cache_rules_path = lookup("cache_rules")
-            .map(|v| v.trim().to_owned())
-            .filter(|v| !v.is_empty());
+        let cache_rules = RulesSource::of(&lookup("cache_rules").unwrap_or_default());
         let store_name = lookup("store_name")
             .map(|v| v.trim().to_owned())
             .filter(|v| !v.is_empty())
@@ -313,7 +338,7 @@ impl EdgeConfig {
             origin_timeout,
             connect_timeout,
             backup_origin,
-            cache_rules_path,
+            cache_rules,
             store_name,
             admin_path,
             purge_token,
@@ -412,7 +437,7 @@ mod tests {
         assert_eq!(c.origin.authority.as_str(), "127.0.0.1:8080");
         assert_eq!(c.origin.target_for("/a?b=1"), "/a?b=1");
         assert_eq!(c.origin_timeout, DEFAULT_ORIGIN_TIMEOUT);
-        assert_eq!(c.cache_rules_path, None);
+        assert_eq!(c.cache_rules, RulesSource::BuiltIn);
         assert_eq!(c.store_name, "default");
         let c = config(&[
             ("origin_url", "http://o"),
@@ -420,7 +445,7 @@ mod tests {
             ("store_name", "edge"),
         ])
         .unwrap();
-        assert_eq!(c.cache_rules_path.as_deref(), Some("/rules/r.json"));
+        assert_eq!(c.cache_rules, RulesSource::File("/rules/r.json".into()));
         assert_eq!(c.store_name, "edge");
         assert_eq!(c.admin_path, "/_edge");
         assert_eq!(c.connect_timeout, DEFAULT_CONNECT_TIMEOUT);
@@ -553,5 +578,18 @@ mod tests {
         let mut listed = VARIABLES.to_vec();
         listed.sort();
         assert_eq!(read, listed);
+    }
+
+    #[test]
+    fn cache_rules_are_a_path_or_the_json_itself() {
+        assert_eq!(RulesSource::of(" "), RulesSource::BuiltIn);
+        assert_eq!(
+            RulesSource::of("/rules/cache-rules.json"),
+            RulesSource::File("/rules/cache-rules.json".into())
+        );
+        assert_eq!(
+            RulesSource::of(r#" {"rules": []} "#),
+            RulesSource::Inline(r#"{"rules": []}"#.into())
+        );
     }
 }

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::config::RulesSource;
 use crate::freshness::FreshnessRule;
 
 /// The value limit of hosted Spin key-value stores; objects above a rule's
@@ -132,6 +133,25 @@ pub struct CacheRules {
 pub struct RulesError(pub String);
 
 impl CacheRules {
+    /// The rules `source` names, reading a file with `read_file`; an error
+    /// names the file (or "inline cache rules") and what is wrong, for one
+    /// log line.
+    pub fn load(
+        source: &RulesSource,
+        read_file: impl FnOnce(&str) -> std::io::Result<String>,
+    ) -> Result<CacheRules, String> {
+        match source {
+            RulesSource::BuiltIn => Ok(CacheRules::default()),
+            RulesSource::Inline(json) => {
+                CacheRules::parse(json).map_err(|e| format!("inline cache rules: {e}"))
+            }
+            RulesSource::File(path) => {
+                let text = read_file(path).map_err(|e| format!("cache rules: {path}: {e}"))?;
+                CacheRules::parse(&text).map_err(|e| format!("{path}: {e}"))
+            }
+        }
+    }
+
     /// Parses and checks a rules file.
     pub fn parse(json: &str) -> Result<Self, RulesError> {
         let doc: RulesDoc = serde_json::from_str(json).map_err(|e| RulesError(e.to_string()))?;
@@ -423,5 +443,35 @@ mod tests {
                 "{pattern} {path}"
             );
         }
+    }
+
+    #[test]
+    fn rules_load_from_the_built_in_rule_a_file_or_inline_json() {
+        let never = |_: &str| -> std::io::Result<String> { panic!("no file is read") };
+        assert_eq!(
+            CacheRules::load(&RulesSource::BuiltIn, never),
+            Ok(CacheRules::default())
+        );
+        let inline =
+            RulesSource::Inline(r#"{"rules": [{"path_prefix": "/a", "bypass": true}]}"#.into());
+        assert!(
+            CacheRules::load(&inline, never)
+                .unwrap()
+                .for_path("/a/b")
+                .bypass
+        );
+        let broken = RulesSource::Inline("{".into());
+        assert!(
+            CacheRules::load(&broken, never)
+                .unwrap_err()
+                .starts_with("inline cache rules:")
+        );
+        let file = RulesSource::File("/rules/x.json".into());
+        let missing = CacheRules::load(&file, |_| Err(std::io::ErrorKind::NotFound.into()));
+        assert!(
+            missing
+                .unwrap_err()
+                .starts_with("cache rules: /rules/x.json:")
+        );
     }
 }

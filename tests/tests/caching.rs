@@ -560,3 +560,24 @@ async fn request_no_cache_forces_revalidation() {
         cache_status(&response)
     );
 }
+
+#[tokio::test]
+async fn cache_rules_can_be_given_inline_in_the_variable() {
+    let origin = MockServer::start().await;
+    Mock::given(path("/private/page"))
+        .respond_with(ResponseTemplate::new(200).insert_header("cache-control", "max-age=60"))
+        .mount(&origin)
+        .await;
+    let rules = r#"{ "rules": [ { "path_prefix": "/private/", "bypass": true } ] }"#;
+    let setup = EdgeSetup::origin(&origin.uri()).variable("cache_rules", rules);
+    let edge = Edge::start(setup).await.unwrap();
+    for _ in 0..2 {
+        let fetched = edge.fetch("/private/page").await.unwrap();
+        assert!(
+            fetched.cache_status.contains("fwd=bypass"),
+            "{}",
+            fetched.cache_status
+        );
+    }
+    assert_eq!(origin.received_requests().await.unwrap().len(), 2);
+}
