@@ -13,10 +13,12 @@ use wasmtime::component::Component;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 /// How many component instances may be alive at once (one per in-flight
-/// request); also sizes the pooling allocator.
+/// request for WASI 0.2; a WASI 0.3 instance serves several); also sizes the
+/// pooling allocator.
 pub const DEFAULT_MAX_INSTANCES: u32 = 256;
 
-/// Creates the engine: async support for `wasi:http`, the pooling allocator
+/// Creates the engine: async support for `wasi:http` (and the component
+/// model's async, which WASI 0.3 components need), the pooling allocator
 /// for cheap per-request instantiation (falling back to on-demand allocation
 /// where the machine refuses the address-space reservation).
 pub fn new_engine(max_instances: u32) -> anyhow::Result<Engine> {
@@ -41,6 +43,7 @@ pub fn new_engine(max_instances: u32) -> anyhow::Result<Engine> {
 fn base_config() -> Config {
     let mut config = Config::new();
     config.wasm_component_model(true);
+    config.wasm_component_model_async(true);
     // Guests yield at each epoch tick: see `limits::EPOCH_TICK`.
     config.epoch_interruption(true);
     config

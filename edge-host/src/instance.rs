@@ -1,7 +1,9 @@
 //! What a component instance is given: each component's capabilities,
 //! resolved at start-up ([`ComponentContext`]), and the data of one
-//! request's `Store` ([`RequestState`]), which composes WASI, `wasi:http`
-//! and each capability's instance state, as the linker reaches them.
+//! instance's `Store` ([`RequestState`]), which composes WASI, `wasi:http`
+//! and each capability's instance state, as the linker reaches them. A WASI
+//! 0.2 instance serves one request, a WASI 0.3 instance many
+//! ([`crate::reuse`]); both get the same state and the same linker.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -35,7 +37,8 @@ pub struct ComponentContext {
     pub environment: BTreeMap<String, String>,
 }
 
-/// The `T` of each request's `Store<T>`.
+/// The `T` of each instance's `Store<T>`: one request's, for a WASI 0.2
+/// component; the requests a reused instance serves, for a WASI 0.3 one.
 pub struct RequestState {
     wasi: WasiCtx,
     http: WasiHttpCtx,
@@ -47,21 +50,24 @@ pub struct RequestState {
     pub(crate) limits: InstanceLimiter,
 }
 
-/// A linker with every interface this host gives a component: WASI 0.2,
-/// `wasi:http` (outgoing through [`OutboundHooks`]), Spin key-value and
-/// variables.
+/// A linker with every interface this host gives a component: WASI 0.2
+/// and 0.3, `wasi:http` 0.2 and 0.3 (outgoing through [`OutboundHooks`] in
+/// both), Spin key-value and variables (2.0.0 and 3.0.0). A WASI 0.3
+/// component built with Rust's `std` imports WASI 0.2 interfaces too.
 pub fn linker(engine: &Engine) -> anyhow::Result<Linker<RequestState>> {
     let mut linker = Linker::<RequestState>::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+    wasmtime_wasi::p3::add_to_linker(&mut linker)?;
+    wasmtime_wasi_http::p3::add_to_linker(&mut linker)?;
     key_value::host::add_to_linker(&mut linker, |state| &mut state.key_value)?;
     variables::add_to_linker(&mut linker, |state| &mut state.variables)?;
     Ok(linker)
 }
 
 impl RequestState {
-    /// Fresh state for one request to `component`, whose instance may grow
-    /// its memory to `max_memory_bytes`.
+    /// Fresh state for an instance of `component`, which may grow its
+    /// memory to `max_memory_bytes`.
     pub fn new(component: &ComponentContext, max_memory_bytes: usize) -> anyhow::Result<Self> {
         let mut wasi = WasiCtx::builder();
         wasi.stdout(GuestLog::new(component.id.clone(), GuestStream::Stdout))

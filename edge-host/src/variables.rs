@@ -1,6 +1,8 @@
-//! Spin variables (`fermyon:spin/variables@2.0.0`): application variables
-//! resolved from providers, the component variables templated over them,
-//! and the host side of the interface that lets an instance read its own.
+//! Spin variables (`fermyon:spin/variables@2.0.0` for WASI 0.2 components,
+//! `spin:variables/variables@3.0.0` for WASI 0.3 ones): application
+//! variables resolved from providers, the component variables templated over
+//! them, and the host side of the interface that lets an instance read its
+//! own.
 //!
 //! Precedence, highest first (as `spin up`): `--variable NAME=VALUE`, the
 //! environment (`SPIN_VARIABLE_<NAME>`), the manifest's `default`. A
@@ -10,7 +12,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use wasmtime::component::{HasSelf, Linker};
+use wasmtime::component::{Accessor, HasData, HasSelf, Linker};
 
 use crate::manifest::{VariableDoc, check_variable_name};
 
@@ -23,6 +25,16 @@ mod bindings {
 }
 
 use bindings::fermyon::spin::variables as wit;
+
+mod bindings_v3 {
+    wasmtime::component::bindgen!({
+        path: "wit",
+        world: "edge-host:host/variables-v3-imports",
+        imports: { default: async | store | trappable },
+    });
+}
+
+use bindings_v3::spin::variables::variables as wit_v3;
 
 /// Environment prefix Spin's environment provider reads.
 pub const ENV_PREFIX: &str = "SPIN_VARIABLE_";
@@ -179,26 +191,65 @@ impl ComponentVariables {
     }
 }
 
-/// Adds `fermyon:spin/variables` to `linker`; `state` finds an instance's
-/// [`ComponentVariables`] in its store data.
+/// Adds `fermyon:spin/variables@2.0.0` and `spin:variables/variables@3.0.0`
+/// to `linker`; `state` finds an instance's [`ComponentVariables`] in its
+/// store data.
 pub fn add_to_linker<T: Send + 'static>(
     linker: &mut Linker<T>,
     state: fn(&mut T) -> &mut ComponentVariables,
 ) -> anyhow::Result<()> {
     bindings::VariablesImports::add_to_linker::<_, HasSelf<_>>(linker, state)?;
+    bindings_v3::VariablesV3Imports::add_to_linker::<_, ComponentVariables>(linker, state)?;
     Ok(())
+}
+
+/// Why a variable cannot be read, in either generation's terms.
+enum Unreadable {
+    InvalidName(String),
+    Undefined(String),
+}
+
+impl ComponentVariables {
+    /// The value of `name`, as both generations of the interface define it.
+    fn lookup(&self, name: String) -> Result<String, Unreadable> {
+        if check_variable_name(&name).is_err() {
+            return Err(Unreadable::InvalidName(name));
+        }
+        self.0
+            .get(&name)
+            .cloned()
+            .ok_or(Unreadable::Undefined(name))
+    }
 }
 
 impl wit::Host for ComponentVariables {
     async fn get(&mut self, name: String) -> wasmtime::Result<Result<String, wit::Error>> {
-        if check_variable_name(&name).is_err() {
-            return Ok(Err(wit::Error::InvalidName(name)));
-        }
-        Ok(self
-            .0
-            .get(&name)
-            .cloned()
-            .ok_or(wit::Error::Undefined(name)))
+        Ok(self.lookup(name).map_err(|error| match error {
+            Unreadable::InvalidName(name) => wit::Error::InvalidName(name),
+            Unreadable::Undefined(name) => wit::Error::Undefined(name),
+        }))
+    }
+}
+
+/// The 3.0.0 interface reaches an instance's [`ComponentVariables`] through
+/// the store's accessor.
+impl HasData for ComponentVariables {
+    type Data<'a> = &'a mut ComponentVariables;
+}
+
+impl wit_v3::Host for ComponentVariables {}
+
+impl<T> wit_v3::HostWithStore<T> for ComponentVariables {
+    /// A map lookup: the store is held for that only, never across an await.
+    async fn get(
+        accessor: &Accessor<T, Self>,
+        name: String,
+    ) -> wasmtime::Result<Result<String, wit_v3::Error>> {
+        let value = accessor.with(|mut access| access.get().lookup(name));
+        Ok(value.map_err(|error| match error {
+            Unreadable::InvalidName(name) => wit_v3::Error::InvalidName(name),
+            Unreadable::Undefined(name) => wit_v3::Error::Undefined(name),
+        }))
     }
 }
 
