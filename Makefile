@@ -5,9 +5,9 @@
 .PHONY: wasm build up test lint fmt bench bench-quick
 
 # Both flavours of the edge component (WASI 0.2 and 0.3), and the
-# misbehaving one edge-host's limit tests run.
+# misbehaving ones (WASI 0.2 and 0.3) edge-host's limit and reuse tests run.
 wasm:
-	scripts/build-wasm edge-cache-p2 edge-cache-p3 misbehaving-component
+	scripts/build-wasm edge-cache-p2 edge-cache-p3 misbehaving-component misbehaving-component-p3
 
 build: wasm
 	cargo build --release -p edge-host -p origin

@@ -8,7 +8,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context as _, anyhow, bail};
+use tokio::sync::Semaphore;
+use wasmtime_wasi_http::handler::{self, ProxyHandler};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p3::bindings::ServicePre;
 
 use crate::engine::{DEFAULT_MAX_INSTANCES, default_cache_dir, load_component, new_engine};
 use crate::files::FileMounts;
@@ -17,6 +20,7 @@ use crate::key_value::{AppStores, StoreOverrides, StoreSetupError};
 use crate::limits::{EpochTicker, InstanceLimits};
 use crate::manifest::{Manifest, RouteDoc, SourceDoc};
 use crate::outbound_http::AllowedHosts;
+use crate::reuse::{ComponentHandler, InstanceStats, ReuseOptions, StatsCounters};
 use crate::routes::{RoutePattern, Router};
 use crate::runtime_config::RuntimeConfig;
 use crate::variables::{
@@ -38,18 +42,46 @@ pub struct AppOptions {
     pub cache_dir: Option<PathBuf>,
     /// Maximum concurrent instances (default: [`DEFAULT_MAX_INSTANCES`]).
     pub max_instances: Option<u32>,
-    /// Per-request wall-clock and memory limits (default:
+    /// Per-request wall-clock and per-instance memory limits (default:
     /// [`InstanceLimits::default`]).
     pub limits: Option<InstanceLimits>,
+    /// How WASI 0.3 instances are reused (default: Spin's,
+    /// [`ReuseOptions::default`]).
+    pub reuse: Option<ReuseOptions>,
     /// Store backends supplied by the embedder instead of the runtime
     /// config's (tests inject faults this way).
     pub store_overrides: StoreOverrides,
 }
 
+/// Which `wasi:http` a component exports, and so how it is served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavour {
+    /// WASI 0.2, `wasi:http/incoming-handler@0.2.x`: a fresh instance per
+    /// request.
+    P2,
+    /// WASI 0.3, `wasi:http/handler@0.3.0`: instances reused, several
+    /// requests at once ([`crate::reuse`]).
+    P3,
+}
+
+/// How a component's requests reach an instance.
+pub(crate) enum Serving {
+    /// A fresh instance of this per request.
+    P2(ProxyPre<RequestState>),
+    /// Reused instances.
+    P3 {
+        handler: ProxyHandler<ComponentHandler>,
+        /// Bounds this component's requests in flight (accepted or waiting
+        /// for an instance): reuse never makes the host queue without bound.
+        permits: Semaphore,
+    },
+}
+
 /// A component ready to serve requests.
 pub(crate) struct ServingComponent {
     pub(crate) context: Arc<ComponentContext>,
-    pub(crate) pre: ProxyPre<RequestState>,
+    pub(crate) serving: Serving,
+    pub(crate) stats: Arc<StatsCounters>,
 }
 
 /// A loaded application.
@@ -80,8 +112,11 @@ impl App {
         let app_variables = resolve_application_variables(&manifest.doc.variables, &providers)
             .map_err(|e| anyhow!("{}: {e}", manifest_path.display()))?;
 
-        let engine = new_engine(options.max_instances.unwrap_or(DEFAULT_MAX_INSTANCES))?;
+        let max_instances = options.max_instances.unwrap_or(DEFAULT_MAX_INSTANCES);
+        let engine = new_engine(max_instances)?;
         let linker = instance::linker(&engine)?;
+        let limits = options.limits.unwrap_or_default();
+        let reuse = options.reuse.unwrap_or_default();
 
         let cache_dir = options.cache_dir.clone().unwrap_or_else(default_cache_dir);
         let mut app_stores = AppStores::new(&runtime_config.key_value, &options.store_overrides);
@@ -130,23 +165,57 @@ impl App {
                     "component `{id}` imports something this host does not provide"
                 ))
             })?;
-            let pre = ProxyPre::new(instance_pre).map_err(|e| {
-                anyhow!(e).context(format!(
-                    "component `{id}` does not export wasi:http/incoming-handler@0.2"
-                ))
-            })?;
+            let context = Arc::new(ComponentContext {
+                id: Arc::from(id.as_str()),
+                variables,
+                key_value,
+                allowed_hosts: Arc::new(allowed_hosts),
+                files,
+                environment: doc.environment.clone(),
+            });
+            let stats = Arc::new(StatsCounters::default());
+            // The flavour is what the component exports: WASI 0.3's handler
+            // if it has one, else WASI 0.2's.
+            let serving = match ServicePre::new(instance_pre.clone()) {
+                Ok(service) => {
+                    let handler = ComponentHandler::new(
+                        context.clone(),
+                        handler::ProxyPre::P3(service),
+                        engine.clone(),
+                        limits,
+                        reuse,
+                        stats.clone(),
+                    );
+                    Serving::P3 {
+                        handler: ProxyHandler::new(handler),
+                        // Never more requests in flight than instances the
+                        // pool holds: even if each took its own instance
+                        // (all of them busy computing), none would fail to
+                        // get one for want of a slot.
+                        permits: Semaphore::new(max_instances as usize),
+                    }
+                }
+                Err(_) => Serving::P2(ProxyPre::new(instance_pre).map_err(|e| {
+                    anyhow!(e).context(format!(
+                        "component `{id}` exports neither wasi:http/handler@0.3.0 \
+                         nor wasi:http/incoming-handler@0.2"
+                    ))
+                })?),
+            };
+            tracing::debug!(
+                component = id.as_str(),
+                "serving as {}",
+                match serving {
+                    Serving::P2(_) => "WASI 0.2: an instance per request",
+                    Serving::P3 { .. } => "WASI 0.3: instances reused",
+                }
+            );
 
             component_index.insert(id.clone(), components.len());
             components.push(ServingComponent {
-                context: Arc::new(ComponentContext {
-                    id: Arc::from(id.as_str()),
-                    variables,
-                    key_value,
-                    allowed_hosts: Arc::new(allowed_hosts),
-                    files,
-                    environment: doc.environment.clone(),
-                }),
-                pre,
+                context,
+                serving,
+                stats,
             });
         }
 
@@ -165,7 +234,7 @@ impl App {
             .collect();
         Ok(App {
             name: manifest.doc.application.name.clone(),
-            limits: options.limits.unwrap_or_default(),
+            limits,
             _ticker: EpochTicker::start(&engine),
             router: Router::new(routes),
             components,
@@ -175,5 +244,30 @@ impl App {
     /// The application's name from the manifest.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// How the component `id` is served, if the manifest has it.
+    pub fn flavour(&self, id: &str) -> Option<Flavour> {
+        self.components
+            .iter()
+            .find(|component| &*component.context.id == id)
+            .map(ServingComponent::flavour)
+    }
+
+    /// What the instances of every component have done so far.
+    pub fn instance_stats(&self) -> InstanceStats {
+        self.components
+            .iter()
+            .map(|component| component.stats.snapshot())
+            .fold(InstanceStats::default(), |sum, stats| sum + stats)
+    }
+}
+
+impl ServingComponent {
+    pub(crate) fn flavour(&self) -> Flavour {
+        match self.serving {
+            Serving::P2(_) => Flavour::P2,
+            Serving::P3 { .. } => Flavour::P3,
+        }
     }
 }

@@ -13,6 +13,7 @@
 //! - [`instance`]: what an instance is given: component context, request store data, linker.
 //! - [`engine`]: the wasmtime engine and the cache of compiled components.
 //! - [`limits`]: each instance's time and memory limits.
+//! - [`reuse`]: WASI 0.3 instance reuse: the handler state, its flags, instance counts.
 //! - [`server`]: the HTTP trigger: accepts, routes, runs an instance per request, answers failures.
 //! - [`routes`]: route patterns and matching (exact beats prefix, longest prefix wins).
 //! - [`connection`]: per-connection header and keep-alive timeouts, the connection cap.
@@ -32,11 +33,13 @@ pub mod limits;
 pub mod manifest;
 pub mod outbound_http;
 pub mod request_body;
+pub mod reuse;
 pub mod routes;
 pub mod runtime_config;
 pub mod server;
 pub mod variables;
 
-pub use app::{App, AppOptions};
+pub use app::{App, AppOptions, Flavour};
 pub use limits::InstanceLimits;
+pub use reuse::{InstanceStats, ReuseOptions};
 pub use server::{ServerOptions, serve, serve_with};

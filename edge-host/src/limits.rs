@@ -1,13 +1,20 @@
-//! What one request's component instance may use: wall-clock time and
-//! linear memory. A component that loops or allocates without end is
-//! stopped, its request gets a 500, and the host goes on serving.
+//! What a component instance may use: wall-clock time and linear memory. A
+//! component that loops or allocates without end is stopped, its request
+//! gets a 500, and the host goes on serving.
+//!
+//! A WASI 0.2 instance serves one request, so its limits are that
+//! request's. A WASI 0.3 instance serves many ([`crate::reuse`]): the time
+//! limit still applies to each request, the memory limit to the instance
+//! across all of them (linear memory never shrinks).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use wasmtime::{Engine, EngineWeak, ResourceLimiter, StoreLimits, StoreLimitsBuilder};
+use wasmtime::{
+    Engine, EngineWeak, ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline,
+};
 
 /// Default wall-clock limit per request: room for a primary and a backup
 /// origin at their default timeouts, with margin.
@@ -21,13 +28,16 @@ pub const DEFAULT_MAX_MEMORY_BYTES: usize = 128 << 20;
 /// that never calls the host (a busy loop) and keeps other requests served.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
-/// Limits for each request's instance.
+/// Limits for each instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InstanceLimits {
     /// From the start of the request until the instance finishes, including
-    /// work after the response (a `stale-while-revalidate` refresh).
+    /// work after the response (a `stale-while-revalidate` refresh). For a
+    /// reused instance: each request's, and the bound on the work after the
+    /// last response.
     pub request_timeout: Duration,
-    /// Linear memory an instance may grow to.
+    /// Linear memory an instance may grow to, over all the requests it
+    /// serves.
     pub max_memory_bytes: usize,
 }
 
@@ -40,13 +50,35 @@ impl Default for InstanceLimits {
     }
 }
 
-/// An instance's memory limit: wasmtime's [`StoreLimits`], which also
-/// remembers whether it refused memory, so the host can tell a client its
-/// request was stopped by the memory limit without showing it the trap.
+/// An instance's memory limit: wasmtime's [`StoreLimits`] (a synchronous
+/// limiter: an async one would hold a WASI 0.3 instance's store while it
+/// runs), which also remembers whether it refused memory, so the host can
+/// tell a client its request was stopped by the memory limit without
+/// showing it the trap, and how large the instance's memory has grown, so a
+/// reused instance can be retired before it reaches the limit.
 pub struct InstanceLimiter {
     inner: StoreLimits,
     max_memory_bytes: usize,
+    usage: MemoryUse,
+}
+
+/// What an instance's limiter has seen, readable from outside its store.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryUse {
     hit: Arc<AtomicBool>,
+    largest: Arc<AtomicUsize>,
+}
+
+impl MemoryUse {
+    /// Whether memory was refused.
+    pub fn limit_hit(&self) -> bool {
+        self.hit.load(Ordering::SeqCst)
+    }
+
+    /// The size of the instance's largest linear memory, in bytes.
+    pub fn largest_memory_bytes(&self) -> usize {
+        self.largest.load(Ordering::Relaxed)
+    }
 }
 
 impl InstanceLimiter {
@@ -60,13 +92,18 @@ impl InstanceLimiter {
                 .trap_on_grow_failure(true)
                 .build(),
             max_memory_bytes,
-            hit: Arc::new(AtomicBool::new(false)),
+            usage: MemoryUse::default(),
         }
     }
 
     /// Set once memory was refused.
     pub fn memory_limit_hit(&self) -> Arc<AtomicBool> {
-        self.hit.clone()
+        self.usage.hit.clone()
+    }
+
+    /// What this limiter sees, shared.
+    pub fn usage(&self) -> MemoryUse {
+        self.usage.clone()
     }
 }
 
@@ -78,15 +115,19 @@ impl ResourceLimiter for InstanceLimiter {
         maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         if desired > self.max_memory_bytes {
-            self.hit.store(true, Ordering::SeqCst);
+            self.usage.hit.store(true, Ordering::SeqCst);
         }
-        self.inner.memory_growing(current, desired, maximum)
+        let allowed = self.inner.memory_growing(current, desired, maximum)?;
+        if allowed {
+            self.usage.largest.fetch_max(desired, Ordering::Relaxed);
+        }
+        Ok(allowed)
     }
 
     fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
         // The allocator could not provide memory within the limit (the
         // pooling allocator's slot is smaller than `--max-memory-mb`).
-        self.hit.store(true, Ordering::SeqCst);
+        self.usage.hit.store(true, Ordering::SeqCst);
         self.inner.memory_grow_failed(error)
     }
 
@@ -114,6 +155,25 @@ impl ResourceLimiter for InstanceLimiter {
     fn memories(&self) -> usize {
         self.inner.memories()
     }
+}
+
+/// Makes running guest code in `store` yield to the async runtime at every
+/// epoch tick, so a time limit can stop a guest that never returns to the
+/// host, and other requests are served meanwhile.
+///
+/// The yield is tokio's, which lets the runtime poll for I/O before the
+/// guest runs again; wasmtime's own yield wakes the task at once, and a
+/// runtime thread running a busy guest would then look for I/O only every
+/// few dozen ticks (tokio's event interval), a delay of most of a second
+/// for everything else on that thread.
+pub fn yield_at_every_tick<T>(store: &mut Store<T>) {
+    store.epoch_deadline_callback(|_| {
+        Ok(UpdateDeadline::YieldCustom(
+            1,
+            Box::pin(tokio::task::yield_now()),
+        ))
+    });
+    store.set_epoch_deadline(1);
 }
 
 /// A thread advancing an engine's epoch every [`EPOCH_TICK`]; stops when

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use edge_host::{App, AppOptions, InstanceLimits, ServerOptions};
+use edge_host::reuse::PerInstance;
+use edge_host::{App, AppOptions, InstanceLimits, ReuseOptions, ServerOptions};
 
 #[derive(Parser)]
 #[command(
@@ -36,14 +37,32 @@ enum Command {
         /// Set an application variable (NAME=VALUE); may be repeated.
         #[arg(long = "variable")]
         variables: Vec<String>,
-        /// Maximum concurrent component instances.
+        /// Maximum concurrent component instances; also the most requests a
+        /// WASI 0.3 component has in flight at once (more wait their turn).
         #[arg(long, default_value_t = edge_host::engine::DEFAULT_MAX_INSTANCES)]
         max_instances: u32,
+        /// WASI 0.3 components: requests one instance serves before it is
+        /// retired; a count or a range (`1..8`) picked per instance.
+        #[arg(long, default_value_t = PerInstance::Value(edge_host::reuse::DEFAULT_MAX_INSTANCE_REUSE_COUNT),
+              value_parser = PerInstance::<usize>::parse_count)]
+        max_instance_reuse_count: PerInstance<usize>,
+        /// WASI 0.3 components: requests one instance serves at once; a
+        /// count or a range picked per instance.
+        #[arg(long, default_value_t = PerInstance::Value(edge_host::reuse::DEFAULT_MAX_INSTANCE_CONCURRENT_REUSE_COUNT),
+              value_parser = PerInstance::<usize>::parse_count)]
+        max_instance_concurrent_reuse_count: PerInstance<usize>,
+        /// WASI 0.3 components: how long an idle instance is kept for the
+        /// next request: `1s`, `500ms`, `250us`, `10ns` (no suffix: seconds),
+        /// or a range (`1..8s`) picked per instance.
+        #[arg(long, default_value_t = PerInstance::Value(edge_host::reuse::DEFAULT_IDLE_INSTANCE_TIMEOUT),
+              value_parser = PerInstance::<Duration>::parse_duration)]
+        idle_instance_timeout: PerInstance<Duration>,
         /// Wall-clock limit per request, in milliseconds (edge-host only).
         #[arg(long, default_value_t = edge_host::limits::DEFAULT_REQUEST_TIMEOUT.as_millis() as u64,
               value_parser = clap::value_parser!(u64).range(1..))]
         request_timeout_ms: u64,
-        /// Linear-memory limit per instance, in MiB (edge-host only).
+        /// Linear-memory limit per instance, in MiB (edge-host only); a
+        /// reused instance's across all its requests.
         #[arg(long, default_value_t = (edge_host::limits::DEFAULT_MAX_MEMORY_BYTES >> 20) as u64,
               value_parser = clap::value_parser!(u64).range(1..=4096))]
         max_memory_mb: u64,
@@ -94,6 +113,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         runtime_config,
         variables,
         max_instances,
+        max_instance_reuse_count,
+        max_instance_concurrent_reuse_count,
+        idle_instance_timeout,
         request_timeout_ms,
         max_memory_mb,
         max_request_body_bytes,
@@ -121,6 +143,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             limits: Some(InstanceLimits {
                 request_timeout: Duration::from_millis(request_timeout_ms),
                 max_memory_bytes: (max_memory_mb as usize) << 20,
+            }),
+            reuse: Some(ReuseOptions {
+                max_instance_reuse_count,
+                max_instance_concurrent_reuse_count,
+                idle_instance_timeout,
             }),
             store_overrides: Default::default(),
         };

@@ -1,5 +1,6 @@
 //! The HTTP trigger: accepts connections, routes each request to a
-//! component instance, and shuts down gracefully.
+//! component instance (a fresh one for a WASI 0.2 component, a reused one
+//! for WASI 0.3, [`crate::reuse`]), and shuts down gracefully.
 //!
 //! What a client can make the host do is bounded: connections at once
 //! ([`ServerOptions::max_connections`]), time to send a header section and
@@ -29,10 +30,14 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use wasmtime::Store;
 use wasmtime_wasi_http::WasiHttpView;
+use wasmtime_wasi_http::handler::{
+    ExpirationError, InstantiationError, ProxyHandler, TrapOrPanicError,
+};
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
-use crate::app::App;
+use crate::app::{App, Serving, ServingComponent};
 use crate::connection::{
     Activity, ConnectionLimits, DEFAULT_CLIENT_HEADER_TIMEOUT, DEFAULT_KEEPALIVE_TIMEOUT,
     DEFAULT_MAX_CONNECTIONS, Expired, RequestGuard, TrackedStream, shed, watchdog,
@@ -40,6 +45,7 @@ use crate::connection::{
 use crate::hop_by_hop::remove_connection_fields;
 use crate::instance::RequestState;
 use crate::request_body::{BodyWatch, DEFAULT_MAX_REQUEST_BODY_BYTES, LimitedBody};
+use crate::reuse::{ComponentHandler, Ended, StatsCounters, Ticket};
 
 /// How the HTTP trigger treats clients (the `edge-host up` flags, as data).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -388,22 +394,51 @@ async fn dispatch(
         ));
     };
     let component = &app.components[*route.handler];
-    let component_id = component.context.id.to_string();
-    let internal = |detail: String| Failure::internal("internal error", detail, &component_id);
 
     let mut request = request;
     set_spin_headers(&mut request, peer, &route.matched_route, &route.path_info);
     let request = request.map(|body| LimitedBody::new(body, limit, trip.clone()));
+    match &component.serving {
+        Serving::P2(pre) => dispatch_p2(app, component, pre, request, limit, trip).await,
+        Serving::P3 { handler, permits } => {
+            dispatch_p3(app, component, handler, permits, request, limit, trip).await
+        }
+    }
+}
+
+/// Counts a WASI 0.2 instance as ended when its task does (or is aborted).
+struct SingleUse {
+    stats: Arc<StatsCounters>,
+    failed: bool,
+}
+
+impl Drop for SingleUse {
+    fn drop(&mut self) {
+        self.stats.single_use_ended(self.failed);
+    }
+}
+
+/// WASI 0.2: a fresh instance for this request.
+async fn dispatch_p2(
+    app: &App,
+    component: &ServingComponent,
+    pre: &ProxyPre<RequestState>,
+    request: Request<LimitedBody<Incoming>>,
+    limit: u64,
+    trip: &Arc<BodyWatch>,
+) -> Result<Dispatched, Failure> {
+    let component_id = component.context.id.to_string();
+    let internal = |detail: String| Failure::internal("internal error", detail, &component_id);
 
     let limits = app.limits;
     let state = RequestState::new(&component.context, limits.max_memory_bytes)
         .map_err(|e| internal(format!("preparing instance: {e:#}")))?;
     let memory_hit = state.memory_limit_hit();
-    let mut store = Store::new(component.pre.engine(), state);
+    let mut store = Store::new(pre.engine(), state);
     store.limiter(|state| &mut state.limits);
     // Yield at every epoch tick so the time limit below can stop a guest
     // that never returns to the host.
-    store.epoch_deadline_async_yield_and_update(1);
+    crate::limits::yield_at_every_tick(&mut store);
     let incoming = store
         .data_mut()
         .http()
@@ -424,9 +459,15 @@ async fn dispatch(
 
     // The guest runs in its own task: it may keep working after it has sent
     // the response head (streaming the body, or background work).
-    let pre = component.pre.clone();
+    let pre = pre.clone();
     let id = component.context.id.clone();
+    let stats = component.stats.clone();
     let mut task = tokio::spawn(async move {
+        stats.single_use_started();
+        let mut single_use = SingleUse {
+            stats,
+            failed: false,
+        };
         let run = async {
             let proxy = pre.instantiate_async(&mut store).await?;
             proxy
@@ -435,11 +476,13 @@ async fn dispatch(
                 .await
         };
         // Dropping the future stops the guest at its next yield.
-        match tokio::time::timeout(limits.request_timeout, run).await {
+        let outcome = match tokio::time::timeout(limits.request_timeout, run).await {
             Ok(Ok(())) => Outcome::Finished,
             Ok(Err(error)) => Outcome::Failed(error),
             Err(_) => Outcome::TimedOut,
-        }
+        };
+        single_use.failed = !matches!(outcome, Outcome::Finished);
+        outcome
     });
 
     let answered = tokio::select! {
@@ -507,10 +550,169 @@ async fn dispatch(
     }
 }
 
+/// How long a request whose instance failed waits for the instance's
+/// worker to say why (it does so right after dropping the requests).
+const FAILURE_REPORT_PATIENCE: Duration = Duration::from_secs(5);
+
+/// WASI 0.3: the request goes to a reused instance, through the component's
+/// [`ProxyHandler`].
+async fn dispatch_p3(
+    app: &App,
+    component: &ServingComponent,
+    handler: &ProxyHandler<ComponentHandler>,
+    permits: &Semaphore,
+    request: Request<LimitedBody<Incoming>>,
+    limit: u64,
+    trip: &Arc<BodyWatch>,
+) -> Result<Dispatched, Failure> {
+    let component_id = component.context.id.to_string();
+    let request = with_absolute_uri(request).map_err(|e| {
+        Failure::client(
+            StatusCode::BAD_REQUEST,
+            format!("bad request: {e}"),
+            &component_id,
+        )
+    })?;
+    let request = request.map(|body| body.boxed_unsync());
+    let ticket = Arc::new(Ticket::default());
+    let started = Instant::now();
+    let handled = async {
+        // Never closed: the permits live as long as the app.
+        let _permit = permits.acquire().await;
+        handler.handle(ticket.clone(), request).await
+    };
+    let answered = tokio::select! {
+        // As for WASI 0.2: a body over the limit decides the answer.
+        biased;
+        () = trip.tripped() => None,
+        answered = handled => Some(answered),
+    };
+    if trip.is_tripped() {
+        tracing::debug!(
+            component = component_id,
+            "request body over the {limit}-byte limit; response dropped"
+        );
+        return Err(Failure::body_too_large(limit, &component_id));
+    }
+    match answered {
+        Some(Ok(response)) => Ok((response, component_id)),
+        Some(Err(error)) => {
+            Err(p3_failure(error, &ticket, started, &app.limits, component_id).await)
+        }
+        None => unreachable!("only a tripped body stops the wait"),
+    }
+}
+
+/// What the client of a failed WASI 0.3 request is told, and what the log
+/// gets under its error id.
+async fn p3_failure(
+    error: wasmtime::Error,
+    ticket: &Ticket,
+    started: Instant,
+    limits: &crate::InstanceLimits,
+    component_id: String,
+) -> Failure {
+    let time_limit = format!(
+        "internal error: stopped after the {} ms request time limit",
+        limits.request_timeout.as_millis()
+    );
+    let memory_limit = format!(
+        "internal error: stopped at the {} MiB memory limit",
+        limits.max_memory_bytes >> 20
+    );
+    let instance = ticket.instance();
+    let instance_id = instance.map_or(0, |instance| instance.id);
+    let memory_hit = instance.is_some_and(|instance| instance.memory.limit_hit());
+    if error.is::<ExpirationError>() {
+        let detail = format!(
+            "no response within the {} ms request time limit; instance {instance_id} takes no more requests",
+            limits.request_timeout.as_millis()
+        );
+        return Failure::internal(time_limit, detail, &component_id);
+    }
+    if let Some(failed) = error.downcast_ref::<InstantiationError<Arc<Ticket>>>() {
+        let detail = format!("instantiating the component: {:#}", failed.error);
+        return Failure::internal("internal error", detail, &component_id);
+    }
+    if error.is::<TrapOrPanicError>() {
+        // The instance failed while it had this request: its worker says why.
+        let ended = match instance {
+            Some(instance) => instance.ended(FAILURE_REPORT_PATIENCE).await,
+            None => None,
+        };
+        let (public, detail) = match ended {
+            Some(Ended::TimedOut) => (
+                time_limit,
+                format!(
+                    "instance {instance_id} stopped: busy for the {} ms request time limit (request {} ms old)",
+                    limits.request_timeout.as_millis(),
+                    started.elapsed().as_millis()
+                ),
+            ),
+            Some(Ended::Failed(cause)) => (
+                if memory_hit {
+                    memory_limit
+                } else {
+                    "internal error".to_owned()
+                },
+                format!("instance {instance_id} failed: {cause}"),
+            ),
+            Some(Ended::Retired) | None => (
+                "internal error".to_owned(),
+                format!("instance {instance_id} ended without answering ({error})"),
+            ),
+        };
+        return Failure::internal(public, detail, &component_id);
+    }
+    // The guest's own failure: an `error-code` instead of a response, or a
+    // trap in this request's call.
+    let public = if memory_hit {
+        memory_limit
+    } else {
+        "internal error".to_owned()
+    };
+    Failure::internal(
+        public,
+        format!("component failed (instance {instance_id}): {error:#}"),
+        &component_id,
+    )
+}
+
+/// WASI 0.3 takes a request's authority from its URI only (`Host` is a
+/// forbidden field there): the origin-form URI a server receives becomes
+/// absolute, `http://{Host}{path}`, as Spin does. An absolute-form request
+/// keeps its own.
+fn with_absolute_uri<B>(request: Request<B>) -> Result<Request<B>, String> {
+    let (mut parts, body) = request.into_parts();
+    if parts.uri.authority().is_none() {
+        let host = parts
+            .headers
+            .get(http::header::HOST)
+            .map(|host| {
+                host.to_str()
+                    .map_err(|_| "the Host field is not text".to_owned())
+            })
+            .transpose()?
+            .unwrap_or("localhost");
+        let path_and_query = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+        parts.uri = http::Uri::builder()
+            .scheme(http::uri::Scheme::HTTP)
+            .authority(host)
+            .path_and_query(path_and_query)
+            .build()
+            .map_err(|e| format!("the Host field is not an authority: {e}"))?;
+    } else if parts.uri.scheme().is_none() {
+        let mut uri = parts.uri.into_parts();
+        uri.scheme = Some(http::uri::Scheme::HTTP);
+        parts.uri = http::Uri::from_parts(uri).map_err(|e| e.to_string())?;
+    }
+    Ok(Request::from_parts(parts, body))
+}
+
 /// Spin tells components about the request through `spin-*` headers; any a
 /// client sent are replaced, so a component can trust them.
-fn set_spin_headers(
-    request: &mut Request<Incoming>,
+fn set_spin_headers<B>(
+    request: &mut Request<B>,
     peer: SocketAddr,
     matched_route: &str,
     path_info: &str,

@@ -242,6 +242,11 @@ fn bad_server_flag_values_are_refused_naming_the_flag() {
         ("--client-header-timeout-ms", "0"),
         ("--keepalive-timeout-ms", "soon"),
         ("--max-connections", "0"),
+        ("--max-instance-reuse-count", "0"),
+        ("--max-instance-reuse-count", "8..2"),
+        ("--max-instance-concurrent-reuse-count", "many"),
+        ("--idle-instance-timeout", "1m"),
+        ("--idle-instance-timeout", "1.5s"),
     ] {
         let (code, stderr) = run_up(dir.path(), &[flag, value]);
         assert_eq!(code, 2, "{flag} {value}: {stderr}");
@@ -253,12 +258,43 @@ fn bad_server_flag_values_are_refused_naming_the_flag() {
     }
 }
 
+/// The reuse flags take Spin's syntax: counts or ranges, durations with
+/// Spin's units (the run then stops at the missing manifest, not at a flag).
+#[test]
+fn reuse_flags_take_spins_syntax() {
+    let dir = tempfile::tempdir().unwrap();
+    for (flag, value) in [
+        ("--max-instance-reuse-count", "1"),
+        ("--max-instance-reuse-count", "1..8"),
+        ("--max-instance-concurrent-reuse-count", "16"),
+        ("--idle-instance-timeout", "1s"),
+        ("--idle-instance-timeout", "500ms"),
+        ("--idle-instance-timeout", "2"),
+        ("--idle-instance-timeout", "1..8s"),
+    ] {
+        let (code, stderr) = run_up(dir.path(), &["-f", "missing.toml", flag, value]);
+        assert_eq!(code, 1, "{flag} {value}: {stderr}");
+        assert!(stderr.contains("missing.toml"), "{flag} {value}: {stderr}");
+    }
+}
+
 /// A failed instance: the client gets an error id and no detail; the log
 /// has the detail under the same id.
 #[test]
 fn a_failed_instance_is_logged_in_full_under_the_error_id_the_client_got() {
+    failed_instance_is_logged_under_the_error_id("misbehaving_component");
+}
+
+/// The same for a reused WASI 0.3 instance: the detail comes from the
+/// instance's worker, under the error id of the request that failed it.
+#[test]
+fn a_failed_p3_instance_is_logged_in_full_under_the_error_id_the_client_got() {
+    failed_instance_is_logged_under_the_error_id("misbehaving_component_p3");
+}
+
+fn failed_instance_is_logged_under_the_error_id(component: &str) {
     let wasm = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../target/wasm32-wasip2/release/misbehaving_component.wasm");
+        .join(format!("../target/wasm32-wasip2/release/{component}.wasm"));
     assert!(
         wasm.exists(),
         "{} missing: run `make wasm` first (make test does)",

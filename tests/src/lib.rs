@@ -13,8 +13,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub use edge_host::Flavour;
 use edge_host::key_value::StoreOverrides;
-use edge_host::{App, AppOptions, InstanceLimits, ServerOptions};
+use edge_host::{App, AppOptions, InstanceLimits, InstanceStats, ReuseOptions, ServerOptions};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -26,9 +27,22 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// The built edge-cache component; panics with the fix if it is missing.
+/// The flavour [`EdgeSetup`] runs unless told otherwise.
+pub const DEFAULT_FLAVOUR: Flavour = Flavour::P2;
+
+/// The built edge-cache component of [`DEFAULT_FLAVOUR`]; panics with the
+/// fix if it is missing.
 pub fn component_path() -> PathBuf {
-    built_component("edge_cache_p2")
+    component_path_for(DEFAULT_FLAVOUR)
+}
+
+/// The built edge-cache component of `flavour` (`edge_cache_p2` or
+/// `edge_cache_p3`); panics with the fix if it is missing.
+pub fn component_path_for(flavour: Flavour) -> PathBuf {
+    built_component(match flavour {
+        Flavour::P2 => "edge_cache_p2",
+        Flavour::P3 => "edge_cache_p3",
+    })
 }
 
 /// `target/wasm32-wasip2/release/{name}.wasm`, built by `make wasm`;
@@ -72,6 +86,7 @@ impl Fetched {
 pub struct Edge {
     /// Where it listens.
     pub addr: SocketAddr,
+    app: Arc<App>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<std::io::Result<()>>>,
     _workdir: tempfile::TempDir,
@@ -101,6 +116,10 @@ pub struct EdgeSetup {
     pub listen: Option<SocketAddr>,
     /// How the server treats clients (body limit, timeouts, connection cap).
     pub server: ServerOptions,
+    /// Which edge-cache component runs (default: [`DEFAULT_FLAVOUR`]).
+    pub flavour: Option<Flavour>,
+    /// How WASI 0.3 instances are reused (default: edge-host's, Spin's).
+    pub reuse: Option<ReuseOptions>,
 }
 
 impl EdgeSetup {
@@ -143,6 +162,18 @@ impl EdgeSetup {
         self.variables.push(format!("{name}={value}"));
         self
     }
+
+    /// Runs the edge-cache component of `flavour`.
+    pub fn flavour(mut self, flavour: Flavour) -> Self {
+        self.flavour = Some(flavour);
+        self
+    }
+
+    /// Reuses WASI 0.3 instances as `reuse` says.
+    pub fn reuse(mut self, reuse: ReuseOptions) -> Self {
+        self.reuse = Some(reuse);
+        self
+    }
 }
 
 impl Edge {
@@ -171,6 +202,7 @@ impl Edge {
             cache_dir: Some(workspace_root().join("target/edge-host-cache")),
             max_instances: Some(64),
             limits: setup.limits,
+            reuse: setup.reuse,
             store_overrides: setup.store_overrides.clone(),
         };
         Edge::serve_app_with(options, workdir, setup.listen, setup.server).await
@@ -207,11 +239,17 @@ impl Edge {
         let listener = tokio::net::TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;
         let (shutdown, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(edge_host::serve_with(app, listener, server, async move {
-            let _ = stopped.await;
-        }));
+        let task = tokio::spawn(edge_host::serve_with(
+            app.clone(),
+            listener,
+            server,
+            async move {
+                let _ = stopped.await;
+            },
+        ));
         Ok(Edge {
             addr,
+            app,
             shutdown: Some(shutdown),
             task: Some(task),
             _workdir: workdir,
@@ -252,6 +290,16 @@ impl Edge {
     /// `http://127.0.0.1:PORT{path}`.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    /// The application being served.
+    pub fn app(&self) -> &App {
+        &self.app
+    }
+
+    /// What its components' instances have done so far.
+    pub fn instance_stats(&self) -> InstanceStats {
+        self.app.instance_stats()
     }
 
     /// Stops accepting and waits for in-flight requests.
@@ -328,7 +376,9 @@ breaker_status_codes = "{{{{ breaker_status_codes }}}}"
 trusted_proxy_hops = "{{{{ trusted_proxy_hops }}}}"
 l1_capacity_bytes = "{{{{ l1_capacity_bytes }}}}"
 "#,
-        source = component_path().display().to_string(),
+        source = component_path_for(setup.flavour.unwrap_or(DEFAULT_FLAVOUR))
+            .display()
+            .to_string(),
         rules = if setup.rules.is_some() {
             "/rules/cache-rules.json"
         } else {
