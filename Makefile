@@ -16,9 +16,13 @@ up: build
 	scripts/up
 
 # The fallback tests kill and restart a real origin process: build it first.
+# The integration suite runs twice: against the WASI 0.3 flavour (the
+# default) and again against the WASI 0.2 one (already built, so only the
+# runs repeat).
 test: wasm
 	cargo build -p origin --bin origin
 	cargo test --workspace
+	EDGE_TEST_FLAVOUR=p2 cargo test -p edge-tests
 
 lint:
 	cargo fmt --all --check

@@ -27,13 +27,22 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// The flavour [`EdgeSetup`] runs unless told otherwise.
-pub const DEFAULT_FLAVOUR: Flavour = Flavour::P2;
+/// The flavour [`EdgeSetup`] runs unless a test names one: WASI 0.3
+/// (instance reuse), or the one `EDGE_TEST_FLAVOUR` names (`p2` or `p3`).
+/// `make test` runs the suite in both: every behaviour test proves both
+/// adapters.
+pub fn default_flavour() -> Flavour {
+    match std::env::var("EDGE_TEST_FLAVOUR").as_deref() {
+        Ok("p2") => Flavour::P2,
+        Ok("p3") | Err(_) => Flavour::P3,
+        Ok(other) => panic!("EDGE_TEST_FLAVOUR must be p2 or p3, not `{other}`"),
+    }
+}
 
-/// The built edge-cache component of [`DEFAULT_FLAVOUR`]; panics with the
+/// The built edge-cache component of [`default_flavour`]; panics with the
 /// fix if it is missing.
 pub fn component_path() -> PathBuf {
-    component_path_for(DEFAULT_FLAVOUR)
+    component_path_for(default_flavour())
 }
 
 /// The built edge-cache component of `flavour` (`edge_cache_p2` or
@@ -116,7 +125,7 @@ pub struct EdgeSetup {
     pub listen: Option<SocketAddr>,
     /// How the server treats clients (body limit, timeouts, connection cap).
     pub server: ServerOptions,
-    /// Which edge-cache component runs (default: [`DEFAULT_FLAVOUR`]).
+    /// Which edge-cache component runs (default: [`default_flavour`]).
     pub flavour: Option<Flavour>,
     /// How WASI 0.3 instances are reused (default: edge-host's, Spin's).
     pub reuse: Option<ReuseOptions>,
@@ -376,7 +385,7 @@ breaker_status_codes = "{{{{ breaker_status_codes }}}}"
 trusted_proxy_hops = "{{{{ trusted_proxy_hops }}}}"
 l1_capacity_bytes = "{{{{ l1_capacity_bytes }}}}"
 "#,
-        source = component_path_for(setup.flavour.unwrap_or(DEFAULT_FLAVOUR))
+        source = component_path_for(setup.flavour.unwrap_or_else(default_flavour))
             .display()
             .to_string(),
         rules = if setup.rules.is_some() {

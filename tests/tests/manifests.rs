@@ -24,6 +24,7 @@ fn both_flavours_describe_the_same_application() {
         "spin.toml and spin-p2.toml drifted apart"
     );
     assert!(p2.contains(r#"source = "target/wasm32-wasip2/release/edge_cache_p2.wasm""#));
+    assert!(reuse.contains(r#"source = "target/wasm32-wasip2/release/edge_cache_p3.wasm""#));
 }
 
 #[test]
