@@ -113,6 +113,13 @@ impl Clock for SystemClock {
     fn now(&self) -> SystemTime {
         SystemTime::now()
     }
+
+    /// Only collapsed misses pause, and a WASI 0.2 instance serves one
+    /// request, so this never runs; it would block the instance, as every
+    /// WASI 0.2 host call does.
+    async fn pause(&self, duration: Duration) {
+        std::thread::sleep(duration);
+    }
 }
 
 /// The Spin key-value store; a store that fails to open fails every call,

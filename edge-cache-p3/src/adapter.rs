@@ -234,6 +234,10 @@ impl Clock for SystemClock {
     fn now(&self) -> SystemTime {
         SystemTime::now()
     }
+
+    async fn pause(&self, duration: Duration) {
+        spin_sdk::wasip3::clocks::monotonic_clock::wait_for(nanos(duration)).await;
+    }
 }
 
 /// The Spin key-value store; a store that fails to open fails every call,

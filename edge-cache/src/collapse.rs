@@ -2,23 +2,26 @@
 //! for one fill instead of each going to the origin.
 //!
 //! The first miss of a key leads a *flight*; later misses of that key join
-//! it and sleep until the leader lands, then look the key up again. A fill
-//! that stored nothing (failed, uncacheable, oversized) leaves them a miss,
-//! and each fetches for itself: collapsing never makes a request wait
-//! longer than one fetch, nor answers it with another request's private
-//! response. Waiters are woken when the leader's guard drops — on success,
-//! failure, or cancellation — with no polling delay (nginx's cache lock
-//! polls every 500 ms).
+//! it and wait until the leader lands — its guard drops on success, failure
+//! or cancellation — then look the key up again. A fill that stored nothing
+//! (failed, uncacheable, oversized) leaves them a miss, and each fetches
+//! for itself: collapsing never makes a request wait longer than one
+//! fetch, nor answers it with another request's private response.
 //!
-//! The component is single-threaded (WASI 0.3 interleaves requests at await
-//! points), so the state is `RefCell`s and wakers, not locks.
+//! Followers check for the landing in [`LANDING_CHECK`] steps on a host
+//! timer (`Clock::pause`), not on a waker: wasmtime 48 cannot wake one
+//! request's task from another's (see `seams::Clock`). A follower so learns
+//! of the landing within a millisecond (nginx's cache lock polls every
+//! 500 ms). The component is single-threaded (WASI 0.3 interleaves requests
+//! at await points), so the state is `Cell`s, not locks.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::future::Future;
-use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+/// How often a follower checks whether its flight has landed.
+pub const LANDING_CHECK: Duration = Duration::from_millis(1);
 
 /// The flights in progress, by key.
 #[derive(Default)]
@@ -29,7 +32,6 @@ pub struct Collapser {
 #[derive(Default)]
 struct Flight {
     landed: Cell<bool>,
-    waiters: RefCell<Vec<Waker>>,
 }
 
 /// A request's part in a key's flight.
@@ -75,29 +77,18 @@ impl Drop for FlightGuard<'_> {
     fn drop(&mut self) {
         self.collapser.flights.borrow_mut().remove(&self.key);
         self.flight.landed.set(true);
-        for waiter in self.flight.waiters.borrow_mut().drain(..) {
-            waiter.wake();
-        }
     }
 }
 
-/// Resolves when the flight a follower joined has landed.
+/// A follower's view of the flight it joined.
 pub struct Landing {
     flight: Rc<Flight>,
 }
 
-impl Future for Landing {
-    type Output = ();
-
-    fn poll(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<()> {
-        if self.flight.landed.get() {
-            return Poll::Ready(());
-        }
-        let mut waiters = self.flight.waiters.borrow_mut();
-        if !waiters.iter().any(|w| w.will_wake(context.waker())) {
-            waiters.push(context.waker().clone());
-        }
-        Poll::Pending
+impl Landing {
+    /// Whether the leader has finished (stored or not).
+    pub fn landed(&self) -> bool {
+        self.flight.landed.get()
     }
 }
 
@@ -111,14 +102,13 @@ mod tests {
         let Turn::Lead(guard) = collapser.join("k") else {
             panic!("the first request leads")
         };
-        let Turn::Follow(mut landing) = collapser.join("k") else {
+        let Turn::Follow(landing) = collapser.join("k") else {
             panic!("a second request follows")
         };
         assert!(matches!(collapser.join("other"), Turn::Lead(_)));
-        let mut context = Context::from_waker(Waker::noop());
-        assert!(Pin::new(&mut landing).poll(&mut context).is_pending());
+        assert!(!landing.landed());
         drop(guard);
-        assert!(Pin::new(&mut landing).poll(&mut context).is_ready());
+        assert!(landing.landed());
         assert_eq!(collapser.in_flight(), 0);
         // The next miss leads a new flight.
         assert!(matches!(collapser.join("k"), Turn::Lead(_)));

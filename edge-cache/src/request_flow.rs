@@ -15,7 +15,7 @@ use crate::answer::{Representation, answer_fetched, error_response, only_if_cach
 use crate::breaker::Fallback;
 use crate::cache_control::CacheDirectives;
 use crate::cache_status::{CacheStatus, Forward};
-use crate::collapse::{Collapser, Turn};
+use crate::collapse::{Collapser, LANDING_CHECK, Turn};
 use crate::config::ForwardingTrust;
 use crate::exchange::Exchange;
 use crate::forwarding::client_response_headers;
@@ -224,7 +224,9 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
             Turn::Lead(_flight) => return self.fetch(exchange, status, Storing::IfStorable).await,
             Turn::Follow(landing) => landing,
         };
-        landing.await;
+        while !landing.landed() {
+            self.clock.pause(LANDING_CHECK).await;
+        }
         status.collapsed = true;
         let lookup = self
             .storage()

@@ -7,7 +7,7 @@
 //! another [`Origin`].
 
 use std::net::SocketAddr;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use http::{HeaderMap, Method};
 
@@ -99,9 +99,15 @@ pub trait Origin {
     async fn send(&self, request: OriginRequest) -> Result<Response, OriginFailure>;
 }
 
-/// Wall-clock time (a fake in tests, so ages and purges are exact). Not
-/// I/O, so not `async`.
+/// Wall-clock time (a fake in tests, so ages and purges are exact), and a
+/// way to pause.
+#[allow(async_fn_in_trait)]
 pub trait Clock {
     /// The current time.
     fn now(&self) -> SystemTime;
+    /// Resumes after `duration`: a collapsed miss waits for its leader's
+    /// fill in such steps, because WASI 0.3 on wasmtime 48 cannot wake one
+    /// request's task from another's (wit-bindgen's `inter-task-wakeup`
+    /// traps there), while a host timer always can.
+    async fn pause(&self, duration: Duration);
 }

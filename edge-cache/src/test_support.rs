@@ -178,6 +178,21 @@ impl Clock for FakeClock {
     fn now(&self) -> SystemTime {
         self.0.get()
     }
+
+    /// Returns at once the first time it is polled again: a pause is one
+    /// round of `run_together`, and time stands still.
+    async fn pause(&self, _duration: Duration) {
+        let mut paused = false;
+        std::future::poll_fn(|_| {
+            if paused {
+                Poll::Ready(())
+            } else {
+                paused = true;
+                Poll::Pending
+            }
+        })
+        .await
+    }
 }
 
 /// A bodiless response with `status`.

@@ -1,0 +1,171 @@
+//! What the WASI 0.3 flavour does with an instance that serves many
+//! requests, through the real component in edge-host: its L1 never
+//! outlives a purge answered by another instance, and concurrent misses
+//! of one key wait for one fill.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use edge_host::ReuseOptions;
+use edge_host::reuse::PerInstance;
+use edge_tests::{Edge, EdgeSetup, Flavour, origin_requests_reach};
+use wiremock::matchers::path;
+use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+
+const TOKEN: &str = "reuse-token";
+
+fn reuse(concurrent: usize) -> ReuseOptions {
+    ReuseOptions {
+        max_instance_reuse_count: PerInstance::Value(128),
+        max_instance_concurrent_reuse_count: PerInstance::Value(concurrent),
+        // No instance retires idle while a test runs.
+        idle_instance_timeout: PerInstance::Value(Duration::from_secs(30)),
+    }
+}
+
+async fn p3_edge(setup: EdgeSetup) -> Edge {
+    Edge::start(setup.flavour(Flavour::P3))
+        .await
+        .expect("edge starts")
+}
+
+#[tokio::test]
+async fn a_purge_answered_by_one_instance_is_honoured_by_the_l1_of_another() {
+    let origin = MockServer::start().await;
+    // Each fill gets the next version; fills after the first are slow, so
+    // the instance making one stays busy while the other is asked.
+    let fills = Arc::new(AtomicUsize::new(0));
+    let counter = fills.clone();
+    Mock::given(path("/page"))
+        .respond_with(move |_: &Request| {
+            let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
+            let delay = if n == 1 { 0 } else { 400 };
+            ResponseTemplate::new(200)
+                .insert_header("cache-control", "max-age=600")
+                .set_body_string(format!("v{n}"))
+                .set_delay(Duration::from_millis(delay))
+        })
+        .mount(&origin)
+        .await;
+    Mock::given(path("/slow"))
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_millis(1_500)))
+        .mount(&origin)
+        .await;
+    let setup = EdgeSetup::origin(&origin.uri())
+        .variable("purge_token", TOKEN)
+        .reuse(reuse(1));
+    let edge = p3_edge(setup).await;
+
+    // Instance A fills /page and keeps it in its L1.
+    assert_eq!(edge.fetch("/page").await.unwrap().text(), "v1");
+    assert!(edge.fetch("/page").await.unwrap().hit());
+    // A is held by a slow request, so instance B is made for the next ones.
+    let slow_url = edge.url("/slow");
+    let slow = tokio::spawn(async move { reqwest::get(slow_url).await.unwrap().status() });
+    origin_requests_reach(&origin, 2).await;
+    for _ in 0..2 {
+        let fetched = edge.fetch("/page").await.unwrap();
+        assert_eq!((fetched.text().as_str(), fetched.hit()), ("v1", true));
+    }
+    assert_eq!(edge.instance_stats().created, 2, "A and B are both alive");
+    // B answers the purge while A is still busy.
+    let purged = reqwest::Client::new()
+        .post(edge.url("/_edge/purge"))
+        .bearer_auth(TOKEN)
+        .body(r#"{"urls": ["/page"]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(purged.status(), 200);
+    assert_eq!(slow.await.unwrap(), 200);
+
+    // Both instances hold v1 in their L1. Two requests at once: the first
+    // instance to take one stays busy refilling, so the other takes the
+    // second. Neither may answer with the purged v1.
+    let (first, second) = tokio::join!(edge.fetch("/page"), edge.fetch("/page"));
+    for fetched in [first.unwrap(), second.unwrap()] {
+        assert_ne!(fetched.text(), "v1", "{}", fetched.cache_status);
+    }
+    assert_eq!(edge.instance_stats().created, 2);
+    for _ in 0..4 {
+        assert_ne!(edge.fetch("/page").await.unwrap().text(), "v1");
+    }
+}
+
+#[tokio::test]
+async fn a_hundred_concurrent_cold_requests_reach_the_origin_once_per_instance_at_most() {
+    let origin = MockServer::start().await;
+    Mock::given(path("/cold"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header("cache-control", "max-age=600")
+                .set_body_string("filled")
+                .set_delay(Duration::from_millis(300)),
+        )
+        .mount(&origin)
+        .await;
+    let edge = p3_edge(EdgeSetup::origin(&origin.uri()).reuse(reuse(16))).await;
+    let requests = (0..100).map(|_| edge.fetch("/cold"));
+    let answers: Vec<_> = futures_join_all(requests)
+        .await
+        .into_iter()
+        .map(|answer| answer.expect("answered"))
+        .collect();
+    let fetches = origin.received_requests().await.unwrap().len() as u64;
+    let stats = edge.instance_stats();
+    println!(
+        "100 concurrent cold requests: {fetches} origin fetches, {} instances",
+        stats.created
+    );
+    assert!(
+        fetches <= stats.created,
+        "{fetches} fetches for {} instances",
+        stats.created
+    );
+    for answer in &answers {
+        assert_eq!(
+            (answer.status, answer.text().as_str()),
+            (200, "filled"),
+            "{}",
+            answer.cache_status
+        );
+    }
+    let collapsed = answers
+        .iter()
+        .filter(|a| a.cache_status.contains("collapsed"))
+        .count();
+    assert!(collapsed > 0, "no request waited for another's fill");
+}
+
+/// Runs `futures` concurrently and collects their outputs in order.
+async fn futures_join_all<F: Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output> {
+    let mut set = Vec::new();
+    for future in futures {
+        set.push(Box::pin(future));
+    }
+    let mut outputs = Vec::with_capacity(set.len());
+    // Poll all together: join them pairwise through tokio's join on a
+    // vector of pinned futures.
+    let results = std::future::poll_fn(|context| {
+        let mut pending = false;
+        for (slot, future) in set.iter_mut().enumerate() {
+            if outputs.len() <= slot {
+                outputs.resize_with(slot + 1, || None);
+            }
+            if outputs[slot].is_none() {
+                match future.as_mut().poll(context) {
+                    std::task::Poll::Ready(value) => outputs[slot] = Some(value),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    });
+    results.await;
+    outputs.into_iter().map(|o| o.expect("done")).collect()
+}
