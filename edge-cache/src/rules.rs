@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::cache_control::DELTA_SECONDS_MAX;
 use crate::config::RulesSource;
 use crate::freshness::FreshnessRule;
 
@@ -238,9 +239,12 @@ impl Rule {
 
     /// The freshness settings of this rule for a (non-)versioned object.
     pub fn freshness(&self, versioned: bool) -> FreshnessRule {
+        // Capped as the origin's own delta-seconds are (RFC 9111 §1.2.2), so
+        // a huge rule value cannot wrap when stored in milliseconds.
+        let seconds = |s: u64| Duration::from_secs(s.min(DELTA_SECONDS_MAX));
         FreshnessRule {
-            ttl_override: self.ttl_seconds.map(Duration::from_secs),
-            default_ttl: self.default_ttl_seconds.map(Duration::from_secs),
+            ttl_override: self.ttl_seconds.map(seconds),
+            default_ttl: self.default_ttl_seconds.map(seconds),
             heuristic: self.heuristic,
             immutable: versioned,
         }
@@ -473,5 +477,17 @@ mod tests {
                 .unwrap_err()
                 .starts_with("cache rules: /rules/x.json:")
         );
+    }
+
+    #[test]
+    fn rule_lifetimes_are_capped_like_delta_seconds() {
+        let rule = Rule {
+            ttl_seconds: Some(u64::MAX),
+            default_ttl_seconds: Some(u64::MAX / 3),
+            ..Rule::default()
+        };
+        let freshness = rule.freshness(false);
+        let cap = Some(Duration::from_secs(DELTA_SECONDS_MAX));
+        assert_eq!((freshness.ttl_override, freshness.default_ttl), (cap, cap));
     }
 }
