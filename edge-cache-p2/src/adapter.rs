@@ -4,7 +4,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use http::{HeaderMap, HeaderValue, Method as HttpMethod};
+use http::Method as HttpMethod;
 use spin_sdk::http::{
     ErrorCode, Fields, IncomingRequest, Method, OutgoingRequest, OutgoingResponse,
     ResponseOutparam, Scheme,
@@ -13,7 +13,7 @@ use spin_sdk::key_value;
 use spin_sdk::wit::wasi::http0_2_0::outgoing_handler;
 use spin_sdk::wit::wasi::http0_2_0::types::{OutgoingBody, RequestOptions};
 
-use edge_cache::answer::body_too_large;
+use edge_cache::answer::{body_too_large, plain_text};
 use edge_cache::config::{EdgeConfig, OriginAddress};
 use edge_cache::edge::{Edge, NamedOrigin};
 use edge_cache::header_list::{from_pairs, to_pairs};
@@ -34,7 +34,7 @@ async fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
         Ok(config) => config,
         Err(error) => {
             eprintln!("edge-cache: configuration error: {error}");
-            let reply = text_response(500, format!("edge misconfigured: {error}\n"));
+            let reply = plain_text(500, format!("edge misconfigured: {error}\n"));
             send_reply(response_out, reply).await;
             return;
         }
@@ -174,7 +174,7 @@ fn read_request<S: Store, O: Origin, C: Clock>(
     edge: &Edge<'_, S, O, C>,
 ) -> Result<ClientRequest, Response> {
     let method = HttpMethod::from_bytes(method_name(&request.method()).as_bytes())
-        .map_err(|_| text_response(400, "unsupported method\n".into()))?;
+        .map_err(|_| plain_text(400, "unsupported method\n".into()))?;
     let mut headers = from_pairs(&request.headers().entries());
     let connection = take_connection(&mut headers);
     let path_and_query = request.path_with_query().unwrap_or_else(|| "/".to_owned());
@@ -194,7 +194,7 @@ fn read_request<S: Store, O: Origin, C: Clock>(
 
 /// The request body, refused with `413` as soon as it passes `limit`.
 fn read_request_body(request: IncomingRequest, limit: Option<usize>) -> Result<Vec<u8>, Response> {
-    let unreadable = |e: String| text_response(400, format!("could not read request body: {e}\n"));
+    let unreadable = |e: String| plain_text(400, format!("could not read request body: {e}\n"));
     let body = request
         .consume()
         .map_err(|()| unreadable("already consumed".into()))?;
@@ -263,20 +263,6 @@ fn wit_method(method: &HttpMethod) -> Method {
         HttpMethod::TRACE => Method::Trace,
         HttpMethod::PATCH => Method::Patch,
         ref other => Method::Other(other.as_str().to_owned()),
-    }
-}
-
-fn text_response(status: u16, body: String) -> Response {
-    let mut headers = HeaderMap::new();
-    headers.insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(body.len()));
-    Response {
-        status,
-        headers,
-        body: body.into_bytes(),
     }
 }
 

@@ -16,7 +16,6 @@ use std::rc::Rc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue};
 use http_body_util::{BodyExt, Full, Limited};
 use spin_sdk::http::{Request, body::IncomingBodyExt};
 use spin_sdk::http_service;
@@ -24,7 +23,7 @@ use spin_sdk::key_value;
 use spin_sdk::wasip3::http::types::{ErrorCode, RequestOptions};
 use spin_sdk::wasip3::http_compat::RequestOptionsExtension;
 
-use edge_cache::answer::body_too_large;
+use edge_cache::answer::{body_too_large, plain_text};
 use edge_cache::collapse::Collapser;
 use edge_cache::config::{EdgeConfig, OriginAddress, VARIABLES};
 use edge_cache::edge::{Edge, NamedOrigin};
@@ -105,7 +104,7 @@ async fn handle(request: Request) -> http::Response<Full<Bytes>> {
         Ok(instance) => instance,
         Err(error) => {
             eprintln!("edge-cache: configuration error: {error}");
-            return reply(text_response(500, format!("edge misconfigured: {error}\n")));
+            return reply(plain_text(500, format!("edge misconfigured: {error}\n")));
         }
     };
     let primary = primary_origin(&instance);
@@ -205,7 +204,7 @@ async fn read_request<S: Store, O: Origin, C: Clock>(
         Admission::Answer(response) => return Err(response),
         Admission::ReadBody { limit } => limit,
     };
-    let unreadable = |e: String| text_response(400, format!("could not read request body: {e}\n"));
+    let unreadable = |e: String| plain_text(400, format!("could not read request body: {e}\n"));
     let body = match limit {
         Some(limit) => match Limited::new(body, limit).collect().await {
             Ok(collected) => collected.to_bytes(),
@@ -353,20 +352,6 @@ fn classify(code: ErrorCode, config: &EdgeConfig) -> OriginFailure {
 
 fn nanos(duration: Duration) -> u64 {
     u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
-}
-
-fn text_response(status: u16, body: String) -> Response {
-    let mut headers = HeaderMap::new();
-    headers.insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(body.len()));
-    Response {
-        status,
-        headers,
-        body: body.into_bytes(),
-    }
 }
 
 /// The pipeline's answer as the host's response.

@@ -160,6 +160,22 @@ pub fn finish(
     }
 }
 
+/// A plain-text answer of the edge's own (an adapter's refusal of a
+/// request it cannot read, a configuration error).
+pub fn plain_text(status: u16, body: String) -> Response {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        "content-type",
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    headers.insert("content-length", HeaderValue::from(body.len()));
+    Response {
+        status,
+        headers,
+        body: body.into_bytes(),
+    }
+}
+
 /// A small JSON answer of the edge's own (purge API), never stored.
 pub fn json_response(status: u16, value: &serde_json::Value) -> Response {
     let body = format!("{value}\n").into_bytes();
