@@ -7,10 +7,11 @@ EDGE_PORT=$((ORIGIN_PORT + 2))
 NGINX_PORT=$((ORIGIN_PORT + 3))
 VARNISH_PORT=$((ORIGIN_PORT + 4))
 HELLO_PORT=$((ORIGIN_PORT + 5))
+EDGE_P2_PORT=$((ORIGIN_PORT + 6))
 PURGE_TOKEN=bench-purge-token
 
 declare -A PORT=([origin]=$ORIGIN_PORT [ceiling]=$CEILING_PORT [edge]=$EDGE_PORT
-  [nginx]=$NGINX_PORT [varnish]=$VARNISH_PORT [hello]=$HELLO_PORT)
+  [nginx]=$NGINX_PORT [varnish]=$VARNISH_PORT [hello]=$HELLO_PORT [edge-p2]=$EDGE_P2_PORT)
 declare -A PID=()
 
 log() { printf '%s bench: %s\n' "$(date +%T)" "$*" >&2; }
@@ -49,7 +50,7 @@ install_tools() {
 build_all() {
   log "building release binaries and components"
   cargo build --release -q -p edge-host -p edge-bench
-  scripts/build-wasm edge-cache-p2 hello-component
+  scripts/build-wasm edge-cache-p3 edge-cache-p2 hello-component
 }
 
 # A scratch directory on tmpfs when there is one (caches that keep bodies
@@ -111,16 +112,25 @@ start_hello() {
 }
 
 start_edge() { # cache-bytes [edge-host flags...]
-  local bytes=$1
-  shift
-  port_free edge "$EDGE_PORT"
-  printf '[key_value_store.default]\ntype = "memory"\ncapacity_bytes = %d\n' "$bytes" >"$WORK/edge-runtime.toml"
-  RUST_LOG=warn target/release/edge-host up -f spin.toml --listen "127.0.0.1:$EDGE_PORT" \
-    --runtime-config-file "$WORK/edge-runtime.toml" \
+  start_edge_flavour edge spin.toml "$@"
+}
+
+# The WASI 0.2 flavour (a fresh instance per request), beside the default.
+start_edge_p2() { # cache-bytes [edge-host flags...]
+  start_edge_flavour edge-p2 spin-p2.toml "$@"
+}
+
+start_edge_flavour() { # name manifest cache-bytes [edge-host flags...]
+  local name=$1 manifest=$2 bytes=$3
+  shift 3
+  port_free "$name" "${PORT[$name]}"
+  printf '[key_value_store.default]\ntype = "memory"\ncapacity_bytes = %d\n' "$bytes" >"$WORK/$name-runtime.toml"
+  RUST_LOG=warn target/release/edge-host up -f "$manifest" --listen "127.0.0.1:${PORT[$name]}" \
+    --runtime-config-file "$WORK/$name-runtime.toml" \
     --variable "origin_url=http://127.0.0.1:$ORIGIN_PORT" \
-    --variable "purge_token=$PURGE_TOKEN" "$@" >"$WORK/edge.log" 2>&1 &
-  PID[edge]=$!
-  wait_ready edge "http://127.0.0.1:$EDGE_PORT/ready?size=1"
+    --variable "purge_token=$PURGE_TOKEN" "$@" >"$WORK/$name.log" 2>&1 &
+  PID[$name]=$!
+  wait_ready "$name" "http://127.0.0.1:${PORT[$name]}/ready?size=1"
 }
 
 start_nginx() { # cache bytes

@@ -21,6 +21,7 @@ pub struct Bar {
 pub fn color(contestant: &str) -> RGBColor {
     match contestant {
         "edge" => RGBColor(0xd6, 0x27, 0x28),
+        "edge-p2" => RGBColor(0xe3, 0x77, 0xc2),
         "nginx" => RGBColor(0x2c, 0xa0, 0x2c),
         "varnish" => RGBColor(0x1f, 0x77, 0xb4),
         "origin" => RGBColor(0x7f, 0x7f, 0x7f),

@@ -27,7 +27,8 @@ pub const SCENARIOS: &[(&str, &str)] = &[
 
 /// Contestants in report order: id and description.
 pub const CONTESTANTS: &[(&str, &str)] = &[
-    ("edge", "edge (edge-host + edge-cache)"),
+    ("edge", "edge (edge-host + edge-cache, WASI 0.3, reused instances)"),
+    ("edge-p2", "edge, WASI 0.2 flavour (a fresh instance per request)"),
     ("nginx", "nginx proxy_cache"),
     ("varnish", "Varnish"),
     ("origin", "origin alone"),
@@ -66,7 +67,12 @@ impl ScenarioTable {
         let pairs: &[(&str, &str)] = if self.scenario == "wasm" {
             &[("hello", "ceiling")]
         } else {
-            &[("edge", "nginx"), ("edge", "varnish"), ("edge", "ceiling")]
+            &[
+                ("edge", "nginx"),
+                ("edge", "varnish"),
+                ("edge", "ceiling"),
+                ("edge-p2", "nginx"),
+            ]
         };
         pairs
             .iter()
@@ -504,7 +510,7 @@ mod tests {
         assert!(text.contains("edge/nginx 0.50× req/s"), "{text}");
         assert!(text.contains("±50%"), "{text}");
         let md = markdown(&tables, &[], "bench/plots");
-        assert!(md.contains("| edge (edge-host + edge-cache) | 200 | ±50% | 2.00 | 4.00 | 100.0% (100.0–100.0) | 0 |"), "{md}");
+        assert!(md.contains("| edge (edge-host + edge-cache, WASI 0.3, reused instances) | 200 | ±50% | 2.00 | 4.00 | 100.0% (100.0–100.0) | 0 |"), "{md}");
         assert!(md.contains("![hot hit, one 1 KiB object](bench/plots/hot-1k.svg)"));
     }
 
