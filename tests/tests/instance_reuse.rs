@@ -105,7 +105,24 @@ async fn a_hundred_concurrent_cold_requests_reach_the_origin_once_per_instance_a
         )
         .mount(&origin)
         .await;
+    Mock::given(path("/warm"))
+        .respond_with(ResponseTemplate::new(200).insert_header("cache-control", "max-age=600"))
+        .mount(&origin)
+        .await;
     let edge = p3_edge(EdgeSetup::origin(&origin.uri()).reuse(reuse(16))).await;
+    // One instance up first (a cold burst spreads over instances that are
+    // all still starting; see the issue note).
+    edge.fetch("/warm").await.unwrap();
+    origin.reset().await;
+    Mock::given(path("/cold"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header("cache-control", "max-age=600")
+                .set_body_string("filled")
+                .set_delay(Duration::from_millis(300)),
+        )
+        .mount(&origin)
+        .await;
     let requests = (0..100).map(|_| edge.fetch("/cold"));
     let answers: Vec<_> = futures_join_all(requests)
         .await
