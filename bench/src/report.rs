@@ -27,8 +27,14 @@ pub const SCENARIOS: &[(&str, &str)] = &[
 
 /// Contestants in report order: id and description.
 pub const CONTESTANTS: &[(&str, &str)] = &[
-    ("edge", "edge (edge-host + edge-cache, WASI 0.3, reused instances)"),
-    ("edge-p2", "edge, WASI 0.2 flavour (a fresh instance per request)"),
+    (
+        "edge",
+        "edge (edge-host + edge-cache, WASI 0.3, reused instances)",
+    ),
+    (
+        "edge-p2",
+        "edge, WASI 0.2 flavour (a fresh instance per request)",
+    ),
     ("nginx", "nginx proxy_cache"),
     ("varnish", "Varnish"),
     ("origin", "origin alone"),
