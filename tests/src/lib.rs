@@ -415,3 +415,36 @@ pub async fn origin_requests_reach(origin: &wiremock::MockServer, n: usize) {
     }
     panic!("origin never saw {n} requests");
 }
+
+/// Runs `futures` concurrently (requests in flight together) and collects
+/// their outputs in order.
+pub async fn join_all<F: Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output> {
+    let mut set = Vec::new();
+    for future in futures {
+        set.push(Box::pin(future));
+    }
+    let mut outputs = Vec::with_capacity(set.len());
+    // One task polls them all on every wake-up, so their I/O overlaps as
+    // if each had its own task.
+    let results = std::future::poll_fn(|context| {
+        let mut pending = false;
+        for (slot, future) in set.iter_mut().enumerate() {
+            if outputs.len() <= slot {
+                outputs.resize_with(slot + 1, || None);
+            }
+            if outputs[slot].is_none() {
+                match future.as_mut().poll(context) {
+                    std::task::Poll::Ready(value) => outputs[slot] = Some(value),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    });
+    results.await;
+    outputs.into_iter().map(|o| o.expect("done")).collect()
+}

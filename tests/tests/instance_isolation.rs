@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use edge_host::ReuseOptions;
 use edge_host::reuse::PerInstance;
-use edge_tests::{Edge, EdgeSetup, Flavour};
+use edge_tests::{Edge, EdgeSetup, Flavour, join_all};
 use wiremock::matchers::path;
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
@@ -80,7 +80,7 @@ async fn interleaved_requests_in_one_instance_never_see_each_others_data() {
             (i, fetched.text())
         }
     });
-    for (i, body) in futures_join_all(requests).await {
+    for (i, body) in join_all(requests).await {
         let expected = match i % 3 {
             0 => format!("host=h{i}.example auth= cookie="),
             1 => format!("host=h{i}.example auth=Bearer t{i} cookie="),
@@ -97,36 +97,4 @@ async fn interleaved_requests_in_one_instance_never_see_each_others_data() {
         stats.peak_concurrent_requests > 1,
         "the requests did interleave in an instance"
     );
-}
-
-/// Runs `futures` concurrently and collects their outputs in order.
-async fn futures_join_all<F: Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output> {
-    let mut set = Vec::new();
-    for future in futures {
-        set.push(Box::pin(future));
-    }
-    let mut outputs = Vec::with_capacity(set.len());
-    // Poll all together: join them pairwise through tokio's join on a
-    // vector of pinned futures.
-    let results = std::future::poll_fn(|context| {
-        let mut pending = false;
-        for (slot, future) in set.iter_mut().enumerate() {
-            if outputs.len() <= slot {
-                outputs.resize_with(slot + 1, || None);
-            }
-            if outputs[slot].is_none() {
-                match future.as_mut().poll(context) {
-                    std::task::Poll::Ready(value) => outputs[slot] = Some(value),
-                    std::task::Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(())
-        }
-    });
-    results.await;
-    outputs.into_iter().map(|o| o.expect("done")).collect()
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use edge_host::ReuseOptions;
 use edge_host::reuse::PerInstance;
-use edge_tests::{Edge, EdgeSetup, Flavour, origin_requests_reach};
+use edge_tests::{Edge, EdgeSetup, Flavour, join_all, origin_requests_reach};
 use wiremock::matchers::path;
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
@@ -124,7 +124,7 @@ async fn a_hundred_concurrent_cold_requests_reach_the_origin_once_per_instance_a
         .mount(&origin)
         .await;
     let requests = (0..100).map(|_| edge.fetch("/cold"));
-    let answers: Vec<_> = futures_join_all(requests)
+    let answers: Vec<_> = join_all(requests)
         .await
         .into_iter()
         .map(|answer| answer.expect("answered"))
@@ -153,36 +153,4 @@ async fn a_hundred_concurrent_cold_requests_reach_the_origin_once_per_instance_a
         .filter(|a| a.cache_status.contains("collapsed"))
         .count();
     assert!(collapsed > 0, "no request waited for another's fill");
-}
-
-/// Runs `futures` concurrently and collects their outputs in order.
-async fn futures_join_all<F: Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output> {
-    let mut set = Vec::new();
-    for future in futures {
-        set.push(Box::pin(future));
-    }
-    let mut outputs = Vec::with_capacity(set.len());
-    // Poll all together: join them pairwise through tokio's join on a
-    // vector of pinned futures.
-    let results = std::future::poll_fn(|context| {
-        let mut pending = false;
-        for (slot, future) in set.iter_mut().enumerate() {
-            if outputs.len() <= slot {
-                outputs.resize_with(slot + 1, || None);
-            }
-            if outputs[slot].is_none() {
-                match future.as_mut().poll(context) {
-                    std::task::Poll::Ready(value) => outputs[slot] = Some(value),
-                    std::task::Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(())
-        }
-    });
-    results.await;
-    outputs.into_iter().map(|o| o.expect("done")).collect()
 }
