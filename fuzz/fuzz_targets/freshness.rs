@@ -68,8 +68,15 @@ fuzz_target!(|data: &[u8]| {
             LifetimeSource::Invalid => assert_eq!(d, Duration::ZERO),
             LifetimeSource::Immutable => assert!(d >= IMMUTABLE_LIFETIME),
             LifetimeSource::Heuristic => assert!(d <= Duration::from_secs(86400)),
-            LifetimeSource::RuleOverride => assert_eq!(Some(d.as_secs()), rule.ttl_seconds),
-            LifetimeSource::RuleDefault => assert_eq!(Some(d.as_secs()), rule.default_ttl_seconds),
+            // Rule lifetimes are capped like delta-seconds (RFC 9111 §1.2.2).
+            LifetimeSource::RuleOverride => assert_eq!(
+                Some(d.as_secs()),
+                rule.ttl_seconds.map(|t| t.min(DELTA_SECONDS_MAX))
+            ),
+            LifetimeSource::RuleDefault => assert_eq!(
+                Some(d.as_secs()),
+                rule.default_ttl_seconds.map(|t| t.min(DELTA_SECONDS_MAX))
+            ),
             LifetimeSource::Expires => {}
         }
         // A server error lives only as long as the origin says.
