@@ -1,7 +1,8 @@
 //! What the WASI 0.3 flavour does with an instance that serves many
 //! requests, through the real component in edge-host: its L1 never
-//! outlives a purge answered by another instance, and concurrent misses
-//! of one key wait for one fill.
+//! outlives a purge answered by another instance, concurrent misses of
+//! one key wait for one fill, and interleaved requests never see each
+//! other's data.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -153,4 +154,80 @@ async fn a_hundred_concurrent_cold_requests_reach_the_origin_once_per_instance_a
         .filter(|a| a.cache_status.contains("collapsed"))
         .count();
     assert!(collapsed > 0, "no request waited for another's fill");
+}
+
+#[tokio::test]
+async fn interleaved_requests_in_one_instance_never_see_each_others_data() {
+    let origin = MockServer::start().await;
+    // The origin tells back what it saw of the request, slowly, so the
+    // requests overlap inside the instance.
+    Mock::given(path("/who"))
+        .respond_with(|request: &Request| {
+            let seen = |name: &str| {
+                request
+                    .headers
+                    .get(name)
+                    .map(|v| v.to_str().unwrap_or("?").to_owned())
+                    .unwrap_or_default()
+            };
+            let cacheable = seen("authorization").is_empty();
+            ResponseTemplate::new(200)
+                .insert_header(
+                    "cache-control",
+                    if cacheable { "max-age=60" } else { "private" },
+                )
+                .set_body_string(format!(
+                    "host={} auth={} cookie={}",
+                    seen("x-forwarded-host"),
+                    seen("authorization"),
+                    seen("cookie")
+                ))
+                .set_delay(Duration::from_millis(50))
+        })
+        .mount(&origin)
+        .await;
+    let rules = r#"{ "rules": [ { "path_prefix": "/", "cookies": ["session"] } ] }"#;
+    let setup = EdgeSetup::origin(&origin.uri())
+        .rules(rules)
+        .reuse(reuse(16));
+    let edge = p3_edge(setup).await;
+    // One request first, so an instance is up (rules parsed, store open)
+    // and takes the burst: a cold burst instead spreads over fresh
+    // instances, each still starting when the next request arrives.
+    edge.fetch_with("/who", &[("host", "warm.example")])
+        .await
+        .unwrap();
+    let requests = (0..48).map(|i| {
+        let edge = &edge;
+        async move {
+            let host = format!("h{i}.example");
+            let auth = format!("Bearer t{i}");
+            let cookie = format!("session=s{i}");
+            let mut headers = vec![("host", host.as_str())];
+            match i % 3 {
+                0 => {}
+                1 => headers.push(("authorization", auth.as_str())),
+                _ => headers.push(("cookie", cookie.as_str())),
+            }
+            let fetched = edge.fetch_with("/who", &headers).await.unwrap();
+            (i, fetched.text())
+        }
+    });
+    for (i, body) in join_all(requests).await {
+        let expected = match i % 3 {
+            0 => format!("host=h{i}.example auth= cookie="),
+            1 => format!("host=h{i}.example auth=Bearer t{i} cookie="),
+            _ => format!("host=h{i}.example auth= cookie=session=s{i}"),
+        };
+        assert_eq!(body, expected, "request {i}");
+    }
+    let stats = edge.instance_stats();
+    println!(
+        "48 interleaved requests: {} instances, peak {} in flight in one",
+        stats.created, stats.peak_concurrent_requests
+    );
+    assert!(
+        stats.peak_concurrent_requests > 1,
+        "the requests did interleave in an instance"
+    );
 }
