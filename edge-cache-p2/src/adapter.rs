@@ -178,11 +178,11 @@ fn read_request<S: Store, O: Origin, C: Clock>(
     let mut headers = from_pairs(&request.headers().entries());
     let connection = take_connection(&mut headers);
     let path_and_query = request.path_with_query().unwrap_or_else(|| "/".to_owned());
-    let limit = match edge.admit(&method, &path_and_query, &headers) {
+    let body = match edge.admit(&method, &path_and_query, &headers) {
         Admission::Answer(response) => return Err(response),
-        Admission::ReadBody { limit } => limit,
+        Admission::NoBody => Vec::new(),
+        Admission::ReadBody { limit } => read_request_body(request, limit)?,
     };
-    let body = read_request_body(request, limit)?;
     Ok(ClientRequest {
         method,
         path_and_query,

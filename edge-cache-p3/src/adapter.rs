@@ -202,6 +202,15 @@ async fn read_request<S: Store, O: Origin, C: Clock>(
     }
     let limit = match edge.admit(&parts.method, &path_and_query, &headers) {
         Admission::Answer(response) => return Err(response),
+        Admission::NoBody => {
+            return Ok(ClientRequest {
+                method: parts.method,
+                path_and_query,
+                headers,
+                connection,
+                body: Vec::new(),
+            });
+        }
         Admission::ReadBody { limit } => limit,
     };
     let unreadable = |e: String| plain_text(400, format!("could not read request body: {e}\n"));

@@ -35,6 +35,12 @@ pub enum Admission {
     /// Answer at once without reading the body: an unauthenticated or
     /// oversized purge must not make the edge buffer anything.
     Answer(Response),
+    /// Go on with an empty body without reading it: the request announces
+    /// none (see [`crate::request_flow::announces_no_body`]). Reading an
+    /// empty body is not free in `wasi:http` (a stream and a trailers
+    /// future, each a round trip through the host), and hits are mostly
+    /// such requests.
+    NoBody,
 }
 
 /// Which of the API's two forms a request is.

@@ -30,6 +30,17 @@ use crate::storability::{Candidate, check_storable};
 use crate::storage::{CacheStorage, Found, Lookup, StoredFetch};
 use crate::vary::VaryNames;
 
+/// Whether a client request may be taken as bodiless without reading its
+/// body: a GET or HEAD without `Content-Length`. A GET's content has no
+/// defined semantics (RFC 9110 §9.3.1) and is no part of a cache key.
+/// Framing is the host's: `wasi:http` hides `Transfer-Encoding` from the
+/// guest, so a chunked GET body is not seen (nor forwarded); every other
+/// method's body is always read.
+pub fn announces_no_body(method: &Method, headers: &HeaderMap) -> bool {
+    (method == Method::GET || method == Method::HEAD)
+        && !headers.contains_key(http::header::CONTENT_LENGTH)
+}
+
 /// Work left to do after the response is sent (`stale-while-revalidate`).
 #[derive(Debug, Clone)]
 pub struct Refresh {
@@ -100,9 +111,15 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
     /// What can be decided from the request head alone, before any body
     /// is read (see [`PurgeApi::admit`]).
     pub fn admit(&self, method: &Method, path_and_query: &str, headers: &HeaderMap) -> Admission {
-        match self.purge_api() {
+        let admission = match self.purge_api() {
             Some(api) => api.admit(method, path_and_query, headers),
             None => Admission::ReadBody { limit: None },
+        };
+        match admission {
+            Admission::ReadBody { limit: None } if announces_no_body(method, headers) => {
+                Admission::NoBody
+            }
+            decided => decided,
         }
     }
 
@@ -895,5 +912,41 @@ mod tests {
         let answers = run_together(requests, 10, |_| origin.open.set(true));
         assert_eq!(origin.calls.get(), 3);
         assert!(answers.iter().all(|(response, _)| response.status == 200));
+    }
+
+    #[test]
+    fn only_gets_and_heads_without_a_length_skip_reading_the_body() {
+        let rules = CacheRules::default();
+        let store = MemStore::default();
+        let origin = FakeOrigin::new(|_| Ok(ok("max-age=60", "x")));
+        let clock = clock();
+        let purge = purge_settings();
+        let edge = EdgeCache {
+            purge: Some(&purge),
+            ..edge(&rules, &store, &origin, &clock)
+        };
+        let admit = |method: Method, path: &str, pairs: &[(&str, &str)]| {
+            edge.admit(&method, path, &crate::test_support::headers(pairs))
+        };
+        assert!(matches!(admit(Method::GET, "/a", &[]), Admission::NoBody));
+        assert!(matches!(admit(Method::HEAD, "/a", &[]), Admission::NoBody));
+        let read_unbounded = |a: Admission| matches!(a, Admission::ReadBody { limit: None });
+        assert!(read_unbounded(admit(
+            Method::GET,
+            "/a",
+            &[("content-length", "3")]
+        )));
+        assert!(read_unbounded(admit(Method::POST, "/a", &[])));
+        assert!(read_unbounded(admit(Method::PUT, "/a", &[])));
+        // A purge body is read, bounded, whatever its method's habits.
+        let purge_request = admit(
+            Method::POST,
+            "/_edge/purge",
+            &[("authorization", "Bearer t")],
+        );
+        assert!(matches!(
+            purge_request,
+            Admission::ReadBody { limit: Some(_) }
+        ));
     }
 }
