@@ -19,7 +19,7 @@ use crate::instance::{self, ComponentContext, RequestState};
 use crate::key_value::{AppStores, StoreOverrides, StoreSetupError};
 use crate::limits::{EpochTicker, InstanceLimits};
 use crate::manifest::{Manifest, RouteDoc, SourceDoc};
-use crate::outbound_http::AllowedHosts;
+use crate::outbound_http::{AllowedHosts, OriginPool, PoolOptions};
 use crate::reuse::{ComponentHandler, InstanceStats, ReuseOptions, StatsCounters};
 use crate::routes::{RoutePattern, Router};
 use crate::runtime_config::RuntimeConfig;
@@ -51,6 +51,9 @@ pub struct AppOptions {
     /// Store backends supplied by the embedder instead of the runtime
     /// config's (tests inject faults this way).
     pub store_overrides: StoreOverrides,
+    /// How connections to origins are pooled (default:
+    /// [`PoolOptions::default`]).
+    pub origin_pool: Option<PoolOptions>,
 }
 
 /// Which `wasi:http` a component exports, and so how it is served.
@@ -117,6 +120,7 @@ impl App {
         let linker = instance::linker(&engine)?;
         let limits = options.limits.unwrap_or_default();
         let reuse = options.reuse.unwrap_or_default();
+        let origin_pool = OriginPool::new(options.origin_pool.unwrap_or_default());
 
         let cache_dir = options.cache_dir.clone().unwrap_or_else(default_cache_dir);
         let mut app_stores = AppStores::new(&runtime_config.key_value, &options.store_overrides);
@@ -170,6 +174,7 @@ impl App {
                 variables,
                 key_value,
                 allowed_hosts: Arc::new(allowed_hosts),
+                origin_pool: origin_pool.clone(),
                 files,
                 environment: doc.environment.clone(),
             });

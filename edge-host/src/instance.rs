@@ -18,7 +18,7 @@ use crate::files::FileMounts;
 use crate::guest_log::{GuestLog, GuestStream};
 use crate::key_value::{self, ComponentStores, KeyValueState};
 use crate::limits::InstanceLimiter;
-use crate::outbound_http::{AllowedHosts, OutboundHooks};
+use crate::outbound_http::{AllowedHosts, OriginPool, OutboundHooks};
 use crate::variables::{self, ComponentVariables};
 
 /// What a component may use, resolved from the manifest and runtime config.
@@ -31,6 +31,8 @@ pub struct ComponentContext {
     pub key_value: ComponentStores,
     /// Its `allowed_outbound_hosts`, templates rendered.
     pub allowed_hosts: Arc<AllowedHosts>,
+    /// The host's keep-alive connections to origins (one pool per app).
+    pub origin_pool: OriginPool,
     /// Its `files`, mounted read-only.
     pub files: FileMounts,
     /// Its `environment`, the guest's environment variables.
@@ -83,6 +85,7 @@ impl RequestState {
             outbound_http: OutboundHooks::new(
                 component.id.clone(),
                 component.allowed_hosts.clone(),
+                component.origin_pool.clone(),
             ),
             key_value: KeyValueState::new(component.key_value.clone()),
             variables: component.variables.clone(),

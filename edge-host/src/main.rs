@@ -84,6 +84,14 @@ enum Command {
         #[arg(long, default_value_t = edge_host::connection::DEFAULT_MAX_CONNECTIONS,
               value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
         max_connections: u32,
+        /// Idle keep-alive connections kept per origin for the next miss;
+        /// 0 turns pooling off (a new connection per origin request).
+        #[arg(long, default_value_t = edge_host::outbound_http::pool::DEFAULT_MAX_IDLE_PER_ORIGIN)]
+        origin_pool_idle: usize,
+        /// How long an idle origin connection is kept, in milliseconds (less
+        /// if the origin's `Keep-Alive: timeout` says so).
+        #[arg(long, default_value_t = edge_host::outbound_http::pool::DEFAULT_IDLE_TIMEOUT.as_millis() as u64)]
+        origin_pool_idle_timeout_ms: u64,
     },
 }
 
@@ -122,6 +130,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         client_header_timeout_ms,
         keepalive_timeout_ms,
         max_connections,
+        origin_pool_idle,
+        origin_pool_idle_timeout_ms,
     } = cli.command;
     let server = ServerOptions {
         max_request_body_bytes,
@@ -150,6 +160,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 idle_instance_timeout,
             }),
             store_overrides: Default::default(),
+            origin_pool: Some(edge_host::outbound_http::PoolOptions {
+                max_idle_per_origin: origin_pool_idle,
+                idle_timeout: Duration::from_millis(origin_pool_idle_timeout_ms),
+            }),
         };
         let app = Arc::new(App::load(&options)?);
         let listener = tokio::net::TcpListener::bind(listen)

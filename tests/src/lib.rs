@@ -213,6 +213,7 @@ impl Edge {
             limits: setup.limits,
             reuse: setup.reuse,
             store_overrides: setup.store_overrides.clone(),
+            origin_pool: None,
         };
         Edge::serve_app_with(options, workdir, setup.listen, setup.server).await
     }

@@ -1,6 +1,7 @@
 //! Outbound HTTP from components (`wasi:http/outgoing-handler`): the
 //! manifest's `allowed_outbound_hosts` is checked first ([`allowed_hosts`]),
-//! then the request goes to the origin ([`sender`]); on the way back, the
+//! then the request goes to the origin ([`sender`]) over a connection of
+//! the host's [`pool`] of keep-alive connections; on the way back, the
 //! hop-by-hop fields an intermediary must drop are removed before the
 //! component sees the response.
 //!
@@ -8,6 +9,7 @@
 //! `wasi:http` hooks the request state hands to `wasmtime-wasi-http`.
 
 pub mod allowed_hosts;
+pub mod pool;
 pub mod sender;
 
 use std::sync::Arc;
@@ -15,6 +17,7 @@ use std::sync::Arc;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
 pub use allowed_hosts::{AllowedHostError, AllowedHosts};
+pub use pool::{OriginPool, PoolOptions};
 use sender::{IoFuture, send_request};
 
 use crate::hop_by_hop::remove_connection_fields;
@@ -24,12 +27,18 @@ pub struct OutboundHooks {
     /// For the log line of a denied or failed request.
     component: Arc<str>,
     allowed: Arc<AllowedHosts>,
+    /// The host's connections to origins, shared by every instance.
+    pool: OriginPool,
 }
 
 impl OutboundHooks {
-    /// Hooks for `component` with its allow-list.
-    pub fn new(component: Arc<str>, allowed: Arc<AllowedHosts>) -> Self {
-        OutboundHooks { component, allowed }
+    /// Hooks for `component` with its allow-list, sending over `pool`.
+    pub fn new(component: Arc<str>, allowed: Arc<AllowedHosts>, pool: OriginPool) -> Self {
+        OutboundHooks {
+            component,
+            allowed,
+            pool,
+        }
     }
 }
 
@@ -52,8 +61,9 @@ impl WasiHttpHooks for OutboundHooks {
             return Box::new(async { Err(Error::HttpRequestDenied) });
         }
         let component = self.component.clone();
+        let pool = self.pool.clone();
         Box::new(async move {
-            let (mut response, io) = send_request(request, options, component).await?;
+            let (mut response, io) = send_request(request, options, component, &pool).await?;
             // The fields that described the origin's connection, and those
             // its `Connection` nominates, are neither relayed nor stored
             // (RFC 9110 §7.6.1, RFC 9111 §3.1).

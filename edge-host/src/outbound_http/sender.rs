@@ -1,13 +1,26 @@
 //! Sends a component's request to its origin and returns the response:
 //! what `wasmtime_wasi_http::default_send_request` does (connect and
 //! first-byte timeouts, TLS with the webpki roots, a between-bytes timeout
-//! on the body) with one difference: a response that has arrived is kept
-//! when the connection fails after it. hyper reports bytes an origin sends
-//! after the end of a response (a body longer than its `Content-Length`) as
-//! an error of the connection, and the default sender let that error
-//! replace the response, so the edge answered 502. RFC 9112 §6.3: the body
-//! ends at the declared length, and what follows is not part of it. The
-//! component gets the declared body, and the connection is closed.
+//! on the body), over a pooled keep-alive connection ([`super::pool`]),
+//! with one more difference: a response that has arrived is kept when the
+//! connection fails after it. hyper reports bytes an origin sends after the
+//! end of a response (a body longer than its `Content-Length`) as an error
+//! of the connection, and the default sender let that error replace the
+//! response, so the edge answered 502. RFC 9112 §6.3: the body ends at the
+//! declared length, and what follows is not part of it. The component gets
+//! the declared body, and the connection is closed (its task ends on the
+//! error, so the pool never hands it out again).
+//!
+//! Each connection is driven by a task of the host's runtime, not by the
+//! instance that opened it: it outlives the request and serves the next
+//! one, from any instance. The response body streams from hyper to the
+//! guest frame by frame; nothing here buffers it.
+//!
+//! A reused connection can have been closed by the origin while it sat
+//! idle, the close still on its way (the keep-alive race). The request is
+//! then sent once more on a fresh connection when that is safe: hyper hands
+//! it back unsent, or it was sent but no byte of a response came and it is
+//! idempotent with no body (RFC 9110 §9.2.2).
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -15,15 +28,22 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use http::header::{CONNECTION, HeaderMap, HeaderValue};
 use http::uri::Scheme;
+use http::{Method, Version};
 use http_body::{Body, Frame, SizeHint};
-use http_body_util::BodyExt;
+use http_body_util::{BodyExt, Empty};
+use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody};
 
-/// What drives an origin connection after its response head arrived.
+use super::pool::{Lease, OriginKey, OriginPool};
+
+/// What `wasmtime-wasi-http` awaits beside the response for errors of the
+/// connection; ours is done at once, because the pool's task drives the
+/// connection and its errors reach the guest through the body.
 pub type IoFuture = Box<dyn Future<Output = Result<(), Error>> + Send>;
 
 trait Stream: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
@@ -32,20 +52,23 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Stream for T {}
 /// The default when the component gives no timeout (wasmtime's).
 const NO_TIMEOUT_GIVEN: Duration = Duration::from_secs(600);
 
-/// Sends `request` on a new connection; see the module documentation.
+/// Sends `request` on an idle connection from `pool` or a new one; see the
+/// module documentation.
 pub async fn send_request(
     mut request: http::Request<WasiBody>,
     options: Option<RequestOptions>,
     component: Arc<str>,
+    pool: &OriginPool,
 ) -> Result<(http::Response<WasiBody>, IoFuture), Error> {
     let uri = request.uri();
     let authority = uri.authority().ok_or(Error::HttpRequestUriInvalid)?;
-    let use_tls = uri.scheme() == Some(&Scheme::HTTPS);
+    let tls = uri.scheme() == Some(&Scheme::HTTPS);
     let authority = if authority.port().is_some() {
         authority.to_string()
     } else {
-        format!("{authority}:{}", if use_tls { 443 } else { 80 })
+        format!("{authority}:{}", if tls { 443 } else { 80 })
     };
+    let key = OriginKey { tls, authority };
     let connect_timeout = options
         .and_then(|o| o.connect_timeout)
         .unwrap_or(NO_TIMEOUT_GIVEN);
@@ -58,25 +81,6 @@ pub async fn send_request(
         .unwrap_or(NO_TIMEOUT_GIVEN)
         .max(Duration::from_nanos(1));
 
-    let tcp = match tokio::time::timeout(connect_timeout, TcpStream::connect(&authority)).await {
-        Ok(stream) => stream.map_err(Error::Connect)?,
-        Err(_) => return Err(Error::ConnectionTimeout),
-    };
-    let stream: Box<dyn Stream> = if use_tls {
-        let config = tls_config()?;
-        let connector = tokio_rustls::TlsConnector::from(config);
-        let name = tls_server_name(&authority)?;
-        Box::new(connector.connect(name, tcp).await.map_err(Error::Tls)?)
-    } else {
-        Box::new(tcp)
-    };
-    let (mut sender, connection) = tokio::time::timeout(
-        connect_timeout,
-        hyper::client::conn::http1::Builder::new().handshake(TokioIo::new(stream)),
-    )
-    .await
-    .map_err(|_| Error::ConnectionTimeout)??;
-
     // The request line carries only the path and query (no proxy here).
     *request.uri_mut() = http::Uri::builder()
         .path_and_query(
@@ -88,71 +92,170 @@ pub async fn send_request(
         )
         .build()
         .map_err(|_| Error::HttpRequestUriInvalid)?;
+    let request_closes = wants_close(Version::HTTP_11, request.headers());
 
-    let send = async move {
-        let response = tokio::time::timeout(first_byte_timeout, sender.send_request(request))
-            .await
-            .map_err(|_| Error::ConnectionReadTimeout)??;
-        let mut timeout = tokio::time::interval(between_bytes_timeout);
-        timeout.reset();
-        Ok::<_, Error>(response.map(|incoming| BetweenBytes { incoming, timeout }.boxed_unsync()))
+    let idle = match pool.enabled() {
+        true => pool.checkout(&key, connect_timeout).await,
+        false => None,
     };
-    let mut send = std::pin::pin!(send);
-    let mut connection = Some(connection);
-    let mut failed_after = None;
-    let response = std::future::poll_fn(|cx| {
-        if let Poll::Ready(outcome) = send.as_mut().poll(cx) {
-            return Poll::Ready(outcome);
+    let reused = idle.is_some();
+    let mut sender = match idle {
+        Some(sender) => sender,
+        None => connect(&key, connect_timeout, &component).await?,
+    };
+    // A copy to send again if the origin closes a reused connection after
+    // the request went out (a bodiless idempotent request only: a streamed
+    // body cannot be sent twice).
+    let replay = (reused && is_idempotent(request.method()) && request.body().is_end_stream())
+        .then(|| bodiless_copy(&request))
+        .flatten();
+
+    let first_byte_by = tokio::time::Instant::now() + first_byte_timeout;
+    let sent = tokio::time::timeout_at(first_byte_by, sender.try_send_request(request))
+        .await
+        .map_err(|_| Error::ConnectionReadTimeout)?;
+    let response = match sent {
+        Ok(response) => response,
+        Err(mut failed) if reused => {
+            let again = failed
+                .take_message()
+                .or_else(|| replay.filter(|_| failed.error().is_incomplete_message()));
+            let Some(again) = again else {
+                return Err(failed.into_error().into());
+            };
+            tracing::debug!(
+                component = &*component,
+                "origin {}: reused connection closed ({}); sending the request again on a new one",
+                key.authority,
+                failed.error()
+            );
+            sender = connect(&key, connect_timeout, &component).await?;
+            tokio::time::timeout_at(first_byte_by, sender.send_request(again))
+                .await
+                .map_err(|_| Error::ConnectionReadTimeout)??
         }
-        // Drive the connection until the response arrives.
-        let Some(driving) = connection.as_mut() else {
-            return Poll::Pending;
-        };
-        let Poll::Ready(ended) = Pin::new(driving).poll(cx) else {
-            return Poll::Pending;
-        };
-        connection = None;
-        // The connection may have delivered the response head before it
-        // failed: that response stands.
-        match (send.as_mut().poll(cx), ended) {
-            (Poll::Ready(outcome), Ok(())) => Poll::Ready(outcome),
-            (Poll::Ready(Ok(response)), Err(error)) => {
-                failed_after = Some(error);
-                Poll::Ready(Ok(response))
-            }
-            (Poll::Ready(Err(_)) | Poll::Pending, Err(error)) => Poll::Ready(Err(error.into())),
-            // Closed cleanly with no response yet: hyper fails the request
-            // itself on the next poll.
-            (Poll::Pending, Ok(())) => Poll::Pending,
+        Err(failed) => return Err(failed.into_error().into()),
+    };
+
+    // RFC 9112 §9.3: `close` from either side, or an HTTP/1.0 response
+    // without keep-alive, ends the connection after this response.
+    let lease = if request_closes || wants_close(response.version(), response.headers()) {
+        None
+    } else {
+        pool.lease(key, sender, keep_alive_timeout(response.headers()))
+    };
+    let mut timeout = tokio::time::interval(between_bytes_timeout);
+    timeout.reset();
+    let response = response.map(|incoming| {
+        PooledBody {
+            incoming,
+            timeout,
+            lease,
         }
-    })
-    .await?;
-    if let Some(error) = failed_after {
-        tracing::warn!(
-            component = &*component,
-            "origin {authority}: {error}; relayed the response as its framing declares it and closed the connection"
-        );
+        .boxed_unsync()
+    });
+    Ok((response, Box::new(async { Ok(()) })))
+}
+
+/// Opens a connection to `key` within `timeout` (TCP, TLS, HTTP/1.1
+/// handshake) and spawns the task that drives it for as long as it lives.
+async fn connect(
+    key: &OriginKey,
+    timeout: Duration,
+    component: &Arc<str>,
+) -> Result<SendRequest<WasiBody>, Error> {
+    let authority = &key.authority;
+    let tcp = match tokio::time::timeout(timeout, TcpStream::connect(authority)).await {
+        Ok(stream) => stream.map_err(Error::Connect)?,
+        Err(_) => return Err(Error::ConnectionTimeout),
+    };
+    // A reused connection carries many small writes; Nagle's algorithm
+    // would hold a request back for the previous one's ACK.
+    let _ = tcp.set_nodelay(true);
+    let stream: Box<dyn Stream> = if key.tls {
+        let config = tls_config()?;
+        let connector = tokio_rustls::TlsConnector::from(config);
+        let name = tls_server_name(authority)?;
+        Box::new(connector.connect(name, tcp).await.map_err(Error::Tls)?)
+    } else {
+        Box::new(tcp)
+    };
+    let (sender, connection) = tokio::time::timeout(
+        timeout,
+        hyper::client::conn::http1::Builder::new().handshake(TokioIo::new(stream)),
+    )
+    .await
+    .map_err(|_| Error::ConnectionTimeout)??;
+    let component = component.clone();
+    let authority = authority.clone();
+    tokio::spawn(async move {
+        // Ends when the origin closes, on an error (a body longer than
+        // declared: the component already got the declared bytes, a later
+        // response is never read from it), or when nothing holds its
+        // sender any more.
+        if let Err(error) = connection.await {
+            tracing::warn!(
+                component = &*component,
+                "origin {authority}: {error}; connection closed"
+            );
+        }
+    });
+    Ok(sender)
+}
+
+/// Whether `headers` (of a message of `version`) end the connection after
+/// this exchange (RFC 9112 §9.3).
+fn wants_close(version: Version, headers: &HeaderMap) -> bool {
+    let has = |token: &str| {
+        headers.get_all(CONNECTION).iter().any(|value| {
+            value
+                .to_str()
+                .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+        })
+    };
+    if has("close") {
+        return true;
     }
-    let io: IoFuture = match connection {
-        None => Box::new(async { Ok(()) }),
-        Some(connection) => Box::new(async move {
-            match connection.await {
-                Ok(()) => Ok(()),
-                Err(error) if error.is_timeout() => Err(Error::HttpResponseTimeout),
-                Err(error) => {
-                    // A body longer than declared ends here, after the
-                    // component got the declared bytes; the connection is
-                    // dropped, so closed.
-                    tracing::warn!(
-                        component = &*component,
-                        "origin {authority}: {error}; connection closed"
-                    );
-                    Ok(())
-                }
-            }
-        }),
-    };
-    Ok((response, io))
+    version < Version::HTTP_11 && !has("keep-alive")
+}
+
+/// The origin's `Keep-Alive: timeout=N` (RFC 2068 §19.7.1.1, still sent by
+/// Apache and others): how long it keeps an idle connection, after which
+/// reusing it would race its close.
+fn keep_alive_timeout(headers: &HeaderMap) -> Option<Duration> {
+    headers
+        .get_all("keep-alive")
+        .iter()
+        .filter_map(|value: &HeaderValue| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .find_map(|param| {
+            let (name, seconds) = param.split_once('=')?;
+            name.trim()
+                .eq_ignore_ascii_case("timeout")
+                .then(|| seconds.trim().parse::<u64>().ok())
+                .flatten()
+        })
+        .map(Duration::from_secs)
+}
+
+/// RFC 9110 §9.2.2.
+fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
+}
+
+/// The same request with an empty body, for a replay.
+fn bodiless_copy(request: &http::Request<WasiBody>) -> Option<http::Request<WasiBody>> {
+    let mut copy = http::Request::builder()
+        .method(request.method().clone())
+        .uri(request.uri().clone())
+        .version(request.version())
+        .body(Empty::new().map_err(|never| match never {}).boxed_unsync())
+        .ok()?;
+    *copy.headers_mut() = request.headers().clone();
+    Some(copy)
 }
 
 /// rustls with the webpki roots and the ring provider, built once.
@@ -191,13 +294,23 @@ fn tls_server_name(
 }
 
 /// A response body that fails when the origin pauses longer than the
-/// between-bytes timeout.
-struct BetweenBytes {
+/// between-bytes timeout, and puts its connection back in the pool once it
+/// was read to the end (never after an error, nor when dropped before).
+struct PooledBody {
     incoming: hyper::body::Incoming,
     timeout: tokio::time::Interval,
+    lease: Option<Lease>,
 }
 
-impl Body for BetweenBytes {
+impl PooledBody {
+    fn release(&mut self) {
+        if let Some(lease) = self.lease.take() {
+            lease.release();
+        }
+    }
+}
+
+impl Body for PooledBody {
     type Data = Bytes;
     type Error = Error;
 
@@ -206,18 +319,32 @@ impl Body for BetweenBytes {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
         match Pin::new(&mut self.incoming).poll_frame(cx) {
-            Poll::Ready(None) => Poll::Ready(None),
-            Poll::Ready(Some(Err(error))) => Poll::Ready(Some(Err(if error.is_timeout() {
-                Error::HttpResponseTimeout
-            } else {
-                Error::from(error)
-            }))),
+            Poll::Ready(None) => {
+                self.release();
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some(Err(error))) => {
+                self.lease = None;
+                Poll::Ready(Some(Err(if error.is_timeout() {
+                    Error::HttpResponseTimeout
+                } else {
+                    Error::from(error)
+                })))
+            }
             Poll::Ready(Some(Ok(frame))) => {
                 self.timeout.reset();
+                // A reader may stop at `is_end_stream` without polling for
+                // the end: the last frame releases then.
+                if self.incoming.is_end_stream() {
+                    self.release();
+                }
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Pending => match self.timeout.poll_tick(cx) {
-                Poll::Ready(_) => Poll::Ready(Some(Err(Error::ConnectionReadTimeout))),
+                Poll::Ready(_) => {
+                    self.lease = None;
+                    Poll::Ready(Some(Err(Error::ConnectionReadTimeout)))
+                }
                 Poll::Pending => Poll::Pending,
             },
         }
@@ -282,23 +409,34 @@ mod tests {
             .unwrap()
     }
 
-    async fn fetch(url: &str) -> Result<(u16, Vec<u8>), Error> {
-        let options = RequestOptions {
+    fn options(between_bytes: Duration) -> RequestOptions {
+        RequestOptions {
             connect_timeout: Some(Duration::from_secs(5)),
             first_byte_timeout: Some(Duration::from_secs(5)),
-            between_bytes_timeout: Some(Duration::from_secs(5)),
-        };
-        let (response, io) = send_request(get(url), Some(options), Arc::from("test")).await?;
+            between_bytes_timeout: Some(between_bytes),
+        }
+    }
+
+    async fn fetch_from(pool: &OriginPool, url: &str) -> Result<(u16, Vec<u8>), Error> {
+        let options = options(Duration::from_secs(5));
+        let (response, io) = send_request(get(url), Some(options), Arc::from("test"), pool).await?;
         tokio::spawn(Box::into_pin(io));
         let status = response.status().as_u16();
         let body = response.into_body().collect().await?.to_bytes().to_vec();
         Ok((status, body))
     }
 
+    async fn fetch(url: &str) -> Result<(u16, Vec<u8>), Error> {
+        fetch_from(&OriginPool::default(), url).await
+    }
+
     #[tokio::test]
     async fn a_body_longer_than_its_content_length_is_cut_at_it_and_the_connection_closed() {
         let (url, origin) = origin(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n0123456789").await;
-        let (status, body) = fetch(&url).await.expect("the response stands");
+        // The pool outlives the exchange: the connection closes because of
+        // the extra bytes, not because its pool went away.
+        let pool = OriginPool::default();
+        let (status, body) = fetch_from(&pool, &url).await.expect("the response stands");
         assert_eq!(status, 200);
         assert_eq!(body, b"01234");
         let closed = tokio::time::timeout(Duration::from_secs(10), origin)
@@ -306,6 +444,11 @@ mod tests {
             .expect("the connection was closed")
             .unwrap();
         assert!(closed);
+        let key = OriginKey {
+            tls: false,
+            authority: url["http://".len()..url.len() - "/x".len()].to_owned(),
+        };
+        assert!(pool.checkout(&key, Duration::from_secs(5)).await.is_none());
     }
 
     #[tokio::test]
