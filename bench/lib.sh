@@ -8,10 +8,12 @@ NGINX_PORT=$((ORIGIN_PORT + 3))
 VARNISH_PORT=$((ORIGIN_PORT + 4))
 HELLO_PORT=$((ORIGIN_PORT + 5))
 EDGE_P2_PORT=$((ORIGIN_PORT + 6))
+HELLO_P3_PORT=$((ORIGIN_PORT + 7))
 PURGE_TOKEN=bench-purge-token
 
 declare -A PORT=([origin]=$ORIGIN_PORT [ceiling]=$CEILING_PORT [edge]=$EDGE_PORT
-  [nginx]=$NGINX_PORT [varnish]=$VARNISH_PORT [hello]=$HELLO_PORT [edge-p2]=$EDGE_P2_PORT)
+  [nginx]=$NGINX_PORT [varnish]=$VARNISH_PORT [hello]=$HELLO_PORT [edge-p2]=$EDGE_P2_PORT
+  [hello-p3]=$HELLO_P3_PORT)
 declare -A PID=()
 
 log() { printf '%s bench: %s\n' "$(date +%T)" "$*" >&2; }
@@ -50,7 +52,7 @@ install_tools() {
 build_all() {
   log "building release binaries and components"
   cargo build --release -q -p edge-host -p edge-bench
-  scripts/build-wasm edge-cache-p3 edge-cache-p2 hello-component
+  scripts/build-wasm edge-cache-p3 edge-cache-p2 hello-component hello-component-p3
 }
 
 # A scratch directory on tmpfs when there is one (caches that keep bodies
@@ -104,11 +106,21 @@ start_ceiling() {
 # (its default logs each request at info), access_log off in nginx, no
 # varnishncsa.
 start_hello() {
-  port_free hello "$HELLO_PORT"
-  RUST_LOG=warn target/release/edge-host up -f bench/hello.spin.toml \
-    --listen "127.0.0.1:$HELLO_PORT" >"$WORK/hello.log" 2>&1 &
-  PID[hello]=$!
-  wait_ready hello "http://127.0.0.1:$HELLO_PORT/"
+  start_hello_flavour hello bench/hello.spin.toml
+}
+
+# The trivial component's WASI 0.3 twin, served with instance reuse.
+start_hello_p3() {
+  start_hello_flavour hello-p3 bench/hello-p3.spin.toml
+}
+
+start_hello_flavour() { # name manifest
+  local name=$1 manifest=$2
+  port_free "$name" "${PORT[$name]}"
+  RUST_LOG=warn target/release/edge-host up -f "$manifest" \
+    --listen "127.0.0.1:${PORT[$name]}" >"$WORK/$name.log" 2>&1 &
+  PID[$name]=$!
+  wait_ready "$name" "http://127.0.0.1:${PORT[$name]}/"
 }
 
 start_edge() { # cache-bytes [edge-host flags...]

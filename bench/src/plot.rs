@@ -27,6 +27,7 @@ pub fn color(contestant: &str) -> RGBColor {
         "origin" => RGBColor(0x7f, 0x7f, 0x7f),
         "ceiling" => RGBColor(0x33, 0x33, 0x33),
         "hello" => RGBColor(0xff, 0x7f, 0x0e),
+        "hello-p3" => RGBColor(0xbc, 0xbd, 0x22),
         _ => RGBColor(0x94, 0x67, 0xbd),
     }
 }

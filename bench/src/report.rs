@@ -39,7 +39,14 @@ pub const CONTESTANTS: &[(&str, &str)] = &[
     ("varnish", "Varnish"),
     ("origin", "origin alone"),
     ("ceiling", "native ceiling (hyper)"),
-    ("hello", "edge-host + trivial component"),
+    (
+        "hello",
+        "edge-host + trivial component, WASI 0.2 (a fresh instance per request)",
+    ),
+    (
+        "hello-p3",
+        "edge-host + trivial component, WASI 0.3 (reused instances)",
+    ),
 ];
 
 /// One contestant in one scenario, summarised over rounds.
@@ -67,11 +74,11 @@ impl ScenarioTable {
     }
 
     /// `(label, req/s ratio, p99 ratio)` for the pairs this scenario has:
-    /// edge against nginx, Varnish and the ceiling; the trivial component
-    /// against the ceiling.
+    /// edge against nginx, Varnish and the ceiling; the trivial component,
+    /// in both flavours, against the ceiling.
     pub fn ratios(&self) -> Vec<(String, f64, Option<f64>)> {
         let pairs: &[(&str, &str)] = if self.scenario == "wasm" {
-            &[("hello", "ceiling")]
+            &[("hello", "ceiling"), ("hello-p3", "ceiling")]
         } else {
             &[
                 ("edge", "nginx"),
