@@ -2,6 +2,7 @@
 //! native servers, a small HTTP client for the purge scenario, and the
 //! report. Everything that is not I/O is a pure function with tests.
 
+pub mod burst;
 pub mod client;
 pub mod plot;
 pub mod purge;

@@ -4,6 +4,8 @@
 //! - `bench-client prefill ADDR PREFIX SIZE RANKS`: requests PREFIX/RANKS
 //!   down to PREFIX/1 once each, so a cache starts the mixed scenario holding
 //!   the most popular objects, most popular most recently used.
+//! - `bench-client burst ADDR TARGET N`: N simultaneous GETs of one cold
+//!   TARGET, one per connection; prints how they were answered.
 
 use anyhow::{Context, bail};
 use edge_bench::purge::{PurgeRequest, Spec, fill, run};
@@ -31,6 +33,16 @@ fn main() -> anyhow::Result<()> {
             if errors > 0 {
                 bail!("prefill {addr}: {errors} requests failed");
             }
+            return Ok(());
+        }
+        Some("burst") => {
+            let [addr, target, n] = std::array::from_fn(|_| args.next().unwrap_or_default());
+            let n: usize = n.parse().context("burst ADDR TARGET N")?;
+            let outcome = edge_bench::burst::burst(&addr, &target, n);
+            println!(
+                "requests={} ok={} collapsed={} failed={}",
+                outcome.requests, outcome.ok, outcome.collapsed, outcome.failed
+            );
             return Ok(());
         }
         _ => bail!("{USAGE}"),
