@@ -23,6 +23,7 @@ use edge_cache::rules::CacheRules;
 use edge_cache::seams::{
     ClientRequest, Clock, Origin, OriginRequest, Response, Store, StoreFailure,
 };
+use edge_cache::shared_state::SharedState;
 use edge_cache::spin_metadata::take_connection;
 
 /// `blocking-write-and-flush` accepts at most this many bytes per call.
@@ -39,8 +40,16 @@ async fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
             return;
         }
     };
-    let store = SpinStore::open(&config.store_name);
-    let rules = load_rules(&config, &store).await;
+    // Invalidation state in the shared store where `shared_store` names
+    // one. A fresh instance per request remembers nothing between
+    // requests, so this flavour reads it from there on every lookup.
+    let store = SharedState::new(
+        SpinStore::open(&config.store_name),
+        config.shared_store.as_deref().map(SpinStore::open),
+        SystemClock,
+        config.purge_staleness,
+    );
+    let rules = load_rules(&config, store.local()).await;
     let primary = SpinOrigin {
         address: &config.origin,
         config: &config,

@@ -34,6 +34,7 @@ use edge_cache::rules::CacheRules;
 use edge_cache::seams::{
     ClientRequest, Clock, Origin, OriginRequest, Response, Store, StoreFailure,
 };
+use edge_cache::shared_state::SharedState;
 use edge_cache::spin_metadata::take_connection;
 
 /// What an instance computes once and every request it serves shares.
@@ -42,7 +43,9 @@ struct Instance {
     /// `None`: the rules file is broken (logged once per instance); the
     /// edge proxies without caching.
     rules: Option<CacheRules>,
-    store: SpinStore,
+    /// The entries' store, with invalidation state in the shared store
+    /// where `shared_store` names one.
+    store: NodeStore,
     /// Hot entries in this instance's memory, in front of the store.
     l1: Option<L1>,
     /// Concurrent misses of one key in this instance wait for one fill.
@@ -71,7 +74,16 @@ async fn instance() -> Result<Rc<Instance>, String> {
     let config = EdgeConfig::from_variables(|name| values.get(name).cloned())
         .map_err(|error| error.to_string())?;
     let rules = load_rules(&config);
-    let store = SpinStore::open(&config.store_name).await;
+    let shared = match &config.shared_store {
+        Some(label) => Some(SpinStore::open(label).await),
+        None => None,
+    };
+    let store = SharedState::new(
+        SpinStore::open(&config.store_name).await,
+        shared,
+        SystemClock,
+        config.purge_staleness,
+    );
     let l1 = l1_for(config.l1_capacity_bytes);
     let ready = Rc::new(Instance {
         config,
@@ -157,7 +169,7 @@ fn edge_over<'a>(
     instance: &'a Instance,
     primary: &'a SpinOrigin<'a>,
     backup: Option<&'a SpinOrigin<'a>>,
-) -> Edge<'a, SpinStore, SpinOrigin<'a>, SystemClock> {
+) -> Edge<'a, NodeStore, SpinOrigin<'a>, SystemClock> {
     let config = &instance.config;
     Edge::new(
         config,
@@ -247,6 +259,9 @@ impl Clock for SystemClock {
         spin_sdk::wasip3::clocks::monotonic_clock::wait_for(nanos(duration)).await;
     }
 }
+
+/// The store an instance serves from (see `edge_cache::shared_state`).
+type NodeStore = SharedState<SpinStore, SystemClock>;
 
 /// The Spin key-value store; a store that fails to open fails every call,
 /// which the pipeline treats as "bypass the cache".

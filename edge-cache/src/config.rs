@@ -11,7 +11,7 @@ use http::uri::{Authority, Scheme, Uri};
 
 /// Every Spin variable the edge reads. An adapter whose variable lookup
 /// is asynchronous (WASI 0.3) reads these first, then parses.
-pub const VARIABLES: [&str; 16] = [
+pub const VARIABLES: [&str; 18] = [
     "origin_url",
     "origin_timeout_ms",
     "origin_connect_timeout_ms",
@@ -28,7 +28,17 @@ pub const VARIABLES: [&str; 16] = [
     "origin_max_concurrent",
     "trusted_proxy_hops",
     "l1_capacity_bytes",
+    "shared_store",
+    "purge_staleness_ms",
 ];
+
+/// Default for `purge_staleness_ms`: how long a node reuses invalidation
+/// state it read from a shared store (the bound on purge propagation).
+pub const DEFAULT_PURGE_STALENESS: Duration = Duration::from_millis(100);
+
+/// Longest staleness accepted: a purge that takes longer to reach every
+/// node is hardly a purge.
+const MAX_PURGE_STALENESS_MS: u64 = 60_000;
 
 /// Default for `l1_capacity_bytes`: the first tier's bound per instance.
 pub const DEFAULT_L1_CAPACITY_BYTES: u64 = 16 * 1024 * 1024;
@@ -109,8 +119,15 @@ pub struct EdgeConfig {
     pub backup_origin: Option<OriginAddress>,
     /// Where the cache rules come from (`cache_rules`).
     pub cache_rules: RulesSource,
-    /// The key-value store label (default `default`).
+    /// The key-value store label (default `default`): where entries live.
     pub store_name: String,
+    /// The store label holding invalidation state shared with other nodes
+    /// (`shared_store`); `None` (empty, or the same as `store_name`): the
+    /// one store holds everything.
+    pub shared_store: Option<String>,
+    /// How long a node may reuse invalidation state it read from the
+    /// shared store (`purge_staleness_ms`, default 100; 0: read every time).
+    pub purge_staleness: Duration,
     /// The purge API's path prefix (default `/_edge`).
     pub admin_path: String,
     /// The purge API's bearer token; `None` (empty) disables the API.
@@ -275,6 +292,9 @@ impl EdgeConfig {
             .map(|v| v.trim().to_owned())
             .filter(|v| !v.is_empty())
             .unwrap_or_else(|| "default".to_owned());
+        let shared_store = lookup("shared_store")
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty() && *v != store_name);
         let admin_path = lookup("admin_path")
             .map(|v| v.trim().trim_end_matches('/').to_owned())
             .filter(|v| !v.is_empty())
@@ -328,6 +348,11 @@ impl EdgeConfig {
         let trust = ForwardingTrust {
             trusted_proxy_hops: number("trusted_proxy_hops", 0, 16)? as usize,
         };
+        let purge_staleness = Duration::from_millis(number(
+            "purge_staleness_ms",
+            DEFAULT_PURGE_STALENESS.as_millis() as u64,
+            MAX_PURGE_STALENESS_MS,
+        )?);
         let l1_capacity_bytes = number(
             "l1_capacity_bytes",
             DEFAULT_L1_CAPACITY_BYTES,
@@ -340,6 +365,8 @@ impl EdgeConfig {
             backup_origin,
             cache_rules,
             store_name,
+            shared_store,
+            purge_staleness,
             admin_path,
             purge_token,
             grace,
@@ -591,5 +618,28 @@ mod tests {
             RulesSource::of(r#" {"rules": []} "#),
             RulesSource::Inline(r#"{"rules": []}"#.into())
         );
+    }
+
+    #[test]
+    fn the_shared_store_is_another_label_and_its_staleness_is_bounded() {
+        let c = config(&[("origin_url", "http://o")]).unwrap();
+        assert_eq!(c.shared_store, None, "one store by default");
+        assert_eq!(c.purge_staleness, DEFAULT_PURGE_STALENESS);
+        let c = config(&[
+            ("origin_url", "http://o"),
+            ("shared_store", " shared "),
+            ("purge_staleness_ms", "0"),
+        ])
+        .unwrap();
+        assert_eq!(c.shared_store.as_deref(), Some("shared"));
+        assert_eq!(c.purge_staleness, Duration::ZERO);
+        let same = config(&[("origin_url", "http://o"), ("shared_store", "default")]).unwrap();
+        assert_eq!(
+            same.shared_store, None,
+            "the entries' own store is no second store"
+        );
+        let err =
+            config(&[("origin_url", "http://o"), ("purge_staleness_ms", "600000")]).unwrap_err();
+        assert!(err.to_string().contains("purge_staleness_ms"), "{err}");
     }
 }

@@ -21,6 +21,7 @@
 //! - `forwarding` — which request and response fields cross the edge
 //! - `hop_by_hop` — connection-specific fields removed from relayed messages
 //! - `storage` — the cache's layout in the store and every store-key namespace
+//! - `shared_state` — invalidation state in a store shared by many nodes, read at most every `purge_staleness_ms`
 //! - `l1` — decoded values kept in the instance's memory, bounded by bytes
 //! - `collapse` — concurrent misses of one key wait for one fill
 //! - `entry` — the byte format of a stored entry and a Vary index
@@ -53,6 +54,7 @@ pub mod edge;
 pub mod entry;
 pub mod exchange;
 pub mod failover;
+pub mod fill_lease;
 pub mod forwarding;
 pub mod freshness;
 pub mod header_list;
@@ -71,6 +73,7 @@ pub mod request_flow;
 pub mod revalidation;
 pub mod rules;
 pub mod seams;
+pub mod shared_state;
 pub mod spin_metadata;
 pub mod storability;
 pub mod storage;

@@ -86,6 +86,12 @@ pub struct StoreFailure(pub String);
 pub trait Store {
     /// The value under `key`; `Ok(None)` when there is none.
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreFailure>;
+    /// The value under `key` as the store holds it now, never a copy
+    /// remembered from an earlier read: what a read-modify-write starts
+    /// from (`shared_state` remembers reads; plain stores need not).
+    async fn get_current(&self, key: &str) -> Result<Option<Vec<u8>>, StoreFailure> {
+        self.get(key).await
+    }
     /// Writes `value` under `key`, replacing what was there.
     async fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreFailure>;
     /// Removes `key`; removing a missing key is not an error.

@@ -11,6 +11,7 @@
 //! | `o:` | an origin's breaker state and concurrency leases |
 //! | `e:` | a marker that one broken-rules error was logged |
 //! | `p:` | the purge epoch: a new token after every purge, for the L1 |
+//! | `f:` | a fill lease: a key being fetched by some instance (`fill_lease`) |
 //!
 //! A Vary index keeps at most [`MAX_VARIANTS`] variants under an epoch; a
 //! changed `Vary` starts a new epoch, which makes every older variant
@@ -62,8 +63,34 @@ pub fn slots_key(origin: &str) -> String {
     format!("o:slots:{origin}")
 }
 
+/// The store key of a key's fill lease.
+pub fn fill_lease_key(key: &CacheKey) -> String {
+    format!("f:{}", key.hash)
+}
+
 /// The store key of the purge epoch.
 const PURGE_EPOCH_KEY: &str = "p:epoch";
+
+/// A store key holding invalidation state, which every node sharing a
+/// cache policy must agree on (`shared_state` routes these).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InvalidationKey {
+    /// A scope's purge times (`s:`).
+    Scope,
+    /// The purge epoch (`p:`).
+    Epoch,
+}
+
+/// Whether `key` holds invalidation state, and which.
+pub fn invalidation_key(key: &str) -> Option<InvalidationKey> {
+    if key.starts_with("s:") {
+        Some(InvalidationKey::Scope)
+    } else if key.starts_with("p:") {
+        Some(InvalidationKey::Epoch)
+    } else {
+        None
+    }
+}
 
 /// The store key marking that a broken-rules `message` was logged.
 pub fn rules_error_key(message: &str) -> String {
@@ -201,7 +228,7 @@ impl<S: Store, C: Clock> CacheStorage<'_, S, C> {
         let now_us = unix_us(self.clock.now());
         for scope in scopes {
             let key = scope_key(scope);
-            let previous = PurgeTimes::decode(self.store.get(&key).await?.as_deref());
+            let previous = PurgeTimes::decode(self.store.get_current(&key).await?.as_deref());
             let updated = previous.after_purge(now_us, kind);
             self.store.set(&key, &updated.encode()).await?;
         }

@@ -71,6 +71,22 @@ mod tests {
     }
 
     #[test]
+    fn parses_a_redis_store_as_spin_writes_it() {
+        let config = RuntimeConfig::parse(
+            "[key_value_store.shared]\ntype = \"redis\"\nurl = \"redis://cache:6379/1\"\n",
+            Path::new("."),
+        )
+        .unwrap()
+        .key_value;
+        assert_eq!(
+            config.store("shared"),
+            Some(StoreConfig::Redis {
+                url: "redis://cache:6379/1".into()
+            })
+        );
+    }
+
+    #[test]
     fn errors_name_the_field() {
         let cases = [
             ("[key_value_store.x]\ntype = \"dynamo\"\n", "dynamo"),
@@ -84,6 +100,15 @@ mod tests {
             ),
             ("[sqlite_database.x]\ntype = \"spin\"\n", "sqlite_database"),
             ("[key_value_store.x]\npath = \"a\"\n", "type"),
+            ("[key_value_store.x]\ntype = \"redis\"\n", "url"),
+            (
+                "[key_value_store.x]\ntype = \"redis\"\nurl = \" \"\n",
+                "key_value_store.x.url",
+            ),
+            (
+                "[key_value_store.x]\ntype = \"redis\"\nurl = \"redis://h\"\npath = \"p\"\n",
+                "path",
+            ),
         ];
         for (text, needle) in cases {
             let err = RuntimeConfig::parse(text, Path::new(".")).unwrap_err();

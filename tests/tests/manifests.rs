@@ -45,3 +45,42 @@ fn every_variable_the_component_reads_is_declared_and_passed() {
         }
     }
 }
+
+/// A manifest's lines without comments.
+fn uncommented(text: &str) -> Vec<String> {
+    text.lines()
+        .filter(|line| !line.trim_start().starts_with('#'))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The lines of `cluster` without comments, with the two lines that make
+/// it a cluster manifest put back as the base has them.
+fn as_base(cluster: &str) -> Vec<String> {
+    uncommented(cluster)
+        .iter()
+        .map(|line| match line.as_str() {
+            r#"shared_store = { default = "shared" }"# => r#"shared_store = { default = "" }"#,
+            r#"key_value_stores = ["default", "shared"]"# => r#"key_value_stores = ["default"]"#,
+            other => other,
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn the_cluster_manifests_differ_from_their_base_only_in_the_shared_store() {
+    for (base, cluster) in [
+        ("spin.toml", "spin-cluster.toml"),
+        ("spin-p2.toml", "spin-p2-cluster.toml"),
+    ] {
+        let (base_text, cluster_text) = (manifest(base), manifest(cluster));
+        assert_eq!(
+            as_base(&cluster_text),
+            uncommented(&base_text),
+            "{cluster} drifted from {base}: regenerate it (only shared_store's default and key_value_stores differ)"
+        );
+        assert!(cluster_text.contains(r#"key_value_stores = ["default", "shared"]"#));
+        assert!(cluster_text.contains(r#"shared_store = { default = "shared" }"#));
+    }
+}

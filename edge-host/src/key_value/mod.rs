@@ -11,6 +11,7 @@
 pub mod host;
 mod logged;
 mod memory;
+mod redis;
 pub mod runtime_config;
 mod sqlite;
 
@@ -20,6 +21,7 @@ use std::sync::Arc;
 pub use host::KeyValueState;
 pub use logged::{LogLimit, LoggedStore, STORE_ERROR_LOG_INTERVAL};
 pub use memory::MemoryStore;
+pub use redis::{RedisStore, redact_url};
 pub use runtime_config::{KeyValueConfig, StoreConfig};
 pub use sqlite::SqliteStore;
 
@@ -56,6 +58,9 @@ pub fn open_backend(label: &str, config: &StoreConfig) -> Result<Arc<dyn StoreBa
         StoreConfig::Spin { path } => SqliteStore::open(path, label)
             .map(|s| Arc::new(s) as Arc<dyn StoreBackend>)
             .map_err(|e| format!("key_value_store.{label}: {}: {e}", path.display())),
+        StoreConfig::Redis { url } => {
+            RedisStore::open(label, url).map(|s| Arc::new(s) as Arc<dyn StoreBackend>)
+        }
     }
 }
 

@@ -9,6 +9,10 @@
 //! [key_value_store.cache]
 //! type = "memory"                # edge-host extension: bounded, LRU
 //! capacity_bytes = 67108864
+//!
+//! [key_value_store.shared]
+//! type = "redis"                 # Redis or Valkey, as in Spin
+//! url = "redis://127.0.0.1:6379"
 //! ```
 //!
 //! The crate's `runtime_config` module reads the file and hands this module
@@ -43,6 +47,11 @@ pub enum StoreConfig {
         /// Resolved against the runtime-config file's directory.
         path: PathBuf,
     },
+    /// A Redis or Valkey server, shared by every process that names it.
+    Redis {
+        /// `redis://[user[:password]@]host[:port][/db]`, as Spin takes it.
+        url: String,
+    },
 }
 
 /// The `key_value_store` tables as written, by label.
@@ -59,6 +68,9 @@ pub(crate) enum StoreDoc {
     Spin {
         #[serde(default)]
         path: Option<PathBuf>,
+    },
+    Redis {
+        url: String,
     },
 }
 
@@ -81,6 +93,12 @@ impl KeyValueConfig {
                 StoreDoc::Spin { path } => StoreConfig::Spin {
                     path: base.join(path.unwrap_or_else(|| default_spin_store_path(&label))),
                 },
+                // The URL is checked when the store is opened (with the
+                // server's answer), where the message can say both.
+                StoreDoc::Redis { url } if url.trim().is_empty() => {
+                    return Err(format!("key_value_store.{label}.url: must not be empty"));
+                }
+                StoreDoc::Redis { url } => StoreConfig::Redis { url },
             };
             stores.insert(label, config);
         }
