@@ -558,6 +558,41 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_bodiless_response_frees_its_connection_unread() {
+        let origin = Origin::start(|_, _| Reply::Answer(b"HTTP/1.1 204 No Content\r\n\r\n")).await;
+        let pool = OriginPool::default();
+        for _ in 0..3 {
+            let (response, _io) = send_request(
+                get(&origin.url),
+                Some(options(Duration::from_secs(5))),
+                Arc::from("test"),
+                &pool,
+            )
+            .await
+            .unwrap();
+            assert_eq!(response.status(), 204);
+            // Dropped without reading the (empty) body.
+        }
+        assert_eq!(origin.accepted(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_idle_connection_is_closed_after_the_idle_timeout() {
+        let mut origin = Origin::start(|_, _| Reply::Answer(HELLO)).await;
+        let pool = OriginPool::new(PoolOptions {
+            idle_timeout: Duration::from_millis(20),
+            ..PoolOptions::default()
+        });
+        assert_eq!(fetch(&pool, &origin.url).await.unwrap(), b"hello");
+        // The pool is alive and nobody asks for the origin again: only the
+        // reaper can close the connection.
+        origin.ended(1).await;
+        assert_eq!(pool.idle_count(&origin.key), 0);
+        assert_eq!(fetch(&pool, &origin.url).await.unwrap(), b"hello");
+        assert_eq!(origin.accepted(), 2);
+    }
+
+    #[tokio::test]
     async fn k_concurrent_requests_open_at_most_k_connections_then_reuse_them() {
         const K: usize = 4;
         let origin = Origin::start(|_, _| Reply::Answer(HELLO)).await;

@@ -147,12 +147,18 @@ pub async fn send_request(
     let mut timeout = tokio::time::interval(between_bytes_timeout);
     timeout.reset();
     let response = response.map(|incoming| {
-        PooledBody {
+        let mut body = PooledBody {
             incoming,
             timeout,
             lease,
+        };
+        // A response with no body (HEAD, 204, 304, `Content-Length: 0`) is
+        // complete already: the connection is free even if the guest never
+        // reads the empty body.
+        if body.incoming.is_end_stream() {
+            body.release();
         }
-        .boxed_unsync()
+        body.boxed_unsync()
     });
     Ok((response, Box::new(async { Ok(()) })))
 }
