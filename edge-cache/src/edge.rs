@@ -106,6 +106,7 @@ impl<'a, S: Store, O: Origin, C: Clock> Edge<'a, S, O, C> {
             trust: self.config.trust,
             l1: self.l1,
             collapser: self.collapser,
+            fill_leases: true,
         }
     }
 

@@ -24,6 +24,7 @@
 //! - `shared_state` — invalidation state in a store shared by many nodes, read at most every `purge_staleness_ms`
 //! - `l1` — decoded values kept in the instance's memory, bounded by bytes
 //! - `collapse` — concurrent misses of one key wait for one fill
+//! - `fill_lease` — and across instances, through a short lease in the store
 //! - `entry` — the byte format of a stored entry and a Vary index
 //! - `invalidation` — purge scopes and their times: O(1) purges
 //! - `vary` — secondary keys from `Vary`

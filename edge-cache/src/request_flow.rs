@@ -18,6 +18,7 @@ use crate::cache_status::{CacheStatus, Forward};
 use crate::collapse::{Collapser, LANDING_CHECK, Turn};
 use crate::config::ForwardingTrust;
 use crate::exchange::Exchange;
+use crate::fill_lease::{Claim, FillLeases};
 use crate::forwarding::client_response_headers;
 use crate::freshness::{ClientDemand, EffectiveControl, corrected_initial_age, freshness_lifetime};
 use crate::l1::L1;
@@ -69,6 +70,9 @@ pub struct EdgeCache<'a, S, O, C> {
     /// The instance's flights of concurrent misses (`None`: no collapsing,
     /// as where an instance serves one request).
     pub collapser: Option<&'a Collapser>,
+    /// Whether a miss takes a fill lease in the store, so misses of its key
+    /// in other instances wait for its fill (`fill_lease`).
+    pub fill_leases: bool,
 }
 
 /// An origin response with the times §4.2.3 needs.
@@ -230,20 +234,51 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
         (self.revalidate(&exchange, found).await, None)
     }
 
-    /// Fills a miss, one fetch per key at a time within the instance:
-    /// concurrent misses of the key wait for the first one's fill and are
-    /// answered from it, or fetch for themselves if it stored nothing.
-    async fn fill(&self, exchange: &mut Exchange<'_>, mut status: CacheStatus) -> Response {
-        let Some(collapser) = self.collapser else {
+    /// Fills a miss, one fetch per key at a time: concurrent misses of the
+    /// key in this instance wait for the first one's fill, and the first
+    /// one waits for another instance's fill if that one holds the key's
+    /// lease. A waiter is answered from the fill, or fetches for itself if
+    /// it stored nothing.
+    async fn fill(&self, exchange: &mut Exchange<'_>, status: CacheStatus) -> Response {
+        let _flight = match self.collapser.map(|c| c.join(&exchange.keyed.key.hash)) {
+            None => None,
+            Some(Turn::Lead(flight)) => Some(flight),
+            Some(Turn::Follow(landing)) => {
+                while !landing.landed() {
+                    self.clock.pause(LANDING_CHECK).await;
+                }
+                return self.after_collapse(exchange, status).await;
+            }
+        };
+        if !self.fill_leases {
             return self.fetch(exchange, status, Storing::IfStorable).await;
-        };
-        let landing = match collapser.join(&exchange.keyed.key.hash) {
-            Turn::Lead(_flight) => return self.fetch(exchange, status, Storing::IfStorable).await,
-            Turn::Follow(landing) => landing,
-        };
-        while !landing.landed() {
-            self.clock.pause(LANDING_CHECK).await;
         }
+        let leases = FillLeases {
+            store: self.store,
+            clock: self.clock,
+        };
+        let key = &exchange.keyed.key;
+        match leases.claim(key).await {
+            Claim::Mine => {
+                let response = self.fetch(exchange, status, Storing::IfStorable).await;
+                leases.release(key).await;
+                response
+            }
+            Claim::Theirs => {
+                leases.wait(key).await;
+                self.after_collapse(exchange, status).await
+            }
+            Claim::Unknown => self.fetch(exchange, status, Storing::IfStorable).await,
+        }
+    }
+
+    /// A collapsed miss, once the fill it waited for has ended: served from
+    /// what that fill stored, else fetched.
+    async fn after_collapse(
+        &self,
+        exchange: &mut Exchange<'_>,
+        mut status: CacheStatus,
+    ) -> Response {
         status.collapsed = true;
         let lookup = self
             .storage()
@@ -469,6 +504,7 @@ mod tests {
             trust: ForwardingTrust::default(),
             l1: None,
             collapser: None,
+            fill_leases: false,
         }
     }
 
@@ -895,6 +931,57 @@ mod tests {
                 .all(|(response, _)| response.body == b"filled")
         );
         assert_eq!(collapser.in_flight(), 0);
+    }
+
+    #[test]
+    fn misses_of_one_key_in_two_instances_wait_for_one_fetch() {
+        let rules = CacheRules::default();
+        let store = MemStore::default();
+        let origin = GatedOrigin::new(ok("max-age=60", "filled"));
+        let clock = clock();
+        let (first, second) = (Collapser::default(), Collapser::default());
+        let instance = |collapser| EdgeCache {
+            collapser: Some(collapser),
+            fill_leases: true,
+            ..edge_over(&rules, &store, &origin, &clock)
+        };
+        let (a, b) = (instance(&first), instance(&second));
+        let requests = (0..10)
+            .map(|i| if i % 2 == 0 { &a } else { &b }.handle(get("/hot", &[])))
+            .collect();
+        let answers = run_together(requests, 10, |_| origin.open.set(true));
+        assert_eq!(origin.calls.get(), 1, "one fetch for both instances");
+        let collapsed = answers
+            .iter()
+            .filter(|(response, _)| status_of(response).contains("collapsed"))
+            .count();
+        assert_eq!(collapsed, 9);
+        assert!(answers.iter().all(|(r, _)| r.body == b"filled"));
+        // The lease went with the fill.
+        assert!(!store.values.borrow().keys().any(|k| k.starts_with("f:")));
+    }
+
+    #[test]
+    fn another_instance_waiting_on_an_uncacheable_fill_fetches_for_itself() {
+        let rules = CacheRules::default();
+        let store = MemStore::default();
+        let origin = GatedOrigin::new(ok("private", "mine"));
+        let clock = clock();
+        let (first, second) = (Collapser::default(), Collapser::default());
+        let instance = |collapser| EdgeCache {
+            collapser: Some(collapser),
+            fill_leases: true,
+            ..edge_over(&rules, &store, &origin, &clock)
+        };
+        let (a, b) = (instance(&first), instance(&second));
+        let requests = vec![a.handle(get("/me", &[])), b.handle(get("/me", &[]))];
+        let answers = run_together(requests, 10, |_| origin.open.set(true));
+        assert_eq!(origin.calls.get(), 2);
+        assert!(
+            answers
+                .iter()
+                .all(|(r, _)| r.status == 200 && r.body == b"mine")
+        );
     }
 
     #[test]

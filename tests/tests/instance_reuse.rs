@@ -94,8 +94,14 @@ async fn a_purge_answered_by_one_instance_is_honoured_by_the_l1_of_another() {
     }
 }
 
+/// The burst comes in before any instance is up, so edge-host spreads it
+/// over many fresh instances (see issue 17's note): only the fill lease in
+/// the store keeps them from each fetching. The lease is approximate (no
+/// compare-and-set in Spin's key-value interface), so instances that read
+/// "no lease" at the same instant both fetch: a few fetches may happen;
+/// without the lease there were as many as instances (43 of 43 measured).
 #[tokio::test]
-async fn a_hundred_concurrent_cold_requests_reach_the_origin_once_per_instance_at_most() {
+async fn a_hundred_concurrent_cold_requests_reach_the_origin_about_once_across_instances() {
     let origin = MockServer::start().await;
     Mock::given(path("/cold"))
         .respond_with(
@@ -106,24 +112,7 @@ async fn a_hundred_concurrent_cold_requests_reach_the_origin_once_per_instance_a
         )
         .mount(&origin)
         .await;
-    Mock::given(path("/warm"))
-        .respond_with(ResponseTemplate::new(200).insert_header("cache-control", "max-age=600"))
-        .mount(&origin)
-        .await;
     let edge = p3_edge(EdgeSetup::origin(&origin.uri()).reuse(reuse(16))).await;
-    // One instance up first (a cold burst spreads over instances that are
-    // all still starting; see the issue note).
-    edge.fetch("/warm").await.unwrap();
-    origin.reset().await;
-    Mock::given(path("/cold"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .insert_header("cache-control", "max-age=600")
-                .set_body_string("filled")
-                .set_delay(Duration::from_millis(300)),
-        )
-        .mount(&origin)
-        .await;
     let requests = (0..100).map(|_| edge.fetch("/cold"));
     let answers: Vec<_> = join_all(requests)
         .await
@@ -137,7 +126,11 @@ async fn a_hundred_concurrent_cold_requests_reach_the_origin_once_per_instance_a
         stats.created
     );
     assert!(
-        fetches <= stats.created,
+        stats.created > 1,
+        "the burst must reach several instances for this test to show anything"
+    );
+    assert!(
+        fetches <= 3 && fetches <= stats.created,
         "{fetches} fetches for {} instances",
         stats.created
     );
