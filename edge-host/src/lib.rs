@@ -20,8 +20,16 @@
 //! - [`request_body`]: the request-body size limit.
 //! - [`hop_by_hop`]: drops connection-specific fields, inbound and outbound.
 //! - [`guest_log`]: the guest's stdout and stderr, line by line into the host log.
+//! - [`cache_outcome`]: what the cache did with a request, read from its `Cache-Status`.
+//! - [`metrics`]: the Prometheus metrics and the hooks that count them.
+//! - [`request_record`]: each request's metrics and access log line, written when its response ends.
+//! - [`access_log`]: the access log (`--access-log`, text or JSON), written off the request path.
+//! - [`observability`]: the `--metrics-listen` and `--access-log` flags, and starting what they ask for.
+//! - [`status_page`]: the metrics listener: `/metrics`, `/status.json` and the live status page.
 
+pub mod access_log;
 pub mod app;
+pub mod cache_outcome;
 pub mod connection;
 pub mod engine;
 pub mod files;
@@ -31,12 +39,16 @@ pub mod instance;
 pub mod key_value;
 pub mod limits;
 pub mod manifest;
+pub mod metrics;
+pub mod observability;
 pub mod outbound_http;
 pub mod request_body;
+pub(crate) mod request_record;
 pub mod reuse;
 pub mod routes;
 pub mod runtime_config;
 pub mod server;
+pub mod status_page;
 pub mod variables;
 
 pub use app::{App, AppOptions, Flavour};

@@ -84,6 +84,8 @@ enum Command {
         #[arg(long, default_value_t = edge_host::connection::DEFAULT_MAX_CONNECTIONS,
               value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
         max_connections: u32,
+        #[command(flatten)]
+        observability: edge_host::observability::ObservabilityFlags,
         /// Idle keep-alive connections kept per origin for the next miss;
         /// 0 turns pooling off (a new connection per origin request).
         #[arg(long, default_value_t = edge_host::outbound_http::pool::DEFAULT_MAX_IDLE_PER_ORIGIN)]
@@ -130,6 +132,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         client_header_timeout_ms,
         keepalive_timeout_ms,
         max_connections,
+        observability,
         origin_pool_idle,
         origin_pool_idle_timeout_ms,
     } = cli.command;
@@ -165,7 +168,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 idle_timeout: Duration::from_millis(origin_pool_idle_timeout_ms),
             }),
         };
+        let observer = observability.start().await?;
         let app = Arc::new(App::load(&options)?);
+        if let Some(addr) = observer.metrics_addr() {
+            eprintln!("edge-host: metrics on http://{addr}/metrics, status page on http://{addr}/");
+        }
+        observer.serve(app.clone());
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;

@@ -45,6 +45,7 @@ use crate::connection::{
 use crate::hop_by_hop::remove_connection_fields;
 use crate::instance::RequestState;
 use crate::request_body::{BodyWatch, DEFAULT_MAX_REQUEST_BODY_BYTES, LimitedBody};
+use crate::request_record::RequestRecord;
 use crate::reuse::{ComponentHandler, Ended, StatsCounters, Ticket};
 
 /// How the HTTP trigger treats clients (the `edge-host up` flags, as data).
@@ -119,6 +120,7 @@ pub async fn serve_with(
                         "connection from {peer} refused: {} connections already open (--max-connections)",
                         options.max_connections
                     );
+                    crate::metrics::connection_shed();
                     if let Ok(shedding) = shedding.clone().try_acquire_owned() {
                         tokio::spawn(async move {
                             shed(stream).await;
@@ -127,6 +129,7 @@ pub async fn serve_with(
                     }
                     continue;
                 };
+                let open = crate::metrics::connection_opened();
                 let activity = Activity::new();
                 let stream = TrackedStream::new(stream, activity.clone(), slot);
                 let app = app.clone();
@@ -141,6 +144,7 @@ pub async fn serve_with(
                     .serve_connection(TokioIo::new(stream), service);
                 let connection = graceful.watch(connection);
                 tokio::spawn(async move {
+                    let _open = open;
                     tokio::select! {
                         outcome = connection => {
                             if let Err(error) = outcome {
@@ -216,6 +220,8 @@ async fn handle(
     let started = Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
+    let mut record = RequestRecord::start(&request, started);
+    let mut failure_cause = None;
     let (response, component, from_component) =
         match dispatch(&app, request, peer, &options, &trip).await {
             Ok((response, component)) => (response, component, true),
@@ -229,6 +235,7 @@ async fn handle(
                 } = failure;
                 let text = match detail {
                     Some(detail) => {
+                        failure_cause = Some(crate::metrics::FailureCause::of_answer(&public));
                         let id = error_id();
                         // One line per failure (a wasm backtrace spans many),
                         // so a search for the id finds all of it.
@@ -252,10 +259,14 @@ async fn handle(
         elapsed_us = started.elapsed().as_micros() as u64,
         "{method} {path}"
     );
+    if let Some(record) = &mut record {
+        record.responded(&response, &component, failure_cause);
+    }
     Ok(response.map(|body| ServerBody {
         inner: body,
         trip: from_component.then_some(trip),
         guard,
+        record,
     }))
 }
 
@@ -267,6 +278,8 @@ pub(crate) struct ServerBody {
     /// The request's body, for a component's response.
     trip: Option<Arc<BodyWatch>>,
     guard: RequestGuard,
+    /// Metrics and the access log line, written when the body ends.
+    record: Option<RequestRecord>,
 }
 
 impl Body for ServerBody {
@@ -286,8 +299,17 @@ impl Body for ServerBody {
             ))));
         }
         let frame = ready!(Pin::new(&mut self.inner).poll_frame(cx));
-        if frame.is_none() {
-            self.guard.finish();
+        match &frame {
+            Some(Ok(frame)) => {
+                if let (Some(record), Some(data)) = (&mut self.record, frame.data_ref()) {
+                    record.sent(data);
+                }
+            }
+            Some(Err(_)) => {}
+            None => {
+                self.guard.finish();
+                self.record.take();
+            }
         }
         Poll::Ready(frame)
     }
@@ -769,6 +791,7 @@ mod tests {
                 .boxed_unsync(),
             trip,
             guard,
+            record: None,
         }
     }
 

@@ -14,7 +14,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use edge_host::Flavour;
+use edge_host::access_log::LogFormat;
 use edge_host::key_value::StoreOverrides;
+use edge_host::observability::ObservabilityFlags;
 use edge_host::{App, AppOptions, InstanceLimits, InstanceStats, ReuseOptions, ServerOptions};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -95,6 +97,8 @@ impl Fetched {
 pub struct Edge {
     /// Where it listens.
     pub addr: SocketAddr,
+    /// Where its metrics and status page are, with [`EdgeSetup::metrics`].
+    pub metrics_addr: Option<SocketAddr>,
     app: Arc<App>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<std::io::Result<()>>>,
@@ -129,6 +133,8 @@ pub struct EdgeSetup {
     pub flavour: Option<Flavour>,
     /// How WASI 0.3 instances are reused (default: edge-host's, Spin's).
     pub reuse: Option<ReuseOptions>,
+    /// Metrics listener and access log (`--metrics-listen`, `--access-log`).
+    pub observability: ObservabilityFlags,
 }
 
 impl EdgeSetup {
@@ -178,6 +184,21 @@ impl EdgeSetup {
         self
     }
 
+    /// Serves metrics and the status page on an ephemeral loopback port
+    /// ([`Edge::metrics_addr`]). Metrics are the process's: one such edge
+    /// per test binary.
+    pub fn metrics(mut self) -> Self {
+        self.observability.metrics_listen = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+        self
+    }
+
+    /// Writes the access log to `path` in `format`.
+    pub fn access_log(mut self, path: &Path, format: LogFormat) -> Self {
+        self.observability.access_log = Some(path.to_owned());
+        self.observability.log_format = format;
+        self
+    }
+
     /// Reuses WASI 0.3 instances as `reuse` says.
     pub fn reuse(mut self, reuse: ReuseOptions) -> Self {
         self.reuse = Some(reuse);
@@ -215,7 +236,12 @@ impl Edge {
             store_overrides: setup.store_overrides.clone(),
             origin_pool: None,
         };
-        Edge::serve_app_with(options, workdir, setup.listen, setup.server).await
+        let observer = setup.observability.start().await?;
+        let metrics_addr = observer.metrics_addr();
+        let mut edge = Edge::serve_app_with(options, workdir, setup.listen, setup.server).await?;
+        observer.serve(edge.app.clone());
+        edge.metrics_addr = metrics_addr;
+        Ok(edge)
     }
 
     /// Loads and serves any application; `workdir` (holding its files) lives
@@ -259,6 +285,7 @@ impl Edge {
         ));
         Ok(Edge {
             addr,
+            metrics_addr: None,
             app,
             shutdown: Some(shutdown),
             task: Some(task),

@@ -57,6 +57,7 @@ pub struct LoggedStore {
     label: String,
     inner: Arc<dyn StoreBackend>,
     limit: LogLimit,
+    counters: Option<crate::metrics::StoreCounters>,
 }
 
 impl LoggedStore {
@@ -66,10 +67,14 @@ impl LoggedStore {
             label: label.to_owned(),
             inner,
             limit: LogLimit::new(STORE_ERROR_LOG_INTERVAL),
+            counters: crate::metrics::get().map(|metrics| metrics.store_counters(label)),
         }
     }
 
     fn report<T>(&self, operation: &str, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        if let Some(counters) = &self.counters {
+            counters.count(operation, result.is_ok());
+        }
         if let Err(error) = &result
             && let Some(suppressed) = self.limit.admit(Instant::now())
         {

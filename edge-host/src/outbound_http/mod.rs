@@ -63,7 +63,16 @@ impl WasiHttpHooks for OutboundHooks {
         let component = self.component.clone();
         let pool = self.pool.clone();
         Box::new(async move {
-            let (mut response, io) = send_request(request, options, component, &pool).await?;
+            let timer = crate::metrics::OriginTimer::start();
+            let sent = send_request(request, options, component, &pool).await;
+            if let Some(timer) = timer {
+                timer.finish(
+                    sent.as_ref()
+                        .ok()
+                        .map(|(response, _)| response.status().as_u16()),
+                );
+            }
+            let (mut response, io) = sent?;
             // The fields that described the origin's connection, and those
             // its `Connection` nominates, are neither relayed nor stored
             // (RFC 9110 §7.6.1, RFC 9111 §3.1).

@@ -1,0 +1,232 @@
+//! The access log: one line per request (`--access-log`, `--log-format`),
+//! written off the request path.
+//!
+//! A request formats its line and hands it to a bounded channel; a writer
+//! thread drains the channel into a buffered file and flushes whenever the
+//! channel is empty, so a burst costs one `write` and an idle log is
+//! complete on disk. A request never waits for the disk: when the channel
+//! is full the line is dropped and counted (`edge_access_log_dropped_total`)
+//! rather than slowing the hot path down to the disk's pace.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::Path;
+use std::sync::OnceLock;
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Lines that may wait for the writer; past that they are dropped.
+const QUEUE_LINES: usize = 16 * 1024;
+
+/// How the lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum LogFormat {
+    /// `time method host path status outcome bytes duration "cache-status"`.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Where and how the access log is written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessLogOptions {
+    /// A file to append to, or `-` for standard output.
+    pub path: std::path::PathBuf,
+    /// The line format.
+    pub format: LogFormat,
+    /// Whether lines carry the query string (it can hold personal data).
+    pub query: bool,
+}
+
+/// The process's access log, once [`open`]ed.
+pub struct AccessLog {
+    format: LogFormat,
+    query: bool,
+    lines: SyncSender<Vec<u8>>,
+}
+
+static ACCESS_LOG: OnceLock<AccessLog> = OnceLock::new();
+
+/// The access log, if one is open.
+pub fn get() -> Option<&'static AccessLog> {
+    ACCESS_LOG.get()
+}
+
+/// Opens the access log and starts its writer thread; a second call keeps
+/// the first log.
+pub fn open(options: &AccessLogOptions) -> std::io::Result<()> {
+    let out: Box<dyn Write + Send> = if options.path == Path::new("-") {
+        Box::new(std::io::stdout())
+    } else {
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&options.path)
+            .map_err(|e| {
+                std::io::Error::new(
+                    e.kind(),
+                    format!("cannot open access log {}: {e}", options.path.display()),
+                )
+            })?;
+        Box::new(file)
+    };
+    let (lines, queue) = sync_channel(QUEUE_LINES);
+    std::thread::Builder::new()
+        .name("access-log".to_owned())
+        .spawn(move || write_lines(queue, out))?;
+    let _ = ACCESS_LOG.set(AccessLog {
+        format: options.format,
+        query: options.query,
+        lines,
+    });
+    Ok(())
+}
+
+fn write_lines(queue: Receiver<Vec<u8>>, out: Box<dyn Write + Send>) {
+    let mut out = std::io::BufWriter::with_capacity(64 * 1024, out);
+    while let Ok(line) = queue.recv() {
+        let mut written = out.write_all(&line);
+        while let (Ok(()), Ok(line)) = (&written, queue.try_recv()) {
+            written = out.write_all(&line);
+        }
+        if let Err(error) = written.and_then(|()| out.flush()) {
+            // The log is lost, not the service: say so once and stop.
+            tracing::error!("access log: write failed, no more lines will be written: {error}");
+            return;
+        }
+    }
+}
+
+/// What one line says.
+#[derive(Debug, serde::Serialize)]
+pub struct Entry<'a> {
+    /// When the request arrived (RFC 3339, UTC, milliseconds).
+    pub time: String,
+    pub method: &'a str,
+    pub host: &'a str,
+    pub path: &'a str,
+    /// Only with `--access-log-query`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub query: Option<&'a str>,
+    pub status: u16,
+    /// The component's `Cache-Status`, as sent.
+    pub cache_status: &'a str,
+    /// What the host read from it.
+    pub outcome: &'static str,
+    /// Response body bytes sent.
+    pub bytes: u64,
+    /// From arrival to the end of the response body.
+    pub duration_ms: f64,
+    /// The component that answered (empty for the host's own answers).
+    pub component: &'a str,
+}
+
+impl AccessLog {
+    /// Whether lines carry the query.
+    pub fn with_query(&self) -> bool {
+        self.query
+    }
+
+    /// Queues one line; never blocks.
+    pub fn write(&self, entry: &Entry<'_>) {
+        let mut line = match self.format {
+            LogFormat::Json => serde_json::to_vec(entry).unwrap_or_default(),
+            LogFormat::Text => text_line(entry).into_bytes(),
+        };
+        line.push(b'\n');
+        match self.lines.try_send(line) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                if let Some(metrics) = crate::metrics::get() {
+                    metrics.access_log_dropped();
+                }
+            }
+        }
+    }
+}
+
+fn text_line(entry: &Entry<'_>) -> String {
+    let query = entry.query.map(|q| format!("?{q}")).unwrap_or_default();
+    format!(
+        "{} {} {} {}{} {} {} {} {:.3}ms \"{}\"",
+        entry.time,
+        entry.method,
+        entry.host,
+        entry.path,
+        query,
+        entry.status,
+        entry.outcome,
+        entry.bytes,
+        entry.duration_ms,
+        entry.cache_status.replace('"', "'"),
+    )
+}
+
+/// `time` as RFC 3339 in UTC with milliseconds: `2026-12-01T17:04:05.123Z`.
+pub fn rfc3339(time: SystemTime) -> String {
+    let since = time.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
+    let seconds = since.as_secs();
+    let (days, in_day) = (seconds / 86_400, seconds % 86_400);
+    let (year, month, day) = civil_from_days(days as i64);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        in_day / 3600,
+        in_day / 60 % 60,
+        in_day % 60,
+        since.subsec_millis()
+    )
+}
+
+/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's
+/// `civil_from_days`, exact for every representable day).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_rfc_3339_utc() {
+        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        let leap = UNIX_EPOCH + Duration::from_millis(951_782_400_123 + 3_661_000);
+        assert_eq!(rfc3339(leap), "2000-02-29T01:01:01.123Z");
+        let later = UNIX_EPOCH + Duration::from_secs(1_796_083_199);
+        assert_eq!(rfc3339(later), "2026-11-30T23:59:59.000Z");
+    }
+
+    #[test]
+    fn a_text_line_keeps_the_cache_status_in_one_field() {
+        let entry = Entry {
+            time: "t".into(),
+            method: "GET",
+            host: "example.test",
+            path: "/a",
+            query: Some("v=1"),
+            status: 200,
+            cache_status: "edge-cache; detail=\"x\"",
+            outcome: "miss",
+            bytes: 5,
+            duration_ms: 1.25,
+            component: "edge",
+        };
+        assert_eq!(
+            text_line(&entry),
+            "t GET example.test /a?v=1 200 miss 5 1.250ms \"edge-cache; detail='x'\""
+        );
+        let json: serde_json::Value = serde_json::to_value(&entry).unwrap();
+        assert_eq!(json["outcome"], "miss");
+        assert_eq!(json["query"], "v=1");
+    }
+}

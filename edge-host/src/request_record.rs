@@ -1,0 +1,195 @@
+//! What the host records of each request: its metrics and its access log
+//! line, written once the response body has been sent (or given up), so
+//! bytes and duration are the client's.
+//!
+//! A purge is recognised by its receipt rather than its path: the purge
+//! API's path is the component's configuration (`admin_path`), but every
+//! accepted purge, `POST {admin_path}/purge` or the `PURGE` method, is
+//! answered `200` with a JSON receipt counting its targets, and no
+//! `Cache-Status`. Such a response's body (a few hundred bytes) is kept
+//! and read when it ends.
+
+use std::time::{Instant, SystemTime};
+
+use http::{HeaderMap, Method, Request, Response};
+
+use crate::cache_outcome::Outcome;
+use crate::metrics::{FailureCause, PurgeReceipt};
+
+/// The most of a purge receipt kept for reading.
+const RECEIPT_LIMIT: usize = 4096;
+
+/// One request, from arrival to the end of its response.
+pub(crate) struct RequestRecord {
+    arrived: SystemTime,
+    started: Instant,
+    method: Method,
+    host: String,
+    path: String,
+    query: Option<String>,
+    component: String,
+    status: u16,
+    cache_status: String,
+    outcome: Outcome,
+    bytes: u64,
+    receipt: Option<Vec<u8>>,
+}
+
+impl RequestRecord {
+    /// Starts a record of `request`, if metrics or the access log are on.
+    pub(crate) fn start<B>(request: &Request<B>, started: Instant) -> Option<RequestRecord> {
+        if crate::metrics::get().is_none() && crate::access_log::get().is_none() {
+            return None;
+        }
+        let host = request
+            .headers()
+            .get(http::header::HOST)
+            .and_then(|host| host.to_str().ok())
+            .or_else(|| request.uri().authority().map(|a| a.as_str()))
+            .unwrap_or("")
+            .to_owned();
+        let query = crate::access_log::get()
+            .filter(|log| log.with_query())
+            .and_then(|_| request.uri().query())
+            .map(str::to_owned);
+        Some(RequestRecord {
+            arrived: SystemTime::now(),
+            started,
+            method: request.method().clone(),
+            host,
+            path: request.uri().path().to_owned(),
+            query,
+            component: String::new(),
+            status: 0,
+            cache_status: String::new(),
+            outcome: Outcome::None,
+            bytes: 0,
+            receipt: None,
+        })
+    }
+
+    /// The response head is ready: `component` answered (empty for the
+    /// host), and `failure` says why, if its instance failed.
+    pub(crate) fn responded<B>(
+        &mut self,
+        response: &Response<B>,
+        component: &str,
+        failure: Option<FailureCause>,
+    ) {
+        let headers = response.headers();
+        self.status = response.status().as_u16();
+        self.component = component.to_owned();
+        self.outcome = Outcome::of(self.status, headers);
+        self.cache_status = headers
+            .get("cache-status")
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        if let (Some(cause), Some(metrics)) = (failure, crate::metrics::get()) {
+            metrics.instance_failure(cause);
+        }
+        if self.outcome == Outcome::None
+            && self.status == 200
+            && may_be_receipt(&self.method, headers)
+        {
+            self.receipt = Some(Vec::new());
+        }
+    }
+
+    /// Body bytes sent.
+    pub(crate) fn sent(&mut self, data: &[u8]) {
+        self.bytes += data.len() as u64;
+        if let Some(receipt) = &mut self.receipt {
+            let room = RECEIPT_LIMIT.saturating_sub(receipt.len());
+            receipt.extend_from_slice(&data[..data.len().min(room)]);
+        }
+    }
+}
+
+fn may_be_receipt(method: &Method, headers: &HeaderMap) -> bool {
+    (method == Method::POST || method.as_str() == "PURGE")
+        && headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|value| value.starts_with("application/json"))
+}
+
+/// The purge API's receipt: `{"soft":…,"purged":{"urls":n,"tags":n,"prefixes":n,"all":…}}`.
+fn read_receipt(body: &[u8]) -> Option<PurgeReceipt> {
+    #[derive(serde::Deserialize)]
+    struct Receipt {
+        soft: bool,
+        purged: Purged,
+    }
+    #[derive(serde::Deserialize)]
+    struct Purged {
+        urls: u64,
+        tags: u64,
+        prefixes: u64,
+        all: bool,
+    }
+    let receipt: Receipt = serde_json::from_slice(body).ok()?;
+    Some(PurgeReceipt {
+        soft: receipt.soft,
+        urls: receipt.purged.urls,
+        tags: receipt.purged.tags,
+        prefixes: receipt.purged.prefixes,
+        all: receipt.purged.all,
+    })
+}
+
+impl Drop for RequestRecord {
+    /// The response is over (sent, or the client went away): count it and
+    /// log it.
+    fn drop(&mut self) {
+        let elapsed = self.started.elapsed();
+        if let Some(metrics) = crate::metrics::get() {
+            metrics.request(self.outcome, self.status, self.bytes, elapsed);
+            if self.cache_status.contains("detail=circuit-open") {
+                metrics.breaker_open_answer();
+            }
+            if let Some(receipt) = self.receipt.as_deref().and_then(read_receipt) {
+                metrics.purge(receipt);
+            }
+        }
+        if let Some(log) = crate::access_log::get() {
+            log.write(&crate::access_log::Entry {
+                time: crate::access_log::rfc3339(self.arrived),
+                method: self.method.as_str(),
+                host: &self.host,
+                path: &self.path,
+                query: self.query.as_deref(),
+                status: self.status,
+                cache_status: &self.cache_status,
+                outcome: self.outcome.as_str(),
+                bytes: self.bytes,
+                duration_ms: elapsed.as_secs_f64() * 1000.0,
+                component: &self.component,
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_purge_receipt_is_read_and_anything_else_is_not() {
+        let receipt =
+            br#"{"id":"p1","soft":true,"purged":{"urls":2,"tags":1,"prefixes":0,"all":false}}"#;
+        assert_eq!(
+            read_receipt(receipt),
+            Some(PurgeReceipt {
+                soft: true,
+                urls: 2,
+                tags: 1,
+                prefixes: 0,
+                all: false
+            })
+        );
+        assert_eq!(read_receipt(br#"{"error":"unauthorized"}"#), None);
+        assert_eq!(read_receipt(b"{\"soft\":"), None);
+        assert_eq!(read_receipt(b"\xff"), None);
+    }
+}

@@ -1,0 +1,175 @@
+//! The metrics listener (`--metrics-listen`): `/metrics` for Prometheus,
+//! and a live status page at `/` for a person.
+//!
+//! The page (`status_page.html`: one file, inline script and SVG, no
+//! external assets) polls `/status.json`, a history of totals sampled
+//! every [`SAMPLE_INTERVAL`] for the last [`HISTORY`] samples plus one
+//! taken at the request, and draws the hit ratio, requests per second by
+//! outcome and origin fetches per second from their differences. Keeping
+//! the history here means a page opened now shows the last ten minutes,
+//! not only what happened while it was open.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+use crate::cache_outcome::Outcome;
+use crate::metrics::{Metrics, Totals};
+
+/// How often the history is sampled.
+pub const SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Samples kept: ten minutes.
+pub const HISTORY: usize = 600;
+
+const PAGE: &str = include_str!("status_page.html");
+
+/// One point of the history.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+struct Sample {
+    /// Milliseconds since the Unix epoch.
+    t: u64,
+    #[serde(flatten)]
+    totals: Totals,
+}
+
+/// `/status.json`.
+#[derive(serde::Serialize)]
+struct Status<'a> {
+    interval_ms: u64,
+    /// The outcome of each position in a sample's `requests`.
+    outcomes: Vec<&'static str>,
+    /// Which outcomes count as answered from the cache.
+    from_cache: Vec<&'static str>,
+    samples: &'a [Sample],
+}
+
+type History = Arc<Mutex<VecDeque<Sample>>>;
+
+fn sample(metrics: &Metrics) -> Sample {
+    let t = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    Sample {
+        t,
+        totals: metrics.totals(),
+    }
+}
+
+/// Serves `/metrics`, `/status.json` and `/` on `listener` until the task
+/// is dropped.
+pub async fn serve(listener: TcpListener, metrics: &'static Metrics) {
+    let history: History = Arc::new(Mutex::new(VecDeque::with_capacity(HISTORY)));
+    let sampler = {
+        let history = history.clone();
+        async move {
+            let mut ticks = tokio::time::interval(SAMPLE_INTERVAL);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            loop {
+                ticks.tick().await;
+                let mut history = history.lock().unwrap_or_else(|p| p.into_inner());
+                if history.len() == HISTORY {
+                    history.pop_front();
+                }
+                history.push_back(sample(metrics));
+            }
+        }
+    };
+    let accept = async move {
+        loop {
+            let (stream, peer) = match listener.accept().await {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    tracing::warn!("metrics listener: accept failed: {error}");
+                    continue;
+                }
+            };
+            let history = history.clone();
+            let service = service_fn(move |request: Request<Incoming>| {
+                let answer = answer(&request, metrics, &history);
+                async move { Ok::<_, Infallible>(answer) }
+            });
+            tokio::spawn(async move {
+                if let Err(error) = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await
+                {
+                    tracing::debug!("metrics connection from {peer}: {error}");
+                }
+            });
+        }
+    };
+    tokio::join!(sampler, accept);
+}
+
+fn answer(
+    request: &Request<Incoming>,
+    metrics: &Metrics,
+    history: &History,
+) -> Response<Full<Bytes>> {
+    if request.method() != Method::GET && request.method() != Method::HEAD {
+        return reply(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain",
+            "GET only\n".into(),
+        );
+    }
+    match request.uri().path() {
+        "/metrics" => reply(
+            StatusCode::OK,
+            crate::metrics::CONTENT_TYPE,
+            metrics.encode(),
+        ),
+        "/status.json" => {
+            let mut samples: Vec<Sample> = history
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .copied()
+                .collect();
+            samples.push(sample(metrics));
+            let status = Status {
+                interval_ms: SAMPLE_INTERVAL.as_millis() as u64,
+                outcomes: Outcome::ALL.iter().map(|o| o.as_str()).collect(),
+                from_cache: Outcome::ALL
+                    .iter()
+                    .filter(|o| o.from_cache())
+                    .map(|o| o.as_str())
+                    .collect(),
+                samples: &samples,
+            };
+            let json = serde_json::to_string(&status).unwrap_or_else(|_| "{}".to_owned());
+            reply(StatusCode::OK, "application/json", json)
+        }
+        "/" => reply(StatusCode::OK, "text/html; charset=utf-8", PAGE.to_owned()),
+        _ => reply(
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            "not found: try /, /metrics or /status.json\n".into(),
+        ),
+    }
+}
+
+fn reply(status: StatusCode, content_type: &str, body: String) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    if let Ok(value) = content_type.parse() {
+        headers.insert(header::CONTENT_TYPE, value);
+    }
+    headers.insert(
+        header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
+    response
+}
