@@ -9,11 +9,13 @@ VARNISH_PORT=$((ORIGIN_PORT + 4))
 HELLO_PORT=$((ORIGIN_PORT + 5))
 EDGE_P2_PORT=$((ORIGIN_PORT + 6))
 HELLO_P3_PORT=$((ORIGIN_PORT + 7))
+EDGE_OBSERVED_PORT=$((ORIGIN_PORT + 8))
+EDGE_OBSERVED_METRICS_PORT=$((ORIGIN_PORT + 9))
 PURGE_TOKEN=bench-purge-token
 
 declare -A PORT=([origin]=$ORIGIN_PORT [ceiling]=$CEILING_PORT [edge]=$EDGE_PORT
   [nginx]=$NGINX_PORT [varnish]=$VARNISH_PORT [hello]=$HELLO_PORT [edge-p2]=$EDGE_P2_PORT
-  [hello-p3]=$HELLO_P3_PORT)
+  [hello-p3]=$HELLO_P3_PORT [edge-observed]=$EDGE_OBSERVED_PORT)
 declare -A PID=()
 
 log() { printf '%s bench: %s\n' "$(date +%T)" "$*" >&2; }
@@ -130,6 +132,15 @@ start_edge() { # cache-bytes [edge-host flags...]
 # The WASI 0.2 flavour (a fresh instance per request), beside the default.
 start_edge_p2() { # cache-bytes [edge-host flags...]
   start_edge_flavour edge-p2 spin-p2.toml "$@"
+}
+
+# The default edge with what an operator turns on: the metrics listener and
+# a JSON access log to a file (hot 1 KiB only: what they cost per hit).
+start_edge_observed() { # cache-bytes
+  port_free edge-observed-metrics "$EDGE_OBSERVED_METRICS_PORT"
+  start_edge_flavour edge-observed spin.toml "$1" \
+    --metrics-listen "127.0.0.1:$EDGE_OBSERVED_METRICS_PORT" \
+    --access-log "$WORK/edge-observed-access.log" --log-format json
 }
 
 start_edge_flavour() { # name manifest cache-bytes [edge-host flags...]

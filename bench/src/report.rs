@@ -32,6 +32,10 @@ pub const CONTESTANTS: &[(&str, &str)] = &[
         "edge (edge-host + edge-cache, WASI 0.3, reused instances)",
     ),
     (
+        "edge-observed",
+        "edge with --metrics-listen and a JSON access log to a file",
+    ),
+    (
         "edge-p2",
         "edge, WASI 0.2 flavour (a fresh instance per request)",
     ),
@@ -85,6 +89,7 @@ impl ScenarioTable {
                 ("edge", "varnish"),
                 ("edge", "ceiling"),
                 ("edge-p2", "nginx"),
+                ("edge-observed", "edge"),
             ]
         };
         pairs
