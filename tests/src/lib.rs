@@ -16,7 +16,7 @@ use std::sync::Arc;
 pub use edge_host::Flavour;
 use edge_host::access_log::LogFormat;
 use edge_host::key_value::StoreOverrides;
-use edge_host::observability::ObservabilityFlags;
+use edge_host::observability::{ObservabilityFlags, Observer};
 use edge_host::{App, AppOptions, InstanceLimits, InstanceStats, ReuseOptions, ServerOptions};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -237,10 +237,8 @@ impl Edge {
             origin_pool: None,
         };
         let observer = setup.observability.start().await?;
-        let metrics_addr = observer.metrics_addr();
         let mut edge = Edge::serve_app_with(options, workdir, setup.listen, setup.server).await?;
-        observer.serve(edge.app.clone());
-        edge.metrics_addr = metrics_addr;
+        edge.observe(observer);
         Ok(edge)
     }
 
@@ -291,6 +289,13 @@ impl Edge {
             task: Some(task),
             _workdir: workdir,
         })
+    }
+
+    /// Reports on this edge's application through `observer` (started
+    /// before the application loaded), and serves its metrics listener.
+    pub fn observe(&mut self, observer: Observer) {
+        self.metrics_addr = observer.metrics_addr();
+        observer.serve(self.app.clone());
     }
 
     /// `GET path` through the edge.

@@ -1,0 +1,151 @@
+//! Metrics of what goes wrong in the host, through the real WASI 0.3
+//! misbehaving component (tests/misbehaving-component/p3): requests whose
+//! instance trapped, ran out of time or out of memory, counted by cause;
+//! and connections shed over `--max-connections`, with the open
+//! connections gauge as the signal that the held ones are in.
+//!
+//! One test: metrics are the process's, so one edge per test binary.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use edge_host::observability::ObservabilityFlags;
+use edge_host::{AppOptions, InstanceLimits, ServerOptions};
+use edge_tests::{Edge, built_component, workspace_root};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+async fn series(metrics: SocketAddr) -> BTreeMap<String, f64> {
+    let text = reqwest::get(format!("http://{metrics}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|line| !line.starts_with('#') && !line.is_empty())
+        .map(|line| {
+            let (key, value) = line.rsplit_once(' ').unwrap();
+            (key.to_owned(), value.parse().unwrap())
+        })
+        .collect()
+}
+
+/// Scrapes until `key` has `value`, or fails after 10 s.
+async fn until(metrics: SocketAddr, key: &str, value: f64) -> BTreeMap<String, f64> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = series(metrics).await;
+        if now.get(key) == Some(&value) {
+            return now;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{key} never reached {value}: {now:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn failed_instances_are_counted_by_cause_and_shed_connections_are_counted() {
+    let observer = ObservabilityFlags {
+        metrics_listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+        ..Default::default()
+    }
+    .start()
+    .await
+    .unwrap();
+    let metrics = observer.metrics_addr().unwrap();
+    let workdir = tempfile::tempdir().unwrap();
+    let manifest = workdir.path().join("spin.toml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "spin_manifest_version = 2\n[application]\nname = \"misbehaving-p3\"\n\
+             [[trigger.http]]\nroute = \"/...\"\ncomponent = \"misbehaving\"\n\
+             [component.misbehaving]\nsource = {:?}\n",
+            built_component("misbehaving_component_p3")
+                .display()
+                .to_string()
+        ),
+    )
+    .unwrap();
+    let options = AppOptions {
+        manifest,
+        cache_dir: Some(workspace_root().join("target/edge-host-cache")),
+        max_instances: Some(16),
+        limits: Some(InstanceLimits {
+            request_timeout: Duration::from_millis(400),
+            max_memory_bytes: 32 << 20,
+        }),
+        ..Default::default()
+    };
+    let server = ServerOptions {
+        max_connections: 2,
+        ..Default::default()
+    };
+    let mut edge = Edge::serve_app_with(options, workdir, None, server)
+        .await
+        .expect("host starts");
+    edge.observe(observer);
+
+    let mut answers = Vec::new();
+    for path in ["/trap", "/spin", "/grow", "/instance"] {
+        let response = reqwest::get(edge.url(path)).await.unwrap();
+        answers.push((
+            path,
+            response.status().as_u16(),
+            response.text().await.unwrap(),
+        ));
+    }
+    let said = format!("{answers:?}");
+    assert_eq!(
+        answers
+            .iter()
+            .map(|(_, status, _)| *status)
+            .collect::<Vec<_>>(),
+        [500, 500, 500, 200],
+        "{said}"
+    );
+    let now = until(
+        metrics,
+        "edge_requests_total{outcome=\"none\",status=\"2xx\"}",
+        1.0,
+    )
+    .await;
+    let failures = |cause: &str| now[&format!("edge_instance_failures_total{{cause=\"{cause}\"}}")];
+    assert_eq!(failures("trap"), 1.0, "{said}");
+    assert_eq!(failures("time_limit"), 1.0, "{said}");
+    assert_eq!(failures("memory_limit"), 1.0, "{said}");
+    // A host answer without Cache-Status that is a 5xx is an error.
+    assert_eq!(
+        now["edge_requests_total{outcome=\"error\",status=\"5xx\"}"],
+        3.0
+    );
+    let stats = edge.instance_stats();
+    assert_eq!(now["edge_instances_failed_total"], stats.failed as f64);
+    assert!(stats.failed >= 3, "{stats:?}");
+    assert_eq!(now["edge_shed_connections_total"], 0.0);
+
+    // Two connections hold both slots (the gauge says when they are in);
+    // the third is answered 503 and closed.
+    until(metrics, "edge_connections_open", 0.0).await;
+    let held = [
+        TcpStream::connect(edge.addr).await.unwrap(),
+        TcpStream::connect(edge.addr).await.unwrap(),
+    ];
+    until(metrics, "edge_connections_open", 2.0).await;
+    let mut third = TcpStream::connect(edge.addr).await.unwrap();
+    let _ = third.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n").await;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), third.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    let now = until(metrics, "edge_shed_connections_total", 1.0).await;
+    assert_eq!(now["edge_connections_open"], 2.0);
+    drop(held);
+    until(metrics, "edge_connections_open", 0.0).await;
+    edge.stop().await;
+}
