@@ -19,7 +19,12 @@ up: build
 # The integration suite runs twice: against the WASI 0.3 flavour (the
 # default) and again against the WASI 0.2 one (already built, so only the
 # runs repeat).
+# The status-page test drives a headless Chromium and the metrics test
+# runs promtool (Debian's chromium, prometheus): installed first when
+# missing and this runs as root.
 test: wasm
+	@command -v chromium >/dev/null || [ "$$(id -u)" != 0 ] || bash .ci/needs/chromium.sh
+	@command -v promtool >/dev/null || [ "$$(id -u)" != 0 ] || bash .ci/needs/promtool.sh
 	cargo build -p origin --bin origin
 	cargo test --workspace
 	EDGE_TEST_FLAVOUR=p2 cargo test -p edge-tests
