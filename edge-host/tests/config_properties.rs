@@ -254,6 +254,8 @@ fn check_runtime_config(text: &str) {
                 match store {
                     StoreConfig::Memory { capacity_bytes } => assert!(*capacity_bytes > 0),
                     StoreConfig::Spin { path } => assert!(path.is_absolute(), "{path:?}"),
+                    // Checked against the server when the store is opened.
+                    StoreConfig::Redis { url } => assert!(!url.trim().is_empty()),
                 }
             }
             assert!(config.store("default").is_some());
