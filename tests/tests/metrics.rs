@@ -1,6 +1,7 @@
 //! Metrics and the access log through the real component: known traffic
 //! (misses, hits, a bypass, hard and soft purges, a revalidation, an
-//! origin 5xx, an origin timeout, a failing store) and the exact counters
+//! origin 5xx, an origin timeout, a failing store, concurrent misses, a
+//! stale-while-revalidate answer) and the exact counters
 //! scraped from `/metrics` afterwards; `promtool check metrics` on the
 //! exposition; the Grafana dashboard names only metrics that exist; and
 //! one JSON access log line per request.
@@ -113,6 +114,25 @@ async fn mount(origin: &MockServer) {
             ResponseTemplate::new(503)
                 .insert_header("cache-control", "no-store")
                 .set_body_string("down"),
+        )
+        .mount(origin)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/burst"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header("cache-control", "max-age=60")
+                .set_body_string("burst")
+                .set_delay(Duration::from_millis(150)),
+        )
+        .mount(origin)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/swr"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header("cache-control", "max-age=0, stale-while-revalidate=60")
+                .set_body_string("s"),
         )
         .mount(origin)
         .await;
@@ -318,10 +338,65 @@ async fn known_traffic_gives_exact_counters_promtool_accepts_them_and_each_reque
     assert_eq!(series["edge_shed_connections_total"], 0.0);
     assert_eq!(series["edge_access_log_dropped_total"], 0.0);
 
+    access_log_has_a_line_per_request(&log_path, &expected).await;
+
+    // Concurrent misses of one URL and a stale-while-revalidate answer:
+    // the counters say what the component said, request by request.
+    let burst = edge_tests::join_all((0..10).map(|_| get(&edge, "/burst", &[]))).await;
+    let collapsed = burst
+        .iter()
+        .filter(|(_, cs)| cs.contains("; hit") && cs.contains("collapsed"))
+        .count() as f64;
+    let burst_misses = burst.iter().filter(|(_, cs)| cs.contains("fwd=")).count() as f64;
+    assert_eq!(collapsed + burst_misses, 10.0, "{burst:?}");
+    eprintln!("10 concurrent misses: {collapsed} collapsed, {burst_misses} fetched");
+    if edge_tests::default_flavour() == edge_host::Flavour::P3 {
+        assert!(
+            collapsed >= 1.0,
+            "one WASI 0.3 instance collapses misses: {burst:?}"
+        );
+    }
+    let (_, first) = get(&edge, "/swr", &[]).await;
+    let (_, second) = get(&edge, "/swr", &[]).await;
+    assert!(
+        first.contains("fwd=uri-miss") && first.contains("stored"),
+        "{first}"
+    );
+    assert!(second.contains("detail=stale-while-revalidate"), "{second}");
+    // The refresh after the stale answer is an origin fetch of its own.
+    let origin_2xx = 5.0 + burst_misses + 2.0;
+    let text = settle(metrics, |series| {
+        sum(series, "edge_requests_total", &[]) == 25.0
+            && series["edge_origin_fetches_total{result=\"2xx\"}"] == origin_2xx
+    })
+    .await;
+    let series = parse(&text);
+    assert_eq!(
+        requests_of(&series, "collapsed", "2xx"),
+        collapsed,
+        "{burst:?}\n{text}"
+    );
+    assert_eq!(
+        requests_of(&series, "miss", "2xx"),
+        3.0 + burst_misses + 1.0,
+        "{text}"
+    );
+    assert_eq!(requests_of(&series, "stale", "2xx"), 1.0, "{text}");
+    assert_eq!(requests_of(&series, "hit", "2xx"), 3.0, "{text}");
+    let received = origin.received_requests().await.unwrap();
+    let burst_fetches = received.iter().filter(|r| r.url.path() == "/burst").count() as f64;
+    assert_eq!(
+        burst_fetches, burst_misses,
+        "one origin fetch per uncollapsed miss"
+    );
+
     promtool_accepts(&text);
     dashboard_names_only_existing_metrics(&text);
-    access_log_has_a_line_per_request(&log_path, &expected).await;
     edge.stop().await;
+}
+
+fn requests_of(series: &BTreeMap<String, f64>, outcome: &str, status: &str) -> f64 {
+    series[&format!("edge_requests_total{{outcome=\"{outcome}\",status=\"{status}\"}}")]
 }
 
 /// `promtool check metrics` (Debian `prometheus`) reads the exposition from
