@@ -2,7 +2,7 @@
 #   make up    build and run origin (:8080) + edge (:3000); Ctrl-C stops both
 #   make test  build the component once and run every test
 
-.PHONY: wasm build up test lint fmt bench bench-quick
+.PHONY: wasm build up cluster test lint fmt bench bench-quick
 
 # Both flavours of the edge component (WASI 0.2 and 0.3), and the
 # misbehaving ones (WASI 0.2 and 0.3) edge-host's limit and reuse tests run.
@@ -15,14 +15,21 @@ build: wasm
 up: build
 	scripts/up
 
+# Redis, the origin and three edge nodes sharing purges (scripts/cluster);
+# Ctrl-C stops all.
+cluster: build
+	scripts/cluster
+
 # The fallback tests kill and restart a real origin process: build it first.
 # The integration suite runs twice: against the WASI 0.3 flavour (the
 # default) and again against the WASI 0.2 one (already built, so only the
-# runs repeat).
+# runs repeat). The many-nodes tests start their own redis-server:
+# Debian's is installed first when it is missing and this runs as root.
 # The status-page test drives a headless Chromium and the metrics test
 # runs promtool (Debian's chromium, prometheus): installed first when
 # missing and this runs as root.
 test: wasm
+	@command -v redis-server >/dev/null || [ "$$(id -u)" != 0 ] || bash .ci/needs/redis.sh
 	@command -v chromium >/dev/null || [ "$$(id -u)" != 0 ] || bash .ci/needs/chromium.sh
 	@command -v promtool >/dev/null || [ "$$(id -u)" != 0 ] || bash .ci/needs/promtool.sh
 	cargo build -p origin --bin origin

@@ -40,6 +40,11 @@ pub const DEFAULT_PURGE_STALENESS: Duration = Duration::from_millis(100);
 /// node is hardly a purge.
 const MAX_PURGE_STALENESS_MS: u64 = 60_000;
 
+/// `backup_origin_url`'s default in the manifests: no backup. A valid
+/// `allowed_outbound_hosts` entry (Spin checks templates against their
+/// defaults) on a reserved name that never resolves (RFC 6761 `.invalid`).
+pub const NO_BACKUP_ORIGIN: &str = "http://no-backup.invalid";
+
 /// Default for `l1_capacity_bytes`: the first tier's bound per instance.
 pub const DEFAULT_L1_CAPACITY_BYTES: u64 = 16 * 1024 * 1024;
 
@@ -273,18 +278,26 @@ impl EdgeConfig {
                 None => DEFAULT_CONNECT_TIMEOUT.min(origin_timeout),
                 Some(raw) => parse_timeout_ms("origin_connect_timeout_ms", raw.trim())?,
             };
-        // A manifest lists the backup in allowed_outbound_hosts, so its
-        // default is the primary itself, which means "no backup".
+        // The manifests list the backup in allowed_outbound_hosts, and Spin
+        // refuses a template whose default renders as an invalid entry
+        // (an empty one), so "no backup" is spelled as a valid URL that
+        // can never be reached: NO_BACKUP_ORIGIN. Empty and the primary
+        // itself mean the same.
+        let no_backup = |raw: &str| {
+            raw.is_empty()
+                || raw == origin_url.trim()
+                || raw
+                    .trim_end_matches('/')
+                    .eq_ignore_ascii_case(NO_BACKUP_ORIGIN)
+        };
         let backup_origin = match lookup("backup_origin_url").map(|v| v.trim().to_owned()) {
-            Some(raw) if !raw.is_empty() && raw != origin_url.trim() => {
-                Some(parse_origin_url(&raw).map_err(|e| match e {
-                    ConfigError::Invalid { reason, .. } => ConfigError::Invalid {
-                        name: "backup_origin_url",
-                        reason,
-                    },
-                    other => other,
-                })?)
-            }
+            Some(raw) if !no_backup(&raw) => Some(parse_origin_url(&raw).map_err(|e| match e {
+                ConfigError::Invalid { reason, .. } => ConfigError::Invalid {
+                    name: "backup_origin_url",
+                    reason,
+                },
+                other => other,
+            })?),
             _ => None,
         };
         let cache_rules = RulesSource::of(&lookup("cache_rules").unwrap_or_default());
@@ -535,6 +548,10 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(other.backup_origin.unwrap().authority.as_str(), "b:2");
+        for none in [NO_BACKUP_ORIGIN, "HTTP://no-backup.invalid/", ""] {
+            let c = config(&[("origin_url", "http://a:1"), ("backup_origin_url", none)]).unwrap();
+            assert_eq!(c.backup_origin, None, "`{none}` means no backup");
+        }
         let err =
             config(&[("origin_url", "http://a:1"), ("backup_origin_url", "b:2")]).unwrap_err();
         assert!(err.to_string().contains("backup_origin_url"), "{err}");

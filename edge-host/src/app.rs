@@ -114,6 +114,13 @@ impl App {
         let providers = VariableProviders::new(&options.variables, options.environment.clone())?;
         let app_variables = resolve_application_variables(&manifest.doc.variables, &providers)
             .map_err(|e| anyhow!("{}: {e}", manifest_path.display()))?;
+        // What Spin checks allowed_outbound_hosts templates with at load time.
+        let variable_defaults: BTreeMap<String, String> = manifest
+            .doc
+            .variables
+            .iter()
+            .filter_map(|(name, doc)| Some((name.clone(), doc.default.clone()?)))
+            .collect();
 
         let max_instances = options.max_instances.unwrap_or(DEFAULT_MAX_INSTANCES);
         let engine = new_engine(max_instances)?;
@@ -130,6 +137,11 @@ impl App {
             let at = |field: &str| format!("{}: component.{id}.{field}", manifest_path.display());
             let variables =
                 ComponentVariables::render(&doc.variables, &app_variables, &at("variables"))?;
+            for template in &doc.allowed_outbound_hosts {
+                let rendered = render_template(template, &variable_defaults, "").ok();
+                AllowedHosts::check_template(template, rendered.as_deref())
+                    .map_err(|e| anyhow!("{}: component.{id}.{e}", manifest_path.display()))?;
+            }
             let hosts = doc
                 .allowed_outbound_hosts
                 .iter()

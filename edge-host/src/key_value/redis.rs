@@ -47,7 +47,12 @@ impl RedisStore {
         };
         // The client's own messages never include the URL; they are shown
         // as they are.
-        let client = redis::Client::open(url).map_err(|e| failed("not a valid Redis URL", &e))?;
+        let info = redis::IntoConnectionInfo::into_connection_info(url)
+            .map_err(|e| failed("not a valid Redis URL", &e))?
+            // Commands of concurrent requests share the connection: send
+            // each at once rather than wait for the previous one's ACK.
+            .set_tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true));
+        let client = redis::Client::open(info).map_err(|e| failed("not a valid Redis URL", &e))?;
         let mut probe = client
             .get_connection_with_timeout(CONNECT_TIMEOUT)
             .map_err(|e| failed("cannot connect", &e))?;

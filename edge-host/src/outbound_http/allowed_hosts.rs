@@ -52,6 +52,29 @@ impl AllowedHosts {
         Ok(AllowedHosts { entries })
     }
 
+    /// Spin's load-time check of one `allowed_outbound_hosts` template:
+    /// rendered with the variables' manifest defaults alone, it must be a
+    /// valid entry, whatever values the variables get at run time (Spin 4
+    /// refuses the application otherwise, even when the variable is set).
+    /// `rendered_with_defaults` is `None` when a variable it names has no
+    /// default; then, as in Spin, there is nothing to check.
+    pub fn check_template(
+        template: &str,
+        rendered_with_defaults: Option<&str>,
+    ) -> Result<(), String> {
+        let Some(rendered) = rendered_with_defaults else {
+            return Ok(());
+        };
+        parse_entry(rendered).map(drop).map_err(|e| {
+            format!(
+                "allowed_outbound_hosts: using default variable value(s) with template \
+                 {template:?} results in invalid config {rendered:?} ({}); give the \
+                 variable a default that is a valid entry, as Spin requires",
+                e.reason
+            )
+        })
+    }
+
     /// Whether a request to `uri` is allowed.
     pub fn allows(&self, uri: &Uri) -> bool {
         let (Some(scheme), Some(host)) = (uri.scheme_str(), uri.host()) else {
@@ -169,6 +192,19 @@ fn split_host_port(rest: &str) -> Option<(&str, Option<&str>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_template_is_checked_with_the_defaults_as_spin_checks_it() {
+        assert!(
+            AllowedHosts::check_template("{{ origin_url }}", Some("http://127.0.0.1:8080")).is_ok()
+        );
+        assert!(AllowedHosts::check_template("{{ required_url }}", None).is_ok());
+        let err = AllowedHosts::check_template("{{ backup_origin_url }}", Some("")).unwrap_err();
+        assert!(
+            err.contains(r#"using default variable value(s) with template "{{ backup_origin_url }}" results in invalid config """#),
+            "{err}"
+        );
+    }
 
     fn allows(list: &[&str], uri: &str) -> bool {
         AllowedHosts::parse(list)
