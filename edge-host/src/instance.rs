@@ -77,13 +77,14 @@ impl RequestState {
         for (name, value) in &component.environment {
             wasi.env(name, value);
         }
-        component.files.preopen(&mut wasi)?;
         // A component's files are small and read-only (rules, static
         // assets, from the page cache): reading them on the calling thread
         // beats a hand-off to tokio's blocking pool and back for each of
         // the dozen calls a read takes, which was over half of a WASI 0.2
-        // edge instance's CPU per request.
+        // edge instance's CPU per request. Set before the preopens: each
+        // directory takes the setting when it is opened.
         wasi.allow_blocking_current_thread(true);
+        component.files.preopen(&mut wasi)?;
         Ok(RequestState {
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
