@@ -43,7 +43,27 @@ pub struct AccessLogOptions {
 pub struct AccessLog {
     format: LogFormat,
     query: bool,
-    lines: SyncSender<Vec<u8>>,
+    lines: SyncSender<Queued>,
+}
+
+/// What the writer thread is sent.
+enum Queued {
+    Line(Vec<u8>),
+    /// Write out everything before this, then say so.
+    Flush(SyncSender<()>),
+}
+
+/// How long [`flush`] waits for the writer.
+const FLUSH_PATIENCE: Duration = Duration::from_secs(2);
+
+/// Writes out every line queued so far (at shutdown: the process is about
+/// to exit with lines still in the queue); waits at most two seconds.
+pub fn flush() {
+    let Some(log) = get() else { return };
+    let (done, flushed) = sync_channel(1);
+    if log.lines.send(Queued::Flush(done)).is_ok() {
+        let _ = flushed.recv_timeout(FLUSH_PATIENCE);
+    }
 }
 
 static ACCESS_LOG: OnceLock<AccessLog> = OnceLock::new();
@@ -71,29 +91,31 @@ pub fn open(options: &AccessLogOptions) -> std::io::Result<()> {
             })?;
         Box::new(file)
     };
-    let (lines, queue) = sync_channel(QUEUE_LINES);
-    std::thread::Builder::new()
-        .name("access-log".to_owned())
-        .spawn(move || write_lines(queue, out))?;
-    let _ = ACCESS_LOG.set(AccessLog {
-        format: options.format,
-        query: options.query,
-        lines,
-    });
+    let log = AccessLog::start(out, options.format, options.query, QUEUE_LINES)?;
+    let _ = ACCESS_LOG.set(log);
     Ok(())
 }
 
-fn write_lines(queue: Receiver<Vec<u8>>, out: Box<dyn Write + Send>) {
+fn write_lines(queue: Receiver<Queued>, out: Box<dyn Write + Send>) {
     let mut out = std::io::BufWriter::with_capacity(64 * 1024, out);
-    while let Ok(line) = queue.recv() {
-        let mut written = out.write_all(&line);
-        while let (Ok(()), Ok(line)) = (&written, queue.try_recv()) {
-            written = out.write_all(&line);
+    let mut flushed = Vec::new();
+    while let Ok(first) = queue.recv() {
+        let mut written = Ok(());
+        let mut next = Some(first);
+        while let (Ok(()), Some(queued)) = (&written, next.take()) {
+            match queued {
+                Queued::Line(line) => written = out.write_all(&line),
+                Queued::Flush(done) => flushed.push(done),
+            }
+            next = queue.try_recv().ok();
         }
         if let Err(error) = written.and_then(|()| out.flush()) {
             // The log is lost, not the service: say so once and stop.
             tracing::error!("access log: write failed, no more lines will be written: {error}");
             return;
+        }
+        for done in flushed.drain(..) {
+            let _ = done.try_send(());
         }
     }
 }
@@ -123,24 +145,44 @@ pub struct Entry<'a> {
 }
 
 impl AccessLog {
+    /// A log writing to `out` from its own thread, `queue` lines at most
+    /// waiting for it.
+    fn start(
+        out: Box<dyn Write + Send>,
+        format: LogFormat,
+        query: bool,
+        queue: usize,
+    ) -> std::io::Result<AccessLog> {
+        let (lines, pending) = sync_channel(queue);
+        std::thread::Builder::new()
+            .name("access-log".to_owned())
+            .spawn(move || write_lines(pending, out))?;
+        Ok(AccessLog {
+            format,
+            query,
+            lines,
+        })
+    }
+
     /// Whether lines carry the query.
     pub fn with_query(&self) -> bool {
         self.query
     }
 
-    /// Queues one line; never blocks.
-    pub fn write(&self, entry: &Entry<'_>) {
+    /// Queues one line; never blocks. False if it was dropped.
+    pub fn write(&self, entry: &Entry<'_>) -> bool {
         let mut line = match self.format {
             LogFormat::Json => serde_json::to_vec(entry).unwrap_or_default(),
             LogFormat::Text => text_line(entry).into_bytes(),
         };
         line.push(b'\n');
-        match self.lines.try_send(line) {
-            Ok(()) => {}
+        match self.lines.try_send(Queued::Line(line)) {
+            Ok(()) => true,
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
                 if let Some(metrics) = crate::metrics::get() {
                     metrics.access_log_dropped();
                 }
+                false
             }
         }
     }
@@ -204,6 +246,84 @@ mod tests {
         assert_eq!(rfc3339(leap), "2000-02-29T01:01:01.123Z");
         let later = UNIX_EPOCH + Duration::from_secs(1_796_083_199);
         assert_eq!(rfc3339(later), "2026-11-30T23:59:59.000Z");
+    }
+
+    fn entry() -> Entry<'static> {
+        Entry {
+            time: "t".into(),
+            method: "GET",
+            host: "example.test",
+            path: "/a",
+            query: None,
+            status: 200,
+            cache_status: "edge-cache; hit; ttl=5",
+            outcome: "hit",
+            bytes: 5,
+            duration_ms: 0.25,
+            component: "edge",
+        }
+    }
+
+    /// A writer stuck until `release` says go (a full disk, a pipe
+    /// nobody reads), then keeping what it was given.
+    struct Stuck {
+        release: std::sync::mpsc::Receiver<()>,
+        written: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    }
+
+    impl Write for Stuck {
+        fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+            let _ = self.release.recv();
+            self.written.lock().unwrap().extend_from_slice(data);
+            Ok(data.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_stuck_writer_never_holds_up_a_request_and_what_was_queued_is_written() {
+        let (go, release) = std::sync::mpsc::channel();
+        let written = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let out = Stuck {
+            release,
+            written: written.clone(),
+        };
+        let log = AccessLog::start(Box::new(out), LogFormat::Json, false, 8).unwrap();
+        let started = std::time::Instant::now();
+        // The writer drains what is queued into its buffer and blocks
+        // flushing it; 8 more lines wait in the queue; the rest are
+        // dropped, and none of it waits.
+        let queued = (0..1000).filter(|_| log.write(&entry())).count();
+        let elapsed = started.elapsed();
+        assert!((8..100).contains(&queued), "{queued} queued");
+        assert!(
+            elapsed < Duration::from_millis(500),
+            "writes waited {elapsed:?}"
+        );
+        drop(log);
+        // Released, the writer writes everything it had.
+        for _ in 0..1000 {
+            let _ = go.send(());
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let lines = written
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|b| **b == b'\n')
+                .count();
+            if lines == queued {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{lines} of {queued} lines written"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     #[test]

@@ -98,12 +98,18 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Log lines are handed to a writer thread, so no request waits on a
+    // slow or blocked stderr; lossless (a full queue makes the logger
+    // wait), and flushed when `_log_writer` drops at exit.
+    let (log_writer, _log_writer) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .finish(std::io::stderr());
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| "info,wasmtime_wasi_http=warn".into()),
         )
-        .with_writer(std::io::stderr)
+        .with_writer(log_writer)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
@@ -180,6 +186,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         let address = listener.local_addr()?;
         eprintln!("edge-host: serving `{}` on http://{address}", app.name());
         edge_host::serve_with(app, listener, server, shutdown_signal()).await?;
+        edge_host::access_log::flush();
         eprintln!("edge-host: stopped");
         Ok(())
     })

@@ -163,7 +163,7 @@ impl Drop for RequestRecord {
                 cache_status: &self.cache_status,
                 outcome: self.outcome.as_str(),
                 bytes: self.bytes,
-                duration_ms: elapsed.as_secs_f64() * 1000.0,
+                duration_ms: elapsed.as_micros() as f64 / 1000.0,
                 component: &self.component,
             });
         }
