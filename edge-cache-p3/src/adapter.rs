@@ -75,7 +75,18 @@ async fn instance() -> Result<Rc<Instance>, String> {
         .map_err(|error| error.to_string())?;
     let rules = load_rules(&config);
     let shared = match &config.shared_store {
-        Some(label) => Some(SpinStore::open(label).await),
+        Some(label) => {
+            let store = SpinStore::open(label).await;
+            // Not fatal (the edge still answers, from the origin), but
+            // nothing stored can be validated without it: say so once.
+            if let Err(error) = &store.0 {
+                eprintln!(
+                    "edge-cache: shared_store `{label}` cannot be opened ({error}); \
+                     stored responses are revalidated with the origin until it can"
+                );
+            }
+            Some(store)
+        }
         None => None,
     };
     let store = SharedState::new(

@@ -6,7 +6,7 @@
 //! - [`app`]: loads an application: files → checked, compiled components behind a router.
 //! - [`manifest`]: `spin.toml`, as written and checked.
 //! - [`runtime_config`]: `runtime-config.toml`, each table handed to its capability.
-//! - [`key_value`]: Spin key-value: stores, backends (memory, SQLite), their config, the host impl.
+//! - [`key_value`]: Spin key-value: stores, backends (memory, SQLite, Redis), their config, the host impl.
 //! - [`variables`]: Spin variables: providers, templates, the host impl.
 //! - [`outbound_http`]: `wasi:http` outgoing: the allow-list, the sender, the instance hooks.
 //! - [`files`]: the manifest's `files`, mounted read-only.
