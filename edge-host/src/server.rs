@@ -253,7 +253,9 @@ async fn handle(
                 (plain(status, &text, close), component, false)
             }
         };
-    tracing::info!(
+    // Debug, not info: the access log (`--access-log`) is the per-request
+    // record, written off the request's path.
+    tracing::debug!(
         component,
         status = response.status().as_u16(),
         elapsed_us = started.elapsed().as_micros() as u64,
