@@ -48,7 +48,8 @@ async fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
         config.shared_store.as_deref().map(SpinStore::open),
         SystemClock,
         config.purge_staleness,
-    );
+    )
+    .with_shield(config.shield_store.as_deref().map(SpinStore::open));
     let rules = load_rules(&config, store.local()).await;
     let primary = SpinOrigin {
         address: &config.origin,

@@ -89,12 +89,17 @@ async fn instance() -> Result<Rc<Instance>, String> {
         }
         None => None,
     };
+    let shield = match &config.shield_store {
+        Some(label) => Some(SpinStore::open(label).await),
+        None => None,
+    };
     let store = SharedState::new(
         SpinStore::open(&config.store_name).await,
         shared,
         SystemClock,
         config.purge_staleness,
-    );
+    )
+    .with_shield(shield);
     let l1 = l1_for(config.l1_capacity_bytes);
     let ready = Rc::new(Instance {
         config,

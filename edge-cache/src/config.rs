@@ -11,7 +11,7 @@ use http::uri::{Authority, Scheme, Uri};
 
 /// Every Spin variable the edge reads. An adapter whose variable lookup
 /// is asynchronous (WASI 0.3) reads these first, then parses.
-pub const VARIABLES: [&str; 18] = [
+pub const VARIABLES: [&str; 19] = [
     "origin_url",
     "origin_timeout_ms",
     "origin_connect_timeout_ms",
@@ -30,6 +30,7 @@ pub const VARIABLES: [&str; 18] = [
     "l1_capacity_bytes",
     "shared_store",
     "purge_staleness_ms",
+    "shield_store",
 ];
 
 /// Default for `purge_staleness_ms`: how long a node reuses invalidation
@@ -133,6 +134,10 @@ pub struct EdgeConfig {
     /// How long a node may reuse invalidation state it read from the
     /// shared store (`purge_staleness_ms`, default 100; 0: read every time).
     pub purge_staleness: Duration,
+    /// The store label of an entry tier shared by nodes (`shield_store`):
+    /// a local miss is answered from another node's fill. `None` (empty,
+    /// or one of the other two stores): off.
+    pub shield_store: Option<String>,
     /// The purge API's path prefix (default `/_edge`).
     pub admin_path: String,
     /// The purge API's bearer token; `None` (empty) disables the API.
@@ -308,6 +313,10 @@ impl EdgeConfig {
         let shared_store = lookup("shared_store")
             .map(|v| v.trim().to_owned())
             .filter(|v| !v.is_empty() && *v != store_name);
+        let shield_store = lookup("shield_store")
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty() && *v != store_name)
+            .filter(|v| shared_store.as_ref() != Some(v));
         let admin_path = lookup("admin_path")
             .map(|v| v.trim().trim_end_matches('/').to_owned())
             .filter(|v| !v.is_empty())
@@ -380,6 +389,7 @@ impl EdgeConfig {
             store_name,
             shared_store,
             purge_staleness,
+            shield_store,
             admin_path,
             purge_token,
             grace,
@@ -654,6 +664,24 @@ mod tests {
         assert_eq!(
             same.shared_store, None,
             "the entries' own store is no second store"
+        );
+        assert_eq!(c.shield_store, None, "no shield by default");
+        let c = config(&[
+            ("origin_url", "http://o"),
+            ("shared_store", "shared"),
+            ("shield_store", "shield"),
+        ])
+        .unwrap();
+        assert_eq!(c.shield_store.as_deref(), Some("shield"));
+        let c = config(&[
+            ("origin_url", "http://o"),
+            ("shared_store", "shared"),
+            ("shield_store", "shared"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.shield_store, None,
+            "purge times must not share an evicting store"
         );
         let err =
             config(&[("origin_url", "http://o"), ("purge_staleness_ms", "600000")]).unwrap_err();

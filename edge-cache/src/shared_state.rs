@@ -31,6 +31,16 @@
 //! themselves. A scope that read as a stand-in is never written back from
 //! it (a purge's read-modify-write uses [`Store::get_current`], which
 //! reports the failure instead).
+//!
+//! **Shield (optional).** With a third store (`shield_store`), entries are
+//! also written there on every fill, and a local miss reads it before the
+//! origin is asked: one node's fill answers another node's miss. What it
+//! returns is validated against the shared purge state like any local
+//! entry (so a shield copy fetched before a purge is dead) and copied into
+//! the local store. Its failures are misses, never errors, and it too is
+//! left alone for [`OUTAGE_RETRY`] after one. It must be a store of its
+//! own, not `shared_store`: it may evict (its entries are a cache), while
+//! purge times must never be evicted.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
@@ -38,7 +48,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::invalidation::PurgeTimes;
 use crate::seams::{Clock, Store, StoreFailure};
-use crate::storage::{InvalidationKey, invalidation_key};
+use crate::storage::{InvalidationKey, invalidation_key, is_entry_key};
 
 /// How long after a failed call the shared store is left alone.
 pub const OUTAGE_RETRY: Duration = Duration::from_millis(250);
@@ -52,6 +62,10 @@ const MAX_REMEMBERED_SCOPES: usize = 4096;
 pub struct SharedState<S, C> {
     local: S,
     shared: Option<S>,
+    /// Entries shared between nodes (see the module doc).
+    shield: Option<S>,
+    /// No call to the shield before this.
+    shield_quiet_until: Cell<Option<SystemTime>>,
     clock: C,
     staleness: Duration,
     memo: RefCell<Memo>,
@@ -83,10 +97,50 @@ impl<S: Store, C: Clock> SharedState<S, C> {
         SharedState {
             local,
             shared,
+            shield: None,
+            shield_quiet_until: Cell::new(None),
             clock,
             staleness,
             memo: RefCell::new(Memo::default()),
             stand_ins: Cell::new(0),
+        }
+    }
+
+    /// The same, with entries also kept in `shield` (if any) for other
+    /// nodes' misses.
+    pub fn with_shield(mut self, shield: Option<S>) -> Self {
+        self.shield = shield;
+        self
+    }
+
+    /// The shield, unless it failed within [`OUTAGE_RETRY`].
+    fn shield(&self, now: SystemTime) -> Option<&S> {
+        let quiet = self
+            .shield_quiet_until
+            .get()
+            .is_some_and(|until| now < until);
+        self.shield.as_ref().filter(|_| !quiet)
+    }
+
+    fn shield_failed(&self, now: SystemTime) {
+        self.shield_quiet_until.set(Some(now + OUTAGE_RETRY));
+    }
+
+    /// A local miss of an entry: the shield's copy, kept locally too.
+    async fn read_shield(&self, key: &str) -> Option<Vec<u8>> {
+        let shield = self.shield(self.clock.now())?;
+        match shield.get(key).await {
+            Ok(Some(value)) => {
+                // A failed local write only costs the next lookup a read
+                // of the shield again.
+                let _ = self.local.set(key, &value).await;
+                Some(value)
+            }
+            Ok(None) => None,
+            Err(_) => {
+                self.shield_failed(self.clock.now());
+                None
+            }
         }
     }
 
@@ -199,6 +253,12 @@ impl<S: Store, C: Clock> SharedState<S, C> {
 
 impl<S: Store, C: Clock> Store for SharedState<S, C> {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreFailure> {
+        if self.shield.is_some() && is_entry_key(key) {
+            return match self.local.get(key).await? {
+                Some(value) => Ok(Some(value)),
+                None => Ok(self.read_shield(key).await),
+            };
+        }
         let (Some(shared), Some(kind)) = (&self.shared, invalidation_key(key)) else {
             return self.local.get(key).await;
         };
@@ -227,6 +287,15 @@ impl<S: Store, C: Clock> Store for SharedState<S, C> {
     }
 
     async fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreFailure> {
+        if is_entry_key(key)
+            && let Some(shield) = self.shield(self.clock.now())
+        {
+            let written = self.local.set(key, value).await;
+            if shield.set(key, value).await.is_err() {
+                self.shield_failed(self.clock.now());
+            }
+            return written;
+        }
         let (Some(shared), Some(kind)) = (&self.shared, invalidation_key(key)) else {
             return self.local.set(key, value).await;
         };
@@ -247,6 +316,13 @@ impl<S: Store, C: Clock> Store for SharedState<S, C> {
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreFailure> {
+        if is_entry_key(key)
+            && let Some(shield) = self.shield(self.clock.now())
+        {
+            // An evicted variant: gone from both, or the shield's eviction
+            // reclaims it.
+            let _ = shield.delete(key).await;
+        }
         let (Some(shared), Some(kind)) = (&self.shared, invalidation_key(key)) else {
             return self.local.delete(key).await;
         };
@@ -467,6 +543,53 @@ mod tests {
             // A real read clears it.
             a.get_current("s:url:x").await.unwrap();
             a.set("s:url:x", b"next").await.unwrap();
+        });
+    }
+
+    #[test]
+    fn a_miss_here_is_answered_from_another_nodes_fill_through_the_shield() {
+        block_on(async {
+            let (shared, shield) = (Handle::default(), Handle::default());
+            let clock = TestClock::new();
+            let a = node(&shared, &clock, 100).with_shield(Some(shield.clone()));
+            let b = node(&shared, &clock, 100).with_shield(Some(shield.clone()));
+            a.set("c:entry", b"filled by a").await.unwrap();
+            assert_eq!(
+                b.get("c:entry").await.unwrap(),
+                Some(b"filled by a".to_vec())
+            );
+            assert_eq!(
+                b.local().0.values.borrow().get("c:entry"),
+                Some(&b"filled by a".to_vec()),
+                "kept locally too"
+            );
+            // Only entries go there.
+            a.set("o:breaker:x", b"state").await.unwrap();
+            a.set("s:url:x", b"purged").await.unwrap();
+            assert_eq!(shield.0.values.borrow().len(), 1);
+            assert_eq!(b.get("o:breaker:x").await.unwrap(), None);
+        });
+    }
+
+    #[test]
+    fn a_failing_shield_is_a_miss_and_is_asked_again_later() {
+        block_on(async {
+            let (shared, shield) = (Handle::default(), Handle::default());
+            let clock = TestClock::new();
+            let a = node(&shared, &clock, 100).with_shield(Some(shield.clone()));
+            shield.0.set("c:entry", b"elsewhere").await.unwrap();
+            shield.0.broken.set(true);
+            assert_eq!(a.get("c:entry").await.unwrap(), None);
+            a.set("c:other", b"local").await.unwrap();
+            assert_eq!(a.get("c:other").await.unwrap(), Some(b"local".to_vec()));
+            shield.0.broken.set(false);
+            assert_eq!(
+                a.get("c:entry").await.unwrap(),
+                None,
+                "left alone for a while"
+            );
+            clock.advance(OUTAGE_RETRY.as_millis() as u64);
+            assert_eq!(a.get("c:entry").await.unwrap(), Some(b"elsewhere".to_vec()));
         });
     }
 

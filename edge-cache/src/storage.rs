@@ -81,6 +81,12 @@ pub enum InvalidationKey {
     Epoch,
 }
 
+/// Whether `key` holds a stored response or Vary index (`c:`, `v:`): what
+/// a shield tier shares between nodes.
+pub fn is_entry_key(key: &str) -> bool {
+    key.starts_with("c:") || key.starts_with("v:")
+}
+
 /// Whether `key` holds invalidation state, and which.
 pub fn invalidation_key(key: &str) -> Option<InvalidationKey> {
     if key.starts_with("s:") {

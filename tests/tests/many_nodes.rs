@@ -154,6 +154,8 @@ struct NodeSetup {
     /// outlive a restart.
     entries_db: Option<PathBuf>,
     listen: Option<SocketAddr>,
+    /// A Redis URL for a shield store (`shield_store`): entries shared too.
+    shield_url: Option<String>,
 }
 
 impl NodeSetup {
@@ -164,6 +166,7 @@ impl NodeSetup {
             staleness_ms,
             entries_db: None,
             listen: None,
+            shield_url: None,
         }
     }
 
@@ -172,26 +175,41 @@ impl NodeSetup {
             Some(path) => format!("type = \"spin\"\npath = {:?}", path.display().to_string()),
             None => "type = \"memory\"".to_owned(),
         };
-        format!(
+        let mut text = format!(
             "[key_value_store.default]\n{default}\n\n[key_value_store.shared]\ntype = \"redis\"\nurl = {:?}\n",
             self.shared_url
-        )
+        );
+        if let Some(url) = &self.shield_url {
+            text.push_str(&format!(
+                "\n[key_value_store.shield]\ntype = \"redis\"\nurl = {url:?}\n"
+            ));
+        }
+        text
     }
 
     fn options(&self, dir: &Path) -> AppOptions {
         let manifest = dir.join("spin.toml");
-        std::fs::write(&manifest, cluster_manifest()).expect("write manifest");
+        let mut text = cluster_manifest();
+        let mut variables = vec![
+            format!("origin_url={}", self.origin),
+            format!("purge_token={TOKEN}"),
+            "cache_rules=".to_owned(),
+            format!("purge_staleness_ms={}", self.staleness_ms),
+        ];
+        if self.shield_url.is_some() {
+            text = text.replace(
+                r#"key_value_stores = ["default", "shared"]"#,
+                r#"key_value_stores = ["default", "shared", "shield"]"#,
+            );
+            variables.push("shield_store=shield".to_owned());
+        }
+        std::fs::write(&manifest, text).expect("write manifest");
         let runtime_config = dir.join("runtime-config.toml");
         std::fs::write(&runtime_config, self.runtime_config()).expect("write runtime config");
         AppOptions {
             manifest,
             runtime_config: Some(runtime_config),
-            variables: vec![
-                format!("origin_url={}", self.origin),
-                format!("purge_token={TOKEN}"),
-                "cache_rules=".to_owned(),
-                format!("purge_staleness_ms={}", self.staleness_ms),
-            ],
+            variables,
             cache_dir: Some(workspace_root().join("target/edge-host-cache")),
             max_instances: Some(32),
             ..Default::default()
@@ -492,6 +510,39 @@ async fn with_redis_killed_every_request_is_answered_and_caching_resumes_when_it
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_shield_one_nodes_fill_answers_the_others_and_purges_still_reach_it() {
+    let redis = RedisServer::start();
+    let (origin, fetches) = versioned_origin().await;
+    let mut setup = NodeSetup::new(&origin, &redis, 0);
+    // Its own database: the shield may evict, purge times must not.
+    setup.shield_url = Some(format!("{}/1", redis.url()));
+    let nodes = start_nodes(&[setup.clone(), setup.clone(), setup]).await;
+    let client = Client::new();
+    let filled = get(&client, &nodes[0], "/shielded").await;
+    assert!(!filled.hit(), "{filled:?}");
+    for node in &nodes[1..] {
+        let answer = get(&client, node, "/shielded").await;
+        assert!(answer.hit(), "{answer:?}");
+        assert_eq!(answer.body, filled.body, "node 1's fill");
+    }
+    assert_eq!(
+        fetches.load(Ordering::SeqCst),
+        1,
+        "one origin fetch for three nodes"
+    );
+
+    let (status, body) = purge(&client, &nodes[1], r#"{"tags": ["product"]}"#).await;
+    assert_eq!(status, 200, "{body}");
+    for node in &nodes {
+        let answer = get(&client, node, "/shielded").await;
+        assert_ne!(
+            answer.body, filled.body,
+            "the shield's copy was purged: {answer:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_malformed_or_unreachable_redis_url_is_a_clear_error_at_start() {
     let origin = MockServer::start().await;
     let closed = free_port();
@@ -511,6 +562,7 @@ async fn a_malformed_or_unreachable_redis_url_is_a_clear_error_at_start() {
             staleness_ms: 100,
             entries_db: None,
             listen: None,
+            shield_url: None,
         };
         let started = Instant::now();
         let error = match setup.start().await {
