@@ -514,7 +514,8 @@ async fn with_a_shield_one_nodes_fill_answers_the_others_and_purges_still_reach_
     let redis = RedisServer::start();
     let (origin, fetches) = versioned_origin().await;
     let mut setup = NodeSetup::new(&origin, &redis, 0);
-    // Its own database: the shield may evict, purge times must not.
+    // A database of its own keeps the keys apart here; in production the
+    // shield is a server of its own, since eviction is per server.
     setup.shield_url = Some(format!("{}/1", redis.url()));
     let nodes = start_nodes(&[setup.clone(), setup.clone(), setup]).await;
     let client = Client::new();
