@@ -2,21 +2,29 @@
 //! written off the request path.
 //!
 //! A request formats its line and hands it to a bounded channel; a writer
-//! thread drains the channel into a buffered file and flushes whenever the
-//! channel is empty, so a burst costs one `write` and an idle log is
-//! complete on disk. A request never waits for the disk: when the channel
-//! is full the line is dropped and counted (`edge_access_log_dropped_total`)
-//! rather than slowing the hot path down to the disk's pace.
+//! thread wakes every [`WRITE_INTERVAL`], drains the channel into a
+//! buffered file and flushes it, so lines reach the disk at most that late
+//! and a busy second costs tens of `write`s, not one per request. The
+//! writer is never woken by a request: a sleeping receiver would make
+//! every send a futex wake-up (measured at about 10 µs of the request's
+//! time, against 0.3 µs for the metrics alone). A request never waits for
+//! the disk either: when the channel is full the line is dropped and
+//! counted (`edge_access_log_dropped_total`) rather than slowing the hot
+//! path down to the disk's pace.
 
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::Path;
 use std::sync::OnceLock;
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError, sync_channel};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// Lines that may wait for the writer; past that they are dropped.
+/// Lines that may wait for the writer; past that they are dropped (room
+/// for 320,000 requests a second at [`WRITE_INTERVAL`]).
 const QUEUE_LINES: usize = 16 * 1024;
+
+/// How often the writer thread writes out what is queued.
+pub const WRITE_INTERVAL: Duration = Duration::from_millis(50);
 
 /// How the lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -99,15 +107,20 @@ pub fn open(options: &AccessLogOptions) -> std::io::Result<()> {
 fn write_lines(queue: Receiver<Queued>, out: Box<dyn Write + Send>) {
     let mut out = std::io::BufWriter::with_capacity(64 * 1024, out);
     let mut flushed = Vec::new();
-    while let Ok(first) = queue.recv() {
+    loop {
+        std::thread::sleep(WRITE_INTERVAL);
         let mut written = Ok(());
-        let mut next = Some(first);
-        while let (Ok(()), Some(queued)) = (&written, next.take()) {
-            match queued {
-                Queued::Line(line) => written = out.write_all(&line),
-                Queued::Flush(done) => flushed.push(done),
+        let mut open = true;
+        while written.is_ok() {
+            match queue.try_recv() {
+                Ok(Queued::Line(line)) => written = out.write_all(&line),
+                Ok(Queued::Flush(done)) => flushed.push(done),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => {
+                    open = false;
+                    break;
+                }
             }
-            next = queue.try_recv().ok();
         }
         if let Err(error) = written.and_then(|()| out.flush()) {
             // The log is lost, not the service: say so once and stop.
@@ -116,6 +129,9 @@ fn write_lines(queue: Receiver<Queued>, out: Box<dyn Write + Send>) {
         }
         for done in flushed.drain(..) {
             let _ = done.try_send(());
+        }
+        if !open {
+            return;
         }
     }
 }
