@@ -933,11 +933,17 @@ mod tests {
         assert_eq!(collapser.in_flight(), 0);
     }
 
-    #[test]
-    fn misses_of_one_key_in_two_instances_wait_for_one_fetch() {
+    /// `n` concurrent requests for `path`, alternating between two
+    /// instances over one store, to a gated origin that answers `answer`:
+    /// the answers, the origin's fetch count and the store keys left.
+    fn through_two_instances(
+        answer: Response,
+        path: &str,
+        n: usize,
+    ) -> (Vec<Response>, usize, Vec<String>) {
         let rules = CacheRules::default();
         let store = MemStore::default();
-        let origin = GatedOrigin::new(ok("max-age=60", "filled"));
+        let origin = GatedOrigin::new(answer);
         let clock = clock();
         let (first, second) = (Collapser::default(), Collapser::default());
         let instance = |collapser| EdgeCache {
@@ -946,41 +952,40 @@ mod tests {
             ..edge_over(&rules, &store, &origin, &clock)
         };
         let (a, b) = (instance(&first), instance(&second));
-        let requests = (0..10)
-            .map(|i| if i % 2 == 0 { &a } else { &b }.handle(get("/hot", &[])))
+        let requests = (0..n)
+            .map(|i| if i % 2 == 0 { &a } else { &b }.handle(get(path, &[])))
             .collect();
         let answers = run_together(requests, 10, |_| origin.open.set(true));
-        assert_eq!(origin.calls.get(), 1, "one fetch for both instances");
+        let keys = store.values.borrow().keys().cloned().collect();
+        let answers = answers.into_iter().map(|(response, _)| response).collect();
+        (answers, origin.calls.get(), keys)
+    }
+
+    #[test]
+    fn misses_of_one_key_in_two_instances_wait_for_one_fetch() {
+        let (answers, fetches, keys) =
+            through_two_instances(ok("max-age=60", "filled"), "/hot", 10);
+        assert_eq!(fetches, 1, "one fetch for both instances");
         let collapsed = answers
             .iter()
-            .filter(|(response, _)| status_of(response).contains("collapsed"))
+            .filter(|response| status_of(response).contains("collapsed"))
             .count();
         assert_eq!(collapsed, 9);
-        assert!(answers.iter().all(|(r, _)| r.body == b"filled"));
-        // The lease went with the fill.
-        assert!(!store.values.borrow().keys().any(|k| k.starts_with("f:")));
+        assert!(answers.iter().all(|response| response.body == b"filled"));
+        assert!(
+            !keys.iter().any(|key| key.starts_with("f:")),
+            "the lease went with the fill"
+        );
     }
 
     #[test]
     fn another_instance_waiting_on_an_uncacheable_fill_fetches_for_itself() {
-        let rules = CacheRules::default();
-        let store = MemStore::default();
-        let origin = GatedOrigin::new(ok("private", "mine"));
-        let clock = clock();
-        let (first, second) = (Collapser::default(), Collapser::default());
-        let instance = |collapser| EdgeCache {
-            collapser: Some(collapser),
-            fill_leases: true,
-            ..edge_over(&rules, &store, &origin, &clock)
-        };
-        let (a, b) = (instance(&first), instance(&second));
-        let requests = vec![a.handle(get("/me", &[])), b.handle(get("/me", &[]))];
-        let answers = run_together(requests, 10, |_| origin.open.set(true));
-        assert_eq!(origin.calls.get(), 2);
+        let (answers, fetches, _) = through_two_instances(ok("private", "mine"), "/me", 2);
+        assert_eq!(fetches, 2);
         assert!(
             answers
                 .iter()
-                .all(|(r, _)| r.status == 200 && r.body == b"mine")
+                .all(|response| response.status == 200 && response.body == b"mine")
         );
     }
 
