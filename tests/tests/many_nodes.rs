@@ -91,6 +91,18 @@ impl RedisServer {
         }
     }
 
+    /// SIGSTOP (`freeze: true`) or SIGCONT: a server that accepts but
+    /// never answers, then one that answers again.
+    fn freeze(&self, freeze: bool) {
+        let child = self.child.as_ref().expect("running");
+        let signal = if freeze { "-STOP" } else { "-CONT" };
+        let status = Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill {signal} failed");
+    }
+
     /// Starts it again on the same port and data directory.
     fn restart(&mut self) {
         self.kill();
@@ -507,6 +519,45 @@ async fn with_redis_killed_every_request_is_answered_and_caching_resumes_when_it
     // And purges work again, on every node.
     let (status, body) = purge(&client, &nodes[1], r#"{"tags": ["product"]}"#).await;
     assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_redis_costs_a_request_at_most_the_command_deadline_never_a_hang() {
+    let redis = RedisServer::start();
+    let (origin, _) = versioned_origin().await;
+    // Staleness 0: every lookup asks Redis (with a bound, a node could
+    // rightly answer from what it read just before the freeze).
+    let node = NodeSetup::new(&origin, &redis, 0)
+        .start()
+        .await
+        .expect("node starts");
+    let client = Client::new();
+    cached(&client, &node, "/page").await;
+
+    redis.freeze(true);
+    // edge-host bounds a Redis command at 1.5 s; a node then leaves the
+    // store alone for 250 ms, so most requests do not wait at all.
+    let bound = Duration::from_millis(1500 + 700);
+    let started = Instant::now();
+    for _ in 0..10 {
+        let sent = Instant::now();
+        let answer = get(&client, &node, "/page").await;
+        assert_eq!(answer.status, 200, "{answer:?}");
+        assert!(!answer.hit(), "served unvalidated: {answer:?}");
+        assert!(
+            sent.elapsed() < bound,
+            "a request waited {:?}",
+            sent.elapsed()
+        );
+    }
+    let frozen_for = started.elapsed();
+    redis.freeze(false);
+    assert!(frozen_for < bound * 10, "{frozen_for:?}");
+
+    // Answering again: caching resumes by itself. Waiting out the node's
+    // retry interval is a time bound, not a stand-in for a signal.
+    tokio::time::sleep(edge_cache::shared_state::OUTAGE_RETRY + Duration::from_millis(120)).await;
+    cached(&client, &node, "/page").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
