@@ -7,7 +7,7 @@ use std::time::Duration;
 use http::header::HeaderValue;
 use http::{HeaderMap, Method};
 
-use crate::cache_status::CacheStatus;
+use crate::cache_status::{CacheStatus, server_timing};
 use crate::conditional::{NOT_MODIFIED_FIELDS, RangeAnswer, client_has_current, range_answer};
 use crate::origin_failure::OriginFailure;
 use crate::seams::{ClientRequest, Response};
@@ -144,6 +144,11 @@ pub fn finish(
     }
     if let Ok(value) = HeaderValue::from_str(&cache_status.header_value()) {
         headers.insert("cache-status", value);
+    }
+    if let Some(origin_time) = cache_status.origin_time
+        && let Ok(value) = HeaderValue::from_str(&server_timing(origin_time))
+    {
+        headers.append("server-timing", value);
     }
     // 204 and 304 have no content; anything else (HEAD included) states
     // the length of the full representation.

@@ -1,6 +1,7 @@
 //! The `Cache-Status` response header (RFC 9211).
 
 use std::fmt::Write as _;
+use std::time::Duration;
 
 /// Our cache's name in `Cache-Status`.
 pub const CACHE_NAME: &str = "edge-cache";
@@ -52,6 +53,18 @@ pub struct CacheStatus {
     pub collapsed: bool,
     /// Free-form detail (a token).
     pub detail: Option<String>,
+    /// How long the origin took to answer, when it answered this request:
+    /// sent beside `Cache-Status` as `Server-Timing` (see
+    /// [`server_timing`]), which is where the host's access log reads it.
+    pub origin_time: Option<Duration>,
+}
+
+/// The `Server-Timing` metric (W3C Server Timing) the edge adds to an
+/// answer the origin gave: `origin;dur=<ms>`, with microsecond precision.
+/// Appended after whatever the origin sent, so the last `origin` entry of
+/// a forwarded answer is the edge's.
+pub fn server_timing(origin_time: Duration) -> String {
+    format!("origin;dur={:.3}", origin_time.as_secs_f64() * 1000.0)
 }
 
 impl CacheStatus {

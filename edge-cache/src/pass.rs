@@ -25,8 +25,10 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
             body: request.body.clone(),
             fallback: Fallback::Nothing,
         };
-        match self.origin.send(origin_request).await {
-            Ok(response) => {
+        match self.send_timed(origin_request).await {
+            Ok(fetched) => {
+                status.origin_time = Some(fetched.origin_time());
+                let response = fetched.response;
                 status.fwd_status = Some(response.status);
                 let mut headers = client_response_headers(&response.headers);
                 strip_edge_only(&mut headers);

@@ -76,10 +76,19 @@ pub struct EdgeCache<'a, S, O, C> {
 }
 
 /// An origin response with the times §4.2.3 needs.
-struct Fetched {
-    response: Response,
+pub(crate) struct Fetched {
+    pub(crate) response: Response,
     request_time: SystemTime,
     response_time: SystemTime,
+}
+
+impl Fetched {
+    /// How long the origin took, by the clock.
+    pub(crate) fn origin_time(&self) -> Duration {
+        self.response_time
+            .duration_since(self.request_time)
+            .unwrap_or_default()
+    }
 }
 
 /// Whether a fetched response may be written to the cache.
@@ -305,9 +314,10 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
         let age = found.age(self.clock.now());
         let lifetime = found.lifetime();
         let stale_on_error = StaleOnError::of(&control, age, lifetime, self.grace);
-        let serve_stale = |fwd_status: Option<u16>, detail: &str| {
+        let serve_stale = |answered: Option<&Fetched>, detail: &str| {
             let mut status = CacheStatus::forward(Forward::Stale).with_detail(detail);
-            status.fwd_status = fwd_status;
+            status.fwd_status = answered.map(|fetched| fetched.response.status);
+            status.origin_time = answered.map(Fetched::origin_time);
             status.ttl = Some(seconds(lifetime) - seconds(age));
             serve_stored(&exchange.request, &found, age, &status)
         };
@@ -325,6 +335,7 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
         match self.send_timed(origin_request).await {
             Ok(fetched) if fetched.response.status == 304 => {
                 status.fwd_status = Some(304);
+                status.origin_time = Some(fetched.origin_time());
                 let headers = refreshed_headers(
                     &found.headers,
                     &client_response_headers(&fetched.response.headers),
@@ -344,10 +355,11 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
                 if matches!(fetched.response.status, 500 | 502 | 503 | 504)
                     && stale_on_error.allowed() =>
             {
-                serve_stale(Some(fetched.response.status), stale_on_error.detail(None))
+                serve_stale(Some(&fetched), stale_on_error.detail(None))
             }
             Ok(fetched) => {
                 status.fwd_status = Some(fetched.response.status);
+                status.origin_time = Some(fetched.origin_time());
                 self.store_and_serve(exchange, fetched, status, Storing::IfStorable)
                     .await
             }
@@ -371,6 +383,7 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
         {
             Ok(fetched) => {
                 status.fwd_status = Some(fetched.response.status);
+                status.origin_time = Some(fetched.origin_time());
                 self.store_and_serve(exchange, fetched, status, storing)
                     .await
             }
@@ -378,7 +391,10 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
         }
     }
 
-    async fn send_timed(&self, request: OriginRequest) -> Result<Fetched, OriginFailure> {
+    pub(crate) async fn send_timed(
+        &self,
+        request: OriginRequest,
+    ) -> Result<Fetched, OriginFailure> {
         let request_time = self.clock.now();
         let response = self.origin.send(request).await?;
         Ok(Fetched {
@@ -791,6 +807,34 @@ mod tests {
             hit.headers.get("set-cookie").is_none(),
             "nobody else gets it"
         );
+    }
+
+    #[test]
+    fn answers_the_origin_gave_carry_its_time_and_hits_do_not() {
+        let rules = CacheRules::default();
+        let store = MemStore::default();
+        let clock = std::rc::Rc::new(clock());
+        // The origin takes 42.5 ms by the clock.
+        let origin_clock = clock.clone();
+        let origin = FakeOrigin::new(move |_| {
+            let now = origin_clock.now() + Duration::from_micros(42_500);
+            origin_clock.0.set(now);
+            Ok(ok("max-age=60", "x"))
+        });
+        let edge = edge(&rules, &store, &origin, &clock);
+        let timing = |response: &Response| {
+            response
+                .headers
+                .get_all("server-timing")
+                .iter()
+                .map(|v| v.to_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        };
+        let (miss, _) = block_on(edge.handle(get("/t", &[])));
+        assert_eq!(timing(&miss), ["origin;dur=42.500"]);
+        let (hit, _) = block_on(edge.handle(get("/t", &[])));
+        assert!(status_of(&hit).contains("hit"));
+        assert!(timing(&hit).is_empty(), "{:?}", timing(&hit));
     }
 
     #[test]

@@ -17,7 +17,7 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::OnceLock;
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError, sync_channel};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 /// Lines that may wait for the writer; past that they are dropped (room
 /// for 320,000 requests a second at [`WRITE_INTERVAL`]).
@@ -156,6 +156,10 @@ pub struct Entry<'a> {
     pub bytes: u64,
     /// From arrival to the end of the response body.
     pub duration_ms: f64,
+    /// How long the origin took, when it answered this request (from the
+    /// component's `Server-Timing: origin;dur=…`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub origin_ms: Option<f64>,
     /// The component that answered (empty for the host's own answers).
     pub component: &'a str,
 }
@@ -207,7 +211,7 @@ impl AccessLog {
 fn text_line(entry: &Entry<'_>) -> String {
     let query = entry.query.map(|q| format!("?{q}")).unwrap_or_default();
     format!(
-        "{} {} {} {}{} {} {} {} {:.3}ms \"{}\"",
+        "{} {} {} {}{} {} {} {} {:.3}ms {} \"{}\"",
         entry.time,
         entry.method,
         entry.host,
@@ -217,42 +221,22 @@ fn text_line(entry: &Entry<'_>) -> String {
         entry.outcome,
         entry.bytes,
         entry.duration_ms,
+        entry
+            .origin_ms
+            .map_or_else(|| "origin=-".to_owned(), |ms| format!("origin={ms:.3}ms")),
         entry.cache_status.replace('"', "'"),
     )
 }
 
 /// `time` as RFC 3339 in UTC with milliseconds: `2026-12-01T17:04:05.123Z`.
 pub fn rfc3339(time: SystemTime) -> String {
-    let since = time.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
-    let seconds = since.as_secs();
-    let (days, in_day) = (seconds / 86_400, seconds % 86_400);
-    let (year, month, day) = civil_from_days(days as i64);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        in_day / 3600,
-        in_day / 60 % 60,
-        in_day % 60,
-        since.subsec_millis()
-    )
-}
-
-/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's
-/// `civil_from_days`, exact for every representable day).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
+    humantime::format_rfc3339_millis(time).to_string()
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::UNIX_EPOCH;
+
     use super::*;
 
     #[test]
@@ -276,6 +260,7 @@ mod tests {
             outcome: "hit",
             bytes: 5,
             duration_ms: 0.25,
+            origin_ms: None,
             component: "edge",
         }
     }
@@ -355,14 +340,28 @@ mod tests {
             outcome: "miss",
             bytes: 5,
             duration_ms: 1.25,
+            origin_ms: Some(0.5),
             component: "edge",
         };
         assert_eq!(
             text_line(&entry),
-            "t GET example.test /a?v=1 200 miss 5 1.250ms \"edge-cache; detail='x'\""
+            "t GET example.test /a?v=1 200 miss 5 1.250ms origin=0.500ms \"edge-cache; detail='x'\""
         );
         let json: serde_json::Value = serde_json::to_value(&entry).unwrap();
         assert_eq!(json["outcome"], "miss");
         assert_eq!(json["query"], "v=1");
+        assert_eq!(json["origin_ms"], 0.5);
+        let hit = self::entry();
+        assert!(
+            text_line(&hit).contains(" 0.250ms origin=- "),
+            "{}",
+            text_line(&hit)
+        );
+        assert!(
+            serde_json::to_value(&hit)
+                .unwrap()
+                .get("origin_ms")
+                .is_none()
+        );
     }
 }

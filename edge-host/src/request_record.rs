@@ -32,6 +32,8 @@ pub(crate) struct RequestRecord {
     cache_status: String,
     outcome: Outcome,
     bytes: u64,
+    /// The origin's time for this request, as the component reported it.
+    origin_ms: Option<f64>,
     receipt: Option<Vec<u8>>,
 }
 
@@ -64,6 +66,7 @@ impl RequestRecord {
             cache_status: String::new(),
             outcome: Outcome::None,
             bytes: 0,
+            origin_ms: None,
             receipt: None,
         })
     }
@@ -85,6 +88,7 @@ impl RequestRecord {
             .and_then(|value| value.to_str().ok())
             .unwrap_or("")
             .to_owned();
+        self.origin_ms = origin_ms(headers, &self.cache_status);
         if let (Some(cause), Some(metrics)) = (failure, crate::metrics::get()) {
             metrics.instance_failure(cause);
         }
@@ -104,6 +108,32 @@ impl RequestRecord {
             receipt.extend_from_slice(&data[..data.len().min(room)]);
         }
     }
+}
+
+/// The origin's time the component reported for an answer the origin gave
+/// (`Cache-Status` has `fwd-status`): the last `origin` metric of its
+/// `Server-Timing`, which the component appends after any the origin sent.
+/// A hit's stored `Server-Timing` is the origin's, from another request,
+/// and is not read.
+fn origin_ms(headers: &HeaderMap, cache_status: &str) -> Option<f64> {
+    if !cache_status.contains("fwd-status=") {
+        return None;
+    }
+    headers
+        .get_all("server-timing")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .filter_map(|metric| {
+            let mut parts = metric.split(';').map(str::trim);
+            (parts.next() == Some("origin"))
+                .then_some(parts)?
+                .find_map(|param| {
+                    let (name, value) = param.split_once('=')?;
+                    (name.trim() == "dur").then(|| value.trim().parse::<f64>().ok())?
+                })
+        })
+        .next_back()
 }
 
 fn may_be_receipt(method: &Method, headers: &HeaderMap) -> bool {
@@ -164,6 +194,7 @@ impl Drop for RequestRecord {
                 outcome: self.outcome.as_str(),
                 bytes: self.bytes,
                 duration_ms: elapsed.as_micros() as f64 / 1000.0,
+                origin_ms: self.origin_ms,
                 component: &self.component,
             });
         }
@@ -173,6 +204,24 @@ impl Drop for RequestRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_origin_time_is_the_last_origin_metric_of_a_forwarded_answer() {
+        let headers = |values: &[&str]| {
+            let mut map = HeaderMap::new();
+            for value in values {
+                map.append("server-timing", value.parse().unwrap());
+            }
+            map
+        };
+        let forwarded = "edge-cache; fwd=uri-miss; fwd-status=200";
+        let timed = headers(&["db;dur=3, origin;dur=99", "origin;desc=\"edge\";dur=12.5"]);
+        assert_eq!(origin_ms(&timed, forwarded), Some(12.5));
+        assert_eq!(origin_ms(&timed, "edge-cache; hit; ttl=5"), None);
+        assert_eq!(origin_ms(&headers(&["origin;dur=fast"]), forwarded), None);
+        assert_eq!(origin_ms(&headers(&["cdn-origin;dur=4"]), forwarded), None);
+        assert_eq!(origin_ms(&HeaderMap::new(), forwarded), None);
+    }
 
     #[test]
     fn a_purge_receipt_is_read_and_anything_else_is_not() {

@@ -524,6 +524,15 @@ async fn access_log_has_a_line_per_request(
         assert!(line["duration_ms"].as_f64().unwrap() > 0.0, "{line}");
         assert!(line["time"].as_str().unwrap().ends_with('Z'), "{line}");
         assert!(line.get("query").is_none(), "{line}");
+        // The origin's time, where the origin answered this request.
+        match line.get("origin_ms") {
+            Some(origin_ms) => {
+                assert!(cache_status.contains("fwd-status="), "{line}");
+                let origin_ms = origin_ms.as_f64().unwrap();
+                assert!(origin_ms <= line["duration_ms"].as_f64().unwrap(), "{line}");
+            }
+            None => assert!(!cache_status.contains("fwd-status="), "{line}"),
+        }
         assert_eq!(
             line["host"],
             line["host"].as_str().map(|h| h.to_owned()).unwrap()
