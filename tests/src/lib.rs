@@ -29,6 +29,39 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// A manifest in a fresh workdir that serves the built component
+/// `wasm_name` (as [`built_component`] names it) on every path as the
+/// component `misbehaving`, and the options to run it with `limits`, at
+/// most 16 instances and the shared compilation cache; a test changes
+/// the rest with struct update. The workdir must outlive the app.
+pub fn single_component_app(
+    wasm_name: &str,
+    app_name: &str,
+    limits: InstanceLimits,
+) -> (AppOptions, tempfile::TempDir) {
+    let wasm = built_component(wasm_name);
+    let workdir = tempfile::tempdir().expect("a temporary directory");
+    let manifest = workdir.path().join("spin.toml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "spin_manifest_version = 2\n[application]\nname = {app_name:?}\n\
+             [[trigger.http]]\nroute = \"/...\"\ncomponent = \"misbehaving\"\n\
+             [component.misbehaving]\nsource = {:?}\n",
+            wasm.display().to_string()
+        ),
+    )
+    .expect("the manifest is written");
+    let options = AppOptions {
+        manifest,
+        cache_dir: Some(workspace_root().join("target/edge-host-cache")),
+        max_instances: Some(16),
+        limits: Some(limits),
+        ..Default::default()
+    };
+    (options, workdir)
+}
+
 /// The flavour [`EdgeSetup`] runs unless a test names one: WASI 0.3
 /// (instance reuse), or the one `EDGE_TEST_FLAVOUR` names (`p2` or `p3`).
 /// `make test` runs the suite in both: every behaviour test proves both

@@ -6,41 +6,17 @@
 
 use std::time::{Duration, Instant};
 
-use edge_host::{AppOptions, InstanceLimits};
-use edge_tests::{Edge, built_component, workspace_root};
+use edge_host::InstanceLimits;
+use edge_tests::{Edge, single_component_app};
 
 const TIME_LIMIT: Duration = Duration::from_millis(1_000);
 
 async fn misbehaving_edge() -> Edge {
-    let wasm = built_component("misbehaving_component");
-    let workdir = tempfile::tempdir().unwrap();
-    let manifest = workdir.path().join("spin.toml");
-    std::fs::write(
-        &manifest,
-        format!(
-            r#"spin_manifest_version = 2
-[application]
-name = "misbehaving"
-[[trigger.http]]
-route = "/..."
-component = "misbehaving"
-[component.misbehaving]
-source = {:?}
-"#,
-            wasm.display().to_string()
-        ),
-    )
-    .unwrap();
-    let options = AppOptions {
-        manifest,
-        cache_dir: Some(workspace_root().join("target/edge-host-cache")),
-        max_instances: Some(16),
-        limits: Some(InstanceLimits {
-            request_timeout: TIME_LIMIT,
-            max_memory_bytes: 32 << 20,
-        }),
-        ..Default::default()
+    let limits = InstanceLimits {
+        request_timeout: TIME_LIMIT,
+        max_memory_bytes: 32 << 20,
     };
+    let (options, workdir) = single_component_app("misbehaving_component", "misbehaving", limits);
     Edge::serve_app(options, workdir)
         .await
         .expect("host starts")

@@ -11,8 +11,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use edge_host::observability::ObservabilityFlags;
-use edge_host::{AppOptions, InstanceLimits, ServerOptions};
-use edge_tests::{Edge, built_component, workspace_root};
+use edge_host::{InstanceLimits, ServerOptions};
+use edge_tests::{Edge, single_component_app};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -58,30 +58,12 @@ async fn failed_instances_are_counted_by_cause_and_shed_connections_are_counted(
     .await
     .unwrap();
     let metrics = observer.metrics_addr().unwrap();
-    let workdir = tempfile::tempdir().unwrap();
-    let manifest = workdir.path().join("spin.toml");
-    std::fs::write(
-        &manifest,
-        format!(
-            "spin_manifest_version = 2\n[application]\nname = \"misbehaving-p3\"\n\
-             [[trigger.http]]\nroute = \"/...\"\ncomponent = \"misbehaving\"\n\
-             [component.misbehaving]\nsource = {:?}\n",
-            built_component("misbehaving_component_p3")
-                .display()
-                .to_string()
-        ),
-    )
-    .unwrap();
-    let options = AppOptions {
-        manifest,
-        cache_dir: Some(workspace_root().join("target/edge-host-cache")),
-        max_instances: Some(16),
-        limits: Some(InstanceLimits {
-            request_timeout: Duration::from_millis(400),
-            max_memory_bytes: 32 << 20,
-        }),
-        ..Default::default()
+    let limits = InstanceLimits {
+        request_timeout: Duration::from_millis(400),
+        max_memory_bytes: 32 << 20,
     };
+    let (options, workdir) =
+        single_component_app("misbehaving_component_p3", "misbehaving-p3", limits);
     let server = ServerOptions {
         max_connections: 2,
         ..Default::default()

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use edge_host::reuse::PerInstance;
 use edge_host::{AppOptions, InstanceLimits, ReuseOptions};
-use edge_tests::{Edge, EdgeSetup, Flavour, built_component, workspace_root};
+use edge_tests::{Edge, EdgeSetup, Flavour, single_component_app};
 use wiremock::matchers::path;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -32,35 +32,16 @@ async fn misbehaving_edge(reuse: ReuseOptions) -> Edge {
 
 /// The p3 misbehaving component in edge-host.
 async fn misbehaving_edge_with(reuse: ReuseOptions, request_timeout: Duration) -> Edge {
-    let wasm = built_component("misbehaving_component_p3");
-    let workdir = tempfile::tempdir().unwrap();
-    let manifest = workdir.path().join("spin.toml");
-    std::fs::write(
-        &manifest,
-        format!(
-            r#"spin_manifest_version = 2
-[application]
-name = "misbehaving-p3"
-[[trigger.http]]
-route = "/..."
-component = "misbehaving"
-[component.misbehaving]
-source = {:?}
-"#,
-            wasm.display().to_string()
-        ),
-    )
-    .unwrap();
+    let limits = InstanceLimits {
+        request_timeout,
+        max_memory_bytes: 32 << 20,
+    };
+    let (options, workdir) =
+        single_component_app("misbehaving_component_p3", "misbehaving-p3", limits);
     let options = AppOptions {
-        manifest,
-        cache_dir: Some(workspace_root().join("target/edge-host-cache")),
         max_instances: Some(64),
-        limits: Some(InstanceLimits {
-            request_timeout,
-            max_memory_bytes: 32 << 20,
-        }),
         reuse: Some(reuse),
-        ..Default::default()
+        ..options
     };
     let edge = Edge::serve_app(options, workdir)
         .await
