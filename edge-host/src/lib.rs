@@ -8,7 +8,7 @@
 //! - [`runtime_config`]: `runtime-config.toml`, each table handed to its capability.
 //! - [`key_value`]: Spin key-value: stores, backends (memory, SQLite, Redis), their config, the host impl.
 //! - [`variables`]: Spin variables: providers, templates, the host impl.
-//! - [`outbound_http`]: `wasi:http` outgoing: the allow-list, the sender, the instance hooks.
+//! - [`outbound_http`]: `wasi:http` outgoing: the allow-list, the sender, the host-wide pool of keep-alive origin connections, the instance hooks.
 //! - [`files`]: the manifest's `files`, mounted read-only.
 //! - [`instance`]: what an instance is given: component context, request store data, linker.
 //! - [`engine`]: the wasmtime engine and the cache of compiled components.
