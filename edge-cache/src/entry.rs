@@ -18,6 +18,7 @@ pub struct EntryMeta {
     /// The stored response's status, served as is.
     pub status: u16,
     /// Response headers as stored (hop-by-hop and `Set-Cookie` removed).
+    #[serde(with = "header_values")]
     pub headers: Vec<(String, Vec<u8>)>,
     /// When we sent the request that produced it (unix µs).
     pub request_time_us: u64,
@@ -30,6 +31,57 @@ pub struct EntryMeta {
     /// Surrogate keys (tags) the origin gave.
     #[serde(default)]
     pub tags: Vec<String>,
+}
+
+/// Header values in the metadata: a JSON string where the value is UTF-8
+/// (nearly always: field values are visible ASCII), an array of bytes
+/// otherwise; both read back to the same bytes. serde_json writes a bare
+/// `Vec<u8>` as an array of numbers, about four bytes per byte, which made
+/// a stored 1 KiB response's metadata nearly as large as its body and cost
+/// the cache a share of the objects its budget holds. Entries written
+/// before, all arrays, still decode.
+mod header_values {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize)]
+    #[serde(untagged)]
+    enum Written<'a> {
+        Text(&'a str),
+        Bytes(&'a [u8]),
+    }
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Read {
+        Text(String),
+        Bytes(Vec<u8>),
+    }
+
+    pub fn serialize<S: Serializer>(
+        headers: &[(String, Vec<u8>)],
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(headers.iter().map(|(name, value)| {
+            let value = match std::str::from_utf8(value) {
+                Ok(text) => Written::Text(text),
+                Err(_) => Written::Bytes(value),
+            };
+            (name, value)
+        }))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Vec<(String, Vec<u8>)>, D::Error> {
+        let pairs = Vec::<(String, Read)>::deserialize(deserializer)?;
+        Ok(pairs
+            .into_iter()
+            .map(|(name, value)| match value {
+                Read::Text(text) => (name, text.into_bytes()),
+                Read::Bytes(bytes) => (name, bytes),
+            })
+            .collect())
+    }
 }
 
 /// The value under a URL's primary key when its response varies.
@@ -156,5 +208,48 @@ mod tests {
             decode(b"some other application's value!!!"),
             Err(DecodeError::Foreign)
         );
+    }
+
+    /// `encode` with the metadata given as JSON text, as an older writer
+    /// would have produced it.
+    fn encode_json(meta: &str, body: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&(meta.len() as u32).to_be_bytes());
+        out.extend_from_slice(meta.as_bytes());
+        out.extend_from_slice(body);
+        let checksum = blake3::hash(&out);
+        out.extend_from_slice(&checksum.as_bytes()[..CHECKSUM_LEN]);
+        out
+    }
+
+    #[test]
+    fn header_values_are_stored_as_text_and_any_bytes_come_back_exactly() {
+        let meta = |headers: Vec<(String, Vec<u8>)>| {
+            StoredValue::Response(EntryMeta {
+                headers,
+                ..match sample() {
+                    StoredValue::Response(meta) => meta,
+                    StoredValue::Vary(_) => unreachable!(),
+                }
+            })
+        };
+        let text = encode(&sample(), b"");
+        let json = String::from_utf8_lossy(&text);
+        assert!(json.contains(r#"["content-type","text/plain"]"#), "{json}");
+        // obs-text that is not UTF-8, and UTF-8 beyond ASCII.
+        let odd = meta(vec![
+            ("x-latin1".into(), vec![b'a', 0xe9, b'b']),
+            ("x-utf8".into(), "caf\u{e9}".as_bytes().to_vec()),
+        ]);
+        assert_eq!(decode(&encode(&odd, b"x")).unwrap().0, odd);
+    }
+
+    #[test]
+    fn entries_written_with_byte_arrays_still_decode() {
+        let old = r#"{"Response":{"key":"http://h/p","status":200,"headers":[["content-type",[116,101,120,116,47,112,108,97,105,110]]],"request_time_us":1,"response_time_ms":2,"initial_age_ms":0,"lifetime_ms":60000,"tags":["a"]}}"#;
+        let (value, body) = decode(&encode_json(old, b"hello")).unwrap();
+        assert_eq!(value, sample());
+        assert_eq!(body, b"hello");
     }
 }
