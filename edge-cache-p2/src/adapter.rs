@@ -371,22 +371,7 @@ fn write_body(outgoing: OutgoingBody, body: &[u8]) -> Result<(), OriginFailure> 
 }
 
 fn classify(code: ErrorCode, config: &EdgeConfig) -> OriginFailure {
-    let timeout = config.origin_timeout;
-    match code {
-        ErrorCode::ConnectionTimeout => OriginFailure::ConnectTimedOut(config.connect_timeout),
-        ErrorCode::ConnectionReadTimeout
-        | ErrorCode::ConnectionWriteTimeout
-        | ErrorCode::HttpResponseTimeout
-        | ErrorCode::DnsTimeout => OriginFailure::TimedOut(timeout),
-        ErrorCode::HttpRequestDenied => OriginFailure::Denied,
-        ErrorCode::ConnectionRefused => OriginFailure::Unreachable("connection refused".into()),
-        ErrorCode::DestinationNotFound
-        | ErrorCode::DestinationUnavailable
-        | ErrorCode::DestinationIpProhibited
-        | ErrorCode::DestinationIpUnroutable
-        | ErrorCode::DnsError(_) => OriginFailure::Unreachable(format!("{code:?}")),
-        other => OriginFailure::Protocol(format!("{other:?}")),
-    }
+    edge_cache::origin_failure_of!(code, config, ErrorCode)
 }
 
 async fn send_reply(response_out: ResponseOutparam, reply: Response) {

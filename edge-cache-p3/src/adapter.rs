@@ -228,19 +228,25 @@ async fn read_request<S: Store, O: Origin, C: Clock>(
             authority.as_str(),
         ));
     }
-    let limit = match edge.admit(&parts.method, &path_and_query, &headers) {
+    let body = match edge.admit(&parts.method, &path_and_query, &headers) {
         Admission::Answer(response) => return Err(response),
-        Admission::NoBody => {
-            return Ok(ClientRequest {
-                method: parts.method,
-                path_and_query,
-                headers,
-                connection,
-                body: Vec::new(),
-            });
-        }
-        Admission::ReadBody { limit } => limit,
+        Admission::NoBody => Vec::new(),
+        Admission::ReadBody { limit } => read_request_body(body, limit).await?,
     };
+    Ok(ClientRequest {
+        method: parts.method,
+        path_and_query,
+        headers,
+        connection,
+        body,
+    })
+}
+
+/// The request body, refused with `413` as soon as it passes `limit`.
+async fn read_request_body(
+    body: spin_sdk::wasip3::http_compat::IncomingRequestBody,
+    limit: Option<usize>,
+) -> Result<Vec<u8>, Response> {
     let unreadable = |e: String| plain_text(400, format!("could not read request body: {e}\n"));
     let body = match limit {
         Some(limit) => match Limited::new(body, limit).collect().await {
@@ -255,13 +261,7 @@ async fn read_request<S: Store, O: Origin, C: Clock>(
             .await
             .map_err(|e| unreadable(format!("{e:?}")))?,
     };
-    Ok(ClientRequest {
-        method: parts.method,
-        path_and_query,
-        headers,
-        connection,
-        body: body.to_vec(),
-    })
+    Ok(body.to_vec())
 }
 
 struct SystemClock;
@@ -372,22 +372,7 @@ impl Origin for SpinOrigin<'_> {
 }
 
 fn classify(code: ErrorCode, config: &EdgeConfig) -> OriginFailure {
-    let timeout = config.origin_timeout;
-    match code {
-        ErrorCode::ConnectionTimeout => OriginFailure::ConnectTimedOut(config.connect_timeout),
-        ErrorCode::ConnectionReadTimeout
-        | ErrorCode::ConnectionWriteTimeout
-        | ErrorCode::HttpResponseTimeout
-        | ErrorCode::DnsTimeout => OriginFailure::TimedOut(timeout),
-        ErrorCode::HttpRequestDenied => OriginFailure::Denied,
-        ErrorCode::ConnectionRefused => OriginFailure::Unreachable("connection refused".into()),
-        ErrorCode::DestinationNotFound
-        | ErrorCode::DestinationUnavailable
-        | ErrorCode::DestinationIpProhibited
-        | ErrorCode::DestinationIpUnroutable
-        | ErrorCode::DnsError(_) => OriginFailure::Unreachable(format!("{code:?}")),
-        other => OriginFailure::Protocol(format!("{other:?}")),
-    }
+    edge_cache::origin_failure_of!(code, config, ErrorCode)
 }
 
 fn nanos(duration: Duration) -> u64 {

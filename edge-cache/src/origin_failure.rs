@@ -115,9 +115,101 @@ impl OriginFailure {
     }
 }
 
+/// The [`OriginFailure`] a `wasi:http` `error-code` means, given the
+/// configuration's connect and response timeouts (an
+/// [`EdgeConfig`](crate::config::EdgeConfig)).
+///
+/// A macro, not a function, so both adapters share one table: WASI 0.2's
+/// and 0.3's bindings each generate their own `ErrorCode` type, with the
+/// WIT's variant names but no Rust type in common, and the core links
+/// neither. `$error_code` names the adapter's type, as imported.
+#[macro_export]
+macro_rules! origin_failure_of {
+    ($code:expr, $config:expr, $error_code:ident) => {{
+        use $crate::origin_failure::OriginFailure;
+        let config: &$crate::config::EdgeConfig = $config;
+        match $code {
+            $error_code::ConnectionTimeout => {
+                OriginFailure::ConnectTimedOut(config.connect_timeout)
+            }
+            $error_code::ConnectionReadTimeout
+            | $error_code::ConnectionWriteTimeout
+            | $error_code::HttpResponseTimeout
+            | $error_code::DnsTimeout => OriginFailure::TimedOut(config.origin_timeout),
+            $error_code::HttpRequestDenied => OriginFailure::Denied,
+            $error_code::ConnectionRefused => {
+                OriginFailure::Unreachable("connection refused".into())
+            }
+            code @ ($error_code::DestinationNotFound
+            | $error_code::DestinationUnavailable
+            | $error_code::DestinationIpProhibited
+            | $error_code::DestinationIpUnroutable
+            | $error_code::DnsError(_)) => OriginFailure::Unreachable(format!("{code:?}")),
+            other => OriginFailure::Protocol(format!("{other:?}")),
+        }
+    }};
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The part of `wasi:http`'s `error-code` the table names, as the
+    /// bindings spell it.
+    #[derive(Debug)]
+    #[allow(dead_code)]
+    enum ErrorCode {
+        ConnectionTimeout,
+        ConnectionReadTimeout,
+        ConnectionWriteTimeout,
+        HttpResponseTimeout,
+        DnsTimeout,
+        HttpRequestDenied,
+        ConnectionRefused,
+        DestinationNotFound,
+        DestinationUnavailable,
+        DestinationIpProhibited,
+        DestinationIpUnroutable,
+        DnsError(String),
+        ConnectionTerminated,
+    }
+
+    #[test]
+    fn error_codes_map_to_failures_with_the_configured_timeouts() {
+        let config = crate::config::EdgeConfig::from_variables(|name| match name {
+            "origin_url" => Some("http://o.example".into()),
+            "origin_timeout_ms" => Some("7000".into()),
+            "origin_connect_timeout_ms" => Some("900".into()),
+            _ => None,
+        })
+        .unwrap();
+        let of = |code| origin_failure_of!(code, &config, ErrorCode);
+        assert_eq!(
+            of(ErrorCode::ConnectionTimeout),
+            OriginFailure::ConnectTimedOut(Duration::from_millis(900))
+        );
+        for slow in [
+            ErrorCode::ConnectionReadTimeout,
+            ErrorCode::ConnectionWriteTimeout,
+            ErrorCode::HttpResponseTimeout,
+            ErrorCode::DnsTimeout,
+        ] {
+            assert_eq!(of(slow), OriginFailure::TimedOut(Duration::from_secs(7)));
+        }
+        assert_eq!(of(ErrorCode::HttpRequestDenied), OriginFailure::Denied);
+        assert_eq!(
+            of(ErrorCode::ConnectionRefused),
+            OriginFailure::Unreachable("connection refused".into())
+        );
+        assert_eq!(
+            of(ErrorCode::DnsError("nx".into())),
+            OriginFailure::Unreachable("DnsError(\"nx\")".into())
+        );
+        assert_eq!(
+            of(ErrorCode::ConnectionTerminated),
+            OriginFailure::Protocol("ConnectionTerminated".into())
+        );
+    }
 
     #[test]
     fn each_failure_names_its_cause() {
