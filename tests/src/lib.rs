@@ -62,6 +62,23 @@ pub fn single_component_app(
     (options, workdir)
 }
 
+/// A host-made 500: one short line, `internal error…(error id <16 hex>)`.
+pub fn assert_short_with_error_id(body: &str) {
+    let line = body.strip_suffix('\n').unwrap_or(body);
+    assert!(!line.contains('\n'), "one line: {body}");
+    assert!(line.len() < 120, "short: {body}");
+    assert!(line.starts_with("internal error"), "{body}");
+    let id = line
+        .strip_suffix(')')
+        .and_then(|l| l.rsplit_once("(error id "))
+        .map(|(_, id)| id)
+        .unwrap_or_else(|| panic!("no error id: {body}"));
+    assert!(
+        id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{body}"
+    );
+}
+
 /// The flavour [`EdgeSetup`] runs unless a test names one: WASI 0.3
 /// (instance reuse), or the one `EDGE_TEST_FLAVOUR` names (`p2` or `p3`).
 /// `make test` runs the suite in both: every behaviour test proves both

@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use edge_host::InstanceLimits;
-use edge_tests::{Edge, single_component_app};
+use edge_tests::{Edge, assert_short_with_error_id, single_component_app};
 
 const TIME_LIMIT: Duration = Duration::from_millis(1_000);
 
@@ -62,23 +62,6 @@ async fn a_component_that_allocates_without_end_is_stopped_at_its_memory_limit()
     assert_short_with_error_id(&body);
     let after = reqwest::get(edge.url("/ok")).await.unwrap();
     assert_eq!(after.status(), 200);
-}
-
-/// A host-made 500: one short line, `internal error…(error id <16 hex>)`.
-fn assert_short_with_error_id(body: &str) {
-    let line = body.strip_suffix('\n').unwrap_or(body);
-    assert!(!line.contains('\n'), "one line: {body}");
-    assert!(line.len() < 120, "short: {body}");
-    assert!(line.starts_with("internal error"), "{body}");
-    let id = line
-        .strip_suffix(')')
-        .and_then(|l| l.rsplit_once("(error id "))
-        .map(|(_, id)| id)
-        .unwrap_or_else(|| panic!("no error id: {body}"));
-    assert!(
-        id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit()),
-        "{body}"
-    );
 }
 
 #[tokio::test]

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use edge_host::reuse::PerInstance;
 use edge_host::{AppOptions, InstanceLimits, ReuseOptions};
-use edge_tests::{Edge, EdgeSetup, Flavour, single_component_app};
+use edge_tests::{Edge, EdgeSetup, Flavour, assert_short_with_error_id, single_component_app};
 use wiremock::matchers::path;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -384,21 +384,4 @@ async fn each_request_to_a_reused_instance_gets_its_own_url_and_client_address()
     }
     let stats = edge.instance_stats();
     assert_eq!((stats.created, stats.requests), (1, 3), "{stats:?}");
-}
-
-/// A host-made 500: one short line, `internal error…(error id <16 hex>)`.
-fn assert_short_with_error_id(body: &str) {
-    let line = body.strip_suffix('\n').unwrap_or(body);
-    assert!(!line.contains('\n'), "one line: {body}");
-    assert!(line.len() < 120, "short: {body}");
-    assert!(line.starts_with("internal error"), "{body}");
-    let id = line
-        .strip_suffix(')')
-        .and_then(|l| l.rsplit_once("(error id "))
-        .map(|(_, id)| id)
-        .unwrap_or_else(|| panic!("no error id: {body}"));
-    assert!(
-        id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit()),
-        "{body}"
-    );
 }
