@@ -27,9 +27,8 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
         };
         match self.send_timed(origin_request).await {
             Ok(fetched) => {
-                status.origin_time = Some(fetched.origin_time());
+                fetched.answered(&mut status);
                 let response = fetched.response;
-                status.fwd_status = Some(response.status);
                 let mut headers = client_response_headers(&response.headers);
                 strip_edge_only(&mut headers);
                 let is_head = request.method == Method::HEAD;

@@ -84,10 +84,17 @@ pub(crate) struct Fetched {
 
 impl Fetched {
     /// How long the origin took, by the clock.
-    pub(crate) fn origin_time(&self) -> Duration {
+    fn origin_time(&self) -> Duration {
         self.response_time
             .duration_since(self.request_time)
             .unwrap_or_default()
+    }
+
+    /// Records in `status` that the origin answered: with which status, in
+    /// how long (`Cache-Status`'s `fwd-status`, and `Server-Timing`).
+    pub(crate) fn answered(&self, status: &mut CacheStatus) {
+        status.fwd_status = Some(self.response.status);
+        status.origin_time = Some(self.origin_time());
     }
 }
 
@@ -316,8 +323,9 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
         let stale_on_error = StaleOnError::of(&control, age, lifetime, self.grace);
         let serve_stale = |answered: Option<&Fetched>, detail: &str| {
             let mut status = CacheStatus::forward(Forward::Stale).with_detail(detail);
-            status.fwd_status = answered.map(|fetched| fetched.response.status);
-            status.origin_time = answered.map(Fetched::origin_time);
+            if let Some(fetched) = answered {
+                fetched.answered(&mut status);
+            }
             status.ttl = Some(seconds(lifetime) - seconds(age));
             serve_stored(&exchange.request, &found, age, &status)
         };
@@ -334,8 +342,7 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
         let mut status = CacheStatus::forward(Forward::Stale);
         match self.send_timed(origin_request).await {
             Ok(fetched) if fetched.response.status == 304 => {
-                status.fwd_status = Some(304);
-                status.origin_time = Some(fetched.origin_time());
+                fetched.answered(&mut status);
                 let headers = refreshed_headers(
                     &found.headers,
                     &client_response_headers(&fetched.response.headers),
@@ -358,8 +365,7 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
                 serve_stale(Some(&fetched), stale_on_error.detail(None))
             }
             Ok(fetched) => {
-                status.fwd_status = Some(fetched.response.status);
-                status.origin_time = Some(fetched.origin_time());
+                fetched.answered(&mut status);
                 self.store_and_serve(exchange, fetched, status, Storing::IfStorable)
                     .await
             }
@@ -382,8 +388,7 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
             .await
         {
             Ok(fetched) => {
-                status.fwd_status = Some(fetched.response.status);
-                status.origin_time = Some(fetched.origin_time());
+                fetched.answered(&mut status);
                 self.store_and_serve(exchange, fetched, status, storing)
                     .await
             }
