@@ -44,12 +44,12 @@ pub fn serve_stored(
     age: Duration,
     status: &CacheStatus,
 ) -> Response {
-    let mut headers = found.headers.clone();
+    let mut headers = found.headers().clone();
     strip_edge_only(&mut headers);
     let representation = Representation {
-        status: found.meta.status,
+        status: found.meta().status,
         headers,
-        body: found.body.clone(),
+        body: found.body().to_vec(),
     };
     let is_head = request.method == Method::HEAD;
     answer(request, representation, age, status, is_head)

@@ -11,19 +11,27 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
+use http::HeaderMap;
 use lru::LruCache;
 
 use crate::entry::StoredValue;
+use crate::header_list::from_pairs;
 
 /// Bytes counted per value beside its body and metadata (map slot, `Rc`,
 /// strings' headers): a rough, deliberately generous overhead.
 const PER_VALUE_OVERHEAD: usize = 256;
+
+/// Bytes counted per stored header field for its slot in the parsed map.
+const PER_FIELD_OVERHEAD: usize = 64;
 
 /// One decoded store value.
 #[derive(Debug)]
 pub struct Cached {
     /// The value as decoded from the store.
     pub value: StoredValue,
+    /// A stored response's headers as a map, parsed once when the value
+    /// was read or written rather than on every hit (empty for a Vary index).
+    pub headers: HeaderMap,
     /// The body that followed it (empty for a Vary index).
     pub body: Vec<u8>,
     /// The purge epoch at which this value's scopes were last found valid;
@@ -34,8 +42,13 @@ pub struct Cached {
 impl Cached {
     /// A value just read from the store or written to it.
     pub fn new(value: StoredValue, body: Vec<u8>, validated_at: Option<String>) -> Self {
+        let headers = match &value {
+            StoredValue::Response(meta) => from_pairs(&meta.headers),
+            StoredValue::Vary(_) => HeaderMap::new(),
+        };
         Cached {
             value,
+            headers,
             body,
             validated_at: RefCell::new(validated_at),
         }
@@ -43,12 +56,13 @@ impl Cached {
 
     fn size(&self) -> usize {
         let meta = match &self.value {
+            // The headers are held twice: as stored, and parsed.
             StoredValue::Response(meta) => {
                 meta.key.len()
                     + meta
                         .headers
                         .iter()
-                        .map(|(n, v)| n.len() + v.len())
+                        .map(|(n, v)| 2 * (n.len() + v.len()) + PER_FIELD_OVERHEAD)
                         .sum::<usize>()
                     + meta.tags.iter().map(String::len).sum::<usize>()
             }

@@ -25,7 +25,7 @@ use http::HeaderMap;
 use crate::cache_status::Forward;
 use crate::entry::{self, EntryMeta, StoredValue, VaryIndex};
 use crate::freshness::{EffectiveControl, current_age};
-use crate::header_list::{from_pairs, to_pairs};
+use crate::header_list::to_pairs;
 use crate::invalidation::{
     PurgeKind, PurgeTimes, Validity, all_scope, prefix_scopes, tag_scope, url_scope,
 };
@@ -103,38 +103,57 @@ pub fn rules_error_key(message: &str) -> String {
     format!("e:{}", hash128(message.as_bytes()))
 }
 
-/// A stored response found for a request.
+/// A stored response found for a request: the decoded value itself,
+/// shared with the first tier, so a hit copies nothing until it answers.
 pub struct Found {
-    /// What was stored beside the body.
-    pub meta: EntryMeta,
-    /// `meta.headers` as a map, decoded once per lookup.
-    pub headers: HeaderMap,
-    /// The stored content.
-    pub body: Vec<u8>,
+    entry: Rc<Cached>,
     /// A soft purge covers it: revalidate before reuse.
     pub soft_purged: bool,
 }
 
 impl Found {
+    /// `entry` if it is a stored response (not a Vary index).
+    fn of(entry: Rc<Cached>, soft_purged: bool) -> Option<Found> {
+        matches!(entry.value, StoredValue::Response(_)).then_some(Found { entry, soft_purged })
+    }
+
+    /// What was stored beside the body.
+    pub fn meta(&self) -> &EntryMeta {
+        match &self.entry.value {
+            StoredValue::Response(meta) => meta,
+            StoredValue::Vary(_) => unreachable!("Found::of admits stored responses only"),
+        }
+    }
+
+    /// The stored headers, as a map.
+    pub fn headers(&self) -> &HeaderMap {
+        &self.entry.headers
+    }
+
+    /// The stored content.
+    pub fn body(&self) -> &[u8] {
+        &self.entry.body
+    }
+
     /// Its current age at `now` (RFC 9111 §4.2.3).
     pub fn age(&self, now: SystemTime) -> Duration {
         current_age(
-            Duration::from_millis(self.meta.initial_age_ms),
-            from_unix_ms(self.meta.response_time_ms),
+            Duration::from_millis(self.meta().initial_age_ms),
+            from_unix_ms(self.meta().response_time_ms),
             now,
         )
     }
 
     /// Its freshness lifetime, fixed when it was stored.
     pub fn lifetime(&self) -> Duration {
-        Duration::from_millis(self.meta.lifetime_ms)
+        Duration::from_millis(self.meta().lifetime_ms)
     }
 }
 
 /// What a lookup found.
 pub enum Lookup {
     /// A live stored response (possibly stale or soft-purged).
-    Found(Box<Found>),
+    Found(Found),
     /// Nothing usable: why (for `Cache-Status`), and a detail.
     Miss(Forward, Option<&'static str>),
 }
@@ -471,12 +490,8 @@ impl<S: Store, C: Clock> CacheStorage<'_, S, C> {
         if validity == Validity::Invalid {
             return Ok(Lookup::Miss(Forward::Miss, Some(INVALIDATED)));
         }
-        Ok(Lookup::Found(Box::new(Found {
-            headers: from_pairs(&meta.headers),
-            meta: meta.clone(),
-            body: cached.body.clone(),
-            soft_purged: validity == Validity::Stale,
-        })))
+        let soft_purged = validity == Validity::Stale;
+        Ok(Found::of(cached, soft_purged).map_or(corrupt, Lookup::Found))
     }
 
     /// Whether the purges of every scope `meta` is stored under leave it
