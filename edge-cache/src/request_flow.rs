@@ -213,7 +213,7 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
             }
         };
 
-        let control = EffectiveControl::of(&found.headers());
+        let control = EffectiveControl::of(found.headers());
         let age = found.age(self.clock.now());
         let lifetime = found.lifetime();
         let must_validate = demand.must_validate(age) || found.soft_purged;
@@ -302,7 +302,7 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
             .await;
         if let Ok((Lookup::Found(found), epoch)) = lookup {
             exchange.epoch = epoch;
-            let control = EffectiveControl::of(&found.headers());
+            let control = EffectiveControl::of(found.headers());
             let (age, lifetime) = (found.age(self.clock.now()), found.lifetime());
             let reusable = !found.soft_purged && !control.directives.has_unqualified("no-cache");
             if age < lifetime && reusable {
@@ -317,7 +317,7 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
     /// Revalidates a stale entry (§4.3): a `304` refreshes it, a full answer
     /// replaces it, a failure serves it stale where `stale-if-error` allows.
     async fn revalidate(&self, exchange: &Exchange<'_>, found: Found) -> Response {
-        let control = EffectiveControl::of(&found.headers());
+        let control = EffectiveControl::of(found.headers());
         let age = found.age(self.clock.now());
         let lifetime = found.lifetime();
         let stale_on_error = StaleOnError::of(&control, age, lifetime, self.grace);
@@ -330,7 +330,7 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
             serve_stored(&exchange.request, &found, age, &status)
         };
 
-        let vary = match VaryNames::of(&found.headers()) {
+        let vary = match VaryNames::of(found.headers()) {
             VaryNames::Names(names) => names,
             _ => Vec::new(),
         };
@@ -338,13 +338,13 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
         if stale_on_error.allowed() {
             origin_request.fallback = Fallback::Stale;
         }
-        add_validators(&mut origin_request.headers, &found.headers());
+        add_validators(&mut origin_request.headers, found.headers());
         let mut status = CacheStatus::forward(Forward::Stale);
         match self.send_timed(origin_request).await {
             Ok(fetched) if fetched.response.status == 304 => {
                 fetched.answered(&mut status);
                 let headers = refreshed_headers(
-                    &found.headers(),
+                    found.headers(),
                     &client_response_headers(&fetched.response.headers),
                 );
                 let updated = Fetched {
