@@ -10,6 +10,9 @@ use clap::{Parser, Subcommand};
 use edge_host::reuse::PerInstance;
 use edge_host::{App, AppOptions, InstanceLimits, ReuseOptions, ServerOptions};
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "edge-host",
