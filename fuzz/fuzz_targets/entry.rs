@@ -33,9 +33,10 @@ fn value(u: &mut Unstructured<'_>) -> arbitrary::Result<StoredValue> {
 }
 
 /// Frames `meta` and `body` the way `encode` does, with a valid checksum,
-/// so arbitrary metadata reaches the JSON decoder.
-fn frame(meta: &[u8], body: &[u8]) -> Vec<u8> {
-    let mut out = b"ECE1".to_vec();
+/// so arbitrary metadata reaches the metadata decoders (`ECE2`: postcard;
+/// `ECE1`, still read: JSON).
+fn frame(magic: &[u8; 4], meta: &[u8], body: &[u8]) -> Vec<u8> {
+    let mut out = magic.to_vec();
     out.extend_from_slice(&(meta.len() as u32).to_be_bytes());
     out.extend_from_slice(meta);
     out.extend_from_slice(body);
@@ -80,10 +81,12 @@ fuzz_target!(|data: &[u8]| {
     // Arbitrary metadata behind a valid frame.
     let split = data.first().map_or(0, |b| usize::from(*b)).min(data.len());
     let (meta, body) = data.split_at(split);
-    if let Ok((value, decoded_body)) = decode(&frame(meta, body)) {
-        assert_eq!(decoded_body, body);
-        use_value(&value, &decoded_body);
-        round_trips(&value, &decoded_body);
+    for magic in [b"ECE2", b"ECE1"] {
+        if let Ok((value, decoded_body)) = decode(&frame(magic, meta, body)) {
+            assert_eq!(decoded_body, body);
+            use_value(&value, &decoded_body);
+            round_trips(&value, &decoded_body);
+        }
     }
     // A structured value: round trip, and damage is detected.
     let mut u = Unstructured::new(data);
