@@ -27,10 +27,10 @@ const PREFILL: u64 = 32_000;
 
 /// What a stored 1 KiB response from the bench origin weighs: its key,
 /// `c:` and 32 hex digits (34 bytes), and its value as `entry::encode`
-/// writes it (1,406 bytes: 8 of framing, 358 of JSON metadata with the
-/// origin's four header fields and the canonical key, the 1,024 of body
-/// and 16 of checksum).
-const ENTRY_BYTES: u64 = 34 + 1_406;
+/// writes it (format ECE2: 1,240 bytes: 8 of framing, 192 of binary
+/// metadata with the origin's four header fields and the canonical key,
+/// the 1,024 of body and 16 of checksum; ECE1's JSON made it 1,406).
+const ENTRY_BYTES: u64 = 34 + 1_240;
 
 /// Requests replayed after the prefill. The edge served about 17 s at
 /// 16,600 req/s in the bench (a warm-up and three rounds), so the first
