@@ -41,7 +41,8 @@ const SHARDS_PER_CORE: usize = 4;
 
 /// The entry size assumed when sizing the ghost list: quick_cache keeps
 /// half as many ghosts as entries of this size would fill the budget. About
-/// a cached 1 KiB response (1,440 bytes). In the Zipf replay a smaller guess
+/// a cached 1 KiB response (1,274 bytes since format ECE2; tuned when it
+/// was 1,440, the figures below). In the Zipf replay a smaller guess
 /// (more ghosts) readmits more one-hit wonders (1 KiB: 86.1 % against 86.4 %
 /// once warm) and a larger one (fewer) recovers more slowly from a cold or
 /// badly ordered start (4 KiB: 83.2 % against 84.8 % over the first 300,000
