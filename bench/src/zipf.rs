@@ -38,6 +38,15 @@ pub fn rank_for(cdf: &[f64], u: f64) -> u64 {
     cdf.partition_point(|&p| p < u) as u64 + 1
 }
 
+/// The `i`-th of a seeded stream of uniform draws in [0, 1) (splitmix64),
+/// by index, so that threads sharing one stream need no shared state.
+pub fn uniform(seed: u64, i: u64) -> f64 {
+    let mut z = seed.wrapping_add(i.wrapping_add(1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -76,5 +85,17 @@ mod tests {
             .count();
         let expected = 1.0 / harmonic(1000, 1.0);
         assert!((ones as f64 / draws as f64 - expected).abs() < 1e-3);
+    }
+
+    #[test]
+    fn uniform_draws_are_in_range_seeded_and_spread() {
+        let draws: Vec<f64> = (0..10_000).map(|i| uniform(7, i)).collect();
+        assert!(draws.iter().all(|&u| (0.0..1.0).contains(&u)));
+        assert_eq!(uniform(7, 3), draws[3]);
+        assert_ne!(uniform(8, 3), draws[3]);
+        let mean = draws.iter().sum::<f64>() / draws.len() as f64;
+        assert!((mean - 0.5).abs() < 0.01, "mean {mean}");
+        let low = draws.iter().filter(|&&u| u < 0.1).count();
+        assert!((900..1100).contains(&low), "{low} of 10,000 below 0.1");
     }
 }

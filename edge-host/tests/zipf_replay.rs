@@ -1,11 +1,18 @@
 //! The memory store's hit ratio on the bench's mixed scenario (bench/run,
 //! "zipf"), replayed against the store alone: Zipf(1.0) requests over
-//! 100,000 objects of 1 KiB, a 32 MiB store prefilled with the 32,000 most
-//! popular (least popular first, as `bench-client prefill` does), every miss
-//! followed by a set of the entry (as the edge's fill does). It prints the
-//! hit ratio of the store and of plain LRU (the policy it had before) on
-//! the same trace, and what a static cache of the most popular objects that
-//! fit would hit.
+//! 100,000 objects of 1 KiB, a 32 MiB store, every miss followed by a set
+//! of the entry (as the edge's fill does). It prints the hit ratio of the
+//! store and of plain LRU (the policy it had before) on the same trace,
+//! and what a static cache of the most popular objects that fit would hit,
+//! after each of two starts:
+//!
+//! - *warmed*: 300,000 requests of another stream of the same distribution,
+//!   as `bench-client warm` does before the bench measures;
+//! - *ordered*: the 32,000 most popular set once each, least popular first
+//!   (the bench's start before): LRU's best case, since it leaves LRU
+//!   holding exactly the most popular objects, and a frequency-aware
+//!   store's worst, since nothing has been read yet and the first objects
+//!   set (the least popular) fill its main ring.
 //!
 //! Ignored (it takes a few seconds and asserts nothing); run it with
 //! `cargo test -p edge-host --test zipf_replay -- --ignored --nocapture`.
@@ -24,6 +31,9 @@ use lru::LruCache;
 const OBJECTS: u64 = 100_000;
 const CAPACITY_BYTES: u64 = 32 << 20;
 const PREFILL: u64 = 32_000;
+const WARM_REQUESTS: u64 = 300_000;
+/// The warm-up's stream: not one of the measured ones.
+const WARM_SEED: u64 = 1_000;
 
 /// What a stored 1 KiB response from the bench origin weighs: its key,
 /// `c:` and 32 hex digits (34 bytes), and its value as `entry::encode`
@@ -102,19 +112,6 @@ impl StoreBackend for LruStore {
     }
 }
 
-/// Uniform draws in [0, 1) from a seed (splitmix64), for the Zipf sampler.
-struct Uniform(u64);
-
-impl Uniform {
-    fn next(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
 /// Hits in the first [`BENCH_REQUESTS`] and in the rest.
 #[derive(Default)]
 struct Hits {
@@ -126,13 +123,13 @@ struct Trace {
     /// Store key of each rank (index rank - 1), as the edge names entries.
     keys: Vec<String>,
     ranks: Vec<u64>,
+    warm_ranks: Vec<u64>,
     value: Vec<u8>,
 }
 
 impl Trace {
     fn new(seed: u64, requests: usize, entry_bytes: u64) -> Self {
         let cdf = zipf::cdf(OBJECTS, 1.0);
-        let mut uniform = Uniform(seed);
         let keys = (1..=OBJECTS)
             .map(|rank| {
                 let url = format!("http://127.0.0.1:8080/z/{rank}?size=1024");
@@ -142,20 +139,35 @@ impl Trace {
         let value_bytes = entry_bytes as usize - keys[0].len();
         Trace {
             keys,
-            ranks: (0..requests)
-                .map(|_| zipf::rank_for(&cdf, uniform.next()))
+            ranks: (0..requests as u64)
+                .map(|i| zipf::rank_for(&cdf, zipf::uniform(seed, i)))
+                .collect(),
+            warm_ranks: (0..WARM_REQUESTS)
+                .map(|i| zipf::rank_for(&cdf, zipf::uniform(WARM_SEED, i)))
                 .collect(),
             value: vec![0x5a; value_bytes],
         }
     }
 
-    fn replay(&self, store: &dyn StoreBackend) -> Hits {
+    fn replay(&self, store: &dyn StoreBackend, start: Start) -> Hits {
         block(async {
-            for rank in (1..=PREFILL).rev() {
-                store
-                    .set(&self.keys[rank as usize - 1], self.value.clone())
-                    .await
-                    .unwrap();
+            match start {
+                Start::Ordered => {
+                    for rank in (1..=PREFILL).rev() {
+                        store
+                            .set(&self.keys[rank as usize - 1], self.value.clone())
+                            .await
+                            .unwrap();
+                    }
+                }
+                Start::Warmed => {
+                    for &rank in &self.warm_ranks {
+                        let key = &self.keys[rank as usize - 1];
+                        if store.get(key).await.unwrap().is_none() {
+                            store.set(key, self.value.clone()).await.unwrap();
+                        }
+                    }
+                }
             }
             let mut hits = Hits::default();
             for (i, &rank) in self.ranks.iter().enumerate() {
@@ -190,6 +202,13 @@ impl Trace {
     }
 }
 
+/// How the store is filled before the measured requests.
+#[derive(Clone, Copy, Debug)]
+enum Start {
+    Warmed,
+    Ordered,
+}
+
 fn block<F: std::future::Future>(f: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread()
         .build()
@@ -212,8 +231,9 @@ fn zipf_hit_ratio_of_the_memory_store_against_lru() {
     let fit = CAPACITY_BYTES / entry_bytes;
     println!(
         "Zipf(1.0) over {OBJECTS} objects, entries of {entry_bytes} bytes, {} MiB store \
-         ({fit} entries fit), prefilled with {PREFILL}; {requests} requests, hit ratio over \
-         the first {BENCH_REQUESTS} (what the bench measures of the edge) / the rest:",
+         ({fit} entries fit); {requests} requests, hit ratio over the first {BENCH_REQUESTS} \
+         (what the bench measures of the edge) / the rest, after {WARM_REQUESTS} warm-up \
+         requests or the {PREFILL} most popular set least popular first:",
         CAPACITY_BYTES >> 20
     );
     println!(
@@ -230,15 +250,20 @@ fn zipf_hit_ratio_of_the_memory_store_against_lru() {
     };
     for seed in SEEDS {
         let trace = Trace::new(seed, requests, entry_bytes);
-        let memory = MemoryStore::new(CAPACITY_BYTES);
-        let new = trace.replay(&memory);
-        assert!(memory.used_bytes() <= CAPACITY_BYTES);
-        let lru = trace.replay(&LruStore::new(CAPACITY_BYTES));
         println!(
-            "  seed {seed}: memory store {}, LRU {}, static top {fit} {}",
-            percent(new),
-            percent(lru),
+            "  seed {seed}: static top {fit} {}",
             percent(trace.static_hits(fit))
         );
+        for start in [Start::Warmed, Start::Ordered] {
+            let memory = MemoryStore::new(CAPACITY_BYTES);
+            let new = trace.replay(&memory, start);
+            assert!(memory.used_bytes() <= CAPACITY_BYTES);
+            let lru = trace.replay(&LruStore::new(CAPACITY_BYTES), start);
+            println!(
+                "    {start:?}: memory store {}, LRU {}",
+                percent(new),
+                percent(lru)
+            );
+        }
     }
 }

@@ -4,6 +4,10 @@
 //! - `bench-client prefill ADDR PREFIX SIZE RANKS`: requests PREFIX/RANKS
 //!   down to PREFIX/1 once each, so a cache starts the mixed scenario holding
 //!   the most popular objects, most popular most recently used.
+//! - `bench-client warm ADDR PREFIX SIZE OBJECTS REQUESTS SEED`: REQUESTS
+//!   GETs of PREFIX/<rank>, rank drawn from Zipf(1.0) over OBJECTS (seeded,
+//!   a stream of its own), so a cache starts the mixed scenario in the
+//!   state its own policy reaches under that load.
 //! - `bench-client burst ADDR TARGET N`: N simultaneous GETs of one cold
 //!   TARGET, one per connection; prints how they were answered.
 
@@ -32,6 +36,28 @@ fn main() -> anyhow::Result<()> {
             );
             if errors > 0 {
                 bail!("prefill {addr}: {errors} requests failed");
+            }
+            return Ok(());
+        }
+        Some("warm") => {
+            let [addr, prefix, size, objects, requests, seed] =
+                std::array::from_fn(|_| args.next().unwrap_or_default());
+            let usage = "warm ADDR PREFIX SIZE OBJECTS REQUESTS SEED";
+            let objects: u64 = objects.parse().context(usage)?;
+            let requests: usize = requests.parse().context(usage)?;
+            let seed: u64 = seed.parse().context(usage)?;
+            let cdf = edge_bench::zipf::cdf(objects, 1.0);
+            let (took, errors) = fill(&addr, requests, 16, &|i| {
+                let rank =
+                    edge_bench::zipf::rank_for(&cdf, edge_bench::zipf::uniform(seed, i as u64));
+                format!("{prefix}/{rank}?size={size}")
+            });
+            eprintln!(
+                "warm {addr}: {requests} Zipf requests in {:.1} s, {errors} errors",
+                took.as_secs_f64()
+            );
+            if errors > 0 {
+                bail!("warm {addr}: {errors} requests failed");
             }
             return Ok(());
         }
