@@ -4,18 +4,21 @@
 
 use std::time::Duration;
 
-use http::header::HeaderValue;
+use http::header::{AGE, CONTENT_LENGTH, HeaderName, HeaderValue};
 use http::{HeaderMap, Method};
 
 use crate::cache_status::{CacheStatus, server_timing};
 use crate::conditional::{NOT_MODIFIED_FIELDS, RangeAnswer, client_has_current, range_answer};
+use crate::field_names::{
+    CACHE_STATUS, CDN_CACHE_CONTROL, SERVER_TIMING, SURROGATE_CONTROL, SURROGATE_KEY,
+};
 use crate::origin_failure::OriginFailure;
 use crate::seams::{ClientRequest, Response};
 use crate::storage::Found;
 
 /// Headers only the edge acts on; never sent to clients.
-pub const EDGE_ONLY_HEADERS: [&str; 3] =
-    ["surrogate-key", "surrogate-control", "cdn-cache-control"];
+pub const EDGE_ONLY_HEADERS: [HeaderName; 3] =
+    [SURROGATE_KEY, SURROGATE_CONTROL, CDN_CACHE_CONTROL];
 
 /// `413` for a request body past `limit` bytes (see `Admission`).
 pub fn body_too_large(limit: usize) -> Response {
@@ -135,27 +138,27 @@ pub fn finish(
     // else 0 (a response fresh from the origin).
     match age {
         Some(age) => {
-            headers.insert("age", HeaderValue::from(age.as_secs()));
+            headers.insert(AGE, HeaderValue::from(age.as_secs()));
         }
-        None if !headers.contains_key("age") => {
-            headers.insert("age", HeaderValue::from_static("0"));
+        None if !headers.contains_key(AGE) => {
+            headers.insert(AGE, HeaderValue::from_static("0"));
         }
         None => {}
     }
     if let Ok(value) = HeaderValue::from_str(&cache_status.header_value()) {
-        headers.insert("cache-status", value);
+        headers.insert(CACHE_STATUS, value);
     }
     if let Some(origin_time) = cache_status.origin_time
         && let Ok(value) = HeaderValue::from_str(&server_timing(origin_time))
     {
-        headers.append("server-timing", value);
+        headers.append(SERVER_TIMING, value);
     }
     // 204 and 304 have no content; anything else (HEAD included) states
     // the length of the full representation.
     if status == 204 || status == 304 {
-        headers.remove("content-length");
+        headers.remove(CONTENT_LENGTH);
     } else {
-        headers.insert("content-length", HeaderValue::from(body.len()));
+        headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
     }
     let no_body = is_head || status == 204 || status == 304;
     Response {
@@ -260,7 +263,7 @@ pub fn error_response(failure: &OriginFailure, status: &CacheStatus) -> Response
 
 /// Removes the fields meant for this cache only.
 pub fn strip_edge_only(headers: &mut HeaderMap) {
-    for name in EDGE_ONLY_HEADERS {
+    for name in &EDGE_ONLY_HEADERS {
         headers.remove(name);
     }
 }

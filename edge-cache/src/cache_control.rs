@@ -11,6 +11,7 @@
 //! whole (§2.2), so the cache falls back to the fields after it.
 
 use http::HeaderMap;
+use http::header::{AsHeaderName, CACHE_CONTROL, PRAGMA};
 
 /// One directive as written: a lower-cased name and an optional value.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,7 +42,7 @@ pub const DELTA_SECONDS_MAX: u64 = 2_147_483_648;
 
 impl CacheDirectives {
     /// Parses every instance of `name` in `headers`; `None` if absent.
-    pub fn from_headers(headers: &HeaderMap, name: &str) -> Option<Self> {
+    pub fn from_headers(headers: &HeaderMap, name: impl AsHeaderName) -> Option<Self> {
         let mut values = headers.get_all(name).iter().peekable();
         values.peek()?;
         let mut directives = Vec::new();
@@ -65,7 +66,7 @@ impl CacheDirectives {
     /// Integer, Token or String is its value, an Inner List its members
     /// joined by `, ` (the form `field_names` reads). Parameters are
     /// ignored (§2.1).
-    pub fn from_structured_headers(headers: &HeaderMap, name: &str) -> Option<Self> {
+    pub fn from_structured_headers(headers: &HeaderMap, name: impl AsHeaderName) -> Option<Self> {
         let mut lines = Vec::new();
         for value in headers.get_all(name) {
             lines.push(value.to_str().ok()?);
@@ -116,11 +117,11 @@ impl CacheDirectives {
     /// A request's `Cache-Control`, with `Pragma: no-cache` standing in
     /// when it is absent (RFC 9111 §5.4).
     pub fn of_request(headers: &HeaderMap) -> Self {
-        if let Some(directives) = CacheDirectives::from_headers(headers, "cache-control") {
+        if let Some(directives) = CacheDirectives::from_headers(headers, CACHE_CONTROL) {
             return directives;
         }
         let pragma_no_cache = headers
-            .get("pragma")
+            .get(PRAGMA)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.to_ascii_lowercase().contains("no-cache"));
         if pragma_no_cache {

@@ -2,14 +2,15 @@
 //! RFC 9110 §13) and single byte ranges (206/416, §14).
 
 use http::HeaderMap;
+use http::header::{DATE, ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED};
 
 use crate::freshness::header_date;
 use crate::http_date::parse_http_date;
 
 /// Whether the client's validators match the stored response, so `304`.
 pub fn client_has_current(request: &HeaderMap, stored: &HeaderMap) -> bool {
-    let etag = stored.get("etag").and_then(|v| v.to_str().ok());
-    if let Some(candidates) = request.get("if-none-match").and_then(|v| v.to_str().ok()) {
+    let etag = stored.get(ETAG).and_then(|v| v.to_str().ok());
+    if let Some(candidates) = request.get(IF_NONE_MATCH).and_then(|v| v.to_str().ok()) {
         // Weak comparison (§13.1.2).
         let strip = |t: &str| t.trim().trim_start_matches("W/").to_owned();
         return match etag {
@@ -20,11 +21,12 @@ pub fn client_has_current(request: &HeaderMap, stored: &HeaderMap) -> bool {
     }
     // Without `Last-Modified`, the stored `Date` stands in (RFC 9111
     // §4.3.2): the response is at least as old as when it was generated.
-    let modified = header_date(stored, "last-modified").or_else(|| header_date(stored, "date"));
-    match (header_date(request, "if-modified-since"), modified) {
-        (Some(since), Some(modified)) => modified <= since,
-        _ => false,
-    }
+    let Some(since) = header_date(request, IF_MODIFIED_SINCE) else {
+        return false;
+    };
+    header_date(stored, LAST_MODIFIED)
+        .or_else(|| header_date(stored, DATE))
+        .is_some_and(|modified| modified <= since)
 }
 
 /// Fields a `304` carries from the stored response (§15.4.5).

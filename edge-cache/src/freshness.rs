@@ -4,8 +4,10 @@
 use std::time::{Duration, SystemTime};
 
 use http::HeaderMap;
+use http::header::{AsHeaderName, CACHE_CONTROL, DATE, EXPIRES, LAST_MODIFIED};
 
 use crate::cache_control::{CacheDirectives, Seconds};
+use crate::field_names::{CDN_CACHE_CONTROL, SURROGATE_CONTROL};
 
 /// Which field's directives this cache obeys for a response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,7 +40,7 @@ impl EffectiveControl {
     /// `Cache-Control` syntax.
     pub fn of(headers: &HeaderMap) -> Self {
         if let Some(directives) =
-            CacheDirectives::from_structured_headers(headers, "cdn-cache-control")
+            CacheDirectives::from_structured_headers(headers, CDN_CACHE_CONTROL)
             && !directives.is_empty()
         {
             return EffectiveControl {
@@ -46,7 +48,7 @@ impl EffectiveControl {
                 directives,
             };
         }
-        if let Some(directives) = CacheDirectives::from_headers(headers, "surrogate-control")
+        if let Some(directives) = CacheDirectives::from_headers(headers, SURROGATE_CONTROL)
             && !directives.is_empty()
         {
             return EffectiveControl {
@@ -56,7 +58,7 @@ impl EffectiveControl {
         }
         EffectiveControl {
             source: ControlSource::CacheControl,
-            directives: CacheDirectives::from_headers(headers, "cache-control").unwrap_or_default(),
+            directives: CacheDirectives::from_headers(headers, CACHE_CONTROL).unwrap_or_default(),
         }
     }
 
@@ -244,8 +246,8 @@ pub fn freshness_lifetime(
         None => {}
     }
     if control.source == ControlSource::CacheControl && headers.contains_key("expires") {
-        let date = header_date(headers, "date").unwrap_or(response_time);
-        return Some(match header_date(headers, "expires") {
+        let date = header_date(headers, DATE).unwrap_or(response_time);
+        return Some(match header_date(headers, EXPIRES) {
             // Invalid dates such as "0" mean "already expired" (§5.3).
             None => (Duration::ZERO, LifetimeSource::Invalid),
             Some(expires) => (
@@ -257,9 +259,9 @@ pub fn freshness_lifetime(
     if rules_apply
         && rule.heuristic
         && heuristically_cacheable(status)
-        && let Some(last_modified) = header_date(headers, "last-modified")
+        && let Some(last_modified) = header_date(headers, LAST_MODIFIED)
     {
-        let date = header_date(headers, "date").unwrap_or(response_time);
+        let date = header_date(headers, DATE).unwrap_or(response_time);
         let age = date.duration_since(last_modified).unwrap_or(Duration::ZERO);
         return Some(((age / 10).min(HEURISTIC_CAP), LifetimeSource::Heuristic));
     }
@@ -273,7 +275,7 @@ pub fn freshness_lifetime(
 
 /// An HTTP-date header, if present exactly once and valid (§4.2: a
 /// duplicated date is as good as invalid).
-pub fn header_date(headers: &HeaderMap, name: &str) -> Option<SystemTime> {
+pub fn header_date(headers: &HeaderMap, name: impl AsHeaderName) -> Option<SystemTime> {
     let mut values = headers.get_all(name).iter();
     let first = values.next()?;
     if values.next().is_some() {
@@ -317,7 +319,7 @@ pub fn corrected_initial_age(
     request_time: SystemTime,
     response_time: SystemTime,
 ) -> Duration {
-    let date = header_date(headers, "date").unwrap_or(response_time);
+    let date = header_date(headers, DATE).unwrap_or(response_time);
     let apparent_age = response_time.duration_since(date).unwrap_or(Duration::ZERO);
     let response_delay = response_time
         .duration_since(request_time)

@@ -81,5 +81,8 @@ pub mod storage;
 pub mod target;
 pub mod vary;
 
+pub mod field_names;
+#[cfg(test)]
+mod hit_cost;
 #[cfg(test)]
 mod test_support;

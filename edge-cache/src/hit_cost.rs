@@ -1,0 +1,150 @@
+//! The core's hit path alone, natively: what one hot hit costs the guest's
+//! own code, with no host (an in-memory store, the L1, the rules file as
+//! deployed, and the request as edge-host hands it to the adapter, `spin-*`
+//! fields included). Ignored: a measurement that prints ns per hit;
+//! `cargo test --release -p edge-cache --lib hit_cost -- --ignored --nocapture`,
+//! and under `perf record` for where the time goes.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use http::{HeaderMap, HeaderValue, Method};
+
+use crate::collapse::Collapser;
+use crate::config::EdgeConfig;
+use crate::edge::{Edge, NamedOrigin};
+use crate::l1::L1;
+use crate::purge_api::Admission;
+use crate::rules::CacheRules;
+use crate::seams::{ClientRequest, Response, Store, StoreFailure};
+use crate::shared_state::SharedState;
+use crate::spin_metadata::take_connection;
+use crate::test_support::{FakeClock, FakeOrigin, block_on};
+
+#[derive(Default)]
+struct Plain(RefCell<HashMap<String, Vec<u8>>>);
+
+impl Store for Plain {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreFailure> {
+        Ok(self.0.borrow().get(key).cloned())
+    }
+    async fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreFailure> {
+        self.0.borrow_mut().insert(key.to_owned(), value.to_vec());
+        Ok(())
+    }
+    async fn delete(&self, key: &str) -> Result<(), StoreFailure> {
+        self.0.borrow_mut().remove(key);
+        Ok(())
+    }
+}
+
+/// The request head as edge-host passes it on (wrk sends only `Host`).
+fn incoming() -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    for (name, value) in [
+        ("host", "127.0.0.1:18082"),
+        ("spin-full-url", "http://127.0.0.1:18082/hot/1k?size=1024"),
+        ("spin-path-info", "/hot/1k"),
+        ("spin-matched-route", "/..."),
+        ("spin-component-route", ""),
+        ("spin-raw-component-route", "/..."),
+        ("spin-base-path", "/"),
+        ("spin-client-addr", "127.0.0.1:50000"),
+    ] {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    headers
+}
+
+#[test]
+#[ignore = "a measurement: prints ns per hit"]
+fn a_hot_hit_through_the_core() {
+    let variables: HashMap<&str, String> = [
+        ("origin_url", "http://127.0.0.1:18081"),
+        ("cache_rules", "../fixtures/rules/cache-rules.json"),
+        ("purge_token", "secret"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k, v.to_owned()))
+    .collect();
+    let config = EdgeConfig::from_variables(|name| variables.get(name).cloned()).unwrap();
+    let rules =
+        CacheRules::load(&config.cache_rules, |path| std::fs::read_to_string(path)).unwrap();
+    let clock = FakeClock::at_unix_ms(1796154479000);
+    let store = SharedState::new(
+        Plain::default(),
+        None,
+        FakeClock::at_unix_ms(1796154479000),
+        config.purge_staleness,
+    );
+    let l1 = L1::new(16 << 20);
+    let collapser = Collapser::default();
+    let origin = FakeOrigin::new(|_| {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "content-type",
+            HeaderValue::from_static("application/octet-stream"),
+        );
+        headers.insert(
+            "cache-control",
+            HeaderValue::from_static("public, max-age=3600"),
+        );
+        headers.insert("content-length", HeaderValue::from_static("1024"));
+        headers.insert(
+            "date",
+            HeaderValue::from_static("Tue, 01 Dec 2026 19:47:54 GMT"),
+        );
+        Ok(Response {
+            status: 200,
+            headers,
+            body: vec![b'x'; 1024],
+        })
+    });
+    let one = || {
+        block_on(async {
+            let edge = Edge::new(
+                &config,
+                Some(&rules),
+                &store,
+                NamedOrigin {
+                    name: "127.0.0.1:18081",
+                    origin: &origin,
+                },
+                None,
+                &clock,
+                0,
+            )
+            .with_instance_state(Some(&l1), &collapser);
+            let mut headers = incoming();
+            let connection = take_connection(&mut headers);
+            let path_and_query = "/hot/1k?size=1024".to_owned();
+            let Admission::NoBody = edge.admit(&Method::GET, &path_and_query, &headers) else {
+                panic!("a GET without a body is admitted as bodiless");
+            };
+            let request = ClientRequest {
+                method: Method::GET,
+                path_and_query,
+                headers,
+                connection,
+                body: Vec::new(),
+            };
+            let (response, _) = edge.handle(request).await;
+            assert_eq!(response.status, 200);
+            response
+        })
+    };
+    one();
+    let hits = 200_000;
+    let started = Instant::now();
+    for _ in 0..hits {
+        std::hint::black_box(one());
+    }
+    let took = started.elapsed();
+    assert_eq!(origin.calls.get(), 1, "every later request is a hit");
+    println!(
+        "{hits} hot hits through the core: {:.2} us each",
+        took.as_secs_f64() * 1e6 / hits as f64
+    );
+    let _ = Duration::ZERO;
+}
