@@ -17,11 +17,12 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
-use spin_sdk::http::{Request, body::IncomingBodyExt};
-use spin_sdk::http_service;
+use spin_sdk::http::body::IncomingBodyExt;
 use spin_sdk::key_value;
-use spin_sdk::wasip3::http::types::{ErrorCode, RequestOptions};
-use spin_sdk::wasip3::http_compat::RequestOptionsExtension;
+use spin_sdk::wasip3::exports::http::handler::Guest;
+use spin_sdk::wasip3::http::types::{self, ErrorCode, Fields, RequestOptions, Scheme};
+use spin_sdk::wasip3::http_compat::{IncomingRequestBody, RequestOptionsExtension};
+use spin_sdk::wasip3::{wit_future, wit_stream};
 
 use edge_cache::answer::{body_too_large, plain_text};
 use edge_cache::collapse::Collapser;
@@ -35,7 +36,7 @@ use edge_cache::seams::{
     ClientRequest, Clock, Origin, OriginRequest, Response, Store, StoreFailure,
 };
 use edge_cache::shared_state::SharedState;
-use edge_cache::spin_metadata::take_connection;
+use edge_cache::spin_metadata::split_fields;
 
 /// What an instance computes once and every request it serves shares.
 struct Instance {
@@ -126,13 +127,28 @@ fn load_rules(config: &EdgeConfig) -> Option<CacheRules> {
     }
 }
 
-#[http_service]
-async fn handle(request: Request) -> http::Response<Full<Bytes>> {
+/// The component's `wasi:http` handler. It speaks the `wasi:http` types
+/// directly rather than through spin-sdk's `#[http_service]`, which turns
+/// every request into an `http::Request` (each of the host's `spin-*`
+/// fields parsed, the target rebuilt as a `Uri`, a body handle made) and
+/// every response back (the header map cloned, the body sent through a
+/// generic `http_body` writer). The hit path needs neither.
+struct Component;
+
+spin_sdk::wasip3::http::service::export!(Component);
+
+impl Guest for Component {
+    async fn handle(request: types::Request) -> Result<types::Response, ErrorCode> {
+        reply(handle(request).await)
+    }
+}
+
+async fn handle(request: types::Request) -> Response {
     let instance = match instance().await {
         Ok(instance) => instance,
         Err(error) => {
             eprintln!("edge-cache: configuration error: {error}");
-            return reply(plain_text(500, format!("edge misconfigured: {error}\n")));
+            return plain_text(500, format!("edge misconfigured: {error}\n"));
         }
     };
     let primary = primary_origin(&instance);
@@ -140,7 +156,7 @@ async fn handle(request: Request) -> http::Response<Full<Bytes>> {
     let edge = edge_over(&instance, &primary, backup.as_ref());
     let client_request = match read_request(request, &edge).await {
         Ok(request) => request,
-        Err(answer) => return reply(answer),
+        Err(answer) => return answer,
     };
     let (response, refresh) = edge.handle(client_request).await;
     // The refresh runs after the response is returned, in this instance,
@@ -154,7 +170,7 @@ async fn handle(request: Request) -> http::Response<Full<Bytes>> {
             edge.refresh(refresh).await;
         });
     }
-    reply(response)
+    response
 }
 
 fn primary_origin(instance: &Instance) -> SpinOrigin<'_> {
@@ -208,33 +224,36 @@ fn edge_over<'a>(
 /// Reads the request head, lets the pipeline refuse it from the head
 /// alone, then reads the body up to the limit it set.
 async fn read_request<S: Store, O: Origin, C: Clock>(
-    request: Request,
+    request: types::Request,
     edge: &Edge<'_, S, O, C>,
 ) -> Result<ClientRequest, Response> {
-    let (parts, body) = request.into_parts();
-    let path_and_query = parts
-        .uri
-        .path_and_query()
-        .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned());
-    let mut headers = parts.headers;
-    let mut connection = take_connection(&mut headers);
+    let method = http::Method::try_from(request.get_method())
+        .map_err(|_| plain_text(400, "bad request: invalid method\n".to_owned()))?;
+    let path_and_query = request
+        .get_path_with_query()
+        .unwrap_or_else(|| "/".to_owned());
+    let (headers, mut connection) = split_fields(request.get_headers().copy_all());
     // WASI 0.3 carries the authority in the target, not in `Host`.
     if connection.host.is_none()
-        && let Some(authority) = parts.uri.authority()
+        && let Some(authority) = request.get_authority()
     {
-        let scheme = parts.uri.scheme_str().unwrap_or("http");
-        connection.host = Some(edge_cache::target::canonical_host(
-            scheme,
-            authority.as_str(),
-        ));
+        let scheme = match request.get_scheme() {
+            Some(Scheme::Https) => "https",
+            _ => "http",
+        };
+        connection.host = Some(edge_cache::target::canonical_host(scheme, &authority));
     }
-    let body = match edge.admit(&parts.method, &path_and_query, &headers) {
+    let body = match edge.admit(&method, &path_and_query, &headers) {
         Admission::Answer(response) => return Err(response),
         Admission::NoBody => Vec::new(),
-        Admission::ReadBody { limit } => read_request_body(body, limit).await?,
+        Admission::ReadBody { limit } => {
+            let body = IncomingRequestBody::new(request)
+                .map_err(|code| plain_text(400, format!("bad request: {code:?}\n")))?;
+            read_request_body(body, limit).await?
+        }
     };
     Ok(ClientRequest {
-        method: parts.method,
+        method,
         path_and_query,
         headers,
         connection,
@@ -244,7 +263,7 @@ async fn read_request<S: Store, O: Origin, C: Clock>(
 
 /// The request body, refused with `413` as soon as it passes `limit`.
 async fn read_request_body(
-    body: spin_sdk::wasip3::http_compat::IncomingRequestBody,
+    body: IncomingRequestBody,
     limit: Option<usize>,
 ) -> Result<Vec<u8>, Response> {
     let unreadable = |e: String| plain_text(400, format!("could not read request body: {e}\n"));
@@ -379,11 +398,43 @@ fn nanos(duration: Duration) -> u64 {
     u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
 }
 
-/// The pipeline's answer as the host's response.
-fn reply(answer: Response) -> http::Response<Full<Bytes>> {
-    let mut response = http::Response::new(Full::new(Bytes::from(answer.body)));
-    *response.status_mut() =
-        http::StatusCode::from_u16(answer.status).unwrap_or(http::StatusCode::BAD_GATEWAY);
-    *response.headers_mut() = answer.headers;
+/// The pipeline's answer as the host's response: its fields in one list,
+/// its body (if any) written by a task of its own once the host reads it,
+/// and no trailers.
+fn reply(answer: Response) -> Result<types::Response, ErrorCode> {
+    let internal = |what: String| ErrorCode::InternalError(Some(what));
+    let mut fields = Vec::with_capacity(answer.headers.len());
+    let mut name = None;
+    // `into_iter` names a field once, then gives its further values.
+    for (next, value) in answer.headers {
+        if next.is_some() {
+            name = next;
+        }
+        if let Some(name) = &name {
+            fields.push((name.as_str().to_owned(), value.as_bytes().to_vec()));
+        }
+    }
+    let fields =
+        Fields::from_list(&fields).map_err(|e| internal(format!("response fields: {e:?}")))?;
+    let contents = (!answer.body.is_empty()).then(|| {
+        let (mut writer, reader) = wit_stream::new::<u8>();
+        let body = answer.body;
+        spin_sdk::wasip3::spawn(async move {
+            // A client that went away leaves the rest unwritten.
+            let _ = writer.write_all(body).await;
+        });
+        reader
+    });
+    // The writer's end dropped unwritten: the host reads the default.
+    let (_, trailers) = wit_future::new(|| Ok(None));
+    let (response, _sent) = types::Response::new(fields, contents, trailers);
+    let status = if (100..=999).contains(&answer.status) {
+        answer.status
+    } else {
+        502
+    };
     response
+        .set_status_code(status)
+        .map_err(|()| internal(format!("status {status} refused")))?;
+    Ok(response)
 }

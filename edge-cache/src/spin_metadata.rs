@@ -4,8 +4,9 @@
 //! [`ClientConnection`] and remove them, so nothing downstream knows the
 //! convention and nothing of the host's reaches the origin.
 
+use bytes::Bytes;
 use http::HeaderMap;
-use http::header::{AsHeaderName, HOST};
+use http::header::{AsHeaderName, HOST, HeaderName, HeaderValue};
 
 use crate::field_names::{SPIN_CLIENT_ADDR, SPIN_FULL_URL};
 
@@ -36,19 +37,61 @@ pub fn take_connection(headers: &mut HeaderMap) -> ClientConnection {
     connection
 }
 
+/// A request's fields as a host's field list gives them: the client's own
+/// in a map, and the connection facts of the `spin-*` ones, which are not
+/// kept. [`take_connection`] does the same to a map; this form spares the
+/// parsing of fields that are dropped anyway. A name or value that is not
+/// valid is dropped too (the host has validated them already).
+pub fn split_fields(fields: Vec<(String, Vec<u8>)>) -> (HeaderMap, ClientConnection) {
+    let mut headers = HeaderMap::with_capacity(fields.len());
+    let (mut peer, mut full_url) = (None, None);
+    for (name, value) in fields {
+        let metadata = name
+            .get(..SPIN_METADATA_PREFIX.len())
+            .is_some_and(|prefix| prefix.eq_ignore_ascii_case(SPIN_METADATA_PREFIX));
+        if metadata {
+            let field = &name[SPIN_METADATA_PREFIX.len()..];
+            if field.eq_ignore_ascii_case("client-addr") {
+                peer = String::from_utf8(value).ok();
+            } else if field.eq_ignore_ascii_case("full-url") {
+                full_url = String::from_utf8(value).ok();
+            }
+            continue;
+        }
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_maybe_shared(Bytes::from(value)),
+        ) {
+            headers.append(name, value);
+        }
+    }
+    let host = headers.get(HOST).and_then(|v| v.to_str().ok());
+    let connection = connection(peer.as_deref(), full_url.as_deref(), host);
+    (headers, connection)
+}
+
 /// The connection facts a Spin host records in request headers; the host
 /// is spelled as the cache key spells it.
 pub fn connection_of(headers: &HeaderMap) -> ClientConnection {
     fn text(headers: &HeaderMap, name: impl AsHeaderName) -> Option<&str> {
         headers.get(name).and_then(|v| v.to_str().ok())
     }
-    let peer = text(headers, SPIN_CLIENT_ADDR).and_then(|addr| addr.parse().ok());
-    let full_url = text(headers, SPIN_FULL_URL);
+    connection(
+        text(headers, SPIN_CLIENT_ADDR),
+        text(headers, SPIN_FULL_URL),
+        text(headers, HOST),
+    )
+}
+
+/// The connection facts from the values of `spin-client-addr`,
+/// `spin-full-url` and `Host`.
+fn connection(peer: Option<&str>, full_url: Option<&str>, host: Option<&str>) -> ClientConnection {
+    let peer = peer.and_then(|addr| addr.parse().ok());
     let scheme = match full_url {
         Some(url) if url.starts_with("https://") => "https",
         _ => "http",
     };
-    let host = text(headers, HOST).map(str::to_owned).or_else(|| {
+    let host = host.map(str::to_owned).or_else(|| {
         full_url
             .and_then(|url| url.split_once("://"))
             .map(|(_, rest)| rest.split('/').next().unwrap_or(rest).to_owned())
@@ -103,5 +146,34 @@ mod tests {
         assert_eq!(conn.peer, Some("192.0.2.7:51000".parse().unwrap()));
         assert_eq!(headers.len(), 1);
         assert_eq!(headers["accept"], "text/html");
+    }
+
+    #[test]
+    fn a_field_list_splits_as_a_map_does() {
+        let fields = [
+            ("Host", "Shop.Example"),
+            ("spin-full-url", "https://shop.example/a"),
+            ("SPIN-Client-Addr", "192.0.2.7:51000"),
+            ("spin-matched-route", "/..."),
+            ("accept", "text/html"),
+            ("cookie", "a=1"),
+            ("cookie", "b=2"),
+            ("bad name", "x"),
+            ("x-bad-value", "a\nb"),
+        ];
+        let list = fields
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec()))
+            .collect();
+        let (headers, connection) = split_fields(list);
+        let mut map = map(&fields[..7]);
+        let expected = take_connection(&mut map);
+        assert_eq!(connection, expected);
+        assert_eq!(connection.peer, Some("192.0.2.7:51000".parse().unwrap()));
+        assert_eq!(connection.scheme, "https");
+        assert_eq!(connection.host.as_deref(), Some("shop.example"));
+        assert_eq!(headers, map);
+        assert_eq!(headers.get_all("cookie").iter().count(), 2);
+        assert!(!headers.contains_key("x-bad-value"));
     }
 }
