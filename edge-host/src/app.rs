@@ -73,7 +73,8 @@ pub(crate) enum Serving {
     P2(ProxyPre<RequestState>),
     /// Reused instances.
     P3 {
-        handler: ProxyHandler<ComponentHandler>,
+        /// One per serving lane: a lane's requests go to its own instances.
+        handlers: Vec<ProxyHandler<ComponentHandler>>,
         /// Bounds this component's requests in flight (accepted or waiting
         /// for an instance): reuse never makes the host queue without bound.
         permits: Semaphore,
@@ -101,6 +102,12 @@ pub struct App {
 impl App {
     /// Loads, checks and compiles the application.
     pub fn load(options: &AppOptions) -> anyhow::Result<App> {
+        App::load_for_lanes(options, 1)
+    }
+
+    /// Loads the application for `lanes` serving threads (see `lanes`):
+    /// each WASI 0.3 component gets a set of instances per lane.
+    pub fn load_for_lanes(options: &AppOptions, lanes: usize) -> anyhow::Result<App> {
         let manifest_path = if options.manifest.is_dir() {
             options.manifest.join("spin.toml")
         } else {
@@ -204,7 +211,9 @@ impl App {
                         stats.clone(),
                     );
                     Serving::P3 {
-                        handler: ProxyHandler::new(handler),
+                        handlers: (0..lanes.max(1))
+                            .map(|_| ProxyHandler::new(handler.clone()))
+                            .collect(),
                         // Never more requests in flight than instances the
                         // pool holds: even if each took its own instance
                         // (all of them busy computing), none would fail to

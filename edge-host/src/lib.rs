@@ -14,6 +14,7 @@
 //! - [`engine`]: the wasmtime engine and the cache of compiled components.
 //! - [`limits`]: each instance's time and memory limits.
 //! - [`reuse`]: WASI 0.3 instance reuse: the handler state, its flags, instance counts.
+//! - [`lanes`]: serving lanes, one thread with its own runtime and instances per core.
 //! - [`server`]: the HTTP trigger: accepts, routes, runs an instance per request, answers failures.
 //! - [`routes`]: route patterns and matching (exact beats prefix, longest prefix wins).
 //! - [`connection`]: per-connection header and keep-alive timeouts, the connection cap.
@@ -37,6 +38,7 @@ pub mod guest_log;
 pub mod hop_by_hop;
 pub mod instance;
 pub mod key_value;
+pub mod lanes;
 pub mod limits;
 pub mod manifest;
 pub mod metrics;
@@ -54,4 +56,4 @@ pub mod variables;
 pub use app::{App, AppOptions, Flavour};
 pub use limits::InstanceLimits;
 pub use reuse::{InstanceStats, ReuseOptions};
-pub use server::{ServerOptions, serve, serve_with};
+pub use server::{ServerOptions, serve, serve_in_lanes, serve_with};

@@ -97,6 +97,10 @@ enum Command {
         /// if the origin's `Keep-Alive: timeout` says so).
         #[arg(long, default_value_t = edge_host::outbound_http::pool::DEFAULT_IDLE_TIMEOUT.as_millis() as u64)]
         origin_pool_idle_timeout_ms: u64,
+        /// Serving threads, each with its own runtime, accept loop and WASI
+        /// 0.3 instances (default: one per core).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024))]
+        serving_threads: Option<u32>,
     },
 }
 
@@ -144,17 +148,24 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         observability,
         origin_pool_idle,
         origin_pool_idle_timeout_ms,
+        serving_threads,
     } = cli.command;
+    let lanes = serving_threads.map_or_else(edge_host::lanes::default_count, |n| n as usize);
     let server = ServerOptions {
         max_request_body_bytes,
         client_header_timeout: Duration::from_millis(client_header_timeout_ms),
         keepalive_timeout: Duration::from_millis(keepalive_timeout_ms),
         max_connections,
     };
+    // This runtime loads the app and runs what is not a request: the
+    // metrics listener, store connections, the shutdown signal. Requests
+    // are served by the lanes' own runtimes.
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
         .enable_all()
         .build()?;
-    runtime.block_on(async move {
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let (app, listener) = runtime.block_on(async move {
         let options = AppOptions {
             manifest,
             runtime_config,
@@ -178,7 +189,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }),
         };
         let observer = observability.start().await?;
-        let app = Arc::new(App::load(&options)?);
+        let app = Arc::new(App::load_for_lanes(&options, lanes)?);
         if let Some(addr) = observer.metrics_addr() {
             eprintln!("edge-host: metrics on http://{addr}/metrics, status page on http://{addr}/");
         }
@@ -187,12 +198,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
         let address = listener.local_addr()?;
+        eprintln!(
+            "edge-host: {lanes} serving thread{}",
+            if lanes == 1 { "" } else { "s" }
+        );
         eprintln!("edge-host: serving `{}` on http://{address}", app.name());
-        edge_host::serve_with(app, listener, server, shutdown_signal()).await?;
-        edge_host::access_log::flush();
-        eprintln!("edge-host: stopped");
-        Ok(())
-    })
+        anyhow::Ok((app, listener.into_std()?))
+    })?;
+    runtime.spawn(async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    edge_host::serve_in_lanes(app, listener, server, lanes, stopping)?;
+    edge_host::access_log::flush();
+    eprintln!("edge-host: stopped");
+    Ok(())
 }
 
 async fn shutdown_signal() {

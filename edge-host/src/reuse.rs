@@ -352,15 +352,17 @@ impl Drop for Ticket {
 }
 
 /// The [`HandlerState`] of one WASI 0.3 component: makes its instances.
+/// A component has one per serving lane (see `lanes`), sharing counters.
+#[derive(Clone)]
 pub(crate) struct ComponentHandler {
     context: Arc<ComponentContext>,
-    pre: ProxyPre<RequestState>,
+    pre: Arc<ProxyPre<RequestState>>,
     engine: wasmtime::Engine,
     limits: InstanceLimits,
     reuse: ReuseOptions,
     stats: Arc<StatsCounters>,
-    /// The next instance's number, for the log.
-    next_instance: AtomicU64,
+    /// The next instance's number, for the log (shared by the lanes).
+    next_instance: Arc<AtomicU64>,
 }
 
 impl ComponentHandler {
@@ -374,12 +376,12 @@ impl ComponentHandler {
     ) -> Self {
         ComponentHandler {
             context,
-            pre,
+            pre: Arc::new(pre),
             engine,
             limits,
             reuse,
             stats,
-            next_instance: AtomicU64::new(1),
+            next_instance: Arc::new(AtomicU64::new(1)),
         }
     }
 }

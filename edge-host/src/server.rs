@@ -26,7 +26,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use wasmtime::Store;
 use wasmtime_wasi_http::WasiHttpView;
@@ -96,9 +96,138 @@ pub async fn serve_with(
     options: ServerOptions,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
+    let connections = Connections::Listener(listener);
+    serve_lane(app, connections, options, Slots::new(&options), shutdown).await
+}
+
+/// Serves `app` on `listener` from `lanes` threads (see [`crate::lanes`]),
+/// each running its own current-thread runtime, until `shutdown` turns
+/// true; then each stops taking connections and waits for its requests in
+/// flight. A thread of its own accepts and hands each connection to the
+/// lane with the fewest open (threads racing on one socket, or one socket
+/// per lane, can leave one lane with most of a client's connections). `app`
+/// must have been loaded for as many lanes ([`App::load_for_lanes`]). The
+/// connection cap is shared. Blocks until every lane has stopped.
+pub fn serve_in_lanes(
+    app: Arc<App>,
+    listener: std::net::TcpListener,
+    options: ServerOptions,
+    lanes: usize,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    listener.set_nonblocking(true)?;
+    let slots = Slots::new(&options);
+    let (dispatcher, receivers) = crate::lanes::Dispatcher::new(lanes.max(1));
+    let threads = receivers
+        .into_iter()
+        .enumerate()
+        .map(|(lane, handed)| {
+            let app = app.clone();
+            let slots = slots.clone();
+            std::thread::Builder::new()
+                .name(format!("edge-lane-{lane}"))
+                .spawn(move || -> std::io::Result<()> {
+                    crate::lanes::enter(lane);
+                    current_thread_runtime()?.block_on(serve_lane(
+                        app,
+                        Connections::Handed(handed),
+                        options,
+                        slots,
+                        std::future::pending(),
+                    ))
+                })
+        })
+        .collect::<std::io::Result<Vec<_>>>()?;
+    // Accepting stops at shutdown; dropping the dispatcher then tells each
+    // lane that no more connections come.
+    let accepted = current_thread_runtime()?.block_on(async move {
+        let listener = TcpListener::from_std(listener)?;
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, peer)) => dispatcher.hand(stream, peer),
+                    Err(error) => tracing::warn!("accept failed: {error}"),
+                },
+                _ = shutdown.wait_for(|stop| *stop) => break,
+            }
+        }
+        std::io::Result::Ok(())
+    });
+    let mut outcome = accepted;
+    for thread in threads {
+        match thread.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => outcome = outcome.and(Err(error)),
+            Err(_) => outcome = outcome.and(Err(std::io::Error::other("a serving lane panicked"))),
+        }
+    }
+    outcome
+}
+
+fn current_thread_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+}
+
+/// Where an accept loop gets its connections.
+enum Connections {
+    /// From its own listener.
+    Listener(TcpListener),
+    /// Handed over by the lanes' dispatcher.
+    Handed(crate::lanes::Handed),
+}
+
+impl Connections {
+    /// The next connection; `None` once no more can come.
+    async fn next(
+        &mut self,
+    ) -> Option<std::io::Result<(TcpStream, SocketAddr, Option<crate::lanes::Load>)>> {
+        match self {
+            Connections::Listener(listener) => Some(
+                listener
+                    .accept()
+                    .await
+                    .map(|(stream, peer)| (stream, peer, None)),
+            ),
+            Connections::Handed(handed) => {
+                let (stream, peer, load) = handed.next().await?;
+                Some(TcpStream::from_std(stream).map(|stream| (stream, peer, Some(load))))
+            }
+        }
+    }
+}
+
+/// The connection cap and the budget of refusals in progress, shared by
+/// every lane of a server.
+#[derive(Clone)]
+struct Slots {
+    open: Arc<Semaphore>,
+    shedding: Arc<Semaphore>,
+}
+
+impl Slots {
+    fn new(options: &ServerOptions) -> Self {
+        Slots {
+            open: Arc::new(Semaphore::new(options.max_connections as usize)),
+            shedding: Arc::new(Semaphore::new(MAX_SHEDDING)),
+        }
+    }
+}
+
+/// One accept loop: [`serve_with`]'s, and each lane's.
+async fn serve_lane(
+    app: Arc<App>,
+    mut connections: Connections,
+    options: ServerOptions,
+    slots: Slots,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
     let graceful = GracefulShutdown::new();
-    let slots = Arc::new(Semaphore::new(options.max_connections as usize));
-    let shedding = Arc::new(Semaphore::new(MAX_SHEDDING));
+    let Slots {
+        open: slots,
+        shedding,
+    } = slots;
     let limits = ConnectionLimits {
         header_timeout: options.client_header_timeout,
         keepalive_timeout: options.keepalive_timeout,
@@ -106,13 +235,14 @@ pub async fn serve_with(
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(accepted) => accepted,
-                    Err(error) => {
+            accepted = connections.next() => {
+                let (stream, peer, load) = match accepted {
+                    Some(Ok(accepted)) => accepted,
+                    Some(Err(error)) => {
                         tracing::warn!("accept failed: {error}");
                         continue;
                     }
+                    None => break,
                 };
                 let _ = stream.set_nodelay(true);
                 let Ok(slot) = slots.clone().try_acquire_owned() else {
@@ -145,6 +275,7 @@ pub async fn serve_with(
                 let connection = graceful.watch(connection);
                 tokio::spawn(async move {
                     let _open = open;
+                    let _load = load;
                     tokio::select! {
                         outcome = connection => {
                             if let Err(error) = outcome {
@@ -167,7 +298,7 @@ pub async fn serve_with(
             () = &mut shutdown => break,
         }
     }
-    drop(listener);
+    drop(connections);
     tracing::info!("shutting down: waiting for in-flight requests");
     graceful.shutdown().await;
     Ok(())
@@ -424,7 +555,8 @@ async fn dispatch(
     let request = request.map(|body| LimitedBody::new(body, limit, trip.clone()));
     match &component.serving {
         Serving::P2(pre) => dispatch_p2(app, component, pre, request, limit, trip).await,
-        Serving::P3 { handler, permits } => {
+        Serving::P3 { handlers, permits } => {
+            let handler = &handlers[crate::lanes::current() % handlers.len()];
             dispatch_p3(app, component, handler, permits, request, limit, trip).await
         }
     }

@@ -247,6 +247,8 @@ fn bad_server_flag_values_are_refused_naming_the_flag() {
         ("--max-instance-concurrent-reuse-count", "many"),
         ("--idle-instance-timeout", "1m"),
         ("--idle-instance-timeout", "1.5s"),
+        ("--serving-threads", "0"),
+        ("--serving-threads", "two"),
     ] {
         let (code, stderr) = run_up(dir.path(), &[flag, value]);
         assert_eq!(code, 2, "{flag} {value}: {stderr}");

@@ -185,6 +185,9 @@ pub struct EdgeSetup {
     pub reuse: Option<ReuseOptions>,
     /// Metrics listener and access log (`--metrics-listen`, `--access-log`).
     pub observability: ObservabilityFlags,
+    /// Serving lanes, as `edge-host up` runs them (`--serving-threads`);
+    /// default: one runtime, the test's own.
+    pub lanes: Option<usize>,
 }
 
 impl EdgeSetup {
@@ -250,6 +253,12 @@ impl EdgeSetup {
     }
 
     /// Reuses WASI 0.3 instances as `reuse` says.
+    /// Serves from `lanes` threads of their own (see `edge_host::lanes`).
+    pub fn lanes(mut self, lanes: usize) -> Self {
+        self.lanes = Some(lanes);
+        self
+    }
+
     pub fn reuse(mut self, reuse: ReuseOptions) -> Self {
         self.reuse = Some(reuse);
         self
@@ -287,7 +296,10 @@ impl Edge {
             origin_pool: None,
         };
         let observer = setup.observability.start().await?;
-        let mut edge = Edge::serve_app_with(options, workdir, setup.listen, setup.server).await?;
+        let mut edge = match setup.lanes {
+            Some(lanes) => Edge::serve_app_in_lanes(options, workdir, setup.server, lanes).await?,
+            None => Edge::serve_app_with(options, workdir, setup.listen, setup.server).await?,
+        };
         edge.observe(observer);
         Ok(edge)
     }
@@ -331,6 +343,39 @@ impl Edge {
                 let _ = stopped.await;
             },
         ));
+        Ok(Edge {
+            addr,
+            metrics_addr: None,
+            app,
+            shutdown: Some(shutdown),
+            task: Some(task),
+            _workdir: workdir,
+        })
+    }
+
+    /// [`Edge::serve_app_with`] from `lanes` serving threads of their own
+    /// (`edge_host::serve_in_lanes`), on an ephemeral loopback port.
+    pub async fn serve_app_in_lanes(
+        options: AppOptions,
+        workdir: tempfile::TempDir,
+        server: ServerOptions,
+        lanes: usize,
+    ) -> anyhow::Result<Edge> {
+        let app = Arc::new(
+            tokio::task::spawn_blocking(move || App::load_for_lanes(&options, lanes)).await??,
+        );
+        let listener = std::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
+        let addr = listener.local_addr()?;
+        let (shutdown, stopped) = oneshot::channel::<()>();
+        let (stop, stopping) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            let _ = stopped.await;
+            let _ = stop.send(true);
+        });
+        let serving = app.clone();
+        let task = tokio::task::spawn_blocking(move || {
+            edge_host::serve_in_lanes(serving, listener, server, lanes, stopping)
+        });
         Ok(Edge {
             addr,
             metrics_addr: None,

@@ -224,3 +224,67 @@ async fn interleaved_requests_in_one_instance_never_see_each_others_data() {
         "the requests did interleave in an instance"
     );
 }
+
+/// One GET of `target` on an open keep-alive connection; the body.
+async fn get_on(
+    connection: &mut tokio::io::BufStream<tokio::net::TcpStream>,
+    target: &str,
+) -> String {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+    let request = format!("GET {target} HTTP/1.1\r\nhost: lanes.example\r\n\r\n");
+    connection.write_all(request.as_bytes()).await.unwrap();
+    connection.flush().await.unwrap();
+    let mut length = 0;
+    loop {
+        let mut line = String::new();
+        connection.read_line(&mut line).await.unwrap();
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':')
+            && name.eq_ignore_ascii_case("content-length")
+        {
+            length = value.trim().parse().unwrap();
+        }
+    }
+    let mut body = vec![0; length];
+    connection.read_exact(&mut body).await.unwrap();
+    String::from_utf8(body).unwrap()
+}
+
+/// With serving lanes (`edge-host up` runs one per core), connections are
+/// spread over the lanes and each lane serves from instances of its own:
+/// requests taking turns on two connections make one instance in one
+/// lane and two in two (an instance per lane, each reused).
+#[tokio::test]
+async fn each_serving_lane_serves_its_connections_from_its_own_instances() {
+    let origin = MockServer::start().await;
+    Mock::given(path("/lane"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header("cache-control", "max-age=60")
+                .set_body_string("from the origin"),
+        )
+        .mount(&origin)
+        .await;
+    for lanes in [1, 2] {
+        let setup = EdgeSetup::origin(&origin.uri())
+            .reuse(reuse(16))
+            .lanes(lanes);
+        let edge = p3_edge(setup).await;
+        let open = || async {
+            tokio::io::BufStream::new(tokio::net::TcpStream::connect(edge.addr).await.unwrap())
+        };
+        let (mut first, mut second) = (open().await, open().await);
+        for _ in 0..3 {
+            assert_eq!(get_on(&mut first, "/lane").await, "from the origin");
+            assert_eq!(get_on(&mut second, "/lane").await, "from the origin");
+        }
+        let stats = edge.instance_stats();
+        assert_eq!(stats.requests, 6, "{lanes} lane(s): {stats:?}");
+        assert_eq!(stats.created, lanes as u64, "{lanes} lane(s): {stats:?}");
+        drop((first, second));
+        edge.stop().await;
+    }
+}
