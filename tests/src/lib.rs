@@ -343,14 +343,7 @@ impl Edge {
                 let _ = stopped.await;
             },
         ));
-        Ok(Edge {
-            addr,
-            metrics_addr: None,
-            app,
-            shutdown: Some(shutdown),
-            task: Some(task),
-            _workdir: workdir,
-        })
+        Ok(Edge::running(addr, app, shutdown, task, workdir))
     }
 
     /// [`Edge::serve_app_with`] from `lanes` serving threads of their own
@@ -376,14 +369,25 @@ impl Edge {
         let task = tokio::task::spawn_blocking(move || {
             edge_host::serve_in_lanes(serving, listener, server, lanes, stopping)
         });
-        Ok(Edge {
+        Ok(Edge::running(addr, app, shutdown, task, workdir))
+    }
+
+    /// An edge serving `app` on `addr` in `task` until `shutdown` is sent.
+    fn running(
+        addr: SocketAddr,
+        app: Arc<App>,
+        shutdown: oneshot::Sender<()>,
+        task: JoinHandle<std::io::Result<()>>,
+        workdir: tempfile::TempDir,
+    ) -> Edge {
+        Edge {
             addr,
             metrics_addr: None,
             app,
             shutdown: Some(shutdown),
             task: Some(task),
             _workdir: workdir,
-        })
+        }
     }
 
     /// Reports on this edge's application through `observer` (started

@@ -19,6 +19,23 @@ const USAGE: &str = "usage: bench-client purge --contestant NAME --round N --add
 --origin HOST:PORT --run-id ID --objects N --small N [--size BYTES] [--connections N] \
 --purge-method M --purge-path P [--purge-header 'NAME: VALUE']... [--purge-body B]";
 
+/// Says how a fill went; fails if any of its requests did.
+fn reported(
+    what: &str,
+    addr: &str,
+    sent: &str,
+    (took, errors): (std::time::Duration, u64),
+) -> anyhow::Result<()> {
+    eprintln!(
+        "{what} {addr}: {sent} in {:.1} s, {errors} errors",
+        took.as_secs_f64()
+    );
+    if errors > 0 {
+        bail!("{what} {addr}: {errors} requests failed");
+    }
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     match args.next().as_deref() {
@@ -27,17 +44,10 @@ fn main() -> anyhow::Result<()> {
             let [addr, prefix, size, ranks] =
                 std::array::from_fn(|_| args.next().unwrap_or_default());
             let ranks: usize = ranks.parse().context("prefill ADDR PREFIX SIZE RANKS")?;
-            let (took, errors) = fill(&addr, ranks, 16, &|i| {
+            let filled = fill(&addr, ranks, 16, &|i| {
                 format!("{prefix}/{}?size={size}", ranks - i)
             });
-            eprintln!(
-                "prefill {addr}: {ranks} objects in {:.1} s, {errors} errors",
-                took.as_secs_f64()
-            );
-            if errors > 0 {
-                bail!("prefill {addr}: {errors} requests failed");
-            }
-            return Ok(());
+            return reported("prefill", &addr, &format!("{ranks} objects"), filled);
         }
         Some("warm") => {
             let [addr, prefix, size, objects, requests, seed] =
@@ -47,19 +57,12 @@ fn main() -> anyhow::Result<()> {
             let requests: usize = requests.parse().context(usage)?;
             let seed: u64 = seed.parse().context(usage)?;
             let cdf = edge_bench::zipf::cdf(objects, 1.0);
-            let (took, errors) = fill(&addr, requests, 16, &|i| {
+            let filled = fill(&addr, requests, 16, &|i| {
                 let rank =
                     edge_bench::zipf::rank_for(&cdf, edge_bench::zipf::uniform(seed, i as u64));
                 format!("{prefix}/{rank}?size={size}")
             });
-            eprintln!(
-                "warm {addr}: {requests} Zipf requests in {:.1} s, {errors} errors",
-                took.as_secs_f64()
-            );
-            if errors > 0 {
-                bail!("warm {addr}: {errors} requests failed");
-            }
-            return Ok(());
+            return reported("warm", &addr, &format!("{requests} Zipf requests"), filled);
         }
         Some("burst") => {
             let [addr, target, n] = std::array::from_fn(|_| args.next().unwrap_or_default());
