@@ -24,7 +24,7 @@ use edge_cache::seams::{
     ClientRequest, Clock, Origin, OriginRequest, Response, Store, StoreFailure,
 };
 use edge_cache::shared_state::SharedState;
-use edge_cache::spin_metadata::take_connection;
+use edge_cache::spin_metadata::split_fields;
 
 /// `blocking-write-and-flush` accepts at most this many bytes per call.
 const WRITE_CHUNK: usize = 4096;
@@ -185,8 +185,7 @@ fn read_request<S: Store, O: Origin, C: Clock>(
 ) -> Result<ClientRequest, Response> {
     let method = HttpMethod::from_bytes(method_name(&request.method()).as_bytes())
         .map_err(|_| plain_text(400, "unsupported method\n".into()))?;
-    let mut headers = from_pairs(&request.headers().entries());
-    let connection = take_connection(&mut headers);
+    let (headers, connection) = split_fields(request.headers().entries());
     let path_and_query = request.path_with_query().unwrap_or_else(|| "/".to_owned());
     let body = match edge.admit(&method, &path_and_query, &headers) {
         Admission::Answer(response) => return Err(response),

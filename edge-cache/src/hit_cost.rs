@@ -19,7 +19,7 @@ use crate::purge_api::Admission;
 use crate::rules::CacheRules;
 use crate::seams::{ClientRequest, Response, Store, StoreFailure};
 use crate::shared_state::SharedState;
-use crate::spin_metadata::take_connection;
+use crate::spin_metadata::split_fields;
 use crate::test_support::{FakeClock, FakeOrigin, block_on};
 
 #[derive(Default)]
@@ -39,10 +39,10 @@ impl Store for Plain {
     }
 }
 
-/// The request head as edge-host passes it on (wrk sends only `Host`).
-fn incoming() -> HeaderMap {
-    let mut headers = HeaderMap::new();
-    for (name, value) in [
+/// The request head as edge-host passes it on, as the field list the
+/// adapter reads (wrk sends only `Host`).
+fn incoming() -> Vec<(String, Vec<u8>)> {
+    [
         ("host", "127.0.0.1:18082"),
         ("spin-full-url", "http://127.0.0.1:18082/hot/1k?size=1024"),
         ("spin-path-info", "/hot/1k"),
@@ -51,10 +51,10 @@ fn incoming() -> HeaderMap {
         ("spin-raw-component-route", "/..."),
         ("spin-base-path", "/"),
         ("spin-client-addr", "127.0.0.1:50000"),
-    ] {
-        headers.insert(name, HeaderValue::from_static(value));
-    }
-    headers
+    ]
+    .iter()
+    .map(|(name, value)| (name.to_string(), value.as_bytes().to_vec()))
+    .collect()
 }
 
 #[test]
@@ -116,8 +116,7 @@ fn a_hot_hit_through_the_core() {
                 0,
             )
             .with_instance_state(Some(&l1), &collapser);
-            let mut headers = incoming();
-            let connection = take_connection(&mut headers);
+            let (headers, connection) = split_fields(incoming());
             let path_and_query = "/hot/1k?size=1024".to_owned();
             let Admission::NoBody = edge.admit(&Method::GET, &path_and_query, &headers) else {
                 panic!("a GET without a body is admitted as bodiless");

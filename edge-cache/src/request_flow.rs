@@ -549,11 +549,11 @@ mod tests {
     fn get(path: &str, extra: &[(&str, &str)]) -> ClientRequest {
         let mut pairs = vec![("host", "shop.example")];
         pairs.extend_from_slice(extra);
-        let mut headers = crate::test_support::headers(&pairs);
+        let headers = crate::test_support::headers(&pairs);
         ClientRequest {
             method: Method::GET,
             path_and_query: path.to_owned(),
-            connection: crate::spin_metadata::take_connection(&mut headers),
+            connection: crate::spin_metadata::connection_of(&headers),
             headers,
             body: Vec::new(),
         }

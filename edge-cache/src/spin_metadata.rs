@@ -16,32 +16,12 @@ use crate::target::canonical_host;
 /// Prefix of the metadata fields a Spin host adds.
 const SPIN_METADATA_PREFIX: &str = "spin-";
 
-/// Reads the connection facts from `headers` and removes every `spin-*`
-/// field.
-pub fn take_connection(headers: &mut HeaderMap) -> ClientConnection {
-    let connection = connection_of(headers);
-    // A Spin host adds about seven fields to the one or two a client
-    // sends: keeping the rest in a new map is cheaper than removing each.
-    let mut kept = HeaderMap::with_capacity(headers.len());
-    let mut keep = None;
-    for (name, value) in headers.drain() {
-        // `drain` names a field once, then gives its further values.
-        if let Some(name) = name {
-            keep = (!name.as_str().starts_with(SPIN_METADATA_PREFIX)).then_some(name);
-        }
-        if let Some(name) = &keep {
-            kept.append(name.clone(), value);
-        }
-    }
-    *headers = kept;
-    connection
-}
-
 /// A request's fields as a host's field list gives them: the client's own
 /// in a map, and the connection facts of the `spin-*` ones, which are not
-/// kept. [`take_connection`] does the same to a map; this form spares the
-/// parsing of fields that are dropped anyway. A name or value that is not
-/// valid is dropped too (the host has validated them already).
+/// kept (so nothing downstream knows the convention and nothing of the
+/// host's reaches the origin); fields that are dropped are never parsed.
+/// A name or value that is not valid is dropped too (the host has
+/// validated them already).
 pub fn split_fields(fields: Vec<(String, Vec<u8>)>) -> (HeaderMap, ClientConnection) {
     let mut headers = HeaderMap::with_capacity(fields.len());
     let (mut peer, mut full_url) = (None, None);
@@ -135,21 +115,30 @@ mod tests {
         assert_eq!(connection_of(&headers).peer, None);
     }
 
+    /// `spin-*` fields of `pairs`, as a host's field list, split off.
+    fn split(pairs: &[(&str, &str)]) -> (HeaderMap, ClientConnection) {
+        split_fields(
+            pairs
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec()))
+                .collect(),
+        )
+    }
+
     #[test]
     fn the_metadata_is_removed_and_the_rest_kept() {
-        let mut headers = map(&[
+        let (headers, conn) = split(&[
             ("spin-full-url", "http://shop.example/a"),
             ("spin-client-addr", "192.0.2.7:51000"),
             ("accept", "text/html"),
         ]);
-        let conn = take_connection(&mut headers);
         assert_eq!(conn.peer, Some("192.0.2.7:51000".parse().unwrap()));
         assert_eq!(headers.len(), 1);
         assert_eq!(headers["accept"], "text/html");
     }
 
     #[test]
-    fn a_field_list_splits_as_a_map_does() {
+    fn a_field_list_splits_as_a_map_reads() {
         let fields = [
             ("Host", "Shop.Example"),
             ("spin-full-url", "https://shop.example/a"),
@@ -161,18 +150,15 @@ mod tests {
             ("bad name", "x"),
             ("x-bad-value", "a\nb"),
         ];
-        let list = fields
-            .iter()
-            .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec()))
-            .collect();
-        let (headers, connection) = split_fields(list);
-        let mut map = map(&fields[..7]);
-        let expected = take_connection(&mut map);
-        assert_eq!(connection, expected);
+        let (headers, connection) = split(&fields);
+        // The same facts as read from the whole map, and the client's own
+        // fields exactly.
+        assert_eq!(connection, connection_of(&map(&fields[..7])));
         assert_eq!(connection.peer, Some("192.0.2.7:51000".parse().unwrap()));
         assert_eq!(connection.scheme, "https");
         assert_eq!(connection.host.as_deref(), Some("shop.example"));
-        assert_eq!(headers, map);
+        let client = [fields[0], fields[4], fields[5], fields[6]];
+        assert_eq!(headers, map(&client));
         assert_eq!(headers.get_all("cookie").iter().count(), 2);
         assert!(!headers.contains_key("x-bad-value"));
     }
