@@ -28,6 +28,7 @@ use edge_cache::answer::{body_too_large, plain_text};
 use edge_cache::collapse::Collapser;
 use edge_cache::config::{EdgeConfig, OriginAddress, VARIABLES};
 use edge_cache::edge::{Edge, NamedOrigin};
+use edge_cache::header_list::to_pairs;
 use edge_cache::l1::{L1, l1_for};
 use edge_cache::origin_failure::OriginFailure;
 use edge_cache::purge_api::Admission;
@@ -402,20 +403,8 @@ fn nanos(duration: Duration) -> u64 {
 /// its body (if any) written by a task of its own once the host reads it,
 /// and no trailers.
 fn reply(answer: Response) -> Result<types::Response, ErrorCode> {
-    let internal = |what: String| ErrorCode::InternalError(Some(what));
-    let mut fields = Vec::with_capacity(answer.headers.len());
-    let mut name = None;
-    // `into_iter` names a field once, then gives its further values.
-    for (next, value) in answer.headers {
-        if next.is_some() {
-            name = next;
-        }
-        if let Some(name) = &name {
-            fields.push((name.as_str().to_owned(), value.as_bytes().to_vec()));
-        }
-    }
-    let fields =
-        Fields::from_list(&fields).map_err(|e| internal(format!("response fields: {e:?}")))?;
+    let fields = Fields::from_list(&to_pairs(&answer.headers))
+        .map_err(|e| ErrorCode::InternalError(Some(format!("response fields: {e:?}"))))?;
     let contents = (!answer.body.is_empty()).then(|| {
         let (mut writer, reader) = wit_stream::new::<u8>();
         let body = answer.body;
@@ -428,13 +417,9 @@ fn reply(answer: Response) -> Result<types::Response, ErrorCode> {
     // The writer's end dropped unwritten: the host reads the default.
     let (_, trailers) = wit_future::new(|| Ok(None));
     let (response, _sent) = types::Response::new(fields, contents, trailers);
-    let status = if (100..=999).contains(&answer.status) {
-        answer.status
-    } else {
-        502
-    };
-    response
-        .set_status_code(status)
-        .map_err(|()| internal(format!("status {status} refused")))?;
+    // A status the host refuses (outside 100-999) answers as a bad gateway.
+    if response.set_status_code(answer.status).is_err() {
+        let _ = response.set_status_code(502);
+    }
     Ok(response)
 }
