@@ -99,9 +99,13 @@ pub async fn send_request(
         false => None,
     };
     let reused = idle.is_some();
-    let mut sender = match idle {
-        Some(sender) => sender,
-        None => connect(&key, connect_timeout, &component).await?,
+    // A new connection's task runs on this lane (see `connect`).
+    let (mut sender, mut home) = match idle {
+        Some(idle) => idle,
+        None => (
+            connect(&key, connect_timeout, &component).await?,
+            crate::lanes::current(),
+        ),
     };
     // A copy to send again if the origin closes a reused connection after
     // the request went out (a bodiless idempotent request only: a streamed
@@ -130,6 +134,7 @@ pub async fn send_request(
                 failed.error()
             );
             sender = connect(&key, connect_timeout, &component).await?;
+            home = crate::lanes::current();
             tokio::time::timeout_at(first_byte_by, sender.send_request(again))
                 .await
                 .map_err(|_| Error::ConnectionReadTimeout)??
@@ -142,7 +147,7 @@ pub async fn send_request(
     let lease = if request_closes || wants_close(response.version(), response.headers()) {
         None
     } else {
-        pool.lease(key, sender, keep_alive_timeout(response.headers()))
+        pool.lease(key, sender, home, keep_alive_timeout(response.headers()))
     };
     let mut timeout = tokio::time::interval(between_bytes_timeout);
     timeout.reset();
