@@ -14,6 +14,7 @@ BEGIN { RS = "" }
   else if (top ~ /\.cwasm|perf-[0-9]+\.map|\[unknown\]/) c = "guest Wasm code (edge-cache)"
   else if (s ~ /key_value|KeyValue/) c = "key-value store host calls"
   else if (s ~ /wasi_http|field_map/) c = "wasi:http fields and bodies"
+  else if (s ~ /outbound_http|hyper::client|hyper::proto::h1::role::Client/) c = "origin requests (pool, hyper client)"
   else if (s ~ /hyper::|mio::|tokio::net/) c = "HTTP serving (hyper, sockets)"
   else if (s ~ /HostFn|wasmtime_wasi|wasmtime::|spin_interfaces|edge_host::/) c = "other host and wasmtime work"
   else if (s ~ /futex|schedule/) c = "other thread wake-ups and context switches"
