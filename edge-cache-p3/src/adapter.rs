@@ -15,20 +15,21 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::{Duration, SystemTime};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
 use spin_sdk::http::body::IncomingBodyExt;
 use spin_sdk::key_value;
 use spin_sdk::wasip3::exports::http::handler::Guest;
+use spin_sdk::wasip3::http::client;
 use spin_sdk::wasip3::http::types::{self, ErrorCode, Fields, RequestOptions, Scheme};
-use spin_sdk::wasip3::http_compat::{IncomingRequestBody, RequestOptionsExtension};
+use spin_sdk::wasip3::http_compat::IncomingRequestBody;
+use spin_sdk::wasip3::wit_bindgen::{StreamReader, StreamResult};
 use spin_sdk::wasip3::{wit_future, wit_stream};
 
 use edge_cache::answer::{body_too_large, plain_text};
 use edge_cache::collapse::Collapser;
 use edge_cache::config::{EdgeConfig, OriginAddress, VARIABLES};
 use edge_cache::edge::{Edge, NamedOrigin};
-use edge_cache::header_list::to_pairs;
+use edge_cache::header_list::{from_pairs, to_pairs};
 use edge_cache::l1::{L1, l1_for};
 use edge_cache::origin_failure::OriginFailure;
 use edge_cache::purge_api::Admission;
@@ -345,50 +346,118 @@ struct SpinOrigin<'a> {
     config: &'a EdgeConfig,
 }
 
+/// The most a response body's buffer is sized to up front from its
+/// `Content-Length` (a larger body grows it as it arrives; a false length
+/// reserves no more than this).
+const BODY_CAPACITY_UP_FRONT: usize = 1 << 20;
+
+/// What a read asks for when the buffer is full (the host's frames are at
+/// most this large in practice).
+const BODY_READ_SIZE: usize = 16 * 1024;
+
 impl Origin for SpinOrigin<'_> {
     async fn send(&self, request: OriginRequest) -> Result<Response, OriginFailure> {
-        let protocol = |what: String| OriginFailure::Protocol(what);
         let config = self.config;
-        let uri = format!(
-            "{}://{}{}",
-            self.address.scheme,
-            self.address.authority,
-            self.address.target_for(&request.target)
-        );
-        let mut outgoing = http::Request::builder()
-            .method(request.method)
-            .uri(uri)
-            .body(Full::new(Bytes::from(request.body)))
-            .map_err(|e| protocol(format!("request rejected: {e}")))?;
-        *outgoing.headers_mut() = request.headers;
+        let outgoing = self.outgoing(request)?;
+        let response = client::send(outgoing)
+            .await
+            .map_err(|code| classify(code, config))?;
+        read_response(response, config).await
+    }
+}
+
+impl SpinOrigin<'_> {
+    /// The request in `wasi:http` types, without spin-sdk's `http::Request`
+    /// conversion: one field list (the pipeline already dropped `Host` and
+    /// the hop-by-hop fields the host forbids), the origin's authority, and
+    /// a body stream only when there is a body. A fill's GET has none, so
+    /// no task writes an empty body and the host has no stream to drain.
+    fn outgoing(&self, request: OriginRequest) -> Result<types::Request, OriginFailure> {
+        let refused = |what: String| OriginFailure::Protocol(format!("request rejected: {what}"));
+        let fields = Fields::from_list(&to_pairs(&request.headers))
+            .map_err(|e| refused(format!("fields: {e:?}")))?;
+        let config = self.config;
         let options = RequestOptions::new();
         let timeout = nanos(config.origin_timeout);
         // The host may not support every option; an unsupported one is ignored.
         let _ = options.set_connect_timeout(Some(nanos(config.connect_timeout)));
         let _ = options.set_first_byte_timeout(Some(timeout));
         let _ = options.set_between_bytes_timeout(Some(timeout));
+        // The trailers' writer dropped unwritten: the host reads none.
+        let (_, trailers) = wit_future::new(|| Ok(None));
+        let (outgoing, _sent) =
+            types::Request::new(fields, body_stream(request.body), trailers, Some(options));
+        let address = self.address;
         outgoing
-            .extensions_mut()
-            .insert(RequestOptionsExtension(options));
-        let response = spin_sdk::http::send(outgoing)
-            .await
-            .map_err(|code| classify(code, config))?;
-        let (parts, body) = response.into_parts();
-        let body = body
-            .bytes()
-            .await
-            .map_err(|code| match classify(code, config) {
-                OriginFailure::Protocol(detail) => {
-                    protocol(format!("response body broke off: {detail}"))
-                }
-                other => other,
-            })?;
-        Ok(Response {
-            status: parts.status.as_u16(),
-            headers: parts.headers,
-            body: body.to_vec(),
-        })
+            .set_method(&request.method.into())
+            .map_err(|()| refused("method".into()))?;
+        outgoing
+            .set_scheme(Some(&(&address.scheme).into()))
+            .map_err(|()| refused("scheme".into()))?;
+        outgoing
+            .set_authority(Some(address.authority.as_str()))
+            .map_err(|()| refused("authority".into()))?;
+        outgoing
+            .set_path_with_query(Some(&address.target_for(&request.target)))
+            .map_err(|()| refused("target".into()))?;
+        Ok(outgoing)
     }
+}
+
+/// The origin's response, its body read whole into one buffer sized from
+/// its `Content-Length`; a body that breaks off is the error the host
+/// gives for it.
+async fn read_response(
+    response: types::Response,
+    config: &EdgeConfig,
+) -> Result<Response, OriginFailure> {
+    let status = response.get_status_code();
+    let headers = from_pairs(&response.get_headers().copy_all());
+    let declared = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok()?.parse::<usize>().ok())
+        .unwrap_or(0);
+    // Resolved (as read) when dropped, once the body has been read.
+    let (_read, done) = wit_future::new(|| Ok(()));
+    let (mut contents, trailers) = types::Response::consume_body(response, done);
+    let mut body = Vec::with_capacity(declared.min(BODY_CAPACITY_UP_FRONT));
+    loop {
+        if body.len() == body.capacity() {
+            body.reserve(BODY_READ_SIZE);
+        }
+        let (result, filled) = contents.read(body).await;
+        body = filled;
+        match result {
+            StreamResult::Complete(_) => {}
+            StreamResult::Dropped | StreamResult::Cancelled => break,
+        }
+    }
+    if let Err(code) = trailers.await {
+        return Err(match classify(code, config) {
+            OriginFailure::Protocol(detail) => {
+                OriginFailure::Protocol(format!("response body broke off: {detail}"))
+            }
+            other => other,
+        });
+    }
+    Ok(Response {
+        status,
+        headers,
+        body,
+    })
+}
+
+/// A body as a stream the host reads, written by a task of its own; none
+/// for an empty body.
+fn body_stream(body: Vec<u8>) -> Option<StreamReader<u8>> {
+    (!body.is_empty()).then(|| {
+        let (mut writer, reader) = wit_stream::new::<u8>();
+        spin_sdk::wasip3::spawn(async move {
+            // A reader that went away leaves the rest unwritten.
+            let _ = writer.write_all(body).await;
+        });
+        reader
+    })
 }
 
 fn classify(code: ErrorCode, config: &EdgeConfig) -> OriginFailure {
@@ -405,18 +474,9 @@ fn nanos(duration: Duration) -> u64 {
 fn reply(answer: Response) -> Result<types::Response, ErrorCode> {
     let fields = Fields::from_list(&to_pairs(&answer.headers))
         .map_err(|e| ErrorCode::InternalError(Some(format!("response fields: {e:?}"))))?;
-    let contents = (!answer.body.is_empty()).then(|| {
-        let (mut writer, reader) = wit_stream::new::<u8>();
-        let body = answer.body;
-        spin_sdk::wasip3::spawn(async move {
-            // A client that went away leaves the rest unwritten.
-            let _ = writer.write_all(body).await;
-        });
-        reader
-    });
-    // The writer's end dropped unwritten: the host reads the default.
+    // The trailers' writer dropped unwritten: the host reads none.
     let (_, trailers) = wit_future::new(|| Ok(None));
-    let (response, _sent) = types::Response::new(fields, contents, trailers);
+    let (response, _sent) = types::Response::new(fields, body_stream(answer.body), trailers);
     // A status the host refuses (outside 100-999) answers as a bad gateway.
     if response.set_status_code(answer.status).is_err() {
         let _ = response.set_status_code(502);
