@@ -358,11 +358,13 @@ const BODY_READ_SIZE: usize = 16 * 1024;
 impl Origin for SpinOrigin<'_> {
     async fn send(&self, request: OriginRequest) -> Result<Response, OriginFailure> {
         let config = self.config;
+        // A HEAD's `Content-Length` describes a body that is not sent.
+        let bodiless = request.method == http::Method::HEAD;
         let outgoing = self.outgoing(request)?;
         let response = client::send(outgoing)
             .await
             .map_err(|code| classify(code, config))?;
-        read_response(response, config).await
+        read_response(response, bodiless, config).await
     }
 }
 
@@ -405,16 +407,18 @@ impl SpinOrigin<'_> {
 }
 
 /// The origin's response, its body read whole into one buffer sized from
-/// its `Content-Length`; a body that breaks off is the error the host
-/// gives for it.
+/// its `Content-Length` (unless the request was `bodiless`); a body that
+/// breaks off is the error the host gives for it.
 async fn read_response(
     response: types::Response,
+    bodiless: bool,
     config: &EdgeConfig,
 ) -> Result<Response, OriginFailure> {
     let status = response.get_status_code();
     let headers = from_pairs(&response.get_headers().copy_all());
     let declared = headers
         .get(http::header::CONTENT_LENGTH)
+        .filter(|_| !bodiless && !matches!(status, 204 | 304))
         .and_then(|value| value.to_str().ok()?.parse::<usize>().ok())
         .unwrap_or(0);
     // Resolved (as read) when dropped, once the body has been read.
