@@ -12,6 +12,7 @@ pub use faulty_store::FaultyStore;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 pub use edge_host::Flavour;
 use edge_host::access_log::LogFormat;
@@ -526,6 +527,51 @@ l1_capacity_bytes = "{{{{ l1_capacity_bytes }}}}"
             ""
         },
     )
+}
+
+/// An origin on a raw loopback socket, for answers no HTTP library would
+/// give: each request head read (pipelined ones in order) is counted and
+/// handed to `answer` with the connection, which writes what it likes and
+/// returns whether to read the next request. Returns the origin's URL and
+/// the count.
+pub async fn raw_origin<F, Fut>(answer: F) -> (String, Arc<AtomicUsize>)
+where
+    F: Fn(tokio::net::TcpStream) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = Option<tokio::net::TcpStream>> + Send + 'static,
+{
+    use tokio::io::AsyncReadExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind an ephemeral port");
+    let url = format!("http://{}", listener.local_addr().expect("local addr"));
+    let requests = Arc::new(AtomicUsize::new(0));
+    let counter = requests.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let (counter, answer) = (counter.clone(), answer.clone());
+            tokio::spawn(async move {
+                let mut stream = stream;
+                let mut pending = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    if let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                        pending.drain(..end + 4);
+                        counter.fetch_add(1, Ordering::SeqCst);
+                        match answer(stream).await {
+                            Some(kept) => stream = kept,
+                            None => return,
+                        }
+                        continue;
+                    }
+                    match stream.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => pending.extend_from_slice(&chunk[..n]),
+                    }
+                }
+            });
+        }
+    });
+    (url, requests)
 }
 
 /// A loopback port with nothing listening on it.

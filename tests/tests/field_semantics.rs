@@ -3,14 +3,13 @@
 //! response kept (RFC 9111 §3.1), HTTP-dates in every form a recipient must
 //! read (RFC 9110 §5.6.7), and interim responses (RFC 9110 §15.2).
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use edge_tests::{Edge, EdgeSetup, Fetched};
+use edge_tests::{Edge, EdgeSetup, Fetched, raw_origin};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use wiremock::matchers::path;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -313,43 +312,19 @@ async fn client_dates_in_any_form_are_compared_by_the_edge() {
 
 /// An origin on a raw socket that sends `100 Continue` and `103 Early
 /// Hints` before every final `200` (fresh for 60 s); counts requests.
-async fn origin_with_interim_responses() -> (SocketAddr, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let requests = Arc::new(AtomicUsize::new(0));
-    let counter = requests.clone();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            let counter = counter.clone();
-            tokio::spawn(async move {
-                let mut pending = Vec::new();
-                let mut chunk = [0u8; 4096];
-                loop {
-                    while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
-                        pending.drain(..end + 4);
-                        counter.fetch_add(1, Ordering::SeqCst);
-                        let interim = b"HTTP/1.1 100 Continue\r\n\r\n\
-                            HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n";
-                        if stream.write_all(interim).await.is_err() {
-                            return;
-                        }
-                        let _ = stream.flush().await;
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                        let last = b"HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\n\
-                            Content-Type: text/plain\r\nContent-Length: 5\r\n\r\nfinal";
-                        if stream.write_all(last).await.is_err() {
-                            return;
-                        }
-                    }
-                    match stream.read(&mut chunk).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => pending.extend_from_slice(&chunk[..n]),
-                    }
-                }
-            });
-        }
-    });
-    (addr, requests)
+async fn origin_with_interim_responses() -> (String, Arc<AtomicUsize>) {
+    raw_origin(|mut stream| async move {
+        let interim = b"HTTP/1.1 100 Continue\r\n\r\n\
+            HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n";
+        stream.write_all(interim).await.ok()?;
+        let _ = stream.flush().await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let last = b"HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\n\
+            Content-Type: text/plain\r\nContent-Length: 5\r\n\r\nfinal";
+        stream.write_all(last).await.ok()?;
+        Some(stream)
+    })
+    .await
 }
 
 /// Everything the edge writes for one `GET path`, as text.
@@ -367,10 +342,8 @@ async fn raw_get(edge: &Edge, p: &str) -> String {
 
 #[tokio::test]
 async fn interim_responses_are_never_stored_or_replayed() {
-    let (addr, requests) = origin_with_interim_responses().await;
-    let edge = Edge::start(EdgeSetup::origin(&format!("http://{addr}")))
-        .await
-        .unwrap();
+    let (origin_url, requests) = origin_with_interim_responses().await;
+    let edge = Edge::start(EdgeSetup::origin(&origin_url)).await.unwrap();
     let miss = raw_get(&edge, "/hinted").await;
     let hit = raw_get(&edge, "/hinted").await;
     for (answer, expected) in [(&miss, "stored"), (&hit, "; hit")] {

@@ -1,11 +1,10 @@
 //! The edge as a reverse proxy (no caching): the compiled component in
 //! edge-host, wiremock as the origin, real sockets on 127.0.0.1.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use edge_tests::{Edge, EdgeSetup, closed_port};
+use edge_tests::{Edge, EdgeSetup, closed_port, raw_origin};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use wiremock::matchers::{body_string, header, method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -202,38 +201,16 @@ async fn origin_refusing_connections_is_a_502_naming_the_cause() {
     );
 }
 
-/// An origin on a raw socket that answers every request with a cacheable
-/// `200` declaring 100 bytes, sends 10 and closes; counts the requests.
-async fn origin_cutting_its_bodies_short() -> (String, Arc<AtomicUsize>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let requests = Arc::new(AtomicUsize::new(0));
-    let counter = requests.clone();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            let counter = counter.clone();
-            tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut chunk = [0u8; 4096];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match stream.read(&mut chunk).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&chunk[..n]),
-                    }
-                }
-                counter.fetch_add(1, Ordering::SeqCst);
-                let cut = b"HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\n\
-                    Content-Length: 100\r\n\r\nten bytes.";
-                let _ = stream.write_all(cut).await;
-            });
-        }
-    });
-    (url, requests)
-}
-
 #[tokio::test]
 async fn an_origin_body_cut_short_is_a_502_and_is_not_stored() {
-    let (origin_url, requests) = origin_cutting_its_bodies_short().await;
+    // A cacheable `200` declaring 100 bytes, 10 sent, then the close.
+    let (origin_url, requests) = raw_origin(|mut stream| async move {
+        let cut = b"HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\n\
+            Content-Length: 100\r\n\r\nten bytes.";
+        let _ = stream.write_all(cut).await;
+        None
+    })
+    .await;
     let edge = Edge::start(EdgeSetup::origin(&origin_url)).await.unwrap();
     for attempt in 1..=2 {
         let response = reqwest::get(edge.url("/cut")).await.unwrap();
