@@ -46,6 +46,17 @@ impl Cached {
             StoredValue::Response(meta) => from_pairs(&meta.headers),
             StoredValue::Vary(_) => HeaderMap::new(),
         };
+        Cached::with_headers(value, headers, body, validated_at)
+    }
+
+    /// A value just written, with the map its stored headers were made
+    /// from (what [`Cached::new`] would parse back from them).
+    pub fn with_headers(
+        value: StoredValue,
+        headers: HeaderMap,
+        body: Vec<u8>,
+        validated_at: Option<String>,
+    ) -> Self {
         Cached {
             value,
             headers,

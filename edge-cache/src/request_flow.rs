@@ -460,6 +460,7 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
                     response_time,
                     initial_age,
                     lifetime: lifetime.map(|(l, _)| l),
+                    control: &control,
                 };
                 let stored = self
                     .storage()

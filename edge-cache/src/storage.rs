@@ -193,6 +193,8 @@ pub struct StoredFetch<'a> {
     pub initial_age: Duration,
     /// Its freshness lifetime (`None`: stale at once, kept for validation).
     pub lifetime: Option<Duration>,
+    /// Its cache directives, as the flow already parsed them.
+    pub control: &'a EffectiveControl,
 }
 
 /// The surrogate keys (tags) a response carries, sorted and unique.
@@ -292,11 +294,13 @@ impl<S: Store, C: Clock> CacheStorage<'_, S, C> {
         Ok(Read::Value(cached))
     }
 
-    /// Writes `value` under `key` to the store and the first tier.
+    /// Writes `value` under `key` to the store and the first tier; a
+    /// response's headers come with it as the map they were stored from,
+    /// so the first tier's copy need not parse them back.
     async fn put(
         &self,
         key: &str,
-        value: StoredValue,
+        (value, headers): (StoredValue, Option<HeaderMap>),
         body: &[u8],
         epoch: &PurgeEpoch,
     ) -> Result<(), StoreFailure> {
@@ -305,10 +309,14 @@ impl<S: Store, C: Clock> CacheStorage<'_, S, C> {
         if let Some(l1) = self.l1 {
             match &written {
                 // Fetched after the epoch was read: valid against it.
-                Ok(()) => l1.put(
-                    key,
-                    Rc::new(Cached::new(value, body.to_vec(), epoch.clone())),
-                ),
+                Ok(()) => {
+                    let (body, validated_at) = (body.to_vec(), epoch.clone());
+                    let cached = match headers {
+                        Some(headers) => Cached::with_headers(value, headers, body, validated_at),
+                        None => Cached::new(value, body, validated_at),
+                    };
+                    l1.put(key, Rc::new(cached));
+                }
                 Err(_) => l1.remove(key),
             }
         }
@@ -336,10 +344,7 @@ impl<S: Store, C: Clock> CacheStorage<'_, S, C> {
         }
         // `private="a"` / `no-cache="a"`: the response is shared, these
         // fields are not.
-        for name in EffectiveControl::of(fetch.headers)
-            .directives
-            .unshared_fields()
-        {
+        for name in fetch.control.directives.unshared_fields() {
             stored_headers.remove(name.as_str());
         }
         let meta = EntryMeta {
@@ -352,33 +357,25 @@ impl<S: Store, C: Clock> CacheStorage<'_, S, C> {
             lifetime_ms: fetch.lifetime.map_or(0, |l| l.as_millis() as u64),
             tags: surrogate_keys(fetch.headers),
         };
-        self.write(
-            keyed,
-            request_headers,
-            fetch.headers,
-            meta,
-            fetch.body,
-            epoch,
-        )
-        .await
+        let stored = (meta, stored_headers, fetch.body);
+        self.write(keyed, request_headers, fetch.headers, stored, epoch)
+            .await
     }
 
-    /// Writes `meta` and `body` for `keyed`, as a variant when the
-    /// response has `Vary`.
+    /// Writes a response for `keyed` (its metadata, its stored headers as
+    /// a map, its body), as a variant when the response has `Vary`.
     async fn write(
         &self,
         keyed: &KeyedRequest,
         request_headers: &HeaderMap,
         response_headers: &HeaderMap,
-        meta: EntryMeta,
-        body: &[u8],
+        (meta, headers, body): (EntryMeta, HeaderMap, &[u8]),
         epoch: &PurgeEpoch,
     ) -> Result<(), StoreFailure> {
         let primary = entry_key(&keyed.key);
+        let response = |meta| (StoredValue::Response(meta), Some(headers));
         let VaryNames::Names(names) = VaryNames::of(response_headers) else {
-            return self
-                .put(&primary, StoredValue::Response(meta), body, epoch)
-                .await;
+            return self.put(&primary, response(meta), body, epoch).await;
         };
         // Keep the current index if it describes the same Vary; otherwise a
         // new epoch makes every older variant unreachable.
@@ -409,9 +406,8 @@ impl<S: Store, C: Clock> CacheStorage<'_, S, C> {
             }
         }
         let variant_key = variant_key(&index, &variant);
-        self.put(&variant_key, StoredValue::Response(meta), body, epoch)
-            .await?;
-        self.put(&primary, StoredValue::Vary(index), &[], epoch)
+        self.put(&variant_key, response(meta), body, epoch).await?;
+        self.put(&primary, (StoredValue::Vary(index), None), &[], epoch)
             .await
     }
 
