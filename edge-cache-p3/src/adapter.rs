@@ -22,7 +22,7 @@ use spin_sdk::wasip3::exports::http::handler::Guest;
 use spin_sdk::wasip3::http::client;
 use spin_sdk::wasip3::http::types::{self, ErrorCode, Fields, RequestOptions, Scheme};
 use spin_sdk::wasip3::http_compat::IncomingRequestBody;
-use spin_sdk::wasip3::wit_bindgen::{StreamReader, StreamResult};
+use spin_sdk::wasip3::wit_bindgen::{FutureReader, StreamReader, StreamResult};
 use spin_sdk::wasip3::{wit_future, wit_stream};
 
 use edge_cache::answer::{body_too_large, plain_text};
@@ -385,10 +385,12 @@ impl SpinOrigin<'_> {
         let _ = options.set_connect_timeout(Some(nanos(config.connect_timeout)));
         let _ = options.set_first_byte_timeout(Some(timeout));
         let _ = options.set_between_bytes_timeout(Some(timeout));
-        // The trailers' writer dropped unwritten: the host reads none.
-        let (_, trailers) = wit_future::new(|| Ok(None));
-        let (outgoing, _sent) =
-            types::Request::new(fields, body_stream(request.body), trailers, Some(options));
+        let (outgoing, _sent) = types::Request::new(
+            fields,
+            body_stream(request.body),
+            no_trailers(),
+            Some(options),
+        );
         let address = self.address;
         outgoing
             .set_method(&request.method.into())
@@ -451,6 +453,12 @@ async fn read_response(
     })
 }
 
+/// A message's trailers as the host reads them: none (the writer's end is
+/// dropped unwritten, so the host reads the default).
+fn no_trailers() -> FutureReader<Result<Option<Fields>, ErrorCode>> {
+    wit_future::new(|| Ok(None)).1
+}
+
 /// A body as a stream the host reads, written by a task of its own; none
 /// for an empty body.
 fn body_stream(body: Vec<u8>) -> Option<StreamReader<u8>> {
@@ -478,9 +486,7 @@ fn nanos(duration: Duration) -> u64 {
 fn reply(answer: Response) -> Result<types::Response, ErrorCode> {
     let fields = Fields::from_list(&to_pairs(&answer.headers))
         .map_err(|e| ErrorCode::InternalError(Some(format!("response fields: {e:?}"))))?;
-    // The trailers' writer dropped unwritten: the host reads none.
-    let (_, trailers) = wit_future::new(|| Ok(None));
-    let (response, _sent) = types::Response::new(fields, body_stream(answer.body), trailers);
+    let (response, _sent) = types::Response::new(fields, body_stream(answer.body), no_trailers());
     // A status the host refuses (outside 100-999) answers as a bad gateway.
     if response.set_status_code(answer.status).is_err() {
         let _ = response.set_status_code(502);

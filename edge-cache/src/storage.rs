@@ -197,6 +197,14 @@ pub struct StoredFetch<'a> {
     pub control: &'a EffectiveControl,
 }
 
+/// A response as it is written: its metadata, the header map its stored
+/// fields were made from (for the first tier's copy), and its body.
+struct StoredResponse<'a> {
+    meta: EntryMeta,
+    headers: HeaderMap,
+    body: &'a [u8],
+}
+
 /// The surrogate keys (tags) a response carries, sorted and unique.
 fn surrogate_keys(headers: &HeaderMap) -> Vec<String> {
     let mut tags: Vec<String> = headers
@@ -300,7 +308,8 @@ impl<S: Store, C: Clock> CacheStorage<'_, S, C> {
     async fn put(
         &self,
         key: &str,
-        (value, headers): (StoredValue, Option<HeaderMap>),
+        value: StoredValue,
+        headers: Option<HeaderMap>,
         body: &[u8],
         epoch: &PurgeEpoch,
     ) -> Result<(), StoreFailure> {
@@ -357,25 +366,36 @@ impl<S: Store, C: Clock> CacheStorage<'_, S, C> {
             lifetime_ms: fetch.lifetime.map_or(0, |l| l.as_millis() as u64),
             tags: surrogate_keys(fetch.headers),
         };
-        let stored = (meta, stored_headers, fetch.body);
+        let stored = StoredResponse {
+            meta,
+            headers: stored_headers,
+            body: fetch.body,
+        };
         self.write(keyed, request_headers, fetch.headers, stored, epoch)
             .await
     }
 
-    /// Writes a response for `keyed` (its metadata, its stored headers as
-    /// a map, its body), as a variant when the response has `Vary`.
+    /// Writes `stored` for `keyed`, as a variant when the response has
+    /// `Vary`.
     async fn write(
         &self,
         keyed: &KeyedRequest,
         request_headers: &HeaderMap,
         response_headers: &HeaderMap,
-        (meta, headers, body): (EntryMeta, HeaderMap, &[u8]),
+        stored: StoredResponse<'_>,
         epoch: &PurgeEpoch,
     ) -> Result<(), StoreFailure> {
+        let StoredResponse {
+            meta,
+            headers,
+            body,
+        } = stored;
         let primary = entry_key(&keyed.key);
-        let response = |meta| (StoredValue::Response(meta), Some(headers));
         let VaryNames::Names(names) = VaryNames::of(response_headers) else {
-            return self.put(&primary, response(meta), body, epoch).await;
+            let response = StoredValue::Response(meta);
+            return self
+                .put(&primary, response, Some(headers), body, epoch)
+                .await;
         };
         // Keep the current index if it describes the same Vary; otherwise a
         // new epoch makes every older variant unreachable.
@@ -406,8 +426,10 @@ impl<S: Store, C: Clock> CacheStorage<'_, S, C> {
             }
         }
         let variant_key = variant_key(&index, &variant);
-        self.put(&variant_key, response(meta), body, epoch).await?;
-        self.put(&primary, (StoredValue::Vary(index), None), &[], epoch)
+        let response = StoredValue::Response(meta);
+        self.put(&variant_key, response, Some(headers), body, epoch)
+            .await?;
+        self.put(&primary, StoredValue::Vary(index), None, &[], epoch)
             .await
     }
 

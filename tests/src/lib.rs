@@ -253,13 +253,13 @@ impl EdgeSetup {
         self
     }
 
-    /// Reuses WASI 0.3 instances as `reuse` says.
     /// Serves from `lanes` threads of their own (see `edge_host::lanes`).
     pub fn lanes(mut self, lanes: usize) -> Self {
         self.lanes = Some(lanes);
         self
     }
 
+    /// Reuses WASI 0.3 instances as `reuse` says.
     pub fn reuse(mut self, reuse: ReuseOptions) -> Self {
         self.reuse = Some(reuse);
         self
@@ -532,8 +532,8 @@ l1_capacity_bytes = "{{{{ l1_capacity_bytes }}}}"
 /// An origin on a raw loopback socket, for answers no HTTP library would
 /// give: each request head read (pipelined ones in order) is counted and
 /// handed to `answer` with the connection, which writes what it likes and
-/// returns whether to read the next request. Returns the origin's URL and
-/// the count.
+/// gives the connection back to read the next request on, or `None` to
+/// close it. Returns the origin's URL and the count.
 pub async fn raw_origin<F, Fut>(answer: F) -> (String, Arc<AtomicUsize>)
 where
     F: Fn(tokio::net::TcpStream) -> Fut + Clone + Send + 'static,
