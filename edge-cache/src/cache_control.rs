@@ -168,7 +168,8 @@ impl CacheDirectives {
 
     /// Whether `name` is present without field names: `no-cache` or
     /// `private` for the whole response, not `no-cache="a"` (§5.2.2.4,
-    /// §5.2.2.7).
+    /// §5.2.2.7). One unqualified instance anywhere, in any field line,
+    /// is enough: `private="X-Internal", private` is private.
     pub fn has_unqualified(&self, name: &str) -> bool {
         self.field_names(name).is_some_and(|names| names.is_empty())
     }
@@ -187,20 +188,32 @@ impl CacheDirectives {
         names
     }
 
-    /// Field names qualifying `no-cache="…"` / `private="…"`; an empty list
-    /// when the directive is present without a value.
+    /// Field names qualifying `no-cache="…"` / `private="…"`, from every
+    /// instance of the directive; an empty list (the whole response) when
+    /// any instance names none (`private`, `private=""`). The unqualified
+    /// form is the stricter reading, so it wins wherever it stands: a
+    /// sender that adds `private` to a response already carrying
+    /// `private="X-Internal"` must not have it shared.
     pub fn field_names(&self, name: &str) -> Option<Vec<String>> {
-        let directive = self.directives.iter().find(|d| d.name == name)?;
-        Some(
-            directive
-                .value
-                .as_deref()
-                .unwrap_or("")
-                .split(',')
-                .map(|s| s.trim().to_ascii_lowercase())
-                .filter(|s| !s.is_empty())
-                .collect(),
-        )
+        let mut instances = self.directives.iter().filter(|d| d.name == name).peekable();
+        instances.peek()?;
+        let mut names = Vec::new();
+        for directive in instances {
+            let before = names.len();
+            names.extend(
+                directive
+                    .value
+                    .as_deref()
+                    .unwrap_or("")
+                    .split(',')
+                    .map(|s| s.trim().to_ascii_lowercase())
+                    .filter(|s| !s.is_empty()),
+            );
+            if names.len() == before {
+                return Some(Vec::new());
+            }
+        }
+        Some(names)
     }
 
     /// The directive names, in order.
@@ -463,5 +476,80 @@ mod tests {
         let whole = CacheDirectives::parse("no-cache, private");
         assert!(whole.has_unqualified("no-cache") && whole.has_unqualified("private"));
         assert!(whole.unshared_fields().is_empty());
+    }
+
+    #[test]
+    fn an_unqualified_no_cache_or_private_anywhere_wins() {
+        // (field lines, directive, whole response?, field names otherwise)
+        let table: [(&[&str], &str, bool, &[&str]); 18] = [
+            (&[r#"private="X-Internal", private"#], "private", true, &[]),
+            (&[r#"private, private="X-Internal""#], "private", true, &[]),
+            (&["private=X-Internal, private"], "private", true, &[]),
+            (&["private, private=X-Internal"], "private", true, &[]),
+            (
+                &[r#"private="X-Internal""#, "private"],
+                "private",
+                true,
+                &[],
+            ),
+            (
+                &["private", r#"private="X-Internal""#],
+                "private",
+                true,
+                &[],
+            ),
+            (
+                &[r#"PRIVATE="x", max-age=60, Private"#],
+                "private",
+                true,
+                &[],
+            ),
+            (&[r#"private="x", private="""#], "private", true, &[]),
+            (&[r#"no-cache="X", no-cache"#], "no-cache", true, &[]),
+            (&[r#"no-cache, no-cache="X""#], "no-cache", true, &[]),
+            (&["no-cache=X, no-cache"], "no-cache", true, &[]),
+            (
+                &[r#"no-cache="X""#, "no-cache, max-age=60"],
+                "no-cache",
+                true,
+                &[],
+            ),
+            // Only qualified instances: their names together.
+            (
+                &[r#"private="a", private="B, c""#],
+                "private",
+                false,
+                &["a", "b", "c"],
+            ),
+            (
+                &[r#"private="a""#, "private=b"],
+                "private",
+                false,
+                &["a", "b"],
+            ),
+            (
+                &[r#"no-cache="a", no-cache=b"#],
+                "no-cache",
+                false,
+                &["a", "b"],
+            ),
+            // The other directive's unqualified form does not count.
+            (&[r#"private="a", no-cache"#], "private", false, &["a"]),
+            (&[r#"no-cache="a", private"#], "no-cache", false, &["a"]),
+            (&["no-cache=a", "private"], "no-cache", false, &["a"]),
+        ];
+        for (lines, name, whole, fields) in table {
+            let mut headers = HeaderMap::new();
+            for line in lines {
+                headers.append("cache-control", line.parse().unwrap());
+            }
+            let cc = CacheDirectives::from_headers(&headers, "cache-control").unwrap();
+            assert_eq!(cc.has_unqualified(name), whole, "{lines:?} {name}");
+            let expected: Vec<String> = fields.iter().map(|f| f.to_string()).collect();
+            assert_eq!(cc.field_names(name), Some(expected), "{lines:?} {name}");
+        }
+        // A response private as a whole names no field to strip for it.
+        let cc = CacheDirectives::parse(r#"private="x-a", private, no-cache="x-b""#);
+        assert_eq!(cc.unshared_fields(), ["x-b"]);
     }
 }

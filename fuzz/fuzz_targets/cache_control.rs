@@ -1,6 +1,8 @@
 //! `Cache-Control`, `CDN-Cache-Control` and `Surrogate-Control` directive
 //! lists (origin bytes): any text parses to directives with lower-case
-//! token names, and delta-seconds never exceed RFC 9111's cap.
+//! token names, and delta-seconds never exceed RFC 9111's cap; an
+//! unqualified `private` or `no-cache` wins over any qualified one, before
+//! or after it, in the same field line or another.
 #![no_main]
 
 use edge_cache::cache_control::{CacheDirectives, DELTA_SECONDS_MAX, Seconds};
@@ -40,6 +42,30 @@ fn check(d: &CacheDirectives) {
     }
 }
 
+/// `name` unqualified applies to the whole response however many qualified
+/// instances surround it: at the start of `text`, or on a field line of
+/// its own before or after the `Cache-Control` lines of `lines`.
+fn unqualified_wins(text: &str, lines: &HeaderMap, name: &'static str) {
+    let first = CacheDirectives::parse(&format!("{name}, {text}"));
+    assert!(first.has_unqualified(name), "{name}, {text:?}");
+    assert_eq!(first.field_names(name), Some(Vec::new()));
+    for before in [true, false] {
+        let mut headers = HeaderMap::new();
+        if before {
+            headers.append("cache-control", HeaderValue::from_static(name));
+        }
+        for value in lines.get_all("cache-control") {
+            headers.append("cache-control", value.clone());
+        }
+        if !before {
+            headers.append("cache-control", HeaderValue::from_static(name));
+        }
+        let d = CacheDirectives::from_headers(&headers, "cache-control").unwrap();
+        assert!(d.has_unqualified(name), "{name} before={before} {text:?}");
+        assert_eq!(d.field_names(name), Some(Vec::new()));
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
     // Any string, as the public API allows.
     let text = String::from_utf8_lossy(data);
@@ -68,5 +94,8 @@ fuzz_target!(|data: &[u8]| {
             }
             None => assert!(headers.get(name).is_none()),
         }
+    }
+    for name in ["private", "no-cache"] {
+        unqualified_wins(&text, &headers, name);
     }
 });

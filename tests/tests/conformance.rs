@@ -1,6 +1,7 @@
 //! RFC 9110/9111 behaviour a shared cache owes its origin and its clients,
 //! through the real component: what a fill forwards, how `Age` and unsafe
-//! methods are read, and a breaker that cannot take a healthy site down.
+//! methods are read, `private` and `no-cache` with and without field
+//! names, and a breaker that cannot take a healthy site down.
 
 use edge_tests::{Edge, EdgeSetup};
 use wiremock::matchers::{method, path, path_regex};
@@ -177,6 +178,96 @@ async fn an_age_list_counts_by_its_first_member() {
     let again = edge.fetch("/aged").await.unwrap();
     assert!(!again.hit(), "already stale: {}", again.cache_status);
     assert_eq!(origin.received_requests().await.unwrap().len(), 2);
+}
+
+/// An origin answering each path with its `Cache-Control` field lines,
+/// an `ETag` and `X-Internal`.
+async fn origin_with_cache_control(pages: &[(&str, &[&str])]) -> MockServer {
+    let origin = MockServer::start().await;
+    for (p, lines) in pages {
+        let mut answer = ResponseTemplate::new(200)
+            .insert_header("etag", "\"v1\"")
+            .insert_header("x-internal", "for-alice")
+            .set_body_string("alice's page");
+        for line in *lines {
+            answer = answer.append_header("cache-control", *line);
+        }
+        Mock::given(path(*p))
+            .respond_with(answer)
+            .mount(&origin)
+            .await;
+    }
+    origin
+}
+
+fn requests_for(requests: &[Request], p: &str) -> Vec<Request> {
+    requests
+        .iter()
+        .filter(|r| r.url.path() == p)
+        .cloned()
+        .collect()
+}
+
+#[tokio::test]
+async fn an_unqualified_private_anywhere_keeps_the_answer_from_other_clients() {
+    // Only the first `private` was looked at: `private="X-Internal"`
+    // first made the whole answer shareable.
+    let pages: [(&str, &[&str]); 5] = [
+        (
+            "/one-field",
+            &[r#"private="X-Internal", private, max-age=60"#],
+        ),
+        (
+            "/reversed",
+            &[r#"private, private="X-Internal", max-age=60"#],
+        ),
+        ("/unquoted", &["private=X-Internal, private, max-age=60"]),
+        (
+            "/two-fields",
+            &[r#"private="X-Internal", max-age=60"#, "private"],
+        ),
+        (
+            "/two-reversed",
+            &["private", r#"private="X-Internal", max-age=60"#],
+        ),
+    ];
+    let origin = origin_with_cache_control(&pages).await;
+    let edge = Edge::start(EdgeSetup::origin(&origin.uri())).await.unwrap();
+    for (p, lines) in pages {
+        let first = edge.fetch(p).await.unwrap();
+        assert_eq!(first.headers["x-internal"], "for-alice", "{lines:?}");
+        let second = edge.fetch(p).await.unwrap();
+        assert!(!second.hit(), "{lines:?}: {}", second.cache_status);
+        let requests = origin.received_requests().await.unwrap();
+        assert_eq!(requests_for(&requests, p).len(), 2, "{lines:?}: shared");
+    }
+}
+
+#[tokio::test]
+async fn an_unqualified_no_cache_anywhere_makes_every_reuse_a_revalidation() {
+    // Only the first `no-cache` was looked at: `no-cache="X"` first made
+    // the stored answer reusable without asking the origin.
+    let pages: [(&str, &[&str]); 4] = [
+        ("/one-field", &[r#"no-cache="X", no-cache, max-age=60"#]),
+        ("/reversed", &[r#"no-cache, no-cache="X", max-age=60"#]),
+        ("/unquoted", &["no-cache=X, no-cache, max-age=60"]),
+        ("/two-fields", &[r#"no-cache="X", max-age=60"#, "no-cache"]),
+    ];
+    let origin = origin_with_cache_control(&pages).await;
+    let edge = Edge::start(EdgeSetup::origin(&origin.uri())).await.unwrap();
+    for (p, lines) in pages {
+        edge.fetch(p).await.unwrap();
+        let second = edge.fetch(p).await.unwrap();
+        assert!(!second.hit(), "{lines:?}: {}", second.cache_status);
+        let requests = origin.received_requests().await.unwrap();
+        let requests = requests_for(&requests, p);
+        assert_eq!(requests.len(), 2, "{lines:?}: reused without asking");
+        assert_eq!(
+            header_of(&requests[1], "if-none-match"),
+            "\"v1\"",
+            "{lines:?}: a revalidation"
+        );
+    }
 }
 
 #[tokio::test]
