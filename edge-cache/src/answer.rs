@@ -12,6 +12,7 @@ use crate::conditional::{NOT_MODIFIED_FIELDS, RangeAnswer, client_has_current, r
 use crate::field_names::{
     CACHE_STATUS, CDN_CACHE_CONTROL, SERVER_TIMING, SURROGATE_CONTROL, SURROGATE_KEY,
 };
+use crate::freshness::age_header;
 use crate::origin_failure::OriginFailure;
 use crate::seams::{ClientRequest, Response};
 use crate::storage::Found;
@@ -134,17 +135,12 @@ pub fn finish(
     cache_status: &CacheStatus,
     is_head: bool,
 ) -> Response {
-    // Every response carries Age: ours when we know it, else the origin's,
-    // else 0 (a response fresh from the origin).
-    match age {
-        Some(age) => {
-            headers.insert(AGE, HeaderValue::from(age.as_secs()));
-        }
-        None if !headers.contains_key(AGE) => {
-            headers.insert(AGE, HeaderValue::from_static("0"));
-        }
-        None => {}
-    }
+    // Every response carries one Age: ours when we know it, else the
+    // origin's as the edge reads it, else 0 (a response fresh from the
+    // origin). An Age the edge cannot read is ignored (RFC 9111 §5.1),
+    // never relayed.
+    let age = age.or_else(|| age_header(&headers)).unwrap_or_default();
+    headers.insert(AGE, HeaderValue::from(age.as_secs()));
     if let Ok(value) = HeaderValue::from_str(&cache_status.header_value()) {
         headers.insert(CACHE_STATUS, value);
     }

@@ -4,7 +4,7 @@
 use std::time::{Duration, SystemTime};
 
 use http::HeaderMap;
-use http::header::{AsHeaderName, CACHE_CONTROL, DATE, EXPIRES, LAST_MODIFIED};
+use http::header::{AGE, AsHeaderName, CACHE_CONTROL, DATE, EXPIRES, LAST_MODIFIED};
 
 use crate::cache_control::{CacheDirectives, Seconds};
 use crate::field_names::{CDN_CACHE_CONTROL, SURROGATE_CONTROL};
@@ -285,31 +285,27 @@ pub fn header_date(headers: &HeaderMap, name: impl AsHeaderName) -> Option<Syste
 }
 
 /// The largest delta-seconds a cache needs to tell apart (RFC 9111 §1.2.2):
-/// bigger values, and ages that cannot be read, are "older than anything".
+/// a bigger `Age` is read, and sent on, as this.
 const DELTA_SECONDS_CEILING: u64 = 2_147_483_648;
 
-/// The `Age` header value: absent is 0; a list (`Age: 7200, 0`, several
-/// lines) counts by its first member (§5.1 allows only one value, and the
-/// first is the one a recipient may use); anything else invalid means the
-/// response is as old as can be, so stale, never fresh (§4.2.3).
-pub fn age_header(headers: &HeaderMap) -> Duration {
-    let Some(first_line) = headers.get("age") else {
-        return Duration::ZERO;
-    };
-    let first = first_line
-        .to_str()
-        .ok()
-        .and_then(|v| v.split(',').next())
-        .map(str::trim)
-        .unwrap_or("");
-    let seconds = if !first.is_empty() && first.bytes().all(|b| b.is_ascii_digit()) {
-        first
-            .parse::<u64>()
-            .map_or(DELTA_SECONDS_CEILING, |n| n.min(DELTA_SECONDS_CEILING))
-    } else {
-        DELTA_SECONDS_CEILING
-    };
-    Duration::from_secs(seconds)
+/// The `Age` header value, if the edge can read one. A list (`Age: 7200,
+/// 0`, several lines) counts by its first member (§5.1 allows only one
+/// value, and the first is the one a recipient may use); a first member
+/// that is not a non-negative integer (`1.5`, `-3`, `abc`) makes the field
+/// invalid, and §5.1 says a cache SHOULD ignore it: `None`, as if the
+/// origin had sent none. An invalid field is not evidence of age: reading
+/// it as "as old as can be" stored every such response already stale and
+/// relayed an `Age` of 2^31 nobody sent.
+pub fn age_header(headers: &HeaderMap) -> Option<Duration> {
+    let first = headers.get(AGE)?.to_str().ok()?.split(',').next()?.trim();
+    if first.is_empty() || !first.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    // More digits than a u64 holds is a valid, very large age (§1.2.2).
+    let seconds = first
+        .parse::<u64>()
+        .map_or(DELTA_SECONDS_CEILING, |n| n.min(DELTA_SECONDS_CEILING));
+    Some(Duration::from_secs(seconds))
 }
 
 /// `corrected_initial_age` of §4.2.3: what the response's age was when we
@@ -324,7 +320,7 @@ pub fn corrected_initial_age(
     let response_delay = response_time
         .duration_since(request_time)
         .unwrap_or(Duration::ZERO);
-    let corrected_age_value = age_header(headers) + response_delay;
+    let corrected_age_value = age_header(headers).unwrap_or(Duration::ZERO) + response_delay;
     apparent_age.max(corrected_age_value)
 }
 
@@ -663,17 +659,44 @@ mod tests {
     }
 
     #[test]
-    fn age_lists_count_by_their_first_member_and_garbage_is_stale() {
-        let age = |pairs: &[(&str, &str)]| age_header(&headers(pairs)).as_secs();
-        assert_eq!(age(&[]), 0);
-        assert_eq!(age(&[("age", "30")]), 30);
-        assert_eq!(age(&[("age", "7200, 0")]), 7200);
-        assert_eq!(age(&[("age", "7200"), ("age", "0")]), 7200);
-        for garbage in ["garbage", "-5", "1.5", "", "99999999999999999999999"] {
+    fn age_lists_count_by_their_first_member_and_invalid_ages_are_ignored() {
+        // The `Age` field lines, and the age the edge reads from them.
+        let table: [(&[&str], Option<u64>); 16] = [
+            (&[], None),
+            (&["30"], Some(30)),
+            (&[" 30 "], Some(30)),
+            (&["0"], Some(0)),
+            (&["7200, 0"], Some(7200)),
+            (&["7200, abc"], Some(7200)),
+            (&["7200", "0"], Some(7200)),
+            // Too large to tell apart: the cap, still a valid age (§1.2.2).
+            (&["99999999999999999999999"], Some(DELTA_SECONDS_CEILING)),
+            (&["2147483649"], Some(DELTA_SECONDS_CEILING)),
+            // Invalid: ignored, as if absent (§5.1).
+            (&["1.5"], None),
+            (&["-3"], None),
+            (&["abc"], None),
+            (&[""], None),
+            (&["+5"], None),
+            (&["abc, 5"], None),
+            (&["1e3"], None),
+        ];
+        for (lines, expected) in table {
+            let pairs: Vec<(&str, &str)> = lines.iter().map(|line| ("age", *line)).collect();
+            let read = age_header(&headers(&pairs)).map(|d| d.as_secs());
+            assert_eq!(read, expected, "{lines:?}");
+        }
+    }
+
+    #[test]
+    fn an_invalid_age_adds_nothing_to_the_initial_age() {
+        // Received 2 s after it was asked for, Date as received.
+        for invalid in ["1.5", "-3", "abc"] {
+            let h = headers(&[("age", invalid), ("date", &date(T0))]);
             assert_eq!(
-                age(&[("age", garbage)]),
-                DELTA_SECONDS_CEILING,
-                "{garbage:?}"
+                corrected_initial_age(&h, at(T0 - 2), at(T0)),
+                Duration::from_secs(2),
+                "{invalid:?}"
             );
         }
     }

@@ -660,6 +660,54 @@ mod tests {
     }
 
     #[test]
+    fn an_invalid_origin_age_is_ignored_not_relayed() {
+        for invalid in ["1.5", "-3", "abc"] {
+            let rules = CacheRules::default();
+            let store = MemStore::default();
+            let origin = FakeOrigin::new(move |_| {
+                let mut response = ok("max-age=60", "x");
+                response
+                    .headers
+                    .insert("age", HeaderValue::from_static(invalid));
+                Ok(response)
+            });
+            let clock = clock();
+            let edge = edge(&rules, &store, &origin, &clock);
+            let (miss, _) = block_on(edge.handle(get("/a", &[])));
+            assert_eq!(miss.headers["age"], "0", "{invalid:?}");
+            assert_eq!(
+                status_of(&miss),
+                "edge-cache; fwd=uri-miss; fwd-status=200; ttl=60; stored",
+                "{invalid:?}"
+            );
+            clock.0.set(clock.0.get() + Duration::from_secs(4));
+            let (hit, _) = block_on(edge.handle(get("/a", &[])));
+            assert_eq!(hit.headers["age"], "4", "{invalid:?}");
+            assert_eq!(status_of(&hit), "edge-cache; hit; ttl=56", "{invalid:?}");
+            assert_eq!(origin.calls.get(), 1, "{invalid:?}");
+            // Passed through unstored, it is not relayed either; a
+            // readable one is, as the edge reads it.
+            let mut post = get("/a", &[]);
+            post.method = Method::POST;
+            let (passed, _) = block_on(edge.handle(post));
+            assert_eq!(passed.headers.get_all("age").iter().count(), 1);
+            assert_eq!(passed.headers["age"], "0", "{invalid:?}");
+        }
+        let origin = FakeOrigin::new(|_| {
+            let mut response = ok("no-store", "x");
+            response
+                .headers
+                .insert("age", HeaderValue::from_static("7, 9"));
+            Ok(response)
+        });
+        let (rules, store, clock) = (CacheRules::default(), MemStore::default(), clock());
+        let edge = edge(&rules, &store, &origin, &clock);
+        let mut post = get("/a", &[]);
+        post.method = Method::POST;
+        assert_eq!(block_on(edge.handle(post)).0.headers["age"], "7");
+    }
+
+    #[test]
     fn variants_per_url_are_bounded() {
         let rules = CacheRules::default();
         let store = MemStore::default();

@@ -180,6 +180,50 @@ async fn an_age_list_counts_by_its_first_member() {
     assert_eq!(origin.received_requests().await.unwrap().len(), 2);
 }
 
+#[tokio::test]
+async fn an_invalid_age_is_ignored_not_relayed() {
+    // RFC 9111 §5.1: a cache SHOULD ignore an invalid Age. Read as "as old
+    // as can be", each was relayed as 2147483648 and stored already stale.
+    let origin = MockServer::start().await;
+    let invalid = ["1.5", "-3", "abc"];
+    for (i, age) in invalid.iter().enumerate() {
+        Mock::given(path(format!("/aged/{i}")))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .insert_header("cache-control", "max-age=60")
+                    .insert_header("age", *age)
+                    .set_body_string("fresh"),
+            )
+            .expect(1)
+            .mount(&origin)
+            .await;
+    }
+    let edge = Edge::start(EdgeSetup::origin(&origin.uri())).await.unwrap();
+    for (i, age) in invalid.iter().enumerate() {
+        let p = format!("/aged/{i}");
+        for attempt in ["miss", "hit"] {
+            let got = edge.fetch(&p).await.unwrap();
+            let ages: Vec<&str> = got
+                .headers
+                .get_all("age")
+                .iter()
+                .map(|v| v.to_str().unwrap())
+                .collect();
+            let [relayed] = ages[..] else {
+                panic!("Age {age:?}, {attempt}: one Age, not {ages:?}");
+            };
+            let seconds: u64 = relayed.parse().unwrap();
+            assert!(seconds < 10, "Age {age:?}, {attempt}: relayed {relayed}");
+            assert_eq!(
+                got.hit(),
+                attempt == "hit",
+                "Age {age:?}, {attempt}: {}",
+                got.cache_status
+            );
+        }
+    }
+}
+
 /// An origin answering each path with its `Cache-Control` field lines,
 /// an `ETag` and `X-Internal`.
 async fn origin_with_cache_control(pages: &[(&str, &[&str])]) -> MockServer {
