@@ -208,14 +208,23 @@ impl AccessLog {
     }
 }
 
+/// One text line: space-separated fields, the cache status last, quoted.
+///
+/// Method, host, path and query come from the client: each is escaped
+/// ([`escaped`]), so none can add a field or a line, and a reader that
+/// splits on spaces sees the fields the edge wrote (a `Host` of
+/// `shop.example path=/admin status=200` would otherwise read as three).
 fn text_line(entry: &Entry<'_>) -> String {
-    let query = entry.query.map(|q| format!("?{q}")).unwrap_or_default();
+    let query = entry
+        .query
+        .map(|q| format!("?{}", escaped(q, false)))
+        .unwrap_or_default();
     format!(
         "{} {} {} {}{} {} {} {} {:.3}ms {} \"{}\"",
         entry.time,
-        entry.method,
-        entry.host,
-        entry.path,
+        escaped(entry.method, false),
+        escaped(entry.host, false),
+        escaped(entry.path, false),
         query,
         entry.status,
         entry.outcome,
@@ -224,8 +233,27 @@ fn text_line(entry: &Entry<'_>) -> String {
         entry
             .origin_ms
             .map_or_else(|| "origin=-".to_owned(), |ms| format!("origin={ms:.3}ms")),
-        entry.cache_status.replace('"', "'"),
+        escaped(&entry.cache_status.replace('"', "'"), true),
     )
+}
+
+/// `text` with every byte that could end or split a field written as
+/// `\xHH`, as nginx's `escape=default` does: `"`, `\`, control bytes,
+/// bytes outside ASCII, and, unless the field is `quoted`, the space.
+fn escaped(text: &str, quoted: bool) -> std::borrow::Cow<'_, str> {
+    let plain = |b: u8| (b == b' ' && quoted) || (b.is_ascii_graphic() && b != b'"' && b != b'\\');
+    if text.bytes().all(plain) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for byte in text.bytes() {
+        if plain(byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("\\x{byte:02X}"));
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// `time` as RFC 3339 in UTC with milliseconds: `2026-12-01T17:04:05.123Z`.
@@ -325,6 +353,32 @@ mod tests {
             );
             std::thread::sleep(Duration::from_millis(5));
         }
+    }
+
+    #[test]
+    fn client_fields_cannot_add_fields_or_lines_to_a_text_line() {
+        let forged = Entry {
+            method: "GET",
+            host: "shop.example path=/admin/x status=200 hit",
+            path: "/a\"b\\c",
+            query: Some("q=1 2\n3"),
+            cache_status: "edge-cache; hit; detail=\"\u{7f}\u{e9}\"",
+            ..entry()
+        };
+        let line = text_line(&forged);
+        assert_eq!(
+            line,
+            "t GET shop.example\\x20path=/admin/x\\x20status=200\\x20hit /a\\x22b\\x5Cc?q=1\\x202\\x0A3 \
+             200 hit 5 0.250ms origin=- \"edge-cache; hit; detail='\\x7F\\xC3\\xA9'\""
+        );
+        let before_quote = line.split('"').next().unwrap();
+        assert_eq!(before_quote.split(' ').count(), 10, "{line}");
+        // Plain fields are written as they are.
+        assert_eq!(escaped("example.test", false), "example.test");
+        assert!(matches!(
+            escaped("/a/b?c=d", false),
+            std::borrow::Cow::Borrowed(_)
+        ));
     }
 
     #[test]

@@ -13,7 +13,11 @@
 //!   timeout; once the next request's first byte arrives, its header section
 //!   must be complete within the header timeout from that byte;
 //! - while a request is being served, neither applies (the request time limit
-//!   does).
+//!   does);
+//! - while the listener is near its connection cap
+//!   ([`crate::connection_table`]), a connection that has not started its
+//!   next request is given [`ConnectionLimits::pressured_timeout`] at most,
+//!   and it may be closed at once to make room for a new connection.
 
 use std::io;
 use std::pin::Pin;
@@ -24,9 +28,10 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::sync::{Notify, OwnedSemaphorePermit};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use crate::connection_table::{Refused, Slot};
 use crate::request_body::BodyWatch;
 
 /// nginx's `client_header_timeout` default.
@@ -37,6 +42,13 @@ pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(75);
 /// default). It keeps the host well inside the usual 1024 open-file limit,
 /// with room for a connection to the origin per request.
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 512;
+/// Default cap on connections from one client address: a quarter of the
+/// default cap, far above a browser's six per host, so that one address
+/// cannot hold every slot.
+pub const DEFAULT_MAX_CONNECTIONS_PER_CLIENT: u32 = 128;
+/// How long a connection that has not started its next request is kept
+/// while the listener is near its cap.
+pub const DEFAULT_PRESSURED_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why the watchdog ended a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +57,8 @@ pub(crate) enum Expired {
     Header,
     /// The connection was idle for the keep-alive timeout.
     Idle,
+    /// The connection was closed to make room for a new one.
+    Evicted,
 }
 
 #[derive(Debug)]
@@ -55,7 +69,8 @@ struct State {
     served: bool,
     /// When the connection was accepted or last became idle.
     idle_since: Instant,
-    /// When the first byte of the next request arrived, while idle.
+    /// When the first byte of the next request arrived, while no request
+    /// was in flight.
     head_started: Option<Instant>,
     /// The body of the latest request.
     body: Option<Arc<BodyWatch>>,
@@ -69,7 +84,23 @@ pub(crate) struct Activity {
     /// Whether the connection is idle and has not seen the next byte yet;
     /// lets every read skip the lock.
     awaiting_first_byte: AtomicBool,
+    /// Whether the connection table chose this connection to give way.
+    evicted: AtomicBool,
     changed: Notify,
+    /// Whether the socket has been closed (its descriptor released).
+    closed: AtomicBool,
+    closing: Notify,
+}
+
+/// How a connection with no request in flight ranks for closing to make
+/// room: ordered so that the least is closed first (not receiving a
+/// request before receiving one, then the one idle longest).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct IdleRank {
+    /// Whether the next request's header section has begun to arrive.
+    pub(crate) receiving: bool,
+    /// When it was accepted or last finished a response.
+    pub(crate) since: Instant,
 }
 
 impl Activity {
@@ -82,8 +113,11 @@ impl Activity {
                 head_started: None,
                 body: None,
             }),
-            awaiting_first_byte: AtomicBool::new(false),
+            awaiting_first_byte: AtomicBool::new(true),
+            evicted: AtomicBool::new(false),
             changed: Notify::new(),
+            closed: AtomicBool::new(false),
+            closing: Notify::new(),
         })
     }
 
@@ -137,6 +171,45 @@ impl Activity {
         self.changed.notify_one();
     }
 
+    /// How this connection ranks for closing, if it has no request in
+    /// flight.
+    pub(crate) fn idle_rank(&self) -> Option<IdleRank> {
+        let state = self.state();
+        (state.in_flight == 0).then_some(IdleRank {
+            receiving: state.head_started.is_some(),
+            since: state.idle_since,
+        })
+    }
+
+    /// Tells the connection's watchdog to close it.
+    pub(crate) fn evict(&self) {
+        self.evicted.store(true, Ordering::SeqCst);
+        self.changed.notify_one();
+    }
+
+    fn mark_closed(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        self.closing.notify_waiters();
+    }
+
+    /// Waits until the socket is closed, or `patience` has passed. An
+    /// accept loop that closed a connection to make room waits for it, so
+    /// that closing keeps pace with accepting and descriptors cannot pile
+    /// up under a flood of new connections (the rest wait in the kernel's
+    /// listen queue, which costs none).
+    pub(crate) async fn closed_within(&self, patience: Duration) {
+        let closing = self.closing.notified();
+        if self.closed.load(Ordering::SeqCst) {
+            return;
+        }
+        let _ = tokio::time::timeout(patience, closing).await;
+    }
+
+    /// Whether [`Activity::evict`] was called.
+    pub(crate) fn is_evicted(&self) -> bool {
+        self.evicted.load(Ordering::SeqCst)
+    }
+
     /// Whether the latest request's body was left (partly) unread: then the
     /// client may still be sending it.
     fn body_unread(&self) -> bool {
@@ -146,16 +219,30 @@ impl Activity {
             .is_some_and(|body| !body.is_finished())
     }
 
-    /// When the connection must end if nothing changes, and why.
-    fn deadline(&self, limits: &ConnectionLimits) -> Option<(Instant, Expired)> {
+    /// When the connection must end if nothing changes, and why; `pressed`
+    /// when the listener is near its cap.
+    fn deadline(&self, limits: &ConnectionLimits, pressed: bool) -> Option<(Instant, Expired)> {
         let state = self.state();
         if state.in_flight > 0 {
             return None;
         }
+        // A connection that has not started its next request holds a slot
+        // for nothing: near the cap it gets the short timeout.
+        let silent = |timeout: Duration| match pressed {
+            true => timeout.min(limits.pressured_timeout),
+            false => timeout,
+        };
         Some(match (state.served, state.head_started) {
-            (false, _) => (state.idle_since + limits.header_timeout, Expired::Header),
+            (false, None) => (
+                state.idle_since + silent(limits.header_timeout),
+                Expired::Header,
+            ),
+            (false, Some(_)) => (state.idle_since + limits.header_timeout, Expired::Header),
             (true, Some(started)) => (started + limits.header_timeout, Expired::Header),
-            (true, None) => (state.idle_since + limits.keepalive_timeout, Expired::Idle),
+            (true, None) => (
+                state.idle_since + silent(limits.keepalive_timeout),
+                Expired::Idle,
+            ),
         })
     }
 }
@@ -185,20 +272,42 @@ impl Drop for RequestGuard {
 pub(crate) struct ConnectionLimits {
     pub(crate) header_timeout: Duration,
     pub(crate) keepalive_timeout: Duration,
+    /// The most a connection that has not started its next request is
+    /// kept while the listener is near its cap.
+    pub(crate) pressured_timeout: Duration,
 }
 
-/// Resolves when `activity`'s connection has been silent too long.
-pub(crate) async fn watchdog(activity: Arc<Activity>, limits: ConnectionLimits) -> Expired {
+/// Resolves when `activity`'s connection has been silent too long, or was
+/// chosen to make room; `pressure` says when the listener is near its cap.
+pub(crate) async fn watchdog(
+    activity: Arc<Activity>,
+    limits: ConnectionLimits,
+    mut pressure: tokio::sync::watch::Receiver<bool>,
+) -> Expired {
     loop {
-        match activity.deadline(&limits) {
-            None => activity.changed.notified().await,
+        if activity.is_evicted() {
+            return Expired::Evicted;
+        }
+        let pressed = *pressure.borrow_and_update();
+        let pressure_changed = async {
+            if pressure.changed().await.is_err() {
+                // The table is gone: no more changes.
+                std::future::pending::<()>().await;
+            }
+        };
+        match activity.deadline(&limits, pressed) {
+            None => tokio::select! {
+                () = activity.changed.notified() => {}
+                () = pressure_changed => {}
+            },
             Some((deadline, why)) => {
                 tokio::select! {
                     () = activity.changed.notified() => {}
+                    () = pressure_changed => {}
                     () = tokio::time::sleep_until(deadline) => {
                         // Only if nothing moved the deadline meanwhile.
                         if activity
-                            .deadline(&limits)
+                            .deadline(&limits, pressed)
                             .is_some_and(|(now_due, _)| now_due <= Instant::now())
                         {
                             return why;
@@ -222,18 +331,14 @@ pub(crate) async fn watchdog(activity: Arc<Activity>, limits: ConnectionLimits) 
 pub(crate) struct TrackedStream {
     stream: Option<TcpStream>,
     activity: Arc<Activity>,
-    slot: Option<OwnedSemaphorePermit>,
+    slot: Option<Slot>,
 }
 
 /// How long a closing connection's unread input is drained at most.
 pub(crate) const LINGER: Duration = Duration::from_secs(2);
 
 impl TrackedStream {
-    pub(crate) fn new(
-        stream: TcpStream,
-        activity: Arc<Activity>,
-        slot: OwnedSemaphorePermit,
-    ) -> Self {
+    pub(crate) fn new(stream: TcpStream, activity: Arc<Activity>, slot: Slot) -> Self {
         TrackedStream {
             stream: Some(stream),
             activity,
@@ -252,21 +357,32 @@ impl TrackedStream {
 impl Drop for TrackedStream {
     fn drop(&mut self) {
         let slot = self.slot.take();
-        let (Some(stream), true) = (self.stream.take(), self.activity.body_unread()) else {
-            // Freed before the socket closes, so a client that has seen the
-            // close can count on the slot being free.
-            drop(slot);
-            return;
-        };
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(linger(stream, LINGER, slot));
+        match self.stream.take() {
+            Some(stream) if self.activity.body_unread() => {
+                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                    let activity = self.activity.clone();
+                    runtime.spawn(async move {
+                        linger(stream, LINGER, slot).await;
+                        activity.mark_closed();
+                    });
+                } else {
+                    self.activity.mark_closed();
+                }
+            }
+            stream => {
+                // The slot is freed before the socket closes, so a client
+                // that has seen the close can count on the slot being free.
+                drop(slot);
+                drop(stream);
+                self.activity.mark_closed();
+            }
         }
     }
 }
 
 /// Shuts `stream`'s output down, then reads and discards its input until the
 /// client closes or `time` has passed; `slot` is held until then.
-async fn linger(mut stream: TcpStream, time: Duration, slot: Option<OwnedSemaphorePermit>) {
+async fn linger(mut stream: TcpStream, time: Duration, slot: Option<Slot>) {
     let _ = tokio::time::timeout(time, async {
         let _ = stream.shutdown().await;
         let mut sink = [0u8; 16 << 10];
@@ -336,13 +452,28 @@ connection: close\r\n\
 \r\n\
 too many connections\n";
 
+/// The answer to a connection over its client address's cap.
+const CLIENT_SHED_RESPONSE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
+content-type: text/plain; charset=utf-8\r\n\
+content-length: 39\r\n\
+retry-after: 1\r\n\
+cache-control: no-store\r\n\
+connection: close\r\n\
+\r\n\
+too many connections from your address\n";
+
 /// How long a shed connection is given to take its 503 before it is closed.
 const SHED_LINGER: Duration = Duration::from_secs(1);
 
-/// Answers a connection over the cap with `503` and closes it, lingering
-/// (see [`TrackedStream`]) so the client sees the answer, not a reset.
-pub(crate) async fn shed(mut stream: TcpStream) {
-    let written = tokio::time::timeout(SHED_LINGER, stream.write_all(SHED_RESPONSE)).await;
+/// Answers a connection that was `refused` a slot with `503` and closes
+/// it, lingering (see [`TrackedStream`]) so the client sees the answer, not
+/// a reset.
+pub(crate) async fn shed(mut stream: TcpStream, refused: Refused) {
+    let answer = match refused {
+        Refused::Full => SHED_RESPONSE,
+        Refused::ClientFull => CLIENT_SHED_RESPONSE,
+    };
+    let written = tokio::time::timeout(SHED_LINGER, stream.write_all(answer)).await;
     if matches!(written, Ok(Ok(()))) {
         linger(stream, SHED_LINGER, None).await;
     }
@@ -355,13 +486,16 @@ mod tests {
     const LIMITS: ConnectionLimits = ConnectionLimits {
         header_timeout: Duration::from_secs(10),
         keepalive_timeout: Duration::from_secs(30),
+        pressured_timeout: Duration::from_secs(2),
     };
 
     #[test]
-    fn shed_response_declares_its_body_length() {
-        let text = std::str::from_utf8(SHED_RESPONSE).unwrap();
-        let (head, body) = text.split_once("\r\n\r\n").unwrap();
-        assert!(head.contains(&format!("content-length: {}", body.len())));
+    fn shed_responses_declare_their_body_length() {
+        for answer in [SHED_RESPONSE, CLIENT_SHED_RESPONSE] {
+            let text = std::str::from_utf8(answer).unwrap();
+            let (head, body) = text.split_once("\r\n\r\n").unwrap();
+            assert!(head.contains(&format!("content-length: {}", body.len())));
+        }
     }
 
     /// `deadline` is within `[before + d, after + d]`.
@@ -387,7 +521,7 @@ mod tests {
         let after = Instant::now();
         // First request: the header timeout runs from the accept, bytes or not.
         due_between(
-            activity.deadline(&LIMITS),
+            activity.deadline(&LIMITS, false),
             before,
             after,
             LIMITS.header_timeout,
@@ -395,7 +529,7 @@ mod tests {
         );
         activity.bytes_arrived();
         due_between(
-            activity.deadline(&LIMITS),
+            activity.deadline(&LIMITS, false),
             before,
             after,
             LIMITS.header_timeout,
@@ -403,19 +537,19 @@ mod tests {
         );
         let mut request = activity.request_started(BodyWatch::new(true));
         assert_eq!(
-            activity.deadline(&LIMITS),
+            activity.deadline(&LIMITS, false),
             None,
             "no deadline while serving"
         );
         // Bytes read while serving (a body, a pipelined request) start nothing.
         activity.bytes_arrived();
-        assert_eq!(activity.deadline(&LIMITS), None);
+        assert_eq!(activity.deadline(&LIMITS, false), None);
 
         let before = Instant::now();
         request.finish();
         let after = Instant::now();
         due_between(
-            activity.deadline(&LIMITS),
+            activity.deadline(&LIMITS, false),
             before,
             after,
             LIMITS.keepalive_timeout,
@@ -425,7 +559,7 @@ mod tests {
         activity.bytes_arrived();
         let after = Instant::now();
         due_between(
-            activity.deadline(&LIMITS),
+            activity.deadline(&LIMITS, false),
             before,
             after,
             LIMITS.header_timeout,
@@ -434,7 +568,7 @@ mod tests {
         // Only the first byte starts the clock.
         activity.bytes_arrived();
         due_between(
-            activity.deadline(&LIMITS),
+            activity.deadline(&LIMITS, false),
             before,
             after,
             LIMITS.header_timeout,
@@ -447,10 +581,12 @@ mod tests {
         let limits = ConnectionLimits {
             header_timeout: Duration::from_millis(20),
             keepalive_timeout: Duration::from_millis(50),
+            pressured_timeout: Duration::from_millis(10),
         };
         let activity = Activity::new();
         let request = activity.request_started(BodyWatch::new(true));
-        let watchdog = tokio::spawn(watchdog(activity.clone(), limits));
+        let (_pressure, calm) = tokio::sync::watch::channel(false);
+        let watchdog = tokio::spawn(watchdog(activity.clone(), limits, calm));
         // Far past both timeouts while a request is served: nothing fires.
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert!(!watchdog.is_finished(), "no deadline while serving");
@@ -458,5 +594,74 @@ mod tests {
         drop(request);
         assert_eq!(watchdog.await.unwrap(), Expired::Idle);
         assert!(idle.elapsed() >= limits.keepalive_timeout);
+    }
+
+    #[test]
+    fn near_the_cap_only_a_silent_connection_gets_the_short_timeout() {
+        let before = Instant::now();
+        let activity = Activity::new();
+        let after = Instant::now();
+        let short = LIMITS.pressured_timeout;
+        // Accepted, nothing sent: the short timeout.
+        due_between(
+            activity.deadline(&LIMITS, true),
+            before,
+            after,
+            short,
+            Expired::Header,
+        );
+        // Its header section begun: the full header timeout.
+        activity.bytes_arrived();
+        due_between(
+            activity.deadline(&LIMITS, true),
+            before,
+            after,
+            LIMITS.header_timeout,
+            Expired::Header,
+        );
+        let mut request = activity.request_started(BodyWatch::new(true));
+        assert_eq!(activity.deadline(&LIMITS, true), None);
+        let before = Instant::now();
+        request.finish();
+        let after = Instant::now();
+        // Idle in keep-alive: the short timeout, and the full one once calm.
+        due_between(
+            activity.deadline(&LIMITS, true),
+            before,
+            after,
+            short,
+            Expired::Idle,
+        );
+        due_between(
+            activity.deadline(&LIMITS, false),
+            before,
+            after,
+            LIMITS.keepalive_timeout,
+            Expired::Idle,
+        );
+    }
+
+    #[tokio::test]
+    async fn the_watchdog_shortens_a_silent_connection_when_pressure_comes_and_obeys_an_eviction() {
+        let limits = ConnectionLimits {
+            header_timeout: Duration::from_secs(60),
+            keepalive_timeout: Duration::from_secs(60),
+            pressured_timeout: Duration::from_millis(20),
+        };
+        let activity = Activity::new();
+        let (pressure, pressed) = tokio::sync::watch::channel(false);
+        let silent = tokio::spawn(watchdog(activity.clone(), limits, pressed.clone()));
+        tokio::task::yield_now().await;
+        assert!(!silent.is_finished());
+        let _ = pressure.send(true);
+        let fired = tokio::time::timeout(Duration::from_secs(10), silent).await;
+        assert_eq!(fired.unwrap().unwrap(), Expired::Header);
+
+        let busy = Activity::new();
+        let _request = busy.request_started(BodyWatch::new(true));
+        let evicted = tokio::spawn(watchdog(busy.clone(), limits, pressed));
+        busy.evict();
+        let fired = tokio::time::timeout(Duration::from_secs(10), evicted).await;
+        assert_eq!(fired.unwrap().unwrap(), Expired::Evicted);
     }
 }

@@ -41,21 +41,25 @@ pub fn default_count() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
 }
 
-/// Hands accepted connections to the lane with the fewest open.
-pub(crate) struct Dispatcher {
-    lanes: Vec<(Arc<AtomicUsize>, mpsc::UnboundedSender<Connection>)>,
+/// Hands accepted connections, each with what the acceptor decided about
+/// it (`T`), to the lane with the fewest open.
+///
+/// The channels are unbounded, but what they hold is not: the acceptor
+/// hands over only connections admitted under the connection cap.
+pub(crate) struct Dispatcher<T> {
+    lanes: Vec<(Arc<AtomicUsize>, mpsc::UnboundedSender<Connection<T>>)>,
 }
 
-/// A connection on its way to a lane: the socket, its peer, and its share
-/// of the lane's load (released when the lane is done with it).
-type Connection = (std::net::TcpStream, SocketAddr, Load);
+/// A connection on its way to a lane: the socket, its peer, its share of
+/// the lane's load (released when the lane is done with it), and `T`.
+pub(crate) type Connection<T> = (std::net::TcpStream, SocketAddr, Load, T);
 
 /// One lane's end: the connections handed to it.
-pub(crate) struct Handed(mpsc::UnboundedReceiver<Connection>);
+pub(crate) struct Handed<T>(mpsc::UnboundedReceiver<Connection<T>>);
 
-impl Handed {
+impl<T> Handed<T> {
     /// The next connection; `None` once the dispatcher is gone.
-    pub(crate) async fn next(&mut self) -> Option<Connection> {
+    pub(crate) async fn next(&mut self) -> Option<Connection<T>> {
         self.0.recv().await
     }
 }
@@ -69,9 +73,9 @@ impl Drop for Load {
     }
 }
 
-impl Dispatcher {
+impl<T> Dispatcher<T> {
     /// A dispatcher over `lanes` lanes, and each lane's end.
-    pub(crate) fn new(lanes: usize) -> (Dispatcher, Vec<Handed>) {
+    pub(crate) fn new(lanes: usize) -> (Dispatcher<T>, Vec<Handed<T>>) {
         let (lanes, handed) = (0..lanes)
             .map(|_| {
                 let (sender, receiver) = mpsc::unbounded_channel();
@@ -81,9 +85,8 @@ impl Dispatcher {
         (Dispatcher { lanes }, handed)
     }
 
-    /// Gives `stream` to the least loaded lane (the first of equals). A
-    /// socket that cannot be handed over is closed.
-    pub(crate) fn hand(&self, stream: tokio::net::TcpStream, peer: SocketAddr) {
+    /// Gives `stream` to the least loaded lane (the first of equals).
+    pub(crate) fn hand(&self, stream: std::net::TcpStream, peer: SocketAddr, with: T) {
         let Some((open, lane)) = self
             .lanes
             .iter()
@@ -91,11 +94,8 @@ impl Dispatcher {
         else {
             return;
         };
-        let Ok(stream) = stream.into_std() else {
-            return;
-        };
         open.fetch_add(1, Ordering::Relaxed);
-        let _ = lane.send((stream, peer, Load(open.clone())));
+        let _ = lane.send((stream, peer, Load(open.clone()), with));
     }
 
     /// Open connections per lane.
@@ -122,7 +122,7 @@ mod tests {
         for _ in 0..5 {
             clients.push(tokio::net::TcpStream::connect(address).await.unwrap());
             let (stream, peer) = listener.accept().await.unwrap();
-            dispatcher.hand(stream, peer);
+            dispatcher.hand(stream.into_std().unwrap(), peer, ());
         }
         assert_eq!(dispatcher.loads(), vec![3, 2]);
         for lane in &mut lanes {
@@ -133,17 +133,17 @@ mod tests {
         assert_eq!(held.len(), 5);
         // Lane 0 had the first, third and fifth: once they close, it is
         // the lighter one again.
-        held.retain(|(_, _, load)| !Arc::ptr_eq(&load.0, &dispatcher.lanes[0].0));
+        held.retain(|(_, _, load, ())| !Arc::ptr_eq(&load.0, &dispatcher.lanes[0].0));
         assert_eq!(dispatcher.loads(), vec![0, 2]);
         clients.push(tokio::net::TcpStream::connect(address).await.unwrap());
         let (stream, peer) = listener.accept().await.unwrap();
-        dispatcher.hand(stream, peer);
+        dispatcher.hand(stream.into_std().unwrap(), peer, ());
         assert_eq!(dispatcher.loads(), vec![1, 2]);
     }
 
     #[tokio::test]
     async fn a_lane_hears_the_end_when_the_dispatcher_goes() {
-        let (dispatcher, mut lanes) = Dispatcher::new(1);
+        let (dispatcher, mut lanes) = Dispatcher::<()>::new(1);
         drop(dispatcher);
         assert!(lanes[0].next().await.is_none());
     }

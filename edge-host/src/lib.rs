@@ -17,9 +17,13 @@
 //! - [`lanes`]: serving lanes, one thread with its own runtime and instances per core.
 //! - [`server`]: the HTTP trigger: accepts, routes, runs an instance per request, answers failures.
 //! - [`routes`]: route patterns and matching (exact beats prefix, longest prefix wins).
-//! - [`connection`]: per-connection header and keep-alive timeouts, the connection cap.
+//! - [`connection`]: per-connection header and keep-alive timeouts, shorter near the cap.
+//! - [`connection_table`]: the connection cap, per listener and per client address; the longest-idle connection gives way.
+//! - [`accept_failures`]: an accept loop's failures: paused, and logged at most once per interval.
+//! - [`open_files`]: the open-file limit raised at start, and the connection caps that fit in it.
 //! - [`request_body`]: the request-body size limit.
 //! - [`hop_by_hop`]: drops connection-specific fields, inbound and outbound.
+//! - [`failure_log`]: a failure's detail in the log: a headline, then a line per backtrace frame, all under the error id.
 //! - [`guest_log`]: the guest's stdout and stderr, line by line into the host log.
 //! - [`cache_outcome`]: what the cache did with a request, read from its `Cache-Status`.
 //! - [`metrics`]: the Prometheus metrics and the hooks that count them.
@@ -28,11 +32,14 @@
 //! - [`observability`]: the `--metrics-listen` and `--access-log` flags, and starting what they ask for.
 //! - [`status_page`]: the metrics listener: `/metrics`, `/status.json` and the live status page.
 
+pub(crate) mod accept_failures;
 pub mod access_log;
 pub mod app;
 pub mod cache_outcome;
 pub mod connection;
+pub(crate) mod connection_table;
 pub mod engine;
+pub(crate) mod failure_log;
 pub mod files;
 pub mod guest_log;
 pub mod hop_by_hop;
@@ -43,6 +50,7 @@ pub mod limits;
 pub mod manifest;
 pub mod metrics;
 pub mod observability;
+pub mod open_files;
 pub mod outbound_http;
 pub mod request_body;
 pub(crate) mod request_record;

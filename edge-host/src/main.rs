@@ -83,10 +83,18 @@ enum Command {
         /// 0 turns keep-alive off (nginx's keepalive_timeout).
         #[arg(long, default_value_t = edge_host::connection::DEFAULT_KEEPALIVE_TIMEOUT.as_millis() as u64)]
         keepalive_timeout_ms: u64,
-        /// Connections served at once; more are answered 503 and closed.
+        /// Connections open at once. Beyond it a new connection takes the
+        /// place of the one idle longest; only when all are serving a
+        /// request is it answered 503 and closed. Lowered at start if the
+        /// open-file limit cannot hold it.
         #[arg(long, default_value_t = edge_host::connection::DEFAULT_MAX_CONNECTIONS,
               value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
         max_connections: u32,
+        /// Connections open at once from one client address, with the same
+        /// rule among its own connections; 0: no such limit (set 0 behind a
+        /// load balancer, where every connection comes from its address).
+        #[arg(long, default_value_t = edge_host::connection::DEFAULT_MAX_CONNECTIONS_PER_CLIENT)]
+        max_connections_per_client: u32,
         #[command(flatten)]
         observability: edge_host::observability::ObservabilityFlags,
         /// Idle keep-alive connections kept per origin for the next miss;
@@ -145,17 +153,26 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         client_header_timeout_ms,
         keepalive_timeout_ms,
         max_connections,
+        max_connections_per_client,
         observability,
         origin_pool_idle,
         origin_pool_idle_timeout_ms,
         serving_threads,
     } = cli.command;
     let lanes = serving_threads.map_or_else(edge_host::lanes::default_count, |n| n as usize);
+    let open_files = edge_host::open_files::raise_open_file_limit();
+    let (max_connections, lowered) =
+        edge_host::open_files::fit_connections(max_connections, open_files);
+    if let Some(why) = lowered {
+        tracing::warn!("{why}");
+    }
     let server = ServerOptions {
         max_request_body_bytes,
         client_header_timeout: Duration::from_millis(client_header_timeout_ms),
         keepalive_timeout: Duration::from_millis(keepalive_timeout_ms),
         max_connections,
+        max_connections_per_client,
+        ..ServerOptions::default()
     };
     // This runtime loads the app and runs what is not a request: the
     // metrics listener, store connections, the shutdown signal. Requests
@@ -165,6 +182,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let (stop, stopping) = tokio::sync::watch::channel(false);
+    // Before anything slow: from here on a SIGHUP cannot stop the process.
+    runtime.block_on(async { ignore_hangups() })?;
     let (app, listener) = runtime.block_on(async move {
         let options = AppOptions {
             manifest,
@@ -212,6 +231,23 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     edge_host::serve_in_lanes(app, listener, server, lanes, stopping)?;
     edge_host::access_log::flush();
     eprintln!("edge-host: stopped");
+    Ok(())
+}
+
+/// Handles SIGHUP, whose default action would stop the process: `kill
+/// -HUP` and `systemctl reload` are how nginx is reloaded, and an operator
+/// in that habit must not take the edge down. Nothing is reloaded yet;
+/// each signal is logged as ignored.
+fn ignore_hangups() -> std::io::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangups = signal(SignalKind::hangup())?;
+    tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            tracing::warn!(
+                "SIGHUP received and ignored: edge-host does not reload its configuration yet; restart it to apply changes"
+            );
+        }
+    });
     Ok(())
 }
 

@@ -118,6 +118,7 @@ pub struct Metrics {
     purge_targets: [Counter; 4],
     breaker_open_answers: Counter,
     shed_connections: Counter,
+    evicted_connections: Counter,
     connections_open: Gauge,
     instance_failures: [Counter; FailureCause::ALL.len()],
     access_log_dropped: Counter,
@@ -228,8 +229,14 @@ impl Metrics {
         let shed_connections = Counter::default();
         registry.register(
             "edge_shed_connections",
-            "Connections refused over --max-connections",
+            "Connections refused: over --max-connections or --max-connections-per-client with every slot serving a request",
             shed_connections.clone(),
+        );
+        let evicted_connections = Counter::default();
+        registry.register(
+            "edge_evicted_connections",
+            "Idle client connections closed to make room for a new one at the connection cap",
+            evicted_connections.clone(),
         );
         let connections_open = Gauge::default();
         registry.register(
@@ -265,6 +272,7 @@ impl Metrics {
             purge_targets,
             breaker_open_answers,
             shed_connections,
+            evicted_connections,
             connections_open,
             instance_failures,
             access_log_dropped,
@@ -378,6 +386,13 @@ impl StoreCounters {
 pub(crate) fn connection_shed() {
     if let Some(metrics) = get() {
         metrics.shed_connections.inc();
+    }
+}
+
+/// Counts `n` idle connections closed to make room for a new one.
+pub(crate) fn connections_evicted(n: usize) {
+    if let (Some(metrics), 1..) = (get(), n) {
+        metrics.evicted_connections.inc_by(n as u64);
     }
 }
 

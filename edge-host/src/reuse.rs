@@ -581,16 +581,15 @@ impl WorkerState for Worker {
                 Ended::TimedOut
             }
             Err(error) => {
-                let detail = format!("{error:#}")
-                    .lines()
-                    .map(str::trim)
-                    .filter(|l| !l.is_empty())
-                    .collect::<Vec<_>>()
-                    .join(" | ");
-                if in_flight == 0 {
-                    tracing::warn!(component, instance, "instance failed: {detail}");
-                } else {
-                    tracing::debug!(component, instance, in_flight, "instance failed: {detail}");
+                // Its requests' failures log the detail under their error
+                // ids; with none in flight, this is the only record.
+                let detail = format!("{error:#}");
+                for line in crate::failure_log::lines("instance failed", &detail) {
+                    if in_flight == 0 {
+                        tracing::warn!(component, instance, "{line}");
+                    } else {
+                        tracing::debug!(component, instance, in_flight, "{line}");
+                    }
                 }
                 Ended::Failed(detail.into())
             }

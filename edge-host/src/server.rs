@@ -27,7 +27,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
 use wasmtime::Store;
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::handler::{
@@ -37,11 +37,15 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
+use crate::accept_failures::AcceptFailures;
+use crate::accept_failures::LogThrottle;
 use crate::app::{App, Serving, ServingComponent};
 use crate::connection::{
     Activity, ConnectionLimits, DEFAULT_CLIENT_HEADER_TIMEOUT, DEFAULT_KEEPALIVE_TIMEOUT,
-    DEFAULT_MAX_CONNECTIONS, Expired, RequestGuard, TrackedStream, shed, watchdog,
+    DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_CLIENT, DEFAULT_PRESSURED_TIMEOUT,
+    Expired, RequestGuard, TrackedStream, shed, watchdog,
 };
+use crate::connection_table::{ConnectionTable, Refused, Slot};
 use crate::hop_by_hop::remove_connection_fields;
 use crate::instance::RequestState;
 use crate::request_body::{BodyWatch, DEFAULT_MAX_REQUEST_BODY_BYTES, LimitedBody};
@@ -59,8 +63,16 @@ pub struct ServerOptions {
     /// How long an idle keep-alive connection is kept; zero turns
     /// keep-alive off.
     pub keepalive_timeout: Duration,
-    /// Connections served at once; more are answered `503` and closed.
+    /// Connections open at once. A new connection beyond it takes the
+    /// place of the connection idle longest; only when every one is
+    /// serving a request is it answered `503` and closed.
     pub max_connections: u32,
+    /// Connections open at once from one client address, with the same
+    /// rule among that address's connections; zero: no such limit.
+    pub max_connections_per_client: u32,
+    /// The most a connection that has not started its next request is kept
+    /// while three quarters of `max_connections` are open.
+    pub pressured_timeout: Duration,
 }
 
 impl Default for ServerOptions {
@@ -70,6 +82,8 @@ impl Default for ServerOptions {
             client_header_timeout: DEFAULT_CLIENT_HEADER_TIMEOUT,
             keepalive_timeout: DEFAULT_KEEPALIVE_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_client: DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
+            pressured_timeout: DEFAULT_PRESSURED_TIMEOUT,
         }
     }
 }
@@ -96,18 +110,19 @@ pub async fn serve_with(
     options: ServerOptions,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let connections = Connections::Listener(listener);
-    serve_lane(app, connections, options, Slots::new(&options), shutdown).await
+    let connections = Connections::Listener(listener, Slots::new(&options));
+    serve_lane(app, connections, options, shutdown).await
 }
 
 /// Serves `app` on `listener` from `lanes` threads (see [`crate::lanes`]),
 /// each running its own current-thread runtime, until `shutdown` turns
 /// true; then each stops taking connections and waits for its requests in
-/// flight. A thread of its own accepts and hands each connection to the
-/// lane with the fewest open (threads racing on one socket, or one socket
-/// per lane, can leave one lane with most of a client's connections). `app`
-/// must have been loaded for as many lanes ([`App::load_for_lanes`]). The
-/// connection cap is shared. Blocks until every lane has stopped.
+/// flight. A thread of its own accepts, admits each connection under the
+/// connection cap and hands it to the lane with the fewest open (threads
+/// racing on one socket, or one socket per lane, can leave one lane with
+/// most of a client's connections). `app` must have been loaded for as
+/// many lanes ([`App::load_for_lanes`]). Blocks until every lane has
+/// stopped.
 pub fn serve_in_lanes(
     app: Arc<App>,
     listener: std::net::TcpListener,
@@ -123,16 +138,15 @@ pub fn serve_in_lanes(
         .enumerate()
         .map(|(lane, handed)| {
             let app = app.clone();
-            let slots = slots.clone();
+            let pressure = slots.open.pressure();
             std::thread::Builder::new()
                 .name(format!("edge-lane-{lane}"))
                 .spawn(move || -> std::io::Result<()> {
                     crate::lanes::enter(lane);
                     current_thread_runtime()?.block_on(serve_lane(
                         app,
-                        Connections::Handed(handed),
+                        Connections::Handed(handed, pressure),
                         options,
-                        slots,
                         std::future::pending(),
                     ))
                 })
@@ -142,11 +156,17 @@ pub fn serve_in_lanes(
     // lane that no more connections come.
     let accepted = current_thread_runtime()?.block_on(async move {
         let listener = TcpListener::from_std(listener)?;
+        let mut failures = AcceptFailures::new("listener");
         loop {
             tokio::select! {
                 accepted = listener.accept() => match accepted {
-                    Ok((stream, peer)) => dispatcher.hand(stream, peer),
-                    Err(error) => tracing::warn!("accept failed: {error}"),
+                    Ok((stream, peer)) => {
+                        failures.succeeded();
+                        if let Some((stream, admitted)) = slots.admit(stream, peer).await {
+                            dispatcher.hand(stream, peer, admitted);
+                        }
+                    }
+                    Err(error) => failures.handle(&error).await,
                 },
                 _ = shutdown.wait_for(|stop| *stop) => break,
             }
@@ -170,47 +190,153 @@ fn current_thread_runtime() -> std::io::Result<tokio::runtime::Runtime> {
         .build()
 }
 
+/// A connection holding a slot under the connection cap.
+struct Admitted {
+    activity: Arc<Activity>,
+    slot: Slot,
+}
+
 /// Where an accept loop gets its connections.
 enum Connections {
-    /// From its own listener.
-    Listener(TcpListener),
-    /// Handed over by the lanes' dispatcher.
-    Handed(crate::lanes::Handed),
+    /// From its own listener, admitted under its own cap.
+    Listener(TcpListener, Slots),
+    /// Handed over, already admitted, by the lanes' dispatcher; the cap's
+    /// pressure, for the watchdogs.
+    Handed(crate::lanes::Handed<Admitted>, watch::Receiver<bool>),
+}
+
+/// An accepted, admitted connection, ready to serve.
+struct Accepted {
+    stream: TcpStream,
+    peer: SocketAddr,
+    load: Option<crate::lanes::Load>,
+    admitted: Admitted,
 }
 
 impl Connections {
-    /// The next connection; `None` once no more can come.
-    async fn next(
-        &mut self,
-    ) -> Option<std::io::Result<(TcpStream, SocketAddr, Option<crate::lanes::Load>)>> {
-        match self {
-            Connections::Listener(listener) => Some(
-                listener
-                    .accept()
-                    .await
-                    .map(|(stream, peer)| (stream, peer, None)),
-            ),
-            Connections::Handed(handed) => {
-                let (stream, peer, load) = handed.next().await?;
-                Some(TcpStream::from_std(stream).map(|stream| (stream, peer, Some(load))))
+    /// The next admitted connection; `None` once no more can come.
+    async fn next(&mut self, failures: &mut AcceptFailures) -> Option<Accepted> {
+        loop {
+            match self {
+                Connections::Listener(listener, slots) => match listener.accept().await {
+                    Ok((stream, peer)) => {
+                        failures.succeeded();
+                        let Some((stream, admitted)) = slots.admit(stream, peer).await else {
+                            continue;
+                        };
+                        match TcpStream::from_std(stream) {
+                            Ok(stream) => {
+                                return Some(Accepted {
+                                    stream,
+                                    peer,
+                                    load: None,
+                                    admitted,
+                                });
+                            }
+                            Err(error) => failures.handle(&error).await,
+                        }
+                    }
+                    Err(error) => failures.handle(&error).await,
+                },
+                Connections::Handed(handed, _) => {
+                    let (stream, peer, load, admitted) = handed.next().await?;
+                    match TcpStream::from_std(stream) {
+                        Ok(stream) => {
+                            return Some(Accepted {
+                                stream,
+                                peer,
+                                load: Some(load),
+                                admitted,
+                            });
+                        }
+                        Err(error) => failures.handle(&error).await,
+                    }
+                }
             }
         }
     }
+
+    /// Whether the connection cap is near: the watchdogs' pressure.
+    fn pressure(&self) -> watch::Receiver<bool> {
+        match self {
+            Connections::Listener(_, slots) => slots.open.pressure(),
+            Connections::Handed(_, pressure) => pressure.clone(),
+        }
+    }
 }
+
+/// How long an accept loop that closed a connection to make room waits
+/// for its descriptor to be released before it accepts again.
+const EVICTION_PATIENCE: Duration = Duration::from_millis(100);
 
 /// The connection cap and the budget of refusals in progress, shared by
 /// every lane of a server.
 #[derive(Clone)]
 struct Slots {
-    open: Arc<Semaphore>,
+    open: Arc<ConnectionTable>,
     shedding: Arc<Semaphore>,
+    /// Refusals, logged at most once per interval.
+    refusals: Arc<std::sync::Mutex<LogThrottle>>,
+    options: ServerOptions,
 }
 
 impl Slots {
     fn new(options: &ServerOptions) -> Self {
         Slots {
-            open: Arc::new(Semaphore::new(options.max_connections as usize)),
+            open: ConnectionTable::new(options.max_connections, options.max_connections_per_client),
             shedding: Arc::new(Semaphore::new(MAX_SHEDDING)),
+            refusals: Arc::new(std::sync::Mutex::new(LogThrottle::default())),
+            options: *options,
+        }
+    }
+
+    /// Admits `stream` under the cap, waiting for connections closed to
+    /// make room to release their descriptors; or answers it `503`, and
+    /// `None`. The stream comes back as std's, free of this runtime.
+    async fn admit(
+        &self,
+        stream: TcpStream,
+        peer: SocketAddr,
+    ) -> Option<(std::net::TcpStream, Admitted)> {
+        let options = &self.options;
+        let activity = Activity::new();
+        match self.open.admit(peer.ip(), activity.clone()) {
+            Ok((slot, evicted)) => {
+                crate::metrics::connections_evicted(evicted.len());
+                for victim in evicted {
+                    victim.closed_within(EVICTION_PATIENCE).await;
+                }
+                let stream = stream.into_std().ok()?;
+                Some((stream, Admitted { activity, slot }))
+            }
+            Err(refused) => {
+                crate::metrics::connection_shed();
+                let count = self
+                    .refusals
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .due(std::time::Instant::now());
+                if let Some(count) = count {
+                    let (cap, flag) = match refused {
+                        Refused::Full => (options.max_connections, "--max-connections"),
+                        Refused::ClientFull => (
+                            options.max_connections_per_client,
+                            "--max-connections-per-client",
+                        ),
+                    };
+                    tracing::warn!(
+                        "connection from {peer} refused ({count} refused since the last report): \
+                         {cap} connections open, each serving a request ({flag})"
+                    );
+                }
+                if let Ok(shedding) = self.shedding.clone().try_acquire_owned() {
+                    tokio::spawn(async move {
+                        shed(stream, refused).await;
+                        drop(shedding);
+                    });
+                }
+                None
+            }
         }
     }
 }
@@ -220,47 +346,25 @@ async fn serve_lane(
     app: Arc<App>,
     mut connections: Connections,
     options: ServerOptions,
-    slots: Slots,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let graceful = GracefulShutdown::new();
-    let Slots {
-        open: slots,
-        shedding,
-    } = slots;
     let limits = ConnectionLimits {
         header_timeout: options.client_header_timeout,
         keepalive_timeout: options.keepalive_timeout,
+        pressured_timeout: options.pressured_timeout,
     };
+    let pressure = connections.pressure();
+    let mut failures = AcceptFailures::new("listener");
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         tokio::select! {
-            accepted = connections.next() => {
-                let (stream, peer, load) = match accepted {
-                    Some(Ok(accepted)) => accepted,
-                    Some(Err(error)) => {
-                        tracing::warn!("accept failed: {error}");
-                        continue;
-                    }
-                    None => break,
+            incoming = connections.next(&mut failures) => {
+                let Some(Accepted { stream, peer, load, admitted: Admitted { activity, slot } }) = incoming else {
+                    break;
                 };
                 let _ = stream.set_nodelay(true);
-                let Ok(slot) = slots.clone().try_acquire_owned() else {
-                    tracing::warn!(
-                        "connection from {peer} refused: {} connections already open (--max-connections)",
-                        options.max_connections
-                    );
-                    crate::metrics::connection_shed();
-                    if let Ok(shedding) = shedding.clone().try_acquire_owned() {
-                        tokio::spawn(async move {
-                            shed(stream).await;
-                            drop(shedding);
-                        });
-                    }
-                    continue;
-                };
                 let open = crate::metrics::connection_opened();
-                let activity = Activity::new();
                 let stream = TrackedStream::new(stream, activity.clone(), slot);
                 let app = app.clone();
                 let requests = activity.clone();
@@ -273,6 +377,7 @@ async fn serve_lane(
                     .keep_alive(!options.keepalive_timeout.is_zero())
                     .serve_connection(TokioIo::new(stream), service);
                 let connection = graceful.watch(connection);
+                let pressure = pressure.clone();
                 tokio::spawn(async move {
                     let _open = open;
                     let _load = load;
@@ -282,14 +387,16 @@ async fn serve_lane(
                                 tracing::debug!("connection from {peer}: {error}");
                             }
                         }
-                        expired = watchdog(activity, limits) => match expired {
+                        expired = watchdog(activity, limits, pressure) => match expired {
                             Expired::Header => tracing::debug!(
                                 "connection from {peer} closed: no complete header section within {} ms",
                                 limits.header_timeout.as_millis()
                             ),
                             Expired::Idle => tracing::debug!(
-                                "connection from {peer} closed: idle for {} ms",
-                                limits.keepalive_timeout.as_millis()
+                                "connection from {peer} closed: idle too long",
+                            ),
+                            Expired::Evicted => tracing::debug!(
+                                "connection from {peer} closed: idle, and its slot was needed"
                             ),
                         },
                     }
@@ -368,15 +475,10 @@ async fn handle(
                     Some(detail) => {
                         failure_cause = Some(crate::metrics::FailureCause::of_answer(&public));
                         let id = error_id();
-                        // One line per failure (a wasm backtrace spans many),
-                        // so a search for the id finds all of it.
-                        let detail = detail
-                            .lines()
-                            .map(str::trim)
-                            .filter(|l| !l.is_empty())
-                            .collect::<Vec<_>>()
-                            .join(" | ");
-                        tracing::error!(component, "{method} {path}: error id {id}: {detail}");
+                        let prefix = format!("{method} {path}: error id {id}");
+                        for line in crate::failure_log::lines(&prefix, &detail) {
+                            tracing::error!(component, "{line}");
+                        }
                         format!("{public} (error id {id})")
                     }
                     None => public,

@@ -23,14 +23,34 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
+use crate::accept_failures::AcceptFailures;
 use crate::cache_outcome::Outcome;
+use crate::connection::{Activity, ConnectionLimits, TrackedStream, watchdog};
+use crate::connection_table::ConnectionTable;
 use crate::metrics::{Metrics, Totals};
+use crate::request_body::BodyWatch;
 
 /// How often the history is sampled.
 pub const SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Samples kept: ten minutes.
 pub const HISTORY: usize = 600;
+
+/// Connections the metrics listener holds at once (a scraper or two and a
+/// few open pages need far fewer); beyond it, as on the main listener, the
+/// connection idle longest gives way, and a connection that finds every
+/// slot busy is closed. Without a cap, about 1,050 idle connections to
+/// this port exhausted the process's descriptors and took the main port
+/// down with it.
+pub const MAX_CONNECTIONS: u32 = 64;
+/// Connections from one address at once.
+pub const MAX_CONNECTIONS_PER_CLIENT: u32 = 16;
+/// The limits each connection to the metrics listener is held to.
+const LIMITS: ConnectionLimits = ConnectionLimits {
+    header_timeout: Duration::from_secs(10),
+    keepalive_timeout: Duration::from_secs(30),
+    pressured_timeout: Duration::from_secs(2),
+};
 
 const PAGE: &str = include_str!("status_page.html");
 
@@ -85,26 +105,47 @@ pub async fn serve(listener: TcpListener, metrics: &'static Metrics) {
             }
         }
     };
+    let table = ConnectionTable::new(MAX_CONNECTIONS, MAX_CONNECTIONS_PER_CLIENT);
+    let pressure = table.pressure();
     let accept = async move {
+        let mut failures = AcceptFailures::new("metrics listener");
         loop {
             let (stream, peer) = match listener.accept().await {
                 Ok(accepted) => accepted,
                 Err(error) => {
-                    tracing::warn!("metrics listener: accept failed: {error}");
+                    failures.handle(&error).await;
                     continue;
                 }
             };
+            failures.succeeded();
+            let activity = Activity::new();
+            // Refused: closed at once. Its peer is a scraper or a page
+            // that retries, and an answer would hold a descriptor longer.
+            let Ok((slot, evicted)) = table.admit(peer.ip(), activity.clone()) else {
+                tracing::debug!("metrics connection from {peer} refused: every slot is busy");
+                continue;
+            };
+            // Closing keeps pace with accepting (see `Activity::closed_within`).
+            for victim in evicted {
+                victim.closed_within(Duration::from_millis(100)).await;
+            }
+            let stream = TrackedStream::new(stream, activity.clone(), slot);
             let history = history.clone();
+            let requests = activity.clone();
             let service = service_fn(move |request: Request<Incoming>| {
+                let _serving = requests.request_started(BodyWatch::new(true));
                 let answer = answer(&request, metrics, &history);
                 async move { Ok::<_, Infallible>(answer) }
             });
+            let pressure = pressure.clone();
             tokio::spawn(async move {
-                if let Err(error) = http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await
-                {
-                    tracing::debug!("metrics connection from {peer}: {error}");
+                let connection =
+                    http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+                tokio::select! {
+                    served = connection => if let Err(error) = served {
+                        tracing::debug!("metrics connection from {peer}: {error}");
+                    },
+                    _ = watchdog(activity, LIMITS, pressure) => {}
                 }
             });
         }

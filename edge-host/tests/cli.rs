@@ -1,5 +1,6 @@
 //! `edge-host up` as a process: start-up errors, flag errors, graceful
-//! shutdown, and what a failed instance leaves in the log.
+//! shutdown, signals, descriptor limits, and what a failed instance leaves
+//! in the log.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -377,4 +378,271 @@ fn failed_instance_is_logged_under_the_error_id(component: &str) {
     // The detail the client did not get: the trap and where it happened.
     assert!(logged.contains("memory"), "{logged}");
     assert!(logged.contains("wasm backtrace"), "{logged}");
+    // Then one line per frame under the same id, with demangled names.
+    let count: usize = logged
+        .split("(wasm backtrace: ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no frame count in {logged}"));
+    let frames: Vec<String> = (0..count).map(|_| next_line()).collect();
+    for (n, frame) in frames.iter().enumerate() {
+        assert!(
+            frame.contains(&format!("error id {id}: frame {n}: ")),
+            "{frame}"
+        );
+    }
+    assert!(
+        frames.iter().any(|f| f.contains("grow_forever")),
+        "{frames:#?}"
+    );
+    assert!(
+        !frames
+            .iter()
+            .any(|f| f.contains("_ZN") || f.contains("_RN")),
+        "mangled: {frames:#?}"
+    );
+}
+
+/// An `edge-host up` process serving `component` (a built component's
+/// file name), its stderr lines arriving on a channel.
+struct Serving {
+    child: Running,
+    lines: std::sync::mpsc::Receiver<String>,
+    /// The lines up to the one saying it serves.
+    startup: Vec<String>,
+    address: String,
+    metrics: Option<String>,
+}
+
+impl Serving {
+    /// Starts `edge-host up` through `sh -c`, with `shell` run first (e.g.
+    /// `ulimit -n 1024`) and `args` after the manifest, and waits for it to
+    /// serve.
+    fn start(component: &str, shell: &str, args: &[&str]) -> Serving {
+        let wasm = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(format!("../target/wasm32-wasip2/release/{component}.wasm"));
+        assert!(
+            wasm.exists(),
+            "{} missing: run `make wasm` first (make test does)",
+            wasm.display()
+        );
+        let dir = tempfile::tempdir().unwrap().keep();
+        let manifest = write(
+            &dir,
+            "spin.toml",
+            &format!(
+                "spin_manifest_version = 2\n[application]\nname = \"m\"\n\
+                 [[trigger.http]]\nroute = \"/...\"\ncomponent = \"m\"\n[component.m]\nsource = {:?}\n",
+                wasm.display().to_string()
+            ),
+        );
+        let mut child = Running(
+            Command::new("sh")
+                .arg("-c")
+                .arg(format!("{shell}\nexec \"$0\" \"$@\""))
+                .arg(BIN)
+                .args(["up", "-f"])
+                .arg(&manifest)
+                .args(["--listen", "127.0.0.1:0"])
+                .args(args)
+                .env(
+                    "EDGE_HOST_CACHE_DIR",
+                    Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/edge-host-cache"),
+                )
+                .env("RUST_LOG", "info")
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
+        let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
+        let stderr = BufReader::new(child.0.stderr.take().unwrap());
+        std::thread::spawn(move || {
+            for line in stderr.lines().map_while(Result::ok) {
+                if lines_tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut serving = Serving {
+            child,
+            lines,
+            startup: Vec::new(),
+            address: String::new(),
+            metrics: None,
+        };
+        loop {
+            let line = serving.next_line();
+            serving.startup.push(line.clone());
+            if let Some((_, rest)) = line.split_once("metrics on http://") {
+                serving.metrics = rest.split('/').next().map(str::to_owned);
+            }
+            if let Some((_, address)) = line.split_once("serving `m` on http://") {
+                serving.address = address.trim().to_owned();
+                return serving;
+            }
+        }
+    }
+
+    /// The next stderr line; panics if none comes within 30 s.
+    fn next_line(&self) -> String {
+        self.lines
+            .recv_timeout(Duration::from_secs(30))
+            .expect("edge-host went quiet or exited")
+    }
+
+    /// Every stderr line written so far.
+    fn lines_so_far(&self) -> Vec<String> {
+        self.lines.try_iter().collect()
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.0.id()
+    }
+}
+
+/// Sends `GET path` with `Connection: close` to `address`; the answer.
+fn get(address: &str, path: &str) -> String {
+    let mut client = TcpStream::connect(address).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    client
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n").as_bytes(),
+        )
+        .unwrap();
+    let mut response = String::new();
+    client.read_to_string(&mut response).unwrap();
+    response
+}
+
+/// A connection to `address` from the loopback address `127.0.0.{source}`
+/// (std cannot bind before connecting; tokio's socket can).
+fn connect_from(
+    runtime: &tokio::runtime::Runtime,
+    address: &str,
+    source: u8,
+) -> std::io::Result<TcpStream> {
+    let target: std::net::SocketAddr = address.parse().unwrap();
+    runtime.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.bind(std::net::SocketAddr::from(([127, 0, 0, source], 0)))?;
+        socket.connect(target).await?.into_std()
+    })
+}
+
+/// The metrics listener, flooded with idle connections, used to exhaust
+/// the process's descriptors (soft limit 1,024) and take the main port
+/// down with it. Now every listener has a cap, the soft limit is raised to
+/// the hard one, and the connection cap is sized to fit it.
+#[test]
+fn idle_connections_to_any_listener_cannot_exhaust_the_descriptors() {
+    // The test holds about 2,200 connections of its own.
+    edge_host::open_files::raise_open_file_limit();
+    let edge = Serving::start(
+        "misbehaving_component",
+        // The usual soft limit, with a hard limit above it to be raised to.
+        "ulimit -S -n 1024 && ulimit -H -n 1100",
+        &["--metrics-listen", "127.0.0.1:0"],
+    );
+    let metrics = edge.metrics.clone().expect("metrics address logged");
+    let startup = &edge.startup;
+    assert!(
+        startup
+            .iter()
+            .any(|l| l.contains("--max-connections 512 lowered to 422")),
+        "{startup:#?}"
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut held = Vec::new();
+    for i in 0..1100 {
+        let source = 2 + (i % 10) as u8;
+        for port in [&metrics, &edge.address] {
+            held.push(connect_from(&runtime, port, source).expect("connect"));
+        }
+    }
+    // Both ports still answer a newcomer.
+    assert!(get(&edge.address, "/ok").starts_with("HTTP/1.1 200"));
+    assert!(get(&metrics, "/metrics").starts_with("HTTP/1.1 200"));
+    // And the process stayed within its descriptors.
+    let open = std::fs::read_dir(format!("/proc/{}/fd", edge.pid()))
+        .unwrap()
+        .count();
+    assert!(open < 1000, "{open} descriptors open");
+    let logged = edge.lines_so_far();
+    assert!(
+        !logged.iter().any(|l| l.contains("Too many open files")),
+        "{:#?}",
+        &logged[..logged.len().min(20)]
+    );
+    drop(held);
+}
+
+/// `kill -HUP` (how nginx is reloaded) does not stop the edge: it says it
+/// ignored the signal and goes on serving.
+#[test]
+fn sighup_is_logged_and_ignored() {
+    let edge = Serving::start("misbehaving_component", "", &[]);
+    let status = Command::new("kill")
+        .args(["-HUP", &edge.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    loop {
+        let line = edge.next_line();
+        if line.contains("SIGHUP") {
+            assert!(line.contains("ignored"), "{line}");
+            break;
+        }
+    }
+    assert!(get(&edge.address, "/ok").starts_with("HTTP/1.1 200"));
+}
+
+/// A client's `Host` cannot forge fields of the text access log: a reader
+/// that splits on spaces sees the fields the edge wrote.
+#[test]
+fn a_forged_host_stays_one_field_of_the_text_access_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    let log_arg = log.display().to_string();
+    let edge = Serving::start(
+        "misbehaving_component",
+        "",
+        &["--access-log", &log_arg, "--log-format", "text"],
+    );
+    let mut client = TcpStream::connect(&edge.address).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    client
+        .write_all(
+            b"GET /ok HTTP/1.1\r\nhost: shop.example path=/admin/x status=200 hit\r\nconnection: close\r\n\r\n",
+        )
+        .unwrap();
+    let mut response = String::new();
+    client.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    // The log is written off the request path, every 50 ms.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let line = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if let Some(line) = text.lines().next() {
+            break line.to_owned();
+        }
+        assert!(std::time::Instant::now() < deadline, "nothing logged");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let fields: Vec<&str> = line.split('"').next().unwrap().split_whitespace().collect();
+    assert_eq!(fields.len(), 9, "{line}");
+    assert_eq!(fields[1], "GET", "{line}");
+    assert_eq!(
+        fields[2], "shop.example\\x20path=/admin/x\\x20status=200\\x20hit",
+        "{line}"
+    );
+    assert_eq!(fields[3], "/ok", "{line}");
+    assert_eq!(fields[4], "200", "{line}");
 }

@@ -258,20 +258,46 @@ async fn an_idle_connection_outlives_the_header_timeout_until_its_keepalive_time
     assert!(read_response(&mut client).await.starts_with("HTTP/1.1 200"));
 }
 
+/// Over the cap with every connection serving a request (none idle to
+/// give way), a client gets `503` and is served once another closes.
 #[tokio::test]
-async fn over_the_connection_cap_a_client_gets_503_and_is_served_once_another_closes() {
-    let edge = plain_edge(ServerOptions {
-        max_connections: 2,
-        ..Default::default()
-    })
+async fn over_the_connection_cap_with_every_slot_busy_a_client_gets_503_and_is_served_once_another_closes()
+ {
+    let origin = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/slow"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_string("slow")
+                .set_delay(Duration::from_secs(3)),
+        )
+        .mount(&origin)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/fast"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("fast"))
+        .mount(&origin)
+        .await;
+    let edge = cache_edge(
+        &origin.uri(),
+        ServerOptions {
+            max_connections: 2,
+            ..Default::default()
+        },
+    )
     .await;
-    // Two connections, each proven admitted by an answer, kept open.
+    // Two connections, each proven busy by its request reaching the origin.
     let mut first = connect(&edge).await;
-    first.write_all(GET_OK).await.unwrap();
-    assert!(read_response(&mut first).await.starts_with("HTTP/1.1 200"));
+    first
+        .write_all(b"GET /slow HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
     let mut second = connect(&edge).await;
-    second.write_all(GET_OK).await.unwrap();
-    assert!(read_response(&mut second).await.starts_with("HTTP/1.1 200"));
+    second
+        .write_all(b"GET /slow?2 HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await
+        .unwrap();
+    edge_tests::origin_requests_reach(&origin, 2).await;
 
     for _ in 0..2 {
         let mut over = connect(&edge).await;
@@ -285,18 +311,207 @@ async fn over_the_connection_cap_a_client_gets_503_and_is_served_once_another_cl
         assert!(shed.ends_with("too many connections\n"), "{shed}");
     }
 
-    // The first closes (its close seen by the client is the signal); a new
-    // connection is served, and the others go on being served.
-    first
-        .write_all(b"GET /ok HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
+    // The first is answered and closes (its close seen by the client is the
+    // signal); a new connection is served, and the second is answered.
     assert!(read_to_close(&mut first).await.starts_with("HTTP/1.1 200"));
     let mut third = connect(&edge).await;
-    third.write_all(GET_OK).await.unwrap();
+    third
+        .write_all(b"GET /fast HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await
+        .unwrap();
     assert!(read_response(&mut third).await.starts_with("HTTP/1.1 200"));
-    second.write_all(GET_OK).await.unwrap();
     assert!(read_response(&mut second).await.starts_with("HTTP/1.1 200"));
+}
+
+/// A connection to `edge` from the loopback address `127.0.0.{source}`, so
+/// that a test can play several clients.
+async fn connect_from(edge: &Edge, source: u8) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket
+        .bind(SocketAddr::from(([127, 0, 0, source], 0)))
+        .unwrap();
+    socket.connect(edge.addr).await.unwrap()
+}
+
+/// Whether the edge has closed `stream`: reads to the close within
+/// [`BOUND`] and says what came before it.
+async fn closed(stream: &mut TcpStream) -> bool {
+    read_to_close(stream).await.is_empty()
+}
+
+/// The attack of issue 22: more connections than `--max-connections`, half
+/// silent, half idle in keep-alive after one request, from eight client
+/// addresses. Each new connection over the cap takes the place of the one
+/// idle longest, so a newcomer is served at once, and the ones closed are
+/// the oldest.
+#[tokio::test]
+async fn held_idle_connections_give_way_to_a_new_client_oldest_first() {
+    // The test holds both ends of about 1,040 connections.
+    edge_host::open_files::raise_open_file_limit();
+    let options = ServerOptions {
+        // Eviction alone, not the shorter timeout near the cap.
+        pressured_timeout: Duration::from_secs(60),
+        ..ServerOptions::default()
+    };
+    let cap = options.max_connections as usize;
+    let edge = plain_edge(options).await;
+    let held_count = cap + 8;
+    let mut held = Vec::with_capacity(held_count);
+    for i in 0..held_count {
+        let mut stream = connect_from(&edge, 2 + (i % 8) as u8).await;
+        if i >= held_count / 2 {
+            stream.write_all(GET_OK).await.unwrap();
+            let answer = read_response(&mut stream).await;
+            assert!(
+                answer.starts_with("HTTP/1.1 200"),
+                "connection {i}: {answer}"
+            );
+        }
+        held.push(stream);
+    }
+
+    let started = Instant::now();
+    let mut newcomer = connect_from(&edge, 1).await;
+    newcomer.write_all(GET_OK).await.unwrap();
+    let answer = read_response(&mut newcomer).await;
+    let waited = started.elapsed();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(waited < Duration::from_secs(1), "served after {waited:?}");
+
+    // Nine gave way (eight to the held connections over the cap, one to
+    // the newcomer): the nine oldest, all silent.
+    for (i, stream) in held.iter_mut().enumerate().take(9) {
+        assert!(closed(stream).await, "connection {i} was not closed");
+    }
+    // The next oldest, and the newest idle one, are still open and served.
+    for i in [9, held_count - 1] {
+        held[i].write_all(GET_OK).await.unwrap();
+        let answer = read_response(&mut held[i]).await;
+        assert!(
+            answer.starts_with("HTTP/1.1 200"),
+            "connection {i}: {answer}"
+        );
+    }
+}
+
+/// An origin whose `/slow` answers after 30 s (a connection waiting for it
+/// is busy for the whole test) and `/fast` at once.
+async fn slow_and_fast_origin() -> MockServer {
+    let origin = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/slow"))
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(30)))
+        .mount(&origin)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/fast"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("fast"))
+        .mount(&origin)
+        .await;
+    origin
+}
+
+/// A connection kept busy: its request (`/slow?{n}`, a key of its own so
+/// that it is not collapsed with another) waits for the origin.
+async fn busy_connection(edge: &Edge, n: usize) -> TcpStream {
+    let mut stream = connect(edge).await;
+    stream
+        .write_all(format!("GET /slow?{n} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    stream
+}
+
+/// Near the cap (three quarters open, until below half), a connection that
+/// has not started a request is closed after the short pressured timeout
+/// instead of the header timeout.
+#[tokio::test]
+async fn near_the_cap_silent_connections_get_the_short_timeout() {
+    let origin = slow_and_fast_origin().await;
+    let edge = cache_edge(
+        &origin.uri(),
+        ServerOptions {
+            max_connections: 8,
+            pressured_timeout: Duration::from_millis(200),
+            client_header_timeout: Duration::from_secs(60),
+            keepalive_timeout: Duration::from_secs(60),
+            ..Default::default()
+        },
+    )
+    .await;
+    // Three of eight (one busy): no pressure, so the silent ones outlive
+    // the short timeout.
+    let mut busy = vec![busy_connection(&edge, 0).await];
+    edge_tests::origin_requests_reach(&origin, 1).await;
+    let mut silent = [connect(&edge).await, connect(&edge).await];
+    let mut buf = [0u8; 16];
+    let idle = tokio::time::timeout(Duration::from_millis(600), silent[0].read(&mut buf)).await;
+    assert!(idle.is_err(), "closed without pressure: {idle:?}");
+    // Six of eight (four busy, which keep it above half): both silent ones
+    // are closed, the busy ones kept.
+    for n in 1..4 {
+        busy.push(busy_connection(&edge, n).await);
+    }
+    for (i, stream) in silent.iter_mut().enumerate() {
+        assert!(closed(stream).await, "silent connection {i} was kept");
+    }
+    edge_tests::origin_requests_reach(&origin, 4).await;
+    // And the room they made serves another client.
+    let mut other = connect(&edge).await;
+    other
+        .write_all(b"GET /fast HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await
+        .unwrap();
+    assert!(read_response(&mut other).await.starts_with("HTTP/1.1 200"));
+    drop(busy);
+}
+
+/// One address may hold `--max-connections-per-client` connections: beyond
+/// it, its own longest-idle connection gives way, and when all of its
+/// connections are serving requests it is refused while others are served.
+#[tokio::test]
+async fn one_address_gives_way_among_its_own_connections_and_is_refused_when_all_are_busy() {
+    let origin = slow_and_fast_origin().await;
+    let edge = cache_edge(
+        &origin.uri(),
+        ServerOptions {
+            max_connections_per_client: 2,
+            ..Default::default()
+        },
+    )
+    .await;
+    const FAST: &[u8] = b"GET /fast HTTP/1.1\r\nHost: t\r\n\r\n";
+    let mut idle = connect_from(&edge, 3).await;
+    idle.write_all(FAST).await.unwrap();
+    assert!(read_response(&mut idle).await.starts_with("HTTP/1.1 200"));
+    let mut busy = connect_from(&edge, 3).await;
+    busy.write_all(b"GET /slow?1 HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await
+        .unwrap();
+    edge_tests::origin_requests_reach(&origin, 2).await;
+
+    // A third from the address: the idle one gives way, not the busy one.
+    let mut third = connect_from(&edge, 3).await;
+    third
+        .write_all(b"GET /slow?2 HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await
+        .unwrap();
+    assert!(closed(&mut idle).await, "the idle connection was kept");
+    edge_tests::origin_requests_reach(&origin, 3).await;
+
+    // Both of its connections busy: refused, in words.
+    let mut fourth = connect_from(&edge, 3).await;
+    let refused = read_to_close(&mut fourth).await;
+    assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
+    assert!(
+        refused.ends_with("too many connections from your address\n"),
+        "{refused}"
+    );
+    // Another address is served.
+    let mut other = connect_from(&edge, 4).await;
+    other.write_all(FAST).await.unwrap();
+    assert!(read_response(&mut other).await.starts_with("HTTP/1.1 200"));
+    drop((busy, third));
 }
 
 // --- Connection-nominated fields and the declared body length -----------
