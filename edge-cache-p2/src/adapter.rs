@@ -13,11 +13,13 @@ use spin_sdk::key_value;
 use spin_sdk::wit::wasi::http0_2_0::outgoing_handler;
 use spin_sdk::wit::wasi::http0_2_0::types::{OutgoingBody, RequestOptions};
 
-use edge_cache::answer::{body_too_large, plain_text};
+use edge_cache::answer::{body_too_large, misconfigured, plain_text, unreadable_body};
 use edge_cache::config::{EdgeConfig, OriginAddress};
 use edge_cache::edge::{Edge, NamedOrigin};
 use edge_cache::header_list::{from_pairs, to_pairs};
-use edge_cache::origin_failure::OriginFailure;
+use edge_cache::origin_failure::{
+    BODY_BROKE_OFF, CONNECTION_FAILED, OriginFailure, REQUEST_NOT_SENT,
+};
 use edge_cache::purge_api::Admission;
 use edge_cache::rules::CacheRules;
 use edge_cache::seams::{
@@ -35,7 +37,7 @@ async fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
         Ok(config) => config,
         Err(error) => {
             eprintln!("edge-cache: configuration error: {error}");
-            let reply = plain_text(500, format!("edge misconfigured: {error}\n"));
+            let reply = misconfigured(&error);
             send_reply(response_out, reply).await;
             return;
         }
@@ -203,7 +205,10 @@ fn read_request<S: Store, O: Origin, C: Clock>(
 
 /// The request body, refused with `413` as soon as it passes `limit`.
 fn read_request_body(request: IncomingRequest, limit: Option<usize>) -> Result<Vec<u8>, Response> {
-    let unreadable = |e: String| plain_text(400, format!("could not read request body: {e}\n"));
+    let unreadable = |detail: String| {
+        eprintln!("edge-cache: request body unreadable: {detail}");
+        unreadable_body()
+    };
     let body = request
         .consume()
         .map_err(|()| unreadable("already consumed".into()))?;
@@ -280,9 +285,13 @@ fn send_to_origin(
     config: &EdgeConfig,
     request: OriginRequest,
 ) -> Result<Response, OriginFailure> {
-    let protocol = |what: &str| OriginFailure::Protocol(what.to_owned());
+    let authority = address.authority.as_str();
+    let not_sent = |what: &str| {
+        eprintln!("edge-cache: origin {authority}: {what}");
+        OriginFailure::Protocol(REQUEST_NOT_SENT)
+    };
     let fields = Fields::from_list(&to_pairs(&request.headers))
-        .map_err(|e| protocol(&format!("request headers rejected by the host: {e:?}")))?;
+        .map_err(|e| not_sent(&format!("request headers rejected by the host: {e:?}")))?;
     let outgoing = OutgoingRequest::new(fields);
     let scheme = if address.scheme == http::uri::Scheme::HTTPS {
         Scheme::Https
@@ -297,7 +306,7 @@ fn send_to_origin(
             .is_ok()
         && outgoing.set_path_with_query(Some(&target)).is_ok();
     if !parts_set {
-        return Err(protocol("request line rejected by the host"));
+        return Err(not_sent("request line rejected by the host"));
     }
 
     let options = RequestOptions::new();
@@ -309,20 +318,23 @@ fn send_to_origin(
 
     let outgoing_body = outgoing
         .body()
-        .map_err(|()| protocol("request body unavailable"))?;
-    let pending =
-        outgoing_handler::handle(outgoing, Some(options)).map_err(|code| classify(code, config))?;
-    write_body(outgoing_body, &request.body)?;
+        .map_err(|()| not_sent("request body unavailable"))?;
+    let pending = outgoing_handler::handle(outgoing, Some(options))
+        .map_err(|code| failed(authority, code, config))?;
+    write_body(authority, outgoing_body, &request.body)?;
 
     pending.subscribe().block();
     let response = match pending.get() {
         Some(Ok(Ok(response))) => response,
-        Some(Ok(Err(code))) => return Err(classify(code, config)),
-        Some(Err(())) | None => return Err(protocol("response future failed")),
+        Some(Ok(Err(code))) => return Err(failed(authority, code, config)),
+        Some(Err(())) | None => {
+            eprintln!("edge-cache: origin {authority}: response future failed");
+            return Err(OriginFailure::Protocol(CONNECTION_FAILED));
+        }
     };
     let status = response.status();
     let headers = from_pairs(&response.headers().entries());
-    let body = read_body(response, config.origin_timeout)?;
+    let body = read_body(authority, response, config.origin_timeout)?;
     Ok(Response {
         status,
         headers,
@@ -331,13 +343,17 @@ fn send_to_origin(
 }
 
 fn read_body(
+    authority: &str,
     response: spin_sdk::http::IncomingResponse,
     timeout: Duration,
 ) -> Result<Vec<u8>, OriginFailure> {
-    let broken = |e: String| OriginFailure::Protocol(format!("response body broke off: {e}"));
-    let body = response.consume().map_err(|()| broken("no body".into()))?;
+    let broken = |detail: &str| {
+        eprintln!("edge-cache: origin {authority}: response body broke off: {detail}");
+        OriginFailure::Protocol(BODY_BROKE_OFF)
+    };
+    let body = response.consume().map_err(|()| broken("no body"))?;
     let read = {
-        let stream = body.stream().map_err(|()| broken("no stream".into()))?;
+        let stream = body.stream().map_err(|()| broken("no stream"))?;
         read_stream(&stream, None)
     };
     let out = match read {
@@ -347,8 +363,8 @@ fn read_body(
         {
             return Err(OriginFailure::TimedOut(timeout));
         }
-        Err(StreamEnd::Failed(detail)) => return Err(broken(detail)),
-        Err(StreamEnd::OverLimit(limit)) => return Err(broken(format!("over {limit} bytes"))),
+        Err(StreamEnd::Failed(detail)) => return Err(broken(&detail)),
+        Err(StreamEnd::OverLimit(limit)) => return Err(broken(&format!("over {limit} bytes"))),
     };
     drop(spin_sdk::wit::wasi::http0_2_0::types::IncomingBody::finish(
         body,
@@ -356,8 +372,11 @@ fn read_body(
     Ok(out)
 }
 
-fn write_body(outgoing: OutgoingBody, body: &[u8]) -> Result<(), OriginFailure> {
-    let broken = |e: String| OriginFailure::Protocol(format!("sending request body: {e}"));
+fn write_body(authority: &str, outgoing: OutgoingBody, body: &[u8]) -> Result<(), OriginFailure> {
+    let broken = |detail: String| {
+        eprintln!("edge-cache: origin {authority}: sending the request body: {detail}");
+        OriginFailure::Protocol(REQUEST_NOT_SENT)
+    };
     {
         let stream = outgoing.write().map_err(|()| broken("no stream".into()))?;
         for chunk in body.chunks(WRITE_CHUNK) {
@@ -369,8 +388,17 @@ fn write_body(outgoing: OutgoingBody, body: &[u8]) -> Result<(), OriginFailure> 
     OutgoingBody::finish(outgoing, None).map_err(|e| broken(format!("{e:?}")))
 }
 
-fn classify(code: ErrorCode, config: &EdgeConfig) -> OriginFailure {
-    edge_cache::origin_failure_of!(code, config, ErrorCode)
+/// What `code` means for the client, in words; the code itself, with its
+/// payload, goes to the log when the words leave something out.
+fn failed(authority: &str, code: ErrorCode, config: &EdgeConfig) -> OriginFailure {
+    let failure = edge_cache::origin_failure_of!(&code, config, ErrorCode);
+    if matches!(
+        failure,
+        OriginFailure::Unreachable(_) | OriginFailure::Protocol(_)
+    ) {
+        eprintln!("edge-cache: origin {authority}: {code:?}");
+    }
+    failure
 }
 
 async fn send_reply(response_out: ResponseOutparam, reply: Response) {

@@ -25,13 +25,13 @@ use spin_sdk::wasip3::http_compat::IncomingRequestBody;
 use spin_sdk::wasip3::wit_bindgen::{FutureReader, StreamReader, StreamResult};
 use spin_sdk::wasip3::{wit_future, wit_stream};
 
-use edge_cache::answer::{body_too_large, plain_text};
+use edge_cache::answer::{body_too_large, misconfigured, plain_text, unreadable_body};
 use edge_cache::collapse::Collapser;
-use edge_cache::config::{EdgeConfig, OriginAddress, VARIABLES};
+use edge_cache::config::{ConfigError, EdgeConfig, OriginAddress, VARIABLES};
 use edge_cache::edge::{Edge, NamedOrigin};
 use edge_cache::header_list::{from_pairs, to_pairs};
 use edge_cache::l1::{L1, l1_for};
-use edge_cache::origin_failure::OriginFailure;
+use edge_cache::origin_failure::{BODY_BROKE_OFF, OriginFailure, REQUEST_NOT_SENT};
 use edge_cache::purge_api::Admission;
 use edge_cache::rules::CacheRules;
 use edge_cache::seams::{
@@ -64,7 +64,7 @@ thread_local! {
 
 /// This instance's state, prepared on first use. A configuration error is
 /// not kept, so a request after the variable is fixed sees the fix.
-async fn instance() -> Result<Rc<Instance>, String> {
+async fn instance() -> Result<Rc<Instance>, ConfigError> {
     if let Some(ready) = INSTANCE.with(|cell| cell.borrow().clone()) {
         return Ok(ready);
     }
@@ -74,8 +74,7 @@ async fn instance() -> Result<Rc<Instance>, String> {
             values.insert(name, value);
         }
     }
-    let config = EdgeConfig::from_variables(|name| values.get(name).cloned())
-        .map_err(|error| error.to_string())?;
+    let config = EdgeConfig::from_variables(|name| values.get(name).cloned())?;
     let rules = load_rules(&config);
     let shared = match &config.shared_store {
         Some(label) => {
@@ -150,7 +149,7 @@ async fn handle(request: types::Request) -> Response {
         Ok(instance) => instance,
         Err(error) => {
             eprintln!("edge-cache: configuration error: {error}");
-            return plain_text(500, format!("edge misconfigured: {error}\n"));
+            return misconfigured(&error);
         }
     };
     let primary = primary_origin(&instance);
@@ -249,8 +248,10 @@ async fn read_request<S: Store, O: Origin, C: Clock>(
         Admission::Answer(response) => return Err(response),
         Admission::NoBody => Vec::new(),
         Admission::ReadBody { limit } => {
-            let body = IncomingRequestBody::new(request)
-                .map_err(|code| plain_text(400, format!("bad request: {code:?}\n")))?;
+            let body = IncomingRequestBody::new(request).map_err(|code| {
+                eprintln!("edge-cache: request body unavailable: {code:?}");
+                unreadable_body()
+            })?;
             read_request_body(body, limit).await?
         }
     };
@@ -268,7 +269,10 @@ async fn read_request_body(
     body: IncomingRequestBody,
     limit: Option<usize>,
 ) -> Result<Vec<u8>, Response> {
-    let unreadable = |e: String| plain_text(400, format!("could not read request body: {e}\n"));
+    let unreadable = |detail: String| {
+        eprintln!("edge-cache: request body unreadable: {detail}");
+        unreadable_body()
+    };
     let body = match limit {
         Some(limit) => match Limited::new(body, limit).collect().await {
             Ok(collected) => collected.to_bytes(),
@@ -357,14 +361,13 @@ const BODY_READ_SIZE: usize = 16 * 1024;
 
 impl Origin for SpinOrigin<'_> {
     async fn send(&self, request: OriginRequest) -> Result<Response, OriginFailure> {
-        let config = self.config;
         // A HEAD's `Content-Length` describes a body that is not sent.
         let bodiless = request.method == http::Method::HEAD;
         let outgoing = self.outgoing(request)?;
         let response = client::send(outgoing)
             .await
-            .map_err(|code| classify(code, config))?;
-        read_response(response, bodiless, config).await
+            .map_err(|code| failed(code, self))?;
+        read_response(response, bodiless, self).await
     }
 }
 
@@ -375,9 +378,15 @@ impl SpinOrigin<'_> {
     /// a body stream only when there is a body. A fill's GET has none, so
     /// no task writes an empty body and the host has no stream to drain.
     fn outgoing(&self, request: OriginRequest) -> Result<types::Request, OriginFailure> {
-        let refused = |what: String| OriginFailure::Protocol(format!("request rejected: {what}"));
+        let refused = |what: String| {
+            eprintln!(
+                "edge-cache: origin {}: the host refused the request's {what}",
+                self.address.authority
+            );
+            OriginFailure::Protocol(REQUEST_NOT_SENT)
+        };
         let fields = Fields::from_list(&to_pairs(&request.headers))
-            .map_err(|e| refused(format!("fields: {e:?}")))?;
+            .map_err(|e| refused(format!("fields ({e:?})")))?;
         let config = self.config;
         let options = RequestOptions::new();
         let timeout = nanos(config.origin_timeout);
@@ -414,7 +423,7 @@ impl SpinOrigin<'_> {
 async fn read_response(
     response: types::Response,
     bodiless: bool,
-    config: &EdgeConfig,
+    origin: &SpinOrigin<'_>,
 ) -> Result<Response, OriginFailure> {
     let status = response.get_status_code();
     let headers = from_pairs(&response.get_headers().copy_all());
@@ -439,10 +448,8 @@ async fn read_response(
         }
     }
     if let Err(code) = trailers.await {
-        return Err(match classify(code, config) {
-            OriginFailure::Protocol(detail) => {
-                OriginFailure::Protocol(format!("response body broke off: {detail}"))
-            }
+        return Err(match failed(code, origin) {
+            OriginFailure::Protocol(_) => OriginFailure::Protocol(BODY_BROKE_OFF),
             other => other,
         });
     }
@@ -472,8 +479,18 @@ fn body_stream(body: Vec<u8>) -> Option<StreamReader<u8>> {
     })
 }
 
-fn classify(code: ErrorCode, config: &EdgeConfig) -> OriginFailure {
-    edge_cache::origin_failure_of!(code, config, ErrorCode)
+/// What `code` from `origin` means for the client, in words; the code
+/// itself, with its payload, goes to the log when the words leave
+/// something out.
+fn failed(code: ErrorCode, origin: &SpinOrigin<'_>) -> OriginFailure {
+    let failure = edge_cache::origin_failure_of!(&code, origin.config, ErrorCode);
+    if matches!(
+        failure,
+        OriginFailure::Unreachable(_) | OriginFailure::Protocol(_)
+    ) {
+        eprintln!("edge-cache: origin {}: {code:?}", origin.address.authority);
+    }
+    failure
 }
 
 fn nanos(duration: Duration) -> u64 {

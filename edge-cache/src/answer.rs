@@ -9,6 +9,7 @@ use http::{HeaderMap, Method};
 
 use crate::cache_status::{CacheStatus, server_timing};
 use crate::conditional::{NOT_MODIFIED_FIELDS, RangeAnswer, client_has_current, range_answer};
+use crate::config::ConfigError;
 use crate::field_names::{
     CACHE_STATUS, CDN_CACHE_CONTROL, SERVER_TIMING, SURROGATE_CONTROL, SURROGATE_KEY,
 };
@@ -180,6 +181,30 @@ pub fn plain_text(status: u16, body: String) -> Response {
     }
 }
 
+/// `500` for a configuration the edge cannot run with: which variable,
+/// in words; not its value (an origin address, a token), which the log
+/// has beside the reason.
+pub fn misconfigured(error: &ConfigError) -> Response {
+    let what = match error {
+        ConfigError::Missing(_) => "is required but not set",
+        ConfigError::Invalid { .. } => "is invalid",
+    };
+    let variable = error.variable();
+    plain_text(
+        500,
+        format!("edge misconfigured: variable `{variable}` {what} (the edge's log says more)\n"),
+    )
+}
+
+/// `400` for a request whose body could not be read; the adapter logs
+/// the host's error.
+pub fn unreadable_body() -> Response {
+    plain_text(
+        400,
+        "bad request: the request body could not be read\n".to_owned(),
+    )
+}
+
 /// A small JSON answer of the edge's own (purge API), never stored.
 pub fn json_response(status: u16, value: &serde_json::Value) -> Response {
     let body = format!("{value}\n").into_bytes();
@@ -261,5 +286,30 @@ pub fn error_response(failure: &OriginFailure, status: &CacheStatus) -> Response
 pub fn strip_edge_only(headers: &mut HeaderMap) {
     for name in &EDGE_ONLY_HEADERS {
         headers.remove(name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_misconfiguration_names_the_variable_not_its_value() {
+        let invalid = ConfigError::Invalid {
+            name: "origin_url",
+            reason: "not an http(s) URL (got `ftp://user:secret@10.0.0.7`)".into(),
+        };
+        let body = String::from_utf8(misconfigured(&invalid).body).unwrap();
+        assert_eq!(
+            body,
+            "edge misconfigured: variable `origin_url` is invalid (the edge's log says more)\n"
+        );
+        let missing = misconfigured(&ConfigError::Missing("origin_url"));
+        assert_eq!(missing.status, 500);
+        assert_eq!(
+            String::from_utf8(missing.body).unwrap(),
+            "edge misconfigured: variable `origin_url` is required but not set \
+             (the edge's log says more)\n"
+        );
     }
 }

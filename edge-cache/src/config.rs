@@ -265,6 +265,15 @@ pub enum ConfigError {
     },
 }
 
+impl ConfigError {
+    /// The variable the error is about.
+    pub fn variable(&self) -> &'static str {
+        match self {
+            ConfigError::Missing(name) | ConfigError::Invalid { name, .. } => name,
+        }
+    }
+}
+
 impl EdgeConfig {
     /// Builds the configuration from a variable lookup (`None` = not set).
     pub fn from_variables(

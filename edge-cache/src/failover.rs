@@ -64,7 +64,7 @@ mod tests {
 
     #[test]
     fn backup_is_used_once_when_the_primary_fails() {
-        let refused = || Err(OriginFailure::Unreachable("connection refused".into()));
+        let refused = || Err(OriginFailure::Unreachable("connection refused"));
         let timed_out = Err(OriginFailure::TimedOut(Duration::from_millis(5)));
         assert_eq!(run(Ok(200), Some(Ok(200))), (Ok(200), 1, 0));
         assert_eq!(

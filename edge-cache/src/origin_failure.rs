@@ -1,4 +1,9 @@
 //! What the client is told when the origin cannot answer.
+//!
+//! In words only: the cause as this module's own fixed phrases, never the
+//! host's error value, a Rust type name or Debug formatting. An adapter
+//! that drops detail to get there (the `wasi:http` error code and its
+//! payload, a body stream's error) writes it to the component's log.
 
 use std::time::Duration;
 
@@ -7,8 +12,9 @@ use crate::breaker::FailureKind;
 /// Why a request to the origin produced no response.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OriginFailure {
-    /// Nothing accepted the connection (refused, unreachable, DNS failure).
-    Unreachable(String),
+    /// Nothing accepted the connection (refused, unreachable, DNS failure);
+    /// the cause in words, from [`origin_failure_of!`]'s table.
+    Unreachable(&'static str),
     /// The origin did not accept a connection within the configured time.
     ConnectTimedOut(Duration),
     /// The origin did not answer within the configured time.
@@ -16,8 +22,9 @@ pub enum OriginFailure {
     /// The host runtime refused the outbound request (not in
     /// `allowed_outbound_hosts`).
     Denied,
-    /// The connection broke or the origin spoke malformed HTTP.
-    Protocol(String),
+    /// The connection broke or the origin spoke malformed HTTP; what went
+    /// wrong in words (`the TLS handshake did not complete`).
+    Protocol(&'static str),
     /// Not sent: the origin's circuit breaker is open after repeated
     /// failures.
     CircuitOpen {
@@ -117,7 +124,10 @@ impl OriginFailure {
 
 /// The [`OriginFailure`] a `wasi:http` `error-code` means, given the
 /// configuration's connect and response timeouts (an
-/// [`EdgeConfig`](crate::config::EdgeConfig)).
+/// [`EdgeConfig`](crate::config::EdgeConfig)): the table from each code to
+/// the words the client is told. Payloads (a DNS rcode, a TLS alert, the
+/// host's internal message) are not part of them; the adapter logs the
+/// code whole.
 ///
 /// A macro, not a function, so both adapters share one table: WASI 0.2's
 /// and 0.3's bindings each generate their own `ErrorCode` type, with the
@@ -137,52 +147,148 @@ macro_rules! origin_failure_of {
             | $error_code::HttpResponseTimeout
             | $error_code::DnsTimeout => OriginFailure::TimedOut(config.origin_timeout),
             $error_code::HttpRequestDenied => OriginFailure::Denied,
-            $error_code::ConnectionRefused => {
-                OriginFailure::Unreachable("connection refused".into())
+            $error_code::ConnectionRefused => OriginFailure::Unreachable("connection refused"),
+            $error_code::DnsError(_) | $error_code::DestinationNotFound => {
+                OriginFailure::Unreachable("its name did not resolve")
             }
-            code @ ($error_code::DestinationNotFound
-            | $error_code::DestinationUnavailable
-            | $error_code::DestinationIpProhibited
-            | $error_code::DestinationIpUnroutable
-            | $error_code::DnsError(_)) => OriginFailure::Unreachable(format!("{code:?}")),
-            other => OriginFailure::Protocol(format!("{other:?}")),
+            $error_code::DestinationUnavailable => {
+                OriginFailure::Unreachable("destination unavailable")
+            }
+            $error_code::DestinationIpProhibited => {
+                OriginFailure::Unreachable("its address is prohibited")
+            }
+            $error_code::DestinationIpUnroutable => {
+                OriginFailure::Unreachable("no route to its address")
+            }
+            $error_code::TlsProtocolError => {
+                OriginFailure::Protocol("the TLS handshake did not complete")
+            }
+            $error_code::TlsCertificateError => {
+                OriginFailure::Protocol("its TLS certificate was not accepted")
+            }
+            $error_code::TlsAlertReceived(_) => {
+                OriginFailure::Protocol("it ended the TLS handshake with an alert")
+            }
+            $error_code::ConnectionTerminated => {
+                OriginFailure::Protocol("the connection closed before a complete response")
+            }
+            $error_code::ConnectionLimitReached => {
+                OriginFailure::Protocol("too many connections to it are open")
+            }
+            $error_code::HttpResponseIncomplete => {
+                OriginFailure::Protocol("the response was incomplete")
+            }
+            $error_code::HttpResponseHeaderSectionSize(_)
+            | $error_code::HttpResponseHeaderSize(_) => {
+                OriginFailure::Protocol("the response header was too large")
+            }
+            $error_code::HttpResponseBodySize(_) => {
+                OriginFailure::Protocol("the response body was too large")
+            }
+            $error_code::HttpResponseTrailerSectionSize(_)
+            | $error_code::HttpResponseTrailerSize(_) => {
+                OriginFailure::Protocol("the response trailers were too large")
+            }
+            $error_code::HttpResponseTransferCoding(_)
+            | $error_code::HttpResponseContentCoding(_) => {
+                OriginFailure::Protocol("the response's coding is not supported")
+            }
+            $error_code::HttpProtocolError | $error_code::HttpUpgradeFailed => {
+                OriginFailure::Protocol("the response was not valid HTTP")
+            }
+            $error_code::LoopDetected => OriginFailure::Protocol("a request loop was detected"),
+            $error_code::HttpRequestLengthRequired
+            | $error_code::HttpRequestBodySize(_)
+            | $error_code::HttpRequestMethodInvalid
+            | $error_code::HttpRequestUriInvalid
+            | $error_code::HttpRequestUriTooLong
+            | $error_code::HttpRequestHeaderSectionSize(_)
+            | $error_code::HttpRequestHeaderSize(_)
+            | $error_code::HttpRequestTrailerSectionSize(_)
+            | $error_code::HttpRequestTrailerSize(_) => {
+                OriginFailure::Protocol($crate::origin_failure::REQUEST_NOT_SENT)
+            }
+            // `configuration-error`, `internal-error(…)` and any code a
+            // later `wasi:http` adds.
+            _ => OriginFailure::Protocol($crate::origin_failure::CONNECTION_FAILED),
         }
     }};
 }
+
+/// The words for a request to the origin that the host would not send as
+/// it is (its fields, line or body refused).
+pub const REQUEST_NOT_SENT: &str = "the request could not be sent";
+
+/// The words for an exchange with the origin that failed in a way the
+/// host does not name.
+pub const CONNECTION_FAILED: &str = "the connection failed";
+
+/// The words for a response whose body stopped before its end.
+pub const BODY_BROKE_OFF: &str = "the response body broke off";
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// The part of `wasi:http`'s `error-code` the table names, as the
-    /// bindings spell it.
+    /// `wasi:http`'s `error-code` as the bindings spell it (WASI 0.2 and
+    /// 0.3 have the same variants), payloads simplified.
     #[derive(Debug)]
     #[allow(dead_code)]
     enum ErrorCode {
-        ConnectionTimeout,
-        ConnectionReadTimeout,
-        ConnectionWriteTimeout,
-        HttpResponseTimeout,
         DnsTimeout,
-        HttpRequestDenied,
-        ConnectionRefused,
+        DnsError(String),
         DestinationNotFound,
         DestinationUnavailable,
         DestinationIpProhibited,
         DestinationIpUnroutable,
-        DnsError(String),
+        ConnectionRefused,
         ConnectionTerminated,
+        ConnectionTimeout,
+        ConnectionReadTimeout,
+        ConnectionWriteTimeout,
+        ConnectionLimitReached,
+        TlsProtocolError,
+        TlsCertificateError,
+        TlsAlertReceived(String),
+        HttpRequestDenied,
+        HttpRequestLengthRequired,
+        HttpRequestBodySize(Option<u64>),
+        HttpRequestMethodInvalid,
+        HttpRequestUriInvalid,
+        HttpRequestUriTooLong,
+        HttpRequestHeaderSectionSize(Option<u32>),
+        HttpRequestHeaderSize(Option<u32>),
+        HttpRequestTrailerSectionSize(Option<u32>),
+        HttpRequestTrailerSize(u32),
+        HttpResponseIncomplete,
+        HttpResponseHeaderSectionSize(Option<u32>),
+        HttpResponseHeaderSize(u32),
+        HttpResponseBodySize(Option<u64>),
+        HttpResponseTrailerSectionSize(Option<u32>),
+        HttpResponseTrailerSize(u32),
+        HttpResponseTransferCoding(Option<String>),
+        HttpResponseContentCoding(Option<String>),
+        HttpResponseTimeout,
+        HttpUpgradeFailed,
+        HttpProtocolError,
+        LoopDetected,
+        ConfigurationError,
+        InternalError(Option<String>),
     }
 
-    #[test]
-    fn error_codes_map_to_failures_with_the_configured_timeouts() {
-        let config = crate::config::EdgeConfig::from_variables(|name| match name {
+    fn config() -> crate::config::EdgeConfig {
+        crate::config::EdgeConfig::from_variables(|name| match name {
             "origin_url" => Some("http://o.example".into()),
             "origin_timeout_ms" => Some("7000".into()),
             "origin_connect_timeout_ms" => Some("900".into()),
             _ => None,
         })
-        .unwrap();
+        .unwrap()
+    }
+
+    #[test]
+    fn error_codes_map_to_failures_with_the_configured_timeouts() {
+        let config = config();
         let of = |code| origin_failure_of!(code, &config, ErrorCode);
         assert_eq!(
             of(ErrorCode::ConnectionTimeout),
@@ -197,25 +303,129 @@ mod tests {
             assert_eq!(of(slow), OriginFailure::TimedOut(Duration::from_secs(7)));
         }
         assert_eq!(of(ErrorCode::HttpRequestDenied), OriginFailure::Denied);
-        assert_eq!(
-            of(ErrorCode::ConnectionRefused),
-            OriginFailure::Unreachable("connection refused".into())
-        );
-        assert_eq!(
-            of(ErrorCode::DnsError("nx".into())),
-            OriginFailure::Unreachable("DnsError(\"nx\")".into())
-        );
-        assert_eq!(
-            of(ErrorCode::ConnectionTerminated),
-            OriginFailure::Protocol("ConnectionTerminated".into())
-        );
+        let table = [
+            (
+                ErrorCode::ConnectionRefused,
+                "origin unreachable: connection refused",
+            ),
+            (
+                ErrorCode::DnsError("NXDOMAIN".into()),
+                "origin unreachable: its name did not resolve",
+            ),
+            (
+                ErrorCode::DestinationNotFound,
+                "origin unreachable: its name did not resolve",
+            ),
+            (
+                ErrorCode::DestinationUnavailable,
+                "origin unreachable: destination unavailable",
+            ),
+            (
+                ErrorCode::DestinationIpProhibited,
+                "origin unreachable: its address is prohibited",
+            ),
+            (
+                ErrorCode::DestinationIpUnroutable,
+                "origin unreachable: no route to its address",
+            ),
+            (
+                ErrorCode::TlsProtocolError,
+                "origin failed: the TLS handshake did not complete",
+            ),
+            (
+                ErrorCode::TlsCertificateError,
+                "origin failed: its TLS certificate was not accepted",
+            ),
+            (
+                ErrorCode::TlsAlertReceived("handshake_failure".into()),
+                "origin failed: it ended the TLS handshake with an alert",
+            ),
+            (
+                ErrorCode::ConnectionTerminated,
+                "origin failed: the connection closed before a complete response",
+            ),
+            (
+                ErrorCode::ConnectionLimitReached,
+                "origin failed: too many connections to it are open",
+            ),
+            (
+                ErrorCode::HttpResponseIncomplete,
+                "origin failed: the response was incomplete",
+            ),
+            (
+                ErrorCode::HttpResponseHeaderSize(9000),
+                "origin failed: the response header was too large",
+            ),
+            (
+                ErrorCode::HttpResponseBodySize(Some(1 << 30)),
+                "origin failed: the response body was too large",
+            ),
+            (
+                ErrorCode::HttpResponseTrailerSectionSize(None),
+                "origin failed: the response trailers were too large",
+            ),
+            (
+                ErrorCode::HttpResponseContentCoding(Some("x-zip".into())),
+                "origin failed: the response's coding is not supported",
+            ),
+            (
+                ErrorCode::HttpProtocolError,
+                "origin failed: the response was not valid HTTP",
+            ),
+            (
+                ErrorCode::LoopDetected,
+                "origin failed: a request loop was detected",
+            ),
+            (
+                ErrorCode::HttpRequestUriTooLong,
+                "origin failed: the request could not be sent",
+            ),
+            (
+                ErrorCode::InternalError(Some("hyper::Error(Io, Kind(BrokenPipe))".into())),
+                "origin failed: the connection failed",
+            ),
+            (
+                ErrorCode::ConfigurationError,
+                "origin failed: the connection failed",
+            ),
+        ];
+        for (code, words) in table {
+            let debug = format!("{code:?}");
+            let response = of(code).to_response();
+            assert_eq!(response.status, 502, "{debug}");
+            assert_eq!(response.body, format!("{words}\n"), "{debug}");
+        }
+    }
+
+    #[test]
+    fn no_client_answer_carries_the_code_or_its_payload() {
+        let config = config();
+        let codes = [
+            ErrorCode::DnsError("NXDOMAIN".into()),
+            ErrorCode::TlsAlertReceived("bad_certificate".into()),
+            ErrorCode::HttpRequestBodySize(Some(77)),
+            ErrorCode::HttpResponseTransferCoding(Some("chunked, gzip".into())),
+            ErrorCode::InternalError(Some("redis://10.0.0.7 said no".into())),
+            ErrorCode::InternalError(None),
+        ];
+        for code in codes {
+            let debug = format!("{code:?}");
+            let body = origin_failure_of!(code, &config, ErrorCode)
+                .to_response()
+                .body;
+            for leak in [
+                "::", "(", "Error", "Some", "NXDOMAIN", "bad_cert", "77", "gzip", "redis",
+            ] {
+                assert!(!body.contains(leak), "{debug} -> {body}");
+            }
+        }
     }
 
     #[test]
     fn each_failure_names_its_cause() {
         let cases = [
             (
-                OriginFailure::Unreachable("connection refused".into()),
+                OriginFailure::Unreachable("connection refused"),
                 502,
                 "origin unreachable: connection refused",
             ),
@@ -231,9 +441,9 @@ mod tests {
             ),
             (OriginFailure::Denied, 502, "allowed_outbound_hosts"),
             (
-                OriginFailure::Protocol("connection reset".into()),
+                OriginFailure::Protocol("the connection closed before a complete response"),
                 502,
-                "origin failed: connection reset",
+                "origin failed: the connection closed before a complete response",
             ),
         ];
         for (failure, status, text) in cases {

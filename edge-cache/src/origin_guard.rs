@@ -158,7 +158,7 @@ mod tests {
         let status = status.clone();
         FakeOrigin::new(move |_| match status.get() {
             0 => Err(OriginFailure::TimedOut(Duration::from_secs(1))),
-            1 => Err(OriginFailure::Unreachable("connection refused".into())),
+            1 => Err(OriginFailure::Unreachable("connection refused")),
             code => Ok(status_response(code)),
         })
     }

@@ -13,6 +13,11 @@ use crate::rules::{CacheRules, Rule};
 use crate::seams::{ClientConnection, ClientRequest, Clock, Response, Store, StoreFailure};
 use crate::storage::{CacheStorage, unix_ms};
 
+/// The `error` of a purge the store could not record (`503`): what
+/// failed and what to do, never the store's own error (its address, its
+/// client's types), which goes to the log.
+pub const STORE_UNAVAILABLE: &str = "store unavailable: the purge was not recorded; try again";
+
 /// Where the purge API lives and the token it requires.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PurgeSettings {
@@ -175,10 +180,12 @@ impl<S: Store, C: Clock> PurgeApi<'_, S, C> {
             .unwrap_or_else(|| "unknown".into());
         let kind = PurgeKind::from_soft(purge.soft);
         if let Err(StoreFailure(error)) = self.storage.purge(&scopes, kind).await {
+            // The store's own error (its address, its client's types) is
+            // for the log; the caller learns what failed and what to do.
             eprintln!("edge-cache: purge {id} from {caller} failed: store error: {error}");
             return json_response(
                 503,
-                &serde_json::json!({"id": id, "error": format!("store unavailable: {error}")}),
+                &serde_json::json!({"id": id, "error": STORE_UNAVAILABLE}),
             );
         }
         eprintln!(

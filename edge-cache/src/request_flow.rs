@@ -775,7 +775,7 @@ mod tests {
         assert_eq!(block_on(edge.handle(get("/a", &[]))).0.status, 200);
         clock.0.set(clock.0.get() + Duration::from_secs(30));
 
-        *failure.borrow_mut() = Some(OriginFailure::Unreachable("refused".into()));
+        *failure.borrow_mut() = Some(OriginFailure::Unreachable("refused"));
         let (response, _) = block_on(edge.handle(get("/a", &[])));
         assert_eq!(response.status, 502, "no stale-if-error, no grace");
 
@@ -818,7 +818,7 @@ mod tests {
         let scripted = failing.clone();
         let origin = FakeOrigin::new(move |_| {
             if scripted.get() {
-                Err(OriginFailure::Unreachable("refused".into()))
+                Err(OriginFailure::Unreachable("refused"))
             } else {
                 Ok(ok("max-age=10, must-revalidate", "x"))
             }
@@ -959,6 +959,26 @@ mod tests {
         );
         assert_eq!(*store.reads.borrow(), ["p:epoch"]);
         assert_eq!(origin.calls.get(), 1);
+    }
+
+    #[test]
+    fn a_purge_the_store_cannot_record_says_so_without_the_stores_error() {
+        let rules = CacheRules::default();
+        let store = MemStore::default();
+        let origin = FakeOrigin::new(|_| Ok(ok("max-age=60", "x")));
+        let clock = clock();
+        let (l1, purge) = (L1::new(1 << 20), purge_settings());
+        let edge = edge_with_l1(&rules, &store, &origin, &clock, &l1, &purge);
+        store.broken.set(true);
+        let purge_request = ClientRequest {
+            method: Method::POST,
+            body: br#"{"urls": ["/a"]}"#.to_vec(),
+            ..get("/_edge/purge", &[("authorization", "Bearer t")])
+        };
+        let (answer, _) = block_on(edge.handle(purge_request));
+        assert_eq!(answer.status, 503);
+        let body: serde_json::Value = serde_json::from_slice(&answer.body).unwrap();
+        assert_eq!(body["error"], crate::purge_api::STORE_UNAVAILABLE);
     }
 
     #[test]

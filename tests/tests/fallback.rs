@@ -1,5 +1,6 @@
 //! Fallback on failure: a failing store, a failing or slow origin, the
-//! breaker, the concurrency cap, a backup origin, and clear errors.
+//! breaker, the concurrency cap, a backup origin, and clear errors that
+//! say what failed in words, not in the host's types.
 
 use std::time::{Duration, Instant};
 
@@ -228,4 +229,26 @@ async fn fetches_beyond_the_concurrency_cap_are_turned_away() {
     assert_eq!(first.await.unwrap(), 200);
     // The slot is free again.
     assert_eq!(edge.fetch("/slow?n=3").await.unwrap().status, 200);
+}
+
+#[tokio::test]
+async fn a_tls_mismatch_with_the_origin_is_told_in_words() {
+    // An `https` origin URL for a server that speaks plain HTTP: the
+    // handshake fails. The client used to read `origin failed:
+    // ErrorCode::TlsProtocolError`.
+    let origin = MockServer::start().await;
+    let port = origin.address().port();
+    let edge = Edge::start(EdgeSetup::origin(&format!("https://127.0.0.1:{port}")))
+        .await
+        .unwrap();
+    let fetched = edge.fetch("/page").await.unwrap();
+    let body = fetched.text();
+    assert_eq!(fetched.status, 502, "{body}");
+    assert_eq!(
+        body, "origin failed: the TLS handshake did not complete\n",
+        "in words"
+    );
+    for leak in ["ErrorCode", "::", "(", "Tls"] {
+        assert!(!body.contains(leak), "{leak:?} in {body:?}");
+    }
 }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use edge_tests::{Edge, EdgeSetup, origin_requests_reach};
+use edge_tests::{Edge, EdgeSetup, FaultyStore, origin_requests_reach};
 use reqwest::Client;
 use wiremock::matchers::{header_exists, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -235,4 +235,29 @@ async fn without_a_token_the_purge_path_is_proxied() {
     let (status, _, body) = purge(&edge, Some("anything"), r#"{"all": true}"#).await;
     assert_eq!(status, 404);
     assert_eq!(body, "origin's own 404");
+}
+
+#[tokio::test]
+async fn a_purge_the_store_cannot_record_is_a_503_in_words() {
+    // The answer used to carry the store's error as its client formats it:
+    // `store unavailable: Error::Other("redis redis://…: no answer …")`.
+    let origin = MockServer::start().await;
+    let store = FaultyStore::new();
+    let setup = EdgeSetup::origin(&origin.uri())
+        .variable("purge_token", TOKEN)
+        .store(&store);
+    let edge = Edge::start(setup).await.unwrap();
+    store.set_failing(true);
+    let (status, headers, body) = purge(&edge, Some(TOKEN), r#"{"urls": ["/a"]}"#).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(headers["content-type"], "application/json");
+    let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        answer["error"], "store unavailable: the purge was not recorded; try again",
+        "{body}"
+    );
+    for leak in ["Error::", "Other(", "injected fault", "::", "redis"] {
+        assert!(!body.contains(leak), "{leak:?} in {body}");
+    }
+    assert!(store.failures() > 0);
 }
