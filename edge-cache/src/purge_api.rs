@@ -188,7 +188,8 @@ impl<S: Store, C: Clock> PurgeApi<'_, S, C> {
                 &serde_json::json!({"id": id, "error": STORE_UNAVAILABLE}),
             );
         }
-        eprintln!(
+        // Routine: the host logs a guest's standard output at info.
+        println!(
             "edge-cache: purge {id} from {caller}: urls={:?} tags={:?} prefixes={:?} all={} soft={}",
             purge.urls, purge.tags, purge.prefixes, purge.all, purge.soft
         );

@@ -408,6 +408,7 @@ fn failed_instance_is_logged_under_the_error_id(component: &str) {
 /// file name), its stderr lines arriving on a channel.
 struct Serving {
     child: Running,
+    _dir: tempfile::TempDir,
     lines: std::sync::mpsc::Receiver<String>,
     /// The lines up to the one saying it serves.
     startup: Vec<String>,
@@ -420,6 +421,12 @@ impl Serving {
     /// `ulimit -n 1024`) and `args` after the manifest, and waits for it to
     /// serve.
     fn start(component: &str, shell: &str, args: &[&str]) -> Serving {
+        Serving::start_with(component, "", shell, args)
+    }
+
+    /// [`Serving::start`] with `manifest` appended to the component's
+    /// table in the manifest (its fields, then further tables).
+    fn start_with(component: &str, manifest: &str, shell: &str, args: &[&str]) -> Serving {
         let wasm = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join(format!("../target/wasm32-wasip2/release/{component}.wasm"));
         assert!(
@@ -427,13 +434,13 @@ impl Serving {
             "{} missing: run `make wasm` first (make test does)",
             wasm.display()
         );
-        let dir = tempfile::tempdir().unwrap().keep();
+        let dir = tempfile::tempdir().unwrap();
         let manifest = write(
-            &dir,
+            dir.path(),
             "spin.toml",
             &format!(
                 "spin_manifest_version = 2\n[application]\nname = \"m\"\n\
-                 [[trigger.http]]\nroute = \"/...\"\ncomponent = \"m\"\n[component.m]\nsource = {:?}\n",
+                 [[trigger.http]]\nroute = \"/...\"\ncomponent = \"m\"\n[component.m]\nsource = {:?}\n{manifest}",
                 wasm.display().to_string()
             ),
         );
@@ -466,6 +473,7 @@ impl Serving {
         });
         let mut serving = Serving {
             child,
+            _dir: dir,
             lines,
             startup: Vec::new(),
             address: String::new(),
@@ -645,4 +653,42 @@ fn a_forged_host_stays_one_field_of_the_text_access_log() {
     );
     assert_eq!(fields[3], "/ok", "{line}");
     assert_eq!(fields[4], "200", "{line}");
+}
+
+/// A routine purge is logged at info, not as a warning.
+#[test]
+fn a_purge_is_logged_at_info() {
+    let edge = Serving::start_with(
+        "edge_cache_p2",
+        "key_value_stores = [\"default\"]\n\
+         [component.m.variables]\npurge_token = \"t\"\norigin_url = \"http://127.0.0.1:9\"\n",
+        "",
+        &[],
+    );
+    let mut client = TcpStream::connect(&edge.address).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let body = r#"{"tags": ["t1"]}"#;
+    client
+        .write_all(
+            format!(
+                "POST /_edge/purge HTTP/1.1\r\nhost: t\r\nauthorization: Bearer t\r\n\
+                 content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+    let mut response = String::new();
+    client.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    let logged = loop {
+        let line = edge.next_line();
+        if line.contains("edge-cache: purge") {
+            break line;
+        }
+    };
+    assert!(logged.contains(" INFO "), "{logged}");
+    assert!(logged.contains("tags=[\"t1\"]"), "{logged}");
 }
