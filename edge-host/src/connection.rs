@@ -129,6 +129,24 @@ impl Activity {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// The activity of a connection just accepted. A client that has
+    /// already sent bytes (its request waiting in the socket) counts as
+    /// sending a request from the start: under a flood of new connections
+    /// the edge accepts a connection long after the client wrote its
+    /// request, and until the connection's task first reads, nothing else
+    /// would tell it from an attacker's silent socket when the cap makes
+    /// one of them give way.
+    pub(crate) async fn accepted(stream: &TcpStream) -> Arc<Activity> {
+        let activity = Activity::new();
+        let mut byte = [0u8; 1];
+        let mut buf = ReadBuf::new(&mut byte);
+        let peeked = std::future::poll_fn(|cx| Poll::Ready(stream.poll_peek(cx, &mut buf))).await;
+        if matches!(peeked, Poll::Ready(Ok(1..))) {
+            activity.bytes_arrived();
+        }
+        activity
+    }
+
     /// A request's header section has arrived and is being served.
     pub(crate) fn request_started(self: &Arc<Self>, body: Arc<BodyWatch>) -> RequestGuard {
         {
@@ -594,6 +612,24 @@ mod tests {
         drop(request);
         assert_eq!(watchdog.await.unwrap(), Expired::Idle);
         assert!(idle.elapsed() >= limits.keepalive_timeout);
+    }
+
+    #[tokio::test]
+    async fn a_connection_whose_request_is_already_waiting_counts_as_sending_one() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let _silent = TcpStream::connect(address).await.unwrap();
+        let (accepted, _) = listener.accept().await.unwrap();
+        let rank = Activity::accepted(&accepted).await.idle_rank().unwrap();
+        assert!(!rank.receiving);
+
+        let mut asking = TcpStream::connect(address).await.unwrap();
+        asking.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
+        let (accepted, _) = listener.accept().await.unwrap();
+        // The bytes are in the socket once the peer can read them.
+        accepted.readable().await.unwrap();
+        let rank = Activity::accepted(&accepted).await.idle_rank().unwrap();
+        assert!(rank.receiving);
     }
 
     #[test]

@@ -299,7 +299,7 @@ impl Slots {
         peer: SocketAddr,
     ) -> Option<(std::net::TcpStream, Admitted)> {
         let options = &self.options;
-        let activity = Activity::new();
+        let activity = Activity::accepted(&stream).await;
         match self.open.admit(peer.ip(), activity.clone()) {
             Ok((slot, evicted)) => {
                 crate::metrics::connections_evicted(evicted.len());

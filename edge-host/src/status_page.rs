@@ -118,7 +118,7 @@ pub async fn serve(listener: TcpListener, metrics: &'static Metrics) {
                 }
             };
             failures.succeeded();
-            let activity = Activity::new();
+            let activity = Activity::accepted(&stream).await;
             // Refused: closed at once. Its peer is a scraper or a page
             // that retries, and an answer would hold a descriptor longer.
             let Ok((slot, evicted)) = table.admit(peer.ip(), activity.clone()) else {
