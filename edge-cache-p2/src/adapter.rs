@@ -13,20 +13,20 @@ use spin_sdk::key_value;
 use spin_sdk::wit::wasi::http0_2_0::outgoing_handler;
 use spin_sdk::wit::wasi::http0_2_0::types::{OutgoingBody, RequestOptions};
 
-use edge_cache::answer::{body_too_large, misconfigured, plain_text, unreadable_body};
 use edge_cache::config::{EdgeConfig, OriginAddress};
 use edge_cache::edge::{Edge, NamedOrigin};
-use edge_cache::header_list::{from_pairs, to_pairs};
-use edge_cache::origin_failure::{
+use edge_cache::flow::answer::{body_too_large, misconfigured, plain_text, unreadable_body};
+use edge_cache::http::header_list::{from_pairs, to_pairs};
+use edge_cache::origin::failure::{
     BODY_BROKE_OFF, CONNECTION_FAILED, OriginFailure, REQUEST_NOT_SENT,
 };
-use edge_cache::purge_api::Admission;
-use edge_cache::rules::CacheRules;
+use edge_cache::policy::rules::CacheRules;
+use edge_cache::purge::api::Admission;
 use edge_cache::seams::{
     ClientRequest, Clock, Origin, OriginRequest, Response, Store, StoreFailure,
 };
-use edge_cache::shared_state::SharedState;
 use edge_cache::spin_metadata::split_fields;
+use edge_cache::store::shared_state::SharedState;
 
 /// `blocking-write-and-flush` accepts at most this many bytes per call.
 const WRITE_CHUNK: usize = 4096;
@@ -109,7 +109,7 @@ async fn load_rules(config: &EdgeConfig, store: &SpinStore) -> Option<CacheRules
     match parsed {
         Ok(rules) => Some(rules),
         Err(message) => {
-            let marker = edge_cache::storage::rules_error_key(&message);
+            let marker = edge_cache::store::rules_error_key(&message);
             if !matches!(store.get(&marker).await, Ok(Some(_))) {
                 eprintln!("edge-cache: {message}; caching is off until it is fixed");
                 let _ = store.set(&marker, b"1").await;

@@ -25,20 +25,20 @@ use spin_sdk::wasip3::http_compat::IncomingRequestBody;
 use spin_sdk::wasip3::wit_bindgen::{FutureReader, StreamReader, StreamResult};
 use spin_sdk::wasip3::{wit_future, wit_stream};
 
-use edge_cache::answer::{body_too_large, misconfigured, plain_text, unreadable_body};
 use edge_cache::collapse::Collapser;
 use edge_cache::config::{ConfigError, EdgeConfig, OriginAddress, VARIABLES};
 use edge_cache::edge::{Edge, NamedOrigin};
-use edge_cache::header_list::{from_pairs, to_pairs};
-use edge_cache::l1::{L1, l1_for};
-use edge_cache::origin_failure::{BODY_BROKE_OFF, OriginFailure, REQUEST_NOT_SENT};
-use edge_cache::purge_api::Admission;
-use edge_cache::rules::CacheRules;
+use edge_cache::flow::answer::{body_too_large, misconfigured, plain_text, unreadable_body};
+use edge_cache::http::header_list::{from_pairs, to_pairs};
+use edge_cache::origin::failure::{BODY_BROKE_OFF, OriginFailure, REQUEST_NOT_SENT};
+use edge_cache::policy::rules::CacheRules;
+use edge_cache::purge::api::Admission;
 use edge_cache::seams::{
     ClientRequest, Clock, Origin, OriginRequest, Response, Store, StoreFailure,
 };
-use edge_cache::shared_state::SharedState;
 use edge_cache::spin_metadata::split_fields;
+use edge_cache::store::l1::{L1, l1_for};
+use edge_cache::store::shared_state::SharedState;
 
 /// What an instance computes once and every request it serves shares.
 struct Instance {
@@ -242,7 +242,9 @@ async fn read_request<S: Store, O: Origin, C: Clock>(
             Some(Scheme::Https) => "https",
             _ => "http",
         };
-        connection.host = Some(edge_cache::target::canonical_host(scheme, &authority));
+        connection.host = Some(edge_cache::policy::target::canonical_host(
+            scheme, &authority,
+        ));
     }
     let body = match edge.admit(&method, &path_and_query, &headers) {
         Admission::Answer(response) => return Err(response),
@@ -301,7 +303,7 @@ impl Clock for SystemClock {
     }
 }
 
-/// The store an instance serves from (see `edge_cache::shared_state`).
+/// The store an instance serves from (see `edge_cache::store::shared_state`).
 type NodeStore = SharedState<SpinStore, SystemClock>;
 
 /// The Spin key-value store; a store that fails to open fails every call,

@@ -7,13 +7,13 @@ use http::{HeaderMap, Method};
 
 use crate::collapse::Collapser;
 use crate::config::EdgeConfig;
-use crate::failover::FailoverOrigin;
-use crate::l1::L1;
-use crate::origin_guard::GuardedOrigin;
-use crate::purge_api::{Admission, PurgeSettings};
-use crate::request_flow::{EdgeCache, Refresh};
-use crate::rules::CacheRules;
+use crate::flow::{EdgeCache, Refresh};
+use crate::origin::failover::FailoverOrigin;
+use crate::origin::guard::GuardedOrigin;
+use crate::policy::rules::CacheRules;
+use crate::purge::api::{Admission, PurgeSettings};
 use crate::seams::{ClientRequest, Clock, Origin, Response, Store};
+use crate::store::l1::L1;
 
 /// An origin with the authority its breaker and cap are keyed by.
 pub struct NamedOrigin<'a, O> {

@@ -14,12 +14,12 @@ use http::{HeaderMap, HeaderValue, Method};
 use crate::collapse::Collapser;
 use crate::config::EdgeConfig;
 use crate::edge::{Edge, NamedOrigin};
-use crate::l1::L1;
-use crate::purge_api::Admission;
-use crate::rules::CacheRules;
+use crate::policy::rules::CacheRules;
+use crate::purge::api::Admission;
 use crate::seams::{ClientRequest, Response, Store, StoreFailure};
-use crate::shared_state::SharedState;
 use crate::spin_metadata::split_fields;
+use crate::store::l1::L1;
+use crate::store::shared_state::SharedState;
 use crate::test_support::{FakeClock, FakeOrigin, block_on};
 
 #[derive(Default)]

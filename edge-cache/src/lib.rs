@@ -44,44 +44,18 @@
 //! - `origin_failure` — why the origin gave no answer, and what the client is told
 //! - `seams` — the messages and the `Store`/`Origin`/`Clock` traits
 
-pub mod answer;
-pub mod breaker;
-pub mod cache_control;
-pub mod cache_status;
 pub mod collapse;
-pub mod conditional;
 pub mod config;
 pub mod edge;
-pub mod entry;
-pub mod exchange;
-pub mod failover;
-pub mod fill_lease;
-pub mod forwarding;
-pub mod freshness;
-pub mod header_list;
-pub mod hop_by_hop;
-pub mod http_date;
-pub mod invalidation;
-pub mod key;
-pub mod l1;
-pub mod origin_failure;
-pub mod origin_guard;
-pub mod origin_slots;
-pub mod pass;
+pub mod flow;
+pub mod http;
+pub mod origin;
+pub mod policy;
 pub mod purge;
-pub mod purge_api;
-pub mod request_flow;
-pub mod revalidation;
-pub mod rules;
 pub mod seams;
-pub mod shared_state;
 pub mod spin_metadata;
-pub mod storability;
-pub mod storage;
-pub mod target;
-pub mod vary;
+pub mod store;
 
-pub mod field_names;
 #[cfg(test)]
 mod hit_cost;
 #[cfg(test)]

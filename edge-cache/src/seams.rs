@@ -11,8 +11,8 @@ use std::time::{Duration, SystemTime};
 
 use http::{HeaderMap, Method};
 
-use crate::breaker::Fallback;
-use crate::origin_failure::OriginFailure;
+use crate::origin::breaker::Fallback;
+use crate::origin::failure::OriginFailure;
 
 /// A request as the client sent it, its body read.
 #[derive(Debug, Clone)]

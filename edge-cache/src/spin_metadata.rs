@@ -8,10 +8,10 @@ use bytes::Bytes;
 use http::HeaderMap;
 use http::header::{AsHeaderName, HOST, HeaderName, HeaderValue};
 
-use crate::field_names::{SPIN_CLIENT_ADDR, SPIN_FULL_URL};
+use crate::http::field_names::{SPIN_CLIENT_ADDR, SPIN_FULL_URL};
 
+use crate::policy::target::canonical_host;
 use crate::seams::ClientConnection;
-use crate::target::canonical_host;
 
 /// Prefix of the metadata fields a Spin host adds.
 const SPIN_METADATA_PREFIX: &str = "spin-";

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use crate::origin_failure::OriginFailure;
+use crate::origin::failure::OriginFailure;
 use crate::seams::{Clock, Origin, OriginRequest, Response, Store, StoreFailure};
 
 /// A header map from (name, value) pairs, appending repeated names.
@@ -211,6 +211,6 @@ pub fn origin_request() -> OriginRequest {
         target: "/".into(),
         headers: HeaderMap::new(),
         body: Vec::new(),
-        fallback: crate::breaker::Fallback::Nothing,
+        fallback: crate::origin::breaker::Fallback::Nothing,
     }
 }

@@ -17,23 +17,27 @@
 //! changed `Vary` starts a new epoch, which makes every older variant
 //! unreachable without deleting it (the store's eviction reclaims it).
 
+pub mod entry;
+pub mod l1;
+pub mod shared_state;
+
 use std::rc::Rc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::HeaderMap;
 
-use crate::cache_status::Forward;
-use crate::entry::{self, EntryMeta, StoredValue, VaryIndex};
-use crate::freshness::{EffectiveControl, current_age};
-use crate::header_list::to_pairs;
-use crate::invalidation::{
+use crate::http::header_list::to_pairs;
+use crate::policy::cache_status::Forward;
+use crate::policy::freshness::{EffectiveControl, current_age};
+use crate::policy::key::{CacheKey, KeyedRequest, hash128};
+use crate::policy::storability::NOT_STORED_HEADERS;
+use crate::policy::vary::{MAX_VARIANTS, VaryNames, variance};
+use crate::purge::invalidation::{
     PurgeKind, PurgeTimes, Validity, all_scope, prefix_scopes, tag_scope, url_scope,
 };
-use crate::key::{CacheKey, KeyedRequest, hash128};
-use crate::l1::{Cached, L1};
 use crate::seams::{Clock, Store, StoreFailure};
-use crate::storability::NOT_STORED_HEADERS;
-use crate::vary::{MAX_VARIANTS, VaryNames, variance};
+use crate::store::entry::{EntryMeta, StoredValue, VaryIndex};
+use crate::store::l1::{Cached, L1};
 
 /// The store key of a primary entry.
 pub fn entry_key(key: &CacheKey) -> String {

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use crate::breaker::FailureKind;
+use crate::origin::breaker::FailureKind;
 
 /// Why a request to the origin produced no response.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,7 +136,7 @@ impl OriginFailure {
 #[macro_export]
 macro_rules! origin_failure_of {
     ($code:expr, $config:expr, $error_code:ident) => {{
-        use $crate::origin_failure::OriginFailure;
+        use $crate::origin::failure::OriginFailure;
         let config: &$crate::config::EdgeConfig = $config;
         match $code {
             $error_code::ConnectionTimeout => {
@@ -206,11 +206,11 @@ macro_rules! origin_failure_of {
             | $error_code::HttpRequestHeaderSize(_)
             | $error_code::HttpRequestTrailerSectionSize(_)
             | $error_code::HttpRequestTrailerSize(_) => {
-                OriginFailure::Protocol($crate::origin_failure::REQUEST_NOT_SENT)
+                OriginFailure::Protocol($crate::origin::failure::REQUEST_NOT_SENT)
             }
             // `configuration-error`, `internal-error(…)` and any code a
             // later `wasi:http` adds.
-            _ => OriginFailure::Protocol($crate::origin_failure::CONNECTION_FAILED),
+            _ => OriginFailure::Protocol($crate::origin::failure::CONNECTION_FAILED),
         }
     }};
 }

@@ -5,13 +5,13 @@
 
 use http::{HeaderMap, Method};
 
-use crate::answer::{body_too_large, json_response, method_not_allowed, unauthorized};
-use crate::invalidation::{PurgeKind, all_scope, prefix_scope, tag_scope, url_scope};
-use crate::key::build_key;
-use crate::purge::{MAX_BODY_BYTES, PurgeRequest, authorized, parse_purge_post, purge_id};
-use crate::rules::{CacheRules, Rule};
+use crate::flow::answer::{body_too_large, json_response, method_not_allowed, unauthorized};
+use crate::policy::key::build_key;
+use crate::policy::rules::{CacheRules, Rule};
+use crate::purge::invalidation::{PurgeKind, all_scope, prefix_scope, tag_scope, url_scope};
+use crate::purge::request::{MAX_BODY_BYTES, PurgeRequest, authorized, parse_purge_post, purge_id};
 use crate::seams::{ClientConnection, ClientRequest, Clock, Response, Store, StoreFailure};
-use crate::storage::{CacheStorage, unix_ms};
+use crate::store::{CacheStorage, unix_ms};
 
 /// The `error` of a purge the store could not record (`503`): what
 /// failed and what to do, never the store's own error (its address, its
@@ -41,7 +41,7 @@ pub enum Admission {
     /// oversized purge must not make the edge buffer anything.
     Answer(Response),
     /// Go on with an empty body without reading it: the request announces
-    /// none (see [`crate::request_flow::announces_no_body`]). Reading an
+    /// none (see [`crate::flow::announces_no_body`]). Reading an
     /// empty body is not free in `wasi:http` (a stream and a trailers
     /// future, each a round trip through the host), and hits are mostly
     /// such requests.

@@ -46,9 +46,9 @@ use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, SystemTime};
 
-use crate::invalidation::PurgeTimes;
+use crate::purge::invalidation::PurgeTimes;
 use crate::seams::{Clock, Store, StoreFailure};
-use crate::storage::{InvalidationKey, invalidation_key, is_entry_key};
+use crate::store::{InvalidationKey, invalidation_key, is_entry_key};
 
 /// How long after a failed call the shared store is left alone.
 pub const OUTAGE_RETRY: Duration = Duration::from_millis(250);
@@ -342,7 +342,7 @@ mod tests {
     use std::time::UNIX_EPOCH;
 
     use super::*;
-    use crate::invalidation::Validity;
+    use crate::purge::invalidation::Validity;
     use crate::test_support::{MemStore, block_on};
 
     /// A clock the test moves; shared between the test and the store.

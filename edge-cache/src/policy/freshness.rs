@@ -6,8 +6,8 @@ use std::time::{Duration, SystemTime};
 use http::HeaderMap;
 use http::header::{AGE, AsHeaderName, CACHE_CONTROL, DATE, EXPIRES, LAST_MODIFIED};
 
-use crate::cache_control::{CacheDirectives, Seconds};
-use crate::field_names::{CDN_CACHE_CONTROL, SURROGATE_CONTROL};
+use crate::http::cache_control::{CacheDirectives, Seconds};
+use crate::http::field_names::{CDN_CACHE_CONTROL, SURROGATE_CONTROL};
 
 /// Which field's directives this cache obeys for a response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -281,7 +281,7 @@ pub fn header_date(headers: &HeaderMap, name: impl AsHeaderName) -> Option<Syste
     if values.next().is_some() {
         return None;
     }
-    crate::http_date::parse_http_date(first.to_str().ok()?)
+    crate::http::http_date::parse_http_date(first.to_str().ok()?)
 }
 
 /// The largest delta-seconds a cache needs to tell apart (RFC 9111 §1.2.2):

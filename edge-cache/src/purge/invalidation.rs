@@ -13,7 +13,7 @@
 //! store never resurrects content. Scope values only grow (`max`), so two
 //! purges racing each other both take effect, up to the clock's resolution (Spin key-value 2.0 has no compare-and-swap; see the README).
 
-use crate::key::hash128;
+use crate::policy::key::hash128;
 
 /// Deepest path prefix a purge may name (entries record this many levels).
 pub const MAX_PREFIX_DEPTH: usize = 8;

@@ -5,15 +5,15 @@
 
 use http::{HeaderMap, Method};
 
-use crate::answer::{error_response, finish, strip_edge_only};
-use crate::breaker::Fallback;
-use crate::cache_status::{CacheStatus, Forward};
-use crate::forwarding::{client_response_headers, origin_request_headers};
-use crate::key::build_key;
-use crate::request_flow::EdgeCache;
-use crate::rules::CacheRules;
+use crate::flow::EdgeCache;
+use crate::flow::answer::{error_response, finish, strip_edge_only};
+use crate::origin::breaker::Fallback;
+use crate::policy::cache_status::{CacheStatus, Forward};
+use crate::policy::forwarding::{client_response_headers, origin_request_headers};
+use crate::policy::key::build_key;
+use crate::policy::rules::CacheRules;
+use crate::policy::target::invalidated_targets;
 use crate::seams::{ClientRequest, Clock, Origin, OriginRequest, Response, Store};
-use crate::target::invalidated_targets;
 
 impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
     /// Forwards a request unchanged (apart from forwarding fields).

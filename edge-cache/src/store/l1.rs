@@ -14,8 +14,8 @@ use std::rc::Rc;
 use http::HeaderMap;
 use lru::LruCache;
 
-use crate::entry::StoredValue;
-use crate::header_list::from_pairs;
+use crate::http::header_list::from_pairs;
+use crate::store::entry::StoredValue;
 
 /// Bytes counted per value beside its body and metadata (map slot, `Rc`,
 /// strings' headers): a rough, deliberately generous overhead.
@@ -171,7 +171,7 @@ pub fn l1_for(capacity_bytes: usize) -> Option<L1> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::entry::VaryIndex;
+    use crate::store::entry::VaryIndex;
 
     fn index(key: &str) -> Rc<Cached> {
         let value = StoredValue::Vary(VaryIndex {

@@ -9,7 +9,7 @@
 use http::{HeaderMap, Method};
 use purge_wire::PurgeBody;
 
-use crate::invalidation::{MAX_PREFIX_DEPTH, prefix_depth};
+use crate::purge::invalidation::{MAX_PREFIX_DEPTH, prefix_depth};
 
 pub use purge_wire::{MAX_BODY_BYTES, MAX_TARGETS};
 
@@ -148,7 +148,7 @@ fn local_target(url: &str, host: &str) -> Result<String, String> {
 
 /// A short random-looking id for logs and the answer.
 pub fn purge_id(seed: &[u8]) -> String {
-    crate::key::hash128(seed)[..16].to_owned()
+    crate::policy::key::hash128(seed)[..16].to_owned()
 }
 
 #[cfg(test)]

@@ -3,9 +3,9 @@
 
 use http::HeaderMap;
 
-use crate::freshness::{EffectiveControl, heuristically_cacheable};
-use crate::rules::Rule;
-use crate::vary::VaryNames;
+use crate::policy::freshness::{EffectiveControl, heuristically_cacheable};
+use crate::policy::rules::Rule;
+use crate::policy::vary::VaryNames;
 
 /// Why a response is not stored (reported in `Cache-Status` detail).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

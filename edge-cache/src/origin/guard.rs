@@ -6,12 +6,12 @@
 
 use std::time::UNIX_EPOCH;
 
-use crate::breaker::{Admission, BreakerState, FailureKind};
 use crate::config::Protection;
-use crate::origin_failure::OriginFailure;
-use crate::origin_slots::Leases;
+use crate::origin::breaker::{Admission, BreakerState, FailureKind};
+use crate::origin::failure::OriginFailure;
+use crate::origin::slots::Leases;
 use crate::seams::{Clock, Origin, OriginRequest, Response, Store};
-use crate::storage::{breaker_key, slots_key};
+use crate::store::{breaker_key, slots_key};
 
 /// An origin behind its breaker and cap.
 pub struct GuardedOrigin<'a, O, S, C> {
@@ -146,8 +146,8 @@ mod tests {
     use std::rc::Rc;
     use std::time::Duration;
 
-    use crate::breaker::Fallback;
     use crate::config::{BreakerPolicy, StatusSet};
+    use crate::origin::breaker::Fallback;
     use crate::test_support::{
         FakeClock, FakeOrigin, MemStore, block_on, origin_request, status_response,
     };

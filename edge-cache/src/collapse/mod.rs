@@ -15,6 +15,8 @@
 //! 500 ms). The component is single-threaded (WASI 0.3 interleaves requests
 //! at await points), so the state is `Cell`s, not locks.
 
+pub mod fill_lease;
+
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;

@@ -20,13 +20,13 @@
 use http::header::{self, HeaderName, HeaderValue};
 use http::{HeaderMap, Method};
 
-use crate::breaker::Fallback;
 use crate::config::ForwardingTrust;
-use crate::hop_by_hop::strip_hop_by_hop;
-use crate::key::KeyedRequest;
-use crate::rules::{ForwardHeaders, Rule};
+use crate::http::hop_by_hop::strip_hop_by_hop;
+use crate::origin::breaker::Fallback;
+use crate::policy::key::KeyedRequest;
+use crate::policy::rules::{ForwardHeaders, Rule};
+use crate::policy::vary::normalise_accept_encoding;
 use crate::seams::{ClientConnection, ClientRequest, OriginRequest};
-use crate::vary::normalise_accept_encoding;
 
 /// Our entry in `Via`: protocol version and a pseudonym, never a host name.
 pub const VIA_ENTRY: &str = "1.1 edge-cache";

@@ -8,8 +8,8 @@
 
 use http::HeaderMap;
 
-use crate::rules::{QueryRule, Rule};
-use crate::target::{canonical_host, decode_component, normalise_encoding, normalise_path};
+use crate::policy::rules::{QueryRule, Rule};
+use crate::policy::target::{canonical_host, decode_component, normalise_encoding, normalise_path};
 
 /// A request's cache identity.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -186,7 +186,7 @@ fn keyed_cookies(headers: &HeaderMap, names: &[String]) -> Vec<(String, String)>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rules::VersionRule;
+    use crate::policy::rules::VersionRule;
 
     fn key(path_and_query: &str, rule: &Rule) -> KeyedRequest {
         build_key(

@@ -3,12 +3,12 @@
 //! nothing downstream derives them again.
 
 use crate::config::ForwardingTrust;
-use crate::forwarding::fill_request;
-use crate::freshness::FreshnessRule;
-use crate::key::{KeyedRequest, build_key};
-use crate::rules::Rule;
+use crate::policy::forwarding::fill_request;
+use crate::policy::freshness::FreshnessRule;
+use crate::policy::key::{KeyedRequest, build_key};
+use crate::policy::rules::Rule;
 use crate::seams::{ClientRequest, OriginRequest};
-use crate::storage::PurgeEpoch;
+use crate::store::PurgeEpoch;
 
 /// A cacheable request keyed under its rule.
 pub struct Exchange<'r> {

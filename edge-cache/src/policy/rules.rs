@@ -15,9 +15,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::cache_control::DELTA_SECONDS_MAX;
 use crate::config::RulesSource;
-use crate::freshness::FreshnessRule;
+use crate::http::cache_control::DELTA_SECONDS_MAX;
+use crate::policy::freshness::FreshnessRule;
 
 /// The value limit of hosted Spin key-value stores; objects above a rule's
 /// `max_object_bytes` (default this) are not stored.
@@ -187,7 +187,7 @@ impl CacheRules {
     /// received): matched on the normalised path, as the cache key is.
     pub fn for_target(&self, path_and_query: &str) -> &Rule {
         let path = path_and_query.split('?').next().unwrap_or("/");
-        self.for_path(&crate::target::normalise_path(path))
+        self.for_path(&crate::policy::target::normalise_path(path))
     }
 
     /// The first rule matching `path`, or the default rule.

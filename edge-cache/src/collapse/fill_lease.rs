@@ -17,9 +17,9 @@
 
 use std::time::Duration;
 
-use crate::key::CacheKey;
+use crate::policy::key::CacheKey;
 use crate::seams::{Clock, Store};
-use crate::storage::{fill_lease_key, unix_ms};
+use crate::store::{fill_lease_key, unix_ms};
 
 /// How long a fill lease holds others back at most: about a slow origin's
 /// time to first byte. A fill that takes longer lets its waiters go to the
@@ -96,7 +96,7 @@ fn held_at(value: &[u8], now_ms: u64) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::key::hash128;
+    use crate::policy::key::hash128;
     use crate::test_support::{FakeClock, MemStore, block_on};
 
     fn key() -> CacheKey {

@@ -7,29 +7,37 @@
 //! (`purge_api`, `key`, `storage`, `freshness`, `storability`,
 //! `forwarding`, `revalidation`, `answer`); this file only sequences them.
 
+pub mod answer;
+pub mod exchange;
+pub mod pass;
+
 use std::time::{Duration, SystemTime};
 
 use http::{HeaderMap, Method};
 
-use crate::answer::{Representation, answer_fetched, error_response, only_if_cached, serve_stored};
-use crate::breaker::Fallback;
-use crate::cache_control::CacheDirectives;
-use crate::cache_status::{CacheStatus, Forward};
+use crate::collapse::fill_lease::{Claim, FillLeases};
 use crate::collapse::{Collapser, LANDING_CHECK, Turn};
 use crate::config::ForwardingTrust;
-use crate::exchange::Exchange;
-use crate::fill_lease::{Claim, FillLeases};
-use crate::forwarding::client_response_headers;
-use crate::freshness::{ClientDemand, EffectiveControl, corrected_initial_age, freshness_lifetime};
-use crate::l1::L1;
-use crate::origin_failure::OriginFailure;
-use crate::purge_api::{Admission, PurgeApi, PurgeSettings};
-use crate::revalidation::{StaleOnError, add_validators, refreshed_headers};
-use crate::rules::CacheRules;
+use crate::flow::answer::{
+    Representation, answer_fetched, error_response, only_if_cached, serve_stored,
+};
+use crate::flow::exchange::Exchange;
+use crate::http::cache_control::CacheDirectives;
+use crate::origin::breaker::Fallback;
+use crate::origin::failure::OriginFailure;
+use crate::policy::cache_status::{CacheStatus, Forward};
+use crate::policy::forwarding::client_response_headers;
+use crate::policy::freshness::{
+    ClientDemand, EffectiveControl, corrected_initial_age, freshness_lifetime,
+};
+use crate::policy::revalidation::{StaleOnError, add_validators, refreshed_headers};
+use crate::policy::rules::CacheRules;
+use crate::policy::storability::{Candidate, check_storable};
+use crate::policy::vary::VaryNames;
+use crate::purge::api::{Admission, PurgeApi, PurgeSettings};
 use crate::seams::{ClientRequest, Clock, Origin, OriginRequest, Response, Store};
-use crate::storability::{Candidate, check_storable};
-use crate::storage::{CacheStorage, Found, Lookup, StoredFetch};
-use crate::vary::VaryNames;
+use crate::store::l1::L1;
+use crate::store::{CacheStorage, Found, Lookup, StoredFetch};
 
 /// Whether a client request may be taken as bodiless without reading its
 /// body: a GET or HEAD without `Content-Length`. A GET's content has no
@@ -493,13 +501,13 @@ mod tests {
 
     use http::HeaderValue;
 
-    use crate::invalidation::{PurgeKind, PurgeTimes};
-    use crate::purge_api::PurgeSettings;
-    use crate::storage::unix_us;
+    use crate::policy::vary::MAX_VARIANTS;
+    use crate::purge::api::PurgeSettings;
+    use crate::purge::invalidation::{PurgeKind, PurgeTimes};
+    use crate::store::unix_us;
     use crate::test_support::{
         FakeClock, FakeOrigin, GatedOrigin, MemStore, block_on, run_together,
     };
-    use crate::vary::MAX_VARIANTS;
 
     fn edge<'a>(
         rules: &'a CacheRules,
@@ -615,8 +623,9 @@ mod tests {
     fn an_entry_fetched_before_an_invalidation_does_not_survive_it() {
         let rules = CacheRules::default();
         let store = std::rc::Rc::new(MemStore::default());
-        let scope_key =
-            crate::storage::scope_key(&crate::invalidation::url_scope("http://shop.example/a"));
+        let scope_key = crate::store::scope_key(&crate::purge::invalidation::url_scope(
+            "http://shop.example/a",
+        ));
         let racing_store = store.clone();
         let clock = clock();
         let purge_time = unix_us(clock.now());
@@ -978,7 +987,7 @@ mod tests {
         let (answer, _) = block_on(edge.handle(purge_request));
         assert_eq!(answer.status, 503);
         let body: serde_json::Value = serde_json::from_slice(&answer.body).unwrap();
-        assert_eq!(body["error"], crate::purge_api::STORE_UNAVAILABLE);
+        assert_eq!(body["error"], crate::purge::api::STORE_UNAVAILABLE);
     }
 
     #[test]

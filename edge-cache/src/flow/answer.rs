@@ -7,16 +7,18 @@ use std::time::Duration;
 use http::header::{AGE, CONTENT_LENGTH, HeaderName, HeaderValue};
 use http::{HeaderMap, Method};
 
-use crate::cache_status::{CacheStatus, server_timing};
-use crate::conditional::{NOT_MODIFIED_FIELDS, RangeAnswer, client_has_current, range_answer};
 use crate::config::ConfigError;
-use crate::field_names::{
+use crate::http::conditional::{
+    NOT_MODIFIED_FIELDS, RangeAnswer, client_has_current, range_answer,
+};
+use crate::http::field_names::{
     CACHE_STATUS, CDN_CACHE_CONTROL, SERVER_TIMING, SURROGATE_CONTROL, SURROGATE_KEY,
 };
-use crate::freshness::age_header;
-use crate::origin_failure::OriginFailure;
+use crate::origin::failure::OriginFailure;
+use crate::policy::cache_status::{CacheStatus, server_timing};
+use crate::policy::freshness::age_header;
 use crate::seams::{ClientRequest, Response};
-use crate::storage::Found;
+use crate::store::Found;
 
 /// Headers only the edge acts on; never sent to clients.
 pub const EDGE_ONLY_HEADERS: [HeaderName; 3] =

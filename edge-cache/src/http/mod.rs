@@ -1,0 +1,10 @@
+//! RFC 9110 vocabulary the cache speaks: directive lists, HTTP-dates,
+//! header lists, hop-by-hop and edge-owned field names, conditionals and
+//! ranges. Nothing here knows about caching decisions.
+
+pub mod cache_control;
+pub mod conditional;
+pub mod field_names;
+pub mod header_list;
+pub mod hop_by_hop;
+pub mod http_date;

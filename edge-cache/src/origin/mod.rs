@@ -1,0 +1,10 @@
+//! The origin as the flow sees it: each one behind its circuit breaker and
+//! concurrency cap (`guard`, `breaker`, `slots`), the primary failing over
+//! to a backup (`failover`), and what the client is told when neither
+//! answers (`failure`).
+
+pub mod breaker;
+pub mod failover;
+pub mod failure;
+pub mod guard;
+pub mod slots;

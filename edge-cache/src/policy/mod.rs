@@ -1,0 +1,14 @@
+//! What the cache decides about a request and a response, as pure
+//! functions: its key and the rule it falls under, how long a response
+//! stays fresh, whether it may be stored, what varies it, what crosses the
+//! edge, and the `Cache-Status` that reports it.
+
+pub mod cache_status;
+pub mod forwarding;
+pub mod freshness;
+pub mod key;
+pub mod revalidation;
+pub mod rules;
+pub mod storability;
+pub mod target;
+pub mod vary;
