@@ -60,3 +60,9 @@ pub mod store;
 mod hit_cost;
 #[cfg(test)]
 mod test_support;
+
+/// The shared store's outage interval, at the path the many-nodes
+/// integration tests name.
+pub mod shared_state {
+    pub use crate::store::shared_state::OUTAGE_RETRY;
+}
