@@ -99,7 +99,8 @@ pub(crate) struct Activity {
 pub(crate) struct IdleRank {
     /// Whether the next request's header section has begun to arrive.
     pub(crate) receiving: bool,
-    /// When it was accepted or last finished a response.
+    /// When that began; if it has not, when the connection was accepted
+    /// or last finished a response.
     pub(crate) since: Instant,
 }
 
@@ -193,9 +194,15 @@ impl Activity {
     /// flight.
     pub(crate) fn idle_rank(&self) -> Option<IdleRank> {
         let state = self.state();
-        (state.in_flight == 0).then_some(IdleRank {
-            receiving: state.head_started.is_some(),
-            since: state.idle_since,
+        (state.in_flight == 0).then_some(match state.head_started {
+            Some(started) => IdleRank {
+                receiving: true,
+                since: started,
+            },
+            None => IdleRank {
+                receiving: false,
+                since: state.idle_since,
+            },
         })
     }
 

@@ -10,7 +10,8 @@
 //! runs short of connections, a full table makes room by closing the
 //! connection that has waited longest without a request in flight
 //! ([`oldest_idle`]); a new connection is refused only when every slot is
-//! serving a request. The same rule applies per client address
+//! serving a request or has just begun sending one (closing those would
+//! lose requests clients have sent, to admit one that may never send one). The same rule applies per client address
 //! (`--max-connections-per-client`), so one address cannot take every
 //! slot even with busy connections.
 //!
@@ -21,8 +22,10 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 use crate::connection::{Activity, IdleRank};
 
@@ -174,27 +177,40 @@ impl Table {
             .iter()
             .filter(|(_, open)| eligible(open))
             .filter_map(|(id, open)| open.activity.idle_rank().map(|rank| (*id, rank)));
-        let victim = self.remove(oldest_idle(candidates)?)?;
+        let victim = self.remove(oldest_idle(candidates, Instant::now())?)?;
         victim.activity.evict();
         Some(victim.activity)
     }
 }
 
+/// How long a connection may take to send its header section before it
+/// may be closed to make room. A client's header arrives in well under a
+/// second; one still arriving after that is slow (or a slowloris), and a
+/// connection that has just sent its request is never closed for a
+/// newcomer: the newcomer is refused instead.
+pub(crate) const HEADER_GRACE: Duration = Duration::from_secs(1);
+
 /// Of connections with no request in flight, the one to close for a new
-/// one: first those that have not started sending their next request,
-/// then the one idle longest. One that is midway through sending a header
-/// section is closed only when no silent one is left: closing it loses a
-/// request the client has begun.
-pub(crate) fn oldest_idle(candidates: impl Iterator<Item = (u64, IdleRank)>) -> Option<u64> {
-    candidates.min_by_key(|(_, rank)| *rank).map(|(id, _)| id)
+/// one at `now`: first those that have not started sending their next
+/// request, the one idle longest; then one whose header section has been
+/// arriving for longer than [`HEADER_GRACE`], the slowest. Closing one that
+/// is sending its request loses a request the client has begun, so one
+/// within its grace is never chosen.
+pub(crate) fn oldest_idle(
+    candidates: impl Iterator<Item = (u64, IdleRank)>,
+    now: Instant,
+) -> Option<u64> {
+    candidates
+        .filter(|(_, rank)| {
+            !rank.receiving || now.saturating_duration_since(rank.since) > HEADER_GRACE
+        })
+        .min_by_key(|(_, rank)| *rank)
+        .map(|(id, _)| id)
 }
 
 #[cfg(test)]
 mod tests {
     use std::net::Ipv4Addr;
-    use std::time::Duration;
-
-    use tokio::time::Instant;
 
     use super::*;
     use crate::request_body::BodyWatch;
@@ -204,28 +220,28 @@ mod tests {
     }
 
     #[test]
-    fn the_silent_connection_idle_longest_is_chosen_before_one_sending_a_request() {
+    fn the_silent_connection_idle_longest_is_chosen_then_a_slow_sender_never_a_prompt_one() {
         let t0 = Instant::now();
-        let at = |s: u64| t0 + Duration::from_secs(s);
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
         let rank = |receiving, since| IdleRank { receiving, since };
+        let now = at(10_000);
         let table = [
-            // (id, receiving the next request's header, idle since)
+            // (id, sending its next request's header, since)
             (1, rank(true, at(0))),
-            (2, rank(false, at(5))),
-            (3, rank(false, at(2))),
-            (4, rank(true, at(1))),
+            (2, rank(false, at(5_000))),
+            (3, rank(false, at(2_000))),
+            (4, rank(true, at(1_000))),
+            (5, rank(true, at(9_500))),
         ];
-        assert_eq!(oldest_idle(table.into_iter()), Some(3));
-        assert_eq!(
-            oldest_idle(table.into_iter().filter(|(id, _)| *id != 3)),
-            Some(2)
-        );
-        assert_eq!(
-            oldest_idle(table.into_iter().filter(|(_, r)| r.receiving)),
-            Some(1),
-            "only senders left: the oldest of them"
-        );
-        assert_eq!(oldest_idle(std::iter::empty()), None);
+        assert_eq!(oldest_idle(table.into_iter(), now), Some(3));
+        let without_3 = table.into_iter().filter(|(id, _)| *id != 3);
+        assert_eq!(oldest_idle(without_3, now), Some(2));
+        let senders = || table.into_iter().filter(|(_, r)| r.receiving);
+        assert_eq!(oldest_idle(senders(), now), Some(1), "the slowest sender");
+        // One that began its request within the grace is never chosen.
+        let prompt = table.into_iter().filter(|(id, _)| *id == 5);
+        assert_eq!(oldest_idle(prompt, now), None);
+        assert_eq!(oldest_idle(std::iter::empty(), now), None);
     }
 
     #[tokio::test]
