@@ -13,14 +13,16 @@ use wasmtime_wasi_http::handler::{self, ProxyHandler};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p3::bindings::ServicePre;
 
-use crate::engine::{DEFAULT_MAX_INSTANCES, default_cache_dir, load_component, new_engine};
+use crate::executor::reuse::{ComponentHandler, InstanceStats, ReuseOptions, StatsCounters};
 use crate::files::FileMounts;
+use crate::instance::engine::{
+    DEFAULT_MAX_INSTANCES, default_cache_dir, load_component, new_engine,
+};
+use crate::instance::limits::{EpochTicker, InstanceLimits};
 use crate::instance::{self, ComponentContext, RequestState};
 use crate::key_value::{AppStores, StoreOverrides, StoreSetupError};
-use crate::limits::{EpochTicker, InstanceLimits};
 use crate::manifest::{Manifest, RouteDoc, SourceDoc};
 use crate::outbound_http::{AllowedHosts, OriginPool, PoolOptions};
-use crate::reuse::{ComponentHandler, InstanceStats, ReuseOptions, StatsCounters};
 use crate::routes::{RoutePattern, Router};
 use crate::runtime_config::RuntimeConfig;
 use crate::variables::{
@@ -63,7 +65,7 @@ pub enum Flavour {
     /// request.
     P2,
     /// WASI 0.3, `wasi:http/handler@0.3.0`: instances reused, several
-    /// requests at once ([`crate::reuse`]).
+    /// requests at once ([`crate::executor::reuse`]).
     P3,
 }
 

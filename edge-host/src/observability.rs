@@ -10,8 +10,8 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use tokio::net::TcpListener;
 
-use crate::access_log::{AccessLogOptions, LogFormat};
 use crate::app::App;
+use crate::observe::access_log::{AccessLogOptions, LogFormat};
 
 /// The flags (all off unless given).
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -42,7 +42,7 @@ impl ObservabilityFlags {
     /// Turns on what the flags ask for; call before [`App::load`].
     pub async fn start(&self) -> anyhow::Result<Observer> {
         if let Some(path) = &self.access_log {
-            crate::access_log::open(&AccessLogOptions {
+            crate::observe::access_log::open(&AccessLogOptions {
                 path: path.clone(),
                 format: self.log_format,
                 query: self.access_log_query,
@@ -50,7 +50,7 @@ impl ObservabilityFlags {
         }
         let listener = match self.metrics_listen {
             Some(addr) => {
-                crate::metrics::install();
+                crate::observe::metrics::install();
                 let listener = TcpListener::bind(addr)
                     .await
                     .with_context(|| format!("cannot listen on {addr} (--metrics-listen)"))?;
@@ -70,10 +70,11 @@ impl Observer {
 
     /// Reports on `app` and serves the metrics listener in the background.
     pub fn serve(self, app: Arc<App>) {
-        let (Some(listener), Some(metrics)) = (self.listener, crate::metrics::get()) else {
+        let (Some(listener), Some(metrics)) = (self.listener, crate::observe::metrics::get())
+        else {
             return;
         };
         metrics.watch(app);
-        tokio::spawn(crate::status_page::serve(listener, metrics));
+        tokio::spawn(crate::observe::status_page::serve(listener, metrics));
     }
 }

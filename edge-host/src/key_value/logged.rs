@@ -57,7 +57,7 @@ pub struct LoggedStore {
     label: String,
     inner: Arc<dyn StoreBackend>,
     limit: LogLimit,
-    counters: Option<crate::metrics::StoreCounters>,
+    counters: Option<crate::observe::metrics::StoreCounters>,
 }
 
 impl LoggedStore {
@@ -67,7 +67,7 @@ impl LoggedStore {
             label: label.to_owned(),
             inner,
             limit: LogLimit::new(STORE_ERROR_LOG_INTERVAL),
-            counters: crate::metrics::get().map(|metrics| metrics.store_counters(label)),
+            counters: crate::observe::metrics::get().map(|metrics| metrics.store_counters(label)),
         }
     }
 

@@ -20,7 +20,7 @@ pub use allowed_hosts::{AllowedHostError, AllowedHosts};
 pub use pool::{OriginPool, PoolOptions};
 use sender::{IoFuture, send_request};
 
-use crate::hop_by_hop::remove_connection_fields;
+use crate::net::hop_by_hop::remove_connection_fields;
 
 /// `wasi:http` hooks that enforce `allowed_outbound_hosts`.
 pub struct OutboundHooks {
@@ -63,7 +63,7 @@ impl WasiHttpHooks for OutboundHooks {
         let component = self.component.clone();
         let pool = self.pool.clone();
         Box::new(async move {
-            let timer = crate::metrics::OriginTimer::start();
+            let timer = crate::observe::metrics::OriginTimer::start();
             let sent = send_request(request, options, component, &pool).await;
             if let Some(timer) = timer {
                 timer.finish(

@@ -17,7 +17,7 @@
 //! checkout takes the most recently used idle connection that is still
 //! open, and nothing else opens connections.
 //!
-//! With serving lanes ([`crate::lanes`]), a connection's task runs on the
+//! With serving lanes ([`crate::net::lanes`]), a connection's task runs on the
 //! runtime of the lane that opened it, its home. A checkout prefers a
 //! connection at home on the asking lane: one from another lane makes every
 //! exchange wake that lane's thread twice (the request into the connection
@@ -147,7 +147,7 @@ impl OriginPool {
         let list = shared.idle.get_mut(key)?;
         let now = Instant::now();
         list.retain(|idle| idle.expires > now && !idle.sender.is_closed());
-        let lane = crate::lanes::current();
+        let lane = crate::net::lanes::current();
         let taken = match list.iter().rposition(|idle| idle.home == lane) {
             Some(at_home) => Some(list.remove(at_home)),
             None => list.pop(),
@@ -449,9 +449,9 @@ mod tests {
         let send = || send_request(get(&origin.url), None, Arc::from("test"), &pool);
         // Two connections at once, opened on lanes 0 and 1; lane 1's goes
         // back first, so lane 0's is the most recently used.
-        crate::lanes::enter(0);
+        crate::net::lanes::enter(0);
         let (on_lane_0, _) = send().await.unwrap();
-        crate::lanes::enter(1);
+        crate::net::lanes::enter(1);
         let (on_lane_1, _) = send().await.unwrap();
         on_lane_1.into_body().collect().await.unwrap();
         on_lane_0.into_body().collect().await.unwrap();
@@ -469,7 +469,7 @@ mod tests {
             Some(0)
         );
         assert!(pool.checkout(&origin.key, ready_within).await.is_none());
-        crate::lanes::enter(0);
+        crate::net::lanes::enter(0);
     }
 
     #[tokio::test]

@@ -104,7 +104,7 @@ pub async fn send_request(
         Some(idle) => idle,
         None => (
             connect(&key, connect_timeout, &component).await?,
-            crate::lanes::current(),
+            crate::net::lanes::current(),
         ),
     };
     // A copy to send again if the origin closes a reused connection after
@@ -134,7 +134,7 @@ pub async fn send_request(
                 failed.error()
             );
             sender = connect(&key, connect_timeout, &component).await?;
-            home = crate::lanes::current();
+            home = crate::net::lanes::current();
             tokio::time::timeout_at(first_byte_by, sender.send_request(again))
                 .await
                 .map_err(|_| Error::ConnectionReadTimeout)??

@@ -1,11 +1,11 @@
 //! The HTTP trigger: accepts connections, routes each request to a
 //! component instance (a fresh one for a WASI 0.2 component, a reused one
-//! for WASI 0.3, [`crate::reuse`]), and shuts down gracefully.
+//! for WASI 0.3, [`crate::executor::reuse`]), and shuts down gracefully.
 //!
 //! What a client can make the host do is bounded: connections at once
 //! ([`ServerOptions::max_connections`]), time to send a header section and
 //! time idle between requests ([`crate::connection`]), request body size
-//! ([`crate::request_body`]). A failure inside the host or a component is
+//! ([`crate::net::request_body`]). A failure inside the host or a component is
 //! answered with a short message and an error id; the detail (a trap and
 //! its backtrace) goes to the log under that id only.
 
@@ -37,8 +37,6 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
-use crate::accept_failures::AcceptFailures;
-use crate::accept_failures::LogThrottle;
 use crate::app::{App, Serving, ServingComponent};
 use crate::connection::{
     Activity, ConnectionLimits, DEFAULT_CLIENT_HEADER_TIMEOUT, DEFAULT_KEEPALIVE_TIMEOUT,
@@ -46,11 +44,13 @@ use crate::connection::{
     Expired, RequestGuard, TrackedStream, shed, watchdog,
 };
 use crate::connection_table::{ConnectionTable, Refused, Slot};
-use crate::hop_by_hop::remove_connection_fields;
+use crate::executor::reuse::{ComponentHandler, Ended, StatsCounters, Ticket};
 use crate::instance::RequestState;
-use crate::request_body::{BodyWatch, DEFAULT_MAX_REQUEST_BODY_BYTES, LimitedBody};
-use crate::request_record::RequestRecord;
-use crate::reuse::{ComponentHandler, Ended, StatsCounters, Ticket};
+use crate::net::accept_failures::AcceptFailures;
+use crate::net::accept_failures::LogThrottle;
+use crate::net::hop_by_hop::remove_connection_fields;
+use crate::net::request_body::{BodyWatch, DEFAULT_MAX_REQUEST_BODY_BYTES, LimitedBody};
+use crate::observe::request_record::RequestRecord;
 
 /// How the HTTP trigger treats clients (the `edge-host up` flags, as data).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,7 +114,7 @@ pub async fn serve_with(
     serve_lane(app, connections, options, shutdown).await
 }
 
-/// Serves `app` on `listener` from `lanes` threads (see [`crate::lanes`]),
+/// Serves `app` on `listener` from `lanes` threads (see [`crate::net::lanes`]),
 /// each running its own current-thread runtime, until `shutdown` turns
 /// true; then each stops taking connections and waits for its requests in
 /// flight. A thread of its own accepts, admits each connection under the
@@ -132,7 +132,7 @@ pub fn serve_in_lanes(
 ) -> std::io::Result<()> {
     listener.set_nonblocking(true)?;
     let slots = Slots::new(&options);
-    let (dispatcher, receivers) = crate::lanes::Dispatcher::new(lanes.max(1));
+    let (dispatcher, receivers) = crate::net::lanes::Dispatcher::new(lanes.max(1));
     let threads = receivers
         .into_iter()
         .enumerate()
@@ -142,7 +142,7 @@ pub fn serve_in_lanes(
             std::thread::Builder::new()
                 .name(format!("edge-lane-{lane}"))
                 .spawn(move || -> std::io::Result<()> {
-                    crate::lanes::enter(lane);
+                    crate::net::lanes::enter(lane);
                     current_thread_runtime()?.block_on(serve_lane(
                         app,
                         Connections::Handed(handed, pressure),
@@ -202,14 +202,14 @@ enum Connections {
     Listener(TcpListener, Slots),
     /// Handed over, already admitted, by the lanes' dispatcher; the cap's
     /// pressure, for the watchdogs.
-    Handed(crate::lanes::Handed<Admitted>, watch::Receiver<bool>),
+    Handed(crate::net::lanes::Handed<Admitted>, watch::Receiver<bool>),
 }
 
 /// An accepted, admitted connection, ready to serve.
 struct Accepted {
     stream: TcpStream,
     peer: SocketAddr,
-    load: Option<crate::lanes::Load>,
+    load: Option<crate::net::lanes::Load>,
     admitted: Admitted,
 }
 
@@ -302,7 +302,7 @@ impl Slots {
         let activity = Activity::accepted(&stream).await;
         match self.open.admit(peer.ip(), activity.clone()) {
             Ok((slot, evicted)) => {
-                crate::metrics::connections_evicted(evicted.len());
+                crate::observe::metrics::connections_evicted(evicted.len());
                 for victim in evicted {
                     victim.closed_within(EVICTION_PATIENCE).await;
                 }
@@ -310,7 +310,7 @@ impl Slots {
                 Some((stream, Admitted { activity, slot }))
             }
             Err(refused) => {
-                crate::metrics::connection_shed();
+                crate::observe::metrics::connection_shed();
                 let count = self
                     .refusals
                     .lock()
@@ -364,7 +364,7 @@ async fn serve_lane(
                     break;
                 };
                 let _ = stream.set_nodelay(true);
-                let open = crate::metrics::connection_opened();
+                let open = crate::observe::metrics::connection_opened();
                 let stream = TrackedStream::new(stream, activity.clone(), slot);
                 let app = app.clone();
                 let requests = activity.clone();
@@ -460,32 +460,33 @@ async fn handle(
     let path = request.uri().path().to_owned();
     let mut record = RequestRecord::start(&request, started);
     let mut failure_cause = None;
-    let (response, component, from_component) =
-        match dispatch(&app, request, peer, &options, &trip).await {
-            Ok((response, component)) => (response, component, true),
-            Err(failure) => {
-                let Failure {
-                    status,
-                    public,
-                    detail,
-                    component,
-                    close,
-                } = failure;
-                let text = match detail {
-                    Some(detail) => {
-                        failure_cause = Some(crate::metrics::FailureCause::of_answer(&public));
-                        let id = error_id();
-                        let prefix = format!("{method} {path}: error id {id}");
-                        for line in crate::failure_log::lines(&prefix, &detail) {
-                            tracing::error!(component, "{line}");
-                        }
-                        format!("{public} (error id {id})")
+    let (response, component, from_component) = match dispatch(&app, request, peer, &options, &trip)
+        .await
+    {
+        Ok((response, component)) => (response, component, true),
+        Err(failure) => {
+            let Failure {
+                status,
+                public,
+                detail,
+                component,
+                close,
+            } = failure;
+            let text = match detail {
+                Some(detail) => {
+                    failure_cause = Some(crate::observe::metrics::FailureCause::of_answer(&public));
+                    let id = error_id();
+                    let prefix = format!("{method} {path}: error id {id}");
+                    for line in crate::observe::failure_log::lines(&prefix, &detail) {
+                        tracing::error!(component, "{line}");
                     }
-                    None => public,
-                };
-                (plain(status, &text, close), component, false)
-            }
-        };
+                    format!("{public} (error id {id})")
+                }
+                None => public,
+            };
+            (plain(status, &text, close), component, false)
+        }
+    };
     // Debug, not info: the access log (`--access-log`) is the per-request
     // record, written off the request's path.
     tracing::debug!(
@@ -658,7 +659,7 @@ async fn dispatch(
     match &component.serving {
         Serving::P2(pre) => dispatch_p2(app, component, pre, request, limit, trip).await,
         Serving::P3 { handlers, permits } => {
-            let handler = &handlers[crate::lanes::current() % handlers.len()];
+            let handler = &handlers[crate::net::lanes::current() % handlers.len()];
             dispatch_p3(app, component, handler, permits, request, limit, trip).await
         }
     }
@@ -696,7 +697,7 @@ async fn dispatch_p2(
     store.limiter(|state| &mut state.limits);
     // Yield at every epoch tick so the time limit below can stop a guest
     // that never returns to the host.
-    crate::limits::yield_at_every_tick(&mut store);
+    crate::instance::limits::yield_at_every_tick(&mut store);
     let incoming = store
         .data_mut()
         .http()

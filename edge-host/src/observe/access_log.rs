@@ -199,7 +199,7 @@ impl AccessLog {
         match self.lines.try_send(Queued::Line(line)) {
             Ok(()) => true,
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                if let Some(metrics) = crate::metrics::get() {
+                if let Some(metrics) = crate::observe::metrics::get() {
                     metrics.access_log_dropped();
                 }
                 false

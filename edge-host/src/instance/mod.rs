@@ -1,9 +1,20 @@
-//! What a component instance is given: each component's capabilities,
+//! Component instances: how they are compiled, what each is given, and
+//! what bounds it.
+//!
+//! - [`engine`]: the wasmtime engine and the on-disk cache of compiled components.
+//! - [`limits`]: each instance's time and memory limits.
+//! - [`guest_log`]: the guest's stdout and stderr, line by line into the host log.
+//!
+//! Here: what a component instance is given: each component's capabilities,
 //! resolved at start-up ([`ComponentContext`]), and the data of one
 //! instance's `Store` ([`RequestState`]), which composes WASI, `wasi:http`
 //! and each capability's instance state, as the linker reaches them. A WASI
 //! 0.2 instance serves one request, a WASI 0.3 instance many
-//! ([`crate::reuse`]); both get the same state and the same linker.
+//! ([`crate::executor::reuse`]); both get the same state and the same linker.
+
+pub mod engine;
+pub mod guest_log;
+pub mod limits;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -15,9 +26,9 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::files::FileMounts;
-use crate::guest_log::{GuestLog, GuestStream};
+use crate::instance::guest_log::{GuestLog, GuestStream};
+use crate::instance::limits::InstanceLimiter;
 use crate::key_value::{self, ComponentStores, KeyValueState};
-use crate::limits::InstanceLimiter;
 use crate::outbound_http::{AllowedHosts, OriginPool, OutboundHooks};
 use crate::variables::{self, ComponentVariables};
 

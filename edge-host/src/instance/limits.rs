@@ -3,7 +3,7 @@
 //! gets a 500, and the host goes on serving.
 //!
 //! A WASI 0.2 instance serves one request, so its limits are that
-//! request's. A WASI 0.3 instance serves many ([`crate::reuse`]): the time
+//! request's. A WASI 0.3 instance serves many ([`crate::executor::reuse`]): the time
 //! limit still applies to each request, the memory limit to the instance
 //! across all of them (linear memory never shrinks).
 

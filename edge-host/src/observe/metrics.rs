@@ -8,8 +8,8 @@
 //! status class) and pay one atomic add per event, never a map look-up.
 //!
 //! What cannot be seen from the host is counted by what it implies, read
-//! from the component's `Cache-Status` ([`crate::cache_outcome`]) and the
-//! purge API's receipt ([`crate::request_record`]): the breaker lives in
+//! from the component's `Cache-Status` ([`crate::observe::cache_outcome`]) and the
+//! purge API's receipt ([`crate::observe::request_record`]): the breaker lives in
 //! the component's store, so the host counts the answers an open breaker
 //! decided (`detail=circuit-open`), not its transitions.
 
@@ -25,7 +25,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::app::App;
-use crate::cache_outcome::Outcome;
+use crate::observe::cache_outcome::Outcome;
 
 /// `Content-Type` of [`Metrics::encode`]'s output.
 pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;

@@ -13,8 +13,8 @@ use std::time::{Instant, SystemTime};
 
 use http::{HeaderMap, Method, Request, Response};
 
-use crate::cache_outcome::Outcome;
-use crate::metrics::{FailureCause, PurgeReceipt};
+use crate::observe::cache_outcome::Outcome;
+use crate::observe::metrics::{FailureCause, PurgeReceipt};
 
 /// The most of a purge receipt kept for reading.
 const RECEIPT_LIMIT: usize = 4096;
@@ -40,7 +40,7 @@ pub(crate) struct RequestRecord {
 impl RequestRecord {
     /// Starts a record of `request`, if metrics or the access log are on.
     pub(crate) fn start<B>(request: &Request<B>, started: Instant) -> Option<RequestRecord> {
-        if crate::metrics::get().is_none() && crate::access_log::get().is_none() {
+        if crate::observe::metrics::get().is_none() && crate::observe::access_log::get().is_none() {
             return None;
         }
         let host = request
@@ -50,7 +50,7 @@ impl RequestRecord {
             .or_else(|| request.uri().authority().map(|a| a.as_str()))
             .unwrap_or("")
             .to_owned();
-        let query = crate::access_log::get()
+        let query = crate::observe::access_log::get()
             .filter(|log| log.with_query())
             .and_then(|_| request.uri().query())
             .map(str::to_owned);
@@ -89,7 +89,7 @@ impl RequestRecord {
             .unwrap_or("")
             .to_owned();
         self.origin_ms = origin_ms(headers, &self.cache_status);
-        if let (Some(cause), Some(metrics)) = (failure, crate::metrics::get()) {
+        if let (Some(cause), Some(metrics)) = (failure, crate::observe::metrics::get()) {
             metrics.instance_failure(cause);
         }
         if self.outcome == Outcome::None
@@ -173,7 +173,7 @@ impl Drop for RequestRecord {
     /// log it.
     fn drop(&mut self) {
         let elapsed = self.started.elapsed();
-        if let Some(metrics) = crate::metrics::get() {
+        if let Some(metrics) = crate::observe::metrics::get() {
             metrics.request(self.outcome, self.status, self.bytes, elapsed);
             if self.cache_status.contains("detail=circuit-open") {
                 metrics.breaker_open_answer();
@@ -182,9 +182,9 @@ impl Drop for RequestRecord {
                 metrics.purge(receipt);
             }
         }
-        if let Some(log) = crate::access_log::get() {
-            log.write(&crate::access_log::Entry {
-                time: crate::access_log::rfc3339(self.arrived),
+        if let Some(log) = crate::observe::access_log::get() {
+            log.write(&crate::observe::access_log::Entry {
+                time: crate::observe::access_log::rfc3339(self.arrived),
                 method: self.method.as_str(),
                 host: &self.host,
                 path: &self.path,

@@ -23,12 +23,12 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
-use crate::accept_failures::AcceptFailures;
-use crate::cache_outcome::Outcome;
 use crate::connection::{Activity, ConnectionLimits, TrackedStream, watchdog};
 use crate::connection_table::ConnectionTable;
-use crate::metrics::{Metrics, Totals};
-use crate::request_body::BodyWatch;
+use crate::net::accept_failures::AcceptFailures;
+use crate::net::request_body::BodyWatch;
+use crate::observe::cache_outcome::Outcome;
+use crate::observe::metrics::{Metrics, Totals};
 
 /// How often the history is sampled.
 pub const SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
@@ -168,7 +168,7 @@ fn answer(
     match request.uri().path() {
         "/metrics" => reply(
             StatusCode::OK,
-            crate::metrics::CONTENT_TYPE,
+            crate::observe::metrics::CONTENT_TYPE,
             metrics.encode(),
         ),
         "/status.json" => {

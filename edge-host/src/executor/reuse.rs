@@ -40,8 +40,8 @@ use wasmtime_wasi_http::handler::{
     HandlerState, Instance, ProxyPre, ShouldAccept, WorkerExpiration, WorkerState, WorkerStatus,
 };
 
+use crate::instance::limits::{InstanceLimits, MemoryUse};
 use crate::instance::{ComponentContext, RequestState};
-use crate::limits::{InstanceLimits, MemoryUse};
 
 /// Spin's default: requests one instance serves before it is retired.
 pub const DEFAULT_MAX_INSTANCE_REUSE_COUNT: usize = 128;
@@ -403,7 +403,7 @@ impl HandlerState for ComponentHandler {
         // Running guest code yields at every epoch tick, so a guest that
         // never returns to the host cannot keep the worker's expiry (polled
         // between yields) from dropping the instance.
-        crate::limits::yield_at_every_tick(&mut store);
+        crate::instance::limits::yield_at_every_tick(&mut store);
         let proxy = tokio::time::timeout(
             limits.request_timeout,
             self.pre.instantiate_async(&mut store),
@@ -584,7 +584,7 @@ impl WorkerState for Worker {
                 // Its requests' failures log the detail under their error
                 // ids; with none in flight, this is the only record.
                 let detail = format!("{error:#}");
-                for line in crate::failure_log::lines("instance failed", &detail) {
+                for line in crate::observe::failure_log::lines("instance failed", &detail) {
                     if in_flight == 0 {
                         tracing::warn!(component, instance, "{line}");
                     } else {

@@ -1,0 +1,15 @@
+//! Connections and what bounds them, for every listener (the HTTP trigger's
+//! and the metrics listener) and the outbound side: nothing here knows an
+//! application, a component or a metric.
+//!
+//! - [`accept_failures`]: an accept loop's failures: paused, and logged at most once per interval.
+//! - [`open_files`]: the open-file limit raised at start, and the connection caps that fit in it.
+//! - [`request_body`]: the request-body size limit.
+//! - [`hop_by_hop`]: drops connection-specific fields, inbound and outbound.
+//! - [`lanes`]: serving lanes, one thread with its own runtime and instances per core.
+
+pub(crate) mod accept_failures;
+pub mod hop_by_hop;
+pub mod lanes;
+pub mod open_files;
+pub mod request_body;
