@@ -23,7 +23,7 @@ use edge_cache::origin::failure::{
 use edge_cache::policy::rules::CacheRules;
 use edge_cache::purge::api::Admission;
 use edge_cache::seams::{
-    ClientRequest, Clock, Origin, OriginRequest, Response, Store, StoreFailure,
+    Body, ClientRequest, Clock, Origin, OriginRequest, Response, Store, StoreFailure,
 };
 use edge_cache::spin_metadata::split_fields;
 use edge_cache::store::shared_state::SharedState;
@@ -191,7 +191,7 @@ fn read_request<S: Store, O: Origin, C: Clock>(
     let path_and_query = request.path_with_query().unwrap_or_else(|| "/".to_owned());
     let body = match edge.admit(&method, &path_and_query, &headers) {
         Admission::Answer(response) => return Err(response),
-        Admission::NoBody => Vec::new(),
+        Admission::NoBody => Body::empty(),
         Admission::ReadBody { limit } => read_request_body(request, limit)?,
     };
     Ok(ClientRequest {
@@ -204,7 +204,7 @@ fn read_request<S: Store, O: Origin, C: Clock>(
 }
 
 /// The request body, refused with `413` as soon as it passes `limit`.
-fn read_request_body(request: IncomingRequest, limit: Option<usize>) -> Result<Vec<u8>, Response> {
+fn read_request_body(request: IncomingRequest, limit: Option<usize>) -> Result<Body, Response> {
     let unreadable = |detail: String| {
         eprintln!("edge-cache: request body unreadable: {detail}");
         unreadable_body()
@@ -214,7 +214,7 @@ fn read_request_body(request: IncomingRequest, limit: Option<usize>) -> Result<V
         .map_err(|()| unreadable("already consumed".into()))?;
     let stream = body.stream().map_err(|()| unreadable("no stream".into()))?;
     match read_stream(&stream, limit) {
-        Ok(bytes) => Ok(bytes),
+        Ok(bytes) => Ok(bytes.into()),
         Err(StreamEnd::OverLimit(limit)) => Err(body_too_large(limit)),
         Err(StreamEnd::Failed(detail)) => Err(unreadable(detail)),
     }
@@ -321,7 +321,7 @@ fn send_to_origin(
         .map_err(|()| not_sent("request body unavailable"))?;
     let pending = outgoing_handler::handle(outgoing, Some(options))
         .map_err(|code| failed(authority, code, config))?;
-    write_body(authority, outgoing_body, &request.body)?;
+    write_body(authority, outgoing_body, request.body.as_slice())?;
 
     pending.subscribe().block();
     let response = match pending.get() {
@@ -338,7 +338,7 @@ fn send_to_origin(
     Ok(Response {
         status,
         headers,
-        body,
+        body: body.into(),
     })
 }
 
@@ -413,7 +413,10 @@ async fn send_reply(response_out: ResponseOutparam, reply: Response) {
     if response.set_status_code(reply.status).is_err() {
         let _ = response.set_status_code(502);
     }
-    if let Err(error) = response_out.set_with_body(response, reply.body).await {
+    if let Err(error) = response_out
+        .set_with_body(response, Vec::from(reply.body.into_bytes()))
+        .await
+    {
         eprintln!("edge-cache: client went away while sending the body: {error:?}");
     }
 }

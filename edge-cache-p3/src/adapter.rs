@@ -34,7 +34,7 @@ use edge_cache::origin::failure::{BODY_BROKE_OFF, OriginFailure, REQUEST_NOT_SEN
 use edge_cache::policy::rules::CacheRules;
 use edge_cache::purge::api::Admission;
 use edge_cache::seams::{
-    ClientRequest, Clock, Origin, OriginRequest, Response, Store, StoreFailure,
+    Body, ClientRequest, Clock, Origin, OriginRequest, Response, Store, StoreFailure,
 };
 use edge_cache::spin_metadata::split_fields;
 use edge_cache::store::l1::{L1, l1_for};
@@ -248,7 +248,7 @@ async fn read_request<S: Store, O: Origin, C: Clock>(
     }
     let body = match edge.admit(&method, &path_and_query, &headers) {
         Admission::Answer(response) => return Err(response),
-        Admission::NoBody => Vec::new(),
+        Admission::NoBody => Body::empty(),
         Admission::ReadBody { limit } => {
             let body = IncomingRequestBody::new(request).map_err(|code| {
                 eprintln!("edge-cache: request body unavailable: {code:?}");
@@ -270,7 +270,7 @@ async fn read_request<S: Store, O: Origin, C: Clock>(
 async fn read_request_body(
     body: IncomingRequestBody,
     limit: Option<usize>,
-) -> Result<Vec<u8>, Response> {
+) -> Result<Body, Response> {
     let unreadable = |detail: String| {
         eprintln!("edge-cache: request body unreadable: {detail}");
         unreadable_body()
@@ -288,7 +288,7 @@ async fn read_request_body(
             .await
             .map_err(|e| unreadable(format!("{e:?}")))?,
     };
-    Ok(body.to_vec())
+    Ok(Body::Full(body))
 }
 
 struct SystemClock;
@@ -458,7 +458,7 @@ async fn read_response(
     Ok(Response {
         status,
         headers,
-        body,
+        body: body.into(),
     })
 }
 
@@ -470,8 +470,11 @@ fn no_trailers() -> FutureReader<Result<Option<Fields>, ErrorCode>> {
 
 /// A body as a stream the host reads, written by a task of its own; none
 /// for an empty body.
-fn body_stream(body: Vec<u8>) -> Option<StreamReader<u8>> {
+fn body_stream(body: Body) -> Option<StreamReader<u8>> {
     (!body.is_empty()).then(|| {
+        // The host's stream takes a buffer of its own: the one place the
+        // content is copied, unless this answer is its only holder.
+        let body = Vec::from(body.into_bytes());
         let (mut writer, reader) = wit_stream::new::<u8>();
         spin_sdk::wasip3::spawn(async move {
             // A reader that went away leaves the rest unwritten.

@@ -106,7 +106,7 @@ impl Instance {
             Ok(Response {
                 status: 200,
                 headers,
-                body: vec![b'x'; 1024],
+                body: vec![b'x'; 1024].into(),
             })
         });
         Instance {
@@ -146,7 +146,7 @@ impl Instance {
                 path_and_query,
                 headers,
                 connection,
-                body: Vec::new(),
+                body: Default::default(),
             };
             let (response, _) = edge.handle(request).await;
             assert_eq!(response.status, 200);

@@ -9,6 +9,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
+use bytes::Bytes;
 use http::{HeaderMap, Method};
 
 use crate::origin::breaker::Fallback;
@@ -27,7 +28,7 @@ pub struct ClientRequest {
     /// What the host knows of the connection it came on.
     pub connection: ClientConnection,
     /// The request content (empty for GET and HEAD in practice).
-    pub body: Vec<u8>,
+    pub body: Body,
 }
 
 /// Facts about the client connection that the host runtime tells us.
@@ -52,7 +53,7 @@ pub struct OriginRequest {
     /// The fields chosen by `forwarding`, plus validators on revalidation.
     pub headers: HeaderMap,
     /// The client's content, for passes; empty for fills.
-    pub body: Vec<u8>,
+    pub body: Body,
     /// What the flow can answer with if the origin is not asked (the
     /// breaker refuses only what it need not ask).
     pub fallback: Fallback,
@@ -65,8 +66,110 @@ pub struct Response {
     pub status: u16,
     /// Header fields as they will be sent.
     pub headers: HeaderMap,
-    /// The whole content (empty for HEAD, 204 and 304).
-    pub body: Vec<u8>,
+    /// The content (empty for HEAD, 204 and 304).
+    pub body: Body,
+}
+
+/// A message's content as it crosses the seams. Whole in memory today,
+/// and shared rather than copied (a hit hands on the stored bytes
+/// themselves); the large-content work adds a streaming variant beside
+/// [`Body::Full`], so every seam already passes this type, never a buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Body {
+    /// All of the content, in one shared buffer.
+    Full(Bytes),
+}
+
+impl Body {
+    /// No content.
+    pub const fn empty() -> Body {
+        Body::Full(Bytes::new())
+    }
+
+    /// The content's bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        match self {
+            Body::Full(bytes) => bytes,
+        }
+    }
+
+    /// Its length in bytes.
+    pub fn len(&self) -> usize {
+        self.as_slice().len()
+    }
+
+    /// Whether there is no content.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The content as one shared buffer (no copy).
+    pub fn into_bytes(self) -> Bytes {
+        match self {
+            Body::Full(bytes) => bytes,
+        }
+    }
+
+    /// Bytes `start..=end` of the content, sharing its buffer.
+    pub fn slice(&self, start: usize, end: usize) -> Body {
+        match self {
+            Body::Full(bytes) => Body::Full(bytes.slice(start..=end)),
+        }
+    }
+}
+
+impl Default for Body {
+    fn default() -> Body {
+        Body::empty()
+    }
+}
+
+impl From<Bytes> for Body {
+    fn from(bytes: Bytes) -> Body {
+        Body::Full(bytes)
+    }
+}
+
+impl From<Vec<u8>> for Body {
+    fn from(bytes: Vec<u8>) -> Body {
+        Body::Full(bytes.into())
+    }
+}
+
+impl From<String> for Body {
+    fn from(text: String) -> Body {
+        Body::Full(text.into())
+    }
+}
+
+impl From<&'static [u8]> for Body {
+    fn from(bytes: &'static [u8]) -> Body {
+        Body::Full(Bytes::from_static(bytes))
+    }
+}
+
+impl PartialEq<[u8]> for Body {
+    fn eq(&self, other: &[u8]) -> bool {
+        self.as_slice() == other
+    }
+}
+
+impl PartialEq<&[u8]> for Body {
+    fn eq(&self, other: &&[u8]) -> bool {
+        self.as_slice() == *other
+    }
+}
+
+impl<const N: usize> PartialEq<&[u8; N]> for Body {
+    fn eq(&self, other: &&[u8; N]) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl PartialEq<Vec<u8>> for Body {
+    fn eq(&self, other: &Vec<u8>) -> bool {
+        self.as_slice() == other.as_slice()
+    }
 }
 
 /// A failed store operation, with the store's message; the flow then

@@ -200,7 +200,7 @@ pub fn status_response(status: u16) -> Response {
     Response {
         status,
         headers: HeaderMap::new(),
-        body: Vec::new(),
+        body: Default::default(),
     }
 }
 
@@ -210,7 +210,7 @@ pub fn origin_request() -> OriginRequest {
         method: http::Method::GET,
         target: "/".into(),
         headers: HeaderMap::new(),
-        body: Vec::new(),
+        body: Default::default(),
         fallback: crate::origin::breaker::Fallback::Nothing,
     }
 }

@@ -17,7 +17,7 @@ use crate::http::field_names::{
 use crate::origin::failure::OriginFailure;
 use crate::policy::cache_status::{CacheStatus, server_timing};
 use crate::policy::freshness::age_header;
-use crate::seams::{ClientRequest, Response};
+use crate::seams::{Body, ClientRequest, Response};
 use crate::store::Found;
 
 /// Headers only the edge acts on; never sent to clients.
@@ -40,7 +40,7 @@ pub struct Representation {
     /// Its header fields (edge-only ones already removed).
     pub headers: HeaderMap,
     /// Its whole content.
-    pub body: Vec<u8>,
+    pub body: Body,
 }
 
 /// A stored response as the client gets it: edge-only fields removed,
@@ -56,7 +56,7 @@ pub fn serve_stored(
     let representation = Representation {
         status: found.meta().status,
         headers,
-        body: found.body().to_vec(),
+        body: Body::Full(found.body().clone()),
     };
     let is_head = request.method == Method::HEAD;
     answer(request, representation, age, status, is_head)
@@ -99,7 +99,7 @@ pub fn answer(
                 headers.append(name, value.clone());
             }
         }
-        return finish(304, headers, Vec::new(), Some(age), status, true);
+        return finish(304, headers, Body::empty(), Some(age), status, true);
     }
     if rep.status == 200 && request.method == Method::GET {
         let total = rep.body.len() as u64;
@@ -110,7 +110,7 @@ pub fn answer(
                 if let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{end}/{total}")) {
                     headers.insert("content-range", v);
                 }
-                let body = rep.body[start as usize..=end as usize].to_vec();
+                let body = rep.body.slice(start as usize, end as usize);
                 return finish(206, headers, body, Some(age), status, false);
             }
             RangeAnswer::Unsatisfiable { total } => {
@@ -118,7 +118,7 @@ pub fn answer(
                 if let Ok(v) = HeaderValue::from_str(&format!("bytes */{total}")) {
                     headers.insert("content-range", v);
                 }
-                return finish(416, headers, Vec::new(), Some(age), status, false);
+                return finish(416, headers, Body::empty(), Some(age), status, false);
             }
         }
     }
@@ -133,7 +133,7 @@ pub fn answer(
 pub fn finish(
     status: u16,
     mut headers: HeaderMap,
-    body: Vec<u8>,
+    body: Body,
     age: Option<Duration>,
     cache_status: &CacheStatus,
     is_head: bool,
@@ -163,7 +163,7 @@ pub fn finish(
     Response {
         status,
         headers,
-        body: if no_body { Vec::new() } else { body },
+        body: if no_body { Body::empty() } else { body },
     }
 }
 
@@ -179,7 +179,7 @@ pub fn plain_text(status: u16, body: String) -> Response {
     Response {
         status,
         headers,
-        body: body.into_bytes(),
+        body: body.into(),
     }
 }
 
@@ -209,7 +209,7 @@ pub fn unreadable_body() -> Response {
 
 /// A small JSON answer of the edge's own (purge API), never stored.
 pub fn json_response(status: u16, value: &serde_json::Value) -> Response {
-    let body = format!("{value}\n").into_bytes();
+    let body = Body::from(format!("{value}\n"));
     let mut headers = HeaderMap::new();
     headers.insert("age", HeaderValue::from_static("0"));
     headers.insert("content-type", HeaderValue::from_static("application/json"));
@@ -257,7 +257,7 @@ pub fn only_if_cached() -> Response {
     );
     headers.insert("cache-control", HeaderValue::from_static("no-store"));
     let status = CacheStatus::default().with_detail("only-if-cached");
-    let body = b"not in cache (only-if-cached)\n".to_vec();
+    let body = Body::from(&b"not in cache (only-if-cached)\n"[..]);
     finish(504, headers, body, None, &status, false)
 }
 
@@ -277,7 +277,7 @@ pub fn error_response(failure: &OriginFailure, status: &CacheStatus) -> Response
     finish(
         error.status,
         headers,
-        error.body.into_bytes(),
+        error.body.into(),
         None,
         status,
         false,
@@ -301,7 +301,7 @@ mod tests {
             name: "origin_url",
             reason: "not an http(s) URL (got `ftp://user:secret@10.0.0.7`)".into(),
         };
-        let body = String::from_utf8(misconfigured(&invalid).body).unwrap();
+        let body = String::from_utf8(misconfigured(&invalid).body.as_slice().to_vec()).unwrap();
         assert_eq!(
             body,
             "edge misconfigured: variable `origin_url` is invalid (the edge's log says more)\n"
@@ -309,7 +309,7 @@ mod tests {
         let missing = misconfigured(&ConfigError::Missing("origin_url"));
         assert_eq!(missing.status, 500);
         assert_eq!(
-            String::from_utf8(missing.body).unwrap(),
+            String::from_utf8(missing.body.as_slice().to_vec()).unwrap(),
             "edge misconfigured: variable `origin_url` is required but not set \
              (the edge's log says more)\n"
         );

@@ -35,7 +35,7 @@ use crate::policy::rules::CacheRules;
 use crate::policy::storability::{Candidate, check_storable};
 use crate::policy::vary::VaryNames;
 use crate::purge::api::{Admission, PurgeApi, PurgeSettings};
-use crate::seams::{ClientRequest, Clock, Origin, OriginRequest, Response, Store};
+use crate::seams::{Body, ClientRequest, Clock, Origin, OriginRequest, Response, Store};
 use crate::store::l1::L1;
 use crate::store::{CacheStorage, Found, Lookup, StoredFetch};
 
@@ -359,7 +359,7 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
                     response: Response {
                         status: found.meta().status,
                         headers,
-                        body: found.body().to_vec(),
+                        body: Body::Full(found.body().clone()),
                     },
                     ..fetched
                 };
@@ -460,10 +460,11 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
         let has_authorization = request.headers.contains_key("authorization");
         match (storing, check_storable(has_authorization, &candidate, rule)) {
             (Storing::IfStorable, Ok(())) => {
+                let Body::Full(body) = &response.body;
                 let fetch = StoredFetch {
                     status: response.status,
                     headers: &headers,
-                    body: &response.body,
+                    body,
                     request_time,
                     response_time,
                     initial_age,
@@ -551,7 +552,7 @@ mod tests {
         Response {
             status: 200,
             headers,
-            body: body.as_bytes().to_vec(),
+            body: body.as_bytes().to_vec().into(),
         }
     }
 
@@ -564,7 +565,7 @@ mod tests {
             path_and_query: path.to_owned(),
             connection: crate::spin_metadata::connection_of(&headers),
             headers,
-            body: Vec::new(),
+            body: Body::empty(),
         }
     }
 
@@ -981,12 +982,12 @@ mod tests {
         store.broken.set(true);
         let purge_request = ClientRequest {
             method: Method::POST,
-            body: br#"{"urls": ["/a"]}"#.to_vec(),
+            body: br#"{"urls": ["/a"]}"#.to_vec().into(),
             ..get("/_edge/purge", &[("authorization", "Bearer t")])
         };
         let (answer, _) = block_on(edge.handle(purge_request));
         assert_eq!(answer.status, 503);
-        let body: serde_json::Value = serde_json::from_slice(&answer.body).unwrap();
+        let body: serde_json::Value = serde_json::from_slice(answer.body.as_slice()).unwrap();
         assert_eq!(body["error"], crate::purge::api::STORE_UNAVAILABLE);
     }
 
@@ -1008,7 +1009,7 @@ mod tests {
         clock.set_unix_ms(1_700_000_001_000);
         let purge_request = ClientRequest {
             method: Method::POST,
-            body: br#"{"urls": ["/a"]}"#.to_vec(),
+            body: br#"{"urls": ["/a"]}"#.to_vec().into(),
             ..get("/_edge/purge", &[("authorization", "Bearer t")])
         };
         let (answer, _) = block_on(second.handle(purge_request));

@@ -26,7 +26,7 @@ use crate::origin::breaker::Fallback;
 use crate::policy::key::KeyedRequest;
 use crate::policy::rules::{ForwardHeaders, Rule};
 use crate::policy::vary::normalise_accept_encoding;
-use crate::seams::{ClientConnection, ClientRequest, OriginRequest};
+use crate::seams::{Body, ClientConnection, ClientRequest, OriginRequest};
 
 /// Our entry in `Via`: protocol version and a pseudonym, never a host name.
 pub const VIA_ENTRY: &str = "1.1 edge-cache";
@@ -195,7 +195,7 @@ pub fn fill_request(
         method: Method::GET,
         target: keyed.origin_target.clone(),
         headers,
-        body: Vec::new(),
+        body: Body::empty(),
         fallback: Fallback::Nothing,
     }
 }

@@ -125,7 +125,7 @@ impl<S: Store, C: Clock> PurgeApi<'_, S, C> {
         }
         let connection = &request.connection;
         let host = connection.host.clone().unwrap_or_default();
-        match parse_purge_post(&request.method, &request.body, &host) {
+        match parse_purge_post(&request.method, request.body.as_slice(), &host) {
             Ok(purge) => self.apply(&purge, connection).await,
             Err(refusal) => json_response(
                 refusal.status,

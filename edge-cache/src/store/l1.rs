@@ -11,6 +11,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
+use bytes::Bytes;
 use http::HeaderMap;
 use lru::LruCache;
 
@@ -32,8 +33,9 @@ pub struct Cached {
     /// A stored response's headers as a map, parsed once when the value
     /// was read or written rather than on every hit (empty for a Vary index).
     pub headers: HeaderMap,
-    /// The body that followed it (empty for a Vary index).
-    pub body: Vec<u8>,
+    /// The body that followed it (empty for a Vary index), shared with
+    /// every answer made from it.
+    pub body: Bytes,
     /// The purge epoch at which this value's scopes were last found valid;
     /// `None` until checked.
     pub validated_at: RefCell<Option<String>>,
@@ -41,12 +43,12 @@ pub struct Cached {
 
 impl Cached {
     /// A value just read from the store or written to it.
-    pub fn new(value: StoredValue, body: Vec<u8>, validated_at: Option<String>) -> Self {
+    pub fn new(value: StoredValue, body: impl Into<Bytes>, validated_at: Option<String>) -> Self {
         let headers = match &value {
             StoredValue::Response(meta) => from_pairs(&meta.headers),
             StoredValue::Vary(_) => HeaderMap::new(),
         };
-        Cached::with_headers(value, headers, body, validated_at)
+        Cached::with_headers(value, headers, body.into(), validated_at)
     }
 
     /// A value just written, with the map its stored headers were made
@@ -54,7 +56,7 @@ impl Cached {
     pub fn with_headers(
         value: StoredValue,
         headers: HeaderMap,
-        body: Vec<u8>,
+        body: Bytes,
         validated_at: Option<String>,
     ) -> Self {
         Cached {

@@ -24,6 +24,7 @@ pub mod shared_state;
 use std::rc::Rc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
 use http::HeaderMap;
 
 use crate::http::header_list::to_pairs;
@@ -134,8 +135,8 @@ impl Found {
         &self.entry.headers
     }
 
-    /// The stored content.
-    pub fn body(&self) -> &[u8] {
+    /// The stored content, shared with the first tier.
+    pub fn body(&self) -> &Bytes {
         &self.entry.body
     }
 
@@ -188,7 +189,7 @@ pub struct StoredFetch<'a> {
     /// Its header fields as relayed (hop-by-hop fields already removed).
     pub headers: &'a HeaderMap,
     /// Its content.
-    pub body: &'a [u8],
+    pub body: &'a Bytes,
     /// When the request that fetched it was sent.
     pub request_time: SystemTime,
     /// When its head arrived.
@@ -206,7 +207,7 @@ pub struct StoredFetch<'a> {
 struct StoredResponse<'a> {
     meta: EntryMeta,
     headers: HeaderMap,
-    body: &'a [u8],
+    body: &'a Bytes,
 }
 
 /// The surrogate keys (tags) a response carries, sorted and unique.
@@ -314,7 +315,7 @@ impl<S: Store, C: Clock> CacheStorage<'_, S, C> {
         key: &str,
         value: StoredValue,
         headers: Option<HeaderMap>,
-        body: &[u8],
+        body: &Bytes,
         epoch: &PurgeEpoch,
     ) -> Result<(), StoreFailure> {
         let encoded = entry::encode(&value, body);
@@ -323,7 +324,7 @@ impl<S: Store, C: Clock> CacheStorage<'_, S, C> {
             match &written {
                 // Fetched after the epoch was read: valid against it.
                 Ok(()) => {
-                    let (body, validated_at) = (body.to_vec(), epoch.clone());
+                    let (body, validated_at) = (body.clone(), epoch.clone());
                     let cached = match headers {
                         Some(headers) => Cached::with_headers(value, headers, body, validated_at),
                         None => Cached::new(value, body, validated_at),
@@ -433,8 +434,14 @@ impl<S: Store, C: Clock> CacheStorage<'_, S, C> {
         let response = StoredValue::Response(meta);
         self.put(&variant_key, response, Some(headers), body, epoch)
             .await?;
-        self.put(&primary, StoredValue::Vary(index), None, &[], epoch)
-            .await
+        self.put(
+            &primary,
+            StoredValue::Vary(index),
+            None,
+            &Bytes::new(),
+            epoch,
+        )
+        .await
     }
 
     /// The live response stored for `keyed` and these request headers,
