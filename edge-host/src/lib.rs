@@ -18,14 +18,11 @@
 //! - [`instance`]: what an instance is given (component context, store data, linker); the engine and compiled-component cache, limits, the guest's stdout and stderr.
 //! - [`executor`]: how a request reaches an instance, per `wasi:http` flavour; WASI 0.3 instance reuse.
 //! - [`trigger`]: the HTTP trigger: accepts, admits, serves connections, answers failures.
-//! - [`net`]: connections and what bounds them (accept failures, open files, request bodies), hop-by-hop fields, serving lanes.
-//! - `connection`, `connection_table`: per-connection timeouts; the connection cap, the longest-idle connection giving way.
+//! - [`net`]: connections and what bounds them (timeouts, the connection cap, accept failures, open files, request bodies), hop-by-hop fields, serving lanes.
 //! - [`observe`]: metrics, each request's record, the access log, failures in the log, the status page.
 //! - [`observability`]: the `--metrics-listen` and `--access-log` flags, and starting what they ask for.
 
 pub mod app;
-pub mod connection;
-pub(crate) mod connection_table;
 pub mod executor;
 pub mod files;
 pub mod instance;
@@ -49,5 +46,5 @@ pub use trigger::{ServerOptions, serve, serve_in_lanes, serve_with};
 // and the tests name.
 pub use executor::reuse;
 pub use instance::{engine, limits};
-pub use net::{lanes, open_files, request_body};
+pub use net::{connection, lanes, open_files, request_body};
 pub use observe::access_log;

@@ -23,9 +23,9 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
-use crate::connection::{Activity, ConnectionLimits, TrackedStream, watchdog};
-use crate::connection_table::ConnectionTable;
 use crate::net::accept_failures::AcceptFailures;
+use crate::net::connection::{Activity, ConnectionLimits, TrackedStream, watchdog};
+use crate::net::connection_table::ConnectionTable;
 use crate::net::request_body::BodyWatch;
 use crate::observe::cache_outcome::Outcome;
 use crate::observe::metrics::{Metrics, Totals};

@@ -4,7 +4,7 @@
 //!
 //! What a client can make the host do is bounded: connections at once
 //! ([`ServerOptions::max_connections`]), time to send a header section and
-//! time idle between requests ([`crate::connection`]), request body size
+//! time idle between requests ([`crate::net::connection`]), request body size
 //! ([`crate::net::request_body`]). A failure inside the host or a component is
 //! answered with a short message and an error id; the detail (a trap and
 //! its backtrace) goes to the log under that id only.
@@ -38,16 +38,16 @@ use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use crate::app::{App, Serving, ServingComponent};
-use crate::connection::{
-    Activity, ConnectionLimits, DEFAULT_CLIENT_HEADER_TIMEOUT, DEFAULT_KEEPALIVE_TIMEOUT,
-    DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_CLIENT, DEFAULT_PRESSURED_TIMEOUT,
-    Expired, RequestGuard, TrackedStream, shed, watchdog,
-};
-use crate::connection_table::{ConnectionTable, Refused, Slot};
 use crate::executor::reuse::{ComponentHandler, Ended, StatsCounters, Ticket};
 use crate::instance::RequestState;
 use crate::net::accept_failures::AcceptFailures;
 use crate::net::accept_failures::LogThrottle;
+use crate::net::connection::{
+    Activity, ConnectionLimits, DEFAULT_CLIENT_HEADER_TIMEOUT, DEFAULT_KEEPALIVE_TIMEOUT,
+    DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_CLIENT, DEFAULT_PRESSURED_TIMEOUT,
+    Expired, RequestGuard, TrackedStream, shed, watchdog,
+};
+use crate::net::connection_table::{ConnectionTable, Refused, Slot};
 use crate::net::hop_by_hop::remove_connection_fields;
 use crate::net::request_body::{BodyWatch, DEFAULT_MAX_REQUEST_BODY_BYTES, LimitedBody};
 use crate::observe::request_record::RequestRecord;
@@ -1018,7 +1018,7 @@ fn set_spin_headers<B>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::connection::Activity;
+    use crate::net::connection::Activity;
 
     fn body(trip: Option<Arc<BodyWatch>>) -> ServerBody {
         let guard = Activity::new().request_started(BodyWatch::new(true));

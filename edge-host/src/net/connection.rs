@@ -15,7 +15,7 @@
 //! - while a request is being served, neither applies (the request time limit
 //!   does);
 //! - while the listener is near its connection cap
-//!   ([`crate::connection_table`]), a connection that has not started its
+//!   ([`crate::net::connection_table`]), a connection that has not started its
 //!   next request is given [`ConnectionLimits::pressured_timeout`] at most,
 //!   and it may be closed at once to make room for a new connection.
 
@@ -31,8 +31,8 @@ use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::connection_table::{Refused, Slot};
-use crate::request_body::BodyWatch;
+use crate::net::connection_table::{Refused, Slot};
+use crate::net::request_body::BodyWatch;
 
 /// nginx's `client_header_timeout` default.
 pub const DEFAULT_CLIENT_HEADER_TIMEOUT: Duration = Duration::from_secs(60);

@@ -17,7 +17,7 @@
 //!
 //! Near the cap (three quarters full, until it falls below half) the table
 //! reports pressure, and each connection's watchdog then gives a silent
-//! connection a much shorter timeout ([`crate::connection::ConnectionLimits`]).
+//! connection a much shorter timeout ([`crate::net::connection::ConnectionLimits`]).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -27,7 +27,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::connection::{Activity, IdleRank};
+use crate::net::connection::{Activity, IdleRank};
 
 /// Why a connection was not admitted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -213,7 +213,7 @@ mod tests {
     use std::net::Ipv4Addr;
 
     use super::*;
-    use crate::request_body::BodyWatch;
+    use crate::net::request_body::BodyWatch;
 
     fn ip(last: u8) -> IpAddr {
         IpAddr::V4(Ipv4Addr::new(127, 0, 0, last))
