@@ -13,13 +13,15 @@ use wasmtime_wasi_http::handler::{self, ProxyHandler};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p3::bindings::ServicePre;
 
+pub use crate::executor::Flavour;
 use crate::executor::reuse::{ComponentHandler, InstanceStats, ReuseOptions, StatsCounters};
+use crate::executor::{Serving, ServingComponent};
 use crate::files::FileMounts;
 use crate::instance::engine::{
     DEFAULT_MAX_INSTANCES, default_cache_dir, load_component, new_engine,
 };
 use crate::instance::limits::{EpochTicker, InstanceLimits};
-use crate::instance::{self, ComponentContext, RequestState};
+use crate::instance::{self, ComponentContext};
 use crate::key_value::{AppStores, StoreOverrides, StoreSetupError};
 use crate::manifest::{Manifest, RouteDoc, SourceDoc};
 use crate::outbound_http::{AllowedHosts, OriginPool, PoolOptions};
@@ -56,38 +58,6 @@ pub struct AppOptions {
     /// How connections to origins are pooled (default:
     /// [`PoolOptions::default`]).
     pub origin_pool: Option<PoolOptions>,
-}
-
-/// Which `wasi:http` a component exports, and so how it is served.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Flavour {
-    /// WASI 0.2, `wasi:http/incoming-handler@0.2.x`: a fresh instance per
-    /// request.
-    P2,
-    /// WASI 0.3, `wasi:http/handler@0.3.0`: instances reused, several
-    /// requests at once ([`crate::executor::reuse`]).
-    P3,
-}
-
-/// How a component's requests reach an instance.
-pub(crate) enum Serving {
-    /// A fresh instance of this per request.
-    P2(ProxyPre<RequestState>),
-    /// Reused instances.
-    P3 {
-        /// One per serving lane: a lane's requests go to its own instances.
-        handlers: Vec<ProxyHandler<ComponentHandler>>,
-        /// Bounds this component's requests in flight (accepted or waiting
-        /// for an instance): reuse never makes the host queue without bound.
-        permits: Semaphore,
-    },
-}
-
-/// A component ready to serve requests.
-pub(crate) struct ServingComponent {
-    pub(crate) context: Arc<ComponentContext>,
-    pub(crate) serving: Serving,
-    pub(crate) stats: Arc<StatsCounters>,
 }
 
 /// A loaded application.
@@ -288,14 +258,5 @@ impl App {
             .iter()
             .map(|component| component.stats.snapshot())
             .fold(InstanceStats::default(), |sum, stats| sum + stats)
-    }
-}
-
-impl ServingComponent {
-    pub(crate) fn flavour(&self) -> Flavour {
-        match self.serving {
-            Serving::P2(_) => Flavour::P2,
-            Serving::P3 { .. } => Flavour::P3,
-        }
     }
 }

@@ -16,8 +16,8 @@
 //!   - [`outbound_http`]: `wasi:http` outgoing: the allow-list, the sender, the host-wide pool of keep-alive origin connections, the instance hooks.
 //!   - [`files`]: the manifest's `files`, mounted read-only.
 //! - [`instance`]: what an instance is given (component context, store data, linker); the engine and compiled-component cache, limits, the guest's stdout and stderr.
-//! - [`executor`]: how a request reaches an instance, per `wasi:http` flavour; WASI 0.3 instance reuse.
-//! - [`trigger`]: the HTTP trigger: accepts, admits, serves connections, answers failures.
+//! - [`executor`]: how a request reaches an instance, one executor per `wasi:http` flavour (`wasi`: WASI 0.2, a fresh instance per request; `wasip3`: WASI 0.3, instances reused, with `reuse`); `failure`: what the host answers itself, with error ids.
+//! - [`trigger`]: the HTTP trigger: `server` (accepts, admits under the connection cap, serves connections), `request` (routes one request to its executor, records it), `headers` (the `spin-*` headers).
 //! - [`net`]: connections and what bounds them (timeouts, the connection cap, accept failures, open files, request bodies), hop-by-hop fields, serving lanes.
 //! - [`observe`]: metrics, each request's record, the access log, failures in the log, the status page.
 //! - [`observability`]: the `--metrics-listen` and `--access-log` flags, and starting what they ask for.
@@ -37,7 +37,8 @@ pub mod runtime_config;
 pub mod trigger;
 pub mod variables;
 
-pub use app::{App, AppOptions, Flavour};
+pub use app::{App, AppOptions};
+pub use executor::Flavour;
 pub use executor::reuse::{InstanceStats, ReuseOptions};
 pub use instance::limits::InstanceLimits;
 pub use trigger::{ServerOptions, serve, serve_in_lanes, serve_with};

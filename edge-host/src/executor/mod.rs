@@ -1,6 +1,91 @@
 //! How a request reaches a component instance: one executor per `wasi:http`
-//! flavour, as Spin's `trigger-http` has them.
+//! flavour, as Spin's `trigger-http` has them, chosen for each component
+//! when the application loads ([`Serving`]).
 //!
+//! - [`wasi`]: WASI 0.2: a fresh instance per request.
+//! - [`wasip3`]: WASI 0.3: reused instances, several requests at once.
 //! - [`reuse`]: WASI 0.3 instance reuse: the handler state, its flags, instance counts.
+//! - [`failure`]: a request the host answers itself: the client's few words, the log's detail under an error id.
 
+pub(crate) mod failure;
 pub mod reuse;
+mod wasi;
+mod wasip3;
+
+use std::sync::Arc;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use tokio::sync::Semaphore;
+use wasmtime_wasi_http::handler::ProxyHandler;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+
+use crate::instance::limits::InstanceLimits;
+use crate::instance::{ComponentContext, RequestState};
+use crate::net::request_body::{BodyWatch, LimitedBody};
+use failure::Failure;
+use reuse::{ComponentHandler, StatsCounters};
+
+/// Which `wasi:http` a component exports, and so how it is served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavour {
+    /// WASI 0.2, `wasi:http/incoming-handler@0.2.x`: a fresh instance per
+    /// request.
+    P2,
+    /// WASI 0.3, `wasi:http/handler@0.3.0`: instances reused, several
+    /// requests at once ([`reuse`]).
+    P3,
+}
+
+/// How a component's requests reach an instance.
+pub(crate) enum Serving {
+    /// A fresh instance of this per request.
+    P2(ProxyPre<RequestState>),
+    /// Reused instances.
+    P3 {
+        /// One per serving lane: a lane's requests go to its own instances.
+        handlers: Vec<ProxyHandler<ComponentHandler>>,
+        /// Bounds this component's requests in flight (accepted or waiting
+        /// for an instance): reuse never makes the host queue without bound.
+        permits: Semaphore,
+    },
+}
+
+/// A component ready to serve requests.
+pub(crate) struct ServingComponent {
+    pub(crate) context: Arc<ComponentContext>,
+    pub(crate) serving: Serving,
+    pub(crate) stats: Arc<StatsCounters>,
+}
+
+/// A component's response, and the component's id.
+pub(crate) type Dispatched = (Response<HyperOutgoingBody>, String);
+
+impl ServingComponent {
+    pub(crate) fn flavour(&self) -> Flavour {
+        match self.serving {
+            Serving::P2(_) => Flavour::P2,
+            Serving::P3 { .. } => Flavour::P3,
+        }
+    }
+
+    /// Runs `request` (its body held to `limit` bytes, `trip` set when it
+    /// goes past) on an instance under `limits`, with this component's
+    /// executor; a WASI 0.3 request goes to the current lane's instances.
+    pub(crate) async fn execute(
+        &self,
+        limits: InstanceLimits,
+        request: Request<LimitedBody<Incoming>>,
+        limit: u64,
+        trip: &Arc<BodyWatch>,
+    ) -> Result<Dispatched, Failure> {
+        match &self.serving {
+            Serving::P2(pre) => wasi::execute(self, pre, limits, request, limit, trip).await,
+            Serving::P3 { handlers, permits } => {
+                let handler = &handlers[crate::net::lanes::current() % handlers.len()];
+                wasip3::execute(self, handler, permits, &limits, request, limit, trip).await
+            }
+        }
+    }
+}

@@ -1,0 +1,186 @@
+//! The WASI 0.2 executor: a fresh instance of the component for each
+//! request (`wasi:http/incoming-handler@0.2`), run in a task of its own
+//! under the request time limit, counted as it starts and ends.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use http::{Request, StatusCode};
+use hyper::body::Incoming;
+use wasmtime::Store;
+use wasmtime_wasi_http::WasiHttpView;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+
+use super::failure::Failure;
+use super::reuse::StatsCounters;
+use super::{Dispatched, ServingComponent};
+use crate::instance::RequestState;
+use crate::instance::limits::InstanceLimits;
+use crate::net::request_body::{BodyWatch, LimitedBody};
+
+/// Counts a WASI 0.2 instance as ended when its task does (or is aborted).
+struct SingleUse {
+    stats: Arc<StatsCounters>,
+    failed: bool,
+}
+
+impl Drop for SingleUse {
+    fn drop(&mut self) {
+        self.stats.single_use_ended(self.failed);
+    }
+}
+
+/// WASI 0.2: a fresh instance for this request.
+pub(super) async fn execute(
+    component: &ServingComponent,
+    pre: &ProxyPre<RequestState>,
+    limits: InstanceLimits,
+    request: Request<LimitedBody<Incoming>>,
+    limit: u64,
+    trip: &Arc<BodyWatch>,
+) -> Result<Dispatched, Failure> {
+    let component_id = component.context.id.to_string();
+    let internal = |detail: String| Failure::internal("internal error", detail, &component_id);
+
+    let state = RequestState::new(&component.context, limits.max_memory_bytes)
+        .map_err(|e| internal(format!("preparing instance: {e:#}")))?;
+    let memory_hit = state.memory_limit_hit();
+    let mut store = Store::new(pre.engine(), state);
+    store.limiter(|state| &mut state.limits);
+    // Yield at every epoch tick so the time limit below can stop a guest
+    // that never returns to the host.
+    crate::instance::limits::yield_at_every_tick(&mut store);
+    let incoming = store
+        .data_mut()
+        .http()
+        .new_incoming_request(Scheme::Http, request)
+        .map_err(|e| {
+            Failure::client(
+                StatusCode::BAD_REQUEST,
+                format!("bad request: {e:#}"),
+                &component_id,
+            )
+        })?;
+    let (sender, mut receiver) = tokio::sync::oneshot::channel();
+    let outparam = store
+        .data_mut()
+        .http()
+        .new_response_outparam(sender)
+        .map_err(|e| internal(format!("{e:#}")))?;
+
+    // The guest runs in its own task: it may keep working after it has sent
+    // the response head (streaming the body, or background work).
+    let pre = pre.clone();
+    let id = component.context.id.clone();
+    let stats = component.stats.clone();
+    let mut task = tokio::spawn(async move {
+        stats.single_use_started();
+        let mut single_use = SingleUse {
+            stats,
+            failed: false,
+        };
+        let run = async {
+            let proxy = pre.instantiate_async(&mut store).await?;
+            proxy
+                .wasi_http_incoming_handler()
+                .call_handle(&mut store, incoming, outparam)
+                .await
+        };
+        // Dropping the future stops the guest at its next yield.
+        let outcome = match tokio::time::timeout(limits.request_timeout, run).await {
+            Ok(Ok(())) => Outcome::Finished,
+            Ok(Err(error)) => Outcome::Failed(error),
+            Err(_) => Outcome::TimedOut,
+        };
+        single_use.failed = !matches!(outcome, Outcome::Finished);
+        outcome
+    });
+
+    let answered = tokio::select! {
+        // A body over the limit decides the answer, whatever the guest made
+        // of its failed read.
+        biased;
+        () = trip.tripped() => None,
+        answered = &mut receiver => Some(answered),
+    };
+    if trip.is_tripped() {
+        task.abort();
+        tracing::debug!(
+            component = &*id,
+            "request body over the {limit}-byte limit; instance stopped"
+        );
+        return Err(Failure::body_too_large(limit, &component_id));
+    }
+    match answered {
+        Some(Ok(Ok(response))) => {
+            // The client has its answer; a failure of the work the guest
+            // still does (a refresh after responding) is only for the log.
+            // A failure before responding is logged once, by `handle`.
+            tokio::spawn(async move {
+                match task.await {
+                    Ok(Outcome::Failed(error)) => tracing::warn!(
+                        component = &*id,
+                        "instance failed after responding: {error:#}"
+                    ),
+                    Ok(Outcome::TimedOut) => tracing::warn!(
+                        component = &*id,
+                        "instance stopped after responding: over the {} ms request time limit",
+                        limits.request_timeout.as_millis()
+                    ),
+                    _ => {}
+                }
+            });
+            Ok((response, component_id))
+        }
+        Some(Ok(Err(code))) => Err(internal(format!(
+            "component answered with an error: {code:?}"
+        ))),
+        Some(Err(_)) | None => {
+            let outcome = (&mut task).await;
+            let memory_hit = memory_hit.load(Ordering::SeqCst);
+            Err(match outcome {
+                Ok(outcome) => {
+                    let public = public_cause(&outcome, &limits, memory_hit);
+                    let detail = match outcome {
+                        Outcome::Finished => {
+                            "component returned without sending a response".to_owned()
+                        }
+                        // With the trap and its wasm backtrace: the log is
+                        // where an operator looks for them.
+                        Outcome::Failed(error) => format!("component failed: {error:#}"),
+                        Outcome::TimedOut => format!(
+                            "component stopped after the {} ms request time limit",
+                            limits.request_timeout.as_millis()
+                        ),
+                    };
+                    Failure::internal(public, detail, &component_id)
+                }
+                Err(error) => internal(format!("component task failed: {error}")),
+            })
+        }
+    }
+}
+
+/// What became of a request's instance.
+enum Outcome {
+    Finished,
+    Failed(wasmtime::Error),
+    TimedOut,
+}
+
+/// What a failed instance's client is told: the limit that stopped it, or
+/// nothing more than that something failed.
+fn public_cause(outcome: &Outcome, limits: &InstanceLimits, memory_hit: bool) -> String {
+    match outcome {
+        Outcome::TimedOut => format!(
+            "internal error: stopped after the {} ms request time limit",
+            limits.request_timeout.as_millis()
+        ),
+        Outcome::Failed(_) if memory_hit => format!(
+            "internal error: stopped at the {} MiB memory limit",
+            limits.max_memory_bytes >> 20
+        ),
+        _ => "internal error".to_owned(),
+    }
+}

@@ -1,0 +1,195 @@
+//! One request on a connection: routed to its component's executor
+//! ([`crate::executor`]), or answered by the host ([`Failure`]); the
+//! response body ends the connection if the request body passes its limit
+//! mid-response, and writes the request's record when it ends.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+
+use super::headers::set_spin_headers;
+use crate::app::App;
+use crate::executor::Dispatched;
+use crate::executor::failure::Failure;
+use crate::net::connection::RequestGuard;
+use crate::net::request_body::{BodyWatch, LimitedBody};
+use crate::observe::request_record::RequestRecord;
+
+/// Serves one request from `peer`, its body held to `limit` bytes: routed
+/// to its component's executor, or answered by the host; recorded once its
+/// response body ends.
+pub(super) async fn handle(
+    app: Arc<App>,
+    request: Request<Incoming>,
+    peer: SocketAddr,
+    limit: u64,
+    guard: RequestGuard,
+    trip: Arc<BodyWatch>,
+) -> Result<Response<ServerBody>, Infallible> {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let mut record = RequestRecord::start(&request, started);
+    let (response, component, from_component, failure_cause) =
+        match dispatch(&app, request, peer, limit, &trip).await {
+            Ok((response, component)) => (response, component, true, None),
+            Err(failure) => {
+                let (response, component, cause) = failure.answer(&method, &path);
+                (response, component, false, cause)
+            }
+        };
+    // Debug, not info: the access log (`--access-log`) is the per-request
+    // record, written off the request's path.
+    tracing::debug!(
+        component,
+        status = response.status().as_u16(),
+        elapsed_us = started.elapsed().as_micros() as u64,
+        "{method} {path}"
+    );
+    if let Some(record) = &mut record {
+        record.responded(&response, &component, failure_cause);
+    }
+    Ok(response.map(|body| ServerBody {
+        inner: body,
+        trip: from_component.then_some(trip),
+        guard,
+        record,
+    }))
+}
+
+/// The body of every response the server sends: it ends the connection if
+/// the request body goes past the limit after a component's response
+/// started, and tells the connection's watchdog when the response is over.
+pub(crate) struct ServerBody {
+    inner: HyperOutgoingBody,
+    /// The request's body, for a component's response.
+    trip: Option<Arc<BodyWatch>>,
+    guard: RequestGuard,
+    /// Metrics and the access log line, written when the body ends.
+    record: Option<RequestRecord>,
+}
+
+impl Body for ServerBody {
+    type Data = Bytes;
+    type Error = wasmtime_wasi_http::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        if self.trip.as_ref().is_some_and(|trip| trip.is_tripped()) {
+            // The response cannot be finished honestly: an error makes hyper
+            // close the connection.
+            self.guard.finish();
+            return Poll::Ready(Some(Err(wasmtime_wasi_http::Error::HttpRequestBodySize(
+                None,
+            ))));
+        }
+        let frame = ready!(Pin::new(&mut self.inner).poll_frame(cx));
+        match &frame {
+            Some(Ok(frame)) => {
+                if let (Some(record), Some(data)) = (&mut self.record, frame.data_ref()) {
+                    record.sent(data);
+                }
+            }
+            Some(Err(_)) => {}
+            None => {
+                self.guard.finish();
+                self.record.take();
+            }
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Routes `request` to its component and runs it there; the spin-*
+/// headers set, the body held to the limit.
+async fn dispatch(
+    app: &App,
+    request: Request<Incoming>,
+    peer: SocketAddr,
+    limit: u64,
+    trip: &Arc<BodyWatch>,
+) -> Result<Dispatched, Failure> {
+    // `Content-Length` over the limit: answered before anything reads the
+    // body (hyper sends no `100 Continue` for a body never polled).
+    if request.body().size_hint().lower() > limit {
+        return Err(Failure::body_too_large(limit, ""));
+    }
+    let path = request.uri().path().to_owned();
+    let Some(route) = app.router.route(&path) else {
+        return Err(Failure::client(
+            StatusCode::NOT_FOUND,
+            "no route matches this path",
+            "",
+        ));
+    };
+    let component = &app.components[*route.handler];
+
+    let mut request = request;
+    set_spin_headers(&mut request, peer, &route.matched_route, &route.path_info);
+    let request = request.map(|body| LimitedBody::new(body, limit, trip.clone()));
+    component.execute(app.limits, request, limit, trip).await
+}
+
+#[cfg(test)]
+mod tests {
+    use http_body_util::{BodyExt, Full};
+
+    use super::*;
+    use crate::net::connection::Activity;
+
+    fn body(trip: Option<Arc<BodyWatch>>) -> ServerBody {
+        let guard = Activity::new().request_started(BodyWatch::new(true));
+        ServerBody {
+            inner: Full::new(Bytes::from_static(b"streaming"))
+                .map_err(|never: Infallible| match never {})
+                .boxed_unsync(),
+            trip,
+            guard,
+            record: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_component_response_is_broken_off_once_the_request_body_passes_the_limit() {
+        let watch = BodyWatch::new(false);
+        let mut tripped = LimitedBody::new(
+            Full::<Bytes>::new(Bytes::from_static(b"too long")),
+            3,
+            watch.clone(),
+        );
+        assert!(tripped.frame().await.unwrap().is_err());
+        let error = body(Some(watch.clone())).collect().await.err();
+        assert!(
+            matches!(
+                error,
+                Some(wasmtime_wasi_http::Error::HttpRequestBodySize(_))
+            ),
+            "{error:?}"
+        );
+        // The host's own answer (the 413) is sent whole.
+        let own = body(None).collect().await.unwrap().to_bytes();
+        assert_eq!(&own[..], b"streaming");
+        // And a component's response with a body under the limit too.
+        let within = body(Some(BodyWatch::new(false))).collect().await.unwrap();
+        assert_eq!(&within.to_bytes()[..], b"streaming");
+    }
+}
