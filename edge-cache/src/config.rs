@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use http::uri::{Authority, Scheme, Uri};
 
+use crate::origin::failure::OriginFailure;
+
 /// Every Spin variable the edge reads. An adapter whose variable lookup
 /// is asynchronous (WASI 0.3) reads these first, then parses.
 pub const VARIABLES: [&str; 19] = [
@@ -35,7 +37,7 @@ pub const VARIABLES: [&str; 19] = [
 
 /// Default for `purge_staleness_ms`: how long a node reuses invalidation
 /// state it read from a shared store (the bound on purge propagation).
-pub const DEFAULT_PURGE_STALENESS: Duration = Duration::from_millis(100);
+pub(crate) const DEFAULT_PURGE_STALENESS: Duration = Duration::from_millis(100);
 
 /// Longest staleness accepted: a purge that takes longer to reach every
 /// node is hardly a purge.
@@ -44,20 +46,20 @@ const MAX_PURGE_STALENESS_MS: u64 = 60_000;
 /// `backup_origin_url`'s default in the manifests: no backup. A valid
 /// `allowed_outbound_hosts` entry (Spin checks templates against their
 /// defaults) on a reserved name that never resolves (RFC 6761 `.invalid`).
-pub const NO_BACKUP_ORIGIN: &str = "http://no-backup.invalid";
+pub(crate) const NO_BACKUP_ORIGIN: &str = "http://no-backup.invalid";
 
 /// Default for `l1_capacity_bytes`: the first tier's bound per instance.
-pub const DEFAULT_L1_CAPACITY_BYTES: u64 = 16 * 1024 * 1024;
+pub(crate) const DEFAULT_L1_CAPACITY_BYTES: u64 = 16 * 1024 * 1024;
 
 /// Largest first tier accepted: it lives in the instance's linear memory.
 const MAX_L1_CAPACITY_BYTES: u64 = 1024 * 1024 * 1024;
 
 /// Default for `origin_timeout_ms`: how long the origin has to start answering.
-pub const DEFAULT_ORIGIN_TIMEOUT: Duration = Duration::from_millis(10_000);
+pub(crate) const DEFAULT_ORIGIN_TIMEOUT: Duration = Duration::from_millis(10_000);
 
 /// Default for `origin_connect_timeout_ms`: a healthy origin accepts a
 /// connection in well under this; waiting longer only queues clients.
-pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_millis(3_000);
+pub(crate) const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_millis(3_000);
 
 /// Longest timeout accepted; longer ones are almost surely a unit mistake.
 const MAX_ORIGIN_TIMEOUT_MS: u64 = 10 * 60 * 1000;
@@ -83,12 +85,69 @@ impl OriginAddress {
     }
 }
 
+/// An origin as a host sends to it: where it is and how long it has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OriginEndpoint {
+    /// Where it lives.
+    pub address: OriginAddress,
+    /// How long it has to accept a connection.
+    pub connect_timeout: Duration,
+    /// How long it has to send its response head, and each later chunk
+    /// of the body.
+    pub origin_timeout: Duration,
+}
+
+/// An endpoint's timeouts in nanoseconds, as `wasi:http`'s request
+/// options take them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestTimeouts {
+    /// `connect-timeout`.
+    pub connect: u64,
+    /// `first-byte-timeout`.
+    pub first_byte: u64,
+    /// `between-bytes-timeout`.
+    pub between_bytes: u64,
+}
+
+impl OriginEndpoint {
+    /// The endpoint of `address` with `config`'s timeouts.
+    pub(crate) fn of(address: &OriginAddress, config: &EdgeConfig) -> Self {
+        OriginEndpoint {
+            address: address.clone(),
+            connect_timeout: config.connect_timeout,
+            origin_timeout: config.origin_timeout,
+        }
+    }
+
+    /// Its timeouts as request options.
+    pub fn request_timeouts(&self) -> RequestTimeouts {
+        let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        RequestTimeouts {
+            connect: nanos(self.connect_timeout),
+            first_byte: nanos(self.origin_timeout),
+            between_bytes: nanos(self.origin_timeout),
+        }
+    }
+
+    /// `failure`, having logged the host's `code` for it when the words
+    /// the client gets leave something out.
+    pub fn logged(&self, failure: OriginFailure, code: &dyn std::fmt::Debug) -> OriginFailure {
+        if matches!(
+            failure,
+            OriginFailure::Unreachable(_) | OriginFailure::Protocol(_)
+        ) {
+            eprintln!("edge-cache: origin {}: {code:?}", self.address.authority);
+        }
+        failure
+    }
+}
+
 /// Where the cache rules come from: the `cache_rules` variable holds a
 /// path in the component's filesystem, or the rules JSON itself. Inline
 /// rules cost no file read, which matters where every request is a fresh
 /// instance (the WASI 0.2 flavour).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RulesSource {
+pub(crate) enum RulesSource {
     /// Empty: the built-in default rule.
     BuiltIn,
     /// A path to a JSON rules file.
@@ -99,7 +158,7 @@ pub enum RulesSource {
 
 impl RulesSource {
     /// Reads the `cache_rules` value.
-    pub fn of(value: &str) -> Self {
+    pub(crate) fn of(value: &str) -> Self {
         let value = value.trim();
         if value.is_empty() {
             RulesSource::BuiltIn
@@ -113,65 +172,65 @@ impl RulesSource {
 
 /// Everything the edge needs to know before it handles a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EdgeConfig {
+pub(crate) struct EdgeConfig {
     /// The origin requests are forwarded to.
-    pub origin: OriginAddress,
+    pub(crate) origin: OriginAddress,
     /// How long the origin has to send its response head (and each later
     /// chunk of the body).
-    pub origin_timeout: Duration,
+    pub(crate) origin_timeout: Duration,
     /// How long the origin has to accept a connection.
-    pub connect_timeout: Duration,
+    pub(crate) connect_timeout: Duration,
     /// Where requests go when the origin fails (`backup_origin_url`).
-    pub backup_origin: Option<OriginAddress>,
+    pub(crate) backup_origin: Option<OriginAddress>,
     /// Where the cache rules come from (`cache_rules`).
-    pub cache_rules: RulesSource,
+    pub(crate) cache_rules: RulesSource,
     /// The key-value store label (default `default`): where entries live.
-    pub store_name: String,
+    pub(crate) store_name: String,
     /// The store label holding invalidation state shared with other nodes
     /// (`shared_store`); `None` (empty, or the same as `store_name`): the
     /// one store holds everything.
-    pub shared_store: Option<String>,
+    pub(crate) shared_store: Option<String>,
     /// How long a node may reuse invalidation state it read from the
     /// shared store (`purge_staleness_ms`, default 100; 0: read every time).
-    pub purge_staleness: Duration,
+    pub(crate) purge_staleness: Duration,
     /// The store label of an entry tier shared by nodes (`shield_store`):
     /// a local miss is answered from another node's fill. `None` (empty,
     /// or one of the other two stores): off.
-    pub shield_store: Option<String>,
+    pub(crate) shield_store: Option<String>,
     /// The purge API's path prefix (default `/_edge`).
-    pub admin_path: String,
+    pub(crate) admin_path: String,
     /// The purge API's bearer token; `None` (empty) disables the API.
-    pub purge_token: Option<String>,
+    pub(crate) purge_token: Option<String>,
     /// How long past its freshness a stored response may still be served
     /// when the origin fails, even without `stale-if-error` (Varnish's
     /// grace); `must-revalidate` and friends still forbid it.
-    pub grace: Duration,
+    pub(crate) grace: Duration,
     /// The circuit breaker and concurrency cap for each origin.
-    pub protection: Protection,
+    pub(crate) protection: Protection,
     /// How much of the client's `X-Forwarded-For`/`Via` the edge keeps
     /// (`trusted_proxy_hops`, default 0: none).
-    pub trust: ForwardingTrust,
+    pub(crate) trust: ForwardingTrust,
     /// Bytes of decoded entries an instance keeps in its own memory
     /// (`l1_capacity_bytes`; 0 turns the first tier off). Only an adapter
     /// whose instances serve many requests uses it.
-    pub l1_capacity_bytes: usize,
+    pub(crate) l1_capacity_bytes: usize,
 }
 
 /// When the breaker opens and for how long.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BreakerPolicy {
+pub(crate) struct BreakerPolicy {
     /// Failures within `window` that open the breaker; 0 disables it.
-    pub failures: u32,
+    pub(crate) failures: u32,
     /// Failures further apart than this do not add up.
-    pub window: Duration,
+    pub(crate) window: Duration,
     /// How long the breaker stays open before a probe.
-    pub cooldown: Duration,
+    pub(crate) cooldown: Duration,
     /// Origin statuses that count as failures (`breaker_status_codes`).
-    pub counted_statuses: StatusSet,
+    pub(crate) counted_statuses: StatusSet,
 }
 
 /// Defaults: 5 transport failures within 10 s open the breaker for 5 s.
-pub const DEFAULT_BREAKER: BreakerPolicy = BreakerPolicy {
+pub(crate) const DEFAULT_BREAKER: BreakerPolicy = BreakerPolicy {
     failures: 5,
     window: Duration::from_secs(10),
     cooldown: Duration::from_secs(5),
@@ -180,21 +239,22 @@ pub const DEFAULT_BREAKER: BreakerPolicy = BreakerPolicy {
 
 impl BreakerPolicy {
     /// Whether the breaker is in use.
-    pub fn enabled(&self) -> bool {
+    pub(crate) fn enabled(&self) -> bool {
         self.failures > 0
     }
 }
 
 /// A set of 5xx status codes (one bit each for 500–599).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct StatusSet(u128);
+pub(crate) struct StatusSet(u128);
 
 impl StatusSet {
     /// No status.
-    pub const EMPTY: StatusSet = StatusSet(0);
+    pub(crate) const EMPTY: StatusSet = StatusSet(0);
 
     /// The set of `codes` (those outside 500–599 are ignored).
-    pub const fn from_codes(codes: &[u16]) -> StatusSet {
+    #[cfg(test)]
+    pub(crate) const fn from_codes(codes: &[u16]) -> StatusSet {
         let mut bits = 0u128;
         let mut i = 0;
         while i < codes.len() {
@@ -209,7 +269,7 @@ impl StatusSet {
     /// Parses a comma-separated list such as `502,503,504`; only 5xx codes
     /// are accepted (a 4xx says something about the request, never the
     /// server).
-    pub fn parse(text: &str) -> Result<StatusSet, String> {
+    pub(crate) fn parse(text: &str) -> Result<StatusSet, String> {
         let mut set = StatusSet::EMPTY;
         for member in text.split(',').map(str::trim).filter(|m| !m.is_empty()) {
             match member.parse::<u16>() {
@@ -221,37 +281,37 @@ impl StatusSet {
     }
 
     /// Whether `status` is in the set.
-    pub fn contains(&self, status: u16) -> bool {
+    pub(crate) fn contains(&self, status: u16) -> bool {
         (500..=599).contains(&status) && self.0 & (1 << (status - 500)) != 0
     }
 }
 
 /// How one origin is protected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Protection {
+pub(crate) struct Protection {
     /// The circuit breaker.
-    pub breaker: BreakerPolicy,
+    pub(crate) breaker: BreakerPolicy,
     /// At most this many fetches in flight (`None`: no cap).
-    pub max_concurrent: Option<u32>,
+    pub(crate) max_concurrent: Option<u32>,
     /// How long a fetch may hold a slot or the probe before it is presumed
     /// gone (a bound on a fetch's duration).
-    pub lease: Duration,
+    pub(crate) lease: Duration,
 }
 
 /// How much of the client's forwarding history the edge believes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ForwardingTrust {
+pub(crate) struct ForwardingTrust {
     /// Proxies of the operator's in front of the edge (`trusted_proxy_hops`).
     /// 0: the peer is the client, and its `X-Forwarded-For` and `Via` are
     /// claims anyone can make. N: the last N `X-Forwarded-For` members were
     /// written by those proxies and are kept (as nginx's `real_ip` and
     /// Envoy's `xff_num_trusted_hops` do).
-    pub trusted_proxy_hops: usize,
+    pub(crate) trusted_proxy_hops: usize,
 }
 
 /// A setting that is missing or malformed; the message names the variable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ConfigError {
+pub(crate) enum ConfigError {
     /// A required variable has no value.
     #[error("variable `{0}` is required but not set")]
     Missing(&'static str),
@@ -267,7 +327,7 @@ pub enum ConfigError {
 
 impl ConfigError {
     /// The variable the error is about.
-    pub fn variable(&self) -> &'static str {
+    pub(crate) fn variable(&self) -> &'static str {
         match self {
             ConfigError::Missing(name) | ConfigError::Invalid { name, .. } => name,
         }
@@ -276,7 +336,7 @@ impl ConfigError {
 
 impl EdgeConfig {
     /// Builds the configuration from a variable lookup (`None` = not set).
-    pub fn from_variables(
+    pub(crate) fn from_variables(
         lookup: impl Fn(&'static str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
         let origin_url = lookup("origin_url")

@@ -7,25 +7,23 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use http::{HeaderMap, HeaderValue, Method};
 
-use crate::collapse::Collapser;
-use crate::config::EdgeConfig;
-use crate::edge::{Edge, NamedOrigin};
-use crate::policy::rules::CacheRules;
-use crate::purge::api::Admission;
-use crate::seams::{ClientRequest, Response, Store, StoreFailure};
-use crate::spin_metadata::split_fields;
-use crate::store::l1::L1;
-use crate::store::shared_state::SharedState;
+use crate::config::OriginEndpoint;
+use crate::node::{Host, Node};
+use crate::origin::failure::OriginFailure;
+use crate::seams::{
+    Body, KeyValueStore, Origin, OriginRequest, RequestHead, Response, StoreFailure,
+};
 use crate::test_support::{FakeClock, FakeOrigin, block_on};
 
 #[derive(Default)]
 struct Plain(RefCell<HashMap<String, Vec<u8>>>);
 
-impl Store for Plain {
+impl KeyValueStore for Plain {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreFailure> {
         Ok(self.0.borrow().get(key).cloned())
     }
@@ -57,38 +55,60 @@ fn incoming() -> Vec<(String, Vec<u8>)> {
     .collect()
 }
 
+/// A WASI 0.3 instance's host, as the adapter is: variables, an in-memory
+/// store, the bench origin's answer, a clock standing still.
+struct BenchHost {
+    origin: Rc<FakeOrigin>,
+}
+
+impl Host for BenchHost {
+    type Store = Plain;
+    type Origin = BenchOrigin;
+    type Clock = FakeClock;
+    const INSTANCES_OUTLIVE_REQUESTS: bool = true;
+
+    async fn variable(&self, name: &'static str) -> Option<String> {
+        let value = match name {
+            "origin_url" => "http://127.0.0.1:18081",
+            "cache_rules" => "../fixtures/rules/cache-rules.json",
+            "purge_token" => "secret",
+            _ => return None,
+        };
+        Some(value.to_owned())
+    }
+    async fn open_store(&self, _label: &str) -> Result<Plain, String> {
+        Ok(Plain::default())
+    }
+    fn origin(&self, _endpoint: OriginEndpoint) -> BenchOrigin {
+        BenchOrigin(self.origin.clone())
+    }
+    fn clock(&self) -> FakeClock {
+        FakeClock::at_unix_ms(1796154479000)
+    }
+    fn random_u64(&self) -> u64 {
+        0
+    }
+}
+
+/// The one origin, counting its requests for the test.
+struct BenchOrigin(Rc<FakeOrigin>);
+
+impl Origin for BenchOrigin {
+    async fn send(&self, request: OriginRequest) -> Result<Response, OriginFailure> {
+        self.0.send(request).await
+    }
+}
+
 /// Everything an instance holds, as the adapter builds it.
 struct Instance {
-    config: EdgeConfig,
-    rules: CacheRules,
-    store: SharedState<Plain, FakeClock>,
-    l1: L1,
-    collapser: Collapser,
-    clock: FakeClock,
-    origin: FakeOrigin,
+    node: Node<BenchHost>,
+    origin: Rc<FakeOrigin>,
 }
 
 impl Instance {
     fn new() -> Instance {
-        let variables: HashMap<&str, String> = [
-            ("origin_url", "http://127.0.0.1:18081"),
-            ("cache_rules", "../fixtures/rules/cache-rules.json"),
-            ("purge_token", "secret"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k, v.to_owned()))
-        .collect();
-        let config = EdgeConfig::from_variables(|name| variables.get(name).cloned()).unwrap();
-        let rules =
-            CacheRules::load(&config.cache_rules, |path| std::fs::read_to_string(path)).unwrap();
-        let store = SharedState::new(
-            Plain::default(),
-            None,
-            FakeClock::at_unix_ms(1796154479000),
-            config.purge_staleness,
-        );
         // The bench origin's answer.
-        let origin = FakeOrigin::new(|_| {
+        let origin = Rc::new(FakeOrigin::new(|_| {
             let mut headers = HeaderMap::new();
             headers.insert(
                 "content-type",
@@ -108,50 +128,34 @@ impl Instance {
                 headers,
                 body: vec![b'x'; 1024].into(),
             })
-        });
-        Instance {
-            config,
-            rules,
-            store,
-            l1: L1::new(16 << 20),
-            collapser: Collapser::default(),
-            clock: FakeClock::at_unix_ms(1796154479000),
-            origin,
-        }
+        }));
+        let host = BenchHost {
+            origin: origin.clone(),
+        };
+        let Ok(node) = block_on(Node::new(host)) else {
+            panic!("the bench configuration is valid");
+        };
+        Instance { node, origin }
     }
 
     /// One GET of `path_and_query`, from the field list to the response.
     fn serve(&self, path_and_query: &str) -> Response {
         block_on(async {
-            let edge = Edge::new(
-                &self.config,
-                Some(&self.rules),
-                &self.store,
-                NamedOrigin {
-                    name: "127.0.0.1:18081",
-                    origin: &self.origin,
-                },
-                None,
-                &self.clock,
-                0,
-            )
-            .with_instance_state(Some(&self.l1), &self.collapser);
-            let (headers, connection) = split_fields(incoming());
-            let path_and_query = path_and_query.to_owned();
-            let Admission::NoBody = edge.admit(&Method::GET, &path_and_query, &headers) else {
-                panic!("a GET without a body is admitted as bodiless");
-            };
-            let request = ClientRequest {
-                method: Method::GET,
-                path_and_query,
-                headers,
-                connection,
-                body: Default::default(),
-            };
-            let (response, _) = edge.handle(request).await;
+            let head =
+                RequestHead::from_fields(Method::GET, Some(path_and_query.to_owned()), incoming());
+            let (response, _) = self.node.serve(head, Unread).await;
             assert_eq!(response.status, 200);
             response
         })
+    }
+}
+
+/// A body that a GET without one is never asked for.
+struct Unread;
+
+impl crate::seams::RequestBody for Unread {
+    async fn read(self, _limit: Option<usize>) -> Result<Body, crate::seams::BodyError> {
+        panic!("a GET without a body is admitted as bodiless");
     }
 }
 

@@ -14,6 +14,9 @@ use http::{HeaderMap, Method};
 
 use crate::origin::breaker::Fallback;
 use crate::origin::failure::OriginFailure;
+use crate::policy::target::canonical_host;
+use crate::spin_metadata::split_fields;
+use crate::store::keys::StoreKey;
 
 /// A request as the client sent it, its body read.
 #[derive(Debug, Clone)]
@@ -29,6 +32,80 @@ pub struct ClientRequest {
     pub connection: ClientConnection,
     /// The request content (empty for GET and HEAD in practice).
     pub body: Body,
+}
+
+/// A request's head as the host gives it, before any of its body is read.
+#[derive(Debug, Clone)]
+pub struct RequestHead {
+    /// The request method, as sent (extension methods included).
+    pub method: Method,
+    /// Path and query exactly as received.
+    pub path_and_query: String,
+    /// The client's header fields, without the host's metadata fields.
+    pub headers: HeaderMap,
+    /// What the host knows of the connection it came on.
+    pub connection: ClientConnection,
+}
+
+impl RequestHead {
+    /// The head from the host's field list (see [`split_fields`]: the
+    /// `spin-*` fields become the connection facts and are dropped); a
+    /// request without a target asks for `/`.
+    pub fn from_fields(
+        method: Method,
+        path_and_query: Option<String>,
+        fields: Vec<(String, Vec<u8>)>,
+    ) -> Self {
+        let (headers, connection) = split_fields(fields);
+        RequestHead {
+            method,
+            path_and_query: path_and_query.unwrap_or_else(|| "/".to_owned()),
+            headers,
+            connection,
+        }
+    }
+
+    /// The same head, its host taken from the request target's
+    /// `authority` where no `Host` field names one (WASI 0.3 carries the
+    /// authority there).
+    pub fn or_authority(mut self, https: bool, authority: Option<String>) -> Self {
+        if self.connection.host.is_none()
+            && let Some(authority) = authority
+        {
+            let scheme = if https { "https" } else { "http" };
+            self.connection.host = Some(canonical_host(scheme, &authority));
+        }
+        self
+    }
+
+    /// The whole request, with its `body`.
+    pub fn with_body(self, body: Body) -> ClientRequest {
+        ClientRequest {
+            method: self.method,
+            path_and_query: self.path_and_query,
+            headers: self.headers,
+            connection: self.connection,
+            body,
+        }
+    }
+}
+
+/// A request body not read yet: the adapter reads it only if and as far
+/// as the edge admits it (see `Node::serve`).
+#[allow(async_fn_in_trait)]
+pub trait RequestBody {
+    /// Reads the whole body, failing with [`BodyError::TooLarge`] as soon
+    /// as it passes `limit` bytes.
+    async fn read(self, limit: Option<usize>) -> Result<Body, BodyError>;
+}
+
+/// Why a request body could not be had.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyError {
+    /// It went past this many bytes (a `413`).
+    TooLarge(usize),
+    /// The host could not give it: its error, for the log (a `400`).
+    Unreadable(String),
 }
 
 /// Facts about the client connection that the host runtime tells us.
@@ -68,6 +145,13 @@ pub struct Response {
     pub headers: HeaderMap,
     /// The content (empty for HEAD, 204 and 304).
     pub body: Body,
+}
+
+impl Response {
+    /// `400` for a request whose method the edge cannot read.
+    pub fn invalid_method() -> Response {
+        crate::flow::answer::plain_text(400, "bad request: invalid method\n".to_owned())
+    }
 }
 
 /// A message's content as it crosses the seams. Whole in memory today,
@@ -177,8 +261,9 @@ impl PartialEq<Vec<u8>> for Body {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreFailure(pub String);
 
-/// A byte-valued key-value store (Spin key-value in the component). The
-/// cache's layout over it lives in `storage`.
+/// A byte-valued key-value store as the host has it (Spin key-value):
+/// keys are text, and it holds whatever it is given. Which of the
+/// host's stores a value goes to is the core's business (see [`Store`]).
 ///
 /// The I/O seams are `async` so one pipeline serves both adapters: the
 /// WASI 0.2 adapter answers each call at once (Spin's blocking host calls),
@@ -186,19 +271,36 @@ pub struct StoreFailure(pub String);
 /// other requests meanwhile. The component is single-threaded, so the
 /// futures need not be `Send` (hence the allowed lint).
 #[allow(async_fn_in_trait)]
-pub trait Store {
+pub trait KeyValueStore {
     /// The value under `key`; `Ok(None)` when there is none.
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreFailure>;
-    /// The value under `key` as the store holds it now, never a copy
-    /// remembered from an earlier read: what a read-modify-write starts
-    /// from (`shared_state` remembers reads; plain stores need not).
-    async fn get_current(&self, key: &str) -> Result<Option<Vec<u8>>, StoreFailure> {
-        self.get(key).await
-    }
     /// Writes `value` under `key`, replacing what was there.
     async fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreFailure>;
     /// Removes `key`; removing a missing key is not an error.
     async fn delete(&self, key: &str) -> Result<(), StoreFailure>;
+}
+
+/// The cache's stores as the flow uses them: addressed by typed keys,
+/// whose type says which store holds the value (`store::keys`). One host
+/// store serves every role by itself; `store::shared_state` routes each
+/// role to its own.
+#[allow(async_fn_in_trait)]
+pub(crate) trait Store {
+    /// The value under `key`; `Ok(None)` when there is none.
+    async fn get<K: StoreKey + ?Sized>(&self, key: &K) -> Result<Option<Vec<u8>>, StoreFailure>;
+    /// The value under `key` as the store holds it now, never a copy
+    /// remembered from an earlier read: what a read-modify-write starts
+    /// from (`shared_state` remembers reads; plain stores need not).
+    async fn get_current<K: StoreKey + ?Sized>(
+        &self,
+        key: &K,
+    ) -> Result<Option<Vec<u8>>, StoreFailure> {
+        self.get(key).await
+    }
+    /// Writes `value` under `key`, replacing what was there.
+    async fn set<K: StoreKey + ?Sized>(&self, key: &K, value: &[u8]) -> Result<(), StoreFailure>;
+    /// Removes `key`; removing a missing key is not an error.
+    async fn delete<K: StoreKey + ?Sized>(&self, key: &K) -> Result<(), StoreFailure>;
 }
 
 /// Where requests the edge cannot answer go.
@@ -208,12 +310,20 @@ pub trait Origin {
     async fn send(&self, request: OriginRequest) -> Result<Response, OriginFailure>;
 }
 
+impl<O: Origin + ?Sized> Origin for &O {
+    async fn send(&self, request: OriginRequest) -> Result<Response, OriginFailure> {
+        (**self).send(request).await
+    }
+}
+
 /// Wall-clock time (a fake in tests, so ages and purges are exact), and a
 /// way to pause.
 #[allow(async_fn_in_trait)]
 pub trait Clock {
-    /// The current time.
-    fn now(&self) -> SystemTime;
+    /// The current time (the system's, unless a test fakes it).
+    fn now(&self) -> SystemTime {
+        SystemTime::now()
+    }
     /// Resumes after `duration`: a collapsed miss waits for its leader's
     /// fill in such steps, because WASI 0.3 on wasmtime 48 cannot wake one
     /// request's task from another's (wit-bindgen's `inter-task-wakeup`

@@ -6,9 +6,7 @@
 
 use bytes::Bytes;
 use http::HeaderMap;
-use http::header::{AsHeaderName, HOST, HeaderName, HeaderValue};
-
-use crate::http::field_names::{SPIN_CLIENT_ADDR, SPIN_FULL_URL};
+use http::header::{HOST, HeaderName, HeaderValue};
 
 use crate::policy::target::canonical_host;
 use crate::seams::ClientConnection;
@@ -22,7 +20,7 @@ const SPIN_METADATA_PREFIX: &str = "spin-";
 /// host's reaches the origin); fields that are dropped are never parsed.
 /// A name or value that is not valid is dropped too (the host has
 /// validated them already).
-pub fn split_fields(fields: Vec<(String, Vec<u8>)>) -> (HeaderMap, ClientConnection) {
+pub(crate) fn split_fields(fields: Vec<(String, Vec<u8>)>) -> (HeaderMap, ClientConnection) {
     let mut headers = HeaderMap::with_capacity(fields.len());
     let (mut peer, mut full_url) = (None, None);
     for (name, value) in fields {
@@ -50,9 +48,12 @@ pub fn split_fields(fields: Vec<(String, Vec<u8>)>) -> (HeaderMap, ClientConnect
     (headers, connection)
 }
 
+#[cfg(test)]
 /// The connection facts a Spin host records in request headers; the host
 /// is spelled as the cache key spells it.
-pub fn connection_of(headers: &HeaderMap) -> ClientConnection {
+pub(crate) fn connection_of(headers: &HeaderMap) -> ClientConnection {
+    use crate::http::field_names::{SPIN_CLIENT_ADDR, SPIN_FULL_URL};
+    use http::header::AsHeaderName;
     fn text(headers: &HeaderMap, name: impl AsHeaderName) -> Option<&str> {
         headers.get(name).and_then(|v| v.to_str().ok())
     }

@@ -10,9 +10,10 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::origin::failure::OriginFailure;
 use crate::seams::{Clock, Origin, OriginRequest, Response, Store, StoreFailure};
+use crate::store::keys::StoreKey;
 
 /// A header map from (name, value) pairs, appending repeated names.
-pub fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+pub(crate) fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
     let mut map = HeaderMap::new();
     for (name, value) in pairs {
         map.append(
@@ -26,7 +27,7 @@ pub fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
 /// Runs a future of the flow to completion. The fakes here never wait, so
 /// one poll must finish it; a future that is still pending is a bug in the
 /// test (nothing would ever wake it).
-pub fn block_on<F: Future>(future: F) -> F::Output {
+pub(crate) fn block_on<F: Future>(future: F) -> F::Output {
     let mut future = std::pin::pin!(future);
     let mut context = Context::from_waker(Waker::noop());
     match future.as_mut().poll(&mut context) {
@@ -39,7 +40,7 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
 /// turn as an instance interleaves its requests; `between_rounds` runs
 /// after every round (with its number), e.g. to open a gate. Panics if
 /// they are not all done after `max_rounds`.
-pub fn run_together<F: Future>(
+pub(crate) fn run_together<F: Future>(
     futures: Vec<F>,
     max_rounds: usize,
     mut between_rounds: impl FnMut(usize),
@@ -64,14 +65,14 @@ pub fn run_together<F: Future>(
 }
 
 /// An origin whose answers wait until `open` is set (counting requests).
-pub struct GatedOrigin {
+pub(crate) struct GatedOrigin {
     pub calls: Cell<usize>,
     pub open: Cell<bool>,
     answer: Response,
 }
 
 impl GatedOrigin {
-    pub fn new(answer: Response) -> Self {
+    pub(crate) fn new(answer: Response) -> Self {
         GatedOrigin {
             calls: Cell::new(0),
             open: Cell::new(false),
@@ -97,7 +98,7 @@ impl Origin for GatedOrigin {
 
 /// An in-memory store; while `broken`, every operation fails.
 #[derive(Default)]
-pub struct MemStore {
+pub(crate) struct MemStore {
     pub values: RefCell<HashMap<String, Vec<u8>>>,
     pub broken: Cell<bool>,
     /// Every key read, in order.
@@ -113,22 +114,23 @@ impl MemStore {
     }
 }
 
+/// One store for every role: values are kept under their keys' text.
 impl Store for MemStore {
-    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreFailure> {
+    async fn get<K: StoreKey + ?Sized>(&self, key: &K) -> Result<Option<Vec<u8>>, StoreFailure> {
         self.check()?;
-        self.reads.borrow_mut().push(key.to_owned());
-        Ok(self.values.borrow().get(key).cloned())
+        self.reads.borrow_mut().push(key.text().to_owned());
+        Ok(self.values.borrow().get(key.text()).cloned())
     }
-    async fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreFailure> {
+    async fn set<K: StoreKey + ?Sized>(&self, key: &K, value: &[u8]) -> Result<(), StoreFailure> {
         self.check()?;
         self.values
             .borrow_mut()
-            .insert(key.to_owned(), value.to_vec());
+            .insert(key.text().to_owned(), value.to_vec());
         Ok(())
     }
-    async fn delete(&self, key: &str) -> Result<(), StoreFailure> {
+    async fn delete<K: StoreKey + ?Sized>(&self, key: &K) -> Result<(), StoreFailure> {
         self.check()?;
-        self.values.borrow_mut().remove(key);
+        self.values.borrow_mut().remove(key.text());
         Ok(())
     }
 }
@@ -136,13 +138,13 @@ impl Store for MemStore {
 type Answer = Box<dyn Fn(&OriginRequest) -> Result<Response, OriginFailure>>;
 
 /// An origin answering with a closure; counts the requests it gets.
-pub struct FakeOrigin {
+pub(crate) struct FakeOrigin {
     pub calls: Cell<usize>,
     answer: Answer,
 }
 
 impl FakeOrigin {
-    pub fn new(
+    pub(crate) fn new(
         answer: impl Fn(&OriginRequest) -> Result<Response, OriginFailure> + 'static,
     ) -> Self {
         FakeOrigin {
@@ -160,16 +162,16 @@ impl Origin for FakeOrigin {
 }
 
 /// A clock that moves only when told.
-pub struct FakeClock(pub Cell<SystemTime>);
+pub(crate) struct FakeClock(pub Cell<SystemTime>);
 
 impl FakeClock {
     /// Stopped at `ms` after the Unix epoch.
-    pub fn at_unix_ms(ms: u64) -> Self {
+    pub(crate) fn at_unix_ms(ms: u64) -> Self {
         FakeClock(Cell::new(UNIX_EPOCH + Duration::from_millis(ms)))
     }
 
     /// Moves to `ms` after the Unix epoch.
-    pub fn set_unix_ms(&self, ms: u64) {
+    pub(crate) fn set_unix_ms(&self, ms: u64) {
         self.0.set(UNIX_EPOCH + Duration::from_millis(ms));
     }
 }
@@ -196,7 +198,7 @@ impl Clock for FakeClock {
 }
 
 /// A bodiless response with `status`.
-pub fn status_response(status: u16) -> Response {
+pub(crate) fn status_response(status: u16) -> Response {
     Response {
         status,
         headers: HeaderMap::new(),
@@ -205,7 +207,7 @@ pub fn status_response(status: u16) -> Response {
 }
 
 /// `GET /` to the origin.
-pub fn origin_request() -> OriginRequest {
+pub(crate) fn origin_request() -> OriginRequest {
     OriginRequest {
         method: http::Method::GET,
         target: "/".into(),

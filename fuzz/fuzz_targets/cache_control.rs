@@ -5,7 +5,7 @@
 //! or after it, in the same field line or another.
 #![no_main]
 
-use edge_cache::http::cache_control::{CacheDirectives, DELTA_SECONDS_MAX, Seconds};
+use edge_cache::fuzzing::cache_control::{CacheDirectives, DELTA_SECONDS_MAX, Seconds};
 use http::{HeaderMap, HeaderValue};
 use libfuzzer_sys::fuzz_target;
 

@@ -5,9 +5,9 @@
 #![no_main]
 
 use arbitrary::{Arbitrary, Unstructured};
-use edge_cache::store::entry::{EntryMeta, StoredValue, VaryIndex, decode, encode};
-use edge_cache::http::header_list::from_pairs;
-use edge_cache::purge::invalidation::PurgeTimes;
+use edge_cache::fuzzing::entry::{EntryMeta, StoredValue, VaryIndex, decode, encode};
+use edge_cache::fuzzing::header_list::from_pairs;
+use edge_cache::fuzzing::invalidation::PurgeTimes;
 use libfuzzer_sys::fuzz_target;
 
 fn value(u: &mut Unstructured<'_>) -> arbitrary::Result<StoredValue> {

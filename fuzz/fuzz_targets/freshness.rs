@@ -9,13 +9,13 @@
 
 use std::time::{Duration, UNIX_EPOCH};
 
-use edge_cache::http::cache_control::DELTA_SECONDS_MAX;
-use edge_cache::policy::freshness::{
+use edge_cache::fuzzing::cache_control::DELTA_SECONDS_MAX;
+use edge_cache::fuzzing::freshness::{
     EffectiveControl, IMMUTABLE_LIFETIME, LifetimeSource, corrected_initial_age, current_age,
     freshness_lifetime,
 };
-use edge_cache::policy::rules::Rule;
-use edge_cache::policy::storability::{Candidate, check_storable};
+use edge_cache::fuzzing::rules::Rule;
+use edge_cache::fuzzing::storability::{Candidate, check_storable};
 use edge_fuzz::{first_line, flag, header_block, param_u64, params};
 use libfuzzer_sys::fuzz_target;
 

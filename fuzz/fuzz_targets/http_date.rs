@@ -1,5 +1,5 @@
 //! HTTP dates (`Date`, `Expires`, `Last-Modified`, `If-Modified-Since`,
-//! `If-Range`; origin and client bytes) through `edge_cache::http::http_date`:
+//! `If-Range`; origin and client bytes) through `edge_cache::fuzzing::http_date`:
 //! any text is a date or not, never a panic; a date is never before 1970;
 //! it formats as an IMF-fixdate that parses back to itself; and wherever
 //! the `httpdate` crate (strict) reads a date, ours reads the same one.
@@ -7,8 +7,8 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use edge_cache::policy::freshness::header_date;
-use edge_cache::http::http_date::parse_http_date_at;
+use edge_cache::fuzzing::freshness::header_date;
+use edge_cache::fuzzing::http_date::parse_http_date_at;
 use http::{HeaderMap, HeaderValue};
 use libfuzzer_sys::fuzz_target;
 

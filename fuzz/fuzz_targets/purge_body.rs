@@ -4,8 +4,8 @@
 //! Input: the body. The first line also serves as an `Authorization` value.
 #![no_main]
 
-use edge_cache::purge::invalidation::{MAX_PREFIX_DEPTH, prefix_depth};
-use edge_cache::purge::request::{MAX_BODY_BYTES, MAX_TARGETS, authorized, parse_purge_post};
+use edge_cache::fuzzing::invalidation::{MAX_PREFIX_DEPTH, prefix_depth};
+use edge_cache::fuzzing::request::{MAX_BODY_BYTES, MAX_TARGETS, authorized, parse_purge_post};
 use edge_fuzz::first_line;
 use http::{HeaderMap, HeaderValue, Method};
 use libfuzzer_sys::fuzz_target;

@@ -5,7 +5,7 @@
 //! blank line, the stored response's header block.
 #![no_main]
 
-use edge_cache::http::conditional::{RangeAnswer, client_has_current, range_answer};
+use edge_cache::fuzzing::conditional::{RangeAnswer, client_has_current, range_answer};
 use edge_fuzz::{first_line, header_block, param_u64, params, split_blank_line};
 use libfuzzer_sys::fuzz_target;
 

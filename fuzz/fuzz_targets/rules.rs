@@ -2,9 +2,9 @@
 //! `cache rules: …` error, and a parsed file picks a rule for any path.
 #![no_main]
 
-use edge_cache::policy::cache_status::{CacheStatus, Forward};
-use edge_cache::policy::rules::CacheRules;
-use edge_cache::policy::target::normalise_path;
+use edge_cache::fuzzing::cache_status::{CacheStatus, Forward};
+use edge_cache::fuzzing::rules::CacheRules;
+use edge_cache::fuzzing::target::normalise_path;
 use http::HeaderValue;
 use libfuzzer_sys::fuzz_target;
 

@@ -4,7 +4,7 @@
 //! Input: the response's header block, a blank line, the request's.
 #![no_main]
 
-use edge_cache::policy::vary::{VaryNames, normalise_accept_encoding, variance};
+use edge_cache::fuzzing::vary::{VaryNames, normalise_accept_encoding, variance};
 use edge_fuzz::{header_block, split_blank_line};
 use http::HeaderMap;
 use libfuzzer_sys::fuzz_target;

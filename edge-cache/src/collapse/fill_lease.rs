@@ -19,19 +19,20 @@ use std::time::Duration;
 
 use crate::policy::key::CacheKey;
 use crate::seams::{Clock, Store};
-use crate::store::{fill_lease_key, unix_ms};
+use crate::store::keys::NodeLocalKey;
+use crate::store::unix_ms;
 
 /// How long a fill lease holds others back at most: about a slow origin's
 /// time to first byte. A fill that takes longer lets its waiters go to the
 /// origin themselves.
-pub const FILL_LEASE: Duration = Duration::from_secs(2);
+pub(crate) const FILL_LEASE: Duration = Duration::from_secs(2);
 
 /// How often a waiter checks whether the lease it waits on is gone.
-pub const LEASE_CHECK: Duration = Duration::from_millis(2);
+pub(crate) const LEASE_CHECK: Duration = Duration::from_millis(2);
 
 /// Whose fill a miss is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Claim {
+pub(crate) enum Claim {
     /// This request took the lease: fetch, then [`FillLeases::release`].
     Mine,
     /// Another instance holds an unexpired lease: [`FillLeases::wait`].
@@ -41,15 +42,15 @@ pub enum Claim {
 }
 
 /// The fill leases in one store.
-pub struct FillLeases<'a, S, C> {
+pub(crate) struct FillLeases<'a, S, C> {
     pub store: &'a S,
     pub clock: &'a C,
 }
 
 impl<S: Store, C: Clock> FillLeases<'_, S, C> {
     /// Takes the lease on `key` unless another instance holds one.
-    pub async fn claim(&self, key: &CacheKey) -> Claim {
-        let lease = fill_lease_key(key);
+    pub(crate) async fn claim(&self, key: &CacheKey) -> Claim {
+        let lease = NodeLocalKey::fill_lease(key);
         let now = unix_ms(self.clock.now());
         match self.store.get(&lease).await {
             Err(_) => return Claim::Unknown,
@@ -64,15 +65,15 @@ impl<S: Store, C: Clock> FillLeases<'_, S, C> {
     }
 
     /// Ends this request's fill: waiters go on at their next check.
-    pub async fn release(&self, key: &CacheKey) {
+    pub(crate) async fn release(&self, key: &CacheKey) {
         // A failed delete leaves the lease to expire on its own.
-        let _ = self.store.delete(&fill_lease_key(key)).await;
+        let _ = self.store.delete(&NodeLocalKey::fill_lease(key)).await;
     }
 
     /// Returns once no unexpired lease on `key` is held (released, expired,
     /// or unreadable), checking every [`LEASE_CHECK`].
-    pub async fn wait(&self, key: &CacheKey) {
-        let lease = fill_lease_key(key);
+    pub(crate) async fn wait(&self, key: &CacheKey) {
+        let lease = NodeLocalKey::fill_lease(key);
         loop {
             self.clock.pause(LEASE_CHECK).await;
             let now = unix_ms(self.clock.now());
@@ -134,7 +135,7 @@ mod tests {
     #[test]
     fn an_unreadable_lease_holds_nobody_back() {
         let (store, clock) = (MemStore::default(), FakeClock::at_unix_ms(1_000_000));
-        block_on(store.set(&fill_lease_key(&key()), b"soon")).unwrap();
+        block_on(store.set(&NodeLocalKey::fill_lease(&key()), b"soon")).unwrap();
         let leases = FillLeases {
             store: &store,
             clock: &clock,

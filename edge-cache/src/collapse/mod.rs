@@ -15,7 +15,7 @@
 //! 500 ms). The component is single-threaded (WASI 0.3 interleaves requests
 //! at await points), so the state is `Cell`s, not locks.
 
-pub mod fill_lease;
+pub(crate) mod fill_lease;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -23,11 +23,11 @@ use std::rc::Rc;
 use std::time::Duration;
 
 /// How often a follower checks whether its flight has landed.
-pub const LANDING_CHECK: Duration = Duration::from_millis(1);
+pub(crate) const LANDING_CHECK: Duration = Duration::from_millis(1);
 
 /// The flights in progress, by key.
 #[derive(Default)]
-pub struct Collapser {
+pub(crate) struct Collapser {
     flights: RefCell<HashMap<String, Rc<Flight>>>,
 }
 
@@ -37,7 +37,7 @@ struct Flight {
 }
 
 /// A request's part in a key's flight.
-pub enum Turn<'a> {
+pub(crate) enum Turn<'a> {
     /// Fetch; waiters are released when this guard drops.
     Lead(FlightGuard<'a>),
     /// Wait for the leader, then look again.
@@ -46,7 +46,7 @@ pub enum Turn<'a> {
 
 impl Collapser {
     /// Joins the flight for `key`, leading it if there is none.
-    pub fn join(&self, key: &str) -> Turn<'_> {
+    pub(crate) fn join(&self, key: &str) -> Turn<'_> {
         let mut flights = self.flights.borrow_mut();
         if let Some(flight) = flights.get(key) {
             return Turn::Follow(Landing {
@@ -62,14 +62,15 @@ impl Collapser {
         })
     }
 
+    #[cfg(test)]
     /// Flights in progress (for tests and statistics).
-    pub fn in_flight(&self) -> usize {
+    pub(crate) fn in_flight(&self) -> usize {
         self.flights.borrow().len()
     }
 }
 
 /// Held by a flight's leader; landing the flight when dropped.
-pub struct FlightGuard<'a> {
+pub(crate) struct FlightGuard<'a> {
     collapser: &'a Collapser,
     key: String,
     flight: Rc<Flight>,
@@ -83,13 +84,13 @@ impl Drop for FlightGuard<'_> {
 }
 
 /// A follower's view of the flight it joined.
-pub struct Landing {
+pub(crate) struct Landing {
     flight: Rc<Flight>,
 }
 
 impl Landing {
     /// Whether the leader has finished (stored or not).
-    pub fn landed(&self) -> bool {
+    pub(crate) fn landed(&self) -> bool {
         self.flight.landed.get()
     }
 }

@@ -21,11 +21,11 @@ use crate::seams::{Body, ClientRequest, Response};
 use crate::store::Found;
 
 /// Headers only the edge acts on; never sent to clients.
-pub const EDGE_ONLY_HEADERS: [HeaderName; 3] =
+pub(crate) const EDGE_ONLY_HEADERS: [HeaderName; 3] =
     [SURROGATE_KEY, SURROGATE_CONTROL, CDN_CACHE_CONTROL];
 
 /// `413` for a request body past `limit` bytes (see `Admission`).
-pub fn body_too_large(limit: usize) -> Response {
+pub(crate) fn body_too_large(limit: usize) -> Response {
     json_response(
         413,
         &serde_json::json!({"error": format!("request body over {limit} bytes")}),
@@ -34,7 +34,7 @@ pub fn body_too_large(limit: usize) -> Response {
 
 /// A full stored or fetched response, before the client's conditionals,
 /// range and method shape what is sent.
-pub struct Representation {
+pub(crate) struct Representation {
     /// Its status.
     pub status: u16,
     /// Its header fields (edge-only ones already removed).
@@ -45,7 +45,7 @@ pub struct Representation {
 
 /// A stored response as the client gets it: edge-only fields removed,
 /// then conditionals, ranges and HEAD applied.
-pub fn serve_stored(
+pub(crate) fn serve_stored(
     request: &ClientRequest,
     found: &Found,
     age: Duration,
@@ -65,7 +65,7 @@ pub fn serve_stored(
 /// An origin's answer as the client gets it: a `200` is a representation
 /// the client's conditionals and ranges apply to, anything else goes as
 /// it came.
-pub fn answer_fetched(
+pub(crate) fn answer_fetched(
     request: &ClientRequest,
     mut fetched: Representation,
     age: Duration,
@@ -85,7 +85,7 @@ pub fn answer_fetched(
 }
 
 /// Applies client conditionals, ranges and HEAD to a full representation.
-pub fn answer(
+pub(crate) fn answer(
     request: &ClientRequest,
     rep: Representation,
     age: Duration,
@@ -130,7 +130,7 @@ pub fn answer(
 }
 
 /// Final touches: `Age`, `Cache-Status`, framing, and no body for HEAD.
-pub fn finish(
+pub(crate) fn finish(
     status: u16,
     mut headers: HeaderMap,
     body: Body,
@@ -169,7 +169,7 @@ pub fn finish(
 
 /// A plain-text answer of the edge's own (an adapter's refusal of a
 /// request it cannot read, a configuration error).
-pub fn plain_text(status: u16, body: String) -> Response {
+pub(crate) fn plain_text(status: u16, body: String) -> Response {
     let mut headers = HeaderMap::new();
     headers.insert(
         "content-type",
@@ -186,7 +186,7 @@ pub fn plain_text(status: u16, body: String) -> Response {
 /// `500` for a configuration the edge cannot run with: which variable,
 /// in words; not its value (an origin address, a token), which the log
 /// has beside the reason.
-pub fn misconfigured(error: &ConfigError) -> Response {
+pub(crate) fn misconfigured(error: &ConfigError) -> Response {
     let what = match error {
         ConfigError::Missing(_) => "is required but not set",
         ConfigError::Invalid { .. } => "is invalid",
@@ -200,7 +200,7 @@ pub fn misconfigured(error: &ConfigError) -> Response {
 
 /// `400` for a request whose body could not be read; the adapter logs
 /// the host's error.
-pub fn unreadable_body() -> Response {
+pub(crate) fn unreadable_body() -> Response {
     plain_text(
         400,
         "bad request: the request body could not be read\n".to_owned(),
@@ -208,7 +208,7 @@ pub fn unreadable_body() -> Response {
 }
 
 /// A small JSON answer of the edge's own (purge API), never stored.
-pub fn json_response(status: u16, value: &serde_json::Value) -> Response {
+pub(crate) fn json_response(status: u16, value: &serde_json::Value) -> Response {
     let body = Body::from(format!("{value}\n"));
     let mut headers = HeaderMap::new();
     headers.insert("age", HeaderValue::from_static("0"));
@@ -223,7 +223,7 @@ pub fn json_response(status: u16, value: &serde_json::Value) -> Response {
 }
 
 /// `405` for the purge endpoint.
-pub fn method_not_allowed() -> Response {
+pub(crate) fn method_not_allowed() -> Response {
     let mut response = json_response(
         405,
         &serde_json::json!({"error": "the purge endpoint accepts POST only"}),
@@ -235,7 +235,7 @@ pub fn method_not_allowed() -> Response {
 }
 
 /// `401` with the challenge for the purge API's bearer token.
-pub fn unauthorized() -> Response {
+pub(crate) fn unauthorized() -> Response {
     let mut response = json_response(
         401,
         &serde_json::json!({"error": "missing or wrong bearer token"}),
@@ -249,7 +249,7 @@ pub fn unauthorized() -> Response {
 
 /// `504` for an `only-if-cached` request the cache cannot answer as it
 /// is (RFC 9111 §5.2.1.7): the origin is not asked.
-pub fn only_if_cached() -> Response {
+pub(crate) fn only_if_cached() -> Response {
     let mut headers = HeaderMap::new();
     headers.insert(
         "content-type",
@@ -263,7 +263,7 @@ pub fn only_if_cached() -> Response {
 
 /// The edge's answer when the origin gave none: a short plain message
 /// naming the cause, never stored.
-pub fn error_response(failure: &OriginFailure, status: &CacheStatus) -> Response {
+pub(crate) fn error_response(failure: &OriginFailure, status: &CacheStatus) -> Response {
     let error = failure.to_response();
     let mut headers = HeaderMap::new();
     headers.insert(
@@ -285,7 +285,7 @@ pub fn error_response(failure: &OriginFailure, status: &CacheStatus) -> Response
 }
 
 /// Removes the fields meant for this cache only.
-pub fn strip_edge_only(headers: &mut HeaderMap) {
+pub(crate) fn strip_edge_only(headers: &mut HeaderMap) {
     for name in &EDGE_ONLY_HEADERS {
         headers.remove(name);
     }

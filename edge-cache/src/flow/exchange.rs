@@ -11,7 +11,7 @@ use crate::seams::{ClientRequest, OriginRequest};
 use crate::store::PurgeEpoch;
 
 /// A cacheable request keyed under its rule.
-pub struct Exchange<'r> {
+pub(crate) struct Exchange<'r> {
     /// The request as the client sent it.
     pub request: ClientRequest,
     /// The rule its path falls under.
@@ -24,7 +24,7 @@ pub struct Exchange<'r> {
 
 impl<'r> Exchange<'r> {
     /// Keys `request` under `rule`.
-    pub fn new(request: ClientRequest, rule: &'r Rule) -> Self {
+    pub(crate) fn new(request: ClientRequest, rule: &'r Rule) -> Self {
         let connection = &request.connection;
         let keyed = build_key(
             &connection.scheme,
@@ -43,7 +43,7 @@ impl<'r> Exchange<'r> {
 
     /// What the rule adds to the origin's freshness for this target
     /// (versioned objects are recognised by path and kept query).
-    pub fn freshness_rule(&self) -> FreshnessRule {
+    pub(crate) fn freshness_rule(&self) -> FreshnessRule {
         let query_names: Vec<&str> = self.keyed.query_names.iter().map(String::as_str).collect();
         let versioned = self.rule.is_versioned(&self.keyed.path, &query_names);
         self.rule.freshness(versioned)
@@ -51,7 +51,7 @@ impl<'r> Exchange<'r> {
 
     /// The request a fill or revalidation sends; `vary` names the fields
     /// a stored response varies on.
-    pub fn fill_request(&self, trust: ForwardingTrust, vary: &[String]) -> OriginRequest {
+    pub(crate) fn fill_request(&self, trust: ForwardingTrust, vary: &[String]) -> OriginRequest {
         fill_request(&self.request, self.rule, &self.keyed, trust, vary)
     }
 }

@@ -7,9 +7,9 @@
 //! (`purge_api`, `key`, `storage`, `freshness`, `storability`,
 //! `forwarding`, `revalidation`, `answer`); this file only sequences them.
 
-pub mod answer;
-pub mod exchange;
-pub mod pass;
+pub(crate) mod answer;
+pub(crate) mod exchange;
+pub(crate) mod pass;
 
 use std::time::{Duration, SystemTime};
 
@@ -45,7 +45,7 @@ use crate::store::{CacheStorage, Found, Lookup, StoredFetch};
 /// Framing is the host's: `wasi:http` hides `Transfer-Encoding` from the
 /// guest, so a chunked GET body is not seen (nor forwarded); every other
 /// method's body is always read.
-pub fn announces_no_body(method: &Method, headers: &HeaderMap) -> bool {
+pub(crate) fn announces_no_body(method: &Method, headers: &HeaderMap) -> bool {
     (method == Method::GET || method == Method::HEAD)
         && !headers.contains_key(http::header::CONTENT_LENGTH)
 }
@@ -56,8 +56,9 @@ pub struct Refresh {
     request: ClientRequest,
 }
 
-/// The edge cache over a store, an origin and a clock.
-pub struct EdgeCache<'a, S, O, C> {
+/// The pipeline over a node's parts (see `node`, which builds it), or
+/// over fakes in the unit tests.
+pub(crate) struct Flow<'a, S, O, C> {
     /// Cache rules (`None`: the rules file is broken; proxy without caching).
     pub rules: Option<&'a CacheRules>,
     /// The purge API (`None`: disabled, its path is proxied like any other).
@@ -65,7 +66,7 @@ pub struct EdgeCache<'a, S, O, C> {
     /// Where entries, scope times and origin state live.
     pub store: &'a S,
     /// Where requests the cache cannot answer go (with its decorators).
-    pub origin: &'a O,
+    pub origin: O,
     /// Ages, purge times and lease expiries are read from it.
     pub clock: &'a C,
     /// Varnish-style grace: stale content may be served this long past its
@@ -119,7 +120,7 @@ fn seconds(d: Duration) -> i64 {
     d.as_secs() as i64
 }
 
-impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
+impl<S: Store, O: Origin, C: Clock> Flow<'_, S, O, C> {
     pub(crate) fn storage(&self) -> CacheStorage<'_, S, C> {
         CacheStorage {
             store: self.store,
@@ -138,7 +139,12 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
 
     /// What can be decided from the request head alone, before any body
     /// is read (see [`PurgeApi::admit`]).
-    pub fn admit(&self, method: &Method, path_and_query: &str, headers: &HeaderMap) -> Admission {
+    pub(crate) fn admit(
+        &self,
+        method: &Method,
+        path_and_query: &str,
+        headers: &HeaderMap,
+    ) -> Admission {
         let admission = match self.purge_api() {
             Some(api) => api.admit(method, path_and_query, headers),
             None => Admission::ReadBody { limit: None },
@@ -153,7 +159,7 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
 
     /// Handles one request; the optional [`Refresh`] is to be run after the
     /// response has been sent.
-    pub async fn handle(&self, request: ClientRequest) -> (Response, Option<Refresh>) {
+    pub(crate) async fn handle(&self, request: ClientRequest) -> (Response, Option<Refresh>) {
         if let Some(api) = self.purge_api()
             && let Some(answer) = api.handle(&request).await
         {
@@ -176,7 +182,7 @@ impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
     }
 
     /// Runs a deferred `stale-while-revalidate` refresh.
-    pub async fn refresh(&self, refresh: Refresh) {
+    pub(crate) async fn refresh(&self, refresh: Refresh) {
         let Some(rules) = self.rules else { return };
         let rule = rules.for_target(&refresh.request.path_and_query);
         let mut exchange = Exchange::new(refresh.request, rule);
@@ -515,7 +521,7 @@ mod tests {
         store: &'a MemStore,
         origin: &'a FakeOrigin,
         clock: &'a FakeClock,
-    ) -> EdgeCache<'a, MemStore, FakeOrigin, FakeClock> {
+    ) -> Flow<'a, MemStore, &'a FakeOrigin, FakeClock> {
         edge_over(rules, store, origin, clock)
     }
 
@@ -524,8 +530,8 @@ mod tests {
         store: &'a MemStore,
         origin: &'a O,
         clock: &'a FakeClock,
-    ) -> EdgeCache<'a, MemStore, O, FakeClock> {
-        EdgeCache {
+    ) -> Flow<'a, MemStore, &'a O, FakeClock> {
+        Flow {
             rules: Some(rules),
             purge: None,
             store,
@@ -624,9 +630,9 @@ mod tests {
     fn an_entry_fetched_before_an_invalidation_does_not_survive_it() {
         let rules = CacheRules::default();
         let store = std::rc::Rc::new(MemStore::default());
-        let scope_key = crate::store::scope_key(&crate::purge::invalidation::url_scope(
-            "http://shop.example/a",
-        ));
+        let scope_key = crate::store::keys::PurgeStateKey::scope(
+            &crate::purge::invalidation::url_scope("http://shop.example/a"),
+        );
         let racing_store = store.clone();
         let clock = clock();
         let purge_time = unix_us(clock.now());
@@ -933,8 +939,8 @@ mod tests {
         clock: &'a FakeClock,
         l1: &'a L1,
         purge: &'a PurgeSettings,
-    ) -> EdgeCache<'a, MemStore, FakeOrigin, FakeClock> {
-        EdgeCache {
+    ) -> Flow<'a, MemStore, &'a FakeOrigin, FakeClock> {
+        Flow {
             l1: Some(l1),
             purge: Some(purge),
             ..edge(rules, store, origin, clock)
@@ -1039,7 +1045,7 @@ mod tests {
         let origin = GatedOrigin::new(ok("max-age=60", "filled"));
         let clock = clock();
         let collapser = Collapser::default();
-        let edge = EdgeCache {
+        let edge = Flow {
             collapser: Some(&collapser),
             ..edge_over(&rules, &store, &origin, &clock)
         };
@@ -1074,7 +1080,7 @@ mod tests {
         let origin = GatedOrigin::new(answer);
         let clock = clock();
         let (first, second) = (Collapser::default(), Collapser::default());
-        let instance = |collapser| EdgeCache {
+        let instance = |collapser| Flow {
             collapser: Some(collapser),
             fill_leases: true,
             ..edge_over(&rules, &store, &origin, &clock)
@@ -1124,7 +1130,7 @@ mod tests {
         let origin = GatedOrigin::new(ok("private", "mine"));
         let clock = clock();
         let collapser = Collapser::default();
-        let edge = EdgeCache {
+        let edge = Flow {
             collapser: Some(&collapser),
             ..edge_over(&rules, &store, &origin, &clock)
         };
@@ -1141,7 +1147,7 @@ mod tests {
         let origin = FakeOrigin::new(|_| Ok(ok("max-age=60", "x")));
         let clock = clock();
         let purge = purge_settings();
-        let edge = EdgeCache {
+        let edge = Flow {
             purge: Some(&purge),
             ..edge(&rules, &store, &origin, &clock)
         };

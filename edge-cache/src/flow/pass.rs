@@ -5,7 +5,7 @@
 
 use http::{HeaderMap, Method};
 
-use crate::flow::EdgeCache;
+use crate::flow::Flow;
 use crate::flow::answer::{error_response, finish, strip_edge_only};
 use crate::origin::breaker::Fallback;
 use crate::policy::cache_status::{CacheStatus, Forward};
@@ -15,7 +15,7 @@ use crate::policy::rules::CacheRules;
 use crate::policy::target::invalidated_targets;
 use crate::seams::{ClientRequest, Clock, Origin, OriginRequest, Response, Store};
 
-impl<S: Store, O: Origin, C: Clock> EdgeCache<'_, S, O, C> {
+impl<S: Store, O: Origin, C: Clock> Flow<'_, S, O, C> {
     /// Forwards a request unchanged (apart from forwarding fields).
     pub(crate) async fn pass(&self, request: &ClientRequest, mut status: CacheStatus) -> Response {
         let origin_request = OriginRequest {

@@ -216,6 +216,7 @@ impl CacheDirectives {
         Some(names)
     }
 
+    #[cfg(any(test, feature = "fuzzing"))]
     /// The directive names, in order.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.directives.iter().map(|d| d.name.as_str())

@@ -5,16 +5,18 @@
 use http::HeaderName;
 
 /// RFC 9211.
-pub const CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
+pub(crate) const CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
 /// RFC 9213.
-pub const CDN_CACHE_CONTROL: HeaderName = HeaderName::from_static("cdn-cache-control");
+pub(crate) const CDN_CACHE_CONTROL: HeaderName = HeaderName::from_static("cdn-cache-control");
 /// The surrogate (CDN-only) cache directives.
-pub const SURROGATE_CONTROL: HeaderName = HeaderName::from_static("surrogate-control");
+pub(crate) const SURROGATE_CONTROL: HeaderName = HeaderName::from_static("surrogate-control");
 /// The tags a response is purged by.
-pub const SURROGATE_KEY: HeaderName = HeaderName::from_static("surrogate-key");
+pub(crate) const SURROGATE_KEY: HeaderName = HeaderName::from_static("surrogate-key");
 /// W3C Server Timing.
-pub const SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
+pub(crate) const SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
+#[cfg(test)]
 /// What a Spin host says of the client's address.
-pub const SPIN_CLIENT_ADDR: HeaderName = HeaderName::from_static("spin-client-addr");
+pub(crate) const SPIN_CLIENT_ADDR: HeaderName = HeaderName::from_static("spin-client-addr");
+#[cfg(test)]
 /// The URL a Spin host received.
-pub const SPIN_FULL_URL: HeaderName = HeaderName::from_static("spin-full-url");
+pub(crate) const SPIN_FULL_URL: HeaderName = HeaderName::from_static("spin-full-url");

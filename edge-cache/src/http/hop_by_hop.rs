@@ -22,7 +22,7 @@ const ALWAYS_HOP_BY_HOP: [HeaderName; 9] = [
 
 /// Removes every hop-by-hop field from `headers`, including the ones the
 /// message's `Connection` header nominates.
-pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let nominated: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()

@@ -4,7 +4,7 @@
 
 pub mod cache_control;
 pub mod conditional;
-pub mod field_names;
+pub(crate) mod field_names;
 pub mod header_list;
-pub mod hop_by_hop;
+pub(crate) mod hop_by_hop;
 pub mod http_date;

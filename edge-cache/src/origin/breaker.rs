@@ -51,7 +51,7 @@ pub enum Fallback {
 /// The shared state of one origin's breaker. The default is closed and
 /// healthy.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BreakerState {
+pub(crate) struct BreakerState {
     /// Failures counted in the current window.
     #[serde(rename = "f")]
     pub failures: u32,
@@ -71,7 +71,7 @@ pub struct BreakerState {
 
 /// What to do with a request to the origin.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Admission {
+pub(crate) enum Admission {
     /// Send it.
     Allow,
     /// Send it as the one probe; record [`BreakerState::probing`] first.
@@ -86,22 +86,22 @@ pub enum Admission {
 impl BreakerState {
     /// Decodes a stored state; anything unreadable is a closed breaker
     /// (failing open: a corrupt value must not keep an origin "down").
-    pub fn decode(bytes: &[u8]) -> BreakerState {
+    pub(crate) fn decode(bytes: &[u8]) -> BreakerState {
         serde_json::from_slice(bytes).unwrap_or_default()
     }
 
     /// The stored form.
-    pub fn encode(&self) -> Vec<u8> {
+    pub(crate) fn encode(&self) -> Vec<u8> {
         serde_json::to_vec(self).unwrap_or_default()
     }
 
     /// Whether this is the healthy state (nothing worth storing).
-    pub fn is_closed_and_clean(&self) -> bool {
+    pub(crate) fn is_closed_and_clean(&self) -> bool {
         *self == BreakerState::default()
     }
 
     /// Whether a request with `fallback` may go to the origin at `now_ms`.
-    pub fn admit(&self, now_ms: u64, fallback: Fallback) -> Admission {
+    pub(crate) fn admit(&self, now_ms: u64, fallback: Fallback) -> Admission {
         if self.open_until_ms == 0 {
             return Admission::Allow;
         }
@@ -121,7 +121,7 @@ impl BreakerState {
     }
 
     /// The state recording that a probe runs until `now_ms + lease`.
-    pub fn probing(&self, now_ms: u64, lease: Duration) -> BreakerState {
+    pub(crate) fn probing(&self, now_ms: u64, lease: Duration) -> BreakerState {
         BreakerState {
             probe_until_ms: now_ms + lease.as_millis() as u64,
             ..*self
@@ -129,7 +129,7 @@ impl BreakerState {
     }
 
     /// The state after a failed request at `now_ms`.
-    pub fn after_failure(
+    pub(crate) fn after_failure(
         &self,
         now_ms: u64,
         policy: &BreakerPolicy,
@@ -179,7 +179,7 @@ impl BreakerState {
     }
 
     /// The state after a successful request: closed and clean.
-    pub fn after_success(&self) -> BreakerState {
+    pub(crate) fn after_success(&self) -> BreakerState {
         BreakerState::default()
     }
 }

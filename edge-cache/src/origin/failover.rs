@@ -5,7 +5,7 @@ use crate::origin::failure::OriginFailure;
 use crate::seams::{Origin, OriginRequest, Response};
 
 /// The primary origin with an optional backup.
-pub struct FailoverOrigin<'a, O> {
+pub(crate) struct FailoverOrigin<'a, O> {
     /// Where requests go first.
     pub primary: &'a O,
     /// Where they go when the primary fails.

@@ -123,8 +123,8 @@ impl OriginFailure {
 }
 
 /// The [`OriginFailure`] a `wasi:http` `error-code` means, given the
-/// configuration's connect and response timeouts (an
-/// [`EdgeConfig`](crate::config::EdgeConfig)): the table from each code to
+/// origin's connect and response timeouts (an
+/// [`OriginEndpoint`](crate::OriginEndpoint)): the table from each code to
 /// the words the client is told. Payloads (a DNS rcode, a TLS alert, the
 /// host's internal message) are not part of them; the adapter logs the
 /// code whole.
@@ -136,8 +136,10 @@ impl OriginFailure {
 #[macro_export]
 macro_rules! origin_failure_of {
     ($code:expr, $config:expr, $error_code:ident) => {{
-        use $crate::origin::failure::OriginFailure;
-        let config: &$crate::config::EdgeConfig = $config;
+        use $crate::OriginFailure;
+        // Anything with the timeouts: an `OriginEndpoint`, or in tests
+        // the configuration.
+        let config = $config;
         match $code {
             $error_code::ConnectionTimeout => {
                 OriginFailure::ConnectTimedOut(config.connect_timeout)
@@ -205,26 +207,28 @@ macro_rules! origin_failure_of {
             | $error_code::HttpRequestHeaderSectionSize(_)
             | $error_code::HttpRequestHeaderSize(_)
             | $error_code::HttpRequestTrailerSectionSize(_)
-            | $error_code::HttpRequestTrailerSize(_) => {
-                OriginFailure::Protocol($crate::origin::failure::REQUEST_NOT_SENT)
-            }
+            | $error_code::HttpRequestTrailerSize(_) => $crate::OriginFailure::REQUEST_NOT_SENT,
             // `configuration-error`, `internal-error(…)` and any code a
             // later `wasi:http` adds.
-            _ => OriginFailure::Protocol($crate::origin::failure::CONNECTION_FAILED),
+            _ => $crate::OriginFailure::CONNECTION_FAILED,
         }
     }};
 }
 
-/// The words for a request to the origin that the host would not send as
-/// it is (its fields, line or body refused).
-pub const REQUEST_NOT_SENT: &str = "the request could not be sent";
+impl OriginFailure {
+    /// A request to the origin that the host would not send as it is
+    /// (its fields, line or body refused).
+    pub const REQUEST_NOT_SENT: OriginFailure =
+        OriginFailure::Protocol("the request could not be sent");
 
-/// The words for an exchange with the origin that failed in a way the
-/// host does not name.
-pub const CONNECTION_FAILED: &str = "the connection failed";
+    /// An exchange with the origin that failed in a way the host does not
+    /// name.
+    pub const CONNECTION_FAILED: OriginFailure = OriginFailure::Protocol("the connection failed");
 
-/// The words for a response whose body stopped before its end.
-pub const BODY_BROKE_OFF: &str = "the response body broke off";
+    /// A response whose body stopped before its end.
+    pub const BODY_BROKE_OFF: OriginFailure =
+        OriginFailure::Protocol("the response body broke off");
+}
 
 #[cfg(test)]
 mod tests {

@@ -11,10 +11,10 @@ use crate::origin::breaker::{Admission, BreakerState, FailureKind};
 use crate::origin::failure::OriginFailure;
 use crate::origin::slots::Leases;
 use crate::seams::{Clock, Origin, OriginRequest, Response, Store};
-use crate::store::{breaker_key, slots_key};
+use crate::store::keys::NodeLocalKey;
 
 /// An origin behind its breaker and cap.
-pub struct GuardedOrigin<'a, O, S, C> {
+pub(crate) struct GuardedOrigin<'a, O, S, C> {
     /// The origin being protected (the real one, or a fake in tests).
     pub inner: &'a O,
     /// Names the origin in the store (its authority).
@@ -38,12 +38,12 @@ impl<O: Origin, S: Store, C: Clock> GuardedOrigin<'_, O, S, C> {
             .unwrap_or(0)
     }
 
-    fn breaker_key(&self) -> String {
-        breaker_key(self.name)
+    fn breaker_key(&self) -> NodeLocalKey {
+        NodeLocalKey::breaker(self.name)
     }
 
-    fn slots_key(&self) -> String {
-        slots_key(self.name)
+    fn slots_key(&self) -> NodeLocalKey {
+        NodeLocalKey::slots(self.name)
     }
 
     async fn breaker_state(&self) -> BreakerState {

@@ -3,8 +3,8 @@
 //! to a backup (`failover`), and what the client is told when neither
 //! answers (`failure`).
 
-pub mod breaker;
-pub mod failover;
-pub mod failure;
-pub mod guard;
-pub mod slots;
+pub(crate) mod breaker;
+pub(crate) mod failover;
+pub(crate) mod failure;
+pub(crate) mod guard;
+pub(crate) mod slots;

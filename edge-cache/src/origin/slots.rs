@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 /// The leases of fetches in flight.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Leases(Vec<Lease>);
+pub(crate) struct Leases(Vec<Lease>);
 
 /// One fetch in flight: `[id, expires_ms]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -19,18 +19,18 @@ struct Lease(u64, u64);
 
 impl Leases {
     /// Decodes a stored list; an unreadable one is empty (failing open).
-    pub fn decode(bytes: &[u8]) -> Leases {
+    pub(crate) fn decode(bytes: &[u8]) -> Leases {
         serde_json::from_slice(bytes).unwrap_or_default()
     }
 
     /// The stored form.
-    pub fn encode(&self) -> Vec<u8> {
+    pub(crate) fn encode(&self) -> Vec<u8> {
         serde_json::to_vec(self).unwrap_or_default()
     }
 
     /// Takes a slot for `id` until `expires_ms` if fewer than `cap` live
     /// leases remain at `now_ms`; expired leases are dropped either way.
-    pub fn try_acquire(&mut self, id: u64, now_ms: u64, expires_ms: u64, cap: u32) -> bool {
+    pub(crate) fn try_acquire(&mut self, id: u64, now_ms: u64, expires_ms: u64, cap: u32) -> bool {
         self.0.retain(|lease| lease.1 > now_ms);
         if self.0.len() >= cap as usize {
             return false;
@@ -40,17 +40,19 @@ impl Leases {
     }
 
     /// Gives back `id`'s slot.
-    pub fn release(&mut self, id: u64) {
+    pub(crate) fn release(&mut self, id: u64) {
         self.0.retain(|lease| lease.0 != id);
     }
 
+    #[cfg(test)]
     /// How many leases are held (expired ones included until pruned).
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.0.len()
     }
 
+    #[cfg(test)]
     /// Whether no lease is held.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
 }

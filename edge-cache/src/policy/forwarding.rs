@@ -29,7 +29,7 @@ use crate::policy::vary::normalise_accept_encoding;
 use crate::seams::{Body, ClientConnection, ClientRequest, OriginRequest};
 
 /// Our entry in `Via`: protocol version and a pseudonym, never a host name.
-pub const VIA_ENTRY: &str = "1.1 edge-cache";
+pub(crate) const VIA_ENTRY: &str = "1.1 edge-cache";
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -39,7 +39,7 @@ const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host")
 /// family the edge sets itself, and fields that frameworks read as a
 /// different URL, host or method than the one the cache key and the
 /// edge's routing saw (request-line rewriting behind the key).
-pub const EDGE_OWNED: [&str; 14] = [
+pub(crate) const EDGE_OWNED: [&str; 14] = [
     "forwarded",
     "x-forwarded-host",
     "x-forwarded-proto",
@@ -60,7 +60,7 @@ pub const EDGE_OWNED: [&str; 14] = [
 /// from the full stored representation, decides on its own how fresh an
 /// answer it needs, sends only keyed cookies (added by the flow), and sends
 /// a GET without a body.
-pub const FILL_EXCLUDED: [&str; 13] = [
+pub(crate) const FILL_EXCLUDED: [&str; 13] = [
     "if-none-match",
     "if-modified-since",
     "if-match",
@@ -80,7 +80,7 @@ pub const FILL_EXCLUDED: [&str; 13] = [
 /// keyed headers, the stored `Vary` names and the forwarding fields:
 /// content negotiation that origins declare with `Vary`, and credentials
 /// (which restrict storing).
-pub const KEYED_MODE_FIELDS: [&str; 5] = [
+pub(crate) const KEYED_MODE_FIELDS: [&str; 5] = [
     "accept",
     "accept-encoding",
     "accept-language",
@@ -91,7 +91,7 @@ pub const KEYED_MODE_FIELDS: [&str; 5] = [
 /// The header block for a request the edge passes through without caching
 /// (unsafe methods, bypass rules): everything end to end but
 /// [`EDGE_OWNED`], with the client's `Via` extended (RFC 9110 §7.6.3).
-pub fn origin_request_headers(
+pub(crate) fn origin_request_headers(
     client: &HeaderMap,
     connection: &ClientConnection,
     trust: ForwardingTrust,
@@ -114,7 +114,7 @@ pub fn origin_request_headers(
 /// The header block for a fill or revalidation of a shared entry.
 /// `keyed` are the rule's keyed header names, `vary` the names the stored
 /// response varies on (RFC 9111 §4.3.1: a revalidation carries them).
-pub fn fill_request_headers(
+pub(crate) fn fill_request_headers(
     client: &HeaderMap,
     connection: &ClientConnection,
     trust: ForwardingTrust,
@@ -169,7 +169,7 @@ pub fn fill_request_headers(
 /// (HEAD is answered from it), with the fields `forwarding` allows a
 /// fill and only the keyed cookies. `vary` names the fields a stored
 /// response varies on (a revalidation must carry them, RFC 9111 §4.3.1).
-pub fn fill_request(
+pub(crate) fn fill_request(
     request: &ClientRequest,
     rule: &Rule,
     keyed: &KeyedRequest,
@@ -201,7 +201,7 @@ pub fn fill_request(
 }
 
 /// The header block to send to the client for an origin response.
-pub fn client_response_headers(origin: &HeaderMap) -> HeaderMap {
+pub(crate) fn client_response_headers(origin: &HeaderMap) -> HeaderMap {
     let mut headers = origin.clone();
     strip_hop_by_hop(&mut headers);
     append_via(&mut headers);

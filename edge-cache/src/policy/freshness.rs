@@ -10,6 +10,8 @@ use crate::http::cache_control::{CacheDirectives, Seconds};
 use crate::http::field_names::{CDN_CACHE_CONTROL, SURROGATE_CONTROL};
 
 /// Which field's directives this cache obeys for a response.
+// The variants are the fields' names, which all end in `Control`.
+#[allow(clippy::enum_variant_names)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ControlSource {
     /// `CDN-Cache-Control` (RFC 9213): targeted at CDNs, overrides the rest.

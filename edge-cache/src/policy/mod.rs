@@ -4,10 +4,10 @@
 //! edge, and the `Cache-Status` that reports it.
 
 pub mod cache_status;
-pub mod forwarding;
+pub(crate) mod forwarding;
 pub mod freshness;
 pub mod key;
-pub mod revalidation;
+pub(crate) mod revalidation;
 pub mod rules;
 pub mod storability;
 pub mod target;

@@ -14,7 +14,7 @@ use crate::policy::storability::NOT_STORED_HEADERS;
 /// the response's `stale-if-error` or the configured grace, whichever is
 /// longer, unless the response forbids serving it stale.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StaleOnError {
+pub(crate) struct StaleOnError {
     by_directive: bool,
     by_grace: bool,
     forbidden: bool,
@@ -22,7 +22,7 @@ pub struct StaleOnError {
 
 impl StaleOnError {
     /// The verdict for an entry of `age` and `lifetime` under `control`.
-    pub fn of(
+    pub(crate) fn of(
         control: &EffectiveControl,
         age: Duration,
         lifetime: Duration,
@@ -38,13 +38,13 @@ impl StaleOnError {
     }
 
     /// Whether the stale entry may be served on failure.
-    pub fn allowed(&self) -> bool {
+    pub(crate) fn allowed(&self) -> bool {
         !self.forbidden && (self.by_directive || self.by_grace)
     }
 
     /// The `Cache-Status` detail when it is: why the origin was not asked,
     /// or what allowed it.
-    pub fn detail(&self, failure: Option<&OriginFailure>) -> &'static str {
+    pub(crate) fn detail(&self, failure: Option<&OriginFailure>) -> &'static str {
         match failure {
             Some(held_back) if !held_back.reached_origin() => held_back.stale_detail(),
             _ if self.by_directive => "stale-if-error",
@@ -54,7 +54,7 @@ impl StaleOnError {
 }
 
 /// Adds the stored response's validators to a request for it (§4.3.1).
-pub fn add_validators(request: &mut HeaderMap, stored: &HeaderMap) {
+pub(crate) fn add_validators(request: &mut HeaderMap, stored: &HeaderMap) {
     if let Some(etag) = stored.get("etag") {
         request.insert("if-none-match", etag.clone());
     }
@@ -66,7 +66,7 @@ pub fn add_validators(request: &mut HeaderMap, stored: &HeaderMap) {
 /// The stored header fields after a `304` (§4.3.4): each field the `304`
 /// carries replaces the stored one, except the framing and what is never
 /// stored.
-pub fn refreshed_headers(stored: &HeaderMap, not_modified: &HeaderMap) -> HeaderMap {
+pub(crate) fn refreshed_headers(stored: &HeaderMap, not_modified: &HeaderMap) -> HeaderMap {
     let mut headers = stored.clone();
     for name in not_modified.keys() {
         if name == "content-length" || NOT_STORED_HEADERS.contains(&name.as_str()) {

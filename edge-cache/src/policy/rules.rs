@@ -137,7 +137,7 @@ impl CacheRules {
     /// The rules `source` names, reading a file with `read_file`; an error
     /// names the file (or "inline cache rules") and what is wrong, for one
     /// log line.
-    pub fn load(
+    pub(crate) fn load(
         source: &RulesSource,
         read_file: impl FnOnce(&str) -> std::io::Result<String>,
     ) -> Result<CacheRules, String> {

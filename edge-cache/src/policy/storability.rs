@@ -27,8 +27,6 @@ pub enum NotStorable {
     NoFreshness,
     /// Larger than the rule's `max_object_bytes`.
     TooLarge,
-    /// The body did not arrive in full.
-    Incomplete,
 }
 
 impl NotStorable {
@@ -43,7 +41,6 @@ impl NotStorable {
             NotStorable::VaryStar => "vary-star",
             NotStorable::NoFreshness => "no-freshness",
             NotStorable::TooLarge => "too-large",
-            NotStorable::Incomplete => "incomplete",
         }
     }
 }

@@ -16,11 +16,12 @@ use crate::store::{CacheStorage, unix_ms};
 /// The `error` of a purge the store could not record (`503`): what
 /// failed and what to do, never the store's own error (its address, its
 /// client's types), which goes to the log.
-pub const STORE_UNAVAILABLE: &str = "store unavailable: the purge was not recorded; try again";
+pub(crate) const STORE_UNAVAILABLE: &str =
+    "store unavailable: the purge was not recorded; try again";
 
 /// Where the purge API lives and the token it requires.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PurgeSettings {
+pub(crate) struct PurgeSettings {
     /// The admin path prefix (`/_edge`): the API is `{admin_path}/purge`.
     pub admin_path: String,
     /// The bearer token.
@@ -58,7 +59,7 @@ enum PurgeRoute {
 }
 
 /// The purge API over the cache's storage.
-pub struct PurgeApi<'a, S, C> {
+pub(crate) struct PurgeApi<'a, S, C> {
     /// Where it lives and its token.
     pub settings: &'a PurgeSettings,
     /// The rules, to key purged URLs as requests for them are keyed.
@@ -82,7 +83,12 @@ impl<S: Store, C: Clock> PurgeApi<'_, S, C> {
     /// Checks what can be checked from the head alone: the purge API
     /// authenticates from headers and refuses a declared oversized body
     /// before a byte of it is read.
-    pub fn admit(&self, method: &Method, path_and_query: &str, headers: &HeaderMap) -> Admission {
+    pub(crate) fn admit(
+        &self,
+        method: &Method,
+        path_and_query: &str,
+        headers: &HeaderMap,
+    ) -> Admission {
         let settings = self.settings;
         let endpoint = match self.route(method, path_and_query) {
             None => return Admission::ReadBody { limit: None },
@@ -107,7 +113,7 @@ impl<S: Store, C: Clock> PurgeApi<'_, S, C> {
     }
 
     /// The answer to `request` if it is a purge request, else `None`.
-    pub async fn handle(&self, request: &ClientRequest) -> Option<Response> {
+    pub(crate) async fn handle(&self, request: &ClientRequest) -> Option<Response> {
         Some(
             match self.route(&request.method, &request.path_and_query)? {
                 PurgeRoute::Endpoint => self.endpoint(request).await,

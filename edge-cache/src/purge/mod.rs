@@ -2,6 +2,10 @@
 //! checked and authenticated (`request`), and the scopes whose times make
 //! a purge one write whatever is cached (`invalidation`).
 
-pub mod api;
-pub mod invalidation;
-pub mod request;
+pub(crate) mod api;
+pub(crate) mod invalidation;
+pub(crate) mod request;
+
+// The edge's purge-body parser, at the path the origin's test names
+// (its purge worker's bodies must pass it).
+pub use request::{MAX_BODY_BYTES, PurgeRefusal, PurgeRequest, parse_purge_post};

@@ -67,7 +67,7 @@ mod header_values {
         Bytes(Vec<u8>),
     }
 
-    pub fn serialize<S: Serializer>(
+    pub(super) fn serialize<S: Serializer>(
         headers: &[(String, Vec<u8>)],
         serializer: S,
     ) -> Result<S::Ok, S::Error> {
@@ -80,7 +80,7 @@ mod header_values {
         }))
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
         deserializer: D,
     ) -> Result<Vec<(String, Vec<u8>)>, D::Error> {
         let pairs = Vec::<(String, Read)>::deserialize(deserializer)?;

@@ -27,7 +27,7 @@ const PER_FIELD_OVERHEAD: usize = 64;
 
 /// One decoded store value.
 #[derive(Debug)]
-pub struct Cached {
+pub(crate) struct Cached {
     /// The value as decoded from the store.
     pub value: StoredValue,
     /// A stored response's headers as a map, parsed once when the value
@@ -43,7 +43,11 @@ pub struct Cached {
 
 impl Cached {
     /// A value just read from the store or written to it.
-    pub fn new(value: StoredValue, body: impl Into<Bytes>, validated_at: Option<String>) -> Self {
+    pub(crate) fn new(
+        value: StoredValue,
+        body: impl Into<Bytes>,
+        validated_at: Option<String>,
+    ) -> Self {
         let headers = match &value {
             StoredValue::Response(meta) => from_pairs(&meta.headers),
             StoredValue::Vary(_) => HeaderMap::new(),
@@ -53,7 +57,7 @@ impl Cached {
 
     /// A value just written, with the map its stored headers were made
     /// from (what [`Cached::new`] would parse back from them).
-    pub fn with_headers(
+    pub(crate) fn with_headers(
         value: StoredValue,
         headers: HeaderMap,
         body: Bytes,
@@ -88,7 +92,7 @@ impl Cached {
 }
 
 /// The instance-local tier.
-pub struct L1 {
+pub(crate) struct L1 {
     capacity_bytes: usize,
     inner: RefCell<Inner>,
 }
@@ -100,7 +104,7 @@ struct Inner {
 
 impl L1 {
     /// An empty tier holding at most `capacity_bytes`.
-    pub fn new(capacity_bytes: usize) -> Self {
+    pub(crate) fn new(capacity_bytes: usize) -> Self {
         L1 {
             capacity_bytes,
             inner: RefCell::new(Inner {
@@ -111,7 +115,7 @@ impl L1 {
     }
 
     /// The value under `key`, now the most recently used.
-    pub fn get(&self, key: &str) -> Option<Rc<Cached>> {
+    pub(crate) fn get(&self, key: &str) -> Option<Rc<Cached>> {
         self.inner
             .borrow_mut()
             .values
@@ -122,7 +126,7 @@ impl L1 {
     /// Keeps `value` under `key`, evicting the least recently used values
     /// until everything fits; a value larger than the whole tier is not
     /// kept (it stays in the store).
-    pub fn put(&self, key: &str, value: Rc<Cached>) {
+    pub(crate) fn put(&self, key: &str, value: Rc<Cached>) {
         let size = value.size();
         let mut inner = self.inner.borrow_mut();
         if let Some((_, old)) = inner.values.pop(key) {
@@ -142,31 +146,34 @@ impl L1 {
     }
 
     /// Forgets `key`.
-    pub fn remove(&self, key: &str) {
+    pub(crate) fn remove(&self, key: &str) {
         let mut inner = self.inner.borrow_mut();
         if let Some((_, size)) = inner.values.pop(key) {
             inner.bytes -= size;
         }
     }
 
+    #[cfg(test)]
     /// Bytes held (as counted for the bound).
-    pub fn bytes(&self) -> usize {
+    pub(crate) fn bytes(&self) -> usize {
         self.inner.borrow().bytes
     }
 
+    #[cfg(test)]
     /// Values held.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.inner.borrow().values.len()
     }
 
+    #[cfg(test)]
     /// Whether nothing is held.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.len() == 0
     }
 }
 
 /// The tier for `capacity_bytes`; none when it is zero (turned off).
-pub fn l1_for(capacity_bytes: usize) -> Option<L1> {
+pub(crate) fn l1_for(capacity_bytes: usize) -> Option<L1> {
     (capacity_bytes > 0).then(|| L1::new(capacity_bytes))
 }
 

@@ -1,11 +1,11 @@
 //! Many nodes, one cache policy: the invalidation state every node must
 //! agree on lives in a shared store, the entries stay in the node's own.
 //!
-//! [`SharedState`] is a [`Store`] over two stores. The keys `storage`
-//! classes as invalidation state ([`invalidation_key`]: scopes' purge times
-//! and the purge epoch) go to the shared one (Redis or Valkey, named by the
-//! `shared_store` variable); everything else (entries, Vary indexes, the
-//! breaker, the broken-rules marker) to the local one, so a hit never
+//! [`SharedState`] is a [`Store`] over the host's stores, each key going
+//! where its type says (`store::keys`): purge state (scopes' purge times
+//! and the purge epoch) to the shared one (Redis or Valkey, named by the
+//! `shared_store` variable); entries and node-local state (the breaker,
+//! leases, the broken-rules marker) to the local one, so a hit never
 //! crosses the network for its body. Without a shared store it is the local
 //! store itself, untouched.
 //!
@@ -47,8 +47,8 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, SystemTime};
 
 use crate::purge::invalidation::PurgeTimes;
-use crate::seams::{Clock, Store, StoreFailure};
-use crate::store::{InvalidationKey, invalidation_key, is_entry_key};
+use crate::seams::{Clock, KeyValueStore, Store, StoreFailure};
+use crate::store::keys::{PurgeState, Role, StoreKey};
 
 /// How long after a failed call the shared store is left alone.
 pub const OUTAGE_RETRY: Duration = Duration::from_millis(250);
@@ -59,7 +59,7 @@ const MAX_REMEMBERED_SCOPES: usize = 4096;
 
 /// A store whose invalidation state is shared with other nodes (see the
 /// module doc).
-pub struct SharedState<S, C> {
+pub(crate) struct SharedState<S, C> {
     local: S,
     shared: Option<S>,
     /// Entries shared between nodes (see the module doc).
@@ -90,10 +90,10 @@ struct Remembered {
     value: Option<Vec<u8>>,
 }
 
-impl<S: Store, C: Clock> SharedState<S, C> {
+impl<S: KeyValueStore, C: Clock> SharedState<S, C> {
     /// Routes invalidation state to `shared` (if any), remembering what it
     /// read for `staleness`; the rest goes to `local`.
-    pub fn new(local: S, shared: Option<S>, clock: C, staleness: Duration) -> Self {
+    pub(crate) fn new(local: S, shared: Option<S>, clock: C, staleness: Duration) -> Self {
         SharedState {
             local,
             shared,
@@ -108,7 +108,7 @@ impl<S: Store, C: Clock> SharedState<S, C> {
 
     /// The same, with entries also kept in `shield` (if any) for other
     /// nodes' misses.
-    pub fn with_shield(mut self, shield: Option<S>) -> Self {
+    pub(crate) fn with_shield(mut self, shield: Option<S>) -> Self {
         self.shield = shield;
         self
     }
@@ -145,7 +145,8 @@ impl<S: Store, C: Clock> SharedState<S, C> {
     }
 
     /// The node-local store.
-    pub fn local(&self) -> &S {
+    #[cfg(test)]
+    pub(crate) fn local(&self) -> &S {
         &self.local
     }
 
@@ -169,9 +170,9 @@ impl<S: Store, C: Clock> SharedState<S, C> {
     }
 
     /// What a read that could not reach the shared store returns.
-    fn stand_in(&self, key: &str, kind: InvalidationKey) -> Option<Vec<u8>> {
+    fn stand_in(&self, key: &str, kind: PurgeState) -> Option<Vec<u8>> {
         match kind {
-            InvalidationKey::Scope => {
+            PurgeState::Scope => {
                 self.memo.borrow_mut().stood_in.insert(key.to_owned());
                 let soft_purged_now = PurgeTimes {
                     hard_us: 0,
@@ -179,7 +180,7 @@ impl<S: Store, C: Clock> SharedState<S, C> {
                 };
                 Some(soft_purged_now.encode().to_vec())
             }
-            InvalidationKey::Epoch => {
+            PurgeState::Epoch => {
                 let n = self.stand_ins.get() + 1;
                 self.stand_ins.set(n);
                 Some(format!("shared-store-unavailable:{n}").into_bytes())
@@ -188,7 +189,7 @@ impl<S: Store, C: Clock> SharedState<S, C> {
     }
 
     /// Records a value read from (or written to) the shared store at `now`.
-    fn remember(&self, key: &str, kind: InvalidationKey, value: Option<Vec<u8>>, now: SystemTime) {
+    fn remember(&self, key: &str, kind: PurgeState, value: Option<Vec<u8>>, now: SystemTime) {
         let mut memo = self.memo.borrow_mut();
         memo.stood_in.remove(key);
         memo.quiet_until = None;
@@ -200,7 +201,7 @@ impl<S: Store, C: Clock> SharedState<S, C> {
             value,
         };
         match kind {
-            InvalidationKey::Epoch => {
+            PurgeState::Epoch => {
                 let moved = memo
                     .epoch
                     .as_ref()
@@ -210,7 +211,7 @@ impl<S: Store, C: Clock> SharedState<S, C> {
                 }
                 memo.epoch = Some(remembered);
             }
-            InvalidationKey::Scope => {
+            PurgeState::Scope => {
                 if memo.scopes.len() >= MAX_REMEMBERED_SCOPES {
                     let staleness = self.staleness;
                     memo.scopes.retain(|_, r| {
@@ -226,11 +227,11 @@ impl<S: Store, C: Clock> SharedState<S, C> {
         }
     }
 
-    fn remembered(&self, key: &str, kind: InvalidationKey) -> Option<Remembered> {
+    fn remembered(&self, key: &str, kind: PurgeState) -> Option<Remembered> {
         let memo = self.memo.borrow();
         match kind {
-            InvalidationKey::Epoch => memo.epoch.clone(),
-            InvalidationKey::Scope => memo.scopes.get(key).cloned(),
+            PurgeState::Epoch => memo.epoch.clone(),
+            PurgeState::Scope => memo.scopes.get(key).cloned(),
         }
     }
 
@@ -239,7 +240,7 @@ impl<S: Store, C: Clock> SharedState<S, C> {
         &self,
         shared: &S,
         key: &str,
-        kind: InvalidationKey,
+        kind: PurgeState,
     ) -> Result<Option<Vec<u8>>, StoreFailure> {
         let read = shared.get(key).await;
         let now = self.clock.now();
@@ -251,15 +252,27 @@ impl<S: Store, C: Clock> SharedState<S, C> {
     }
 }
 
-impl<S: Store, C: Clock> Store for SharedState<S, C> {
-    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreFailure> {
-        if self.shield.is_some() && is_entry_key(key) {
+impl<S: KeyValueStore, C: Clock> SharedState<S, C> {
+    /// The shared store and the kind of purge state a key of `role` is,
+    /// where its value lives there.
+    fn shared_for(&self, role: Role) -> Option<(&S, PurgeState)> {
+        match role {
+            Role::PurgeState(kind) => Some((self.shared.as_ref()?, kind)),
+            Role::Entry | Role::NodeLocal => None,
+        }
+    }
+}
+
+impl<S: KeyValueStore, C: Clock> Store for SharedState<S, C> {
+    async fn get<K: StoreKey + ?Sized>(&self, key: &K) -> Result<Option<Vec<u8>>, StoreFailure> {
+        let (role, key) = (key.role(), key.text());
+        if self.shield.is_some() && role == Role::Entry {
             return match self.local.get(key).await? {
                 Some(value) => Ok(Some(value)),
                 None => Ok(self.read_shield(key).await),
             };
         }
-        let (Some(shared), Some(kind)) = (&self.shared, invalidation_key(key)) else {
+        let Some((shared, kind)) = self.shared_for(role) else {
             return self.local.get(key).await;
         };
         let now = self.clock.now();
@@ -279,15 +292,20 @@ impl<S: Store, C: Clock> Store for SharedState<S, C> {
 
     /// Never remembered, never a stand-in: a purge's read-modify-write
     /// must start from the shared store's value or fail.
-    async fn get_current(&self, key: &str) -> Result<Option<Vec<u8>>, StoreFailure> {
-        let (Some(shared), Some(kind)) = (&self.shared, invalidation_key(key)) else {
-            return self.local.get_current(key).await;
+    async fn get_current<K: StoreKey + ?Sized>(
+        &self,
+        key: &K,
+    ) -> Result<Option<Vec<u8>>, StoreFailure> {
+        let (role, key) = (key.role(), key.text());
+        let Some((shared, kind)) = self.shared_for(role) else {
+            return self.local.get(key).await;
         };
         self.read_shared(shared, key, kind).await
     }
 
-    async fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreFailure> {
-        if is_entry_key(key)
+    async fn set<K: StoreKey + ?Sized>(&self, key: &K, value: &[u8]) -> Result<(), StoreFailure> {
+        let (role, key) = (key.role(), key.text());
+        if role == Role::Entry
             && let Some(shield) = self.shield(self.clock.now())
         {
             let written = self.local.set(key, value).await;
@@ -296,7 +314,7 @@ impl<S: Store, C: Clock> Store for SharedState<S, C> {
             }
             return written;
         }
-        let (Some(shared), Some(kind)) = (&self.shared, invalidation_key(key)) else {
+        let Some((shared, kind)) = self.shared_for(role) else {
             return self.local.set(key, value).await;
         };
         if self.memo.borrow().stood_in.contains(key) {
@@ -315,15 +333,16 @@ impl<S: Store, C: Clock> Store for SharedState<S, C> {
         written
     }
 
-    async fn delete(&self, key: &str) -> Result<(), StoreFailure> {
-        if is_entry_key(key)
+    async fn delete<K: StoreKey + ?Sized>(&self, key: &K) -> Result<(), StoreFailure> {
+        let (role, key) = (key.role(), key.text());
+        if role == Role::Entry
             && let Some(shield) = self.shield(self.clock.now())
         {
             // An evicted variant: gone from both, or the shield's eviction
             // reclaims it.
             let _ = shield.delete(key).await;
         }
-        let (Some(shared), Some(kind)) = (&self.shared, invalidation_key(key)) else {
+        let Some((shared, kind)) = self.shared_for(role) else {
             return self.local.delete(key).await;
         };
         let deleted = shared.delete(key).await;
@@ -369,7 +388,7 @@ mod tests {
     #[derive(Clone, Default)]
     struct Handle(Rc<MemStore>);
 
-    impl Store for Handle {
+    impl KeyValueStore for Handle {
         async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreFailure> {
             self.0.get(key).await
         }

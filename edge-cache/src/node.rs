@@ -1,0 +1,323 @@
+//! The front door: a [`Node`] is everything one instance serves with,
+//! built once from its [`Host`] (variables, stores, origins, clock,
+//! randomness, files) and then asked to [`admit`](Node::admit),
+//! [`handle`](Node::handle) and [`refresh`](Node::refresh) requests. An
+//! adapter implements [`Host`] over its SDK and translates `wasi:http`
+//! messages; every decision about wiring (which store holds what, the
+//! origins behind their guards, the rules and how their errors are
+//! reported) is made here, once for both flavours.
+
+use std::collections::HashMap;
+
+use crate::collapse::Collapser;
+use crate::config::{EdgeConfig, OriginAddress, OriginEndpoint, VARIABLES};
+use crate::flow::answer::{body_too_large, misconfigured, unreadable_body};
+use crate::flow::{Flow, Refresh};
+use crate::origin::failover::FailoverOrigin;
+use crate::origin::failure::OriginFailure;
+use crate::origin::guard::GuardedOrigin;
+use crate::policy::rules::CacheRules;
+use crate::purge::api::{Admission, PurgeSettings};
+use crate::seams::{
+    Body, BodyError, ClientRequest, Clock, KeyValueStore, Origin, OriginRequest, RequestBody,
+    RequestHead, Response, Store, StoreFailure,
+};
+use crate::store::keys::NodeLocalKey;
+use crate::store::l1::{L1, l1_for};
+use crate::store::shared_state::SharedState;
+
+/// What a host gives the edge. The WASI 0.2 and 0.3 adapters each
+/// implement it over their SDK; the unit tests over fakes.
+#[allow(async_fn_in_trait)]
+pub trait Host {
+    /// A key-value store (Spin key-value).
+    type Store: KeyValueStore;
+    /// An origin the host can send requests to (`wasi:http` outgoing).
+    type Origin: Origin;
+    /// Its clock.
+    type Clock: Clock;
+    /// Whether one instance serves many requests (WASI 0.3 with instance
+    /// reuse). Then it keeps a first tier, collapses concurrent misses and
+    /// reports a broken rules file once; where an instance is one request,
+    /// a report is remembered in the store, once per distinct error.
+    const INSTANCES_OUTLIVE_REQUESTS: bool;
+    /// The value of the Spin variable `name`, if it is set.
+    async fn variable(&self, name: &'static str) -> Option<String>;
+    /// The key-value store labelled `label`, or why it cannot be opened.
+    async fn open_store(&self, label: &str) -> Result<Self::Store, String>;
+    /// An origin at `endpoint`.
+    fn origin(&self, endpoint: OriginEndpoint) -> Self::Origin;
+    /// A clock.
+    fn clock(&self) -> Self::Clock;
+    /// A random number (the concurrency cap's lease ids).
+    fn random_u64(&self) -> u64;
+    /// The text of the file at `path` in the component's filesystem.
+    fn read_file(&self, path: &str) -> std::io::Result<String> {
+        std::fs::read_to_string(path)
+    }
+}
+
+/// The store a node serves from: entries in its own store, purge state in
+/// the shared one where configured, a shield behind (see `store`).
+type NodeStore<H> = SharedState<Opened<<H as Host>::Store>, <H as Host>::Clock>;
+
+/// Everything an instance serves with, built once.
+pub struct Node<H: Host> {
+    host: H,
+    config: EdgeConfig,
+    /// `None`: the rules file is broken (reported); the edge proxies
+    /// without caching.
+    rules: Option<CacheRules>,
+    /// `None`: no purge token, the API is off.
+    purge: Option<PurgeSettings>,
+    store: NodeStore<H>,
+    clock: H::Clock,
+    primary: H::Origin,
+    backup: Option<H::Origin>,
+    /// Hot entries in the instance's memory, where instances outlive
+    /// requests.
+    l1: Option<L1>,
+    /// Concurrent misses of one key wait for one fill, where requests
+    /// share an instance.
+    collapser: Option<Collapser>,
+}
+
+impl<H: Host> Node<H> {
+    /// Reads the configuration, opens the stores, loads the rules. A
+    /// configuration the edge cannot run with is logged, and every
+    /// request is to be answered with the `Err` until it is fixed.
+    pub async fn new(host: H) -> Result<Node<H>, Response> {
+        let mut values = HashMap::new();
+        for name in VARIABLES {
+            if let Some(value) = host.variable(name).await {
+                values.insert(name, value);
+            }
+        }
+        let config = match EdgeConfig::from_variables(|name| values.get(name).cloned()) {
+            Ok(config) => config,
+            Err(error) => {
+                eprintln!("edge-cache: configuration error: {error}");
+                return Err(misconfigured(&error));
+            }
+        };
+        let local = Opened::of(host.open_store(&config.store_name).await);
+        let shared = match &config.shared_store {
+            Some(label) => {
+                let store = Opened::of(host.open_store(label).await);
+                // Not fatal (the edge still answers, from the origin), but
+                // nothing stored can be validated without it: said once
+                // per instance that lives to say it once.
+                if let Opened::Failed(error) = &store
+                    && H::INSTANCES_OUTLIVE_REQUESTS
+                {
+                    eprintln!(
+                        "edge-cache: shared_store `{label}` cannot be opened ({error}); \
+                         stored responses are revalidated with the origin until it can"
+                    );
+                }
+                Some(store)
+            }
+            None => None,
+        };
+        let shield = match &config.shield_store {
+            Some(label) => Some(Opened::of(host.open_store(label).await)),
+            None => None,
+        };
+        let store = SharedState::new(local, shared, host.clock(), config.purge_staleness)
+            .with_shield(shield);
+        let rules = load_rules::<H>(&host, &config, &store).await;
+        let purge = config.purge_token.as_ref().map(|token| PurgeSettings {
+            admin_path: config.admin_path.clone(),
+            token: token.clone(),
+        });
+        let primary = host.origin(OriginEndpoint::of(&config.origin, &config));
+        let backup = config
+            .backup_origin
+            .as_ref()
+            .map(|address| host.origin(OriginEndpoint::of(address, &config)));
+        let (l1, collapser) = match H::INSTANCES_OUTLIVE_REQUESTS {
+            true => (l1_for(config.l1_capacity_bytes), Some(Collapser::default())),
+            false => (None, None),
+        };
+        Ok(Node {
+            clock: host.clock(),
+            host,
+            config,
+            rules,
+            purge,
+            store,
+            primary,
+            backup,
+            l1,
+            collapser,
+        })
+    }
+
+    /// What can be decided from the request head alone, before any body
+    /// is read: refuse it, read its body (up to a limit), or go on without.
+    pub fn admit(&self, head: &RequestHead) -> Admission {
+        self.flow()
+            .admit(&head.method, &head.path_and_query, &head.headers)
+    }
+
+    /// Handles one request; the [`Refresh`], if any, is to be run after
+    /// the response is sent (`stale-while-revalidate`).
+    pub async fn handle(&self, request: ClientRequest) -> (Response, Option<Refresh>) {
+        self.flow().handle(request).await
+    }
+
+    /// Runs a deferred refresh.
+    pub async fn refresh(&self, refresh: Refresh) {
+        self.flow().refresh(refresh).await
+    }
+
+    /// [`admit`](Node::admit)s a request from its head, reads its body as
+    /// admitted (a body past the limit is a `413`, an unreadable one a
+    /// `400`), and [`handle`](Node::handle)s it.
+    pub async fn serve(
+        &self,
+        head: RequestHead,
+        body: impl RequestBody,
+    ) -> (Response, Option<Refresh>) {
+        let body = match self.admit(&head) {
+            Admission::Answer(response) => return (response, None),
+            Admission::NoBody => Body::empty(),
+            Admission::ReadBody { limit } => match body.read(limit).await {
+                Ok(body) => body,
+                Err(BodyError::TooLarge(limit)) => return (body_too_large(limit), None),
+                Err(BodyError::Unreadable(detail)) => {
+                    eprintln!("edge-cache: request body unreadable: {detail}");
+                    return (unreadable_body(), None);
+                }
+            },
+        };
+        self.handle(head.with_body(body)).await
+    }
+
+    /// The pipeline over this node's parts. Nothing is built for it: the
+    /// origins are guarded when a request is sent, not before.
+    fn flow(&self) -> Flow<'_, NodeStore<H>, NodeOrigins<'_, H>, H::Clock> {
+        Flow {
+            rules: self.rules.as_ref(),
+            purge: self.purge.as_ref(),
+            store: &self.store,
+            origin: NodeOrigins { node: self },
+            clock: &self.clock,
+            grace: self.config.grace,
+            trust: self.config.trust,
+            l1: self.l1.as_ref(),
+            collapser: self.collapser.as_ref(),
+            fill_leases: true,
+        }
+    }
+
+    fn guarded<'s>(
+        &'s self,
+        origin: &'s H::Origin,
+        address: &'s OriginAddress,
+        lease_id: u64,
+    ) -> GuardedOrigin<'s, H::Origin, NodeStore<H>, H::Clock> {
+        GuardedOrigin {
+            inner: origin,
+            name: address.authority.as_str(),
+            store: &self.store,
+            clock: &self.clock,
+            protection: self.config.protection,
+            lease_id,
+        }
+    }
+}
+
+/// The node's origins as the flow sends to them: each behind its own
+/// breaker and cap, the primary failing over to the backup (a held-back
+/// primary request goes to the backup like a failed one).
+struct NodeOrigins<'a, H: Host> {
+    node: &'a Node<H>,
+}
+
+impl<H: Host> Origin for NodeOrigins<'_, H> {
+    async fn send(&self, request: OriginRequest) -> Result<Response, OriginFailure> {
+        let node = self.node;
+        let config = &node.config;
+        // Only the concurrency cap needs an id, unique among concurrent
+        // requests; without a cap the host is not asked for one.
+        let lease_id = match config.protection.max_concurrent {
+            Some(_) => node.host.random_u64(),
+            None => 0,
+        };
+        let primary = node.guarded(&node.primary, &config.origin, lease_id);
+        let backup = node
+            .backup
+            .as_ref()
+            .zip(config.backup_origin.as_ref())
+            .map(|(origin, address)| node.guarded(origin, address, lease_id));
+        let origins = FailoverOrigin {
+            primary: &primary,
+            backup: backup.as_ref(),
+        };
+        origins.send(request).await
+    }
+}
+
+/// Reads and parses the rules; a broken file is reported (once per
+/// instance, or once per distinct error where an instance is one request)
+/// and the edge proxies without caching.
+async fn load_rules<H: Host>(
+    host: &H,
+    config: &EdgeConfig,
+    store: &NodeStore<H>,
+) -> Option<CacheRules> {
+    let message = match CacheRules::load(&config.cache_rules, |path| host.read_file(path)) {
+        Ok(rules) => return Some(rules),
+        Err(message) => message,
+    };
+    let reported_before = !H::INSTANCES_OUTLIVE_REQUESTS && {
+        let marker = NodeLocalKey::rules_error(&message);
+        let seen = matches!(store.get(&marker).await, Ok(Some(_)));
+        if !seen {
+            let _ = store.set(&marker, b"1").await;
+        }
+        seen
+    };
+    if !reported_before {
+        eprintln!("edge-cache: {message}; caching is off until it is fixed");
+    }
+    None
+}
+
+/// A store as opened: one that failed to open fails every call, which the
+/// flow treats as "bypass the cache".
+pub(crate) enum Opened<S> {
+    Ready(S),
+    Failed(String),
+}
+
+impl<S> Opened<S> {
+    fn of(opened: Result<S, String>) -> Self {
+        match opened {
+            Ok(store) => Opened::Ready(store),
+            Err(error) => Opened::Failed(error),
+        }
+    }
+
+    fn store(&self) -> Result<&S, StoreFailure> {
+        match self {
+            Opened::Ready(store) => Ok(store),
+            Opened::Failed(error) => Err(StoreFailure(error.clone())),
+        }
+    }
+}
+
+impl<S: KeyValueStore> KeyValueStore for Opened<S> {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreFailure> {
+        self.store()?.get(key).await
+    }
+
+    async fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreFailure> {
+        self.store()?.set(key, value).await
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreFailure> {
+        self.store()?.delete(key).await
+    }
+}

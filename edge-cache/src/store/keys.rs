@@ -1,0 +1,218 @@
+//! Store keys as types: where a value lives follows from its key's type,
+//! never from reading the key's text. Every namespace is spelled here and
+//! nowhere else; the text is the layout every flavour and every existing
+//! store shares, byte for byte:
+//!
+//! | type | text | holds | lives in |
+//! |---|---|---|---|
+//! | [`EntryKey`] | `c:<hash>` | a primary entry (response or Vary index) | the node's store, and the shield |
+//! | [`EntryKey`] | `v:<hash>` | one variant of a URL whose response has `Vary` | the node's store, and the shield |
+//! | [`PurgeStateKey`] | `s:<scope>` | a scope's purge times (see `purge::invalidation`) | the shared store |
+//! | [`PurgeStateKey`] | `p:epoch` | the purge epoch: a new token after every purge, for the L1 | the shared store |
+//! | [`NodeLocalKey`] | `o:breaker:<origin>`, `o:slots:<origin>` | an origin's breaker state and concurrency leases | the node's store |
+//! | [`NodeLocalKey`] | `f:<hash>` | a fill lease: a key being fetched by some instance | the node's store |
+//! | [`NodeLocalKey`] | `e:<hash>` | a marker that one broken-rules error was reported | the node's store |
+
+use crate::policy::key::{CacheKey, hash128};
+use crate::store::entry::VaryIndex;
+
+/// Which store a key's value lives in (and, for purge state, which kind
+/// it is: a shared store remembers the two differently).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// A stored response or Vary index.
+    Entry,
+    /// Invalidation state every node must agree on.
+    PurgeState(PurgeState),
+    /// State of this node's own (breaker, leases, markers).
+    NodeLocal,
+}
+
+/// The two kinds of purge state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PurgeState {
+    /// A scope's purge times.
+    Scope,
+    /// The purge epoch.
+    Epoch,
+}
+
+/// A key of the cache's stores: its text, and the role its type gives it.
+pub(crate) trait StoreKey {
+    /// The key as the store holds it.
+    fn text(&self) -> &str;
+    /// Where its value lives.
+    fn role(&self) -> Role;
+}
+
+/// The key of a stored response or Vary index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct EntryKey(String);
+
+impl EntryKey {
+    /// A URL's primary entry.
+    pub(crate) fn primary(key: &CacheKey) -> Self {
+        EntryKey(format!("c:{}", key.hash))
+    }
+
+    /// One variant under a Vary index.
+    pub(crate) fn variant(index: &VaryIndex, variant: &str) -> Self {
+        let id = format!("{}\n{}\n{}", index.key, index.epoch, variant);
+        EntryKey(format!("v:{}", hash128(id.as_bytes())))
+    }
+}
+
+impl StoreKey for EntryKey {
+    fn text(&self) -> &str {
+        &self.0
+    }
+    fn role(&self) -> Role {
+        Role::Entry
+    }
+}
+
+/// The key of purge state every node shares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum PurgeStateKey {
+    /// A scope's purge times (`s:<scope>`).
+    Scope(String),
+    /// The purge epoch.
+    Epoch,
+}
+
+impl PurgeStateKey {
+    /// The key of `scope`'s purge times.
+    pub(crate) fn scope(scope: &str) -> Self {
+        PurgeStateKey::Scope(format!("s:{scope}"))
+    }
+}
+
+impl StoreKey for PurgeStateKey {
+    fn text(&self) -> &str {
+        match self {
+            PurgeStateKey::Scope(text) => text,
+            PurgeStateKey::Epoch => "p:epoch",
+        }
+    }
+    fn role(&self) -> Role {
+        Role::PurgeState(match self {
+            PurgeStateKey::Scope(_) => PurgeState::Scope,
+            PurgeStateKey::Epoch => PurgeState::Epoch,
+        })
+    }
+}
+
+/// The key of state that stays on this node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct NodeLocalKey(String);
+
+impl NodeLocalKey {
+    /// An origin's circuit-breaker state (`origin`: its authority).
+    pub(crate) fn breaker(origin: &str) -> Self {
+        NodeLocalKey(format!("o:breaker:{origin}"))
+    }
+
+    /// An origin's concurrency leases.
+    pub(crate) fn slots(origin: &str) -> Self {
+        NodeLocalKey(format!("o:slots:{origin}"))
+    }
+
+    /// A key's fill lease.
+    pub(crate) fn fill_lease(key: &CacheKey) -> Self {
+        NodeLocalKey(format!("f:{}", key.hash))
+    }
+
+    /// The marker that the broken-rules `message` was reported.
+    pub(crate) fn rules_error(message: &str) -> Self {
+        NodeLocalKey(format!("e:{}", hash128(message.as_bytes())))
+    }
+}
+
+impl StoreKey for NodeLocalKey {
+    fn text(&self) -> &str {
+        &self.0
+    }
+    fn role(&self) -> Role {
+        Role::NodeLocal
+    }
+}
+
+/// Tests name keys by the text they pin (`a.get("s:url:x")`); the role
+/// is read back from the layout above. Only tests do this: the edge's own
+/// code never builds a key from text.
+#[cfg(test)]
+impl StoreKey for str {
+    fn text(&self) -> &str {
+        self
+    }
+    fn role(&self) -> Role {
+        match self.split_once(':').map(|(namespace, _)| namespace) {
+            Some("c" | "v") => Role::Entry,
+            Some("s") => Role::PurgeState(PurgeState::Scope),
+            Some("p") => Role::PurgeState(PurgeState::Epoch),
+            _ => Role::NodeLocal,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::key::build_key;
+    use crate::policy::rules::Rule;
+
+    fn key() -> CacheKey {
+        build_key(
+            "https",
+            "shop.example",
+            "/a",
+            &http::HeaderMap::new(),
+            &Rule::default(),
+        )
+        .key
+    }
+
+    #[test]
+    fn each_type_keeps_the_layout_and_names_its_role() {
+        let key = key();
+        let primary = EntryKey::primary(&key);
+        assert_eq!(primary.text(), format!("c:{}", key.hash));
+        assert_eq!(primary.role(), Role::Entry);
+        let scope = PurgeStateKey::scope("url:https://shop.example/a");
+        assert_eq!(scope.text(), "s:url:https://shop.example/a");
+        assert_eq!(scope.role(), Role::PurgeState(PurgeState::Scope));
+        assert_eq!(PurgeStateKey::Epoch.text(), "p:epoch");
+        assert_eq!(
+            PurgeStateKey::Epoch.role(),
+            Role::PurgeState(PurgeState::Epoch)
+        );
+        for (local, text) in [
+            (NodeLocalKey::breaker("o:80"), "o:breaker:o:80".to_owned()),
+            (NodeLocalKey::slots("o:80"), "o:slots:o:80".to_owned()),
+            (NodeLocalKey::fill_lease(&key), format!("f:{}", key.hash)),
+            (
+                NodeLocalKey::rules_error("boom"),
+                format!("e:{}", hash128(b"boom")),
+            ),
+        ] {
+            assert_eq!(local.text(), text);
+            assert_eq!(local.role(), Role::NodeLocal);
+        }
+    }
+
+    #[test]
+    fn a_variant_key_is_the_hash_of_its_index_and_variance() {
+        let index = VaryIndex {
+            key: "https://shop.example/a".into(),
+            names: vec!["accept-encoding".into()],
+            epoch: 7,
+            variants: Vec::new(),
+        };
+        let variant = EntryKey::variant(&index, "gzip");
+        assert_eq!(
+            variant.text(),
+            format!("v:{}", hash128(b"https://shop.example/a\n7\ngzip"))
+        );
+        assert_ne!(variant, EntryKey::variant(&index, "br"));
+    }
+}
