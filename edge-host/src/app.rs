@@ -14,7 +14,7 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p3::bindings::ServicePre;
 
 pub use crate::executor::Flavour;
-use crate::executor::reuse::{ComponentHandler, InstanceStats, ReuseOptions, StatsCounters};
+use crate::executor::reuse::{ComponentHandler, ReuseOptions};
 use crate::executor::{Serving, ServingComponent};
 use crate::files::FileMounts;
 use crate::instance::engine::{
@@ -24,6 +24,7 @@ use crate::instance::limits::{EpochTicker, InstanceLimits};
 use crate::instance::{self, ComponentContext};
 use crate::key_value::{AppStores, StoreOverrides, StoreSetupError};
 use crate::manifest::{Manifest, RouteDoc, SourceDoc};
+use crate::observe::instances::{InstanceCounters, InstanceStats};
 use crate::outbound_http::{AllowedHosts, OriginPool, PoolOptions};
 use crate::routes::{RoutePattern, Router};
 use crate::runtime_config::RuntimeConfig;
@@ -169,7 +170,7 @@ impl App {
                 files,
                 environment: doc.environment.clone(),
             });
-            let stats = Arc::new(StatsCounters::default());
+            let stats = Arc::new(InstanceCounters::default());
             // The flavour is what the component exports: WASI 0.3's handler
             // if it has one, else WASI 0.2's.
             let serving = match ServicePre::new(instance_pre.clone()) {
@@ -230,13 +231,18 @@ impl App {
                 RouteDoc::Private { .. } => None,
             })
             .collect();
-        Ok(App {
+        let app = App {
             name: manifest.doc.application.name.clone(),
             limits,
             _ticker: EpochTicker::start(&engine),
             router: Router::new(routes),
             components,
-        })
+        };
+        // With metrics on, its instances are reported as its stores are.
+        if let Some(metrics) = crate::observe::metrics::get() {
+            metrics.report_instances(app.instance_counters());
+        }
+        Ok(app)
     }
 
     /// The application's name from the manifest.
@@ -250,6 +256,13 @@ impl App {
             .iter()
             .find(|component| &*component.context.id == id)
             .map(ServingComponent::flavour)
+    }
+
+    /// The counters of every component's instances.
+    pub(crate) fn instance_counters(&self) -> impl Iterator<Item = Arc<InstanceCounters>> + '_ {
+        self.components
+            .iter()
+            .map(|component| component.stats.clone())
     }
 
     /// What the instances of every component have done so far.

@@ -39,8 +39,9 @@ pub mod variables;
 
 pub use app::{App, AppOptions};
 pub use executor::Flavour;
-pub use executor::reuse::{InstanceStats, ReuseOptions};
+pub use executor::reuse::ReuseOptions;
 pub use instance::limits::InstanceLimits;
+pub use observe::instances::InstanceStats;
 pub use trigger::{ServerOptions, serve, serve_in_lanes, serve_with};
 
 // Paths from before the modules were grouped into folders, which `main.rs`

@@ -69,12 +69,16 @@ impl Observer {
     }
 
     /// Reports on `app` and serves the metrics listener in the background.
+    /// An application loaded after [`ObservabilityFlags::start`] reports
+    /// from its start; one loaded before, from now. Every application the
+    /// process loads while metrics are on is reported, their instances
+    /// summed as their requests are.
     pub fn serve(self, app: Arc<App>) {
         let (Some(listener), Some(metrics)) = (self.listener, crate::observe::metrics::get())
         else {
             return;
         };
-        metrics.watch(app);
+        metrics.report_instances(app.instance_counters());
         tokio::spawn(crate::observe::status_page::serve(listener, metrics));
     }
 }

@@ -13,6 +13,7 @@ use http::{HeaderValue, Method, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
+use crate::instance::limits::InstanceLimits;
 use crate::observe::metrics::FailureCause;
 
 /// A request the host answers itself.
@@ -20,15 +21,21 @@ pub(crate) struct Failure {
     status: StatusCode,
     /// What the client is told: never a trap, a backtrace or host internals.
     public: String,
-    /// The full cause, for the log only; its presence gives the answer an
-    /// error id.
-    detail: Option<String>,
+    /// Why the instance (or the host on its behalf) failed, for metrics,
+    /// and the full cause, for the log only; its presence gives the answer
+    /// an error id.
+    failed: Option<(FailureCause, String)>,
     component: String,
     /// Whether the connection closes after the answer.
     close: bool,
 }
 
+/// The whole of what a client is told of an internal failure, beyond the
+/// limit that stopped its instance.
+const INTERNAL_ERROR: &str = "internal error";
+
 impl Failure {
+    /// A request the host refuses: `public` says why; nothing is logged.
     pub(crate) fn client(
         status: StatusCode,
         public: impl Into<String>,
@@ -37,17 +44,47 @@ impl Failure {
         Failure {
             status,
             public: public.into(),
-            detail: None,
+            failed: None,
             component: component.to_owned(),
             close: false,
         }
     }
 
-    pub(crate) fn internal(public: impl Into<String>, detail: String, component: &str) -> Failure {
+    /// A failure of the host or the component that no limit explains
+    /// (counted as [`FailureCause::Trap`]): `500`, and `detail` logged.
+    pub(crate) fn internal(detail: String, component: &str) -> Failure {
         Failure {
             status: StatusCode::INTERNAL_SERVER_ERROR,
-            public: public.into(),
-            detail: Some(detail),
+            public: INTERNAL_ERROR.to_owned(),
+            failed: Some((FailureCause::Trap, detail)),
+            component: component.to_owned(),
+            close: false,
+        }
+    }
+
+    /// The request's instance failed for `cause`: `500`, the client told
+    /// which of `limits` stopped it, if one did; `detail` logged.
+    pub(crate) fn instance(
+        cause: FailureCause,
+        limits: &InstanceLimits,
+        detail: String,
+        component: &str,
+    ) -> Failure {
+        let public = match cause {
+            FailureCause::Trap => INTERNAL_ERROR.to_owned(),
+            FailureCause::TimeLimit => format!(
+                "{INTERNAL_ERROR}: stopped after the {} ms request time limit",
+                limits.request_timeout.as_millis()
+            ),
+            FailureCause::MemoryLimit => format!(
+                "{INTERNAL_ERROR}: stopped at the {} MiB memory limit",
+                limits.max_memory_bytes >> 20
+            ),
+        };
+        Failure {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            public,
+            failed: Some((cause, detail)),
             component: component.to_owned(),
             close: false,
         }
@@ -75,24 +112,20 @@ impl Failure {
         let Failure {
             status,
             public,
-            detail,
+            failed,
             component,
             close,
         } = self;
-        let mut failure_cause = None;
-        let text = match detail {
-            Some(detail) => {
-                failure_cause = Some(FailureCause::of_answer(&public));
-                let id = error_id();
-                let prefix = format!("{method} {path}: error id {id}");
-                for line in crate::observe::failure_log::lines(&prefix, &detail) {
-                    tracing::error!(component, "{line}");
-                }
-                format!("{public} (error id {id})")
-            }
-            None => public,
+        let Some((cause, detail)) = failed else {
+            return (plain(status, &public, close), component, None);
         };
-        (plain(status, &text, close), component, failure_cause)
+        let id = error_id();
+        let prefix = format!("{method} {path}: error id {id}");
+        for line in crate::observe::failure_log::lines(&prefix, &detail) {
+            tracing::error!(component, "{line}");
+        }
+        let text = format!("{public} (error id {id})");
+        (plain(status, &text, close), component, Some(cause))
     }
 }
 
@@ -134,7 +167,48 @@ fn error_id() -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
+
+    async fn text(response: Response<HyperOutgoingBody>) -> String {
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        String::from_utf8(body.to_vec()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_instance_failure_says_which_limit_stopped_it_and_carries_its_cause() {
+        let limits = InstanceLimits {
+            request_timeout: Duration::from_millis(400),
+            max_memory_bytes: 32 << 20,
+        };
+        let said = [
+            (FailureCause::Trap, "internal error (error id "),
+            (
+                FailureCause::TimeLimit,
+                "internal error: stopped after the 400 ms request time limit (error id ",
+            ),
+            (
+                FailureCause::MemoryLimit,
+                "internal error: stopped at the 32 MiB memory limit (error id ",
+            ),
+        ];
+        for (cause, public) in said {
+            let failure = Failure::instance(cause, &limits, "trap: unreachable".into(), "edge");
+            let (response, component, carried) = failure.answer(&Method::GET, "/");
+            assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+            assert_eq!((component.as_str(), carried), ("edge", Some(cause)));
+            let text = text(response).await;
+            assert!(text.starts_with(public), "{text}");
+            assert!(!text.contains("unreachable"), "{text}");
+        }
+        let (_, _, carried) = Failure::internal("no".into(), "edge").answer(&Method::GET, "/");
+        assert_eq!(carried, Some(FailureCause::Trap));
+        let refused = Failure::client(StatusCode::NOT_FOUND, "no route matches this path", "");
+        let (response, _, carried) = refused.answer(&Method::GET, "/");
+        assert_eq!(carried, None);
+        assert_eq!(text(response).await, "no route matches this path\n");
+    }
 
     #[test]
     fn error_ids_are_16_hex_digits_and_differ() {

@@ -1,11 +1,11 @@
 //! How a request reaches a component instance: one executor per `wasi:http`
 //! flavour, as Spin's `trigger-http` has them, chosen for each component
-//! when the application loads ([`Serving`]).
+//! when the application loads (`Serving`).
 //!
-//! - [`wasi`]: WASI 0.2: a fresh instance per request.
-//! - [`wasip3`]: WASI 0.3: reused instances, several requests at once.
-//! - [`reuse`]: WASI 0.3 instance reuse: the handler state, its flags, instance counts.
-//! - [`failure`]: a request the host answers itself: the client's few words, the log's detail under an error id.
+//! - `wasi`: WASI 0.2: a fresh instance per request.
+//! - `wasip3`: WASI 0.3: reused instances, several requests at once.
+//! - [`reuse`]: WASI 0.3 instance reuse: the handler state, its flags, when an instance retires.
+//! - `failure`: a request the host answers itself: the client's few words, the log's detail under an error id.
 
 pub(crate) mod failure;
 pub mod reuse;
@@ -24,8 +24,9 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use crate::instance::limits::InstanceLimits;
 use crate::instance::{ComponentContext, RequestState};
 use crate::net::request_body::{BodyWatch, LimitedBody};
+use crate::observe::instances::InstanceCounters;
 use failure::Failure;
-use reuse::{ComponentHandler, StatsCounters};
+use reuse::ComponentHandler;
 
 /// Which `wasi:http` a component exports, and so how it is served.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,7 +57,7 @@ pub(crate) enum Serving {
 pub(crate) struct ServingComponent {
     pub(crate) context: Arc<ComponentContext>,
     pub(crate) serving: Serving,
-    pub(crate) stats: Arc<StatsCounters>,
+    pub(crate) stats: Arc<InstanceCounters>,
 }
 
 /// A component's response, and the component's id.

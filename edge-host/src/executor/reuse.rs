@@ -42,6 +42,7 @@ use wasmtime_wasi_http::handler::{
 
 use crate::instance::limits::{InstanceLimits, MemoryUse};
 use crate::instance::{ComponentContext, RequestState};
+use crate::observe::instances::InstanceCounters;
 
 /// Spin's default: requests one instance serves before it is retired.
 pub const DEFAULT_MAX_INSTANCE_REUSE_COUNT: usize = 128;
@@ -217,77 +218,6 @@ impl Default for ReuseOptions {
     }
 }
 
-/// What a component's instances have done so far (both flavours: a WASI 0.2
-/// instance serves one request).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct InstanceStats {
-    /// Instances created.
-    pub created: u64,
-    /// Instances that have ended: retired or failed.
-    pub ended: u64,
-    /// Of those, the ones that failed: a trap, a request over the time
-    /// limit, the memory limit.
-    pub failed: u64,
-    /// Requests handed to an instance.
-    pub requests: u64,
-    /// The most requests one instance has had in flight at once (from
-    /// acceptance to its response head).
-    pub peak_concurrent_requests: u64,
-}
-
-impl std::ops::Add for InstanceStats {
-    type Output = InstanceStats;
-
-    fn add(self, other: InstanceStats) -> InstanceStats {
-        InstanceStats {
-            created: self.created + other.created,
-            ended: self.ended + other.ended,
-            failed: self.failed + other.failed,
-            requests: self.requests + other.requests,
-            peak_concurrent_requests: self
-                .peak_concurrent_requests
-                .max(other.peak_concurrent_requests),
-        }
-    }
-}
-
-/// The live counters behind [`InstanceStats`], one set per component.
-#[derive(Debug, Default)]
-pub(crate) struct StatsCounters {
-    created: AtomicU64,
-    ended: AtomicU64,
-    failed: AtomicU64,
-    requests: AtomicU64,
-    peak_concurrent_requests: AtomicU64,
-}
-
-impl StatsCounters {
-    pub(crate) fn snapshot(&self) -> InstanceStats {
-        InstanceStats {
-            created: self.created.load(Ordering::SeqCst),
-            ended: self.ended.load(Ordering::SeqCst),
-            failed: self.failed.load(Ordering::SeqCst),
-            requests: self.requests.load(Ordering::SeqCst),
-            peak_concurrent_requests: self.peak_concurrent_requests.load(Ordering::SeqCst),
-        }
-    }
-
-    /// A WASI 0.2 instance was made for one request.
-    pub(crate) fn single_use_started(&self) {
-        self.created.fetch_add(1, Ordering::SeqCst);
-        self.requests.fetch_add(1, Ordering::SeqCst);
-        self.peak_concurrent_requests.fetch_max(1, Ordering::SeqCst);
-    }
-
-    /// A WASI 0.2 instance ended.
-    pub(crate) fn single_use_ended(&self, failed: bool) {
-        if failed {
-            self.failed.fetch_add(1, Ordering::SeqCst);
-        }
-        self.ended.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
 /// How an instance ended, for the requests it was serving.
 #[derive(Debug, Clone)]
 pub(crate) enum Ended {
@@ -360,7 +290,7 @@ pub(crate) struct ComponentHandler {
     engine: wasmtime::Engine,
     limits: InstanceLimits,
     reuse: ReuseOptions,
-    stats: Arc<StatsCounters>,
+    stats: Arc<InstanceCounters>,
     /// The next instance's number, for the log (shared by the lanes).
     next_instance: Arc<AtomicU64>,
 }
@@ -372,7 +302,7 @@ impl ComponentHandler {
         engine: wasmtime::Engine,
         limits: InstanceLimits,
         reuse: ReuseOptions,
-        stats: Arc<StatsCounters>,
+        stats: Arc<InstanceCounters>,
     ) -> Self {
         ComponentHandler {
             context,
@@ -416,7 +346,7 @@ impl HandlerState for ComponentHandler {
             )
         })??;
         let id = self.next_instance.fetch_add(1, Ordering::Relaxed);
-        self.stats.created.fetch_add(1, Ordering::SeqCst);
+        self.stats.created();
         let record = Arc::new(InstanceRecord {
             id,
             memory,
@@ -499,7 +429,7 @@ impl WorkerExpiration for Expiry {
 pub(crate) struct Worker {
     component: Arc<str>,
     record: Arc<InstanceRecord>,
-    stats: Arc<StatsCounters>,
+    stats: Arc<InstanceCounters>,
     max_reuse: usize,
     max_concurrent: usize,
     request_timeout: Duration,
@@ -530,10 +460,7 @@ impl WorkerState for Worker {
     ) -> Pin<Box<dyn Future<Output = ()> + Send + Sync>> {
         let in_flight = self.record.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         let _ = ticket.instance.set(self.record.clone());
-        self.stats.requests.fetch_add(1, Ordering::SeqCst);
-        self.stats
-            .peak_concurrent_requests
-            .fetch_max(in_flight, Ordering::SeqCst);
+        self.stats.request_started(in_flight);
         // Resolving first makes this request's answer a `500` and retires
         // the instance after its other requests.
         let record = self.record.clone();
@@ -594,10 +521,8 @@ impl WorkerState for Worker {
                 Ended::Failed(detail.into())
             }
         };
-        if record.overran.load(Ordering::SeqCst) || !matches!(ended, Ended::Retired) {
-            self.stats.failed.fetch_add(1, Ordering::SeqCst);
-        }
-        self.stats.ended.fetch_add(1, Ordering::SeqCst);
+        self.stats
+            .ended(record.overran.load(Ordering::SeqCst) || !matches!(ended, Ended::Retired));
         record.ended.send_replace(Some(ended));
     }
 }

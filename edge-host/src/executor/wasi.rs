@@ -13,21 +13,22 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 
 use super::failure::Failure;
-use super::reuse::StatsCounters;
 use super::{Dispatched, ServingComponent};
 use crate::instance::RequestState;
 use crate::instance::limits::InstanceLimits;
 use crate::net::request_body::{BodyWatch, LimitedBody};
+use crate::observe::instances::InstanceCounters;
+use crate::observe::metrics::FailureCause;
 
 /// Counts a WASI 0.2 instance as ended when its task does (or is aborted).
 struct SingleUse {
-    stats: Arc<StatsCounters>,
+    stats: Arc<InstanceCounters>,
     failed: bool,
 }
 
 impl Drop for SingleUse {
     fn drop(&mut self) {
-        self.stats.single_use_ended(self.failed);
+        self.stats.ended(self.failed);
     }
 }
 
@@ -41,7 +42,7 @@ pub(super) async fn execute(
     trip: &Arc<BodyWatch>,
 ) -> Result<Dispatched, Failure> {
     let component_id = component.context.id.to_string();
-    let internal = |detail: String| Failure::internal("internal error", detail, &component_id);
+    let internal = |detail: String| Failure::internal(detail, &component_id);
 
     let state = RequestState::new(&component.context, limits.max_memory_bytes)
         .map_err(|e| internal(format!("preparing instance: {e:#}")))?;
@@ -75,7 +76,8 @@ pub(super) async fn execute(
     let id = component.context.id.clone();
     let stats = component.stats.clone();
     let mut task = tokio::spawn(async move {
-        stats.single_use_started();
+        stats.created();
+        stats.request_started(1);
         let mut single_use = SingleUse {
             stats,
             failed: false,
@@ -141,20 +143,30 @@ pub(super) async fn execute(
             let memory_hit = memory_hit.load(Ordering::SeqCst);
             Err(match outcome {
                 Ok(outcome) => {
-                    let public = public_cause(&outcome, &limits, memory_hit);
-                    let detail = match outcome {
-                        Outcome::Finished => {
-                            "component returned without sending a response".to_owned()
-                        }
+                    let (cause, detail) = match outcome {
+                        Outcome::Finished => (
+                            FailureCause::Trap,
+                            "component returned without sending a response".to_owned(),
+                        ),
                         // With the trap and its wasm backtrace: the log is
                         // where an operator looks for them.
-                        Outcome::Failed(error) => format!("component failed: {error:#}"),
-                        Outcome::TimedOut => format!(
-                            "component stopped after the {} ms request time limit",
-                            limits.request_timeout.as_millis()
+                        Outcome::Failed(error) => (
+                            if memory_hit {
+                                FailureCause::MemoryLimit
+                            } else {
+                                FailureCause::Trap
+                            },
+                            format!("component failed: {error:#}"),
+                        ),
+                        Outcome::TimedOut => (
+                            FailureCause::TimeLimit,
+                            format!(
+                                "component stopped after the {} ms request time limit",
+                                limits.request_timeout.as_millis()
+                            ),
                         ),
                     };
-                    Failure::internal(public, detail, &component_id)
+                    Failure::instance(cause, &limits, detail, &component_id)
                 }
                 Err(error) => internal(format!("component task failed: {error}")),
             })
@@ -167,20 +179,4 @@ enum Outcome {
     Finished,
     Failed(wasmtime::Error),
     TimedOut,
-}
-
-/// What a failed instance's client is told: the limit that stopped it, or
-/// nothing more than that something failed.
-fn public_cause(outcome: &Outcome, limits: &InstanceLimits, memory_hit: bool) -> String {
-    match outcome {
-        Outcome::TimedOut => format!(
-            "internal error: stopped after the {} ms request time limit",
-            limits.request_timeout.as_millis()
-        ),
-        Outcome::Failed(_) if memory_hit => format!(
-            "internal error: stopped at the {} MiB memory limit",
-            limits.max_memory_bytes >> 20
-        ),
-        _ => "internal error".to_owned(),
-    }
 }

@@ -19,6 +19,7 @@ use super::reuse::{ComponentHandler, Ended, Ticket};
 use super::{Dispatched, ServingComponent};
 use crate::instance::limits::InstanceLimits;
 use crate::net::request_body::{BodyWatch, LimitedBody};
+use crate::observe::metrics::FailureCause;
 
 /// How long a request whose instance failed waits for the instance's
 /// worker to say why (it does so right after dropping the requests).
@@ -80,27 +81,25 @@ async fn p3_failure(
     limits: &InstanceLimits,
     component_id: String,
 ) -> Failure {
-    let time_limit = format!(
-        "internal error: stopped after the {} ms request time limit",
-        limits.request_timeout.as_millis()
-    );
-    let memory_limit = format!(
-        "internal error: stopped at the {} MiB memory limit",
-        limits.max_memory_bytes >> 20
-    );
     let instance = ticket.instance();
     let instance_id = instance.map_or(0, |instance| instance.id);
     let memory_hit = instance.is_some_and(|instance| instance.memory.limit_hit());
+    // A trap while the memory limit was hit is the limit's doing.
+    let trapped = if memory_hit {
+        FailureCause::MemoryLimit
+    } else {
+        FailureCause::Trap
+    };
     if error.is::<ExpirationError>() {
         let detail = format!(
             "no response within the {} ms request time limit; instance {instance_id} takes no more requests",
             limits.request_timeout.as_millis()
         );
-        return Failure::internal(time_limit, detail, &component_id);
+        return Failure::instance(FailureCause::TimeLimit, limits, detail, &component_id);
     }
     if let Some(failed) = error.downcast_ref::<InstantiationError<Arc<Ticket>>>() {
         let detail = format!("instantiating the component: {:#}", failed.error);
-        return Failure::internal("internal error", detail, &component_id);
+        return Failure::internal(detail, &component_id);
     }
     if error.is::<TrapOrPanicError>() {
         // The instance failed while it had this request: its worker says why.
@@ -108,39 +107,30 @@ async fn p3_failure(
             Some(instance) => instance.ended(FAILURE_REPORT_PATIENCE).await,
             None => None,
         };
-        let (public, detail) = match ended {
+        let (cause, detail) = match ended {
             Some(Ended::TimedOut) => (
-                time_limit,
+                FailureCause::TimeLimit,
                 format!(
                     "instance {instance_id} stopped: busy for the {} ms request time limit (request {} ms old)",
                     limits.request_timeout.as_millis(),
                     started.elapsed().as_millis()
                 ),
             ),
-            Some(Ended::Failed(cause)) => (
-                if memory_hit {
-                    memory_limit
-                } else {
-                    "internal error".to_owned()
-                },
-                format!("instance {instance_id} failed: {cause}"),
-            ),
+            Some(Ended::Failed(cause)) => {
+                (trapped, format!("instance {instance_id} failed: {cause}"))
+            }
             Some(Ended::Retired) | None => (
-                "internal error".to_owned(),
+                FailureCause::Trap,
                 format!("instance {instance_id} ended without answering ({error})"),
             ),
         };
-        return Failure::internal(public, detail, &component_id);
+        return Failure::instance(cause, limits, detail, &component_id);
     }
     // The guest's own failure: an `error-code` instead of a response, or a
     // trap in this request's call.
-    let public = if memory_hit {
-        memory_limit
-    } else {
-        "internal error".to_owned()
-    };
-    Failure::internal(
-        public,
+    Failure::instance(
+        trapped,
+        limits,
         format!("component failed (instance {instance_id}): {error:#}"),
         &component_id,
     )

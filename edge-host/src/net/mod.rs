@@ -3,8 +3,8 @@
 //! application, a component or a metric.
 //!
 //! - [`connection`]: per-connection header and keep-alive timeouts, shorter near the cap.
-//! - [`connection_table`]: the connection cap, per listener and per client address; the longest-idle connection gives way.
-//! - [`accept_failures`]: an accept loop's failures: paused, and logged at most once per interval.
+//! - `connection_table`: the connection cap, per listener and per client address; the longest-idle connection gives way.
+//! - `accept_failures`: an accept loop's failures: paused, and logged at most once per interval.
 //! - [`open_files`]: the open-file limit raised at start, and the connection caps that fit in it.
 //! - [`request_body`]: the request-body size limit.
 //! - [`hop_by_hop`]: drops connection-specific fields, inbound and outbound.

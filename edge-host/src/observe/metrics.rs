@@ -3,7 +3,10 @@
 //!
 //! One registry per process, installed by `edge-host up --metrics-listen`
 //! before the application loads ([`install`]); until then every hook is a
-//! single `OnceLock` load and returns. Label values are fixed sets, so the
+//! single `OnceLock` load and returns. What is counted is the process's:
+//! every application loaded while metrics are on reports its stores and
+//! its instances (`Metrics::report_instances`) to the one registry, and
+//! every request served is counted. Label values are fixed sets, so the
 //! hot paths resolve their counters once (arrays indexed by outcome and
 //! status class) and pay one atomic add per event, never a map look-up.
 //!
@@ -13,7 +16,7 @@
 //! the component's store, so the host counts the answers an open breaker
 //! decided (`detail=circuit-open`), not its transitions.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use prometheus_client::collector::Collector;
@@ -24,8 +27,8 @@ use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use crate::app::App;
 use crate::observe::cache_outcome::Outcome;
+use crate::observe::instances::{InstanceCounters, InstanceStats};
 
 /// `Content-Type` of [`Metrics::encode`]'s output.
 pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
@@ -50,18 +53,6 @@ pub enum FailureCause {
 }
 
 impl FailureCause {
-    /// The cause a failed request's answer names: the server words the
-    /// client's message after the limit that stopped the instance.
-    pub(crate) fn of_answer(public: &str) -> FailureCause {
-        if public.contains("request time limit") {
-            FailureCause::TimeLimit
-        } else if public.contains("memory limit") {
-            FailureCause::MemoryLimit
-        } else {
-            FailureCause::Trap
-        }
-    }
-
     const ALL: [FailureCause; 3] = [
         FailureCause::Trap,
         FailureCause::TimeLimit,
@@ -122,7 +113,7 @@ pub struct Metrics {
     connections_open: Gauge,
     instance_failures: [Counter; FailureCause::ALL.len()],
     access_log_dropped: Counter,
-    app: Arc<AppSlot>,
+    instances: Arc<ReportedInstances>,
 }
 
 static METRICS: OnceLock<Metrics> = OnceLock::new();
@@ -258,8 +249,8 @@ impl Metrics {
             "Access log lines dropped because the writer fell behind",
             access_log_dropped.clone(),
         );
-        let app = Arc::new(AppSlot::default());
-        registry.register_collector(Box::new(app.clone()));
+        let instances = Arc::new(ReportedInstances::default());
+        registry.register_collector(Box::new(instances.clone()));
         Metrics {
             registry,
             requests,
@@ -276,13 +267,23 @@ impl Metrics {
             connections_open,
             instance_failures,
             access_log_dropped,
-            app,
+            instances,
         }
     }
 
-    /// Reports `app`'s instance counts from now on.
-    pub fn watch(&self, app: Arc<App>) {
-        let _ = self.app.0.set(app);
+    /// Reports the instances counted by `counters` (an application's
+    /// components) from now on, summed with every other application's
+    /// reported so far; counters reported already are not counted twice.
+    pub(crate) fn report_instances(
+        &self,
+        counters: impl IntoIterator<Item = Arc<InstanceCounters>>,
+    ) {
+        let mut reported = self.instances.lock();
+        for counters in counters {
+            if !reported.iter().any(|known| Arc::ptr_eq(known, &counters)) {
+                reported.push(counters);
+            }
+        }
     }
 
     /// The exposition, in the Prometheus text format.
@@ -456,22 +457,30 @@ impl Drop for OriginTimer {
     }
 }
 
-/// The application whose instances are reported, once it is loaded.
-#[derive(Default)]
-struct AppSlot(OnceLock<Arc<App>>);
+/// The instance counters of every application reported on
+/// ([`Metrics::report_instances`]); kept after an application is dropped,
+/// so the sums never go back.
+#[derive(Debug, Default)]
+struct ReportedInstances(Mutex<Vec<Arc<InstanceCounters>>>);
 
-impl std::fmt::Debug for AppSlot {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("AppSlot")
+impl ReportedInstances {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Arc<InstanceCounters>>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
-impl Collector for AppSlot {
+impl Collector for ReportedInstances {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let Some(app) = self.0.get() else {
-            return Ok(());
+        let stats = {
+            let reported = self.lock();
+            if reported.is_empty() {
+                return Ok(());
+            }
+            reported
+                .iter()
+                .map(|counters| counters.snapshot())
+                .fold(InstanceStats::default(), |sum, stats| sum + stats)
         };
-        let stats = app.instance_stats();
         let counters = [
             (
                 "edge_instances_created",
@@ -556,5 +565,27 @@ mod tests {
         assert!(text.contains("edge_purges_total{mode=\"soft\"} 1"));
         assert!(text.contains("edge_purge_targets_total{kind=\"url\"} 2"));
         assert_eq!(metrics.totals().requests[Outcome::Hit.index()], 1);
+    }
+
+    #[test]
+    fn every_application_reported_is_counted_once() {
+        let metrics = Metrics::new();
+        assert!(!metrics.encode().contains("edge_instances"));
+        let (first, second) = (
+            Arc::new(InstanceCounters::default()),
+            Arc::new(InstanceCounters::default()),
+        );
+        first.created();
+        first.request_started(1);
+        second.created();
+        second.created();
+        second.ended(true);
+        metrics.report_instances([first.clone()]);
+        // A second application is reported too; the first is not counted twice.
+        metrics.report_instances([first, second]);
+        let text = metrics.encode();
+        assert!(text.contains("edge_instances_created_total 3"), "{text}");
+        assert!(text.contains("edge_instances_failed_total 1"), "{text}");
+        assert!(text.contains("edge_instances_live 2"), "{text}");
     }
 }

@@ -4,15 +4,17 @@
 //! it imports nothing from the application or the server.
 //!
 //! - [`metrics`]: the Prometheus metrics and the hooks that count them.
+//! - [`instances`]: what component instances have done: the counters their executors keep.
 //! - [`cache_outcome`]: what the cache did with a request, read from its `Cache-Status`.
-//! - [`request_record`]: each request's metrics and access log line, written when its response ends.
+//! - `request_record`: each request's metrics and access log line, written when its response ends.
 //! - [`access_log`]: the access log (`--access-log`, text or JSON), written off the request path.
-//! - [`failure_log`]: a failure's detail in the log: a headline, then a line per backtrace frame, all under the error id.
+//! - `failure_log`: a failure's detail in the log: a headline, then a line per backtrace frame, all under the error id.
 //! - [`status_page`]: the metrics listener: `/metrics`, `/status.json` and the live status page.
 
 pub mod access_log;
 pub mod cache_outcome;
 pub(crate) mod failure_log;
+pub mod instances;
 pub mod metrics;
 pub(crate) mod request_record;
 pub mod status_page;
