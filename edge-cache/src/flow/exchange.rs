@@ -5,7 +5,7 @@
 use crate::config::ForwardingTrust;
 use crate::policy::forwarding::fill_request;
 use crate::policy::freshness::FreshnessRule;
-use crate::policy::key::{KeyedRequest, build_key};
+use crate::policy::key::{KeyedTarget, build_key};
 use crate::policy::rules::Rule;
 use crate::seams::{ClientRequest, OriginRequest};
 use crate::store::PurgeEpoch;
@@ -17,7 +17,7 @@ pub(crate) struct Exchange<'r> {
     /// The rule its path falls under.
     pub rule: &'r Rule,
     /// Its key, and what of the query and cookies a fill forwards.
-    pub keyed: KeyedRequest,
+    pub keyed: KeyedTarget,
     /// The purge epoch its lookup saw, recorded with what it stores.
     pub epoch: PurgeEpoch,
 }
@@ -37,7 +37,7 @@ impl<'r> Exchange<'r> {
             request,
             rule,
             keyed,
-            epoch: None,
+            epoch: PurgeEpoch::Unread,
         }
     }
 

@@ -1,43 +1,38 @@
-//! The request pipeline, top to bottom: route → key → look up → decide →
-//! fetch or revalidate → store → answer.
+//! The request pipeline, top to bottom: route → key → look up → decide
+//! (`decision`) → fill (`fill`) or revalidate (`revalidate`) → store →
+//! answer (`answer`); what the cache takes no part in is passed through
+//! (`pass`).
 //!
 //! Generic over the seams it does I/O through ([`Store`], [`Origin`],
-//! [`Clock`]) so the whole flow runs natively in unit tests; an adapter
-//! supplies the real ones. Each step's policy lives in a module of its own
-//! (`purge_api`, `key`, `storage`, `freshness`, `storability`,
-//! `forwarding`, `revalidation`, `answer`); this file only sequences them.
+//! [`Clock`]) so the whole flow runs natively in unit tests; the node
+//! supplies the real ones. Each step's policy lives in `policy/`, the
+//! cache's stores in `store/`; this module only sequences them.
 
 pub(crate) mod answer;
+mod decision;
 pub(crate) mod exchange;
+mod fill;
 pub(crate) mod pass;
+mod revalidate;
 
 use std::time::{Duration, SystemTime};
 
 use http::{HeaderMap, Method};
 
-use crate::collapse::fill_lease::{Claim, FillLeases};
-use crate::collapse::{Collapser, LANDING_CHECK, Turn};
+use crate::collapse::Collapser;
 use crate::config::ForwardingTrust;
-use crate::flow::answer::{
-    Representation, answer_fetched, error_response, only_if_cached, serve_stored,
-};
+use crate::flow::answer::{only_if_cached, serve_stored};
+use crate::flow::decision::{Decision, StaleServe, StoredFacts, decide};
 use crate::flow::exchange::Exchange;
 use crate::http::cache_control::CacheDirectives;
-use crate::origin::breaker::Fallback;
 use crate::origin::failure::OriginFailure;
 use crate::policy::cache_status::{CacheStatus, Forward};
-use crate::policy::forwarding::client_response_headers;
-use crate::policy::freshness::{
-    ClientDemand, EffectiveControl, corrected_initial_age, freshness_lifetime,
-};
-use crate::policy::revalidation::{StaleOnError, add_validators, refreshed_headers};
+use crate::policy::freshness::{ClientDemand, EffectiveControl};
 use crate::policy::rules::CacheRules;
-use crate::policy::storability::{Candidate, check_storable};
-use crate::policy::vary::VaryNames;
 use crate::purge::api::{Admission, PurgeApi, PurgeSettings};
-use crate::seams::{Body, ClientRequest, Clock, Origin, OriginRequest, Response, Store};
+use crate::seams::{ClientRequest, Clock, Origin, OriginRequest, Response, Store};
 use crate::store::l1::L1;
-use crate::store::{CacheStorage, Found, Lookup, StoredFetch};
+use crate::store::{CacheStorage, Lookup};
 
 /// Whether a client request may be taken as bodiless without reading its
 /// body: a GET or HEAD without `Content-Length`. A GET's content has no
@@ -109,15 +104,11 @@ impl Fetched {
 
 /// Whether a fetched response may be written to the cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Storing {
+pub(crate) enum Storing {
     /// If it is storable (RFC 9111 §3 and the rule).
     IfStorable,
     /// Never: the request said `no-store`, or the store is down.
     Never,
-}
-
-fn seconds(d: Duration) -> i64 {
-    d.as_secs() as i64
 }
 
 impl<S: Store, O: Origin, C: Clock> Flow<'_, S, O, C> {
@@ -192,10 +183,11 @@ impl<S: Store, O: Origin, C: Clock> Flow<'_, S, O, C> {
             .await;
         if let Ok((Lookup::Found(found), epoch)) = lookup {
             exchange.epoch = epoch;
-            let _ = self.revalidate(&exchange, found).await;
+            let control = EffectiveControl::of(found.headers());
+            let stored = StoredFacts::of(&found, &control, self.clock.now());
+            let _ = self.revalidate(&exchange, found, &control, &stored).await;
         }
     }
-
     async fn cacheable(&self, mut exchange: Exchange<'_>) -> (Response, Option<Refresh>) {
         let request_cc = CacheDirectives::of_request(&exchange.request.headers);
         if request_cc.has("no-store") {
@@ -203,22 +195,17 @@ impl<S: Store, O: Origin, C: Clock> Flow<'_, S, O, C> {
             return (self.fetch(&exchange, status, Storing::Never).await, None);
         }
         let demand = ClientDemand::of(&request_cc);
-
         let lookup = self
             .storage()
             .lookup(&exchange.keyed, &exchange.request.headers)
             .await;
-        let lookup = lookup.map(|(lookup, epoch)| {
-            exchange.epoch = epoch;
-            lookup
-        });
-        let found = match lookup {
-            Ok(Lookup::Found(found)) => found,
-            Ok(Lookup::Miss(..)) if demand.only_if_cached => return (only_if_cached(), None),
-            Ok(Lookup::Miss(forward, detail)) => {
-                let mut status = CacheStatus::forward(forward);
-                status.detail = detail.map(str::to_owned);
-                return (self.fill(&mut exchange, status).await, None);
+        let (found, miss) = match lookup {
+            Ok((lookup, epoch)) => {
+                exchange.epoch = epoch;
+                match lookup {
+                    Lookup::Found(found) => (Some(found), None),
+                    Lookup::Miss(forward, detail) => (None, Some((forward, detail))),
+                }
             }
             Err(_) => {
                 // Store unavailable: fail open to the origin, store nothing.
@@ -226,187 +213,46 @@ impl<S: Store, O: Origin, C: Clock> Flow<'_, S, O, C> {
                 return (self.fetch(&exchange, status, Storing::Never).await, None);
             }
         };
-
-        let control = EffectiveControl::of(found.headers());
-        let age = found.age(self.clock.now());
-        let lifetime = found.lifetime();
-        let must_validate = demand.must_validate(age) || found.soft_purged;
-        let fresh = age < lifetime
-            && !must_validate
-            && !control.directives.has_unqualified("no-cache")
-            && demand.accepts_fresh(age, lifetime);
-        if fresh {
-            let status = CacheStatus::hit(seconds(lifetime) - seconds(age));
-            return (serve_stored(&exchange.request, &found, age, &status), None);
-        }
-
-        let may_serve_stale = !control.forbids_stale() && !must_validate;
-        if may_serve_stale && age >= lifetime && demand.accepts_stale(age, lifetime) {
-            let status =
-                CacheStatus::hit(seconds(lifetime) - seconds(age)).with_detail("max-stale");
-            return (serve_stored(&exchange.request, &found, age, &status), None);
-        }
-        if may_serve_stale
-            && let Some(window) = control.stale_while_revalidate()
-            && age < lifetime + window
-        {
-            let status = CacheStatus::hit(seconds(lifetime) - seconds(age))
-                .with_detail("stale-while-revalidate");
-            let response = serve_stored(&exchange.request, &found, age, &status);
-            let refresh = Refresh {
-                request: exchange.request,
-            };
-            return (response, Some(refresh));
-        }
-        if demand.only_if_cached {
-            return (only_if_cached(), None);
-        }
-        (self.revalidate(&exchange, found).await, None)
-    }
-
-    /// Fills a miss, one fetch per key at a time: concurrent misses of the
-    /// key in this instance wait for the first one's fill, and the first
-    /// one waits for another instance's fill if that one holds the key's
-    /// lease. A waiter is answered from the fill, or fetches for itself if
-    /// it stored nothing.
-    async fn fill(&self, exchange: &mut Exchange<'_>, status: CacheStatus) -> Response {
-        let _flight = match self.collapser.map(|c| c.join(&exchange.keyed.key.hash)) {
-            None => None,
-            Some(Turn::Lead(flight)) => Some(flight),
-            Some(Turn::Follow(landing)) => {
-                while !landing.landed() {
-                    self.clock.pause(LANDING_CHECK).await;
-                }
-                return self.after_collapse(exchange, status).await;
+        let control = found
+            .as_ref()
+            .map(|found| EffectiveControl::of(found.headers()));
+        let stored = found
+            .as_ref()
+            .zip(control.as_ref())
+            .map(|(found, control)| StoredFacts::of(found, control, self.clock.now()));
+        let decision = decide(&demand, stored.as_ref());
+        let (Some(found), Some(control), Some(stored)) = (found, control, stored) else {
+            if decision == Decision::Unavailable {
+                return (only_if_cached(), None);
             }
+            let (forward, detail) = miss.unwrap_or((Forward::Miss, None));
+            let mut status = CacheStatus::forward(forward);
+            status.detail = detail.map(str::to_owned);
+            return (self.fill(&mut exchange, status).await, None);
         };
-        if !self.fill_leases {
-            return self.fetch(exchange, status, Storing::IfStorable).await;
-        }
-        let leases = FillLeases {
-            store: self.store,
-            clock: self.clock,
-        };
-        let key = &exchange.keyed.key;
-        match leases.claim(key).await {
-            Claim::Mine => {
-                let response = self.fetch(exchange, status, Storing::IfStorable).await;
-                leases.release(key).await;
-                response
+        let request = &exchange.request;
+        match decision {
+            Decision::Fresh => {
+                let status = CacheStatus::hit(stored.ttl());
+                (serve_stored(request, &found, stored.age, &status), None)
             }
-            Claim::Theirs => {
-                leases.wait(key).await;
-                self.after_collapse(exchange, status).await
+            Decision::Stale(StaleServe::MaxStale) => {
+                let status = CacheStatus::hit(stored.ttl()).with_detail("max-stale");
+                (serve_stored(request, &found, stored.age, &status), None)
             }
-            Claim::Unknown => self.fetch(exchange, status, Storing::IfStorable).await,
-        }
-    }
-
-    /// A collapsed miss, once the fill it waited for has ended: served from
-    /// what that fill stored, else fetched.
-    async fn after_collapse(
-        &self,
-        exchange: &mut Exchange<'_>,
-        mut status: CacheStatus,
-    ) -> Response {
-        status.collapsed = true;
-        let lookup = self
-            .storage()
-            .lookup(&exchange.keyed, &exchange.request.headers)
-            .await;
-        if let Ok((Lookup::Found(found), epoch)) = lookup {
-            exchange.epoch = epoch;
-            let control = EffectiveControl::of(found.headers());
-            let (age, lifetime) = (found.age(self.clock.now()), found.lifetime());
-            let reusable = !found.soft_purged && !control.directives.has_unqualified("no-cache");
-            if age < lifetime && reusable {
-                let mut hit = CacheStatus::hit(seconds(lifetime) - seconds(age));
-                hit.collapsed = true;
-                return serve_stored(&exchange.request, &found, age, &hit);
-            }
-        }
-        self.fetch(exchange, status, Storing::IfStorable).await
-    }
-
-    /// Revalidates a stale entry (§4.3): a `304` refreshes it, a full answer
-    /// replaces it, a failure serves it stale where `stale-if-error` allows.
-    async fn revalidate(&self, exchange: &Exchange<'_>, found: Found) -> Response {
-        let control = EffectiveControl::of(found.headers());
-        let age = found.age(self.clock.now());
-        let lifetime = found.lifetime();
-        let stale_on_error = StaleOnError::of(&control, age, lifetime, self.grace);
-        let serve_stale = |answered: Option<&Fetched>, detail: &str| {
-            let mut status = CacheStatus::forward(Forward::Stale).with_detail(detail);
-            if let Some(fetched) = answered {
-                fetched.answered(&mut status);
-            }
-            status.ttl = Some(seconds(lifetime) - seconds(age));
-            serve_stored(&exchange.request, &found, age, &status)
-        };
-
-        let vary = match VaryNames::of(found.headers()) {
-            VaryNames::Names(names) => names,
-            _ => Vec::new(),
-        };
-        let mut origin_request = exchange.fill_request(self.trust, &vary);
-        if stale_on_error.allowed() {
-            origin_request.fallback = Fallback::Stale;
-        }
-        add_validators(&mut origin_request.headers, found.headers());
-        let mut status = CacheStatus::forward(Forward::Stale);
-        match self.send_timed(origin_request).await {
-            Ok(fetched) if fetched.response.status == 304 => {
-                fetched.answered(&mut status);
-                let headers = refreshed_headers(
-                    found.headers(),
-                    &client_response_headers(&fetched.response.headers),
-                );
-                let updated = Fetched {
-                    response: Response {
-                        status: found.meta().status,
-                        headers,
-                        body: Body::Full(found.body().clone()),
-                    },
-                    ..fetched
+            Decision::Stale(StaleServe::WhileRevalidate) => {
+                let status = CacheStatus::hit(stored.ttl()).with_detail("stale-while-revalidate");
+                let response = serve_stored(request, &found, stored.age, &status);
+                let refresh = Refresh {
+                    request: exchange.request,
                 };
-                self.store_and_serve(exchange, updated, status, Storing::IfStorable)
-                    .await
+                (response, Some(refresh))
             }
-            Ok(fetched)
-                if matches!(fetched.response.status, 500 | 502 | 503 | 504)
-                    && stale_on_error.allowed() =>
-            {
-                serve_stale(Some(&fetched), stale_on_error.detail(None))
+            Decision::Unavailable => (only_if_cached(), None),
+            Decision::Revalidate | Decision::Miss => {
+                let response = self.revalidate(&exchange, found, &control, &stored).await;
+                (response, None)
             }
-            Ok(fetched) => {
-                fetched.answered(&mut status);
-                self.store_and_serve(exchange, fetched, status, Storing::IfStorable)
-                    .await
-            }
-            Err(failure) if stale_on_error.allowed() => {
-                serve_stale(None, stale_on_error.detail(Some(&failure)))
-            }
-            Err(failure) => error_response(&failure, &status),
-        }
-    }
-
-    /// Fills from the origin, storing the answer where `storing` allows.
-    async fn fetch(
-        &self,
-        exchange: &Exchange<'_>,
-        mut status: CacheStatus,
-        storing: Storing,
-    ) -> Response {
-        match self
-            .send_timed(exchange.fill_request(self.trust, &[]))
-            .await
-        {
-            Ok(fetched) => {
-                fetched.answered(&mut status);
-                self.store_and_serve(exchange, fetched, status, storing)
-                    .await
-            }
-            Err(failure) => error_response(&failure, &status),
         }
     }
 
@@ -422,88 +268,12 @@ impl<S: Store, O: Origin, C: Clock> Flow<'_, S, O, C> {
             response_time: self.clock.now(),
         })
     }
-
-    async fn store_and_serve(
-        &self,
-        exchange: &Exchange<'_>,
-        fetched: Fetched,
-        mut status: CacheStatus,
-        storing: Storing,
-    ) -> Response {
-        let Exchange {
-            request,
-            rule,
-            keyed,
-            ..
-        } = exchange;
-        let Fetched {
-            response,
-            request_time,
-            response_time,
-        } = fetched;
-        let headers = client_response_headers(&response.headers);
-        let control = EffectiveControl::of(&headers);
-        let freshness = exchange.freshness_rule();
-        let lifetime = freshness_lifetime(
-            response.status,
-            &headers,
-            &control,
-            &freshness,
-            response_time,
-        );
-        let initial_age = corrected_initial_age(&headers, request_time, response_time);
-        if let Some((lifetime, _)) = lifetime {
-            status.ttl = Some(seconds(lifetime) - seconds(initial_age));
-        }
-
-        let candidate = Candidate {
-            status: response.status,
-            headers: &headers,
-            control: &control,
-            has_lifetime: lifetime.is_some(),
-            body_len: response.body.len() as u64,
-        };
-        let has_authorization = request.headers.contains_key("authorization");
-        match (storing, check_storable(has_authorization, &candidate, rule)) {
-            (Storing::IfStorable, Ok(())) => {
-                let Body::Full(body) = &response.body;
-                let fetch = StoredFetch {
-                    status: response.status,
-                    headers: &headers,
-                    body,
-                    request_time,
-                    response_time,
-                    initial_age,
-                    lifetime: lifetime.map(|(l, _)| l),
-                    control: &control,
-                };
-                let stored = self
-                    .storage()
-                    .store(keyed, &request.headers, fetch, &exchange.epoch)
-                    .await;
-                match stored {
-                    Ok(()) => status.stored = true,
-                    Err(_) => status.detail = Some("store-error".into()),
-                }
-            }
-            (Storing::IfStorable, Err(reason)) if status.detail.is_none() => {
-                status.detail = Some(reason.detail().into())
-            }
-            _ => {}
-        }
-        let is_head = request.method == Method::HEAD;
-        let fetched = Representation {
-            status: response.status,
-            headers,
-            body: response.body,
-        };
-        answer_fetched(request, fetched, initial_age, &status, is_head)
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::seams::Body;
     use std::cell::{Cell, RefCell};
 
     use http::HeaderValue;

@@ -71,7 +71,7 @@ pub(crate) struct BreakerState {
 
 /// What to do with a request to the origin.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Admission {
+pub(crate) enum Passage {
     /// Send it.
     Allow,
     /// Send it as the one probe; record [`BreakerState::probing`] first.
@@ -101,23 +101,23 @@ impl BreakerState {
     }
 
     /// Whether a request with `fallback` may go to the origin at `now_ms`.
-    pub(crate) fn admit(&self, now_ms: u64, fallback: Fallback) -> Admission {
+    pub(crate) fn admit(&self, now_ms: u64, fallback: Fallback) -> Passage {
         if self.open_until_ms == 0 {
-            return Admission::Allow;
+            return Passage::Allow;
         }
         let cooling = now_ms < self.open_until_ms;
         if cooling && (self.slow || fallback == Fallback::Stale) {
-            return Admission::Reject {
+            return Passage::Reject {
                 retry_after: Duration::from_millis(self.open_until_ms - now_ms),
             };
         }
         if now_ms < self.probe_until_ms {
             // Someone else is probing; they will know within their lease.
-            return Admission::Reject {
+            return Passage::Reject {
                 retry_after: Duration::from_millis(self.probe_until_ms - now_ms),
             };
         }
-        Admission::Probe
+        Passage::Probe
     }
 
     /// The state recording that a probe runs until `now_ms + lease`.
@@ -188,6 +188,7 @@ impl BreakerState {
 mod tests {
     use super::*;
     use crate::config::StatusSet;
+    use crate::origin::breaker::Passage as Admission;
 
     const POLICY: BreakerPolicy = BreakerPolicy {
         failures: 3,

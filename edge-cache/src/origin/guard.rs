@@ -7,7 +7,7 @@
 use std::time::UNIX_EPOCH;
 
 use crate::config::Protection;
-use crate::origin::breaker::{Admission, BreakerState, FailureKind};
+use crate::origin::breaker::{BreakerState, FailureKind, Passage};
 use crate::origin::failure::OriginFailure;
 use crate::origin::slots::Leases;
 use crate::seams::{Clock, Origin, OriginRequest, Response, Store};
@@ -115,12 +115,12 @@ impl<O: Origin, S: Store, C: Clock> Origin for GuardedOrigin<'_, O, S, C> {
         if breaker {
             let state = self.breaker_state().await;
             match state.admit(now_ms, request.fallback) {
-                Admission::Allow => {}
-                Admission::Probe => {
+                Passage::Allow => {}
+                Passage::Probe => {
                     self.save_breaker(&state.probing(now_ms, self.protection.lease))
                         .await;
                 }
-                Admission::Reject { retry_after } => {
+                Passage::Reject { retry_after } => {
                     return Err(OriginFailure::CircuitOpen { retry_after });
                 }
             }

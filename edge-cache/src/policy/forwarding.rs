@@ -23,7 +23,7 @@ use http::{HeaderMap, Method};
 use crate::config::ForwardingTrust;
 use crate::http::hop_by_hop::strip_hop_by_hop;
 use crate::origin::breaker::Fallback;
-use crate::policy::key::KeyedRequest;
+use crate::policy::key::KeyedTarget;
 use crate::policy::rules::{ForwardHeaders, Rule};
 use crate::policy::vary::normalise_accept_encoding;
 use crate::seams::{Body, ClientConnection, ClientRequest, OriginRequest};
@@ -172,7 +172,7 @@ pub(crate) fn fill_request_headers(
 pub(crate) fn fill_request(
     request: &ClientRequest,
     rule: &Rule,
-    keyed: &KeyedRequest,
+    keyed: &KeyedTarget,
     trust: ForwardingTrust,
     vary: &[String],
 ) -> OriginRequest {

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 use http::HeaderMap;
 use http::header::{AGE, AsHeaderName, CACHE_CONTROL, DATE, EXPIRES, LAST_MODIFIED};
 
-use crate::http::cache_control::{CacheDirectives, Seconds};
+use crate::http::cache_control::{CacheDirectives, DELTA_SECONDS_MAX, Seconds};
 use crate::http::field_names::{CDN_CACHE_CONTROL, SURROGATE_CONTROL};
 
 /// Which field's directives this cache obeys for a response.
@@ -73,16 +73,18 @@ impl EffectiveControl {
 
     /// RFC 5861 `stale-while-revalidate` window.
     pub fn stale_while_revalidate(&self) -> Option<Duration> {
-        seconds(&self.directives, "stale-while-revalidate")
+        directive_duration(&self.directives, "stale-while-revalidate")
     }
 
     /// RFC 5861 `stale-if-error` window.
     pub fn stale_if_error(&self) -> Option<Duration> {
-        seconds(&self.directives, "stale-if-error")
+        directive_duration(&self.directives, "stale-if-error")
     }
 }
 
-fn seconds(d: &CacheDirectives, name: &str) -> Option<Duration> {
+/// The duration a directive gives (`stale-if-error=60`); none for an
+/// unreadable value.
+fn directive_duration(d: &CacheDirectives, name: &str) -> Option<Duration> {
     match d.seconds(name)? {
         Seconds::Valid(n) => Some(Duration::from_secs(n)),
         Seconds::Invalid => None,
@@ -286,10 +288,6 @@ pub fn header_date(headers: &HeaderMap, name: impl AsHeaderName) -> Option<Syste
     crate::http::http_date::parse_http_date(first.to_str().ok()?)
 }
 
-/// The largest delta-seconds a cache needs to tell apart (RFC 9111 §1.2.2):
-/// a bigger `Age` is read, and sent on, as this.
-const DELTA_SECONDS_CEILING: u64 = 2_147_483_648;
-
 /// The `Age` header value, if the edge can read one. A list (`Age: 7200,
 /// 0`, several lines) counts by its first member (§5.1 allows only one
 /// value, and the first is the one a recipient may use); a first member
@@ -306,7 +304,8 @@ pub fn age_header(headers: &HeaderMap) -> Option<Duration> {
     // More digits than a u64 holds is a valid, very large age (§1.2.2).
     let seconds = first
         .parse::<u64>()
-        .map_or(DELTA_SECONDS_CEILING, |n| n.min(DELTA_SECONDS_CEILING));
+        // A bigger `Age` is read, and sent on, as the cap (RFC 9111 §1.2.2).
+        .map_or(DELTA_SECONDS_MAX, |n| n.min(DELTA_SECONDS_MAX));
     Some(Duration::from_secs(seconds))
 }
 
@@ -338,6 +337,7 @@ pub fn current_age(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::cache_control::DELTA_SECONDS_MAX as DELTA_SECONDS_CEILING;
     use crate::test_support::headers;
 
     const T0: u64 = 1_700_000_000;

@@ -34,7 +34,7 @@ pub fn hash128(bytes: &[u8]) -> String {
 
 /// What the key covers, and the request parts to forward accordingly.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeyedRequest {
+pub struct KeyedTarget {
     /// The canonical key and its hash.
     pub key: CacheKey,
     /// The normalised path.
@@ -47,7 +47,7 @@ pub struct KeyedRequest {
     pub query_names: Vec<String>,
 }
 
-impl KeyedRequest {
+impl KeyedTarget {
     /// The URL part of the canonical key (without cookie and header
     /// components): the scope URL invalidation works on.
     pub fn url(&self) -> &str {
@@ -63,7 +63,7 @@ pub fn build_key(
     path_and_query: &str,
     headers: &HeaderMap,
     rule: &Rule,
-) -> KeyedRequest {
+) -> KeyedTarget {
     let (raw_path, raw_query) = match path_and_query.split_once('?') {
         Some((p, q)) => (p, Some(q)),
         None => (path_and_query, None),
@@ -122,7 +122,7 @@ pub fn build_key(
             .collect();
         canonical.push_str(&format!("\nheader:{name}={}", values.join(", ")));
     }
-    KeyedRequest {
+    KeyedTarget {
         key: CacheKey::new(canonical),
         path,
         origin_target,
@@ -188,7 +188,7 @@ mod tests {
     use super::*;
     use crate::policy::rules::VersionRule;
 
-    fn key(path_and_query: &str, rule: &Rule) -> KeyedRequest {
+    fn key(path_and_query: &str, rule: &Rule) -> KeyedTarget {
         build_key(
             "http",
             "Shop.Example:80",

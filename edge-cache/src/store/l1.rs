@@ -16,6 +16,7 @@ use http::HeaderMap;
 use lru::LruCache;
 
 use crate::http::header_list::from_pairs;
+use crate::store::PurgeEpoch;
 use crate::store::entry::StoredValue;
 
 /// Bytes counted per value beside its body and metadata (map slot, `Rc`,
@@ -38,7 +39,7 @@ pub(crate) struct Cached {
     pub body: Bytes,
     /// The purge epoch at which this value's scopes were last found valid;
     /// `None` until checked.
-    pub validated_at: RefCell<Option<String>>,
+    pub validated_at: RefCell<Option<PurgeEpoch>>,
 }
 
 impl Cached {
@@ -46,7 +47,7 @@ impl Cached {
     pub(crate) fn new(
         value: StoredValue,
         body: impl Into<Bytes>,
-        validated_at: Option<String>,
+        validated_at: Option<PurgeEpoch>,
     ) -> Self {
         let headers = match &value {
             StoredValue::Response(meta) => from_pairs(&meta.headers),
@@ -61,7 +62,7 @@ impl Cached {
         value: StoredValue,
         headers: HeaderMap,
         body: Bytes,
-        validated_at: Option<String>,
+        validated_at: Option<PurgeEpoch>,
     ) -> Self {
         Cached {
             value,

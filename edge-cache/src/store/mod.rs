@@ -25,7 +25,7 @@ use http::HeaderMap;
 
 use crate::policy::cache_status::Forward;
 use crate::policy::freshness::current_age;
-use crate::policy::key::{KeyedRequest, hash128};
+use crate::policy::key::{KeyedTarget, hash128};
 use crate::policy::vary::variance;
 use crate::purge::invalidation::{
     PurgeKind, PurgeTimes, Validity, all_scope, prefix_scopes, tag_scope, url_scope,
@@ -133,12 +133,23 @@ enum Read {
 /// The `Cache-Status` detail of an entry a purge killed.
 const INVALIDATED: &str = "invalidated";
 
-/// The purge epoch a lookup saw, to be recorded with what it stores.
-pub(crate) type PurgeEpoch = Option<String>;
+/// The purge epoch a lookup saw, to be recorded with what it stores (a
+/// first-tier copy counts as checked while the epoch it was checked at is
+/// current).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum PurgeEpoch {
+    /// Not read: there is no first tier to check against it.
+    Unread,
+    /// No purge has been recorded.
+    NeverPurged,
+    /// The token the last purge wrote (or a stand-in never seen before,
+    /// while the shared store is unavailable).
+    Token(String),
+}
 
 impl<S: Store, C: Clock> CacheStorage<'_, S, C> {
     /// Invalidates every variant of `keyed`'s URL (RFC 9111 §4.4).
-    pub(crate) async fn invalidate_url(&self, keyed: &KeyedRequest) -> Result<(), StoreFailure> {
+    pub(crate) async fn invalidate_url(&self, keyed: &KeyedTarget) -> Result<(), StoreFailure> {
         self.purge(&[url_scope(keyed.url())], PurgeKind::Hard).await
     }
 
@@ -171,12 +182,12 @@ impl<S: Store, C: Clock> CacheStorage<'_, S, C> {
     /// check against it.
     async fn purge_epoch(&self) -> Result<PurgeEpoch, StoreFailure> {
         if self.l1.is_none() {
-            return Ok(None);
+            return Ok(PurgeEpoch::Unread);
         }
-        let token = self.store.get(&PurgeStateKey::Epoch).await?;
-        Ok(Some(token.map_or_else(String::new, |t| {
-            String::from_utf8_lossy(&t).into_owned()
-        })))
+        Ok(match self.store.get(&PurgeStateKey::Epoch).await? {
+            None => PurgeEpoch::NeverPurged,
+            Some(token) => PurgeEpoch::Token(String::from_utf8_lossy(&token).into_owned()),
+        })
     }
 
     /// Reads `key` from the first tier (where `use_l1`), else from the
@@ -211,7 +222,7 @@ impl<S: Store, C: Clock> CacheStorage<'_, S, C> {
     /// with the purge epoch the lookup saw (to record with a fill).
     pub(crate) async fn lookup(
         &self,
-        keyed: &KeyedRequest,
+        keyed: &KeyedTarget,
         request_headers: &HeaderMap,
     ) -> Result<(Lookup, PurgeEpoch), StoreFailure> {
         let epoch = self.purge_epoch().await?;
@@ -230,7 +241,7 @@ impl<S: Store, C: Clock> CacheStorage<'_, S, C> {
 
     async fn find(
         &self,
-        keyed: &KeyedRequest,
+        keyed: &KeyedTarget,
         request_headers: &HeaderMap,
         epoch: &PurgeEpoch,
         use_l1: bool,
@@ -272,13 +283,14 @@ impl<S: Store, C: Clock> CacheStorage<'_, S, C> {
         }
         // An L1 value checked at the store's current epoch has seen every
         // purge since; anything else is checked against its scopes.
-        let checked = epoch.is_some() && *cached.validated_at.borrow() == *epoch;
+        let checked =
+            *epoch != PurgeEpoch::Unread && cached.validated_at.borrow().as_ref() == Some(epoch);
         let validity = if checked {
             Validity::Valid
         } else {
             let validity = self.validity(keyed, meta).await?;
             if validity == Validity::Valid {
-                *cached.validated_at.borrow_mut() = epoch.clone();
+                *cached.validated_at.borrow_mut() = Some(epoch.clone());
             }
             validity
         };
@@ -293,7 +305,7 @@ impl<S: Store, C: Clock> CacheStorage<'_, S, C> {
     /// valid, stale or invalid.
     async fn validity(
         &self,
-        keyed: &KeyedRequest,
+        keyed: &KeyedTarget,
         meta: &EntryMeta,
     ) -> Result<Validity, StoreFailure> {
         let mut scopes = vec![all_scope(), url_scope(keyed.url())];
@@ -308,5 +320,296 @@ impl<S: Store, C: Clock> CacheStorage<'_, S, C> {
             }
         }
         Ok(validity)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use bytes::Bytes;
+    use http::HeaderMap;
+
+    use super::*;
+    use crate::policy::freshness::EffectiveControl;
+    use crate::policy::key::build_key;
+    use crate::policy::rules::Rule;
+    use crate::policy::vary::MAX_VARIANTS;
+    use crate::purge::invalidation::{PurgeKind, url_scope};
+    use crate::store::write::StoredFetch;
+    use crate::test_support::{FakeClock, MemStore, block_on, headers};
+
+    const NOW_MS: u64 = 1_700_000_000_000;
+
+    fn keyed(path: &str) -> KeyedTarget {
+        build_key(
+            "https",
+            "shop.example",
+            path,
+            &HeaderMap::new(),
+            &Rule::default(),
+        )
+    }
+
+    fn storage<'a>(
+        store: &'a MemStore,
+        clock: &'a FakeClock,
+        l1: Option<&'a L1>,
+    ) -> CacheStorage<'a, MemStore, FakeClock> {
+        CacheStorage { store, clock, l1 }
+    }
+
+    /// Stores `body` with `response` headers for `keyed`, asked with
+    /// `request` headers, fresh for 60 s.
+    fn put(
+        storage: &CacheStorage<'_, MemStore, FakeClock>,
+        keyed: &KeyedTarget,
+        request: &HeaderMap,
+        response: &HeaderMap,
+        body: &'static [u8],
+    ) {
+        let control = EffectiveControl::of(response);
+        let body = Bytes::from_static(body);
+        let now = storage.clock.now();
+        let fetch = StoredFetch {
+            status: 200,
+            headers: response,
+            body: &body,
+            request_time: now,
+            response_time: now,
+            initial_age: Duration::from_secs(5),
+            lifetime: Some(Duration::from_secs(60)),
+            control: &control,
+        };
+        block_on(storage.store(keyed, request, fetch, &PurgeEpoch::Unread)).unwrap();
+    }
+
+    fn lookup(
+        storage: &CacheStorage<'_, MemStore, FakeClock>,
+        keyed: &KeyedTarget,
+        request: &HeaderMap,
+    ) -> Lookup {
+        block_on(storage.lookup(keyed, request)).unwrap().0
+    }
+
+    fn miss_of(lookup: Lookup) -> (Forward, Option<&'static str>) {
+        match lookup {
+            Lookup::Miss(forward, detail) => (forward, detail),
+            Lookup::Found(_) => panic!("expected a miss"),
+        }
+    }
+
+    fn found_of(lookup: Lookup) -> Found {
+        match lookup {
+            Lookup::Found(found) => found,
+            Lookup::Miss(forward, detail) => panic!("expected a hit, got {forward:?} {detail:?}"),
+        }
+    }
+
+    #[test]
+    fn a_stored_response_is_found_under_its_key_without_what_a_shared_cache_must_not_keep() {
+        let (store, clock) = (MemStore::default(), FakeClock::at_unix_ms(NOW_MS));
+        let storage = storage(&store, &clock, None);
+        let keyed = keyed("/a");
+        assert_eq!(
+            miss_of(lookup(&storage, &keyed, &HeaderMap::new())),
+            (Forward::UriMiss, None)
+        );
+        let response = headers(&[
+            ("content-type", "text/plain"),
+            ("set-cookie", "id=1"),
+            ("cache-control", "max-age=60, private=\"x-user\""),
+            ("x-user", "alice"),
+            ("surrogate-key", "b a b"),
+        ]);
+        put(&storage, &keyed, &HeaderMap::new(), &response, b"hello");
+        let keys: Vec<String> = store.values.borrow().keys().cloned().collect();
+        assert_eq!(keys, [format!("c:{}", keyed.key.hash)]);
+
+        clock.set_unix_ms(NOW_MS + 10_000);
+        let found = found_of(lookup(&storage, &keyed, &HeaderMap::new()));
+        assert_eq!(found.body().as_ref(), b"hello");
+        assert_eq!(found.headers()["content-type"], "text/plain");
+        assert!(!found.headers().contains_key("set-cookie"));
+        assert!(!found.headers().contains_key("x-user"));
+        assert_eq!(found.meta().tags, ["a", "b"]);
+        assert_eq!(found.lifetime(), Duration::from_secs(60));
+        assert_eq!(found.age(clock.now()), Duration::from_secs(15));
+        assert!(!found.soft_purged);
+    }
+
+    #[test]
+    fn without_a_first_tier_a_lookup_never_reads_the_purge_epoch() {
+        let (store, clock) = (MemStore::default(), FakeClock::at_unix_ms(NOW_MS));
+        let storage = storage(&store, &clock, None);
+        let keyed = keyed("/a");
+        put(&storage, &keyed, &HeaderMap::new(), &HeaderMap::new(), b"x");
+        store.reads.borrow_mut().clear();
+        let (_, epoch) = block_on(storage.lookup(&keyed, &HeaderMap::new())).unwrap();
+        assert_eq!(epoch, PurgeEpoch::Unread);
+        assert!(!store.reads.borrow().iter().any(|key| key == "p:epoch"));
+    }
+
+    #[test]
+    fn a_hard_purge_kills_an_entry_and_a_soft_one_marks_it_for_revalidation() {
+        let (store, clock) = (MemStore::default(), FakeClock::at_unix_ms(NOW_MS));
+        let storage = storage(&store, &clock, None);
+        let (a, b) = (keyed("/a"), keyed("/b"));
+        put(&storage, &a, &HeaderMap::new(), &HeaderMap::new(), b"a");
+        put(&storage, &b, &HeaderMap::new(), &HeaderMap::new(), b"b");
+        clock.set_unix_ms(NOW_MS + 1_000);
+        block_on(storage.purge(&[url_scope(a.url())], PurgeKind::Hard)).unwrap();
+        block_on(storage.purge(&[url_scope(b.url())], PurgeKind::Soft)).unwrap();
+        assert_eq!(
+            miss_of(lookup(&storage, &a, &HeaderMap::new())),
+            (Forward::Miss, Some("invalidated"))
+        );
+        assert!(found_of(lookup(&storage, &b, &HeaderMap::new())).soft_purged);
+        // Each purge wrote its scope and a new epoch; nothing was deleted.
+        let values = store.values.borrow();
+        assert!(values.contains_key(&format!("c:{}", a.key.hash)));
+        assert!(values.contains_key("p:epoch"));
+        assert_eq!(values.keys().filter(|k| k.starts_with("s:")).count(), 2);
+    }
+
+    #[test]
+    fn a_response_that_varies_is_stored_as_a_variant_under_an_index() {
+        let (store, clock) = (MemStore::default(), FakeClock::at_unix_ms(NOW_MS));
+        let storage = storage(&store, &clock, None);
+        let keyed = keyed("/v");
+        let response = headers(&[("vary", "accept-encoding")]);
+        let gzip = headers(&[("accept-encoding", "gzip")]);
+        let br = headers(&[("accept-encoding", "br")]);
+        put(&storage, &keyed, &gzip, &response, b"zipped");
+        assert_eq!(
+            miss_of(lookup(&storage, &keyed, &br)),
+            (Forward::VaryMiss, None)
+        );
+        assert_eq!(
+            found_of(lookup(&storage, &keyed, &gzip)).body().as_ref(),
+            b"zipped"
+        );
+        put(&storage, &keyed, &br, &response, b"brotli");
+        assert_eq!(
+            found_of(lookup(&storage, &keyed, &br)).body().as_ref(),
+            b"brotli"
+        );
+        assert_eq!(
+            found_of(lookup(&storage, &keyed, &gzip)).body().as_ref(),
+            b"zipped"
+        );
+        let values = store.values.borrow();
+        assert_eq!(values.keys().filter(|k| k.starts_with("v:")).count(), 2);
+        let index = &values[&format!("c:{}", keyed.key.hash)];
+        let Ok((StoredValue::Vary(index), _)) = entry::decode(index) else {
+            panic!("the primary key holds the Vary index");
+        };
+        assert_eq!(index.variants.len(), 2);
+    }
+
+    #[test]
+    fn an_index_keeps_at_most_max_variants_and_deletes_the_oldest() {
+        let (store, clock) = (MemStore::default(), FakeClock::at_unix_ms(NOW_MS));
+        let storage = storage(&store, &clock, None);
+        let keyed = keyed("/v");
+        let response = headers(&[("vary", "x-variant")]);
+        let request = |n: usize| headers(&[("x-variant", &n.to_string())]);
+        for n in 0..=MAX_VARIANTS {
+            put(&storage, &keyed, &request(n), &response, b"x");
+        }
+        let variants = store
+            .values
+            .borrow()
+            .keys()
+            .filter(|k| k.starts_with("v:"))
+            .count();
+        assert_eq!(variants, MAX_VARIANTS);
+        assert_eq!(
+            miss_of(lookup(&storage, &keyed, &request(0))),
+            (Forward::VaryMiss, None)
+        );
+        assert!(matches!(
+            lookup(&storage, &keyed, &request(MAX_VARIANTS)),
+            Lookup::Found(_)
+        ));
+    }
+
+    #[test]
+    fn bytes_that_do_not_decode_are_a_corrupt_entry() {
+        let (store, clock) = (MemStore::default(), FakeClock::at_unix_ms(NOW_MS));
+        let storage = storage(&store, &clock, None);
+        let keyed = keyed("/a");
+        store
+            .values
+            .borrow_mut()
+            .insert(format!("c:{}", keyed.key.hash), b"not an entry".to_vec());
+        assert_eq!(
+            miss_of(lookup(&storage, &keyed, &HeaderMap::new())),
+            (Forward::Miss, Some("corrupt-entry"))
+        );
+    }
+
+    #[test]
+    fn an_entry_stored_under_another_key_is_a_collision() {
+        let (store, clock) = (MemStore::default(), FakeClock::at_unix_ms(NOW_MS));
+        let storage = storage(&store, &clock, None);
+        let (a, b) = (keyed("/a"), keyed("/b"));
+        put(&storage, &a, &HeaderMap::new(), &HeaderMap::new(), b"a");
+        // /a's entry found under /b's hash, as a truncated hash could.
+        let entry = store.values.borrow()[&format!("c:{}", a.key.hash)].clone();
+        store
+            .values
+            .borrow_mut()
+            .insert(format!("c:{}", b.key.hash), entry);
+        assert_eq!(
+            miss_of(lookup(&storage, &b, &HeaderMap::new())),
+            (Forward::Miss, Some("key-collision"))
+        );
+    }
+
+    #[test]
+    fn a_first_tier_value_is_trusted_while_the_epoch_it_was_checked_at_is_current() {
+        let (store, clock) = (MemStore::default(), FakeClock::at_unix_ms(NOW_MS));
+        let l1 = L1::new(1 << 20);
+        let storage = storage(&store, &clock, Some(&l1));
+        let keyed = keyed("/a");
+        let (_, epoch) = block_on(storage.lookup(&keyed, &HeaderMap::new())).unwrap();
+        assert_eq!(epoch, PurgeEpoch::NeverPurged);
+        put(&storage, &keyed, &HeaderMap::new(), &HeaderMap::new(), b"x");
+        // The first lookup checks the scopes and remembers the epoch …
+        assert!(matches!(
+            lookup(&storage, &keyed, &HeaderMap::new()),
+            Lookup::Found(_)
+        ));
+        assert!(store.reads.borrow().iter().any(|key| key == "s:all"));
+        // … the next reads only the epoch.
+        store.reads.borrow_mut().clear();
+        assert!(matches!(
+            lookup(&storage, &keyed, &HeaderMap::new()),
+            Lookup::Found(_)
+        ));
+        assert_eq!(*store.reads.borrow(), ["p:epoch"]);
+        // A purge of another URL moves the epoch: the scopes are read again.
+        clock.set_unix_ms(NOW_MS + 1_000);
+        block_on(storage.purge(&[url_scope("elsewhere")], PurgeKind::Hard)).unwrap();
+        store.reads.borrow_mut().clear();
+        assert!(matches!(
+            lookup(&storage, &keyed, &HeaderMap::new()),
+            Lookup::Found(_)
+        ));
+        assert!(store.reads.borrow().len() > 1, "{:?}", store.reads.borrow());
+        assert!(!store.reads.borrow().iter().any(|key| key.starts_with("c:")));
+    }
+
+    #[test]
+    fn times_are_whole_micro_and_milliseconds_since_the_epoch() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_micros(1_500_250);
+        assert_eq!(unix_us(t), 1_500_250);
+        assert_eq!(unix_ms(t), 1_500);
+        assert_eq!(unix_ms(SystemTime::UNIX_EPOCH - Duration::from_secs(1)), 0);
+        assert_eq!(
+            from_unix_ms(1_500),
+            SystemTime::UNIX_EPOCH + Duration::from_millis(1_500)
+        );
     }
 }

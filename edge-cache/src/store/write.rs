@@ -10,7 +10,7 @@ use http::HeaderMap;
 
 use crate::http::header_list::to_pairs;
 use crate::policy::freshness::EffectiveControl;
-use crate::policy::key::{KeyedRequest, hash128};
+use crate::policy::key::{KeyedTarget, hash128};
 use crate::policy::storability::NOT_STORED_HEADERS;
 use crate::policy::vary::{MAX_VARIANTS, VaryNames, variance};
 use crate::seams::{Clock, Store, StoreFailure};
@@ -66,7 +66,7 @@ impl<S: Store, C: Clock> CacheStorage<'_, S, C> {
     /// `Vary` names), without the fields a shared cache must not keep.
     pub(crate) async fn store(
         &self,
-        keyed: &KeyedRequest,
+        keyed: &KeyedTarget,
         request_headers: &HeaderMap,
         fetch: StoredFetch<'_>,
         epoch: &PurgeEpoch,
@@ -103,7 +103,7 @@ impl<S: Store, C: Clock> CacheStorage<'_, S, C> {
     /// `Vary`.
     async fn write(
         &self,
-        keyed: &KeyedRequest,
+        keyed: &KeyedTarget,
         request_headers: &HeaderMap,
         response_headers: &HeaderMap,
         stored: StoredResponse<'_>,
@@ -180,7 +180,7 @@ impl<S: Store, C: Clock> CacheStorage<'_, S, C> {
             match &written {
                 // Fetched after the epoch was read: valid against it.
                 Ok(()) => {
-                    let (body, validated_at) = (body.clone(), epoch.clone());
+                    let (body, validated_at) = (body.clone(), Some(epoch.clone()));
                     let cached = match headers {
                         Some(headers) => Cached::with_headers(value, headers, body, validated_at),
                         None => Cached::new(value, body, validated_at),

@@ -1,0 +1,183 @@
+//! Filling a miss: one fetch per key at a time (collapsed within the
+//! instance, and across instances through a fill lease), the answer
+//! stored where it may be, and served.
+
+use http::Method;
+
+use crate::collapse::fill_lease::{Claim, FillLeases};
+use crate::collapse::{LANDING_CHECK, Turn};
+use crate::flow::answer::{Representation, answer_fetched, error_response, serve_stored};
+use crate::flow::decision::{Decision, StoredFacts, decide, ttl};
+use crate::flow::exchange::Exchange;
+use crate::flow::{Fetched, Flow, Storing};
+use crate::policy::cache_status::CacheStatus;
+use crate::policy::forwarding::client_response_headers;
+use crate::policy::freshness::{
+    ClientDemand, EffectiveControl, corrected_initial_age, freshness_lifetime,
+};
+use crate::policy::storability::{Candidate, check_storable};
+use crate::seams::{Body, Clock, Origin, Response, Store};
+use crate::store::{Lookup, StoredFetch};
+
+impl<S: Store, O: Origin, C: Clock> Flow<'_, S, O, C> {
+    /// Fills a miss, one fetch per key at a time: concurrent misses of the
+    /// key in this instance wait for the first one's fill, and the first
+    /// one waits for another instance's fill if that one holds the key's
+    /// lease. A waiter is answered from the fill, or fetches for itself if
+    /// it stored nothing.
+    pub(super) async fn fill(&self, exchange: &mut Exchange<'_>, status: CacheStatus) -> Response {
+        let _flight = match self.collapser.map(|c| c.join(&exchange.keyed.key.hash)) {
+            None => None,
+            Some(Turn::Lead(flight)) => Some(flight),
+            Some(Turn::Follow(landing)) => {
+                while !landing.landed() {
+                    self.clock.pause(LANDING_CHECK).await;
+                }
+                return self.after_collapse(exchange, status).await;
+            }
+        };
+        if !self.fill_leases {
+            return self.fetch(exchange, status, Storing::IfStorable).await;
+        }
+        let leases = FillLeases {
+            store: self.store,
+            clock: self.clock,
+        };
+        let key = &exchange.keyed.key;
+        match leases.claim(key).await {
+            Claim::Mine => {
+                let response = self.fetch(exchange, status, Storing::IfStorable).await;
+                leases.release(key).await;
+                response
+            }
+            Claim::Theirs => {
+                leases.wait(key).await;
+                self.after_collapse(exchange, status).await
+            }
+            Claim::Unknown => self.fetch(exchange, status, Storing::IfStorable).await,
+        }
+    }
+    /// A collapsed miss, once the fill it waited for has ended: served from
+    /// what that fill stored, else fetched.
+    async fn after_collapse(
+        &self,
+        exchange: &mut Exchange<'_>,
+        mut status: CacheStatus,
+    ) -> Response {
+        status.collapsed = true;
+        let lookup = self
+            .storage()
+            .lookup(&exchange.keyed, &exchange.request.headers)
+            .await;
+        if let Ok((Lookup::Found(found), epoch)) = lookup {
+            exchange.epoch = epoch;
+            let control = EffectiveControl::of(found.headers());
+            let stored = StoredFacts::of(&found, &control, self.clock.now());
+            // Fresh for anyone: the waiter's own directives were the
+            // fill's to honour, not this reuse's.
+            if decide(&ClientDemand::default(), Some(&stored)) == Decision::Fresh {
+                let mut hit = CacheStatus::hit(stored.ttl());
+                hit.collapsed = true;
+                return serve_stored(&exchange.request, &found, stored.age, &hit);
+            }
+        }
+        self.fetch(exchange, status, Storing::IfStorable).await
+    }
+    /// Fills from the origin, storing the answer where `storing` allows.
+    pub(super) async fn fetch(
+        &self,
+        exchange: &Exchange<'_>,
+        mut status: CacheStatus,
+        storing: Storing,
+    ) -> Response {
+        match self
+            .send_timed(exchange.fill_request(self.trust, &[]))
+            .await
+        {
+            Ok(fetched) => {
+                fetched.answered(&mut status);
+                self.store_and_serve(exchange, fetched, status, storing)
+                    .await
+            }
+            Err(failure) => error_response(&failure, &status),
+        }
+    }
+    /// Stores `fetched` where `storing` and its storability allow, and
+    /// answers the client with it.
+    pub(super) async fn store_and_serve(
+        &self,
+        exchange: &Exchange<'_>,
+        fetched: Fetched,
+        mut status: CacheStatus,
+        storing: Storing,
+    ) -> Response {
+        let Exchange {
+            request,
+            rule,
+            keyed,
+            ..
+        } = exchange;
+        let Fetched {
+            response,
+            request_time,
+            response_time,
+        } = fetched;
+        let headers = client_response_headers(&response.headers);
+        let control = EffectiveControl::of(&headers);
+        let freshness = exchange.freshness_rule();
+        let lifetime = freshness_lifetime(
+            response.status,
+            &headers,
+            &control,
+            &freshness,
+            response_time,
+        );
+        let initial_age = corrected_initial_age(&headers, request_time, response_time);
+        if let Some((lifetime, _)) = lifetime {
+            status.ttl = Some(ttl(lifetime, initial_age));
+        }
+
+        let candidate = Candidate {
+            status: response.status,
+            headers: &headers,
+            control: &control,
+            has_lifetime: lifetime.is_some(),
+            body_len: response.body.len() as u64,
+        };
+        let has_authorization = request.headers.contains_key("authorization");
+        match (storing, check_storable(has_authorization, &candidate, rule)) {
+            (Storing::IfStorable, Ok(())) => {
+                let Body::Full(body) = &response.body;
+                let fetch = StoredFetch {
+                    status: response.status,
+                    headers: &headers,
+                    body,
+                    request_time,
+                    response_time,
+                    initial_age,
+                    lifetime: lifetime.map(|(l, _)| l),
+                    control: &control,
+                };
+                let stored = self
+                    .storage()
+                    .store(keyed, &request.headers, fetch, &exchange.epoch)
+                    .await;
+                match stored {
+                    Ok(()) => status.stored = true,
+                    Err(_) => status.detail = Some("store-error".into()),
+                }
+            }
+            (Storing::IfStorable, Err(reason)) if status.detail.is_none() => {
+                status.detail = Some(reason.detail().into())
+            }
+            _ => {}
+        }
+        let is_head = request.method == Method::HEAD;
+        let fetched = Representation {
+            status: response.status,
+            headers,
+            body: response.body,
+        };
+        answer_fetched(request, fetched, initial_age, &status, is_head)
+    }
+}
