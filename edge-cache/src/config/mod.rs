@@ -7,9 +7,12 @@
 
 use std::time::Duration;
 
-use http::uri::{Authority, Scheme, Uri};
+mod origin;
+mod protection;
 
-use crate::origin::failure::OriginFailure;
+use origin::parse_origin_url;
+pub use origin::{OriginAddress, OriginEndpoint, RequestTimeouts};
+pub(crate) use protection::{BreakerPolicy, DEFAULT_BREAKER, Protection, StatusSet};
 
 /// Every Spin variable the edge reads. An adapter whose variable lookup
 /// is asynchronous (WASI 0.3) reads these first, then parses.
@@ -66,81 +69,6 @@ const MAX_ORIGIN_TIMEOUT_MS: u64 = 10 * 60 * 1000;
 
 /// Longest grace accepted: a week.
 const MAX_GRACE_SECONDS: u64 = 7 * 24 * 3600;
-
-/// Where the origin lives, split the way an outgoing request needs it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OriginAddress {
-    /// `http` or `https`.
-    pub scheme: Scheme,
-    /// Host and optional port.
-    pub authority: Authority,
-    /// A path prefix every request path is appended to (`""` for none).
-    pub base_path: String,
-}
-
-impl OriginAddress {
-    /// The origin-form target (path and query) for a client's path and query.
-    pub fn target_for(&self, client_path_and_query: &str) -> String {
-        format!("{}{}", self.base_path, client_path_and_query)
-    }
-}
-
-/// An origin as a host sends to it: where it is and how long it has.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OriginEndpoint {
-    /// Where it lives.
-    pub address: OriginAddress,
-    /// How long it has to accept a connection.
-    pub connect_timeout: Duration,
-    /// How long it has to send its response head, and each later chunk
-    /// of the body.
-    pub origin_timeout: Duration,
-}
-
-/// An endpoint's timeouts in nanoseconds, as `wasi:http`'s request
-/// options take them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RequestTimeouts {
-    /// `connect-timeout`.
-    pub connect: u64,
-    /// `first-byte-timeout`.
-    pub first_byte: u64,
-    /// `between-bytes-timeout`.
-    pub between_bytes: u64,
-}
-
-impl OriginEndpoint {
-    /// The endpoint of `address` with `config`'s timeouts.
-    pub(crate) fn of(address: &OriginAddress, config: &EdgeConfig) -> Self {
-        OriginEndpoint {
-            address: address.clone(),
-            connect_timeout: config.connect_timeout,
-            origin_timeout: config.origin_timeout,
-        }
-    }
-
-    /// Its timeouts as request options.
-    pub fn request_timeouts(&self) -> RequestTimeouts {
-        let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
-        RequestTimeouts {
-            connect: nanos(self.connect_timeout),
-            first_byte: nanos(self.origin_timeout),
-            between_bytes: nanos(self.origin_timeout),
-        }
-    }
-
-    /// `failure`, having logged the host's `code` for it when the words
-    /// the client gets leave something out.
-    pub fn logged(&self, failure: OriginFailure, code: &dyn std::fmt::Debug) -> OriginFailure {
-        if matches!(
-            failure,
-            OriginFailure::Unreachable(_) | OriginFailure::Protocol(_)
-        ) {
-            eprintln!("edge-cache: origin {}: {code:?}", self.address.authority);
-        }
-        failure
-    }
-}
 
 /// Where the cache rules come from: the `cache_rules` variable holds a
 /// path in the component's filesystem, or the rules JSON itself. Inline
@@ -214,88 +142,6 @@ pub(crate) struct EdgeConfig {
     /// (`l1_capacity_bytes`; 0 turns the first tier off). Only an adapter
     /// whose instances serve many requests uses it.
     pub(crate) l1_capacity_bytes: usize,
-}
-
-/// When the breaker opens and for how long.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct BreakerPolicy {
-    /// Failures within `window` that open the breaker; 0 disables it.
-    pub(crate) failures: u32,
-    /// Failures further apart than this do not add up.
-    pub(crate) window: Duration,
-    /// How long the breaker stays open before a probe.
-    pub(crate) cooldown: Duration,
-    /// Origin statuses that count as failures (`breaker_status_codes`).
-    pub(crate) counted_statuses: StatusSet,
-}
-
-/// Defaults: 5 transport failures within 10 s open the breaker for 5 s.
-pub(crate) const DEFAULT_BREAKER: BreakerPolicy = BreakerPolicy {
-    failures: 5,
-    window: Duration::from_secs(10),
-    cooldown: Duration::from_secs(5),
-    counted_statuses: StatusSet::EMPTY,
-};
-
-impl BreakerPolicy {
-    /// Whether the breaker is in use.
-    pub(crate) fn enabled(&self) -> bool {
-        self.failures > 0
-    }
-}
-
-/// A set of 5xx status codes (one bit each for 500–599).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct StatusSet(u128);
-
-impl StatusSet {
-    /// No status.
-    pub(crate) const EMPTY: StatusSet = StatusSet(0);
-
-    /// The set of `codes` (those outside 500–599 are ignored).
-    #[cfg(test)]
-    pub(crate) const fn from_codes(codes: &[u16]) -> StatusSet {
-        let mut bits = 0u128;
-        let mut i = 0;
-        while i < codes.len() {
-            if codes[i] >= 500 && codes[i] <= 599 {
-                bits |= 1 << (codes[i] - 500);
-            }
-            i += 1;
-        }
-        StatusSet(bits)
-    }
-
-    /// Parses a comma-separated list such as `502,503,504`; only 5xx codes
-    /// are accepted (a 4xx says something about the request, never the
-    /// server).
-    pub(crate) fn parse(text: &str) -> Result<StatusSet, String> {
-        let mut set = StatusSet::EMPTY;
-        for member in text.split(',').map(str::trim).filter(|m| !m.is_empty()) {
-            match member.parse::<u16>() {
-                Ok(code @ 500..=599) => set.0 |= 1 << (code - 500),
-                _ => return Err(format!("`{member}` is not a status code from 500 to 599")),
-            }
-        }
-        Ok(set)
-    }
-
-    /// Whether `status` is in the set.
-    pub(crate) fn contains(&self, status: u16) -> bool {
-        (500..=599).contains(&status) && self.0 & (1 << (status - 500)) != 0
-    }
-}
-
-/// How one origin is protected.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Protection {
-    /// The circuit breaker.
-    pub(crate) breaker: BreakerPolicy,
-    /// At most this many fetches in flight (`None`: no cap).
-    pub(crate) max_concurrent: Option<u32>,
-    /// How long a fetch may hold a slot or the probe before it is presumed
-    /// gone (a bound on a fetch's duration).
-    pub(crate) lease: Duration,
 }
 
 /// How much of the client's forwarding history the edge believes.
@@ -469,37 +315,6 @@ impl EdgeConfig {
     }
 }
 
-fn parse_origin_url(raw: &str) -> Result<OriginAddress, ConfigError> {
-    let invalid = |reason: &str| ConfigError::Invalid {
-        name: "origin_url",
-        reason: format!("{reason} (got `{raw}`)"),
-    };
-    let uri: Uri = raw.parse().map_err(|_| invalid("not a URL"))?;
-    let scheme = uri
-        .scheme()
-        .cloned()
-        .ok_or_else(|| invalid("needs a scheme, http:// or https://"))?;
-    if scheme != Scheme::HTTP && scheme != Scheme::HTTPS {
-        return Err(invalid("scheme must be http or https"));
-    }
-    let authority = uri
-        .authority()
-        .cloned()
-        .ok_or_else(|| invalid("needs a host"))?;
-    if authority.as_str().contains('@') {
-        return Err(invalid("must not carry credentials"));
-    }
-    if uri.query().is_some() {
-        return Err(invalid("must not have a query"));
-    }
-    let base_path = uri.path().trim_end_matches('/').to_owned();
-    Ok(OriginAddress {
-        scheme,
-        authority,
-        base_path,
-    })
-}
-
 fn parse_timeout_ms(name: &'static str, raw: &str) -> Result<Duration, ConfigError> {
     let invalid = |reason: String| ConfigError::Invalid { name, reason };
     let ms: u64 = raw.parse().map_err(|_| {
@@ -529,6 +344,7 @@ fn parse_bounded(name: &'static str, raw: &str, max: u64) -> Result<u64, ConfigE
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::uri::Scheme;
 
     fn config(vars: &[(&'static str, &str)]) -> Result<EdgeConfig, ConfigError> {
         let vars: Vec<(&'static str, String)> =
