@@ -179,7 +179,9 @@ impl<H: Host> Node<H> {
         head: RequestHead,
         body: impl RequestBody,
     ) -> (Response, Option<Refresh>) {
-        let body = match self.admit(&head) {
+        let flow = self.flow();
+        let route = flow.purge_route(&head.method, &head.path_and_query);
+        let body = match flow.admit_as(route, &head.method, &head.headers) {
             Admission::Answer(response) => return (response, None),
             Admission::NoBody => Body::empty(),
             Admission::ReadBody { limit } => match body.read(limit).await {
@@ -191,7 +193,7 @@ impl<H: Host> Node<H> {
                 }
             },
         };
-        self.handle(head.with_body(body)).await
+        flow.handle_as(route, head.with_body(body)).await
     }
 
     /// The pipeline over this node's parts. Nothing is built for it: the

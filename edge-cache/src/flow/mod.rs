@@ -29,7 +29,7 @@ use crate::origin::failure::OriginFailure;
 use crate::policy::cache_status::{CacheStatus, Forward};
 use crate::policy::freshness::{ClientDemand, EffectiveControl};
 use crate::policy::rules::CacheRules;
-use crate::purge::api::{Admission, PurgeApi, PurgeSettings};
+use crate::purge::api::{Admission, PurgeApi, PurgeRoute, PurgeSettings};
 use crate::seams::{ClientRequest, Clock, Origin, OriginRequest, Response, Store};
 use crate::store::l1::L1;
 use crate::store::{CacheStorage, Lookup};
@@ -128,6 +128,12 @@ impl<S: Store, O: Origin, C: Clock> Flow<'_, S, O, C> {
         })
     }
 
+    /// Which form of the purge API a request is, if the API is on and it
+    /// is one: matched once per request, then passed along.
+    pub(crate) fn purge_route(&self, method: &Method, path_and_query: &str) -> Option<PurgeRoute> {
+        self.purge?.route(method, path_and_query)
+    }
+
     /// What can be decided from the request head alone, before any body
     /// is read (see [`PurgeApi::admit`]).
     pub(crate) fn admit(
@@ -136,25 +142,39 @@ impl<S: Store, O: Origin, C: Clock> Flow<'_, S, O, C> {
         path_and_query: &str,
         headers: &HeaderMap,
     ) -> Admission {
-        let admission = match self.purge_api() {
-            Some(api) => api.admit(method, path_and_query, headers),
-            None => Admission::ReadBody { limit: None },
-        };
-        match admission {
-            Admission::ReadBody { limit: None } if announces_no_body(method, headers) => {
-                Admission::NoBody
-            }
-            decided => decided,
+        let route = self.purge_route(method, path_and_query);
+        self.admit_as(route, method, headers)
+    }
+
+    /// [`admit`](Self::admit) for a request already routed.
+    pub(crate) fn admit_as(
+        &self,
+        route: Option<PurgeRoute>,
+        method: &Method,
+        headers: &HeaderMap,
+    ) -> Admission {
+        match (route, self.purge_api()) {
+            (Some(route), Some(api)) => api.admit(route, method, headers),
+            _ if announces_no_body(method, headers) => Admission::NoBody,
+            _ => Admission::ReadBody { limit: None },
         }
     }
 
     /// Handles one request; the optional [`Refresh`] is to be run after the
     /// response has been sent.
     pub(crate) async fn handle(&self, request: ClientRequest) -> (Response, Option<Refresh>) {
-        if let Some(api) = self.purge_api()
-            && let Some(answer) = api.handle(&request).await
-        {
-            return (answer, None);
+        let route = self.purge_route(&request.method, &request.path_and_query);
+        self.handle_as(route, request).await
+    }
+
+    /// [`handle`](Self::handle) for a request already routed.
+    pub(crate) async fn handle_as(
+        &self,
+        route: Option<PurgeRoute>,
+        request: ClientRequest,
+    ) -> (Response, Option<Refresh>) {
+        if let (Some(route), Some(api)) = (route, self.purge_api()) {
+            return (api.handle(route, &request).await, None);
         }
         let Some(rules) = self.rules else {
             let status = CacheStatus::forward(Forward::Bypass).with_detail("rules-error");

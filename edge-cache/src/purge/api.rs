@@ -51,27 +51,18 @@ pub enum Admission {
 
 /// Which of the API's two forms a request is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum PurgeRoute {
+pub(crate) enum PurgeRoute {
     /// `{admin_path}/purge`, any method (only POST is accepted).
     Endpoint,
     /// The `PURGE` method on any other path.
     Method,
 }
 
-/// The purge API over the cache's storage.
-pub(crate) struct PurgeApi<'a, S, C> {
-    /// Where it lives and its token.
-    pub settings: &'a PurgeSettings,
-    /// The rules, to key purged URLs as requests for them are keyed.
-    pub rules: Option<&'a CacheRules>,
-    /// Where scope times are written.
-    pub storage: CacheStorage<'a, S, C>,
-}
-
-impl<S: Store, C: Clock> PurgeApi<'_, S, C> {
-    fn route(&self, method: &Method, path_and_query: &str) -> Option<PurgeRoute> {
+impl PurgeSettings {
+    /// Which form of the API `method` on `path_and_query` is, if either.
+    pub(crate) fn route(&self, method: &Method, path_and_query: &str) -> Option<PurgeRoute> {
         let path = path_and_query.split('?').next().unwrap_or("/");
-        if path == format!("{}/purge", self.settings.admin_path) {
+        if path.strip_prefix(self.admin_path.as_str()) == Some("/purge") {
             Some(PurgeRoute::Endpoint)
         } else if method.as_str() == "PURGE" {
             Some(PurgeRoute::Method)
@@ -79,56 +70,76 @@ impl<S: Store, C: Clock> PurgeApi<'_, S, C> {
             None
         }
     }
+}
 
-    /// Checks what can be checked from the head alone: the purge API
-    /// authenticates from headers and refuses a declared oversized body
-    /// before a byte of it is read.
-    pub(crate) fn admit(
+/// The purge API over the cache's storage.
+pub(crate) struct PurgeApi<'a, S, C> {
+    /// Where it lives and its token.
+    pub(crate) settings: &'a PurgeSettings,
+    /// The rules, to key purged URLs as requests for them are keyed.
+    pub(crate) rules: Option<&'a CacheRules>,
+    /// Where scope times are written.
+    pub(crate) storage: CacheStorage<'a, S, C>,
+}
+
+impl<S: Store, C: Clock> PurgeApi<'_, S, C> {
+    /// The answer refusing a purge request's head, if it fails one of the
+    /// checks, all in this one place: the endpoint takes POST only, the
+    /// bearer token, a declared body within the limit. [`PurgeApi::admit`]
+    /// runs them before any body is read; [`PurgeApi::handle`] runs them
+    /// too, for a request handed to it without admission.
+    fn check_head(
         &self,
+        route: PurgeRoute,
         method: &Method,
-        path_and_query: &str,
         headers: &HeaderMap,
-    ) -> Admission {
-        let settings = self.settings;
-        let endpoint = match self.route(method, path_and_query) {
-            None => return Admission::ReadBody { limit: None },
-            Some(route) => route == PurgeRoute::Endpoint,
-        };
-        if endpoint && method != Method::POST {
-            return Admission::Answer(method_not_allowed());
+    ) -> Option<Response> {
+        if route == PurgeRoute::Endpoint && method != Method::POST {
+            return Some(method_not_allowed());
         }
-        if !authorized(headers, &settings.token) {
-            return Admission::Answer(unauthorized());
+        if !authorized(headers, &self.settings.token) {
+            return Some(unauthorized());
         }
         let declared = headers
             .get(http::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok());
-        if declared.is_some_and(|length| length > MAX_BODY_BYTES as u64) {
-            return Admission::Answer(body_too_large(MAX_BODY_BYTES));
-        }
-        Admission::ReadBody {
-            limit: Some(MAX_BODY_BYTES),
-        }
+        declared
+            .is_some_and(|length| length > MAX_BODY_BYTES as u64)
+            .then(|| body_too_large(MAX_BODY_BYTES))
     }
 
-    /// The answer to `request` if it is a purge request, else `None`.
-    pub(crate) async fn handle(&self, request: &ClientRequest) -> Option<Response> {
-        Some(
-            match self.route(&request.method, &request.path_and_query)? {
-                PurgeRoute::Endpoint => self.endpoint(request).await,
-                PurgeRoute::Method => self.method(request).await,
+    /// Decides from the head alone: a purge request that fails
+    /// [`check_head`](Self::check_head) is answered before a byte of its
+    /// body is read; one that passes has its body read up to the limit.
+    pub(crate) fn admit(
+        &self,
+        route: PurgeRoute,
+        method: &Method,
+        headers: &HeaderMap,
+    ) -> Admission {
+        match self.check_head(route, method, headers) {
+            Some(refusal) => Admission::Answer(refusal),
+            None => Admission::ReadBody {
+                limit: Some(MAX_BODY_BYTES),
             },
-        )
+        }
     }
 
+    /// The answer to a purge request.
+    pub(crate) async fn handle(&self, route: PurgeRoute, request: &ClientRequest) -> Response {
+        if let Some(refusal) = self.check_head(route, &request.method, &request.headers) {
+            return refusal;
+        }
+        match route {
+            PurgeRoute::Endpoint => self.endpoint(request).await,
+            PurgeRoute::Method => self.method(request).await,
+        }
+    }
+
+    /// `POST {admin_path}/purge` with a JSON body (its method and size
+    /// are checked again by the body's own validator).
     async fn endpoint(&self, request: &ClientRequest) -> Response {
-        if request.method != Method::POST {
-            return method_not_allowed();
-        }
-        if !authorized(&request.headers, &self.settings.token) {
-            return unauthorized();
-        }
         let connection = &request.connection;
         let host = connection.host.clone().unwrap_or_default();
         match parse_purge_post(&request.method, request.body.as_slice(), &host) {
@@ -142,9 +153,6 @@ impl<S: Store, C: Clock> PurgeApi<'_, S, C> {
 
     /// `PURGE /path` purges that one URL (all its variants).
     async fn method(&self, request: &ClientRequest) -> Response {
-        if !authorized(&request.headers, &self.settings.token) {
-            return unauthorized();
-        }
         let connection = &request.connection;
         let soft = request
             .headers
@@ -212,5 +220,39 @@ impl<S: Store, C: Clock> PurgeApi<'_, S, C> {
                 }
             }),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_api_is_the_endpoint_path_or_the_purge_method() {
+        let settings = PurgeSettings {
+            admin_path: "/_edge".into(),
+            token: "t".into(),
+        };
+        let purge = Method::from_bytes(b"PURGE").unwrap();
+        let route = |method: &Method, path| settings.route(method, path);
+        assert_eq!(
+            route(&Method::POST, "/_edge/purge"),
+            Some(PurgeRoute::Endpoint)
+        );
+        assert_eq!(
+            route(&Method::GET, "/_edge/purge?x=1"),
+            Some(PurgeRoute::Endpoint)
+        );
+        assert_eq!(route(&purge, "/_edge/purge"), Some(PurgeRoute::Endpoint));
+        assert_eq!(route(&purge, "/a?b"), Some(PurgeRoute::Method));
+        for other in [
+            "/_edge/purged",
+            "/_edgy/purge",
+            "/_edge",
+            "/purge",
+            "/_edge/purge/x",
+        ] {
+            assert_eq!(route(&Method::POST, other), None, "{other}");
+        }
     }
 }
