@@ -34,7 +34,7 @@ pub trait Host {
     type Store: KeyValueStore;
     /// An origin the host can send requests to (`wasi:http` outgoing).
     type Origin: Origin;
-    /// Its clock.
+    /// The clock ages, purge times and leases are read from.
     type Clock: Clock;
     /// Whether one instance serves many requests (WASI 0.3 with instance
     /// reuse). Then it keeps a first tier, collapses concurrent misses and
@@ -47,9 +47,10 @@ pub trait Host {
     async fn open_store(&self, label: &str) -> Result<Self::Store, String>;
     /// An origin at `endpoint`.
     fn origin(&self, endpoint: OriginEndpoint) -> Self::Origin;
-    /// A clock.
+    /// One of its clocks (the node keeps two: its own and its store's).
     fn clock(&self) -> Self::Clock;
-    /// A random number (the concurrency cap's lease ids).
+    /// A random number: the concurrency cap's lease ids, unique among
+    /// concurrent requests.
     fn random_u64(&self) -> u64;
     /// The text of the file at `path` in the component's filesystem.
     fn read_file(&self, path: &str) -> std::io::Result<String> {

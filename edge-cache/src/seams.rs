@@ -139,7 +139,7 @@ pub struct OriginRequest {
 /// A complete response: from the origin, or the edge's answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {
-    /// The status code.
+    /// The status code as sent (a host refusing it answers `502`).
     pub status: u16,
     /// Header fields as they will be sent.
     pub headers: HeaderMap,

@@ -164,7 +164,6 @@ pub(crate) enum ConfigError {
     /// A variable has a value that cannot be used.
     #[error("variable `{name}` is invalid: {reason}")]
     Invalid {
-        /// The variable's name.
         name: &'static str,
         /// What is wrong with its value.
         reason: String,

@@ -30,7 +30,6 @@ impl OriginAddress {
 /// An origin as a host sends to it: where it is and how long it has.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OriginEndpoint {
-    /// Where it lives.
     pub address: OriginAddress,
     /// How long it has to accept a connection.
     pub connect_timeout: Duration,

@@ -76,7 +76,6 @@ impl StatusSet {
 /// How one origin is protected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Protection {
-    /// The circuit breaker.
     pub(crate) breaker: BreakerPolicy,
     /// At most this many fetches in flight (`None`: no cap).
     pub(crate) max_concurrent: Option<u32>,

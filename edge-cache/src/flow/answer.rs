@@ -35,11 +35,9 @@ pub(crate) fn body_too_large(limit: usize) -> Response {
 /// A full stored or fetched response, before the client's conditionals,
 /// range and method shape what is sent.
 pub(crate) struct Representation {
-    /// Its status.
     pub status: u16,
     /// Its header fields (edge-only ones already removed).
     pub headers: HeaderMap,
-    /// Its whole content.
     pub body: Body,
 }
 

@@ -90,7 +90,7 @@ impl BreakerState {
         serde_json::from_slice(bytes).unwrap_or_default()
     }
 
-    /// The stored form.
+    /// The bytes kept under the origin's `o:breaker:` key.
     pub(crate) fn encode(&self) -> Vec<u8> {
         serde_json::to_vec(self).unwrap_or_default()
     }

@@ -41,7 +41,6 @@ pub enum OriginFailure {
 /// A status and a short plain-text body for the client.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ErrorResponse {
-    /// HTTP status code.
     pub status: u16,
     /// One line naming the cause, ending in a newline.
     pub body: String,

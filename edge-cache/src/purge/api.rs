@@ -24,7 +24,7 @@ pub(crate) const STORE_UNAVAILABLE: &str =
 pub(crate) struct PurgeSettings {
     /// The admin path prefix (`/_edge`): the API is `{admin_path}/purge`.
     pub admin_path: String,
-    /// The bearer token.
+    /// The bearer token it requires (`purge_token`).
     pub token: String,
 }
 
