@@ -106,6 +106,12 @@ pub(crate) struct MemStore {
 }
 
 impl MemStore {
+    /// How many keys are held under `prefix` (`"v:"`: Vary variants).
+    pub fn count_under(&self, prefix: &str) -> usize {
+        let values = self.values.borrow();
+        values.keys().filter(|key| key.starts_with(prefix)).count()
+    }
+
     fn check(&self) -> Result<(), StoreFailure> {
         if self.broken.get() {
             return Err(StoreFailure("down".into()));

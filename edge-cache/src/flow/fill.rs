@@ -7,7 +7,7 @@ use http::Method;
 use crate::collapse::fill_lease::{Claim, FillLeases};
 use crate::collapse::{LANDING_CHECK, Turn};
 use crate::flow::answer::{Representation, answer_fetched, error_response, serve_stored};
-use crate::flow::decision::{Decision, StoredFacts, decide, ttl};
+use crate::flow::decision::{Decision, decide, ttl};
 use crate::flow::exchange::Exchange;
 use crate::flow::{Fetched, Flow, Storing};
 use crate::policy::cache_status::CacheStatus;
@@ -65,14 +65,9 @@ impl<S: Store, O: Origin, C: Clock> Flow<'_, S, O, C> {
         mut status: CacheStatus,
     ) -> Response {
         status.collapsed = true;
-        let lookup = self
-            .storage()
-            .lookup(&exchange.keyed, &exchange.request.headers)
-            .await;
-        if let Ok((Lookup::Found(found), epoch)) = lookup {
+        if let Ok((Lookup::Found(found), epoch)) = self.look_up(exchange).await {
             exchange.epoch = epoch;
-            let control = EffectiveControl::of(found.headers());
-            let stored = StoredFacts::of(&found, &control, self.clock.now());
+            let (_, stored) = self.facts_of(&found);
             // Fresh for anyone: the waiter's own directives were the
             // fill's to honour, not this reuse's.
             if decide(&ClientDemand::default(), Some(&stored)) == Decision::Fresh {

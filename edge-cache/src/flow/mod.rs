@@ -30,9 +30,10 @@ use crate::policy::cache_status::{CacheStatus, Forward};
 use crate::policy::freshness::{ClientDemand, EffectiveControl};
 use crate::policy::rules::CacheRules;
 use crate::purge::api::{Admission, PurgeApi, PurgeRoute, PurgeSettings};
+use crate::seams::StoreFailure;
 use crate::seams::{ClientRequest, Clock, Origin, OriginRequest, Response, Store};
 use crate::store::l1::L1;
-use crate::store::{CacheStorage, Lookup};
+use crate::store::{CacheStorage, Found, Lookup, PurgeEpoch};
 
 /// Whether a client request may be taken as bodiless without reading its
 /// body: a GET or HEAD without `Content-Length`. A GET's content has no
@@ -192,19 +193,30 @@ impl<S: Store, O: Origin, C: Clock> Flow<'_, S, O, C> {
         self.cacheable(Exchange::new(request, rule)).await
     }
 
+    /// The stored responses for `exchange`'s key and request headers, with
+    /// the purge epoch the lookup saw.
+    async fn look_up(&self, exchange: &Exchange<'_>) -> Result<(Lookup, PurgeEpoch), StoreFailure> {
+        let request_headers = &exchange.request.headers;
+        self.storage()
+            .lookup(&exchange.keyed, request_headers)
+            .await
+    }
+
+    /// What the decision reads of a stored response, now.
+    fn facts_of(&self, found: &Found) -> (EffectiveControl, StoredFacts) {
+        let control = EffectiveControl::of(found.headers());
+        let stored = StoredFacts::of(found, &control, self.clock.now());
+        (control, stored)
+    }
+
     /// Runs a deferred `stale-while-revalidate` refresh.
     pub(crate) async fn refresh(&self, refresh: Refresh) {
         let Some(rules) = self.rules else { return };
         let rule = rules.for_target(&refresh.request.path_and_query);
         let mut exchange = Exchange::new(refresh.request, rule);
-        let lookup = self
-            .storage()
-            .lookup(&exchange.keyed, &exchange.request.headers)
-            .await;
-        if let Ok((Lookup::Found(found), epoch)) = lookup {
+        if let Ok((Lookup::Found(found), epoch)) = self.look_up(&exchange).await {
             exchange.epoch = epoch;
-            let control = EffectiveControl::of(found.headers());
-            let stored = StoredFacts::of(&found, &control, self.clock.now());
+            let (control, stored) = self.facts_of(&found);
             let _ = self.revalidate(&exchange, found, &control, &stored).await;
         }
     }
@@ -215,11 +227,7 @@ impl<S: Store, O: Origin, C: Clock> Flow<'_, S, O, C> {
             return (self.fetch(&exchange, status, Storing::Never).await, None);
         }
         let demand = ClientDemand::of(&request_cc);
-        let lookup = self
-            .storage()
-            .lookup(&exchange.keyed, &exchange.request.headers)
-            .await;
-        let (found, miss) = match lookup {
+        let (found, miss) = match self.look_up(&exchange).await {
             Ok((lookup, epoch)) => {
                 exchange.epoch = epoch;
                 match lookup {
@@ -233,15 +241,9 @@ impl<S: Store, O: Origin, C: Clock> Flow<'_, S, O, C> {
                 return (self.fetch(&exchange, status, Storing::Never).await, None);
             }
         };
-        let control = found
-            .as_ref()
-            .map(|found| EffectiveControl::of(found.headers()));
-        let stored = found
-            .as_ref()
-            .zip(control.as_ref())
-            .map(|(found, control)| StoredFacts::of(found, control, self.clock.now()));
-        let decision = decide(&demand, stored.as_ref());
-        let (Some(found), Some(control), Some(stored)) = (found, control, stored) else {
+        let facts = found.as_ref().map(|found| self.facts_of(found));
+        let decision = decide(&demand, facts.as_ref().map(|(_, stored)| stored));
+        let (Some(found), Some((control, stored))) = (found, facts) else {
             if decision == Decision::Unavailable {
                 return (only_if_cached(), None);
             }
@@ -529,12 +531,7 @@ mod tests {
         for i in 0..(MAX_VARIANTS + 5) {
             block_on(edge.handle(get("/a", &[("accept-language", &format!("lang-{i}"))])));
         }
-        let variants = store
-            .values
-            .borrow()
-            .keys()
-            .filter(|k| k.starts_with("v:"))
-            .count();
+        let variants = store.count_under("v:");
         assert_eq!(variants, MAX_VARIANTS);
         // The newest variants are hits, the oldest were evicted.
         let (newest, _) = block_on(edge.handle(get(
