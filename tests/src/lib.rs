@@ -6,8 +6,10 @@
 //! first loads machine code instead of compiling.
 
 mod faulty_store;
+mod own_process;
 
 pub use faulty_store::FaultyStore;
+pub use own_process::ran_in_own_process;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -240,7 +242,7 @@ impl EdgeSetup {
 
     /// Serves metrics and the status page on an ephemeral loopback port
     /// ([`Edge::metrics_addr`]). Metrics are the process's: one such edge
-    /// per test binary.
+    /// per process ([`ran_in_own_process`]).
     pub fn metrics(mut self) -> Self {
         self.observability.metrics_listen = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
         self

@@ -131,6 +131,9 @@ fn points_of<'a>(dom: &'a str, id: &str) -> Vec<&'a str> {
 
 #[tokio::test]
 async fn the_status_page_draws_the_hit_ratio_and_rates_in_a_real_browser() {
+    if edge_tests::ran_in_own_process() {
+        return;
+    }
     let Some(chromium) = chromium() else {
         if std::env::var_os("EDGE_SKIP_BROWSER_TESTS").is_some() {
             eprintln!("skipped: no chromium, and EDGE_SKIP_BROWSER_TESTS is set");

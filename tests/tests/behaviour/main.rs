@@ -1,0 +1,27 @@
+//! What the edge does with HTTP, through the real compiled component in
+//! edge-host over real sockets, with wiremock or the real origin behind it:
+//! one binary (it links wasmtime once), one file per topic.
+//!
+//! | module | what it proves |
+//! |---|---|
+//! | `proxy` | the reverse proxy without caching: status, fields, bodies, timeouts, the allow-list |
+//! | `caching` | hits, misses, revalidation, stale serves, `Vary`, rules, bypass |
+//! | `conformance` | RFC 9110/9111 duties: what a fill forwards, `Age`, unsafe methods, `private`/`no-cache` |
+//! | `field_semantics` | `CDN-Cache-Control`, end-to-end fields kept, HTTP-dates, interim responses |
+//! | `purge` | the purge API: each kind of purge, refused purges |
+//! | `poisoning` | attacks on the shared cache from one client |
+//! | `fallback` | a failing store or origin, grace, the breaker, the concurrency cap, a backup origin |
+//! | `backup_origin` | the backup origin through the shipped manifests |
+//! | `origin_e2e` | the real origin in-process, with `make up`'s rules |
+//! | `origin_restart` | the real origin process killed and restarted |
+
+mod backup_origin;
+mod caching;
+mod conformance;
+mod fallback;
+mod field_semantics;
+mod origin_e2e;
+mod origin_restart;
+mod poisoning;
+mod proxy;
+mod purge;

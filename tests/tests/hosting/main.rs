@@ -1,0 +1,22 @@
+//! What edge-host does whatever the component, and the files it is
+//! deployed with: over real sockets, through the real compiled components
+//! (edge-cache and tests/misbehaving-component). One binary (it links
+//! wasmtime once), one file per topic.
+//!
+//! | module | what it proves |
+//! |---|---|
+//! | `host_hardening` | body limits, header and keep-alive timeouts, the connection cap, `Connection`-nominated fields |
+//! | `limits` | per-request time and memory limits (WASI 0.2) |
+//! | `p3_host` | WASI 0.3 instance reuse, its limits and retirement |
+//! | `instance_reuse` | the edge-cache component in a reused instance: L1 and purges, collapsed fills, no shared data, lanes |
+//! | `origin_pool` | connections to the origin kept across misses |
+//! | `manifests` | the shipped manifests agree with each other and the component |
+//! | `deploy_files` | `deploy/` agrees with the cluster manifests |
+
+mod deploy_files;
+mod host_hardening;
+mod instance_reuse;
+mod limits;
+mod manifests;
+mod origin_pool;
+mod p3_host;
