@@ -133,7 +133,7 @@ pub struct OriginRequest {
     pub body: Body,
     /// What the flow can answer with if the origin is not asked (the
     /// breaker refuses only what it need not ask).
-    pub fallback: Fallback,
+    pub(crate) fallback: Fallback,
 }
 
 /// A complete response: from the origin, or the edge's answer.

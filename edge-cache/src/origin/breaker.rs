@@ -40,7 +40,7 @@ pub enum FailureKind {
 
 /// What a request has to fall back on if the origin is not asked.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Fallback {
+pub(crate) enum Fallback {
     /// Nothing: refusing it is an error for the client.
     #[default]
     Nothing,
