@@ -1,8 +1,9 @@
 //! edge-cache as a WASI 0.3 component (`spin-sdk` 7): the host may send
-//! many requests, concurrently, to one instance, so what an instance
-//! computes once (configuration, parsed rules, the opened store) serves
-//! every later request. All policy lives in the `edge-cache` core; this
-//! crate only wires it to the host.
+//! many requests, concurrently, to one instance, so the instance's
+//! `edge_cache::Node` (configuration, parsed rules, opened stores, first
+//! tier) is built once and serves every later request. All policy and all
+//! wiring live in the `edge-cache` core; this crate implements its `Host`
+//! and translates `wasi:http`.
 
 #[cfg(target_arch = "wasm32")]
 mod adapter;
