@@ -4,23 +4,18 @@
 //! refuses: an `allowed_outbound_hosts` template whose defaults render an
 //! invalid entry.
 
-use edge_host::{App, AppOptions, Flavour};
-use edge_tests::{Edge, closed_port, default_flavour, workspace_root};
+use edge_host::{App, AppOptions};
+use edge_tests::{
+    Edge, closed_port, compilation_cache, default_flavour, shipped_manifest, workspace_root,
+};
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
-
-fn shipped_manifest() -> &'static str {
-    match default_flavour() {
-        Flavour::P2 => "spin-p2.toml",
-        Flavour::P3 => "spin.toml",
-    }
-}
 
 fn options(manifest: std::path::PathBuf, variables: &[String]) -> AppOptions {
     AppOptions {
         manifest,
         variables: variables.to_vec(),
-        cache_dir: Some(workspace_root().join("target/edge-host-cache")),
+        cache_dir: Some(compilation_cache()),
         max_instances: Some(16),
         ..Default::default()
     }
@@ -38,7 +33,7 @@ async fn setting_backup_origin_url_alone_sends_failed_requests_to_the_backup() {
         format!("origin_url=http://127.0.0.1:{}", closed_port()),
         format!("backup_origin_url={}", backup.uri()),
     ];
-    let manifest = workspace_root().join(shipped_manifest());
+    let manifest = workspace_root().join(shipped_manifest(default_flavour(), false));
     let edge = Edge::serve_app(options(manifest, &variables), tempfile::tempdir().unwrap())
         .await
         .expect("the shipped manifest loads");
@@ -50,7 +45,7 @@ async fn setting_backup_origin_url_alone_sends_failed_requests_to_the_backup() {
 #[tokio::test]
 async fn without_a_backup_the_shipped_default_means_none() {
     let variables = [format!("origin_url=http://127.0.0.1:{}", closed_port())];
-    let manifest = workspace_root().join(shipped_manifest());
+    let manifest = workspace_root().join(shipped_manifest(default_flavour(), false));
     let edge = Edge::serve_app(options(manifest, &variables), tempfile::tempdir().unwrap())
         .await
         .expect("the shipped manifest loads");

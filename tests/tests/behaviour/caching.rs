@@ -3,16 +3,10 @@
 
 use std::time::Duration;
 
-use edge_tests::{Edge, EdgeSetup, origin_requests_reach};
+use edge_tests::{Edge, EdgeSetup, edge_for, origin_requests_reach};
 use reqwest::Client;
 use wiremock::matchers::{header, header_exists, method, path};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
-
-async fn edge_for(origin: &MockServer) -> Edge {
-    Edge::start(EdgeSetup::origin(&origin.uri()))
-        .await
-        .expect("edge starts")
-}
 
 async fn get(edge: &Edge, path: &str) -> reqwest::Response {
     Client::new().get(edge.url(path)).send().await.unwrap()

@@ -3,17 +3,9 @@
 //! methods are read, `private` and `no-cache` with and without field
 //! names, and a breaker that cannot take a healthy site down.
 
-use edge_tests::{Edge, EdgeSetup};
+use edge_tests::{Edge, EdgeSetup, header_of};
 use wiremock::matchers::{method, path, path_regex};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
-
-fn header_of(request: &Request, name: &str) -> String {
-    request
-        .headers
-        .get(name)
-        .map(|v| v.to_str().unwrap_or("?").to_owned())
-        .unwrap_or_default()
-}
 
 /// An origin whose answer depends on the `Abc` request field, as its
 /// `Vary` says.

@@ -7,17 +7,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use edge_tests::{Edge, EdgeSetup, Fetched, raw_origin};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use edge_tests::{Edge, EdgeSetup, Fetched, edge_for, raw_exchange, raw_origin};
+use tokio::io::AsyncWriteExt;
 use wiremock::matchers::path;
 use wiremock::{Mock, MockServer, ResponseTemplate};
-
-async fn edge_for(origin: &MockServer) -> Edge {
-    Edge::start(EdgeSetup::origin(&origin.uri()))
-        .await
-        .expect("edge starts")
-}
 
 async fn requests_to(origin: &MockServer, p: &str) -> usize {
     origin
@@ -329,15 +322,8 @@ async fn origin_with_interim_responses() -> (String, Arc<AtomicUsize>) {
 
 /// Everything the edge writes for one `GET path`, as text.
 async fn raw_get(edge: &Edge, p: &str) -> String {
-    let mut stream = TcpStream::connect(edge.addr).await.unwrap();
     let request = format!("GET {p} HTTP/1.1\r\nHost: edge\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut answer = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
-        .await
-        .expect("the edge answers")
-        .unwrap();
-    String::from_utf8_lossy(&answer).into_owned()
+    raw_exchange(edge, &request).await
 }
 
 #[tokio::test]

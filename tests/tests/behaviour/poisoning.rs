@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use edge_tests::{Edge, EdgeSetup, workspace_root};
+use edge_tests::{Edge, EdgeSetup, header_of, purge_edge, read_until, workspace_root};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use wiremock::matchers::path;
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
@@ -148,31 +148,10 @@ async fn status_of_head_only(edge: &Edge, head: &str) -> String {
     text.lines().next().unwrap_or_default().to_owned()
 }
 
-/// Reads from `stream` until what came contains `needle`, the peer closes,
-/// or 10 s pass; returns what came.
-async fn read_until(stream: &mut tokio::net::TcpStream, needle: &str) -> String {
-    let mut received = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    let mut buffer = vec![0u8; 4096];
-    while !String::from_utf8_lossy(&received).contains(needle) {
-        match tokio::time::timeout_at(deadline, stream.read(&mut buffer)).await {
-            Ok(Ok(n)) if n > 0 => received.extend_from_slice(&buffer[..n]),
-            _ => break,
-        }
-    }
-    String::from_utf8_lossy(&received).into_owned()
-}
-
-async fn purge_edge(origin: &MockServer) -> Edge {
-    Edge::start(EdgeSetup::origin(&origin.uri()).variable("purge_token", "s3cret"))
-        .await
-        .expect("edge starts")
-}
-
 #[tokio::test]
 async fn purge_requests_are_refused_from_their_head_before_the_body_is_read() {
     let origin = MockServer::start().await;
-    let edge = purge_edge(&origin).await;
+    let edge = purge_edge(&origin, "s3cret").await;
     let unauthenticated = "POST /_edge/purge HTTP/1.1\r\nHost: shop.example\r\n\
                            Content-Type: application/json\r\nContent-Length: 10000000\r\n\r\n";
     assert_eq!(
@@ -191,7 +170,7 @@ async fn purge_requests_are_refused_from_their_head_before_the_body_is_read() {
 #[tokio::test]
 async fn a_streamed_purge_body_is_cut_off_at_the_limit() {
     let origin = MockServer::start().await;
-    let edge = purge_edge(&origin).await;
+    let edge = purge_edge(&origin, "s3cret").await;
     // No Content-Length: the limit holds while the body streams in.
     let mut stream = tokio::net::TcpStream::connect(edge.addr).await.unwrap();
     let head = "POST /_edge/purge HTTP/1.1\r\nHost: shop.example\r\n\
@@ -212,7 +191,7 @@ async fn a_streamed_purge_body_is_cut_off_at_the_limit() {
 #[tokio::test]
 async fn the_bearer_scheme_is_case_insensitive() {
     let origin = MockServer::start().await;
-    let edge = purge_edge(&origin).await;
+    let edge = purge_edge(&origin, "s3cret").await;
     for scheme in ["BEARER", "bearer", "Bearer", "bEaReR"] {
         let response = reqwest::Client::new()
             .post(edge.url("/_edge/purge"))
@@ -232,14 +211,7 @@ async fn echoing_origin(names: &'static [&'static str]) -> MockServer {
         .respond_with(move |request: &Request| {
             let echoed: Vec<String> = names
                 .iter()
-                .map(|name| {
-                    let value = request
-                        .headers
-                        .get(*name)
-                        .map(|v| v.to_str().unwrap_or("?").to_owned())
-                        .unwrap_or_default();
-                    format!("{name}={value}")
-                })
+                .map(|name| format!("{name}={}", header_of(request, name)))
                 .collect();
             ResponseTemplate::new(200)
                 .insert_header("cache-control", "max-age=60")

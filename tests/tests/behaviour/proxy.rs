@@ -4,26 +4,10 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use edge_tests::{Edge, EdgeSetup, closed_port, raw_origin};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use edge_tests::{Edge, EdgeSetup, closed_port, edge_for, raw_exchange, raw_origin};
+use tokio::io::AsyncWriteExt;
 use wiremock::matchers::{body_string, header, method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
-
-async fn edge_for(origin: &MockServer) -> Edge {
-    Edge::start(EdgeSetup::origin(&origin.uri()))
-        .await
-        .expect("edge starts")
-}
-
-/// Sends raw bytes and reads until the server closes: lets a test put
-/// hop-by-hop fields on the wire that HTTP clients would rewrite.
-async fn raw_exchange(edge: &Edge, request: &str) -> String {
-    let mut stream = tokio::net::TcpStream::connect(edge.addr).await.unwrap();
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).await.unwrap();
-    String::from_utf8_lossy(&response).into_owned()
-}
 
 #[tokio::test]
 async fn get_is_proxied_with_status_headers_and_body() {

@@ -3,17 +3,12 @@
 
 use std::time::Duration;
 
-use edge_tests::{Edge, EdgeSetup, FaultyStore, origin_requests_reach};
+use edge_tests::{Edge, EdgeSetup, FaultyStore, origin_requests_reach, purge_edge};
 use reqwest::Client;
 use wiremock::matchers::{header_exists, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 const TOKEN: &str = "t0ken-for-tests";
-
-async fn edge_for(origin: &MockServer) -> Edge {
-    let setup = EdgeSetup::origin(&origin.uri()).variable("purge_token", TOKEN);
-    Edge::start(setup).await.expect("edge starts")
-}
 
 async fn mount_cacheable(origin: &MockServer, p: &str, tags: &str, expected_fetches: u64) {
     Mock::given(method("GET"))
@@ -62,7 +57,7 @@ async fn each_kind_of_purge_sends_the_next_request_to_the_origin() {
     mount_cacheable(&origin, "/by-tag", "product:7 home", 2).await;
     mount_cacheable(&origin, "/static/css/a.css", "static", 2).await;
     mount_cacheable(&origin, "/untouched", "other", 1).await;
-    let edge = edge_for(&origin).await;
+    let edge = purge_edge(&origin, TOKEN).await;
     for p in ["/by-url", "/by-tag", "/static/css/a.css", "/untouched"] {
         get_status(&edge, p).await;
         assert!(get_status(&edge, p).await.contains("hit"), "{p} cached");
@@ -98,7 +93,7 @@ async fn each_kind_of_purge_sends_the_next_request_to_the_origin() {
 async fn purge_all_and_the_purge_method() {
     let origin = MockServer::start().await;
     mount_cacheable(&origin, "/a", "t", 3).await;
-    let edge = edge_for(&origin).await;
+    let edge = purge_edge(&origin, TOKEN).await;
     get_status(&edge, "/a").await;
     let (status, _, _) = purge(&edge, Some(TOKEN), r#"{"all": true}"#).await;
     assert_eq!(status, 200);
@@ -119,7 +114,7 @@ async fn purge_all_and_the_purge_method() {
 async fn refused_purges_change_nothing() {
     let origin = MockServer::start().await;
     mount_cacheable(&origin, "/keep", "keep", 1).await;
-    let edge = edge_for(&origin).await;
+    let edge = purge_edge(&origin, TOKEN).await;
     get_status(&edge, "/keep").await;
 
     let all = r#"{"all": true}"#;
@@ -180,7 +175,7 @@ async fn soft_purge_makes_the_next_request_revalidate() {
         .mount(&origin)
         .await;
     mount_cacheable(&origin, "/soft", "s", 1).await;
-    let edge = edge_for(&origin).await;
+    let edge = purge_edge(&origin, TOKEN).await;
     get_status(&edge, "/soft").await;
     let (status, _, body) = purge(&edge, Some(TOKEN), r#"{"tags": ["s"], "soft": true}"#).await;
     assert_eq!(status, 200);
@@ -209,7 +204,7 @@ async fn a_response_fetched_before_a_purge_does_not_survive_it() {
         .expect(2)
         .mount(&origin)
         .await;
-    let edge = edge_for(&origin).await;
+    let edge = purge_edge(&origin, TOKEN).await;
     let slow_get = tokio::spawn({
         let url = edge.url("/race");
         async move { Client::new().get(url).send().await.unwrap().status() }

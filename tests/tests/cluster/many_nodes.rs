@@ -16,7 +16,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use edge_host::AppOptions;
-use edge_tests::{Edge, component_path, default_flavour, workspace_root};
+use edge_tests::{
+    Edge, closed_port, compilation_cache, component_path, default_flavour, shipped_manifest,
+    workspace_root,
+};
 use reqwest::Client;
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
@@ -37,7 +40,7 @@ impl RedisServer {
     fn start() -> RedisServer {
         let mut server = RedisServer {
             child: None,
-            port: free_port(),
+            port: closed_port(),
             dir: tempfile::tempdir().expect("temp dir"),
         };
         server.spawn();
@@ -128,20 +131,10 @@ fn ping(port: u16) -> bool {
         && &answer == b"+PONG\r\n"
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
 /// The shipped cluster manifest of the flavour under test, pointed at the
 /// built component, with the built-in rules (no files to mount).
 fn cluster_manifest() -> String {
-    let name = match default_flavour() {
-        edge_host::Flavour::P2 => "spin-p2-cluster.toml",
-        edge_host::Flavour::P3 => "spin-cluster.toml",
-    };
+    let name = shipped_manifest(default_flavour(), true);
     let text = std::fs::read_to_string(workspace_root().join(name)).expect("cluster manifest");
     text.lines()
         .filter(|line| !line.starts_with("files = "))
@@ -222,7 +215,7 @@ impl NodeSetup {
             manifest,
             runtime_config: Some(runtime_config),
             variables,
-            cache_dir: Some(workspace_root().join("target/edge-host-cache")),
+            cache_dir: Some(compilation_cache()),
             max_instances: Some(32),
             ..Default::default()
         }
@@ -597,7 +590,7 @@ async fn with_a_shield_one_nodes_fill_answers_the_others_and_purges_still_reach_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_malformed_or_unreachable_redis_url_is_a_clear_error_at_start() {
     let origin = MockServer::start().await;
-    let closed = free_port();
+    let closed = closed_port();
     for (url, expected) in [
         (
             "redis://admin:hunter2@127.0.0.1:notaport".to_owned(),

@@ -7,40 +7,20 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use edge_host::{AppOptions, InstanceLimits, ServerOptions};
-use edge_tests::{Edge, EdgeSetup, built_component, workspace_root};
+use edge_host::{InstanceLimits, ServerOptions};
+use edge_tests::{
+    BOUND, Edge, EdgeSetup, canned_origin, read_response, read_to_close, single_component_app,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::net::TcpStream;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
-
-/// The longest any single test waits for the edge to do something.
-const BOUND: Duration = Duration::from_secs(10);
 
 /// An edge serving the misbehaving component (`/ok` answers `200 ok`):
 /// enough to exercise the server without an origin.
 async fn plain_edge(server: ServerOptions) -> Edge {
-    let wasm = built_component("misbehaving_component");
-    let workdir = tempfile::tempdir().unwrap();
-    let manifest = workdir.path().join("spin.toml");
-    std::fs::write(
-        &manifest,
-        format!(
-            "spin_manifest_version = 2\n[application]\nname = \"plain\"\n\
-             [[trigger.http]]\nroute = \"/...\"\ncomponent = \"c\"\n\
-             [component.c]\nsource = {:?}\n",
-            wasm.display().to_string()
-        ),
-    )
-    .unwrap();
-    let options = AppOptions {
-        manifest,
-        cache_dir: Some(workspace_root().join("target/edge-host-cache")),
-        max_instances: Some(16),
-        limits: Some(InstanceLimits::default()),
-        ..Default::default()
-    };
+    let (options, workdir) =
+        single_component_app("misbehaving_component", "plain", InstanceLimits::default());
     Edge::serve_app_with(options, workdir, None, server)
         .await
         .expect("host starts")
@@ -53,60 +33,6 @@ async fn cache_edge(origin: &str, server: ServerOptions) -> Edge {
     })
     .await
     .expect("edge starts")
-}
-
-/// Reads until the peer closes; panics if that takes longer than [`BOUND`].
-async fn read_to_close(stream: &mut TcpStream) -> String {
-    let mut out = Vec::new();
-    tokio::time::timeout(BOUND, async {
-        let mut buf = [0u8; 8192];
-        loop {
-            match stream.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => out.extend_from_slice(&buf[..n]),
-            }
-        }
-    })
-    .await
-    .expect("the edge closed the connection in time");
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Reads one response (its body delimited by `Content-Length` or chunked),
-/// leaving the connection open.
-async fn read_response(stream: &mut TcpStream) -> String {
-    let mut out = Vec::new();
-    tokio::time::timeout(BOUND, async {
-        let mut buf = [0u8; 8192];
-        loop {
-            let text = String::from_utf8_lossy(&out).into_owned();
-            if let Some((head, body)) = text.split_once("\r\n\r\n") {
-                let field = |wanted: &str| {
-                    head.lines().find_map(|l| {
-                        let (name, value) = l.split_once(':')?;
-                        name.eq_ignore_ascii_case(wanted)
-                            .then(|| value.trim().to_ascii_lowercase())
-                    })
-                };
-                let complete = match field("content-length") {
-                    Some(length) => body.len() >= length.parse::<usize>().unwrap(),
-                    None => {
-                        assert_eq!(field("transfer-encoding").as_deref(), Some("chunked"));
-                        body.ends_with("0\r\n\r\n")
-                    }
-                };
-                if complete {
-                    return;
-                }
-            }
-            let n = stream.read(&mut buf).await.expect("read");
-            assert!(n > 0, "closed mid-response: {text}");
-            out.extend_from_slice(&buf[..n]);
-        }
-    })
-    .await
-    .expect("a response in time");
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 async fn connect(edge: &Edge) -> TcpStream {
@@ -516,39 +442,6 @@ async fn one_address_gives_way_among_its_own_connections_and_is_refused_when_all
 
 // --- Connection-nominated fields and the declared body length -----------
 
-/// An origin on a raw socket: answers every request on a connection with
-/// `response`, and reports on the channel when the edge closes a
-/// connection.
-async fn raw_origin(response: &'static [u8]) -> (String, mpsc::UnboundedReceiver<()>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr: SocketAddr = listener.local_addr().unwrap();
-    let (closed, closes) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            let closed = closed.clone();
-            tokio::spawn(async move {
-                let mut seen = Vec::new();
-                let mut buf = [0u8; 4096];
-                loop {
-                    match stream.read(&mut buf).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => seen.extend_from_slice(&buf[..n]),
-                    }
-                    // One answer per request head received.
-                    while let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
-                        seen.drain(..end + 4);
-                        if stream.write_all(response).await.is_err() {
-                            break;
-                        }
-                    }
-                }
-                let _ = closed.send(());
-            });
-        }
-    });
-    (format!("http://{addr}"), closes)
-}
-
 #[tokio::test]
 async fn connection_nominated_request_fields_never_reach_the_origin() {
     let origin = MockServer::start().await;
@@ -581,7 +474,7 @@ async fn connection_nominated_request_fields_never_reach_the_origin() {
 
 #[tokio::test]
 async fn connection_nominated_response_fields_are_neither_relayed_nor_stored() {
-    let (origin, _closes) = raw_origin(
+    let (origin, _closes) = canned_origin(
         b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nCache-Control: max-age=60\r\n\
           Connection: x-foo\r\nX-Foo: 1\r\nX-Bar: 2\r\n\r\nok",
     )
@@ -599,7 +492,7 @@ async fn connection_nominated_response_fields_are_neither_relayed_nor_stored() {
 
 #[tokio::test]
 async fn an_origin_body_longer_than_its_content_length_is_relayed_at_the_declared_length() {
-    let (origin, mut closes) = raw_origin(
+    let (origin, mut closes) = canned_origin(
         b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nCache-Control: no-store\r\n\r\n0123456789",
     )
     .await;

@@ -8,22 +8,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use edge_host::ReuseOptions;
-use edge_host::reuse::PerInstance;
-use edge_tests::{Edge, EdgeSetup, Flavour, join_all, origin_requests_reach};
+use edge_tests::{
+    Edge, EdgeSetup, Flavour, header_of, join_all, origin_requests_reach, read_response, reuse,
+};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
 use wiremock::matchers::path;
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
 const TOKEN: &str = "reuse-token";
-
-fn reuse(concurrent: usize) -> ReuseOptions {
-    ReuseOptions {
-        max_instance_reuse_count: PerInstance::Value(128),
-        max_instance_concurrent_reuse_count: PerInstance::Value(concurrent),
-        // No instance retires idle while a test runs.
-        idle_instance_timeout: PerInstance::Value(Duration::from_secs(30)),
-    }
-}
 
 async fn p3_edge(setup: EdgeSetup) -> Edge {
     Edge::start(setup.flavour(Flavour::P3))
@@ -55,7 +48,7 @@ async fn a_purge_answered_by_one_instance_is_honoured_by_the_l1_of_another() {
         .await;
     let setup = EdgeSetup::origin(&origin.uri())
         .variable("purge_token", TOKEN)
-        .reuse(reuse(1));
+        .reuse(reuse(128, 1));
     let edge = p3_edge(setup).await;
 
     // Instance A fills /page and keeps it in its L1.
@@ -112,7 +105,7 @@ async fn a_hundred_concurrent_cold_requests_reach_the_origin_about_once_across_i
         )
         .mount(&origin)
         .await;
-    let edge = p3_edge(EdgeSetup::origin(&origin.uri()).reuse(reuse(16))).await;
+    let edge = p3_edge(EdgeSetup::origin(&origin.uri()).reuse(reuse(128, 16))).await;
     let requests = (0..100).map(|_| edge.fetch("/cold"));
     let answers: Vec<_> = join_all(requests)
         .await
@@ -156,13 +149,7 @@ async fn interleaved_requests_in_one_instance_never_see_each_others_data() {
     // requests overlap inside the instance.
     Mock::given(path("/who"))
         .respond_with(|request: &Request| {
-            let seen = |name: &str| {
-                request
-                    .headers
-                    .get(name)
-                    .map(|v| v.to_str().unwrap_or("?").to_owned())
-                    .unwrap_or_default()
-            };
+            let seen = |name: &str| header_of(request, name);
             let cacheable = seen("authorization").is_empty();
             ResponseTemplate::new(200)
                 .insert_header(
@@ -182,7 +169,7 @@ async fn interleaved_requests_in_one_instance_never_see_each_others_data() {
     let rules = r#"{ "rules": [ { "path_prefix": "/", "cookies": ["session"] } ] }"#;
     let setup = EdgeSetup::origin(&origin.uri())
         .rules(rules)
-        .reuse(reuse(16));
+        .reuse(reuse(128, 16));
     let edge = p3_edge(setup).await;
     // One request first, so an instance is up (rules parsed, store open)
     // and takes the burst: a cold burst instead spreads over fresh
@@ -226,31 +213,12 @@ async fn interleaved_requests_in_one_instance_never_see_each_others_data() {
 }
 
 /// One GET of `target` on an open keep-alive connection; the body.
-async fn get_on(
-    connection: &mut tokio::io::BufStream<tokio::net::TcpStream>,
-    target: &str,
-) -> String {
-    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+async fn get_on(connection: &mut TcpStream, target: &str) -> String {
     let request = format!("GET {target} HTTP/1.1\r\nhost: lanes.example\r\n\r\n");
     connection.write_all(request.as_bytes()).await.unwrap();
-    connection.flush().await.unwrap();
-    let mut length = 0;
-    loop {
-        let mut line = String::new();
-        connection.read_line(&mut line).await.unwrap();
-        let line = line.trim_end();
-        if line.is_empty() {
-            break;
-        }
-        if let Some((name, value)) = line.split_once(':')
-            && name.eq_ignore_ascii_case("content-length")
-        {
-            length = value.trim().parse().unwrap();
-        }
-    }
-    let mut body = vec![0; length];
-    connection.read_exact(&mut body).await.unwrap();
-    String::from_utf8(body).unwrap()
+    let response = read_response(connection).await;
+    let (_head, body) = response.split_once("\r\n\r\n").expect("a head");
+    body.to_owned()
 }
 
 /// With serving lanes (`edge-host up` runs one per core), connections are
@@ -270,12 +238,10 @@ async fn each_serving_lane_serves_its_connections_from_its_own_instances() {
         .await;
     for lanes in [1, 2] {
         let setup = EdgeSetup::origin(&origin.uri())
-            .reuse(reuse(16))
+            .reuse(reuse(128, 16))
             .lanes(lanes);
         let edge = p3_edge(setup).await;
-        let open = || async {
-            tokio::io::BufStream::new(tokio::net::TcpStream::connect(edge.addr).await.unwrap())
-        };
+        let open = || async { TcpStream::connect(edge.addr).await.unwrap() };
         let (mut first, mut second) = (open().await, open().await);
         for _ in 0..3 {
             assert_eq!(get_on(&mut first, "/lane").await, "from the origin");

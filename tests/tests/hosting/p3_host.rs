@@ -10,20 +10,13 @@ use std::time::{Duration, Instant};
 
 use edge_host::reuse::PerInstance;
 use edge_host::{AppOptions, InstanceLimits, ReuseOptions};
-use edge_tests::{Edge, EdgeSetup, Flavour, assert_short_with_error_id, single_component_app};
+use edge_tests::{
+    Edge, EdgeSetup, Flavour, assert_short_with_error_id, reuse, single_component_app,
+};
 use wiremock::matchers::path;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 const TIME_LIMIT: Duration = Duration::from_millis(1_000);
-
-fn reuse(total: usize, concurrent: usize) -> ReuseOptions {
-    ReuseOptions {
-        max_instance_reuse_count: PerInstance::Value(total),
-        max_instance_concurrent_reuse_count: PerInstance::Value(concurrent),
-        // Long enough that no instance retires idle during a test.
-        idle_instance_timeout: PerInstance::Value(Duration::from_secs(30)),
-    }
-}
 
 /// The p3 misbehaving component in edge-host, with [`TIME_LIMIT`].
 async fn misbehaving_edge(reuse: ReuseOptions) -> Edge {

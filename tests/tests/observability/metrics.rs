@@ -16,25 +16,12 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use edge_host::access_log::LogFormat;
-use edge_tests::{Edge, EdgeSetup, FaultyStore, workspace_root};
+use edge_tests::{Edge, EdgeSetup, FaultyStore, parse_exposition, workspace_root};
 use reqwest::Client;
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 const TOKEN: &str = "metrics-test-token";
-
-/// The exposition as `series → value`, e.g.
-/// `edge_requests_total{outcome="hit",status="2xx"} → 3`.
-fn parse(exposition: &str) -> BTreeMap<String, f64> {
-    exposition
-        .lines()
-        .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
-        .map(|line| {
-            let (series, value) = line.rsplit_once(' ').expect("`series value`");
-            (series.to_owned(), value.parse().expect("a number"))
-        })
-        .collect()
-}
 
 async fn scrape(addr: SocketAddr) -> String {
     let response = Client::new()
@@ -72,7 +59,7 @@ async fn settle(addr: SocketAddr, done: impl Fn(&BTreeMap<String, f64>) -> bool)
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let text = scrape(addr).await;
-        if done(&parse(&text)) {
+        if done(&parse_exposition(&text)) {
             return text;
         }
         assert!(Instant::now() < deadline, "metrics never settled:\n{text}");
@@ -169,7 +156,7 @@ async fn known_traffic_gives_exact_counters_promtool_accepts_them_and_each_reque
     let metrics = edge.metrics_addr.expect("a metrics listener");
 
     // Before any traffic every request series is there, at zero.
-    let before = parse(&scrape(metrics).await);
+    let before = parse_exposition(&scrape(metrics).await);
     assert_eq!(
         before["edge_requests_total{outcome=\"hit\",status=\"2xx\"}"],
         0.0
@@ -240,7 +227,7 @@ async fn known_traffic_gives_exact_counters_promtool_accepts_them_and_each_reque
         sum(series, "edge_requests_total", &[]) == total
     })
     .await;
-    let series = parse(&text);
+    let series = parse_exposition(&text);
     let requests = |outcome: &str, status: &str| {
         series[&format!("edge_requests_total{{outcome=\"{outcome}\",status=\"{status}\"}}")]
     };
@@ -374,7 +361,7 @@ async fn known_traffic_gives_exact_counters_promtool_accepts_them_and_each_reque
             && series["edge_origin_fetches_total{result=\"2xx\"}"] == origin_2xx
     })
     .await;
-    let series = parse(&text);
+    let series = parse_exposition(&text);
     assert_eq!(
         requests_of(&series, "collapsed", "2xx"),
         collapsed,
@@ -437,7 +424,7 @@ fn promtool_accepts(exposition: &str) {
 /// Every `edge_*` name in the dashboard's queries is a series name of the
 /// exposition (a histogram's `_bucket`, `_sum`, `_count` included).
 fn dashboard_names_only_existing_metrics(exposition: &str) {
-    let names: BTreeSet<String> = parse(exposition)
+    let names: BTreeSet<String> = parse_exposition(exposition)
         .keys()
         .map(|key| key.split('{').next().unwrap().to_owned())
         .collect();

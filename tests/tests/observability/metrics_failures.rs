@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use edge_host::observability::ObservabilityFlags;
 use edge_host::{InstanceLimits, ServerOptions};
-use edge_tests::{Edge, single_component_app};
+use edge_tests::{Edge, parse_exposition, single_component_app};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -24,13 +24,7 @@ async fn series(metrics: SocketAddr) -> BTreeMap<String, f64> {
         .text()
         .await
         .unwrap();
-    text.lines()
-        .filter(|line| !line.starts_with('#') && !line.is_empty())
-        .map(|line| {
-            let (key, value) = line.rsplit_once(' ').unwrap();
-            (key.to_owned(), value.parse().unwrap())
-        })
-        .collect()
+    parse_exposition(&text)
 }
 
 /// Scrapes until `key` has `value`, or fails after 10 s.
