@@ -109,13 +109,18 @@ async fn failed_instances_are_counted_by_cause_and_shed_connections_are_counted(
     assert!(stats.failed >= 3, "{stats:?}");
     assert_eq!(now["edge_shed_connections_total"], 0.0);
 
-    // Two connections hold both slots (the gauge says when they are in);
-    // the third is answered 503 and closed.
+    // Two connections hold both slots, each having just begun its request
+    // (an idle one would give way; one within its first second of sending
+    // never does); the gauge says when they are in. The third is answered
+    // 503 and closed.
     until(metrics, "edge_connections_open", 0.0).await;
-    let held = [
+    let mut held = [
         TcpStream::connect(edge.addr).await.unwrap(),
         TcpStream::connect(edge.addr).await.unwrap(),
     ];
+    for stream in &mut held {
+        stream.write_all(b"GET /instance HTTP/1.1\r\n").await.unwrap();
+    }
     until(metrics, "edge_connections_open", 2.0).await;
     let mut third = TcpStream::connect(edge.addr).await.unwrap();
     let _ = third.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n").await;
