@@ -119,7 +119,10 @@ async fn failed_instances_are_counted_by_cause_and_shed_connections_are_counted(
         TcpStream::connect(edge.addr).await.unwrap(),
     ];
     for stream in &mut held {
-        stream.write_all(b"GET /instance HTTP/1.1\r\n").await.unwrap();
+        stream
+            .write_all(b"GET /instance HTTP/1.1\r\n")
+            .await
+            .unwrap();
     }
     until(metrics, "edge_connections_open", 2.0).await;
     let mut third = TcpStream::connect(edge.addr).await.unwrap();
