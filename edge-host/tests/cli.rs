@@ -296,58 +296,9 @@ fn a_failed_p3_instance_is_logged_in_full_under_the_error_id_the_client_got() {
 }
 
 fn failed_instance_is_logged_under_the_error_id(component: &str) {
-    let wasm = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join(format!("../target/wasm32-wasip2/release/{component}.wasm"));
-    assert!(
-        wasm.exists(),
-        "{} missing: run `make wasm` first (make test does)",
-        wasm.display()
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let manifest = write(
-        dir.path(),
-        "spin.toml",
-        &format!(
-            "spin_manifest_version = 2\n[application]\nname = \"m\"\n\
-             [[trigger.http]]\nroute = \"/...\"\ncomponent = \"m\"\n[component.m]\nsource = {:?}\n",
-            wasm.display().to_string()
-        ),
-    );
-    let mut child = Running(
-        Command::new(BIN)
-            .args(["up", "-f"])
-            .arg(&manifest)
-            .args(["--listen", "127.0.0.1:0", "--max-memory-mb", "32"])
-            .env(
-                "EDGE_HOST_CACHE_DIR",
-                Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/edge-host-cache"),
-            )
-            .env("RUST_LOG", "info")
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    // Every stderr line, as it comes.
-    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
-    let stderr = BufReader::new(child.0.stderr.take().unwrap());
-    std::thread::spawn(move || {
-        for line in stderr.lines().map_while(Result::ok) {
-            if lines_tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let next_line = || {
-        lines
-            .recv_timeout(Duration::from_secs(30))
-            .expect("edge-host went quiet or exited")
-    };
-    let address = loop {
-        let line = next_line();
-        if let Some((_, address)) = line.split_once("serving `m` on http://") {
-            break address.trim().to_owned();
-        }
-    };
+    let edge = Serving::start(component, "", &["--max-memory-mb", "32"]);
+    let next_line = || edge.next_line();
+    let address = edge.address.clone();
 
     let mut client = TcpStream::connect(&address).unwrap();
     client
