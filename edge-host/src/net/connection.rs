@@ -217,11 +217,8 @@ impl Activity {
         self.closing.notify_waiters();
     }
 
-    /// Waits until the socket is closed, or `patience` has passed. An
-    /// accept loop that closed a connection to make room waits for it, so
-    /// that closing keeps pace with accepting and descriptors cannot pile
-    /// up under a flood of new connections (the rest wait in the kernel's
-    /// listen queue, which costs none).
+    /// Waits until the socket is closed, or `patience` has passed (see
+    /// [`crate::net::connection_table::await_evicted`]).
     pub(crate) async fn closed_within(&self, patience: Duration) {
         let closing = self.closing.notified();
         if self.closed.load(Ordering::SeqCst) {

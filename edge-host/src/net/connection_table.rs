@@ -183,6 +183,21 @@ impl Table {
     }
 }
 
+/// How long an accept loop that closed connections to make room waits
+/// for each one's descriptor to be released before it accepts again.
+const EVICTION_PATIENCE: Duration = Duration::from_millis(100);
+
+/// Waits until the connections `evicted` to make room have closed (each
+/// at most [`EVICTION_PATIENCE`]), so that closing keeps pace with
+/// accepting and descriptors cannot pile up under a flood of new
+/// connections; the rest wait in the kernel's listen queue, which costs
+/// none.
+pub(crate) async fn await_evicted(evicted: Vec<Arc<Activity>>) {
+    for victim in evicted {
+        victim.closed_within(EVICTION_PATIENCE).await;
+    }
+}
+
 /// How long a connection may take to send its header section before it
 /// may be closed to make room. A client's header arrives in well under a
 /// second; one still arriving after that is slow (or a slowloris), and a

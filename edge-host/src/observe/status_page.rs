@@ -125,10 +125,7 @@ pub async fn serve(listener: TcpListener, metrics: &'static Metrics) {
                 tracing::debug!("metrics connection from {peer} refused: every slot is busy");
                 continue;
             };
-            // Closing keeps pace with accepting (see `Activity::closed_within`).
-            for victim in evicted {
-                victim.closed_within(Duration::from_millis(100)).await;
-            }
+            crate::net::connection_table::await_evicted(evicted).await;
             let stream = TrackedStream::new(stream, activity.clone(), slot);
             let history = history.clone();
             let requests = activity.clone();

@@ -246,10 +246,6 @@ impl Connections {
     }
 }
 
-/// How long an accept loop that closed a connection to make room waits
-/// for its descriptor to be released before it accepts again.
-const EVICTION_PATIENCE: Duration = Duration::from_millis(100);
-
 /// The connection cap and the budget of refusals in progress, shared by
 /// every lane of a server.
 #[derive(Clone)]
@@ -284,9 +280,7 @@ impl Slots {
         match self.open.admit(peer.ip(), activity.clone()) {
             Ok((slot, evicted)) => {
                 crate::observe::metrics::connections_evicted(evicted.len());
-                for victim in evicted {
-                    victim.closed_within(EVICTION_PATIENCE).await;
-                }
+                crate::net::connection_table::await_evicted(evicted).await;
                 let stream = stream.into_std().ok()?;
                 Some((stream, Admitted { activity, slot }))
             }
