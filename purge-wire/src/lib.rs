@@ -1,7 +1,23 @@
-//! The wire format of `POST {admin_path}/purge`: the JSON body the origin's
-//! purge worker sends and the edge's purge API parses. One definition, so
-//! the two sides cannot drift apart; each adds its own rules on top (the
-//! edge validates targets, the origin coalesces them).
+//! What the edge and the crates that speak to it say on the wire, defined
+//! once so the two sides cannot drift apart:
+//!
+//! - the body of `POST {admin_path}/purge` ([`PurgeBody`]): the origin's
+//!   purge worker sends it, the edge's purge API parses it; each adds its
+//!   own rules on top (the edge validates targets, the origin coalesces
+//!   them);
+//! - the purge API's [`Receipt`] (`receipt`): the edge writes it, edge-host
+//!   reads it;
+//! - the edge's name in `Cache-Status`, [`CACHE_NAME`] (`cache_status`):
+//!   the edge writes it, edge-host reads it.
+//!
+//! Plain data and serde only, so the native host depends on it as lightly
+//! as the component does.
+
+mod cache_status;
+mod receipt;
+
+pub use cache_status::CACHE_NAME;
+pub use receipt::{Purged, Receipt};
 
 use serde::{Deserialize, Serialize};
 

@@ -2,6 +2,11 @@
 //!
 //! A proxy must not forward connection-specific fields: the fixed set below
 //! and every field named in the message's own `Connection` header.
+//!
+//! edge-host strips a shorter list (`edge-host/src/net/hop_by_hop.rs`)
+//! because wasmtime-wasi-http already drops Transfer-Encoding and the
+//! Proxy-* fields before a guest sees a message; this one stays complete
+//! because the core must forward correctly under any host.
 
 use http::HeaderMap;
 use http::header::{self, HeaderName};

@@ -3,8 +3,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-/// Our cache's name in `Cache-Status`.
-pub const CACHE_NAME: &str = "edge-cache";
+use purge_wire::CACHE_NAME;
 
 /// Why the request went forward to the origin.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,6 +4,7 @@
 //! purge writes one scope value per target (see `invalidation`).
 
 use http::{HeaderMap, Method};
+use purge_wire::{Purged, Receipt};
 
 use crate::flow::answer::{body_too_large, json_response, method_not_allowed, unauthorized};
 use crate::policy::key::build_key;
@@ -207,25 +208,69 @@ impl<S: Store, C: Clock> PurgeApi<'_, S, C> {
             "edge-cache: purge {id} from {caller}: urls={:?} tags={:?} prefixes={:?} all={} soft={}",
             purge.urls, purge.tags, purge.prefixes, purge.all, purge.soft
         );
-        json_response(
-            200,
-            &serde_json::json!({
-                "id": id,
-                "soft": purge.soft,
-                "purged": {
-                    "urls": purge.urls.len(),
-                    "tags": purge.tags.len(),
-                    "prefixes": purge.prefixes.len(),
-                    "all": purge.all,
-                }
-            }),
-        )
+        let receipt = Receipt {
+            id,
+            soft: purge.soft,
+            purged: Purged {
+                urls: purge.urls.len() as u64,
+                tags: purge.tags.len() as u64,
+                prefixes: purge.prefixes.len() as u64,
+                all: purge.all,
+            },
+        };
+        json_response(200, &serde_json::json!(receipt))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::{FakeClock, MemStore, block_on, headers};
+
+    #[test]
+    fn an_accepted_purge_is_answered_with_the_shared_receipt() {
+        let settings = PurgeSettings {
+            admin_path: "/_edge".into(),
+            token: "t".into(),
+        };
+        let (store, clock) = (
+            MemStore::default(),
+            FakeClock::at_unix_ms(1_700_000_000_000),
+        );
+        let api = PurgeApi {
+            settings: &settings,
+            rules: None,
+            storage: CacheStorage {
+                store: &store,
+                clock: &clock,
+                l1: None,
+            },
+        };
+        let request = ClientRequest {
+            method: Method::POST,
+            path_and_query: "/_edge/purge".into(),
+            headers: headers(&[("authorization", "Bearer t")]),
+            connection: ClientConnection {
+                host: Some("shop.example".into()),
+                ..Default::default()
+            },
+            body: br#"{"urls": ["/a", "/b"], "tags": ["t"], "soft": true}"#
+                .to_vec()
+                .into(),
+        };
+        let answer = block_on(api.handle(PurgeRoute::Endpoint, &request));
+        assert_eq!(answer.status, 200);
+        let receipt: Receipt = serde_json::from_slice(answer.body.as_slice()).unwrap();
+        assert!(receipt.soft);
+        let purged = Purged {
+            urls: 2,
+            tags: 1,
+            prefixes: 0,
+            all: false,
+        };
+        assert_eq!(receipt.purged, purged);
+        assert_eq!(receipt.id.len(), 16);
+    }
 
     #[test]
     fn the_api_is_the_endpoint_path_or_the_purge_method() {

@@ -6,6 +6,12 @@
 //! guest could not know which fields it nominated: the host deletes them, on
 //! requests from clients and on responses from origins, before the guest
 //! sees the message (RFC 9111 §3.1: they must not be stored either).
+//!
+//! The edge component's list (`edge-cache/src/http/hop_by_hop.rs`) also
+//! names Transfer-Encoding and the Proxy-* fields, which wasmtime-wasi-http
+//! already drops from every message entering a guest (its
+//! `DEFAULT_FORBIDDEN_HEADERS`); the component keeps them as it cannot rely
+//! on its host.
 
 use http::{HeaderMap, HeaderName};
 

@@ -4,7 +4,7 @@
 //! The host reads the field rather than asking the guest: the component
 //! stays portable, and anything Spin runs can be observed the same way.
 //! The `edge-cache` member's parameters decide (see
-//! `edge-cache/src/cache_status.rs` for what the component writes):
+//! `edge-cache/src/policy/cache_status.rs` for what the component writes):
 //!
 //! | `Cache-Status` | outcome |
 //! |---|---|
@@ -19,9 +19,7 @@
 //! | no `edge-cache` member: the purge API, `only-if-cached` | none; a host `5xx` is error |
 
 use http::HeaderMap;
-
-/// The component's name in `Cache-Status`.
-const CACHE_NAME: &str = "edge-cache";
+use purge_wire::CACHE_NAME;
 
 /// What the cache did with one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

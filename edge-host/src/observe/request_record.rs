@@ -144,27 +144,16 @@ fn may_be_receipt(method: &Method, headers: &HeaderMap) -> bool {
             .is_some_and(|value| value.starts_with("application/json"))
 }
 
-/// The purge API's receipt: `{"soft":…,"purged":{"urls":n,"tags":n,"prefixes":n,"all":…}}`.
+/// The purge API's receipt (`purge_wire::Receipt`), counted by kind.
 fn read_receipt(body: &[u8]) -> Option<PurgeReceipt> {
-    #[derive(serde::Deserialize)]
-    struct Receipt {
-        soft: bool,
-        purged: Purged,
-    }
-    #[derive(serde::Deserialize)]
-    struct Purged {
-        urls: u64,
-        tags: u64,
-        prefixes: u64,
-        all: bool,
-    }
-    let receipt: Receipt = serde_json::from_slice(body).ok()?;
+    let receipt: purge_wire::Receipt = serde_json::from_slice(body).ok()?;
+    let purged = receipt.purged;
     Some(PurgeReceipt {
         soft: receipt.soft,
-        urls: receipt.purged.urls,
-        tags: receipt.purged.tags,
-        prefixes: receipt.purged.prefixes,
-        all: receipt.purged.all,
+        urls: purged.urls,
+        tags: purged.tags,
+        prefixes: purged.prefixes,
+        all: purged.all,
     })
 }
 
