@@ -10,7 +10,10 @@ use crate::flow::answer::{body_too_large, json_response, method_not_allowed, una
 use crate::policy::key::build_key;
 use crate::policy::rules::{CacheRules, Rule};
 use crate::purge::invalidation::{PurgeKind, all_scope, prefix_scope, tag_scope, url_scope};
-use crate::purge::request::{MAX_BODY_BYTES, PurgeRequest, authorized, parse_purge_post, purge_id};
+use crate::purge::request::{
+    MAX_BODY_BYTES, PurgeRequest, authorized, check_length, check_method, parse_purge_body,
+    purge_id,
+};
 use crate::seams::{ClientConnection, ClientRequest, Clock, Response, Store, StoreFailure};
 use crate::store::{CacheStorage, unix_ms};
 
@@ -95,7 +98,7 @@ impl<S: Store, C: Clock> PurgeApi<'_, S, C> {
         method: &Method,
         headers: &HeaderMap,
     ) -> Option<Response> {
-        if route == PurgeRoute::Endpoint && method != Method::POST {
+        if route == PurgeRoute::Endpoint && check_method(method).is_err() {
             return Some(method_not_allowed());
         }
         if !authorized(headers, &self.settings.token) {
@@ -106,7 +109,7 @@ impl<S: Store, C: Clock> PurgeApi<'_, S, C> {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok());
         declared
-            .is_some_and(|length| length > MAX_BODY_BYTES as u64)
+            .is_some_and(|length| check_length(length).is_err())
             .then(|| body_too_large(MAX_BODY_BYTES))
     }
 
@@ -138,12 +141,14 @@ impl<S: Store, C: Clock> PurgeApi<'_, S, C> {
         }
     }
 
-    /// `POST {admin_path}/purge` with a JSON body (its method and size
-    /// are checked again by the body's own validator).
+    /// `POST {admin_path}/purge` with a JSON body. Its length is checked
+    /// again here because a request [`handle`](Self::handle)d without
+    /// admission was not read against the limit.
     async fn endpoint(&self, request: &ClientRequest) -> Response {
         let connection = &request.connection;
-        let host = connection.host.clone().unwrap_or_default();
-        match parse_purge_post(&request.method, request.body.as_slice(), &host) {
+        let host = connection.host.as_deref().unwrap_or_default();
+        let body = request.body.as_slice();
+        match check_length(body.len() as u64).and_then(|()| parse_purge_body(body, host)) {
             Ok(purge) => self.apply(&purge, connection).await,
             Err(refusal) => json_response(
                 refusal.status,
@@ -169,7 +174,7 @@ impl<S: Store, C: Clock> PurgeApi<'_, S, C> {
 
     /// Writes one scope value per target; nothing is scanned or deleted.
     async fn apply(&self, purge: &PurgeRequest, connection: &ClientConnection) -> Response {
-        let host = connection.host.clone().unwrap_or_default();
+        let host = connection.host.as_deref().unwrap_or_default();
         let mut scopes = Vec::new();
         if purge.all {
             scopes.push(all_scope());
@@ -179,7 +184,7 @@ impl<S: Store, C: Clock> PurgeApi<'_, S, C> {
             let rule = self.rules.map_or(&default_rule, |r| r.for_target(url));
             // Entries are keyed by the scheme the client used; purge both.
             for scheme in ["http", "https"] {
-                let keyed = build_key(scheme, &host, url, &HeaderMap::new(), rule);
+                let keyed = build_key(scheme, host, url, &HeaderMap::new(), rule);
                 scopes.push(url_scope(keyed.url()));
             }
         }

@@ -1,4 +1,7 @@
-//! The purge API: authentication and validation of purge requests.
+//! The purge API's checks, each written once: the endpoint's method
+//! ([`check_method`]), the bearer token ([`authorized`]) and the body's
+//! size ([`check_length`]), which admission runs from the head, and the
+//! body itself ([`parse_purge_body`]).
 //!
 //! `POST {admin_path}/purge` with `Authorization: Bearer <purge_token>` and
 //! `{"urls": [...], "tags": [...], "prefixes": [...], "all": bool, "soft": bool}`,
@@ -59,21 +62,46 @@ pub fn authorized(headers: &HeaderMap, token: &str) -> bool {
     blake3::hash(presented.trim().as_bytes()) == blake3::hash(token.as_bytes()) && !token.is_empty()
 }
 
-/// Validates a `POST {admin_path}/purge` request (after authentication).
-pub fn parse_purge_post(
-    method: &Method,
-    body: &[u8],
-    host: &str,
-) -> Result<PurgeRequest, PurgeRefusal> {
+/// The purge endpoint takes POST only (`405` otherwise); admission
+/// checks it from the head.
+pub(crate) fn check_method(method: &Method) -> Result<(), PurgeRefusal> {
     if method != Method::POST {
         return Err(refuse(405, "the purge endpoint accepts POST only"));
     }
-    if body.len() > MAX_BODY_BYTES {
+    Ok(())
+}
+
+/// A purge body is at most [`MAX_BODY_BYTES`] (`413` otherwise):
+/// admission checks the length a head declares, and the body is read no
+/// further than that.
+pub(crate) fn check_length(length: u64) -> Result<(), PurgeRefusal> {
+    if length > MAX_BODY_BYTES as u64 {
         return Err(refuse(
             413,
             format!("purge body over {MAX_BODY_BYTES} bytes"),
         ));
     }
+    Ok(())
+}
+
+/// Validates a whole `POST {admin_path}/purge` handed in without a head
+/// (the origin's contract test, the fuzz target): the endpoint's method
+/// and size, then the body. The request path checks the first two at
+/// admission and parses with [`parse_purge_body`].
+pub fn parse_purge_post(
+    method: &Method,
+    body: &[u8],
+    host: &str,
+) -> Result<PurgeRequest, PurgeRefusal> {
+    check_method(method)?;
+    check_length(body.len() as u64)?;
+    parse_purge_body(body, host)
+}
+
+/// Validates a purge body (its request admitted: authenticated, POST,
+/// within the size limit): JSON naming at most [`MAX_TARGETS`] targets,
+/// each of them well formed; URLs must be on `host`.
+pub fn parse_purge_body(body: &[u8], host: &str) -> Result<PurgeRequest, PurgeRefusal> {
     let parsed: PurgeBody = serde_json::from_slice(body)
         .map_err(|e| refuse(400, format!("invalid purge body: {e}")))?;
     let targets = parsed.targets();
