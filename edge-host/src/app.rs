@@ -103,9 +103,9 @@ impl App {
             .collect();
 
         let max_instances = options.max_instances.unwrap_or(DEFAULT_MAX_INSTANCES);
-        let engine = new_engine(max_instances)?;
-        let linker = instance::linker(&engine)?;
         let limits = options.limits.unwrap_or_default();
+        let engine = new_engine(max_instances, limits.max_memory_bytes)?;
+        let linker = instance::linker(&engine)?;
         let reuse = options.reuse.unwrap_or_default();
         let origin_pool = OriginPool::new(options.origin_pool.unwrap_or_default());
 

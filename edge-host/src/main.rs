@@ -64,10 +64,10 @@ enum Command {
         #[arg(long, default_value_t = edge_host::limits::DEFAULT_REQUEST_TIMEOUT.as_millis() as u64,
               value_parser = clap::value_parser!(u64).range(1..))]
         request_timeout_ms: u64,
-        /// Linear-memory limit per instance, in MiB (edge-host only); a
-        /// reused instance's across all its requests.
+        /// Linear-memory limit per instance, in MiB, at most 4096 (edge-host
+        /// only); a reused instance's across all its requests.
         #[arg(long, default_value_t = (edge_host::limits::DEFAULT_MAX_MEMORY_BYTES >> 20) as u64,
-              value_parser = clap::value_parser!(u64).range(1..=4096))]
+              value_parser = edge_host::engine::parse_max_memory_mb)]
         max_memory_mb: u64,
         /// Largest request body accepted, in bytes; larger ones get 413
         /// (nginx's client_max_body_size).

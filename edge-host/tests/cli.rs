@@ -250,6 +250,9 @@ fn bad_server_flag_values_are_refused_naming_the_flag() {
         ("--idle-instance-timeout", "1.5s"),
         ("--serving-threads", "0"),
         ("--serving-threads", "two"),
+        ("--max-memory-mb", "0"),
+        ("--max-memory-mb", "5000"),
+        ("--max-memory-mb", "18446744073709551615"),
     ] {
         let (code, stderr) = run_up(dir.path(), &[flag, value]);
         assert_eq!(code, 2, "{flag} {value}: {stderr}");
@@ -258,6 +261,12 @@ fn bad_server_flag_values_are_refused_naming_the_flag() {
             "{flag} {value}: {stderr}"
         );
         assert!(!stderr.contains("panicked"), "{stderr}");
+        if flag == "--max-memory-mb" {
+            assert!(
+                stderr.contains("the largest accepted value is 4096"),
+                "{value}: {stderr}"
+            );
+        }
     }
 }
 

@@ -67,10 +67,12 @@ pub struct InstanceLimiter {
 pub struct MemoryUse {
     hit: Arc<AtomicBool>,
     largest: Arc<AtomicUsize>,
+    /// The size the latest growth asked for, for the log of a failed one.
+    desired: Arc<AtomicUsize>,
 }
 
 impl MemoryUse {
-    /// Whether memory was refused.
+    /// Whether memory was refused for going past the limit.
     pub fn limit_hit(&self) -> bool {
         self.hit.load(Ordering::SeqCst)
     }
@@ -96,7 +98,7 @@ impl InstanceLimiter {
         }
     }
 
-    /// Set once memory was refused.
+    /// Set once memory was refused for going past the limit.
     pub fn memory_limit_hit(&self) -> Arc<AtomicBool> {
         self.usage.hit.clone()
     }
@@ -117,6 +119,7 @@ impl ResourceLimiter for InstanceLimiter {
         if desired > self.max_memory_bytes {
             self.usage.hit.store(true, Ordering::SeqCst);
         }
+        self.usage.desired.store(desired, Ordering::Relaxed);
         let allowed = self.inner.memory_growing(current, desired, maximum)?;
         if allowed {
             self.usage.largest.fetch_max(desired, Ordering::Relaxed);
@@ -125,9 +128,14 @@ impl ResourceLimiter for InstanceLimiter {
     }
 
     fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
-        // The allocator could not provide memory within the limit (the
-        // pooling allocator's slot is smaller than `--max-memory-mb`).
-        self.usage.hit.store(true, Ordering::SeqCst);
+        // The limit allowed the growth and something else refused it: the
+        // memory's own declared maximum, or the machine (no memory left).
+        // Not the limit: the client is not told it was, the log says what.
+        let error = error.context(format!(
+            "memory could not grow to {} bytes, under the {} MiB limit",
+            self.usage.desired.load(Ordering::Relaxed),
+            self.max_memory_bytes >> 20
+        ));
         self.inner.memory_grow_failed(error)
     }
 

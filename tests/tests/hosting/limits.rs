@@ -2,12 +2,13 @@
 //! request (tests/misbehaving-component): a guest that loops or allocates
 //! without end is stopped with a 500, and the host keeps serving. The 500
 //! says which limit stopped it and gives an error id, never the trap: the
-//! detail is for the log (see edge-host's CLI tests).
+//! detail is for the log (see edge-host's CLI tests). The memory limit is
+//! the one `--max-memory-mb` gives, in both flavours.
 
 use std::time::{Duration, Instant};
 
-use edge_host::InstanceLimits;
-use edge_tests::{Edge, assert_short_with_error_id, single_component_app};
+use edge_host::{App, AppOptions, Flavour, InstanceLimits};
+use edge_tests::{Edge, assert_short_with_error_id, default_flavour, reuse, single_component_app};
 
 const TIME_LIMIT: Duration = Duration::from_millis(1_000);
 
@@ -96,4 +97,68 @@ async fn a_failed_instance_shows_the_client_no_trap_backtrace_or_symbols() {
         ids.push(body);
     }
     assert_ne!(ids[0], ids[1], "every failure has its own id");
+}
+
+/// The misbehaving component of the flavour under test.
+fn misbehaving_of_flavour() -> &'static str {
+    match default_flavour() {
+        Flavour::P2 => "misbehaving_component",
+        Flavour::P3 => "misbehaving_component_p3",
+    }
+}
+
+/// `--max-memory-mb 512`: an instance really grows to 512 MiB, past the
+/// pooling allocator's old fixed 256 MiB, and is stopped there, with the
+/// 512 named.
+#[tokio::test]
+async fn an_instance_grows_to_the_memory_limit_it_is_given_and_no_further() {
+    let limits = InstanceLimits {
+        request_timeout: Duration::from_secs(20),
+        max_memory_bytes: 512 << 20,
+    };
+    let (options, workdir) = single_component_app(misbehaving_of_flavour(), "grows", limits);
+    // A fresh instance for each request: each one starts from its own
+    // small heap.
+    let options = AppOptions {
+        reuse: Some(reuse(1, 1)),
+        ..options
+    };
+    let edge = Edge::serve_app(options, workdir)
+        .await
+        .expect("host starts");
+
+    let kept = reqwest::get(edge.url("/keep/400")).await.unwrap();
+    let status = kept.status();
+    let body = kept.text().await.unwrap();
+    assert_eq!(status, 200, "400 MiB under a 512 MiB limit: {body}");
+
+    let refused = reqwest::get(edge.url("/keep/600")).await.unwrap();
+    assert_eq!(refused.status(), 500);
+    let body = refused.text().await.unwrap();
+    assert!(
+        body.contains("stopped at the 512 MiB memory limit"),
+        "{body}"
+    );
+    assert_short_with_error_id(&body);
+
+    let after = reqwest::get(edge.url("/ok")).await.unwrap();
+    assert_eq!(after.status(), 200);
+}
+
+/// A memory limit no instance could have is refused when the application
+/// loads, naming the flag and the largest value it takes.
+#[test]
+fn a_memory_limit_past_what_an_instance_can_address_is_refused_at_start_up() {
+    let limits = InstanceLimits {
+        max_memory_bytes: 8192 << 20,
+        ..InstanceLimits::default()
+    };
+    let (options, _workdir) = single_component_app(misbehaving_of_flavour(), "too-big", limits);
+    let error = App::load(&options).err().expect("refused");
+    let message = format!("{error:#}");
+    assert!(message.contains("--max-memory-mb 8192"), "{message}");
+    assert!(
+        message.contains("the largest accepted value is 4096"),
+        "{message}"
+    );
 }

@@ -11,9 +11,20 @@
 //! - `/keep/{mib}`: allocates `mib` MiB and keeps it for the instance's
 //!   life, then answers `{instance}`;
 //! - `/trap`: traps at once;
+//! - `/break-off`: declares `Content-Length: 1000000`, sends 100000 bytes
+//!   of the body, then fails it (the response's trailers future resolves to
+//!   an error);
+//! - `/break-off/trap`: the same head and bytes, then traps;
+//! - `/break-off/chunked-trap`: no `Content-Length`, 100000 bytes, then
+//!   traps;
 //! - `/echo`: what the host told it about the request: its URI and the
 //!   `spin-full-url`, `spin-client-addr` and `host` fields, one per line;
 //! - anything else: `200 ok`.
+
+/// The body length `/break-off` declares, and the bytes it sends of it.
+pub const BREAK_OFF_DECLARED: usize = 1_000_000;
+/// See [`BREAK_OFF_DECLARED`].
+pub const BREAK_OFF_WRITTEN: usize = 100_000;
 
 #[cfg(target_arch = "wasm32")]
 mod component {
@@ -21,6 +32,8 @@ mod component {
     use std::time::Duration;
 
     use spin_sdk::http::{IntoResponse, Request};
+
+    use super::{BREAK_OFF_DECLARED, BREAK_OFF_WRITTEN};
 
     thread_local! {
         /// This instance's id: random, chosen by its first request.
@@ -44,6 +57,51 @@ mod component {
 
     #[spin_sdk::http_service]
     async fn handle(request: Request) -> impl IntoResponse {
+        let broken = match request.uri().path() {
+            "/break-off" => Some((true, Ending::Fail)),
+            "/break-off/trap" => Some((true, Ending::Trap)),
+            "/break-off/chunked-trap" => Some((false, Ending::Trap)),
+            _ => None,
+        };
+        match broken {
+            Some((declared, ending)) => break_off(declared, ending).into_response(),
+            None => answer(request).await.into_response(),
+        }
+    }
+
+    /// How a broken-off body ends.
+    #[derive(Clone, Copy)]
+    enum Ending {
+        /// The body fails: its trailers future resolves to an error.
+        Fail,
+        /// The instance traps.
+        Trap,
+    }
+
+    /// A response with `Content-Length` if `declared`, whose body is the
+    /// first [`BREAK_OFF_WRITTEN`] bytes, then `ending`.
+    fn break_off(
+        declared: bool,
+        ending: Ending,
+    ) -> http::Response<impl http_body::Body<Data = bytes::Bytes, Error = String> + 'static> {
+        use futures::StreamExt;
+        let first = bytes::Bytes::from(vec![b'x'; BREAK_OFF_WRITTEN]);
+        let frames = futures::stream::iter([Ok(http_body::Frame::data(first))]).chain(
+            futures::stream::poll_fn(move |_| match ending {
+                Ending::Fail => std::task::Poll::Ready(Some(Err("broken off".to_owned()))),
+                Ending::Trap => core::arch::wasm32::unreachable(),
+            }),
+        );
+        let mut response = http::Response::new(http_body_util::StreamBody::new(frames));
+        if declared {
+            response
+                .headers_mut()
+                .insert(http::header::CONTENT_LENGTH, BREAK_OFF_DECLARED.into());
+        }
+        response
+    }
+
+    async fn answer(request: Request) -> String {
         let served = SERVED.with(|n| {
             n.set(n.get() + 1);
             n.get()
