@@ -36,7 +36,7 @@ impl BreakerPolicy {
 pub(crate) struct StatusSet(u128);
 
 impl StatusSet {
-    /// No status.
+    /// No status: only transport failures count.
     pub(crate) const EMPTY: StatusSet = StatusSet(0);
 
     /// The set of `codes` (those outside 500–599 are ignored).

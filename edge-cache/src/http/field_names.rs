@@ -4,15 +4,15 @@
 
 use http::HeaderName;
 
-/// RFC 9211.
+/// What this cache did with the request (RFC 9211).
 pub(crate) const CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
-/// RFC 9213.
+/// Cache directives for CDNs only, over `Cache-Control` (RFC 9213).
 pub(crate) const CDN_CACHE_CONTROL: HeaderName = HeaderName::from_static("cdn-cache-control");
 /// The surrogate (CDN-only) cache directives.
 pub(crate) const SURROGATE_CONTROL: HeaderName = HeaderName::from_static("surrogate-control");
 /// The tags a response is purged by.
 pub(crate) const SURROGATE_KEY: HeaderName = HeaderName::from_static("surrogate-key");
-/// W3C Server Timing.
+/// Where the origin's time for a request is reported (W3C Server Timing).
 pub(crate) const SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
 #[cfg(test)]
 /// What a Spin host says of the client's address.

@@ -72,7 +72,7 @@ pub(crate) struct BreakerState {
 /// What to do with a request to the origin.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Passage {
-    /// Send it.
+    /// Send it: the breaker is closed.
     Allow,
     /// Send it as the one probe; record [`BreakerState::probing`] first.
     Probe,

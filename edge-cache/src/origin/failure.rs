@@ -13,7 +13,7 @@ use crate::origin::breaker::FailureKind;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OriginFailure {
     /// Nothing accepted the connection (refused, unreachable, DNS failure);
-    /// the cause in words, from [`origin_failure_of!`]'s table.
+    /// the cause in words, from the `origin_failure_of!` table.
     Unreachable(&'static str),
     /// The origin did not accept a connection within the configured time.
     ConnectTimedOut(Duration),

@@ -76,7 +76,8 @@ impl CacheStatus {
         }
     }
 
-    /// Forwarded for `reason`.
+    /// A request sent on to the origin for `reason`; the origin's status
+    /// is added once it answers.
     pub fn forward(reason: Forward) -> Self {
         CacheStatus {
             fwd: Some(reason),
@@ -84,7 +85,8 @@ impl CacheStatus {
         }
     }
 
-    /// Adds a detail token.
+    /// The same status with a `detail` parameter (a token where it is
+    /// one, else a quoted string).
     pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
         self.detail = Some(detail.into());
         self

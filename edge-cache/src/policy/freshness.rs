@@ -18,7 +18,8 @@ pub enum ControlSource {
     CdnCacheControl,
     /// `Surrogate-Control`: the older surrogate-targeted field.
     SurrogateControl,
-    /// `Cache-Control`.
+    /// `Cache-Control`, for every cache: obeyed when neither field above
+    /// is present.
     CacheControl,
 }
 
@@ -191,11 +192,12 @@ pub fn rule_lifetimes_apply(status: u16) -> bool {
 pub enum LifetimeSource {
     /// A rule's `ttl`.
     RuleOverride,
-    /// A versioned object.
+    /// A versioned object: at least [`IMMUTABLE_LIFETIME`].
     Immutable,
-    /// `s-maxage`.
+    /// `s-maxage`: a shared cache's own lifetime, over `max-age`.
     SMaxAge,
-    /// `max-age`.
+    /// `max-age`, where there is no `s-maxage` (`Surrogate-Control` has
+    /// only `max-age`).
     MaxAge,
     /// `Expires` minus `Date`.
     Expires,

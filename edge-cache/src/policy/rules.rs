@@ -30,7 +30,8 @@ pub enum QueryRule {
     /// Every parameter, sorted by name then value (the default).
     #[default]
     Sorted,
-    /// No parameters.
+    /// No parameters: neither the key nor the origin's request has a
+    /// query.
     Ignore,
     /// Only these parameters.
     Include(Vec<String>),

@@ -12,7 +12,7 @@ use crate::policy::vary::VaryNames;
 pub enum NotStorable {
     /// The status code is not final or not understood for caching.
     Status,
-    /// `no-store`.
+    /// `no-store` in the directives this cache obeys.
     NoStore,
     /// `private`: a shared cache must not store it.
     Private,
@@ -21,7 +21,7 @@ pub enum NotStorable {
     Authorization,
     /// The response sets a cookie and the rule does not allow storing it.
     SetCookie,
-    /// `Vary: *`.
+    /// `Vary: *`: no later request could be matched to it.
     VaryStar,
     /// No freshness information and no validators: nothing to reuse.
     NoFreshness,

@@ -46,7 +46,7 @@ pub enum Admission {
     /// oversized purge must not make the edge buffer anything.
     Answer(Response),
     /// Go on with an empty body without reading it: the request announces
-    /// none (see [`crate::flow::announces_no_body`]). Reading an
+    /// none (see `flow::announces_no_body`). Reading an
     /// empty body is not free in `wasi:http` (a stream and a trailers
     /// future, each a round trip through the host), and hits are mostly
     /// such requests.

@@ -18,7 +18,7 @@ use crate::policy::key::hash128;
 /// Deepest path prefix a purge may name (entries record this many levels).
 pub const MAX_PREFIX_DEPTH: usize = 8;
 
-/// The scope of everything.
+/// The scope every entry belongs to: a purge of `all` writes it.
 pub fn all_scope() -> String {
     "all".to_owned()
 }
@@ -85,9 +85,9 @@ impl PurgeKind {
 /// A scope's latest purges, in unix microseconds (0: never).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PurgeTimes {
-    /// Latest hard purge.
+    /// The latest hard purge: entries fetched before it are dead.
     pub hard_us: u64,
-    /// Latest soft purge.
+    /// The latest soft purge: entries fetched before it are stale.
     pub soft_us: u64,
 }
 
@@ -116,7 +116,8 @@ impl PurgeTimes {
         }
     }
 
-    /// Encodes for the store.
+    /// The stored form: the hard then the soft time, 8 big-endian bytes
+    /// each.
     pub fn encode(&self) -> [u8; 16] {
         let mut out = [0; 16];
         out[..8].copy_from_slice(&self.hard_us.to_be_bytes());

@@ -16,7 +16,7 @@ use crate::purge::invalidation::{MAX_PREFIX_DEPTH, prefix_depth};
 
 pub use purge_wire::{MAX_BODY_BYTES, MAX_TARGETS};
 
-/// A validated purge.
+/// A purge that passed every check, its URLs made paths on this host.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PurgeRequest {
     /// Paths (with optional query) on this host.
@@ -34,9 +34,9 @@ pub struct PurgeRequest {
 /// A refused purge: the status and a message naming the problem.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PurgeRefusal {
-    /// 400, 401, 405 or 413.
+    /// The answer's status: 400, 405 or 413.
     pub status: u16,
-    /// What is wrong.
+    /// What is wrong, in words, for the answer's `error`.
     pub message: String,
 }
 
@@ -87,7 +87,7 @@ pub(crate) fn check_length(length: u64) -> Result<(), PurgeRefusal> {
 /// Validates a whole `POST {admin_path}/purge` handed in without a head
 /// (the origin's contract test, the fuzz target): the endpoint's method
 /// and size, then the body. The request path checks the first two at
-/// admission and parses with [`parse_purge_body`].
+/// admission and parses with `parse_purge_body`.
 pub fn parse_purge_post(
     method: &Method,
     body: &[u8],
@@ -101,7 +101,7 @@ pub fn parse_purge_post(
 /// Validates a purge body (its request admitted: authenticated, POST,
 /// within the size limit): JSON naming at most [`MAX_TARGETS`] targets,
 /// each of them well formed; URLs must be on `host`.
-pub fn parse_purge_body(body: &[u8], host: &str) -> Result<PurgeRequest, PurgeRefusal> {
+pub(crate) fn parse_purge_body(body: &[u8], host: &str) -> Result<PurgeRequest, PurgeRefusal> {
     let parsed: PurgeBody = serde_json::from_slice(body)
         .map_err(|e| refuse(400, format!("invalid purge body: {e}")))?;
     let targets = parsed.targets();

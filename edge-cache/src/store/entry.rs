@@ -113,7 +113,8 @@ pub struct VaryIndex {
 pub enum StoredValue {
     /// A stored response: its metadata, the body follows.
     Response(EntryMeta),
-    /// A Vary index.
+    /// The index under a URL whose responses vary: which variants are
+    /// stored.
     Vary(VaryIndex),
 }
 

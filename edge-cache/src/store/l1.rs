@@ -146,7 +146,7 @@ impl L1 {
         inner.values.put(key.to_owned(), (value, size));
     }
 
-    /// Forgets `key`.
+    /// Drops `key`'s value, so that the next read goes to the store.
     pub(crate) fn remove(&self, key: &str) {
         let mut inner = self.inner.borrow_mut();
         if let Some((_, size)) = inner.values.pop(key) {

@@ -5,9 +5,11 @@
 //! (`shared_state`), the instance's first tier in front (`l1`) and the
 //! shield behind; `entry` is the stored byte format.
 //!
-//! A Vary index keeps at most [`MAX_VARIANTS`] variants under an epoch; a
-//! changed `Vary` starts a new epoch, which makes every older variant
-//! unreachable without deleting it (the store's eviction reclaims it).
+//! A Vary index keeps at most
+//! [`MAX_VARIANTS`](crate::policy::vary::MAX_VARIANTS) variants under an
+//! epoch; a changed `Vary` starts a new epoch, which makes every older
+//! variant unreachable without deleting it (the store's eviction reclaims
+//! it).
 
 pub mod entry;
 pub(crate) mod keys;
@@ -113,7 +115,7 @@ fn from_unix_ms(ms: u64) -> SystemTime {
 pub(crate) struct CacheStorage<'a, S, C> {
     /// Where the bytes live (the second tier, and the only shared one).
     pub store: &'a S,
-    /// Purge and epoch times.
+    /// What ages, purge times and epochs are read from.
     pub clock: &'a C,
     /// Decoded values kept in this instance (`None`: every lookup reads the
     /// store).

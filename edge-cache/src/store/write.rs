@@ -21,11 +21,9 @@ use crate::store::{CacheStorage, PurgeEpoch, Read, unix_ms, unix_us};
 
 /// A fetched response to be stored, with the times RFC 9111 §4.2.3 needs.
 pub(crate) struct StoredFetch<'a> {
-    /// The response status.
     pub status: u16,
     /// Its header fields as relayed (hop-by-hop fields already removed).
     pub headers: &'a HeaderMap,
-    /// Its content.
     pub body: &'a Bytes,
     /// When the request that fetched it was sent.
     pub request_time: SystemTime,
