@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# promtool (Debian `prometheus`) for tests/tests/metrics.rs, which pipes the
-# scraped exposition through `promtool check metrics`. Only when missing.
+# promtool (Debian `prometheus`) for tests/tests/observability/metrics.rs,
+# which pipes the scraped exposition through `promtool check metrics`. Only
+# when missing.
 set -euo pipefail
 command -v promtool >/dev/null && exit 0
 apt-get update

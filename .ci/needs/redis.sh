@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# redis-server for tests/tests/many_nodes.rs (the tests start their own on a
-# free port and stop it by PID; the system service is not used).
+# redis-server for tests/tests/cluster/many_nodes.rs (the tests start their
+# own on a free port and stop it by PID; the system service is not used).
 set -euo pipefail
 if command -v redis-server >/dev/null 2>&1; then
   exit 0
