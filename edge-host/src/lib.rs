@@ -13,7 +13,7 @@
 //! - the capabilities, one module each:
 //!   - [`variables`]: Spin variables: providers, templates, the host impl.
 //!   - [`files`]: the manifest's `files`, mounted read-only.
-//!   - [`key_value`]: Spin key-value: stores, backends (memory, SQLite, Redis), their config, the host impl.
+//!   - [`key_value`]: Spin key-value: stores, backends (memory, SQLite, Redis), their config, the host impl, the fill leases an instance holds (deleted if it fails).
 //!   - [`runtime_config`]: `runtime-config.toml`, each table handed to its capability.
 //!   - [`outbound_http`]: `wasi:http` outgoing: the allow-list, the sender, the host-wide pool of keep-alive origin connections, the instance hooks.
 //! - [`instance`]: what an instance is given (component context, store data, linker); the engine and compiled-component cache, time and memory limits, the guest's stdout and stderr.

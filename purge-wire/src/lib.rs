@@ -8,15 +8,20 @@
 //! - the purge API's [`Receipt`] (`receipt`): the edge writes it, edge-host
 //!   reads it;
 //! - the edge's name in `Cache-Status`, [`CACHE_NAME`] (`cache_status`):
-//!   the edge writes it, edge-host reads it.
+//!   the edge writes it, edge-host reads it;
+//! - how a fill lease's store key begins, [`FILL_LEASE_KEY_PREFIX`]
+//!   (`fill_lease`): the edge takes leases under it, edge-host deletes those
+//!   a failed instance held.
 //!
 //! Plain data and serde only, so the native host depends on it as lightly
 //! as the component does.
 
 mod cache_status;
+mod fill_lease;
 mod receipt;
 
 pub use cache_status::CACHE_NAME;
+pub use fill_lease::{FILL_LEASE_KEY_PREFIX, is_fill_lease_key};
 pub use receipt::{Purged, Receipt};
 
 use serde::{Deserialize, Serialize};

@@ -119,7 +119,7 @@ impl NodeLocalKey {
 
     /// A key's fill lease.
     pub(crate) fn fill_lease(key: &CacheKey) -> Self {
-        NodeLocalKey(format!("f:{}", key.hash))
+        NodeLocalKey(format!("{}{}", purge_wire::FILL_LEASE_KEY_PREFIX, key.hash))
     }
 
     /// The marker that the broken-rules `message` was reported.

@@ -23,7 +23,8 @@
 //!   that hits the cap traps the instance, and its in-flight requests get a
 //!   `500`.
 //! - a trapped or expired instance is dropped, never reused; the next
-//!   request gets a fresh one.
+//!   request gets a fresh one. The fill leases it held are deleted before
+//!   its requests are answered (`key_value::leases`).
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
@@ -471,7 +472,10 @@ impl WorkerState for Worker {
         })
     }
 
-    fn drop(&self, store: Store<RequestState>, result: wasmtime::Result<()>) {
+    fn drop(&self, mut store: Store<RequestState>, result: wasmtime::Result<()>) {
+        // The fill leases it took and never released: a failed instance's
+        // (a retired one has released its own).
+        let left = store.data_mut().left_leases();
         drop(store);
         let record = &self.record;
         let component = &*self.component;
@@ -523,7 +527,21 @@ impl WorkerState for Worker {
         };
         self.stats
             .ended(record.overran.load(Ordering::SeqCst) || !matches!(ended, Ended::Retired));
-        record.ended.send_replace(Some(ended));
+        match tokio::runtime::Handle::try_current() {
+            // Its requests are answered once its leases are gone, so the
+            // next request for one of those keys does not wait them out.
+            Ok(runtime) if !left.is_empty() => {
+                let record = record.clone();
+                runtime.spawn(async move {
+                    left.release().await;
+                    record.ended.send_replace(Some(ended));
+                });
+            }
+            // With no runtime (the host is stopping) they lapse on their own.
+            _ => {
+                record.ended.send_replace(Some(ended));
+            }
+        }
     }
 }
 

@@ -96,6 +96,11 @@ pub(super) async fn execute(
             Err(_) => Outcome::TimedOut,
         };
         single_use.failed = !matches!(outcome, Outcome::Finished);
+        if single_use.failed {
+            // Its fill leases end with it, before its client is answered:
+            // the next request for the same key need not wait them out.
+            store.data_mut().left_leases().release().await;
+        }
         outcome
     });
 

@@ -28,7 +28,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 use crate::files::FileMounts;
 use crate::instance::guest_log::{GuestLog, GuestStream};
 use crate::instance::limits::InstanceLimiter;
-use crate::key_value::{self, ComponentStores, KeyValueState};
+use crate::key_value::{self, ComponentStores, KeyValueState, LeftLeases};
 use crate::outbound_http::{AllowedHosts, OriginPool, OutboundHooks};
 use crate::variables::{self, ComponentVariables};
 
@@ -115,6 +115,13 @@ impl RequestState {
     /// the memory limit's doing.
     pub fn memory_limit_hit(&self) -> Arc<AtomicBool> {
         self.limits.memory_limit_hit()
+    }
+
+    /// The fill leases this instance took and never released: a failed
+    /// instance's, for its executor to release before the failure is
+    /// answered. (Those not taken are released when the state drops.)
+    pub fn left_leases(&mut self) -> LeftLeases {
+        self.key_value.left_leases()
     }
 }
 

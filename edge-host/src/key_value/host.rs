@@ -17,6 +17,7 @@ use wasmtime::component::{
     Accessor, FutureReader, HasData, HasSelf, Linker, Resource, ResourceTable, StreamReader,
 };
 
+use super::leases::{HeldLeases, LeftLeases};
 use super::{ComponentStores, StoreBackend, StoreError};
 
 mod bindings {
@@ -50,11 +51,13 @@ pub struct OpenStore {
     backend: Arc<dyn StoreBackend>,
 }
 
-/// One instance's key-value state: the stores its component may open and
-/// the ones it has open.
+/// One instance's key-value state: the stores its component may open, the
+/// ones it has open, and the fill leases it holds (released if it is
+/// dropped holding them: see [`super::leases`]).
 pub struct KeyValueState {
     allowed: ComponentStores,
     open: ResourceTable,
+    leases: HeldLeases,
 }
 
 impl KeyValueState {
@@ -63,7 +66,14 @@ impl KeyValueState {
         KeyValueState {
             allowed,
             open: ResourceTable::new(),
+            leases: HeldLeases::default(),
         }
+    }
+
+    /// The fill leases the instance still holds, taken from it: a failed
+    /// instance's, for the executor to release before it answers.
+    pub fn left_leases(&mut self) -> LeftLeases {
+        self.leases.take()
     }
 
     fn backend(&self, store: &Resource<OpenStore>) -> wasmtime::Result<Arc<dyn StoreBackend>> {
@@ -139,7 +149,13 @@ impl key_value::HostStore for KeyValueState {
         key: String,
         value: Vec<u8>,
     ) -> wasmtime::Result<Result<(), key_value::Error>> {
-        Ok(self.backend(&store)?.set(&key, value).await.map_err(to_wit))
+        let backend = self.backend(&store)?;
+        let lease = purge_wire::is_fill_lease_key(&key).then(|| value.clone());
+        let set = backend.set(&key, value).await;
+        if let (Ok(()), Some(value)) = (&set, lease) {
+            self.leases.set(&backend, &key, value);
+        }
+        Ok(set.map_err(to_wit))
     }
 
     async fn delete(
@@ -147,7 +163,12 @@ impl key_value::HostStore for KeyValueState {
         store: Resource<OpenStore>,
         key: String,
     ) -> wasmtime::Result<Result<(), key_value::Error>> {
-        Ok(self.backend(&store)?.delete(&key).await.map_err(to_wit))
+        let backend = self.backend(&store)?;
+        let deleted = backend.delete(&key).await;
+        if deleted.is_ok() {
+            self.leases.deleted(&backend, &key);
+        }
+        Ok(deleted.map_err(to_wit))
     }
 
     async fn exists(
@@ -221,7 +242,12 @@ impl<T> key_value_v3::HostStoreWithStore<T> for KeyValueState {
         value: Vec<u8>,
     ) -> wasmtime::Result<Result<(), key_value_v3::Error>> {
         let backend = backend_v3(accessor, &store)?;
-        Ok(backend.set(&key, value).await.map_err(to_wit_v3))
+        let lease = purge_wire::is_fill_lease_key(&key).then(|| value.clone());
+        let set = backend.set(&key, value).await;
+        if let (Ok(()), Some(value)) = (&set, lease) {
+            accessor.with(|mut access| access.get().leases.set(&backend, &key, value));
+        }
+        Ok(set.map_err(to_wit_v3))
     }
 
     async fn delete(
@@ -230,7 +256,11 @@ impl<T> key_value_v3::HostStoreWithStore<T> for KeyValueState {
         key: String,
     ) -> wasmtime::Result<Result<(), key_value_v3::Error>> {
         let backend = backend_v3(accessor, &store)?;
-        Ok(backend.delete(&key).await.map_err(to_wit_v3))
+        let deleted = backend.delete(&key).await;
+        if deleted.is_ok() {
+            accessor.with(|mut access| access.get().leases.deleted(&backend, &key));
+        }
+        Ok(deleted.map_err(to_wit_v3))
     }
 
     async fn exists(

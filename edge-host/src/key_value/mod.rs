@@ -4,11 +4,13 @@
 //! At start-up [`AppStores`] opens each store label once, from the runtime
 //! config or an embedder's override, and hands every component the stores
 //! its manifest lists ([`ComponentStores`]); per request, [`host`] serves
-//! the guest's calls from those. A backend is a trait object, so adding one
+//! the guest's calls from those, and [`leases`] keeps the fill leases an
+//! instance holds, to delete them if it fails. A backend is a trait object, so adding one
 //! (Redis, a fault injector for tests) touches its own module,
 //! [`runtime_config`] and [`open_backend`].
 
 pub mod host;
+mod leases;
 mod logged;
 mod memory;
 mod redis;
@@ -19,8 +21,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 pub use host::KeyValueState;
+pub use leases::LeftLeases;
 pub use logged::{LogLimit, LoggedStore, STORE_ERROR_LOG_INTERVAL};
 pub use memory::MemoryStore;
+/// Which keys are fill leases, the ones [`leases`] releases: the edge
+/// component's contract, spelt once in `purge-wire`.
+pub use purge_wire::is_fill_lease_key;
 pub use redis::{RedisStore, redact_url};
 pub use runtime_config::{KeyValueConfig, StoreConfig};
 pub use sqlite::SqliteStore;

@@ -10,10 +10,12 @@
 //! | `p3_host` | WASI 0.3 instance reuse, its limits and retirement |
 //! | `instance_reuse` | the edge-cache component in a reused instance: L1 and purges, collapsed fills, no shared data, lanes |
 //! | `origin_pool` | connections to the origin kept across misses |
+//! | `failed_fills` | a failed instance's fill leases end with it |
 //! | `manifests` | the shipped manifests agree with each other and the component |
 //! | `deploy_files` | `deploy/` agrees with the cluster manifests |
 
 mod deploy_files;
+mod failed_fills;
 mod host_hardening;
 mod instance_reuse;
 mod limits;
