@@ -12,15 +12,18 @@ use spin_sdk::http::{
 };
 use spin_sdk::key_value;
 use spin_sdk::wit::wasi::http0_2_0::outgoing_handler;
-use spin_sdk::wit::wasi::http0_2_0::types::{IncomingBody, OutgoingBody, RequestOptions};
+use spin_sdk::wit::wasi::http0_2_0::types::{self as wasi_http, RequestOptions};
 
+use crate::body::{self, Incoming, ReadEnd};
 use edge_cache::{
-    Body, BodyError, Clock, Host, KeyValueStore, Node, Origin, OriginEndpoint, OriginFailure,
-    OriginRequest, RequestBody, RequestHead, Response, StoreFailure, from_pairs, to_pairs,
+    Body, BodyError, BodyStream, BrokenBody, Clock, Host, KeyValueStore, Node, Origin,
+    OriginEndpoint, OriginFailure, OriginRequest, RequestBody, RequestHead, Response, StoreFailure,
+    from_pairs, to_pairs,
 };
 
-/// `blocking-write-and-flush` accepts at most this many bytes per call.
-const WRITE_CHUNK: usize = 4096;
+/// The longest origin body read whole by the adapter; a longer one
+/// streams.
+const WHOLE_BODY_BYTES: u64 = 1 << 20;
 
 struct SpinHost;
 
@@ -85,19 +88,28 @@ fn http_method(method: Method) -> Option<HttpMethod> {
 /// A request's body, read only as far as the node admits it.
 struct SpinBody(IncomingRequest);
 
-impl RequestBody for SpinBody {
-    async fn read(self, limit: Option<usize>) -> Result<Body, BodyError> {
+impl SpinBody {
+    fn incoming(self) -> Result<Incoming, BodyError> {
         let unreadable = |detail: &str| BodyError::Unreadable(detail.to_owned());
         let body = self
             .0
             .consume()
             .map_err(|()| unreadable("already consumed"))?;
-        let stream = body.stream().map_err(|()| unreadable("no stream"))?;
-        match read_stream(&stream, limit) {
-            Ok(bytes) => Ok(bytes.into()),
-            Err(StreamEnd::OverLimit(limit)) => Err(BodyError::TooLarge(limit)),
-            Err(StreamEnd::Failed(detail)) => Err(BodyError::Unreadable(detail)),
+        Incoming::of(body, "the client's request".into()).ok_or_else(|| unreadable("no stream"))
+    }
+}
+
+impl RequestBody for SpinBody {
+    async fn read(self, limit: usize) -> Result<Body, BodyError> {
+        match self.incoming()?.read_whole(Some(limit)) {
+            Ok(bytes) => Ok(Body::Full(bytes)),
+            Err(ReadEnd::OverLimit(limit)) => Err(BodyError::TooLarge(limit)),
+            Err(ReadEnd::Broken(broken)) => Err(BodyError::Unreadable(broken.0)),
         }
+    }
+
+    fn stream(self, length: Option<u64>) -> Result<Body, BodyError> {
+        Ok(Body::Stream(BodyStream::new(self.incoming()?, length)))
     }
 }
 
@@ -127,36 +139,6 @@ impl KeyValueStore for SpinStore {
 
     async fn delete(&self, key: &str) -> Result<(), StoreFailure> {
         self.0.delete(key).map_err(|e| StoreFailure(e.to_string()))
-    }
-}
-
-/// Why a body stream stopped before its end.
-enum StreamEnd {
-    /// It went past this many bytes.
-    OverLimit(usize),
-    /// The host reported this error.
-    Failed(String),
-}
-
-/// Reads `stream` to its end, stopping once it passes `limit` bytes.
-fn read_stream(
-    stream: &wasi::io::streams::InputStream,
-    limit: Option<usize>,
-) -> Result<Vec<u8>, StreamEnd> {
-    let mut out = Vec::new();
-    loop {
-        match stream.blocking_read(64 * 1024) {
-            Ok(chunk) => out.extend_from_slice(&chunk),
-            Err(wasi::io::streams::StreamError::Closed) => return Ok(out),
-            Err(wasi::io::streams::StreamError::LastOperationFailed(e)) => {
-                return Err(StreamEnd::Failed(e.to_debug_string()));
-            }
-        }
-        if let Some(limit) = limit
-            && out.len() > limit
-        {
-            return Err(StreamEnd::OverLimit(limit));
-        }
     }
 }
 
@@ -199,7 +181,16 @@ impl Origin for SpinOrigin {
             .map_err(|()| not_sent("request body unavailable"))?;
         let pending =
             outgoing_handler::handle(outgoing, Some(options)).map_err(|code| self.failed(code))?;
-        self.write_body(outgoing_body, request.body.as_slice())?;
+        if let Err(detail) = body::write(outgoing_body, request.body).await {
+            // The host closes the body when the request itself failed:
+            // that failure is the one to report.
+            pending.subscribe().block();
+            if let Some(Ok(Err(code))) = pending.get() {
+                return Err(self.failed(code));
+            }
+            eprintln!("edge-cache: origin {authority}: sending the request body: {detail}");
+            return Err(OriginFailure::REQUEST_NOT_SENT);
+        }
 
         pending.subscribe().block();
         let response = match pending.get() {
@@ -212,59 +203,47 @@ impl Origin for SpinOrigin {
         };
         let status = response.status();
         let headers = from_pairs(&response.headers().entries());
-        let body = self.read_body(response)?;
+        let body = self.read_body(response, &headers)?;
         Ok(Response {
             status,
             headers,
-            body: body.into(),
+            body,
         })
     }
 }
 
 impl SpinOrigin {
+    /// The response's body: read whole if it declares at most
+    /// [`WHOLE_BODY_BYTES`] (a body that breaks off is then an origin
+    /// failure), handed on as a stream if longer or undeclared.
     fn read_body(
         &self,
         response: spin_sdk::http::IncomingResponse,
-    ) -> Result<Vec<u8>, OriginFailure> {
+        headers: &http::HeaderMap,
+    ) -> Result<Body, OriginFailure> {
+        let authority = &self.0.address.authority;
         let broken = |detail: &str| {
-            let authority = &self.0.address.authority;
             eprintln!("edge-cache: origin {authority}: response body broke off: {detail}");
             OriginFailure::BODY_BROKE_OFF
         };
         let body = response.consume().map_err(|()| broken("no body"))?;
-        let read = {
-            let stream = body.stream().map_err(|()| broken("no stream"))?;
-            read_stream(&stream, None)
-        };
-        let out = match read {
-            Ok(bytes) => bytes,
-            Err(StreamEnd::Failed(detail))
+        let incoming =
+            Incoming::of(body, format!("origin {authority}")).ok_or_else(|| broken("no stream"))?;
+        let declared = headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|value| value.to_str().ok()?.parse::<u64>().ok());
+        if declared.is_none_or(|length| length > WHOLE_BODY_BYTES) {
+            return Ok(Body::Stream(BodyStream::new(incoming, declared)));
+        }
+        match incoming.read_whole(None) {
+            Ok(bytes) => Ok(Body::Full(bytes)),
+            Err(ReadEnd::Broken(BrokenBody(detail)))
                 if detail.contains("timeout") || detail.contains("Timeout") =>
             {
-                return Err(OriginFailure::TimedOut(self.0.origin_timeout));
+                Err(OriginFailure::TimedOut(self.0.origin_timeout))
             }
-            Err(StreamEnd::Failed(detail)) => return Err(broken(&detail)),
-            Err(StreamEnd::OverLimit(limit)) => return Err(broken(&format!("over {limit} bytes"))),
-        };
-        drop(IncomingBody::finish(body));
-        Ok(out)
-    }
-
-    fn write_body(&self, outgoing: OutgoingBody, body: &[u8]) -> Result<(), OriginFailure> {
-        let broken = |detail: String| {
-            let authority = &self.0.address.authority;
-            eprintln!("edge-cache: origin {authority}: sending the request body: {detail}");
-            OriginFailure::REQUEST_NOT_SENT
-        };
-        {
-            let stream = outgoing.write().map_err(|()| broken("no stream".into()))?;
-            for chunk in body.chunks(WRITE_CHUNK) {
-                stream
-                    .blocking_write_and_flush(chunk)
-                    .map_err(|e| broken(format!("{e:?}")))?;
-            }
+            Err(_) => Err(OriginFailure::BODY_BROKE_OFF),
         }
-        OutgoingBody::finish(outgoing, None).map_err(|e| broken(format!("{e:?}")))
     }
 
     /// What `code` means for the client, in words (the code itself goes
@@ -287,8 +266,11 @@ async fn send_reply(response_out: ResponseOutparam, reply: Response) {
     if response.set_status_code(reply.status).is_err() {
         let _ = response.set_status_code(502);
     }
-    let body = Vec::from(reply.body.into_bytes());
-    if let Err(error) = response_out.set_with_body(response, body).await {
-        eprintln!("edge-cache: client went away while sending the body: {error:?}");
+    let Ok(body) = response.body() else {
+        return eprintln!("edge-cache: the host gave no response body to write");
+    };
+    wasi_http::ResponseOutparam::set(response_out.into_inner(), Ok(response));
+    if let Err(error) = body::write(body, reply.body).await {
+        eprintln!("edge-cache: the response body was not sent whole: {error}");
     }
 }

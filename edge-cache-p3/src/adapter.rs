@@ -13,19 +13,18 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
-use http_body_util::{BodyExt, Limited};
-use spin_sdk::http::body::IncomingBodyExt;
 use spin_sdk::key_value;
 use spin_sdk::wasip3::exports::http::handler::Guest;
 use spin_sdk::wasip3::http::client;
 use spin_sdk::wasip3::http::types::{self, ErrorCode, Fields, RequestOptions, Scheme};
-use spin_sdk::wasip3::http_compat::IncomingRequestBody;
-use spin_sdk::wasip3::wit_bindgen::{FutureReader, StreamReader, StreamResult};
-use spin_sdk::wasip3::{wit_future, wit_stream};
+use spin_sdk::wasip3::wit_bindgen::StreamResult;
+use spin_sdk::wasip3::wit_future;
 
+use crate::body::{self, IncomingBody};
 use edge_cache::{
-    Body, BodyError, Clock, Host, KeyValueStore, Node, Origin, OriginEndpoint, OriginFailure,
-    OriginRequest, RequestBody, RequestHead, Response, StoreFailure, from_pairs, to_pairs,
+    Body, BodyError, BodyStream, Clock, Host, KeyValueStore, Node, Origin, OriginEndpoint,
+    OriginFailure, OriginRequest, RequestBody, RequestHead, Response, StoreFailure, from_pairs,
+    to_pairs,
 };
 
 struct SpinHost;
@@ -119,24 +118,26 @@ async fn handle(request: types::Request) -> Response {
 /// A request's body, read only as far as the node admits it.
 struct SpinBody(types::Request);
 
+impl SpinBody {
+    fn incoming(self) -> IncomingBody {
+        // Resolved (as read) when dropped, once the body has been read.
+        let (_read, done) = wit_future::new(|| Ok(()));
+        let (contents, trailers) = types::Request::consume_body(self.0, done);
+        IncomingBody::new(contents, trailers, "the client's request".into())
+    }
+}
+
 impl RequestBody for SpinBody {
-    async fn read(self, limit: Option<usize>) -> Result<Body, BodyError> {
-        let body = IncomingRequestBody::new(self.0)
-            .map_err(|code| BodyError::Unreadable(format!("unavailable: {code:?}")))?;
-        let bytes = match limit {
-            Some(limit) => match Limited::new(body, limit).collect().await {
-                Ok(collected) => collected.to_bytes(),
-                Err(error) if error.is::<http_body_util::LengthLimitError>() => {
-                    return Err(BodyError::TooLarge(limit));
-                }
-                Err(error) => return Err(BodyError::Unreadable(error.to_string())),
-            },
-            None => body
-                .bytes()
-                .await
-                .map_err(|e| BodyError::Unreadable(format!("{e:?}")))?,
-        };
-        Ok(Body::Full(bytes))
+    async fn read(self, limit: usize) -> Result<Body, BodyError> {
+        match self.incoming().read_whole(limit).await {
+            Ok(Ok(whole)) => Ok(Body::Full(whole)),
+            Ok(Err(limit)) => Err(BodyError::TooLarge(limit)),
+            Err(broken) => Err(BodyError::Unreadable(broken.0)),
+        }
+    }
+
+    fn stream(self, length: Option<u64>) -> Result<Body, BodyError> {
+        Ok(Body::Stream(BodyStream::new(self.incoming(), length)))
     }
 }
 
@@ -170,10 +171,9 @@ impl KeyValueStore for SpinStore {
 
 struct SpinOrigin(OriginEndpoint);
 
-/// The most a response body's buffer is sized to up front from its
-/// `Content-Length` (a larger body grows it as it arrives; a false length
-/// reserves no more than this).
-const BODY_CAPACITY_UP_FRONT: usize = 1 << 20;
+/// The longest origin body read whole by the adapter, in one buffer sized
+/// from its `Content-Length`; a longer one streams.
+const WHOLE_BODY_BYTES: usize = 1 << 20;
 
 /// What a read asks for when the buffer is full (the host's frames are at
 /// most this large in practice).
@@ -214,12 +214,8 @@ impl SpinOrigin {
         let _ = options.set_connect_timeout(Some(timeouts.connect));
         let _ = options.set_first_byte_timeout(Some(timeouts.first_byte));
         let _ = options.set_between_bytes_timeout(Some(timeouts.between_bytes));
-        let (outgoing, _sent) = types::Request::new(
-            fields,
-            body_stream(request.body),
-            no_trailers(),
-            Some(options),
-        );
+        let (contents, trailers) = body::outgoing(request.body);
+        let (outgoing, _sent) = types::Request::new(fields, contents, trailers, Some(options));
         outgoing
             .set_method(&request.method.into())
             .map_err(|()| refused("method".into()))?;
@@ -235,9 +231,10 @@ impl SpinOrigin {
         Ok(outgoing)
     }
 
-    /// The origin's response, its body read whole into one buffer sized
-    /// from its `Content-Length` (unless the request was `bodiless`); a
-    /// body that breaks off is the error the host gives for it.
+    /// The origin's response. A body that declares at most
+    /// [`WHOLE_BODY_BYTES`] is read whole into one buffer of that size (a
+    /// body that breaks off is then the error the host gives for it); a
+    /// longer or undeclared one is handed on as a stream.
     async fn read_response(
         &self,
         response: types::Response,
@@ -248,12 +245,25 @@ impl SpinOrigin {
         let declared = headers
             .get(http::header::CONTENT_LENGTH)
             .filter(|_| !bodiless && !matches!(status, 204 | 304))
-            .and_then(|value| value.to_str().ok()?.parse::<usize>().ok())
-            .unwrap_or(0);
+            .and_then(|value| value.to_str().ok()?.parse::<u64>().ok());
         // Resolved (as read) when dropped, once the body has been read.
         let (_read, done) = wit_future::new(|| Ok(()));
         let (mut contents, trailers) = types::Response::consume_body(response, done);
-        let mut body = Vec::with_capacity(declared.min(BODY_CAPACITY_UP_FRONT));
+        let whole = match declared {
+            Some(length) if length <= WHOLE_BODY_BYTES as u64 => length as usize,
+            _ if bodiless || matches!(status, 204 | 304) => 0,
+            _ => {
+                let from = format!("origin {}", self.0.address.authority);
+                let body = IncomingBody::new(contents, trailers, from);
+                let body = Body::Stream(BodyStream::new(body, declared));
+                return Ok(Response {
+                    status,
+                    headers,
+                    body,
+                });
+            }
+        };
+        let mut body = Vec::with_capacity(whole);
         loop {
             if body.len() == body.capacity() {
                 body.reserve(BODY_READ_SIZE);
@@ -286,35 +296,14 @@ impl SpinOrigin {
     }
 }
 
-/// A message's trailers as the host reads them: none (the writer's end is
-/// dropped unwritten, so the host reads the default).
-fn no_trailers() -> FutureReader<Result<Option<Fields>, ErrorCode>> {
-    wit_future::new(|| Ok(None)).1
-}
-
-/// A body as a stream the host reads, written by a task of its own; none
-/// for an empty body.
-fn body_stream(body: Body) -> Option<StreamReader<u8>> {
-    (!body.is_empty()).then(|| {
-        // The host's stream takes a buffer of its own: the one place the
-        // content is copied, unless this answer is its only holder.
-        let body = Vec::from(body.into_bytes());
-        let (mut writer, reader) = wit_stream::new::<u8>();
-        spin_sdk::wasip3::spawn(async move {
-            // A reader that went away leaves the rest unwritten.
-            let _ = writer.write_all(body).await;
-        });
-        reader
-    })
-}
-
 /// The pipeline's answer as the host's response: its fields in one list,
 /// its body (if any) written by a task of its own once the host reads it,
 /// and no trailers.
 fn reply(answer: Response) -> Result<types::Response, ErrorCode> {
     let fields = Fields::from_list(&to_pairs(&answer.headers))
         .map_err(|e| ErrorCode::InternalError(Some(format!("response fields: {e:?}"))))?;
-    let (response, _sent) = types::Response::new(fields, body_stream(answer.body), no_trailers());
+    let (contents, trailers) = body::outgoing(answer.body);
+    let (response, _sent) = types::Response::new(fields, contents, trailers);
     // A status the host refuses (outside 100-999) answers as a bad gateway.
     if response.set_status_code(answer.status).is_err() {
         let _ = response.set_status_code(502);

@@ -7,3 +7,5 @@
 
 #[cfg(target_arch = "wasm32")]
 mod adapter;
+#[cfg(target_arch = "wasm32")]
+mod body;

@@ -154,7 +154,11 @@ impl Instance {
 struct Unread;
 
 impl crate::seams::RequestBody for Unread {
-    async fn read(self, _limit: Option<usize>) -> Result<Body, crate::seams::BodyError> {
+    async fn read(self, _limit: usize) -> Result<Body, crate::seams::BodyError> {
+        panic!("a GET without a body is admitted as bodiless");
+    }
+
+    fn stream(self, _length: Option<u64>) -> Result<Body, crate::seams::BodyError> {
         panic!("a GET without a body is admitted as bodiless");
     }
 }

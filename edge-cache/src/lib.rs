@@ -54,8 +54,9 @@ pub use node::{Host, Node};
 pub use origin::failure::OriginFailure;
 pub use purge::api::Admission;
 pub use seams::{
-    Body, BodyError, ClientConnection, ClientRequest, Clock, KeyValueStore, Origin, OriginRequest,
-    RequestBody, RequestHead, Response, StoreFailure,
+    Body, BodyError, BodyStream, BrokenBody, ByteSource, ClientConnection, ClientRequest, Clock,
+    KeyValueStore, NextPiece, Origin, OriginRequest, RequestBody, RequestHead, Response,
+    StoreFailure,
 };
 
 // `config::VARIABLES`, `purge::{parse_purge_post, MAX_BODY_BYTES}` and

@@ -184,15 +184,17 @@ impl<H: Host> Node<H> {
         let route = flow.purge_route(&head.method, &head.path_and_query);
         let body = match flow.admit_as(route, &head.method, &head.headers) {
             Admission::Answer(response) => return (response, None),
-            Admission::NoBody => Body::empty(),
-            Admission::ReadBody { limit } => match body.read(limit).await {
-                Ok(body) => body,
-                Err(BodyError::TooLarge(limit)) => return (body_too_large(limit), None),
-                Err(BodyError::Unreadable(detail)) => {
-                    eprintln!("edge-cache: request body unreadable: {detail}");
-                    return (unreadable_body(), None);
-                }
-            },
+            Admission::NoBody => Ok(Body::empty()),
+            Admission::ReadBody { limit: Some(limit) } => body.read(limit).await,
+            Admission::ReadBody { limit: None } => body.stream(declared_length(&head.headers)),
+        };
+        let body = match body {
+            Ok(body) => body,
+            Err(BodyError::TooLarge(limit)) => return (body_too_large(limit), None),
+            Err(BodyError::Unreadable(detail)) => {
+                eprintln!("edge-cache: request body unreadable: {detail}");
+                return (unreadable_body(), None);
+            }
         };
         flow.handle_as(route, head.with_body(body)).await
     }
@@ -260,6 +262,17 @@ impl<H: Host> Origin for NodeOrigins<'_, H> {
         };
         origins.send(request).await
     }
+}
+
+/// The `Content-Length` a request declares, if it declares one that can
+/// be read (the host has already refused a malformed one).
+fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers
+        .get(http::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
 }
 
 /// Reads and parses the rules; a broken file is reported (once per

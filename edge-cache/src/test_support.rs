@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::origin::failure::OriginFailure;
-use crate::seams::{Clock, Origin, OriginRequest, Response, Store, StoreFailure};
+use crate::seams::{Body, Clock, Origin, OriginRequest, Response, Store, StoreFailure};
 use crate::store::keys::StoreKey;
 
 /// A header map from (name, value) pairs, appending repeated names.
@@ -92,7 +92,7 @@ impl Origin for GatedOrigin {
             }
         })
         .await;
-        Ok(self.answer.clone())
+        Ok(copy_of(&self.answer))
     }
 }
 
@@ -220,5 +220,61 @@ pub(crate) fn origin_request() -> OriginRequest {
         headers: HeaderMap::new(),
         body: Default::default(),
         fallback: crate::origin::breaker::Fallback::Nothing,
+    }
+}
+
+/// A copy of a response whose body is whole (the fakes answer the same
+/// response many times; a stream could be answered once).
+pub(crate) fn copy_of(response: &Response) -> Response {
+    Response {
+        status: response.status,
+        headers: response.headers.clone(),
+        body: Body::Full(bytes::Bytes::copy_from_slice(response.body.as_slice())),
+    }
+}
+
+/// A streamed body of `pieces`, ending cleanly or broken off after them.
+pub(crate) struct Pieces {
+    pub pieces: std::collections::VecDeque<bytes::Bytes>,
+    pub breaks_off: bool,
+}
+
+impl Pieces {
+    pub(crate) fn body(pieces: &[&'static [u8]], declared: Option<u64>, breaks_off: bool) -> Body {
+        let source = Pieces {
+            pieces: pieces
+                .iter()
+                .map(|p| bytes::Bytes::from_static(p))
+                .collect(),
+            breaks_off,
+        };
+        Body::Stream(crate::seams::BodyStream::new(source, declared))
+    }
+}
+
+use crate::seams::NextPiece;
+
+impl crate::seams::ByteSource for Pieces {
+    fn next_piece(&mut self) -> NextPiece<'_> {
+        let next = match self.pieces.pop_front() {
+            Some(piece) => Some(Ok(piece)),
+            None if self.breaks_off => Some(Err(crate::seams::BrokenBody("broke".into()))),
+            None => None,
+        };
+        Box::pin(std::future::ready(next))
+    }
+}
+
+/// Reads a body to its end: its bytes, or where it broke.
+pub(crate) fn drain(body: Body) -> Result<Vec<u8>, crate::seams::BrokenBody> {
+    match body {
+        Body::Full(bytes) => Ok(bytes.to_vec()),
+        Body::Stream(mut stream) => block_on(async {
+            let mut out = Vec::new();
+            while let Some(piece) = stream.next().await {
+                out.extend_from_slice(&piece?);
+            }
+            Ok(out)
+        }),
     }
 }

@@ -17,6 +17,8 @@
 //! - `raw_http`: origins that answer with exact bytes, and reads of exactly
 //!   what the edge wrote.
 //! - `faulty_store`: [`FaultyStore`], a store that fails on demand.
+//! - `streaming_origin`: an origin whose bodies are generated as they are
+//!   sent (any size) and whose uploads are counted as they arrive.
 //! - `own_process`: [`ran_in_own_process`], for a test that needs the
 //!   process's metrics to itself.
 //! - here: waiting on a wiremock origin, a closed port, requests in flight
@@ -27,6 +29,7 @@ mod edge;
 mod faulty_store;
 mod own_process;
 mod raw_http;
+mod streaming_origin;
 
 use std::collections::BTreeMap;
 
@@ -41,6 +44,7 @@ pub use own_process::ran_in_own_process;
 pub use raw_http::{
     BOUND, canned_origin, raw_exchange, raw_origin, read_response, read_to_close, read_until,
 };
+pub use streaming_origin::{StreamingOrigin, expected, streaming_origin, upload_sum};
 
 /// A host-made 500: one short line, `internal error…(error id <16 hex>)`.
 pub fn assert_short_with_error_id(body: &str) {

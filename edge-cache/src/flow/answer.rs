@@ -99,8 +99,13 @@ pub(crate) fn answer(
         }
         return finish(304, headers, Body::empty(), Some(age), status, true);
     }
-    if rep.status == 200 && request.method == Method::GET {
-        let total = rep.body.len() as u64;
+    // A range is cut from a whole body; a streamed one (too large to
+    // hold) is answered whole, which RFC 9110 §14.2 allows.
+    if rep.status == 200
+        && request.method == Method::GET
+        && let Body::Full(whole) = &rep.body
+    {
+        let total = whole.len() as u64;
         match range_answer(&request.headers, &rep.headers, total) {
             RangeAnswer::Full => {}
             RangeAnswer::Partial { start, end, total } => {
@@ -108,7 +113,7 @@ pub(crate) fn answer(
                 if let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{end}/{total}")) {
                     headers.insert("content-range", v);
                 }
-                let body = rep.body.slice(start as usize, end as usize);
+                let body = Body::Full(whole.slice(start as usize..=end as usize));
                 return finish(206, headers, body, Some(age), status, false);
             }
             RangeAnswer::Unsatisfiable { total } => {
@@ -151,11 +156,15 @@ pub(crate) fn finish(
         headers.append(SERVER_TIMING, value);
     }
     // 204 and 304 have no content; anything else (HEAD included) states
-    // the length of the full representation.
-    if status == 204 || status == 304 {
-        headers.remove(CONTENT_LENGTH);
-    } else {
-        headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
+    // the length of the full representation, where it is known (a stream
+    // without one goes chunked).
+    match body.length() {
+        Some(length) if status != 204 && status != 304 => {
+            headers.insert(CONTENT_LENGTH, HeaderValue::from(length));
+        }
+        _ => {
+            headers.remove(CONTENT_LENGTH);
+        }
     }
     let no_body = is_head || status == 204 || status == 304;
     Response {
@@ -207,16 +216,16 @@ pub(crate) fn unreadable_body() -> Response {
 
 /// A small JSON answer of the edge's own (purge API), never stored.
 pub(crate) fn json_response(status: u16, value: &serde_json::Value) -> Response {
-    let body = Body::from(format!("{value}\n"));
+    let text = format!("{value}\n");
     let mut headers = HeaderMap::new();
     headers.insert("age", HeaderValue::from_static("0"));
     headers.insert("content-type", HeaderValue::from_static("application/json"));
     headers.insert("cache-control", HeaderValue::from_static("no-store"));
-    headers.insert("content-length", HeaderValue::from(body.len()));
+    headers.insert("content-length", HeaderValue::from(text.len()));
     Response {
         status,
         headers,
-        body,
+        body: text.into(),
     }
 }
 

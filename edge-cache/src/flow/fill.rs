@@ -10,6 +10,7 @@ use crate::flow::answer::{Representation, answer_fetched, error_response, serve_
 use crate::flow::decision::{Decision, decide, ttl};
 use crate::flow::exchange::Exchange;
 use crate::flow::{Fetched, Flow, Storing};
+use crate::origin::failure::OriginFailure;
 use crate::policy::cache_status::CacheStatus;
 use crate::policy::forwarding::client_response_headers;
 use crate::policy::freshness::{
@@ -113,10 +114,21 @@ impl<S: Store, O: Origin, C: Clock> Flow<'_, S, O, C> {
             ..
         } = exchange;
         let Fetched {
-            response,
+            mut response,
             request_time,
             response_time,
         } = fetched;
+        // A body that may be stored is held whole if it fits the rule's
+        // limit; a longer one streams through to the client, unstored.
+        if storing == Storing::IfStorable {
+            match std::mem::take(&mut response.body)
+                .held_whole(rule.max_object_bytes())
+                .await
+            {
+                Ok(body) => response.body = body,
+                Err(_) => return error_response(&OriginFailure::BODY_BROKE_OFF, &status),
+            }
+        }
         let headers = client_response_headers(&response.headers);
         let control = EffectiveControl::of(&headers);
         let freshness = exchange.freshness_rule();
@@ -137,12 +149,16 @@ impl<S: Store, O: Origin, C: Clock> Flow<'_, S, O, C> {
             headers: &headers,
             control: &control,
             has_lifetime: lifetime.is_some(),
-            body_len: response.body.len() as u64,
+            body_len: match &response.body {
+                Body::Full(whole) => whole.len() as u64,
+                Body::Stream(_) => u64::MAX,
+            },
         };
         let has_authorization = request.headers.contains_key("authorization");
-        match (storing, check_storable(has_authorization, &candidate, rule)) {
-            (Storing::IfStorable, Ok(())) => {
-                let Body::Full(body) = &response.body;
+        // (A stream is never storable: it is longer than the rule allows.)
+        let verdict = check_storable(has_authorization, &candidate, rule);
+        match (storing, verdict, &response.body) {
+            (Storing::IfStorable, Ok(()), Body::Full(body)) => {
                 let fetch = StoredFetch {
                     status: response.status,
                     headers: &headers,
@@ -162,7 +178,7 @@ impl<S: Store, O: Origin, C: Clock> Flow<'_, S, O, C> {
                     Err(_) => status.detail = Some("store-error".into()),
                 }
             }
-            (Storing::IfStorable, Err(reason)) if status.detail.is_none() => {
+            (Storing::IfStorable, Err(reason), _) if status.detail.is_none() => {
                 status.detail = Some(reason.detail().into())
             }
             _ => {}

@@ -47,7 +47,7 @@ pub(crate) fn announces_no_body(method: &Method, headers: &HeaderMap) -> bool {
 }
 
 /// Work left to do after the response is sent (`stale-while-revalidate`).
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Refresh {
     request: ClientRequest,
 }
@@ -172,23 +172,23 @@ impl<S: Store, O: Origin, C: Clock> Flow<'_, S, O, C> {
     pub(crate) async fn handle_as(
         &self,
         route: Option<PurgeRoute>,
-        request: ClientRequest,
+        mut request: ClientRequest,
     ) -> (Response, Option<Refresh>) {
         if let (Some(route), Some(api)) = (route, self.purge_api()) {
             return (api.handle(route, &request).await, None);
         }
         let Some(rules) = self.rules else {
             let status = CacheStatus::forward(Forward::Bypass).with_detail("rules-error");
-            return (self.pass(&request, status).await, None);
+            return (self.pass(&mut request, status).await, None);
         };
         if request.method != Method::GET && request.method != Method::HEAD {
-            return (self.pass_unsafe(&request, rules).await, None);
+            return (self.pass_unsafe(&mut request, rules).await, None);
         }
         let rule = rules.for_target(&request.path_and_query);
         if rule.bypass {
             let status =
                 CacheStatus::forward(Forward::Bypass).with_detail(format!("rule-{}", rule.label()));
-            return (self.pass(&request, status).await, None);
+            return (self.pass(&mut request, status).await, None);
         }
         self.cacheable(Exchange::new(request, rule)).await
     }
@@ -305,7 +305,7 @@ mod tests {
     use crate::purge::invalidation::{PurgeKind, PurgeTimes};
     use crate::store::unix_us;
     use crate::test_support::{
-        FakeClock, FakeOrigin, GatedOrigin, MemStore, block_on, run_together,
+        FakeClock, FakeOrigin, GatedOrigin, MemStore, Pieces, block_on, drain, run_together,
     };
 
     fn edge<'a>(
@@ -372,6 +372,72 @@ mod tests {
             .to_str()
             .unwrap()
             .to_owned()
+    }
+
+    static PIECE: [u8; 600 * 1024] = [b'x'; 600 * 1024];
+
+    fn streamed(cache_control: &str, breaks_off: bool) -> Response {
+        let mut response = ok(cache_control, "");
+        response.body = Pieces::body(&[&PIECE, &PIECE], None, breaks_off);
+        response
+    }
+
+    #[test]
+    fn a_body_longer_than_the_rule_allows_streams_through_unstored() {
+        let rules = CacheRules::default();
+        let store = MemStore::default();
+        let origin = FakeOrigin::new(|_| Ok(streamed("max-age=60", false)));
+        let clock = clock();
+        let edge = edge(&rules, &store, &origin, &clock);
+        for _ in 0..2 {
+            let (response, _) = block_on(edge.handle(get("/big", &[])));
+            assert_eq!(response.status, 200);
+            assert!(status_of(&response).ends_with("detail=too-large"));
+            assert!(!response.headers.contains_key("content-length"));
+            assert!(matches!(response.body, Body::Stream(_)));
+            assert_eq!(drain(response.body).unwrap().len(), 2 * PIECE.len());
+        }
+        assert_eq!(origin.calls.get(), 2);
+        assert!(store.values.borrow().is_empty());
+    }
+
+    #[test]
+    fn a_body_that_breaks_off_before_it_could_be_stored_is_a_502_and_stores_nothing() {
+        let rules = CacheRules::default();
+        let store = MemStore::default();
+        let origin = FakeOrigin::new(|_| {
+            let mut response = ok("max-age=60", "");
+            response.body = Pieces::body(&[b"half"], None, true);
+            Ok(response)
+        });
+        let clock = clock();
+        let edge = edge(&rules, &store, &origin, &clock);
+        let (response, _) = block_on(edge.handle(get("/a", &[])));
+        assert_eq!(response.status, 502);
+        assert!(store.values.borrow().is_empty());
+    }
+
+    #[test]
+    fn a_pass_hands_the_request_body_to_the_origin_as_a_stream() {
+        let rules = CacheRules::default();
+        let store = MemStore::default();
+        let origin = FakeOrigin::new(|request| {
+            assert!(
+                matches!(request.body, Body::Stream(_)),
+                "{:?}",
+                request.body
+            );
+            Ok(streamed("no-store", false))
+        });
+        let clock = clock();
+        let edge = edge(&rules, &store, &origin, &clock);
+        let mut upload = get("/upload", &[]);
+        upload.method = Method::POST;
+        upload.body = Pieces::body(&[b"up", b"load"], Some(6), false);
+        let (response, _) = block_on(edge.handle(upload));
+        assert_eq!(response.status, 200);
+        assert_eq!(drain(response.body).unwrap().len(), 2 * PIECE.len());
+        assert_eq!(origin.calls.get(), 1);
     }
 
     #[test]

@@ -17,12 +17,18 @@ use crate::seams::{ClientRequest, Clock, Origin, OriginRequest, Response, Store}
 
 impl<S: Store, O: Origin, C: Clock> Flow<'_, S, O, C> {
     /// Forwards a request unchanged (apart from forwarding fields).
-    pub(crate) async fn pass(&self, request: &ClientRequest, mut status: CacheStatus) -> Response {
+    /// Sends `request` to the origin, its body (taken from it) streaming
+    /// through, and answers the origin's response as it streams back.
+    pub(crate) async fn pass(
+        &self,
+        request: &mut ClientRequest,
+        mut status: CacheStatus,
+    ) -> Response {
         let origin_request = OriginRequest {
             method: request.method.clone(),
             target: request.path_and_query.clone(),
             headers: origin_request_headers(&request.headers, &request.connection, self.trust),
-            body: request.body.clone(),
+            body: std::mem::take(&mut request.body),
             fallback: Fallback::Nothing,
         };
         match self.send_timed(origin_request).await {
@@ -49,7 +55,7 @@ impl<S: Store, O: Origin, C: Clock> Flow<'_, S, O, C> {
     /// URI and same-host `Location`/`Content-Location` (RFC 9111 §4.4).
     pub(crate) async fn pass_unsafe(
         &self,
-        request: &ClientRequest,
+        request: &mut ClientRequest,
         rules: &CacheRules,
     ) -> Response {
         let status = CacheStatus::forward(Forward::Bypass).with_detail("method");

@@ -14,17 +14,18 @@ pub(crate) struct FailoverOrigin<'a, O> {
 
 impl<O: Origin> Origin for FailoverOrigin<'_, O> {
     async fn send(&self, request: OriginRequest) -> Result<Response, OriginFailure> {
-        let Some(backup) = self.backup else {
+        // A streamed body (an upload) goes once, to the primary only.
+        let (Some(backup), Some(copy)) = (self.backup, request.resendable_copy()) else {
             return self.primary.send(request).await;
         };
-        match self.primary.send(request.clone()).await {
+        match self.primary.send(request).await {
             Ok(response) if response.status < 500 => Ok(response),
-            Ok(primary_response) => match backup.send(request).await {
+            Ok(primary_response) => match backup.send(copy).await {
                 Ok(response) if response.status < 500 => Ok(response),
                 // Both failed: the primary's answer is the one to report.
                 _ => Ok(primary_response),
             },
-            Err(primary_failure) => match backup.send(request).await {
+            Err(primary_failure) => match backup.send(copy).await {
                 Ok(response) => Ok(response),
                 Err(_) => Err(primary_failure),
             },

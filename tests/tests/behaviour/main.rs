@@ -10,6 +10,7 @@
 //! | `field_semantics` | `CDN-Cache-Control`, end-to-end fields kept, HTTP-dates, interim responses |
 //! | `purge` | the purge API: each kind of purge, refused purges |
 //! | `poisoning` | attacks on the shared cache from one client |
+//! | `large_content` | bodies of any size streamed both ways in bounded memory; a body that breaks off aborts |
 //! | `fallback` | a failing store or origin, grace, the breaker, the concurrency cap, a backup origin |
 //! | `backup_origin` | the backup origin through the shipped manifests |
 //! | `origin_e2e` | the real origin in-process, with `make up`'s rules |
@@ -20,6 +21,7 @@ mod caching;
 mod conformance;
 mod fallback;
 mod field_semantics;
+mod large_content;
 mod origin_e2e;
 mod origin_restart;
 mod poisoning;
