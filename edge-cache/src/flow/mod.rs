@@ -21,7 +21,7 @@ use http::{HeaderMap, Method};
 
 use crate::collapse::Collapser;
 use crate::config::ForwardingTrust;
-use crate::flow::answer::{only_if_cached, serve_stored};
+use crate::flow::answer::{body_too_large, only_if_cached, serve_stored};
 use crate::flow::decision::{Decision, StaleServe, StoredFacts, decide};
 use crate::flow::exchange::Exchange;
 use crate::http::cache_control::CacheDirectives;
@@ -161,14 +161,22 @@ impl<S: Store, O: Origin, C: Clock> Flow<'_, S, O, C> {
         }
     }
 
-    /// Handles one request; the optional [`Refresh`] is to be run after the
-    /// response has been sent.
+    /// Handles one request handed in whole, admitted here as `Node::serve`
+    /// admits a head, its body held to the admitted limit; the optional
+    /// [`Refresh`] is to be run after the response has been sent.
     pub(crate) async fn handle(&self, request: ClientRequest) -> (Response, Option<Refresh>) {
         let route = self.purge_route(&request.method, &request.path_and_query);
+        match self.admit_as(route, &request.method, &request.headers) {
+            Admission::Answer(refusal) => return (refusal, None),
+            Admission::ReadBody { limit: Some(limit) } if request.body.as_slice().len() > limit => {
+                return (body_too_large(limit), None);
+            }
+            _ => {}
+        }
         self.handle_as(route, request).await
     }
 
-    /// [`handle`](Self::handle) for a request already routed.
+    /// [`handle`](Self::handle) for a request already routed and admitted.
     pub(crate) async fn handle_as(
         &self,
         route: Option<PurgeRoute>,
@@ -828,6 +836,29 @@ mod tests {
         );
         assert_eq!(*store.reads.borrow(), ["p:epoch"]);
         assert_eq!(origin.calls.get(), 1);
+    }
+
+    #[test]
+    fn a_purge_handed_in_whole_is_admitted_as_a_served_one_is() {
+        let rules = CacheRules::default();
+        let store = MemStore::default();
+        let origin = FakeOrigin::new(|_| Ok(ok("max-age=60", "x")));
+        let clock = clock();
+        let (l1, purge) = (L1::new(1 << 20), purge_settings());
+        let edge = edge_with_l1(&rules, &store, &origin, &clock, &l1, &purge);
+        let purge_request = |token: &str, body: Vec<u8>| ClientRequest {
+            method: Method::POST,
+            body: body.into(),
+            ..get("/_edge/purge", &[("authorization", token)])
+        };
+        let small = br#"{"urls": ["/a"]}"#.to_vec();
+        let (answer, _) = block_on(edge.handle(purge_request("Bearer wrong", small.clone())));
+        assert_eq!(answer.status, 401);
+        let big = vec![b' '; crate::purge::MAX_BODY_BYTES + 1];
+        let (answer, _) = block_on(edge.handle(purge_request("Bearer t", big)));
+        assert_eq!(answer.status, 413);
+        let (answer, _) = block_on(edge.handle(purge_request("Bearer t", small)));
+        assert_eq!(answer.status, 200);
     }
 
     #[test]

@@ -87,68 +87,49 @@ pub(crate) struct PurgeApi<'a, S, C> {
 }
 
 impl<S: Store, C: Clock> PurgeApi<'_, S, C> {
-    /// The answer refusing a purge request's head, if it fails one of the
-    /// checks, all in this one place: the endpoint takes POST only, the
-    /// bearer token, a declared body within the limit. [`PurgeApi::admit`]
-    /// runs them before any body is read; [`PurgeApi::handle`] runs them
-    /// too, for a request handed to it without admission.
-    fn check_head(
-        &self,
-        route: PurgeRoute,
-        method: &Method,
-        headers: &HeaderMap,
-    ) -> Option<Response> {
-        if route == PurgeRoute::Endpoint && check_method(method).is_err() {
-            return Some(method_not_allowed());
-        }
-        if !authorized(headers, &self.settings.token) {
-            return Some(unauthorized());
-        }
-        let declared = headers
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok());
-        declared
-            .is_some_and(|length| check_length(length).is_err())
-            .then(|| body_too_large(MAX_BODY_BYTES))
-    }
-
-    /// Decides from the head alone: a purge request that fails
-    /// [`check_head`](Self::check_head) is answered before a byte of its
-    /// body is read; one that passes has its body read up to the limit.
+    /// Decides from the head alone, with every check of it in this one
+    /// place: the endpoint takes POST only, the bearer token, a declared
+    /// body within the limit. A request that fails one is answered before
+    /// a byte of its body is read; one that passes has its body read up
+    /// to the limit.
     pub(crate) fn admit(
         &self,
         route: PurgeRoute,
         method: &Method,
         headers: &HeaderMap,
     ) -> Admission {
-        match self.check_head(route, method, headers) {
-            Some(refusal) => Admission::Answer(refusal),
-            None => Admission::ReadBody {
-                limit: Some(MAX_BODY_BYTES),
-            },
+        if route == PurgeRoute::Endpoint && check_method(method).is_err() {
+            return Admission::Answer(method_not_allowed());
+        }
+        if !authorized(headers, &self.settings.token) {
+            return Admission::Answer(unauthorized());
+        }
+        let declared = headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if declared.is_some_and(|length| check_length(length).is_err()) {
+            return Admission::Answer(body_too_large(MAX_BODY_BYTES));
+        }
+        Admission::ReadBody {
+            limit: Some(MAX_BODY_BYTES),
         }
     }
 
-    /// The answer to a purge request.
+    /// The answer to a purge request [`admit`](Self::admit)ted, its body
+    /// read within the limit: only the body is left to check.
     pub(crate) async fn handle(&self, route: PurgeRoute, request: &ClientRequest) -> Response {
-        if let Some(refusal) = self.check_head(route, &request.method, &request.headers) {
-            return refusal;
-        }
         match route {
             PurgeRoute::Endpoint => self.endpoint(request).await,
             PurgeRoute::Method => self.method(request).await,
         }
     }
 
-    /// `POST {admin_path}/purge` with a JSON body. Its length is checked
-    /// again here because a request [`handle`](Self::handle)d without
-    /// admission was not read against the limit.
+    /// `POST {admin_path}/purge` with a JSON body.
     async fn endpoint(&self, request: &ClientRequest) -> Response {
         let connection = &request.connection;
         let host = connection.host.as_deref().unwrap_or_default();
-        let body = request.body.as_slice();
-        match check_length(body.len() as u64).and_then(|()| parse_purge_body(body, host)) {
+        match parse_purge_body(request.body.as_slice(), host) {
             Ok(purge) => self.apply(&purge, connection).await,
             Err(refusal) => json_response(
                 refusal.status,
