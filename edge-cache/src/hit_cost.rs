@@ -14,9 +14,8 @@ use http::{HeaderMap, HeaderValue, Method};
 
 use crate::config::OriginEndpoint;
 use crate::node::{Host, Node};
-use crate::origin::failure::OriginFailure;
 use crate::seams::{
-    Body, KeyValueStore, Origin, OriginRequest, RequestHead, Response, StoreFailure,
+    Body, KeyValueStore, Origin, OriginFailure, OriginRequest, RequestHead, Response, StoreFailure,
 };
 use crate::test_support::{FakeClock, FakeOrigin, block_on};
 

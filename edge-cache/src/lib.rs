@@ -6,34 +6,41 @@
 //!
 //! The front door is [`Node`]: built once per instance from its host, then
 //! asked to [`admit`](Node::admit), [`handle`](Node::handle) and
-//! [`refresh`](Node::refresh) requests. Behind it, from the entrance down:
+//! [`refresh`](Node::refresh) requests. Behind it, in layers from the
+//! entrance down, each importing only from those listed after it
+//! (`scripts/module-cycles edge-cache/src` checks):
 //!
 //! - `node` — the node and the [`Host`] trait: configuration, stores,
 //!   origins, rules, wired once for both flavours
-//! - `config` — the edge's settings, parsed from Spin variables
-//! - `seams` — the messages ([`RequestHead`], [`Response`], [`Body`], …) and
-//!   the traits the core does I/O through ([`KeyValueStore`], [`Origin`],
-//!   [`Clock`])
-//! - `spin_metadata` — the host's `spin-*` request fields, read once into a connection
 //! - `flow/` — the pipeline: route (`mod`), one keyed request (`exchange`),
-//!   fill and collapse (`fill`), revalidate, pass through (`pass`), and
-//!   what the client gets (`answer`)
-//! - `policy/` — the pure decisions: `key` and `target`, `rules`,
-//!   `freshness`, `storability`, `vary`, `revalidation`, `forwarding`,
-//!   `cache_status`
-//! - `store/` — the cache in its stores: lookup and `write`, store keys as
-//!   types (`keys`), the byte format (`entry`), the instance's first tier
-//!   (`l1`), purge state shared by many nodes and the shield
-//!   (`shared_state`)
-//! - `purge/` — the purge API (`api`), the purge body checked (`request`),
-//!   scopes and purge times (`invalidation`)
+//!   the table-tested `decision`, fill and collapse (`fill`), revalidate,
+//!   pass through (`pass`), and what the client gets of the cache
+//!   (`answer`)
 //! - `collapse/` — concurrent misses wait for one fill: in an instance
 //!   (`mod`), across instances (`fill_lease`)
+//! - `purge/` — the purge API (`api`), the purge body checked (`request`)
 //! - `origin/` — each origin behind its `breaker` and cap (`guard`,
 //!   `slots`), `failover` to a backup, and the client's words for a
 //!   `failure`
-//! - `http/` — RFC 9110 vocabulary: `cache_control`, `http_date`,
-//!   `header_list`, `hop_by_hop`, `field_names`, `conditional`
+//! - `store/` — the cache in its stores: lookup and `write`, store keys as
+//!   types and the stores they address (`keys`), the byte format
+//!   (`entry`), the instance's first tier (`l1`), purge state shared by
+//!   many nodes and the shield (`shared_state`)
+//! - `policy/` — the pure decisions: `key` and `target`, `rules`,
+//!   `freshness`, `storability`, `vary`, `revalidation`, `forwarding`,
+//!   purge scopes and times (`invalidation`), `cache_status`
+//! - `reply` — the edge's own answers that are not about caching (a
+//!   misconfiguration, an unreadable request, the purge API's refusals)
+//! - `config` — the edge's settings, parsed from Spin variables
+//! - `spin_metadata` — the host's `spin-*` request fields, read once into a
+//!   connection (the adapters' [`RequestHead::from_fields`])
+//! - `seams/` — the messages ([`RequestHead`], [`Response`], …; their
+//!   [`Body`] in `body`) and the traits the core does I/O through (`io`:
+//!   [`KeyValueStore`], [`Origin`], [`Clock`]; the [`OriginFailure`] an
+//!   origin answers instead, in `origin_failure`)
+//! - `http/` — RFC 9110 vocabulary, importing nothing of the crate:
+//!   `cache_control`, `http_date`, `header_list`, `hop_by_hop`,
+//!   `field_names`, `conditional`, `host`
 
 mod collapse;
 pub mod config;
@@ -43,6 +50,7 @@ mod node;
 mod origin;
 mod policy;
 pub mod purge;
+mod reply;
 mod seams;
 mod spin_metadata;
 mod store;
@@ -51,12 +59,11 @@ pub use config::{OriginAddress, OriginEndpoint, RequestTimeouts};
 pub use flow::Refresh;
 pub use http::header_list::{from_pairs, to_pairs};
 pub use node::{Host, Node};
-pub use origin::failure::OriginFailure;
 pub use purge::api::Admission;
 pub use seams::{
     Body, BodyError, BodyStream, BrokenBody, ByteSource, ClientConnection, ClientRequest, Clock,
-    KeyValueStore, NextPiece, Origin, OriginRequest, RequestBody, RequestHead, Response,
-    StoreFailure,
+    KeyValueStore, NextPiece, Origin, OriginFailure, OriginRequest, RequestBody, RequestHead,
+    Response, StoreFailure,
 };
 
 // `config::VARIABLES`, `purge::{parse_purge_post, MAX_BODY_BYTES}` and
@@ -74,12 +81,10 @@ pub mod shared_state {
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing {
-    pub use crate::http::{cache_control, conditional, header_list, http_date};
-    pub use crate::policy::{cache_status, freshness, key, rules, storability, target, vary};
-    /// Purge scopes and times.
-    pub mod invalidation {
-        pub use crate::purge::invalidation::*;
-    }
+    pub use crate::http::{cache_control, conditional, header_list, host, http_date};
+    pub use crate::policy::{
+        cache_status, freshness, invalidation, key, rules, storability, target, vary,
+    };
     /// The purge body's checks.
     pub mod request {
         pub use crate::purge::request::*;

@@ -11,18 +11,17 @@ use std::collections::HashMap;
 
 use crate::collapse::Collapser;
 use crate::config::{EdgeConfig, OriginAddress, OriginEndpoint, VARIABLES};
-use crate::flow::answer::{body_too_large, misconfigured, unreadable_body};
 use crate::flow::{Flow, Refresh};
 use crate::origin::failover::FailoverOrigin;
-use crate::origin::failure::OriginFailure;
 use crate::origin::guard::GuardedOrigin;
 use crate::policy::rules::CacheRules;
 use crate::purge::api::{Admission, PurgeSettings};
+use crate::reply::{body_too_large, misconfigured, unreadable_body};
 use crate::seams::{
-    Body, BodyError, ClientRequest, Clock, KeyValueStore, Origin, OriginRequest, RequestBody,
-    RequestHead, Response, Store, StoreFailure,
+    Body, BodyError, ClientRequest, Clock, KeyValueStore, Origin, OriginFailure, OriginRequest,
+    RequestBody, RequestHead, Response, StoreFailure,
 };
-use crate::store::keys::NodeLocalKey;
+use crate::store::keys::{NodeLocalKey, Store};
 use crate::store::l1::{L1, l1_for};
 use crate::store::shared_state::SharedState;
 

@@ -1,18 +1,39 @@
 //! Spin's request metadata: the `spin-*` fields a Spin host adds to every
 //! incoming request (`spin-client-addr`, `spin-full-url`, …). Only the
-//! adapters read this module: they turn the fields into a
+//! adapters read this module (through [`RequestHead::from_fields`]): they turn the fields into a
 //! [`ClientConnection`] and remove them, so nothing downstream knows the
 //! convention and nothing of the host's reaches the origin.
 
 use bytes::Bytes;
-use http::HeaderMap;
 use http::header::{HOST, HeaderName, HeaderValue};
+use http::{HeaderMap, Method};
 
-use crate::policy::target::canonical_host;
-use crate::seams::ClientConnection;
+use crate::http::host::canonical_host;
+use crate::seams::{ClientConnection, RequestHead};
 
 /// Prefix of the metadata fields a Spin host adds.
 const SPIN_METADATA_PREFIX: &str = "spin-";
+
+// Here rather than beside `RequestHead` in `seams`: reading the host's
+// field list is this module's convention, which the seams do not know.
+impl RequestHead {
+    /// The head from the host's field list (see `split_fields`: the
+    /// `spin-*` fields become the connection facts and are dropped); a
+    /// request without a target asks for `/`.
+    pub fn from_fields(
+        method: Method,
+        path_and_query: Option<String>,
+        fields: Vec<(String, Vec<u8>)>,
+    ) -> Self {
+        let (headers, connection) = split_fields(fields);
+        RequestHead {
+            method,
+            path_and_query: path_and_query.unwrap_or_else(|| "/".to_owned()),
+            headers,
+            connection,
+        }
+    }
+}
 
 /// A request's fields as a host's field list gives them: the client's own
 /// in a map, and the connection facts of the `spin-*` ones, which are not

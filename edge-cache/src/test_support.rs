@@ -8,9 +8,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use crate::origin::failure::OriginFailure;
-use crate::seams::{Body, Clock, Origin, OriginRequest, Response, Store, StoreFailure};
-use crate::store::keys::StoreKey;
+use crate::seams::{
+    Body, Clock, NextPiece, Origin, OriginFailure, OriginRequest, Response, StoreFailure,
+};
+use crate::store::keys::{Store, StoreKey};
 
 /// A header map from (name, value) pairs, appending repeated names.
 pub(crate) fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
@@ -219,7 +220,7 @@ pub(crate) fn origin_request() -> OriginRequest {
         target: "/".into(),
         headers: HeaderMap::new(),
         body: Default::default(),
-        fallback: crate::origin::breaker::Fallback::Nothing,
+        fallback: crate::seams::Fallback::Nothing,
     }
 }
 
@@ -251,8 +252,6 @@ impl Pieces {
         Body::Stream(crate::seams::BodyStream::new(source, declared))
     }
 }
-
-use crate::seams::NextPiece;
 
 impl crate::seams::ByteSource for Pieces {
     fn next_piece(&mut self) -> NextPiece<'_> {

@@ -8,9 +8,10 @@
 //! or does not match), then the request's header block.
 #![no_main]
 
+use edge_cache::fuzzing::host::canonical_host;
 use edge_cache::fuzzing::key::{build_key, hash128};
 use edge_cache::fuzzing::rules::CacheRules;
-use edge_cache::fuzzing::target::{canonical_host, normalise_path};
+use edge_cache::fuzzing::target::normalise_path;
 use edge_fuzz::{first_line, header_block};
 use http::HeaderValue;
 use http::uri::PathAndQuery;

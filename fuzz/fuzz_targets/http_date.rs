@@ -7,8 +7,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use edge_cache::fuzzing::freshness::header_date;
-use edge_cache::fuzzing::http_date::parse_http_date_at;
+use edge_cache::fuzzing::http_date::{header_date, parse_http_date_at};
 use http::{HeaderMap, HeaderValue};
 use libfuzzer_sys::fuzz_target;
 

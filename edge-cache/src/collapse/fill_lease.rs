@@ -18,8 +18,8 @@
 use std::time::Duration;
 
 use crate::policy::key::CacheKey;
-use crate::seams::{Clock, Store};
-use crate::store::keys::NodeLocalKey;
+use crate::seams::Clock;
+use crate::store::keys::{NodeLocalKey, Store};
 use crate::store::unix_ms;
 
 /// How long a fill lease holds others back at most: about a slow origin's

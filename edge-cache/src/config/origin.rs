@@ -7,7 +7,7 @@ use std::time::Duration;
 use http::uri::{Authority, Scheme, Uri};
 
 use crate::config::{ConfigError, EdgeConfig};
-use crate::origin::failure::OriginFailure;
+use crate::seams::OriginFailure;
 
 /// Where the origin lives, split the way an outgoing request needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]

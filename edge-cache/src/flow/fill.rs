@@ -10,14 +10,14 @@ use crate::flow::answer::{Representation, answer_fetched, error_response, serve_
 use crate::flow::decision::{Decision, decide, ttl};
 use crate::flow::exchange::Exchange;
 use crate::flow::{Fetched, Flow, Storing};
-use crate::origin::failure::OriginFailure;
 use crate::policy::cache_status::CacheStatus;
 use crate::policy::forwarding::client_response_headers;
 use crate::policy::freshness::{
     ClientDemand, EffectiveControl, corrected_initial_age, freshness_lifetime,
 };
 use crate::policy::storability::{Candidate, check_storable};
-use crate::seams::{Body, Clock, Origin, Response, Store};
+use crate::seams::{Body, Clock, Origin, OriginFailure, Response};
+use crate::store::keys::Store;
 use crate::store::{Lookup, StoredFetch};
 
 impl<S: Store, O: Origin, C: Clock> Flow<'_, S, O, C> {

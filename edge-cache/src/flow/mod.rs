@@ -21,17 +21,19 @@ use http::{HeaderMap, Method};
 
 use crate::collapse::Collapser;
 use crate::config::ForwardingTrust;
-use crate::flow::answer::{body_too_large, only_if_cached, serve_stored};
+use crate::flow::answer::{only_if_cached, serve_stored};
 use crate::flow::decision::{Decision, StaleServe, StoredFacts, decide};
 use crate::flow::exchange::Exchange;
 use crate::http::cache_control::CacheDirectives;
-use crate::origin::failure::OriginFailure;
 use crate::policy::cache_status::{CacheStatus, Forward};
 use crate::policy::freshness::{ClientDemand, EffectiveControl};
 use crate::policy::rules::CacheRules;
 use crate::purge::api::{Admission, PurgeApi, PurgeRoute, PurgeSettings};
-use crate::seams::StoreFailure;
-use crate::seams::{ClientRequest, Clock, Origin, OriginRequest, Response, Store};
+use crate::reply::body_too_large;
+use crate::seams::{
+    ClientRequest, Clock, Origin, OriginFailure, OriginRequest, Response, StoreFailure,
+};
+use crate::store::keys::Store;
 use crate::store::l1::L1;
 use crate::store::{CacheStorage, Found, Lookup, PurgeEpoch};
 
@@ -308,9 +310,9 @@ mod tests {
 
     use http::HeaderValue;
 
+    use crate::policy::invalidation::{PurgeKind, PurgeTimes};
     use crate::policy::vary::MAX_VARIANTS;
     use crate::purge::api::PurgeSettings;
-    use crate::purge::invalidation::{PurgeKind, PurgeTimes};
     use crate::store::unix_us;
     use crate::test_support::{
         FakeClock, FakeOrigin, GatedOrigin, MemStore, Pieces, block_on, drain, run_together,
@@ -497,7 +499,7 @@ mod tests {
         let rules = CacheRules::default();
         let store = std::rc::Rc::new(MemStore::default());
         let scope_key = crate::store::keys::PurgeStateKey::scope(
-            &crate::purge::invalidation::url_scope("http://shop.example/a"),
+            &crate::policy::invalidation::url_scope("http://shop.example/a"),
         );
         let racing_store = store.clone();
         let clock = clock();

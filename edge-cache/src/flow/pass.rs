@@ -7,13 +7,13 @@ use http::{HeaderMap, Method};
 
 use crate::flow::Flow;
 use crate::flow::answer::{error_response, finish, strip_edge_only};
-use crate::origin::breaker::Fallback;
 use crate::policy::cache_status::{CacheStatus, Forward};
 use crate::policy::forwarding::{client_response_headers, origin_request_headers};
 use crate::policy::key::build_key;
 use crate::policy::rules::CacheRules;
 use crate::policy::target::invalidated_targets;
-use crate::seams::{ClientRequest, Clock, Origin, OriginRequest, Response, Store};
+use crate::seams::{ClientRequest, Clock, Fallback, Origin, OriginRequest, Response};
+use crate::store::keys::Store;
 
 impl<S: Store, O: Origin, C: Clock> Flow<'_, S, O, C> {
     /// Forwards a request unchanged (apart from forwarding fields).

@@ -6,14 +6,14 @@ use crate::flow::answer::{error_response, serve_stored};
 use crate::flow::decision::StoredFacts;
 use crate::flow::exchange::Exchange;
 use crate::flow::{Fetched, Flow, Storing};
-use crate::origin::breaker::Fallback;
 use crate::policy::cache_status::{CacheStatus, Forward};
 use crate::policy::forwarding::client_response_headers;
 use crate::policy::freshness::EffectiveControl;
 use crate::policy::revalidation::{StaleOnError, add_validators, refreshed_headers};
 use crate::policy::vary::VaryNames;
-use crate::seams::{Body, Clock, Origin, Response, Store};
+use crate::seams::{Body, Clock, Fallback, Origin, Response};
 use crate::store::Found;
+use crate::store::keys::Store;
 
 impl<S: Store, O: Origin, C: Clock> Flow<'_, S, O, C> {
     /// Revalidates a stale entry (§4.3): a `304` refreshes it, a full answer

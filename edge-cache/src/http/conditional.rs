@@ -4,8 +4,7 @@
 use http::HeaderMap;
 use http::header::{DATE, ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED};
 
-use crate::http::http_date::parse_http_date;
-use crate::policy::freshness::header_date;
+use crate::http::http_date::{header_date, parse_http_date};
 
 /// Whether the client's validators match the stored response, so `304`.
 pub fn client_has_current(request: &HeaderMap, stored: &HeaderMap) -> bool {

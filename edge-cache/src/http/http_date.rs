@@ -20,6 +20,9 @@
 
 use std::time::{Duration, SystemTime};
 
+use http::HeaderMap;
+use http::header::AsHeaderName;
+
 const SHORT_DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
 const LONG_DAYS: [&str; 7] = [
     "Monday",
@@ -38,6 +41,17 @@ const MONTHS: [&str; 12] = [
 /// wall clock. `None` for anything that is not one.
 pub fn parse_http_date(text: &str) -> Option<SystemTime> {
     parse_http_date_at(text, SystemTime::now())
+}
+
+/// An HTTP-date field, if present exactly once and valid (RFC 9111 §4.2:
+/// a duplicated date is as good as invalid).
+pub fn header_date(headers: &HeaderMap, name: impl AsHeaderName) -> Option<SystemTime> {
+    let mut values = headers.get_all(name).iter();
+    let first = values.next()?;
+    if values.next().is_some() {
+        return None;
+    }
+    parse_http_date(first.to_str().ok()?)
 }
 
 /// [`parse_http_date`] with `now` as the reference for the 50-year rule.
@@ -267,6 +281,15 @@ mod tests {
     fn parse(text: &str) -> Option<u64> {
         parse_http_date_at(text, at(NOW))
             .map(|t| t.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs())
+    }
+
+    #[test]
+    fn duplicated_dates_are_invalid() {
+        let h = crate::test_support::headers(&[
+            ("expires", "Sun, 06 Nov 1994 08:50:37 GMT"),
+            ("expires", "Sun, 06 Nov 1994 08:51:37 GMT"),
+        ]);
+        assert_eq!(header_date(&h, "expires"), None);
     }
 
     #[test]

@@ -27,6 +27,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::config::BreakerPolicy;
+use crate::seams::Fallback;
 
 /// How a counted failure failed: whether failing fast spares the next
 /// client anything.
@@ -36,16 +37,6 @@ pub enum FailureKind {
     Fast,
     /// Took a timeout to find out.
     Slow,
-}
-
-/// What a request has to fall back on if the origin is not asked.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) enum Fallback {
-    /// Nothing: refusing it is an error for the client.
-    #[default]
-    Nothing,
-    /// A stored response it may be answered with instead.
-    Stale,
 }
 
 /// The shared state of one origin's breaker. The default is closed and

@@ -1,8 +1,7 @@
 //! A backup origin: when the primary fails a request (refused, timed out,
 //! broken, or answered 5xx), the same request goes to the backup once.
 
-use crate::origin::failure::OriginFailure;
-use crate::seams::{Origin, OriginRequest, Response};
+use crate::seams::{Origin, OriginFailure, OriginRequest, Response};
 
 /// The primary origin with an optional backup.
 pub(crate) struct FailoverOrigin<'a, O> {

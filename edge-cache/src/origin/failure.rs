@@ -1,42 +1,15 @@
-//! What the client is told when the origin cannot answer.
+//! What the client is told when the origin cannot answer: the words for
+//! each [`OriginFailure`] (the type itself is part of the `Origin` seam,
+//! in `seams::origin_failure`), and the table from `wasi:http`'s error
+//! codes to them.
 //!
 //! In words only: the cause as this module's own fixed phrases, never the
 //! host's error value, a Rust type name or Debug formatting. An adapter
 //! that drops detail to get there (the `wasi:http` error code and its
 //! payload, a body stream's error) writes it to the component's log.
 
-use std::time::Duration;
-
 use crate::origin::breaker::FailureKind;
-
-/// Why a request to the origin produced no response.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum OriginFailure {
-    /// Nothing accepted the connection (refused, unreachable, DNS failure);
-    /// the cause in words, from the `origin_failure_of!` table.
-    Unreachable(&'static str),
-    /// The origin did not accept a connection within the configured time.
-    ConnectTimedOut(Duration),
-    /// The origin did not answer within the configured time.
-    TimedOut(Duration),
-    /// The host runtime refused the outbound request (not in
-    /// `allowed_outbound_hosts`).
-    Denied,
-    /// The connection broke or the origin spoke malformed HTTP; what went
-    /// wrong in words (`the TLS handshake did not complete`).
-    Protocol(&'static str),
-    /// Not sent: the origin's circuit breaker is open after repeated
-    /// failures.
-    CircuitOpen {
-        /// When the breaker lets a request through again.
-        retry_after: Duration,
-    },
-    /// Not sent: `cap` fetches from this origin are already in flight.
-    Busy {
-        /// The configured cap (`origin_max_concurrent`).
-        cap: u32,
-    },
-}
+use crate::seams::OriginFailure;
 
 /// A status and a short plain-text body for the client.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -214,23 +187,10 @@ macro_rules! origin_failure_of {
     }};
 }
 
-impl OriginFailure {
-    /// A request to the origin that the host would not send as it is
-    /// (its fields, line or body refused).
-    pub const REQUEST_NOT_SENT: OriginFailure =
-        OriginFailure::Protocol("the request could not be sent");
-
-    /// An exchange with the origin that failed in a way the host does not
-    /// name.
-    pub const CONNECTION_FAILED: OriginFailure = OriginFailure::Protocol("the connection failed");
-
-    /// A response whose body stopped before its end.
-    pub const BODY_BROKE_OFF: OriginFailure =
-        OriginFailure::Protocol("the response body broke off");
-}
-
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     /// `wasi:http`'s `error-code` as the bindings spell it (WASI 0.2 and

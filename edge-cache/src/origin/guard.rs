@@ -8,10 +8,9 @@ use std::time::UNIX_EPOCH;
 
 use crate::config::Protection;
 use crate::origin::breaker::{BreakerState, FailureKind, Passage};
-use crate::origin::failure::OriginFailure;
 use crate::origin::slots::Leases;
-use crate::seams::{Clock, Origin, OriginRequest, Response, Store};
-use crate::store::keys::NodeLocalKey;
+use crate::seams::{Clock, Origin, OriginFailure, OriginRequest, Response};
+use crate::store::keys::{NodeLocalKey, Store};
 
 /// An origin behind its breaker and cap.
 pub(crate) struct GuardedOrigin<'a, O, S, C> {
@@ -147,7 +146,7 @@ mod tests {
     use std::time::Duration;
 
     use crate::config::{BreakerPolicy, StatusSet};
-    use crate::origin::breaker::Fallback;
+    use crate::seams::Fallback;
     use crate::test_support::{
         FakeClock, FakeOrigin, MemStore, block_on, origin_request, status_response,
     };

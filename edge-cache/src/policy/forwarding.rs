@@ -22,11 +22,10 @@ use http::{HeaderMap, Method};
 
 use crate::config::ForwardingTrust;
 use crate::http::hop_by_hop::strip_hop_by_hop;
-use crate::origin::breaker::Fallback;
 use crate::policy::key::KeyedTarget;
 use crate::policy::rules::{ForwardHeaders, Rule};
 use crate::policy::vary::normalise_accept_encoding;
-use crate::seams::{Body, ClientConnection, ClientRequest, OriginRequest};
+use crate::seams::{Body, ClientConnection, ClientRequest, Fallback, OriginRequest};
 
 /// Our entry in `Via`: protocol version and a pseudonym, never a host name.
 pub(crate) const VIA_ENTRY: &str = "1.1 edge-cache";

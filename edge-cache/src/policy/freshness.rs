@@ -4,10 +4,11 @@
 use std::time::{Duration, SystemTime};
 
 use http::HeaderMap;
-use http::header::{AGE, AsHeaderName, CACHE_CONTROL, DATE, EXPIRES, LAST_MODIFIED};
+use http::header::{AGE, CACHE_CONTROL, DATE, EXPIRES, LAST_MODIFIED};
 
 use crate::http::cache_control::{CacheDirectives, DELTA_SECONDS_MAX, Seconds};
 use crate::http::field_names::{CDN_CACHE_CONTROL, SURROGATE_CONTROL};
+use crate::http::http_date::header_date;
 
 /// Which field's directives this cache obeys for a response.
 // The variants are the fields' names, which all end in `Control`.
@@ -277,17 +278,6 @@ pub fn freshness_lifetime(
             .map(|ttl| (ttl, LifetimeSource::RuleDefault));
     }
     None
-}
-
-/// An HTTP-date header, if present exactly once and valid (§4.2: a
-/// duplicated date is as good as invalid).
-pub fn header_date(headers: &HeaderMap, name: impl AsHeaderName) -> Option<SystemTime> {
-    let mut values = headers.get_all(name).iter();
-    let first = values.next()?;
-    if values.next().is_some() {
-        return None;
-    }
-    crate::http::http_date::parse_http_date(first.to_str().ok()?)
 }
 
 /// The `Age` header value, if the edge can read one. A list (`Age: 7200,
@@ -703,12 +693,6 @@ mod tests {
                 "{invalid:?}"
             );
         }
-    }
-
-    #[test]
-    fn duplicated_dates_are_invalid() {
-        let h = headers(&[("expires", &date(T0 + 60)), ("expires", &date(T0 + 120))]);
-        assert_eq!(header_date(&h, "expires"), None);
     }
 
     #[test]

@@ -8,8 +8,9 @@
 
 use http::HeaderMap;
 
+use crate::http::host::canonical_host;
 use crate::policy::rules::{QueryRule, Rule};
-use crate::policy::target::{canonical_host, decode_component, normalise_encoding, normalise_path};
+use crate::policy::target::{decode_component, normalise_encoding, normalise_path};
 
 /// A request's cache identity.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,11 +1,12 @@
 //! What the cache decides about a request and a response, as pure
 //! functions: its key and the rule it falls under, how long a response
 //! stays fresh, whether it may be stored, what varies it, what crosses the
-//! edge, and the `Cache-Status` that reports it.
+//! edge, what a purge invalidates, and the `Cache-Status` that reports it.
 
 pub mod cache_status;
 pub(crate) mod forwarding;
 pub mod freshness;
+pub mod invalidation;
 pub mod key;
 pub(crate) mod revalidation;
 pub mod rules;

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use http::HeaderMap;
 
-use crate::origin::failure::OriginFailure;
 use crate::policy::freshness::EffectiveControl;
 use crate::policy::storability::NOT_STORED_HEADERS;
+use crate::seams::OriginFailure;
 
 /// Whether a stale entry may answer when its revalidation fails: within
 /// the response's `stale-if-error` or the configured grace, whichever is

@@ -1,20 +1,22 @@
 //! The purge API as an endpoint: `POST {admin_path}/purge` with a JSON
 //! body, and the `PURGE` method on a URL. Authentication and the body limit
 //! are checked from the request head before any body is read; applying a
-//! purge writes one scope value per target (see `invalidation`).
+//! purge writes one scope value per target (see
+//! `policy::invalidation`).
 
 use http::{HeaderMap, Method};
 use purge_wire::{Purged, Receipt};
 
-use crate::flow::answer::{body_too_large, json_response, method_not_allowed, unauthorized};
+use crate::policy::invalidation::{PurgeKind, all_scope, prefix_scope, tag_scope, url_scope};
 use crate::policy::key::build_key;
 use crate::policy::rules::{CacheRules, Rule};
-use crate::purge::invalidation::{PurgeKind, all_scope, prefix_scope, tag_scope, url_scope};
 use crate::purge::request::{
     MAX_BODY_BYTES, PurgeRequest, authorized, check_length, check_method, parse_purge_body,
     purge_id,
 };
-use crate::seams::{ClientConnection, ClientRequest, Clock, Response, Store, StoreFailure};
+use crate::reply::{body_too_large, json_response, method_not_allowed, unauthorized};
+use crate::seams::{ClientConnection, ClientRequest, Clock, Response, StoreFailure};
+use crate::store::keys::Store;
 use crate::store::{CacheStorage, unix_ms};
 
 /// The `error` of a purge the store could not record (`503`): what

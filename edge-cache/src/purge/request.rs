@@ -7,12 +7,12 @@
 //! `{"urls": [...], "tags": [...], "prefixes": [...], "all": bool, "soft": bool}`,
 //! or the `PURGE` method on a URL (the Varnish/Fastly convention). Parsing
 //! is pure; applying a purge is one store write per target
-//! (see `invalidation`).
+//! (see `policy::invalidation`).
 
 use http::{HeaderMap, Method};
 use purge_wire::PurgeBody;
 
-use crate::purge::invalidation::{MAX_PREFIX_DEPTH, prefix_depth};
+use crate::policy::invalidation::{MAX_PREFIX_DEPTH, prefix_depth};
 
 pub use purge_wire::{MAX_BODY_BYTES, MAX_TARGETS};
 

@@ -1,19 +1,20 @@
-//! Store keys as types: where a value lives follows from its key's type,
-//! never from reading the key's text. Every namespace is spelled here and
-//! nowhere else; the text is the layout every flavour and every existing
-//! store shares, byte for byte:
+//! Store keys as types, and the [`Store`] they address: where a value
+//! lives follows from its key's type, never from reading the key's text.
+//! Every namespace is spelled here and nowhere else; the text is the
+//! layout every flavour and every existing store shares, byte for byte:
 //!
 //! | type | text | holds | lives in |
 //! |---|---|---|---|
 //! | [`EntryKey`] | `c:<hash>` | a primary entry (response or Vary index) | the node's store, and the shield |
 //! | [`EntryKey`] | `v:<hash>` | one variant of a URL whose response has `Vary` | the node's store, and the shield |
-//! | [`PurgeStateKey`] | `s:<scope>` | a scope's purge times (see `purge::invalidation`) | the shared store |
+//! | [`PurgeStateKey`] | `s:<scope>` | a scope's purge times (see `policy::invalidation`) | the shared store |
 //! | [`PurgeStateKey`] | `p:epoch` | the purge epoch: a new token after every purge, for the L1 | the shared store |
 //! | [`NodeLocalKey`] | `o:breaker:<origin>`, `o:slots:<origin>` | an origin's breaker state and concurrency leases | the node's store |
 //! | [`NodeLocalKey`] | `f:<hash>` | a fill lease: a key being fetched by some instance | the node's store |
 //! | [`NodeLocalKey`] | `e:<hash>` | a marker that one broken-rules error was reported | the node's store |
 
 use crate::policy::key::{CacheKey, hash128};
+use crate::seams::StoreFailure;
 use crate::store::entry::VaryIndex;
 
 /// Which store a key's value lives in (and, for purge state, which kind
@@ -43,6 +44,29 @@ pub(crate) trait StoreKey {
     fn text(&self) -> &str;
     /// Where its value lives.
     fn role(&self) -> Role;
+}
+
+/// The cache's stores as the flow uses them: addressed by typed keys,
+/// whose type says which store holds the value. One host store (a
+/// [`KeyValueStore`](crate::KeyValueStore)) serves every role by itself; `store::shared_state`
+/// routes each role to its own.
+#[allow(async_fn_in_trait)]
+pub(crate) trait Store {
+    /// The value under `key`; `Ok(None)` when there is none.
+    async fn get<K: StoreKey + ?Sized>(&self, key: &K) -> Result<Option<Vec<u8>>, StoreFailure>;
+    /// The value under `key` as the store holds it now, never a copy
+    /// remembered from an earlier read: what a read-modify-write starts
+    /// from (`shared_state` remembers reads; plain stores need not).
+    async fn get_current<K: StoreKey + ?Sized>(
+        &self,
+        key: &K,
+    ) -> Result<Option<Vec<u8>>, StoreFailure> {
+        self.get(key).await
+    }
+    /// Writes `value` under `key`, replacing what was there.
+    async fn set<K: StoreKey + ?Sized>(&self, key: &K, value: &[u8]) -> Result<(), StoreFailure>;
+    /// Removes `key`; removing a missing key is not an error.
+    async fn delete<K: StoreKey + ?Sized>(&self, key: &K) -> Result<(), StoreFailure>;
 }
 
 /// The key of a stored response or Vary index.

@@ -27,14 +27,14 @@ use http::HeaderMap;
 
 use crate::policy::cache_status::Forward;
 use crate::policy::freshness::current_age;
-use crate::policy::key::{KeyedTarget, hash128};
-use crate::policy::vary::variance;
-use crate::purge::invalidation::{
+use crate::policy::invalidation::{
     PurgeKind, PurgeTimes, Validity, all_scope, prefix_scopes, tag_scope, url_scope,
 };
-use crate::seams::{Clock, Store, StoreFailure};
+use crate::policy::key::{KeyedTarget, hash128};
+use crate::policy::vary::variance;
+use crate::seams::{Clock, StoreFailure};
 use crate::store::entry::{EntryMeta, StoredValue};
-use crate::store::keys::{EntryKey, PurgeStateKey, StoreKey};
+use crate::store::keys::{EntryKey, PurgeStateKey, Store, StoreKey};
 use crate::store::l1::{Cached, L1};
 
 /// A stored response found for a request: the decoded value itself,
@@ -334,10 +334,10 @@ mod tests {
 
     use super::*;
     use crate::policy::freshness::EffectiveControl;
+    use crate::policy::invalidation::{PurgeKind, url_scope};
     use crate::policy::key::build_key;
     use crate::policy::rules::Rule;
     use crate::policy::vary::MAX_VARIANTS;
-    use crate::purge::invalidation::{PurgeKind, url_scope};
     use crate::store::write::StoredFetch;
     use crate::test_support::{FakeClock, MemStore, block_on, headers};
 

@@ -46,9 +46,9 @@ use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, SystemTime};
 
-use crate::purge::invalidation::PurgeTimes;
-use crate::seams::{Clock, KeyValueStore, Store, StoreFailure};
-use crate::store::keys::{PurgeState, Role, StoreKey};
+use crate::policy::invalidation::PurgeTimes;
+use crate::seams::{Clock, KeyValueStore, StoreFailure};
+use crate::store::keys::{PurgeState, Role, Store, StoreKey};
 
 /// How long after a failed call the shared store is left alone.
 pub const OUTAGE_RETRY: Duration = Duration::from_millis(250);
@@ -361,7 +361,7 @@ mod tests {
     use std::time::UNIX_EPOCH;
 
     use super::*;
-    use crate::purge::invalidation::Validity;
+    use crate::policy::invalidation::Validity;
     use crate::test_support::{MemStore, block_on};
 
     /// A clock the test moves; shared between the test and the store.

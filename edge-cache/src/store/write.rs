@@ -13,9 +13,9 @@ use crate::policy::freshness::EffectiveControl;
 use crate::policy::key::{KeyedTarget, hash128};
 use crate::policy::storability::NOT_STORED_HEADERS;
 use crate::policy::vary::{MAX_VARIANTS, VaryNames, variance};
-use crate::seams::{Clock, Store, StoreFailure};
+use crate::seams::{Clock, StoreFailure};
 use crate::store::entry::{self, EntryMeta, StoredValue, VaryIndex};
-use crate::store::keys::{EntryKey, StoreKey};
+use crate::store::keys::{EntryKey, Store, StoreKey};
 use crate::store::l1::Cached;
 use crate::store::{CacheStorage, PurgeEpoch, Read, unix_ms, unix_us};
 
