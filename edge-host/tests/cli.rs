@@ -364,6 +364,59 @@ fn failed_instance_is_logged_under_the_error_id(component: &str) {
     );
 }
 
+/// A response body that breaks off is logged once, in words, at warn:
+/// what was sent of what was declared, and why.
+#[test]
+fn a_broken_off_body_is_logged_once_in_words() {
+    for (component, why) in [
+        ("misbehaving_component", "the component ended it unfinished"),
+        ("misbehaving_component_p3", "not its declared length"),
+    ] {
+        let edge = Serving::start(component, "", &[]);
+        let mut client = TcpStream::connect(&edge.address).unwrap();
+        client
+            .write_all(b"GET /break-off HTTP/1.1\r\nhost: t\r\n\r\n")
+            .unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let mut received = Vec::new();
+        let mut buffer = [0u8; 8192];
+        while let Ok(n @ 1..) = client.read(&mut buffer) {
+            received.extend_from_slice(&buffer[..n]);
+        }
+        assert!(
+            received.len() < 1_000_000,
+            "{component}: {}",
+            received.len()
+        );
+
+        let logged = loop {
+            let line = edge.next_line();
+            if line.contains("broke off") {
+                break line;
+            }
+        };
+        assert!(logged.contains("WARN"), "{logged}");
+        assert!(
+            logged.contains(
+                "GET /break-off: the response body broke off after 100000 of 1000000 bytes"
+            ),
+            "{logged}"
+        );
+        assert!(logged.contains(why), "{component}: {logged}");
+        let (_, message) = logged.split_once(" GET ").unwrap();
+        assert!(!message.contains("::"), "a type name in: {logged}");
+        // Once: another request later, and no second line for the first.
+        assert!(get(&edge.address, "/ok").starts_with("HTTP/1.1 200"));
+        let later = edge.lines_so_far();
+        assert!(
+            !later.iter().any(|line| line.contains("broke off")),
+            "{later:#?}"
+        );
+    }
+}
+
 /// An `edge-host up` process serving `component` (a built component's
 /// file name), its stderr lines arriving on a channel.
 struct Serving {

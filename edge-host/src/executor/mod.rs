@@ -6,8 +6,10 @@
 //! - `wasip3`: WASI 0.3: reused instances, several requests at once.
 //! - [`reuse`]: WASI 0.3 instance reuse: the handler state, its flags, when an instance retires.
 //! - `failure`: a request the host answers itself: the client's few words, the log's detail under an error id.
+//! - `open_bodies`: the response bodies an instance is still sending, ended in an error if it ends first.
 
 pub(crate) mod failure;
+pub(crate) mod open_bodies;
 pub mod reuse;
 mod wasi;
 mod wasip3;

@@ -41,6 +41,7 @@ use wasmtime_wasi_http::handler::{
     HandlerState, Instance, ProxyPre, ShouldAccept, WorkerExpiration, WorkerState, WorkerStatus,
 };
 
+use super::open_bodies::OpenBodies;
 use crate::instance::limits::{InstanceLimits, MemoryUse};
 use crate::instance::{ComponentContext, RequestState};
 use crate::observe::instances::InstanceCounters;
@@ -239,6 +240,8 @@ pub(crate) struct InstanceRecord {
     pub(crate) id: u64,
     pub(crate) memory: MemoryUse,
     in_flight: AtomicU64,
+    /// Its responses' bodies still being sent.
+    pub(crate) bodies: OpenBodies,
     /// Set when one of its requests ran past the time limit.
     overran: AtomicBool,
     /// Set when the worker's expiry dropped it while busy.
@@ -352,6 +355,7 @@ impl HandlerState for ComponentHandler {
             id,
             memory,
             in_flight: AtomicU64::new(0),
+            bodies: OpenBodies::default(),
             overran: AtomicBool::new(false),
             expired: AtomicBool::new(false),
             ended: tokio::sync::watch::Sender::new(None),
@@ -476,6 +480,9 @@ impl WorkerState for Worker {
         // The fill leases it took and never released: a failed instance's
         // (a retired one has released its own).
         let left = store.data_mut().left_leases();
+        // A response body it had not finished ends in an error, never as
+        // if whole, when the store goes.
+        self.record.bodies.instance_ending();
         drop(store);
         let record = &self.record;
         let component = &*self.component;

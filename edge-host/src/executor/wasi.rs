@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use http::{Request, StatusCode};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use wasmtime::Store;
 use wasmtime_wasi_http::WasiHttpView;
@@ -13,6 +14,7 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 
 use super::failure::Failure;
+use super::open_bodies::OpenBodies;
 use super::{Dispatched, ServingComponent};
 use crate::instance::RequestState;
 use crate::instance::limits::InstanceLimits;
@@ -72,6 +74,8 @@ pub(super) async fn execute(
 
     // The guest runs in its own task: it may keep working after it has sent
     // the response head (streaming the body, or background work).
+    let bodies = Arc::new(OpenBodies::default());
+    let instance_bodies = bodies.clone();
     let pre = pre.clone();
     let id = component.context.id.clone();
     let stats = component.stats.clone();
@@ -96,6 +100,9 @@ pub(super) async fn execute(
             Err(_) => Outcome::TimedOut,
         };
         single_use.failed = !matches!(outcome, Outcome::Finished);
+        // Its store is dropped when this task ends: a response body it had
+        // not finished ends in an error, never as if whole.
+        instance_bodies.instance_ending();
         if single_use.failed {
             // Its fill leases end with it, before its client is answered:
             // the next request for the same key need not wait them out.
@@ -138,7 +145,10 @@ pub(super) async fn execute(
                     _ => {}
                 }
             });
-            Ok((response, component_id))
+            Ok((
+                response.map(|body| bodies.watch(body).boxed_unsync()),
+                component_id,
+            ))
         }
         Some(Ok(Err(code))) => Err(internal(format!(
             "component answered with an error: {code:?}"

@@ -66,7 +66,15 @@ pub(super) async fn execute(
         return Err(Failure::body_too_large(limit, &component_id));
     }
     match answered {
-        Some(Ok(response)) => Ok((response, component_id)),
+        // Watched by its instance: if that ends before the body does, the
+        // body ends in an error, never as if whole.
+        Some(Ok(response)) => Ok(match ticket.instance() {
+            Some(instance) => (
+                response.map(|body| instance.bodies.watch(body).boxed_unsync()),
+                component_id,
+            ),
+            None => (response, component_id),
+        }),
         Some(Err(error)) => Err(p3_failure(error, &ticket, started, limits, component_id).await),
         None => unreachable!("only a tripped body stops the wait"),
     }

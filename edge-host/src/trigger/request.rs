@@ -1,7 +1,8 @@
 //! One request on a connection: routed to its component's executor
 //! ([`crate::executor`]), or answered by the host ([`Failure`]); the
 //! response body ends the connection if the request body passes its limit
-//! mid-response, and writes the request's record when it ends.
+//! mid-response, logs a component's body that breaks off (the connection
+//! closes unfinished), and writes the request's record when it ends.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -20,6 +21,7 @@ use super::headers::set_spin_headers;
 use crate::app::App;
 use crate::executor::Dispatched;
 use crate::executor::failure::Failure;
+use crate::executor::open_bodies::why_broken;
 use crate::net::connection::RequestGuard;
 use crate::net::request_body::{BodyWatch, LimitedBody};
 use crate::observe::request_record::RequestRecord;
@@ -58,12 +60,56 @@ pub(super) async fn handle(
     if let Some(record) = &mut record {
         record.responded(&response, &component, failure_cause);
     }
+    let sending = from_component.then(|| Sending {
+        declared: response
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|length| length.to_str().ok()?.parse().ok()),
+        method,
+        path,
+        component,
+        sent: 0,
+    });
     Ok(response.map(|body| ServerBody {
         inner: body,
         trip: from_component.then_some(trip),
         guard,
         record,
+        sending,
     }))
+}
+
+/// A component's response as it is sent, for the log line if its body
+/// breaks off.
+struct Sending {
+    method: http::Method,
+    path: String,
+    component: String,
+    /// Its `Content-Length`, if it declared one.
+    declared: Option<u64>,
+    /// Body bytes handed to the connection so far.
+    sent: u64,
+}
+
+impl Sending {
+    /// Logs, once per response, that its body broke off and why; hyper
+    /// then closes the connection without finishing the response, so the
+    /// client cannot take the part it got for the whole.
+    fn broke_off(&self, error: &wasmtime_wasi_http::Error) {
+        let Sending {
+            method,
+            path,
+            component,
+            declared,
+            sent,
+        } = self;
+        let of = declared.map_or(String::new(), |declared| format!(" of {declared}"));
+        tracing::warn!(
+            component,
+            "{method} {path}: the response body broke off after {sent}{of} bytes ({}); the connection was closed without finishing the response",
+            why_broken(error)
+        );
+    }
 }
 
 /// The body of every response the server sends: it ends the connection if
@@ -76,6 +122,8 @@ pub(crate) struct ServerBody {
     guard: RequestGuard,
     /// Metrics and the access log line, written when the body ends.
     record: Option<RequestRecord>,
+    /// A component's response, for the log if its body breaks off.
+    sending: Option<Sending>,
 }
 
 impl Body for ServerBody {
@@ -97,11 +145,21 @@ impl Body for ServerBody {
         let frame = ready!(Pin::new(&mut self.inner).poll_frame(cx));
         match &frame {
             Some(Ok(frame)) => {
-                if let (Some(record), Some(data)) = (&mut self.record, frame.data_ref()) {
-                    record.sent(data);
+                if let Some(data) = frame.data_ref() {
+                    if let Some(record) = &mut self.record {
+                        record.sent(data);
+                    }
+                    if let Some(sending) = &mut self.sending {
+                        sending.sent += data.len() as u64;
+                    }
                 }
             }
-            Some(Err(_)) => {}
+            // Hyper polls no further after an error: logged once.
+            Some(Err(error)) => {
+                if let Some(sending) = self.sending.take() {
+                    sending.broke_off(error);
+                }
+            }
             None => {
                 self.guard.finish();
                 self.record.take();
@@ -165,6 +223,7 @@ mod tests {
             trip,
             guard,
             record: None,
+            sending: None,
         }
     }
 

@@ -5,23 +5,26 @@
 //! - `/keep/{mib}`: allocates `mib` MiB (touched, so really committed),
 //!   then answers `200 ok`;
 //! - `/break-off`: declares `Content-Length: 1000000`, writes 100000 bytes
-//!   of the body, then ends it unfinished (`finish` with too few bytes);
-//! - `/break-off/trap`: the same head and bytes, then traps;
-//! - `/break-off/chunked-trap`: no `Content-Length`, 100000 bytes, then
-//!   traps;
+//!   of the body, waits [`BREAK_OFF_PAUSE`], then ends it unfinished
+//!   (`finish` with too few bytes);
+//! - `/break-off/trap`: the same head, bytes and wait, then traps;
+//! - `/break-off/chunked-trap`: no `Content-Length`, 100000 bytes, the
+//!   wait, then traps;
 //! - anything else answers `200 ok`.
 
 /// The body length `/break-off` declares, and the bytes it writes of it.
 pub const BREAK_OFF_DECLARED: usize = 1_000_000;
 /// See [`BREAK_OFF_DECLARED`].
 pub const BREAK_OFF_WRITTEN: usize = 100_000;
+/// How long `/break-off` waits between its bytes and its failure.
+pub const BREAK_OFF_PAUSE: std::time::Duration = std::time::Duration::from_millis(200);
 
 #[cfg(target_arch = "wasm32")]
 mod component {
     use futures::SinkExt;
     use spin_sdk::http::{Fields, IncomingRequest, OutgoingResponse, ResponseOutparam};
 
-    use super::{BREAK_OFF_DECLARED, BREAK_OFF_WRITTEN};
+    use super::{BREAK_OFF_DECLARED, BREAK_OFF_PAUSE, BREAK_OFF_WRITTEN};
 
     #[spin_sdk::http_component]
     async fn handle(request: IncomingRequest, out: ResponseOutparam) {
@@ -80,6 +83,8 @@ mod component {
         let mut body = Box::pin(response.take_body());
         out.set(response);
         let _ = body.send(vec![b'x'; BREAK_OFF_WRITTEN]).await;
+        // The head and the first bytes reach the client first.
+        std::thread::sleep(BREAK_OFF_PAUSE);
         Box::new(body)
     }
 

@@ -6,7 +6,8 @@
 //! | module | what it proves |
 //! |---|---|
 //! | `host_hardening` | body limits, header and keep-alive timeouts, the connection cap, `Connection`-nominated fields |
-//! | `limits` | per-request time and memory limits (WASI 0.2) |
+//! | `limits` | per-request time and memory limits |
+//! | `broken_bodies` | a response body that breaks off ends the connection early |
 //! | `p3_host` | WASI 0.3 instance reuse, its limits and retirement |
 //! | `instance_reuse` | the edge-cache component in a reused instance: L1 and purges, collapsed fills, no shared data, lanes |
 //! | `origin_pool` | connections to the origin kept across misses |
@@ -14,6 +15,7 @@
 //! | `manifests` | the shipped manifests agree with each other and the component |
 //! | `deploy_files` | `deploy/` agrees with the cluster manifests |
 
+mod broken_bodies;
 mod deploy_files;
 mod failed_fills;
 mod host_hardening;

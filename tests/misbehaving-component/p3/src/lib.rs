@@ -12,11 +12,11 @@
 //!   life, then answers `{instance}`;
 //! - `/trap`: traps at once;
 //! - `/break-off`: declares `Content-Length: 1000000`, sends 100000 bytes
-//!   of the body, then fails it (the response's trailers future resolves to
-//!   an error);
-//! - `/break-off/trap`: the same head and bytes, then traps;
-//! - `/break-off/chunked-trap`: no `Content-Length`, 100000 bytes, then
-//!   traps;
+//!   of the body, waits [`BREAK_OFF_PAUSE`], then fails it (the response's
+//!   trailers future resolves to an error);
+//! - `/break-off/trap`: the same head, bytes and wait, then traps;
+//! - `/break-off/chunked-trap`: no `Content-Length`, 100000 bytes, the
+//!   wait, then traps;
 //! - `/echo`: what the host told it about the request: its URI and the
 //!   `spin-full-url`, `spin-client-addr` and `host` fields, one per line;
 //! - anything else: `200 ok`.
@@ -25,6 +25,8 @@
 pub const BREAK_OFF_DECLARED: usize = 1_000_000;
 /// See [`BREAK_OFF_DECLARED`].
 pub const BREAK_OFF_WRITTEN: usize = 100_000;
+/// How long `/break-off` waits between its bytes and its failure.
+pub const BREAK_OFF_PAUSE: std::time::Duration = std::time::Duration::from_millis(200);
 
 #[cfg(target_arch = "wasm32")]
 mod component {
@@ -33,7 +35,7 @@ mod component {
 
     use spin_sdk::http::{IntoResponse, Request};
 
-    use super::{BREAK_OFF_DECLARED, BREAK_OFF_WRITTEN};
+    use super::{BREAK_OFF_DECLARED, BREAK_OFF_PAUSE, BREAK_OFF_WRITTEN};
 
     thread_local! {
         /// This instance's id: random, chosen by its first request.
@@ -87,9 +89,13 @@ mod component {
         use futures::StreamExt;
         let first = bytes::Bytes::from(vec![b'x'; BREAK_OFF_WRITTEN]);
         let frames = futures::stream::iter([Ok(http_body::Frame::data(first))]).chain(
-            futures::stream::poll_fn(move |_| match ending {
-                Ending::Fail => std::task::Poll::Ready(Some(Err("broken off".to_owned()))),
-                Ending::Trap => core::arch::wasm32::unreachable(),
+            futures::stream::once(async move {
+                // The head and the first bytes reach the client first.
+                spin_sdk::time::sleep(BREAK_OFF_PAUSE).await;
+                match ending {
+                    Ending::Fail => Err("broken off".to_owned()),
+                    Ending::Trap => core::arch::wasm32::unreachable(),
+                }
             }),
         );
         let mut response = http::Response::new(http_body_util::StreamBody::new(frames));
