@@ -10,6 +10,9 @@
 //! - `/break-off/trap`: the same head, bytes and wait, then traps;
 //! - `/break-off/chunked-trap`: no `Content-Length`, 100000 bytes, the
 //!   wait, then traps;
+//! - `/lease/trap`: takes a fill lease in the `default` store (a key under
+//!   `purge_wire::FILL_LEASE_KEY_PREFIX`, as the edge does before it
+//!   fetches), then traps without releasing it;
 //! - anything else answers `200 ok`.
 
 /// The body length `/break-off` declares, and the bytes it writes of it.
@@ -40,6 +43,12 @@ mod component {
             }
             "/break-off/trap" => {
                 let _body = break_off(out, true).await;
+                core::arch::wasm32::unreachable()
+            }
+            "/lease/trap" => {
+                let store = spin_sdk::key_value::Store::open_default().expect("the default store");
+                let lease = format!("{}misbehaving", purge_wire::FILL_LEASE_KEY_PREFIX);
+                store.set(&lease, b"held").expect("the lease is taken");
                 core::arch::wasm32::unreachable()
             }
             "/break-off/chunked-trap" => {

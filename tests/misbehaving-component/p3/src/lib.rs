@@ -17,6 +17,9 @@
 //! - `/break-off/trap`: the same head, bytes and wait, then traps;
 //! - `/break-off/chunked-trap`: no `Content-Length`, 100000 bytes, the
 //!   wait, then traps;
+//! - `/lease/trap`: takes a fill lease in the `default` store (a key under
+//!   `purge_wire::FILL_LEASE_KEY_PREFIX`, as the edge does before it
+//!   fetches), then traps without releasing it;
 //! - `/echo`: what the host told it about the request: its URI and the
 //!   `spin-full-url`, `spin-client-addr` and `host` fields, one per line;
 //! - anything else: `200 ok`.
@@ -135,6 +138,14 @@ mod component {
             "/spin" => spin_forever(),
             "/grow" => grow_forever(),
             "/trap" => core::arch::wasm32::unreachable(),
+            "/lease/trap" => {
+                let store = spin_sdk::key_value::Store::open_default()
+                    .await
+                    .expect("the default store");
+                let lease = format!("{}misbehaving", purge_wire::FILL_LEASE_KEY_PREFIX);
+                store.set(&lease, b"held").await.expect("the lease is taken");
+                core::arch::wasm32::unreachable()
+            }
             _ => {
                 let number = |prefix: &str| path.strip_prefix(prefix).and_then(|n| n.parse().ok());
                 if let Some(ms) = number("/wait/") {
