@@ -8,6 +8,7 @@
 //! reported) is made here, once for both flavours.
 
 use std::collections::HashMap;
+use std::rc::Rc;
 
 use crate::collapse::Collapser;
 use crate::config::{EdgeConfig, OriginAddress, OriginEndpoint, VARIABLES};
@@ -21,8 +22,9 @@ use crate::seams::{
     Body, BodyError, ClientRequest, Clock, KeyValueStore, Origin, OriginFailure, OriginRequest,
     RequestBody, RequestHead, Response, StoreFailure,
 };
+use crate::store::chunk_read::StoreHandles;
 use crate::store::keys::{NodeLocalKey, Store};
-use crate::store::l1::{L1, l1_for};
+use crate::store::l1::l1_for;
 use crate::store::shared_state::SharedState;
 
 /// What a host gives the edge. The WASI 0.2 and 0.3 adapters each
@@ -30,11 +32,11 @@ use crate::store::shared_state::SharedState;
 #[allow(async_fn_in_trait)]
 pub trait Host {
     /// A key-value store (Spin key-value).
-    type Store: KeyValueStore;
+    type Store: KeyValueStore + 'static;
     /// An origin the host can send requests to (`wasi:http` outgoing).
     type Origin: Origin;
     /// The clock ages, purge times and leases are read from.
-    type Clock: Clock;
+    type Clock: Clock + 'static;
     /// Whether one instance serves many requests (WASI 0.3 with instance
     /// reuse). Then it keeps a first tier, collapses concurrent misses and
     /// reports a broken rules file once; where an instance is one request,
@@ -70,13 +72,13 @@ pub struct Node<H: Host> {
     rules: Option<CacheRules>,
     /// `None`: no purge token, the API is off.
     purge: Option<PurgeSettings>,
-    store: NodeStore<H>,
-    clock: H::Clock,
+    /// The stores, clock and first tier, shared with bodies that outlive a
+    /// request's flow (a stored object read, a large fill written).
+    handles: StoreHandles<NodeStore<H>, H::Clock>,
     primary: H::Origin,
     backup: Option<H::Origin>,
     /// Hot entries in the instance's memory, where instances outlive
     /// requests.
-    l1: Option<L1>,
     /// Concurrent misses of one key wait for one fill, where requests
     /// share an instance.
     collapser: Option<Collapser>,
@@ -140,15 +142,17 @@ impl<H: Host> Node<H> {
             false => (None, None),
         };
         Ok(Node {
-            clock: host.clock(),
+            handles: StoreHandles {
+                store: Rc::new(store),
+                clock: Rc::new(host.clock()),
+                l1: l1.map(Rc::new),
+            },
             host,
             config,
             rules,
             purge,
-            store,
             primary,
             backup,
-            l1,
             collapser,
         })
     }
@@ -204,12 +208,14 @@ impl<H: Host> Node<H> {
         Flow {
             rules: self.rules.as_ref(),
             purge: self.purge.as_ref(),
-            store: &self.store,
+            store: &self.handles.store,
             origin: NodeOrigins { node: self },
-            clock: &self.clock,
+            clock: &self.handles.clock,
             grace: self.config.grace,
             trust: self.config.trust,
-            l1: self.l1.as_ref(),
+            l1: self.handles.l1.as_deref(),
+            handles: Some(&self.handles),
+            chunk_bytes: self.config.chunk_bytes,
             collapser: self.collapser.as_ref(),
             fill_leases: true,
         }
@@ -224,8 +230,8 @@ impl<H: Host> Node<H> {
         GuardedOrigin {
             inner: origin,
             name: address.authority.as_str(),
-            store: &self.store,
-            clock: &self.clock,
+            store: &self.handles.store,
+            clock: &self.handles.clock,
             protection: self.config.protection,
             lease_id,
         }

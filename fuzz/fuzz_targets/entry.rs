@@ -5,7 +5,7 @@
 #![no_main]
 
 use arbitrary::{Arbitrary, Unstructured};
-use edge_cache::fuzzing::entry::{EntryMeta, StoredValue, VaryIndex, decode, encode};
+use edge_cache::fuzzing::entry::{ChunkLayout, EntryMeta, StoredValue, VaryIndex, decode, encode};
 use edge_cache::fuzzing::header_list::from_pairs;
 use edge_cache::fuzzing::invalidation::PurgeTimes;
 use libfuzzer_sys::fuzz_target;
@@ -21,6 +21,14 @@ fn value(u: &mut Unstructured<'_>) -> arbitrary::Result<StoredValue> {
             initial_age_ms: u64::arbitrary(u)?,
             lifetime_ms: u64::arbitrary(u)?,
             tags: Vec::arbitrary(u)?,
+            chunks: match bool::arbitrary(u)? {
+                true => Some(ChunkLayout {
+                    length: u64::arbitrary(u)?,
+                    chunk_bytes: u32::arbitrary(u)?,
+                    generation: u64::arbitrary(u)?,
+                }),
+                false => None,
+            },
         })
     } else {
         StoredValue::Vary(VaryIndex {

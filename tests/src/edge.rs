@@ -408,6 +408,7 @@ origin_max_concurrent = {{ default = "0" }}
 breaker_status_codes = {{ default = "" }}
 trusted_proxy_hops = {{ default = "0" }}
 l1_capacity_bytes = {{ default = "16777216" }}
+chunk_bytes = {{ default = "524288" }}
 [[trigger.http]]
 route = "/..."
 component = "edge-cache"
@@ -432,6 +433,7 @@ origin_max_concurrent = "{{{{ origin_max_concurrent }}}}"
 breaker_status_codes = "{{{{ breaker_status_codes }}}}"
 trusted_proxy_hops = "{{{{ trusted_proxy_hops }}}}"
 l1_capacity_bytes = "{{{{ l1_capacity_bytes }}}}"
+chunk_bytes = "{{{{ chunk_bytes }}}}"
 "#,
         source = component_path_for(setup.flavour.unwrap_or_else(default_flavour))
             .display()

@@ -16,7 +16,7 @@ pub(crate) use protection::{BreakerPolicy, DEFAULT_BREAKER, Protection, StatusSe
 
 /// Every Spin variable the edge reads. An adapter whose variable lookup
 /// is asynchronous (WASI 0.3) reads these first, then parses.
-pub const VARIABLES: [&str; 19] = [
+pub const VARIABLES: [&str; 20] = [
     "origin_url",
     "origin_timeout_ms",
     "origin_connect_timeout_ms",
@@ -33,6 +33,7 @@ pub const VARIABLES: [&str; 19] = [
     "origin_max_concurrent",
     "trusted_proxy_hops",
     "l1_capacity_bytes",
+    "chunk_bytes",
     "shared_store",
     "purge_staleness_ms",
     "shield_store",
@@ -53,6 +54,16 @@ pub(crate) const NO_BACKUP_ORIGIN: &str = "http://no-backup.invalid";
 
 /// Default for `l1_capacity_bytes`: the first tier's bound per instance.
 pub(crate) const DEFAULT_L1_CAPACITY_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Default for `chunk_bytes`: the size of the pieces a large object is
+/// stored in. Well inside hosted Spin's 1 MB value limit with a chunk's
+/// framing, and small enough that a range reads little it does not need.
+pub(crate) const DEFAULT_CHUNK_BYTES: u64 = 512 * 1024;
+
+/// The range `chunk_bytes` may take: a chunk must fit one store value
+/// (1 MB on hosted Spin, framing included), and chunks much smaller than
+/// a few KiB cost a store operation per few network packets.
+const CHUNK_BYTES_RANGE: std::ops::RangeInclusive<u64> = 4096..=(1_000_000 - 64);
 
 /// Largest first tier accepted: it lives in the instance's linear memory.
 const MAX_L1_CAPACITY_BYTES: u64 = 1024 * 1024 * 1024;
@@ -142,6 +153,8 @@ pub(crate) struct EdgeConfig {
     /// (`l1_capacity_bytes`; 0 turns the first tier off). Only an adapter
     /// whose instances serve many requests uses it.
     pub(crate) l1_capacity_bytes: usize,
+    /// The size of the chunks a large object is stored in (`chunk_bytes`).
+    pub(crate) chunk_bytes: usize,
 }
 
 /// How much of the client's forwarding history the edge believes.
@@ -294,6 +307,16 @@ impl EdgeConfig {
             DEFAULT_L1_CAPACITY_BYTES,
             MAX_L1_CAPACITY_BYTES,
         )? as usize;
+        let chunk_bytes = number("chunk_bytes", DEFAULT_CHUNK_BYTES, *CHUNK_BYTES_RANGE.end())?;
+        if !CHUNK_BYTES_RANGE.contains(&chunk_bytes) {
+            return Err(ConfigError::Invalid {
+                name: "chunk_bytes",
+                reason: format!(
+                    "must be at least {} (got {chunk_bytes})",
+                    CHUNK_BYTES_RANGE.start()
+                ),
+            });
+        }
         Ok(EdgeConfig {
             origin,
             origin_timeout,
@@ -310,6 +333,7 @@ impl EdgeConfig {
             protection,
             trust,
             l1_capacity_bytes,
+            chunk_bytes: chunk_bytes as usize,
         })
     }
 }

@@ -37,6 +37,7 @@ pub(crate) struct Representation {
 pub(crate) fn serve_stored(
     request: &ClientRequest,
     found: &Found,
+    body: Body,
     age: Duration,
     status: &CacheStatus,
 ) -> Response {
@@ -45,7 +46,7 @@ pub(crate) fn serve_stored(
     let representation = Representation {
         status: found.meta().status,
         headers,
-        body: Body::Full(found.body().clone()),
+        body,
     };
     let is_head = request.method == Method::HEAD;
     answer(request, representation, age, status, is_head)
@@ -90,13 +91,18 @@ pub(crate) fn answer(
         }
         return finish(304, headers, Body::empty(), Some(age), status, true);
     }
-    // A range is cut from a whole body; a streamed one (too large to
-    // hold) is answered whole, which RFC 9110 §14.2 allows.
+    // A range is cut from a whole body or a stored object (which reads
+    // only the chunks it covers); one streaming from the origin is
+    // answered whole, which RFC 9110 §14.2 allows.
+    let total = match &rep.body {
+        Body::Full(whole) => Some(whole.len() as u64),
+        Body::Stream(stream) if stream.can_seek() => stream.length(),
+        Body::Stream(_) => None,
+    };
     if rep.status == 200
         && request.method == Method::GET
-        && let Body::Full(whole) = &rep.body
+        && let Some(total) = total
     {
-        let total = whole.len() as u64;
         match range_answer(&request.headers, &rep.headers, total) {
             RangeAnswer::Full => {}
             RangeAnswer::Partial { start, end, total } => {
@@ -104,7 +110,18 @@ pub(crate) fn answer(
                 if let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{end}/{total}")) {
                     headers.insert("content-range", v);
                 }
-                let body = Body::Full(whole.slice(start as usize..=end as usize));
+                let body = match rep.body {
+                    Body::Full(whole) => Body::Full(whole.slice(start as usize..=end as usize)),
+                    Body::Stream(stream) => match stream.range(start, end) {
+                        Ok(part) => Body::Stream(part),
+                        // (It said it could seek.) Answered whole.
+                        Err(whole) => {
+                            headers.remove("content-range");
+                            let whole = Body::Stream(whole);
+                            return finish(200, headers, whole, Some(age), status, is_head);
+                        }
+                    },
+                };
                 return finish(206, headers, body, Some(age), status, false);
             }
             RangeAnswer::Unsatisfiable { total } => {

@@ -6,7 +6,7 @@ use http::Method;
 
 use crate::collapse::fill_lease::{Claim, FillLeases};
 use crate::collapse::{LANDING_CHECK, Turn};
-use crate::flow::answer::{Representation, answer_fetched, error_response, serve_stored};
+use crate::flow::answer::{Representation, answer_fetched, error_response};
 use crate::flow::decision::{Decision, decide, ttl};
 use crate::flow::exchange::Exchange;
 use crate::flow::{Fetched, Flow, Storing};
@@ -16,11 +16,12 @@ use crate::policy::freshness::{
     ClientDemand, EffectiveControl, corrected_initial_age, freshness_lifetime,
 };
 use crate::policy::storability::{Candidate, check_storable};
-use crate::seams::{Body, Clock, Origin, OriginFailure, Response};
+use crate::seams::{Body, BodyStream, Clock, Origin, OriginFailure, Response};
+use crate::store::chunk_fill::{ChunkFill, HeadToWrite};
 use crate::store::keys::Store;
 use crate::store::{Lookup, StoredFetch};
 
-impl<S: Store, O: Origin, C: Clock> Flow<'_, S, O, C> {
+impl<S: Store + 'static, O: Origin, C: Clock + 'static> Flow<'_, S, O, C> {
     /// Fills a miss, one fetch per key at a time: concurrent misses of the
     /// key in this instance wait for the first one's fill, and the first
     /// one waits for another instance's fill if that one holds the key's
@@ -74,7 +75,12 @@ impl<S: Store, O: Origin, C: Clock> Flow<'_, S, O, C> {
             if decide(&ClientDemand::default(), Some(&stored)) == Decision::Fresh {
                 let mut hit = CacheStatus::hit(stored.ttl());
                 hit.collapsed = true;
-                return serve_stored(&exchange.request, &found, stored.age, &hit);
+                if let Some(response) = self
+                    .serve_found(&exchange.request, &found, stored.age, &hit)
+                    .await
+                {
+                    return response;
+                }
             }
         }
         self.fetch(exchange, status, Storing::IfStorable).await
@@ -117,12 +123,19 @@ impl<S: Store, O: Origin, C: Clock> Flow<'_, S, O, C> {
             mut response,
             request_time,
             response_time,
+            stored_chunks,
         } = fetched;
-        // A body that may be stored is held whole if it fits the rule's
-        // limit; a longer one streams through to the client, unstored.
-        if storing == Storing::IfStorable {
+        // A body that may be stored is held whole if it fits one entry (a
+        // chunk, where large objects are stored in chunks; else the rule's
+        // limit); a longer one streams through to the client, stored in
+        // chunks as it passes if it may be.
+        if storing == Storing::IfStorable && stored_chunks.is_none() {
+            let whole_limit = match self.handles {
+                Some(_) => rule.max_object_bytes().min(self.chunk_bytes as u64),
+                None => rule.max_object_bytes(),
+            };
             match std::mem::take(&mut response.body)
-                .held_whole(rule.max_object_bytes())
+                .held_whole(whole_limit)
                 .await
             {
                 Ok(body) => response.body = body,
@@ -149,15 +162,50 @@ impl<S: Store, O: Origin, C: Clock> Flow<'_, S, O, C> {
             headers: &headers,
             control: &control,
             has_lifetime: lifetime.is_some(),
-            body_len: match &response.body {
-                Body::Full(whole) => whole.len() as u64,
-                Body::Stream(_) => u64::MAX,
+            body_len: match (&response.body, self.handles) {
+                _ if let Some(layout) = stored_chunks => layout.length,
+                (Body::Full(whole), _) => whole.len() as u64,
+                // Checked again as it streams, against the rule's limit.
+                (Body::Stream(stream), Some(_)) => stream.length().unwrap_or(0),
+                (Body::Stream(_), None) => u64::MAX,
             },
         };
         let has_authorization = request.headers.contains_key("authorization");
-        // (A stream is never storable: it is longer than the rule allows.)
         let verdict = check_storable(has_authorization, &candidate, rule);
-        match (storing, verdict, &response.body) {
+        if let (Storing::IfStorable, Ok(()), Some(handles), None, Body::Stream(_)) = (
+            storing,
+            &verdict,
+            self.handles,
+            stored_chunks,
+            &response.body,
+        ) && let Body::Stream(stream) = std::mem::take(&mut response.body)
+        {
+            let head = HeadToWrite {
+                keyed: keyed.clone(),
+                request_headers: request.headers.clone(),
+                status: response.status,
+                headers: headers.clone(),
+                request_time,
+                response_time,
+                initial_age,
+                lifetime: lifetime.map(|(l, _)| l),
+                control: control.clone(),
+                epoch: exchange.epoch.clone(),
+            };
+            let length = stream.length();
+            let limit = rule.max_object_bytes();
+            let fill = ChunkFill::new(stream, handles.clone(), head, self.chunk_bytes, limit);
+            response.body = Body::Stream(BodyStream::new(fill, length));
+            // Stored once its last byte has passed (a body that breaks off
+            // aborts this answer and stores nothing).
+            status.stored = true;
+        }
+        let stored_head = stored_chunks.map(|_| Body::empty());
+        match (
+            storing,
+            verdict,
+            stored_head.as_ref().unwrap_or(&response.body),
+        ) {
             (Storing::IfStorable, Ok(()), Body::Full(body)) => {
                 let fetch = StoredFetch {
                     status: response.status,
@@ -168,6 +216,7 @@ impl<S: Store, O: Origin, C: Clock> Flow<'_, S, O, C> {
                     initial_age,
                     lifetime: lifetime.map(|(l, _)| l),
                     control: &control,
+                    chunks: stored_chunks,
                 };
                 let stored = self
                     .storage()

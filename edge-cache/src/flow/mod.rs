@@ -31,8 +31,11 @@ use crate::policy::rules::CacheRules;
 use crate::purge::api::{Admission, PurgeApi, PurgeRoute, PurgeSettings};
 use crate::reply::body_too_large;
 use crate::seams::{
-    ClientRequest, Clock, Origin, OriginFailure, OriginRequest, Response, StoreFailure,
+    Body, BodyStream, ClientRequest, Clock, Origin, OriginFailure, OriginRequest, Response,
+    StoreFailure,
 };
+use crate::store::chunk_read::{StoreHandles, StoredChunks};
+use crate::store::chunks::ChunkLayout;
 use crate::store::keys::Store;
 use crate::store::l1::L1;
 use crate::store::{CacheStorage, Found, Lookup, PurgeEpoch};
@@ -80,6 +83,12 @@ pub(crate) struct Flow<'a, S, O, C> {
     /// Whether a miss takes a fill lease in the store, so misses of its key
     /// in other instances wait for its fill (`fill_lease`).
     pub fill_leases: bool,
+    /// The node's stores, shared, for bodies that outlive the flow (a
+    /// chunked object read or filled); `None`: large objects are not
+    /// stored.
+    pub handles: Option<&'a StoreHandles<S, C>>,
+    /// The size of a large object's chunks (`chunk_bytes`).
+    pub chunk_bytes: usize,
 }
 
 /// An origin response with the times §4.2.3 needs.
@@ -87,6 +96,9 @@ pub(crate) struct Fetched {
     pub(crate) response: Response,
     request_time: SystemTime,
     response_time: SystemTime,
+    /// Where the body already is in the store: a `304` refreshing a
+    /// chunked object keeps its chunks, and only its head is rewritten.
+    stored_chunks: Option<ChunkLayout>,
 }
 
 impl Fetched {
@@ -114,7 +126,7 @@ pub(crate) enum Storing {
     Never,
 }
 
-impl<S: Store, O: Origin, C: Clock> Flow<'_, S, O, C> {
+impl<S: Store + 'static, O: Origin, C: Clock + 'static> Flow<'_, S, O, C> {
     pub(crate) fn storage(&self) -> CacheStorage<'_, S, C> {
         CacheStorage {
             store: self.store,
@@ -262,30 +274,63 @@ impl<S: Store, O: Origin, C: Clock> Flow<'_, S, O, C> {
             status.detail = detail.map(str::to_owned);
             return (self.fill(&mut exchange, status).await, None);
         };
-        let request = &exchange.request;
-        match decision {
-            Decision::Fresh => {
-                let status = CacheStatus::hit(stored.ttl());
-                (serve_stored(request, &found, stored.age, &status), None)
-            }
+        let hit = match decision {
+            Decision::Fresh => CacheStatus::hit(stored.ttl()),
             Decision::Stale(StaleServe::MaxStale) => {
-                let status = CacheStatus::hit(stored.ttl()).with_detail("max-stale");
-                (serve_stored(request, &found, stored.age, &status), None)
+                CacheStatus::hit(stored.ttl()).with_detail("max-stale")
             }
             Decision::Stale(StaleServe::WhileRevalidate) => {
-                let status = CacheStatus::hit(stored.ttl()).with_detail("stale-while-revalidate");
-                let response = serve_stored(request, &found, stored.age, &status);
-                let refresh = Refresh {
-                    request: exchange.request,
-                };
-                (response, Some(refresh))
+                CacheStatus::hit(stored.ttl()).with_detail("stale-while-revalidate")
             }
-            Decision::Unavailable => (only_if_cached(), None),
+            Decision::Unavailable => return (only_if_cached(), None),
             Decision::Revalidate | Decision::Miss => {
                 let response = self.revalidate(&exchange, found, &control, &stored).await;
-                (response, None)
+                return (response, None);
             }
+        };
+        let Some(response) = self
+            .serve_found(&exchange.request, &found, stored.age, &hit)
+            .await
+        else {
+            // A chunked object whose chunks are gone: fill it again.
+            let status = CacheStatus::forward(Forward::Miss).with_detail("missing-chunk");
+            return (self.fill(&mut exchange, status).await, None);
+        };
+        let refresh = (decision == Decision::Stale(StaleServe::WhileRevalidate)).then(|| Refresh {
+            request: exchange.request,
+        });
+        (response, refresh)
+    }
+
+    /// The body of a stored response: its bytes, or a chunked object's
+    /// chunks read as the client takes them (`None` where this flow has no
+    /// handle on the store to read them with).
+    pub(crate) fn stored_body(&self, found: &Found) -> Option<Body> {
+        Some(match found.chunks() {
+            None => Body::Full(found.body().clone()),
+            Some(layout) => {
+                let chunks = StoredChunks::new(self.handles?.clone(), found.key.clone(), layout);
+                Body::Stream(BodyStream::new(chunks, Some(layout.length)))
+            }
+        })
+    }
+
+    /// A stored response as the client gets it. A chunked object's first
+    /// piece is read before the answer goes, so that an object whose
+    /// chunks are gone is a miss (`None`) rather than an aborted answer.
+    pub(crate) async fn serve_found(
+        &self,
+        request: &ClientRequest,
+        found: &Found,
+        age: Duration,
+        status: &CacheStatus,
+    ) -> Option<Response> {
+        let body = self.stored_body(found)?;
+        let mut response = serve_stored(request, found, body, age, status);
+        if let Body::Stream(stream) = &mut response.body {
+            stream.prefetch().await.ok()?;
         }
+        Some(response)
     }
 
     pub(crate) async fn send_timed(
@@ -298,6 +343,7 @@ impl<S: Store, O: Origin, C: Clock> Flow<'_, S, O, C> {
             response,
             request_time,
             response_time: self.clock.now(),
+            stored_chunks: None,
         })
     }
 }
@@ -344,6 +390,8 @@ mod tests {
             l1: None,
             collapser: None,
             fill_leases: false,
+            handles: None,
+            chunk_bytes: 0,
         }
     }
 

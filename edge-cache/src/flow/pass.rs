@@ -15,7 +15,7 @@ use crate::policy::target::invalidated_targets;
 use crate::seams::{ClientRequest, Clock, Fallback, Origin, OriginRequest, Response};
 use crate::store::keys::Store;
 
-impl<S: Store, O: Origin, C: Clock> Flow<'_, S, O, C> {
+impl<S: Store + 'static, O: Origin, C: Clock + 'static> Flow<'_, S, O, C> {
     /// Forwards a request unchanged (apart from forwarding fields).
     /// Sends `request` to the origin, its body (taken from it) streaming
     /// through, and answers the origin's response as it streams back.

@@ -11,11 +11,11 @@ use crate::policy::forwarding::client_response_headers;
 use crate::policy::freshness::EffectiveControl;
 use crate::policy::revalidation::{StaleOnError, add_validators, refreshed_headers};
 use crate::policy::vary::VaryNames;
-use crate::seams::{Body, Clock, Fallback, Origin, Response};
+use crate::seams::{Clock, Fallback, Origin, Response};
 use crate::store::Found;
 use crate::store::keys::Store;
 
-impl<S: Store, O: Origin, C: Clock> Flow<'_, S, O, C> {
+impl<S: Store + 'static, O: Origin, C: Clock + 'static> Flow<'_, S, O, C> {
     /// Revalidates a stale entry (§4.3): a `304` refreshes it, a full answer
     /// replaces it, a failure serves it stale where `stale-if-error` allows.
     pub(super) async fn revalidate(
@@ -33,7 +33,9 @@ impl<S: Store, O: Origin, C: Clock> Flow<'_, S, O, C> {
                 fetched.answered(&mut status);
             }
             status.ttl = Some(stored.ttl());
-            serve_stored(&exchange.request, &found, age, &status)
+            // (Only a flow with the store's handles stores chunked objects.)
+            let body = self.stored_body(&found).unwrap_or_default();
+            serve_stored(&exchange.request, &found, body, age, &status)
         };
 
         let vary = match VaryNames::of(found.headers()) {
@@ -57,8 +59,9 @@ impl<S: Store, O: Origin, C: Clock> Flow<'_, S, O, C> {
                     response: Response {
                         status: found.meta().status,
                         headers,
-                        body: Body::Full(found.body().clone()),
+                        body: self.stored_body(&found).unwrap_or_default(),
                     },
+                    stored_chunks: found.chunks(),
                     ..fetched
                 };
                 self.store_and_serve(exchange, updated, status, Storing::IfStorable)

@@ -26,6 +26,18 @@ pub trait ByteSource {
     /// The next piece of the body; `None` once it has ended cleanly, an
     /// error if it broke off (the message is for the log).
     fn next_piece(&mut self) -> NextPiece<'_>;
+
+    /// Whether it can start anywhere (see [`ByteSource::seek`]).
+    fn can_seek(&self) -> bool {
+        false
+    }
+
+    /// Restricts it to bytes `start..=end` of the body without reading
+    /// what comes before, if it can (a stored object can; an origin's
+    /// stream cannot); asked only before its first piece is read.
+    fn seek(&mut self, _start: u64, _end: u64) -> bool {
+        false
+    }
 }
 
 /// A [`ByteSource`]'s next piece, to await: `None` once the body has
@@ -64,6 +76,32 @@ impl BodyStream {
     /// The length its sender declared, if it did.
     pub fn length(&self) -> Option<u64> {
         self.length
+    }
+
+    /// Reads its first piece ahead, so that a body that cannot even
+    /// begin (a stored chunk gone) is known before an answer is sent.
+    pub(crate) async fn prefetch(&mut self) -> Result<(), BrokenBody> {
+        if self.read_ahead.is_empty()
+            && let Some(piece) = self.pull().await
+        {
+            self.read_ahead.push_back(piece?);
+        }
+        Ok(())
+    }
+
+    /// Whether [`BodyStream::range`] can cut it.
+    pub(crate) fn can_seek(&self) -> bool {
+        self.pulled == 0 && self.read_ahead.is_empty() && self.source.can_seek()
+    }
+
+    /// Bytes `start..=end` of it, if its source can seek there (else the
+    /// stream unchanged, as the error).
+    pub(crate) fn range(mut self, start: u64, end: u64) -> Result<BodyStream, BodyStream> {
+        if !self.can_seek() || !self.source.seek(start, end) {
+            return Err(self);
+        }
+        self.length = Some(end - start + 1);
+        Ok(self)
     }
 
     /// The next piece; `None` at the end.

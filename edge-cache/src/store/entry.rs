@@ -13,6 +13,8 @@
 
 use serde::{Deserialize, Serialize, Serializer};
 
+pub use crate::store::chunks::ChunkLayout;
+
 const MAGIC: &[u8; 4] = b"ECE2";
 /// The previous version: JSON metadata, read but no longer written.
 const MAGIC_JSON: &[u8; 4] = b"ECE1";
@@ -39,6 +41,10 @@ pub struct EntryMeta {
     /// Surrogate keys (tags) the origin gave.
     #[serde(default)]
     pub tags: Vec<String>,
+    /// Where the body is when it is stored in chunks (a large object);
+    /// `None`: the body follows the metadata in this value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunks: Option<ChunkLayout>,
 }
 
 /// Header values in ECE1's JSON metadata (ECE2 does not go through this
@@ -144,6 +150,18 @@ enum Wire<'a> {
     Response(WireMeta<'a>),
     #[serde(borrow)]
     Vary(WireVary<'a>),
+    /// The head of an object stored in chunks (added after the first two:
+    /// values written before it still decode).
+    #[serde(borrow)]
+    Chunked(WireChunked<'a>),
+}
+
+/// A chunked object's head on the wire: its metadata and its layout.
+#[derive(Serialize, Deserialize)]
+struct WireChunked<'a> {
+    #[serde(borrow)]
+    meta: WireMeta<'a>,
+    layout: ChunkLayout,
 }
 
 /// [`EntryMeta`] on the wire.
@@ -189,20 +207,26 @@ struct WireVary<'a> {
 impl<'a> From<&'a StoredValue> for Wire<'a> {
     fn from(value: &'a StoredValue) -> Self {
         match value {
-            StoredValue::Response(meta) => Wire::Response(WireMeta {
-                key: &meta.key,
-                status: meta.status,
-                headers: meta
-                    .headers
-                    .iter()
-                    .map(|(name, value)| WireHeader { name, value })
-                    .collect(),
-                request_time_us: meta.request_time_us,
-                response_time_ms: meta.response_time_ms,
-                initial_age_ms: meta.initial_age_ms,
-                lifetime_ms: meta.lifetime_ms,
-                tags: meta.tags.iter().map(String::as_str).collect(),
-            }),
+            StoredValue::Response(meta) => {
+                let wire = WireMeta {
+                    key: &meta.key,
+                    status: meta.status,
+                    headers: meta
+                        .headers
+                        .iter()
+                        .map(|(name, value)| WireHeader { name, value })
+                        .collect(),
+                    request_time_us: meta.request_time_us,
+                    response_time_ms: meta.response_time_ms,
+                    initial_age_ms: meta.initial_age_ms,
+                    lifetime_ms: meta.lifetime_ms,
+                    tags: meta.tags.iter().map(String::as_str).collect(),
+                };
+                match meta.chunks {
+                    Some(layout) => Wire::Chunked(WireChunked { meta: wire, layout }),
+                    None => Wire::Response(wire),
+                }
+            }
             StoredValue::Vary(index) => Wire::Vary(WireVary {
                 key: &index.key,
                 names: index.names.iter().map(String::as_str).collect(),
@@ -216,28 +240,33 @@ impl<'a> From<&'a StoredValue> for Wire<'a> {
 impl From<Wire<'_>> for StoredValue {
     fn from(wire: Wire<'_>) -> Self {
         let owned = |strings: Vec<&str>| strings.into_iter().map(str::to_owned).collect();
-        match wire {
-            Wire::Response(meta) => StoredValue::Response(EntryMeta {
-                key: meta.key.to_owned(),
-                status: meta.status,
-                headers: meta
-                    .headers
-                    .into_iter()
-                    .map(|header| (header.name.to_owned(), header.value.to_vec()))
-                    .collect(),
-                request_time_us: meta.request_time_us,
-                response_time_ms: meta.response_time_ms,
-                initial_age_ms: meta.initial_age_ms,
-                lifetime_ms: meta.lifetime_ms,
-                tags: owned(meta.tags),
-            }),
-            Wire::Vary(index) => StoredValue::Vary(VaryIndex {
-                key: index.key.to_owned(),
-                names: owned(index.names),
-                epoch: index.epoch,
-                variants: owned(index.variants),
-            }),
-        }
+        let (meta, chunks) = match wire {
+            Wire::Response(meta) => (meta, None),
+            Wire::Chunked(head) => (head.meta, Some(head.layout)),
+            Wire::Vary(index) => {
+                return StoredValue::Vary(VaryIndex {
+                    key: index.key.to_owned(),
+                    names: owned(index.names),
+                    epoch: index.epoch,
+                    variants: owned(index.variants),
+                });
+            }
+        };
+        StoredValue::Response(EntryMeta {
+            key: meta.key.to_owned(),
+            status: meta.status,
+            headers: meta
+                .headers
+                .into_iter()
+                .map(|header| (header.name.to_owned(), header.value.to_vec()))
+                .collect(),
+            request_time_us: meta.request_time_us,
+            response_time_ms: meta.response_time_ms,
+            initial_age_ms: meta.initial_age_ms,
+            lifetime_ms: meta.lifetime_ms,
+            tags: owned(meta.tags),
+            chunks,
+        })
     }
 }
 
@@ -326,6 +355,7 @@ mod tests {
             initial_age_ms: 0,
             lifetime_ms: 60_000,
             tags: vec!["a".into()],
+            chunks: None,
         })
     }
 
@@ -359,6 +389,7 @@ mod tests {
             initial_age_ms: 0,
             lifetime_ms: 3_600_000,
             tags: vec![],
+            chunks: None,
         })
     }
 
@@ -403,6 +434,29 @@ mod tests {
         assert_eq!(ece1, 8 + 358 + 1024 + 16);
         assert_eq!(ece2, 8 + 192 + 1024 + 16);
         assert!(vary2 < vary1);
+    }
+
+    #[test]
+    fn a_chunked_head_round_trips_and_older_values_still_decode_beside_it() {
+        let StoredValue::Response(meta) = sample() else {
+            unreachable!()
+        };
+        let layout = ChunkLayout {
+            length: 300 << 20,
+            chunk_bytes: 512 << 10,
+            generation: 0xfeed,
+        };
+        let head = StoredValue::Response(EntryMeta {
+            chunks: Some(layout),
+            ..meta
+        });
+        let (value, body) = decode(&encode(&head, b"")).unwrap();
+        assert_eq!((value, body), (head, Vec::new()));
+        let (value, _) = decode(&encode(&sample(), b"x")).unwrap();
+        assert!(matches!(
+            value,
+            StoredValue::Response(EntryMeta { chunks: None, .. })
+        ));
     }
 
     #[test]

@@ -79,6 +79,12 @@ impl EntryKey {
         EntryKey(format!("c:{}", key.hash))
     }
 
+    /// Chunk `index` of the chunked object whose fill was `generation`
+    /// (see `store::chunks`): reachable only through the head naming it.
+    pub(crate) fn chunk(generation: u64, index: u64) -> Self {
+        EntryKey(format!("k:{generation:016x}:{index}"))
+    }
+
     /// One variant under a Vary index.
     pub(crate) fn variant(index: &VaryIndex, variant: &str) -> Self {
         let id = format!("{}\n{}\n{}", index.key, index.epoch, variant);

@@ -11,6 +11,9 @@
 //! variant unreachable without deleting it (the store's eviction reclaims
 //! it).
 
+pub(crate) mod chunk_fill;
+pub(crate) mod chunk_read;
+pub mod chunks;
 pub mod entry;
 pub(crate) mod keys;
 pub(crate) mod l1;
@@ -33,6 +36,7 @@ use crate::policy::invalidation::{
 use crate::policy::key::{KeyedTarget, hash128};
 use crate::policy::vary::variance;
 use crate::seams::{Clock, StoreFailure};
+use crate::store::chunks::ChunkLayout;
 use crate::store::entry::{EntryMeta, StoredValue};
 use crate::store::keys::{EntryKey, PurgeStateKey, Store, StoreKey};
 use crate::store::l1::{Cached, L1};
@@ -41,14 +45,26 @@ use crate::store::l1::{Cached, L1};
 /// shared with the first tier, so a hit copies nothing until it answers.
 pub(crate) struct Found {
     entry: Rc<Cached>,
+    /// Where it was found (a chunked object's chunks are read, and a bad
+    /// one drops it, through this).
+    pub key: EntryKey,
     /// A soft purge covers it: revalidate before reuse.
     pub soft_purged: bool,
 }
 
 impl Found {
     /// `entry` if it is a stored response (not a Vary index).
-    fn of(entry: Rc<Cached>, soft_purged: bool) -> Option<Found> {
-        matches!(entry.value, StoredValue::Response(_)).then_some(Found { entry, soft_purged })
+    fn of(entry: Rc<Cached>, key: EntryKey, soft_purged: bool) -> Option<Found> {
+        matches!(entry.value, StoredValue::Response(_)).then_some(Found {
+            entry,
+            key,
+            soft_purged,
+        })
+    }
+
+    /// Where its body is, if it is stored in chunks.
+    pub(crate) fn chunks(&self) -> Option<ChunkLayout> {
+        self.meta().chunks
     }
 
     /// What was stored beside the body.
@@ -250,13 +266,14 @@ impl<S: Store, C: Clock> CacheStorage<'_, S, C> {
     ) -> Result<Lookup, StoreFailure> {
         let corrupt = Lookup::Miss(Forward::Miss, Some("corrupt-entry"));
         let collision = Lookup::Miss(Forward::Miss, Some("key-collision"));
-        let cached = match self.read(&EntryKey::primary(&keyed.key), use_l1).await? {
+        let primary = EntryKey::primary(&keyed.key);
+        let cached = match self.read(&primary, use_l1).await? {
             Read::Absent => return Ok(Lookup::Miss(Forward::UriMiss, None)),
             Read::Corrupt => return Ok(corrupt),
             Read::Value(cached) => cached,
         };
-        let cached = match &cached.value {
-            StoredValue::Response(_) => cached,
+        let (cached, key) = match &cached.value {
+            StoredValue::Response(_) => (cached, primary),
             StoredValue::Vary(index) => {
                 if index.key != keyed.key.canonical {
                     return Ok(collision);
@@ -265,12 +282,10 @@ impl<S: Store, C: Clock> CacheStorage<'_, S, C> {
                 if !index.variants.contains(&variant) {
                     return Ok(Lookup::Miss(Forward::VaryMiss, None));
                 }
-                match self
-                    .read(&EntryKey::variant(index, &variant), use_l1)
-                    .await?
-                {
+                let key = EntryKey::variant(index, &variant);
+                match self.read(&key, use_l1).await? {
                     Read::Value(variant) if matches!(variant.value, StoredValue::Response(_)) => {
-                        variant
+                        (variant, key)
                     }
                     Read::Absent => return Ok(Lookup::Miss(Forward::VaryMiss, None)),
                     Read::Value(_) | Read::Corrupt => return Ok(corrupt),
@@ -300,7 +315,7 @@ impl<S: Store, C: Clock> CacheStorage<'_, S, C> {
             return Ok(Lookup::Miss(Forward::Miss, Some(INVALIDATED)));
         }
         let soft_purged = validity == Validity::Stale;
-        Ok(Found::of(cached, soft_purged).map_or(corrupt, Lookup::Found))
+        Ok(Found::of(cached, key, soft_purged).map_or(corrupt, Lookup::Found))
     }
 
     /// Whether the purges of every scope `meta` is stored under leave it
@@ -382,6 +397,7 @@ mod tests {
             initial_age: Duration::from_secs(5),
             lifetime: Some(Duration::from_secs(60)),
             control: &control,
+            chunks: None,
         };
         block_on(storage.store(keyed, request, fetch, &PurgeEpoch::Unread)).unwrap();
     }

@@ -14,6 +14,7 @@ use crate::policy::key::{KeyedTarget, hash128};
 use crate::policy::storability::NOT_STORED_HEADERS;
 use crate::policy::vary::{MAX_VARIANTS, VaryNames, variance};
 use crate::seams::{Clock, StoreFailure};
+use crate::store::chunks::ChunkLayout;
 use crate::store::entry::{self, EntryMeta, StoredValue, VaryIndex};
 use crate::store::keys::{EntryKey, Store, StoreKey};
 use crate::store::l1::Cached;
@@ -35,6 +36,9 @@ pub(crate) struct StoredFetch<'a> {
     pub lifetime: Option<Duration>,
     /// Its cache directives, as the flow already parsed them.
     pub control: &'a EffectiveControl,
+    /// Where the body is, if it was stored in chunks (`body` is then
+    /// empty).
+    pub chunks: Option<ChunkLayout>,
 }
 
 /// A response as it is written: its metadata, the header map its stored
@@ -87,6 +91,7 @@ impl<S: Store, C: Clock> CacheStorage<'_, S, C> {
             initial_age_ms: fetch.initial_age.as_millis() as u64,
             lifetime_ms: fetch.lifetime.map_or(0, |l| l.as_millis() as u64),
             tags: surrogate_keys(fetch.headers),
+            chunks: fetch.chunks,
         };
         let stored = StoredResponse {
             meta,

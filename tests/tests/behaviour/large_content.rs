@@ -4,7 +4,8 @@
 //! the test process never holds a large body either).
 
 use edge_tests::{
-    Edge, EdgeSetup, expected, join_all, ran_in_own_process, streaming_origin, upload_sum,
+    Edge, EdgeSetup, FaultyStore, expected, join_all, ran_in_own_process, streaming_origin,
+    upload_sum,
 };
 use std::sync::atomic::Ordering;
 
@@ -23,8 +24,32 @@ struct Download {
 /// GETs `path` through `edge`, checking every byte as it arrives and
 /// keeping none.
 async fn download(edge: &Edge, path: &str) -> Download {
-    let mut response = reqwest::get(edge.url(path)).await.expect("response head");
+    download_range(edge, path, None).await
+}
+
+/// GETs `path` through `edge`, with a `Range` if given, checking every
+/// byte as it arrives against the pattern at its offset (a `206`'s
+/// offset is its `Content-Range`'s first byte), keeping none.
+async fn download_range(edge: &Edge, path: &str, range: Option<&str>) -> Download {
+    let mut request = reqwest::Client::new().get(edge.url(path));
+    if let Some(range) = range {
+        request = request.header("range", range);
+    }
+    let mut response = request.send().await.expect("response head");
     let status = response.status().as_u16();
+    let first = response
+        .headers()
+        .get("content-range")
+        .and_then(|v| {
+            v.to_str()
+                .ok()?
+                .strip_prefix("bytes ")?
+                .split('-')
+                .next()?
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0u64);
     let cache_status = response
         .headers()
         .get("cache-status")
@@ -34,16 +59,16 @@ async fn download(edge: &Edge, path: &str) -> Download {
     let body = loop {
         match response.chunk().await {
             Ok(Some(chunk)) => {
-                let mut at = received;
+                let mut at = first + received;
                 let right = chunk.chunks(64 * 1024).all(|piece| {
                     let same = piece == &expected(at, piece.len())[..];
                     at += piece.len() as u64;
                     same
                 });
                 if !right {
-                    break Err(format!("wrong bytes after offset {received}"));
+                    break Err(format!("wrong bytes after offset {}", first + received));
                 }
-                received = at;
+                received = at - first;
             }
             Ok(None) => break Ok(received),
             Err(error) => break Err(format!("ended after {received} bytes: {error}")),
@@ -179,4 +204,153 @@ async fn large_uploads_stream_to_the_origin_without_failing_small_requests() {
     for got in &small {
         assert_eq!((got.status, &got.body), (200, &Ok(1000)), "{got:?}");
     }
+}
+
+/// The prefix of chunk keys in the store.
+const CHUNKS: &str = "k:";
+
+/// The chunk size the chunking edge is given.
+const CHUNK_BYTES: u64 = 256 * 1024;
+
+/// An edge whose rules store objects up to 512 MiB, over a store of
+/// `capacity` it can look into.
+async fn chunking_edge(origin: &str, capacity: u64) -> (Edge, FaultyStore) {
+    let store = FaultyStore::with_capacity(capacity);
+    let setup = EdgeSetup::origin(origin)
+        .rules(r#"{ "rules": [ { "max_object_bytes": 536870912 } ] }"#)
+        .variable("purge_token", "t0ken")
+        .variable("chunk_bytes", &CHUNK_BYTES.to_string())
+        .store(&store);
+    (Edge::start(setup).await.expect("edge starts"), store)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_300_mib_object_is_stored_in_chunks_and_hit_with_one_origin_fetch() {
+    let origin = streaming_origin().await;
+    let (edge, store) = chunking_edge(&origin.url, 1024 * MIB).await;
+    let size = 300 * MIB;
+    let path = format!("/bytes/{size}");
+    let first = download(&edge, &path).await;
+    assert_eq!((first.status, &first.body), (200, &Ok(size)), "{first:?}");
+    assert!(!first.cache_status.contains("hit"), "{first:?}");
+    let second = download(&edge, &path).await;
+    assert_eq!(
+        (second.status, &second.body),
+        (200, &Ok(size)),
+        "{second:?}"
+    );
+    assert!(second.cache_status.contains("hit"), "{second:?}");
+    assert_eq!(origin.byte_requests.load(Ordering::SeqCst), 1);
+    assert_eq!(store.keys_of(CHUNKS).await.len() as u64, size / CHUNK_BYTES);
+}
+
+#[tokio::test]
+async fn ranges_are_answered_from_only_the_chunks_they_cover() {
+    let origin = streaming_origin().await;
+    let (edge, store) = chunking_edge(&origin.url, 64 * MIB).await;
+    let size = 5 * MIB;
+    let path = format!("/bytes/{size}");
+    assert_eq!(download(&edge, &path).await.body, Ok(size));
+    assert_eq!(store.keys_of(CHUNKS).await.len() as u64, size / CHUNK_BYTES);
+    store.take_reads_of(CHUNKS);
+    // Inside one chunk, across chunks, to the end, the last bytes.
+    for (range, first, last) in [
+        ("bytes=10-20", 10, 20),
+        ("bytes=1500000-2100000", 1_500_000, 2_100_000),
+        (
+            &format!("bytes={}-", size - 1000) as &str,
+            size - 1000,
+            size - 1,
+        ),
+        ("bytes=-100", size - 100, size - 1),
+    ] {
+        let got = download_range(&edge, &path, Some(range)).await;
+        assert_eq!(got.status, 206, "{range}: {got:?}");
+        assert!(got.cache_status.contains("hit"), "{range}: {got:?}");
+        assert_eq!(got.body, Ok(last - first + 1), "{range}: {got:?}");
+        let covered = (last / CHUNK_BYTES - first / CHUNK_BYTES + 1) as usize;
+        assert_eq!(store.take_reads_of(CHUNKS), covered, "{range}: chunks read");
+    }
+    let beyond = download_range(&edge, &path, Some(&format!("bytes={size}-"))).await;
+    assert_eq!(beyond.status, 416, "{beyond:?}");
+    assert_eq!(origin.byte_requests.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_purge_makes_every_chunk_unreachable() {
+    let origin = streaming_origin().await;
+    let (edge, _store) = chunking_edge(&origin.url, 64 * MIB).await;
+    let path = format!("/bytes/{}", 3 * MIB);
+    download(&edge, &path).await;
+    let hit = download_range(&edge, &path, Some("bytes=2000000-2000009")).await;
+    assert!(hit.cache_status.contains("hit"), "{hit:?}");
+    let purged = reqwest::Client::new()
+        .post(edge.url("/_edge/purge"))
+        .bearer_auth("t0ken")
+        .body(format!(r#"{{"urls": ["{path}"]}}"#))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(purged.status(), 200);
+    // Not even a range of it is answered from the chunks stored before.
+    let got = download_range(&edge, &path, Some("bytes=2000000-2000009")).await;
+    assert!(!got.cache_status.contains("hit"), "{got:?}");
+    assert!(got.body.is_ok(), "{got:?}");
+    assert_eq!(origin.byte_requests.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_missing_or_damaged_chunk_is_refetched_never_a_wrong_byte() {
+    let origin = streaming_origin().await;
+    let (edge, store) = chunking_edge(&origin.url, 64 * MIB).await;
+    let size = 3 * MIB;
+    let path = format!("/bytes/{size}");
+    download(&edge, &path).await;
+    // A damaged chunk in the middle: that answer is cut short, the next
+    // one is fetched again, and no answer holds a wrong byte.
+    let first_fill = store.keys_of(CHUNKS).await;
+    let middle = first_fill
+        .iter()
+        .find(|key| key.ends_with(":3"))
+        .expect("chunk 3");
+    store.damage(middle).await;
+    let cut = download(&edge, &path).await;
+    assert!(cut.cache_status.contains("hit"), "{cut:?}");
+    let error = cut.body.expect_err("a damaged chunk is never sent");
+    assert!(error.starts_with("ended after"), "{error}");
+    let again = download(&edge, &path).await;
+    assert!(!again.cache_status.contains("hit"), "{again:?}");
+    assert_eq!(again.body, Ok(size));
+    assert_eq!(origin.byte_requests.load(Ordering::SeqCst), 2);
+    // The second fill's first chunk evicted: the next request is a miss
+    // (found out before answering), answered whole.
+    assert!(download(&edge, &path).await.cache_status.contains("hit"));
+    let second_fill: Vec<String> = store
+        .keys_of(CHUNKS)
+        .await
+        .into_iter()
+        .filter(|key| !first_fill.contains(key))
+        .collect();
+    let first_chunk = second_fill
+        .iter()
+        .find(|key| key.ends_with(":0"))
+        .expect("chunk 0");
+    store.evict(first_chunk).await;
+    let got = download(&edge, &path).await;
+    assert!(got.cache_status.contains("detail=missing-chunk"), "{got:?}");
+    assert_eq!(got.body, Ok(size));
+    assert_eq!(origin.byte_requests.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn a_fill_that_breaks_off_stores_nothing() {
+    let origin = streaming_origin().await;
+    let (edge, store) = chunking_edge(&origin.url, 64 * MIB).await;
+    let size = 5 * MIB;
+    let cut = download(&edge, &format!("/bytes/{size}?break_at={}", 3 * MIB)).await;
+    assert!(cut.body.is_err(), "{cut:?}");
+    let whole = download(&edge, &format!("/bytes/{size}?break_at={}", 3 * MIB)).await;
+    assert!(!whole.cache_status.contains("hit"), "{whole:?}");
+    assert_eq!(origin.byte_requests.load(Ordering::SeqCst), 2);
+    assert_eq!(store.keys_of("c:").await, Vec::<String>::new(), "no head");
 }

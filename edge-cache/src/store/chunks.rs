@@ -1,0 +1,178 @@
+//! Large objects in pieces: a stored response longer than one entry holds
+//! keeps its metadata in its head entry, with a [`ChunkLayout`], and its
+//! body in chunks of `chunk_bytes` under keys of the fill's generation.
+//!
+//! Each chunk is its own checked value: a magic, the generation and index
+//! it was written as, its bytes and a checksum over all of them. A chunk
+//! read back is used only if all of that matches, so a torn, foreign,
+//! misfiled or stale chunk can never put a wrong byte in an answer. (A
+//! checksum over the whole object could only be checked after its last
+//! byte had gone out; per-chunk checks catch a bad chunk before any of it
+//! is sent.) Purges and versions act on the head: a chunk is reachable
+//! only through the head that names its generation, and chunks no head
+//! names any more are left to the store's eviction.
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+/// How a chunked object's body is laid out in the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkLayout {
+    /// The whole body's length in bytes.
+    pub length: u64,
+    /// Each chunk's length but the last's.
+    pub chunk_bytes: u32,
+    /// Distinguishes this fill's chunks from any other fill's.
+    pub generation: u64,
+}
+
+impl ChunkLayout {
+    /// How many chunks the body has.
+    #[cfg(test)]
+    pub(crate) fn count(&self) -> u64 {
+        self.length.div_ceil(u64::from(self.chunk_bytes.max(1)))
+    }
+
+    /// The chunk holding byte `offset`.
+    pub(crate) fn index_of(&self, offset: u64) -> u64 {
+        offset / u64::from(self.chunk_bytes.max(1))
+    }
+
+    /// Where chunk `index` starts in the body.
+    pub(crate) fn start_of(&self, index: u64) -> u64 {
+        index * u64::from(self.chunk_bytes)
+    }
+
+    /// How long chunk `index` is.
+    pub(crate) fn length_of(&self, index: u64) -> u64 {
+        let start = self.start_of(index);
+        self.length
+            .saturating_sub(start)
+            .min(u64::from(self.chunk_bytes))
+    }
+}
+
+const CHUNK_MAGIC: &[u8; 4] = b"ECC1";
+const HEADER_LEN: usize = 4 + 8 + 8;
+const CHECKSUM_LEN: usize = 16;
+
+/// A chunk being written: its stored form, filled as the body's bytes
+/// arrive (each byte is copied once, into it).
+pub(crate) struct ChunkFrame(Vec<u8>);
+
+impl ChunkFrame {
+    /// Chunk `index` of `generation`, with room for `capacity` bytes.
+    pub(crate) fn new(generation: u64, index: u64, capacity: usize) -> ChunkFrame {
+        let mut frame = Vec::with_capacity(HEADER_LEN + capacity + CHECKSUM_LEN);
+        frame.extend_from_slice(CHUNK_MAGIC);
+        frame.extend_from_slice(&generation.to_be_bytes());
+        frame.extend_from_slice(&index.to_be_bytes());
+        ChunkFrame(frame)
+    }
+
+    /// Appends body bytes.
+    pub(crate) fn extend(&mut self, bytes: &[u8]) {
+        self.0.extend_from_slice(bytes);
+    }
+
+    /// How many body bytes it holds.
+    pub(crate) fn len(&self) -> usize {
+        self.0.len() - HEADER_LEN
+    }
+
+    /// The value to store: magic, generation, index, bytes, checksum.
+    pub(crate) fn finish(mut self) -> Vec<u8> {
+        let checksum = blake3::hash(&self.0);
+        self.0
+            .extend_from_slice(&checksum.as_bytes()[..CHECKSUM_LEN]);
+        self.0
+    }
+}
+
+/// Chunk `index` of `generation` as stored.
+#[cfg(test)]
+pub(crate) fn encode_chunk(generation: u64, index: u64, bytes: &[u8]) -> Vec<u8> {
+    let mut frame = ChunkFrame::new(generation, index, bytes.len());
+    frame.extend(bytes);
+    frame.finish()
+}
+
+/// A stored chunk's bytes, if `value` is exactly chunk `index` of
+/// `layout`'s generation, whole and unaltered.
+pub(crate) fn decode_chunk(layout: &ChunkLayout, index: u64, value: Vec<u8>) -> Option<Bytes> {
+    let expected = usize::try_from(layout.length_of(index)).ok()?;
+    if value.len() != HEADER_LEN + expected + CHECKSUM_LEN || &value[..4] != CHUNK_MAGIC {
+        return None;
+    }
+    let (content, checksum) = value.split_at(value.len() - CHECKSUM_LEN);
+    let number = |at: usize| u64::from_be_bytes(content[at..at + 8].try_into().unwrap_or_default());
+    if number(4) != layout.generation
+        || number(12) != index
+        || &blake3::hash(content).as_bytes()[..CHECKSUM_LEN] != checksum
+    {
+        return None;
+    }
+    let mut bytes = Bytes::from(value);
+    bytes.truncate(HEADER_LEN + expected);
+    Some(bytes.slice(HEADER_LEN..))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LAYOUT: ChunkLayout = ChunkLayout {
+        length: 10,
+        chunk_bytes: 4,
+        generation: 7,
+    };
+
+    #[test]
+    fn the_layout_counts_and_places_chunks() {
+        assert_eq!(LAYOUT.count(), 3);
+        assert_eq!(
+            (0..3).map(|i| LAYOUT.length_of(i)).collect::<Vec<_>>(),
+            [4, 4, 2]
+        );
+        assert_eq!(
+            (LAYOUT.index_of(3), LAYOUT.index_of(4), LAYOUT.index_of(9)),
+            (0, 1, 2)
+        );
+        assert_eq!(LAYOUT.start_of(2), 8);
+        let exact = ChunkLayout {
+            length: 8,
+            ..LAYOUT
+        };
+        assert_eq!(exact.count(), 2);
+    }
+
+    #[test]
+    fn a_chunk_reads_back_only_as_itself() {
+        let stored = encode_chunk(7, 2, b"ij");
+        assert_eq!(
+            decode_chunk(&LAYOUT, 2, stored.clone()).unwrap(),
+            &b"ij"[..]
+        );
+        // Another index, another generation, another length: refused.
+        assert_eq!(decode_chunk(&LAYOUT, 1, stored.clone()), None);
+        let other_fill = ChunkLayout {
+            generation: 8,
+            ..LAYOUT
+        };
+        assert_eq!(decode_chunk(&other_fill, 2, stored.clone()), None);
+        let longer = ChunkLayout {
+            length: 11,
+            ..LAYOUT
+        };
+        assert_eq!(decode_chunk(&longer, 2, stored.clone()), None);
+        // Any flipped bit, any truncation: refused.
+        for bit in 0..stored.len() * 8 {
+            let mut flipped = stored.clone();
+            flipped[bit / 8] ^= 1 << (bit % 8);
+            assert_eq!(decode_chunk(&LAYOUT, 2, flipped), None, "bit {bit}");
+        }
+        for len in 0..stored.len() {
+            assert_eq!(decode_chunk(&LAYOUT, 2, stored[..len].to_vec()), None);
+        }
+    }
+}
