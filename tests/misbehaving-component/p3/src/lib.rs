@@ -143,7 +143,10 @@ mod component {
                     .await
                     .expect("the default store");
                 let lease = format!("{}misbehaving", purge_wire::FILL_LEASE_KEY_PREFIX);
-                store.set(&lease, b"held").await.expect("the lease is taken");
+                store
+                    .set(&lease, b"held")
+                    .await
+                    .expect("the lease is taken");
                 core::arch::wasm32::unreachable()
             }
             _ => {
