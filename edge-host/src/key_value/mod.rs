@@ -57,11 +57,17 @@ pub trait StoreBackend: Send + Sync {
     async fn get_keys(&self) -> Result<Vec<String>, StoreError>;
 }
 
-/// Opens the backend a runtime-config entry describes.
-pub fn open_backend(label: &str, config: &StoreConfig) -> Result<Arc<dyn StoreBackend>, String> {
+/// Opens the backend a runtime-config entry describes; `spin_capacity` is
+/// the entry's `capacity_bytes` when it is a bounded `type = "spin"` store
+/// ([`KeyValueConfig::spin_capacity`]).
+pub fn open_backend(
+    label: &str,
+    config: &StoreConfig,
+    spin_capacity: Option<u64>,
+) -> Result<Arc<dyn StoreBackend>, String> {
     match config {
         StoreConfig::Memory { capacity_bytes } => Ok(Arc::new(MemoryStore::new(*capacity_bytes))),
-        StoreConfig::Spin { path } => SqliteStore::open(path, label)
+        StoreConfig::Spin { path } => SqliteStore::open(path, label, spin_capacity)
             .map(|s| Arc::new(s) as Arc<dyn StoreBackend>)
             .map_err(|e| format!("key_value_store.{label}: {}: {e}", path.display())),
         StoreConfig::Redis { url } => {
@@ -134,7 +140,8 @@ impl<'a> AppStores<'a> {
                     .config
                     .store(label)
                     .ok_or_else(|| StoreSetupError::Undefined(label.to_owned()))?;
-                open_backend(label, &config).map_err(StoreSetupError::Open)?
+                open_backend(label, &config, self.config.spin_capacity(label))
+                    .map_err(StoreSetupError::Open)?
             }
         };
         let backend: Arc<dyn StoreBackend> = Arc::new(LoggedStore::new(label, inner));
