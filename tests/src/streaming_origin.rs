@@ -5,8 +5,9 @@
 //! - `GET /bytes/<n>`: `n` bytes of [`expected`]'s pattern, with
 //!   `Content-Length` and `Cache-Control: max-age=3600`; the query may add
 //!   `chunked` (no `Content-Length`), `break_at=<k>` (the body fails after
-//!   `k` bytes: the connection is cut) and `cc=<value>` (another
-//!   `Cache-Control`).
+//!   `k` bytes: the connection is cut), `cc=<value>` (another
+//!   `Cache-Control`) and `pace_ms=<t>` (each 64 KiB frame waits `t` ms,
+//!   so that a fill takes a known time).
 //! - `POST /upload`: reads the body to its end and answers
 //!   `<bytes> <sum>`, the body's length and [`upload_sum`].
 //! - anything else: `200 ok`.
@@ -16,12 +17,14 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
+use std::future::Future;
 use tokio::net::TcpListener;
 
 /// The pattern's period: a prime, so that a body shifted, truncated or
@@ -91,6 +94,10 @@ async fn answer(
         break_at: param("break_at").and_then(|k| k.parse().ok()),
         declared: !chunked,
         text: None,
+        pace: param("pace_ms")
+            .and_then(|t| t.parse().ok())
+            .map(Duration::from_millis),
+        wait: None,
     };
     let cache_control = param("cc").unwrap_or_else(|| "max-age=3600".into());
     let mut response = Response::new(body);
@@ -152,6 +159,9 @@ pub struct Pattern {
     break_at: Option<u64>,
     declared: bool,
     text: Option<Bytes>,
+    /// How long each frame waits before it is sent.
+    pace: Option<Duration>,
+    wait: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl Pattern {
@@ -163,6 +173,8 @@ impl Pattern {
             break_at: None,
             declared: true,
             text: Some(text.into()),
+            pace: None,
+            wait: None,
         }
     }
 }
@@ -173,8 +185,17 @@ impl Body for Pattern {
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
-        _: &mut Context<'_>,
+        context: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        if let Some(pace) = self.pace {
+            let wait = self
+                .wait
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep(pace)));
+            if wait.as_mut().poll(context).is_pending() {
+                return Poll::Pending;
+            }
+            self.wait = None;
+        }
         if let Some(text) = self.text.take() {
             self.sent = self.length;
             return Poll::Ready(Some(Ok(Frame::data(text))));

@@ -14,6 +14,12 @@
 //! - a store error on any lease operation means "no lease": fetch.
 //!
 //! The value is the lease's expiry in Unix milliseconds, as decimal text.
+//! A fill that streams a large object in chunks keeps its lease until the
+//! last chunk and the head are written, renewing it with each chunk (so a
+//! long fill that makes progress holds waiters, one that stalls lets them
+//! go), and announces in it, after a newline, the head the object will be
+//! stored with: a waiter then answers from the chunks as they are written
+//! ([`LeaseState::Streaming`]) instead of waiting for the whole object.
 
 use std::time::Duration;
 
@@ -41,6 +47,18 @@ pub(crate) enum Claim {
     Unknown,
 }
 
+/// What a waiter reads in a key's lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum LeaseState {
+    /// No unexpired lease (released, lapsed, unreadable): the fill ended.
+    Free,
+    /// A fill is under way.
+    Held,
+    /// A fill is under way, streaming in chunks: the head it will store
+    /// (an encoded entry), whose chunks appear as they are written.
+    Streaming(Vec<u8>),
+}
+
 /// The fill leases in one store.
 pub(crate) struct FillLeases<'a, S, C> {
     pub store: &'a S,
@@ -57,10 +75,27 @@ impl<S: Store, C: Clock> FillLeases<'_, S, C> {
             Ok(Some(value)) if held_at(&value, now) => return Claim::Theirs,
             Ok(_) => {}
         }
-        let expires = now + FILL_LEASE.as_millis() as u64;
-        match self.store.set(&lease, expires.to_string().as_bytes()).await {
+        match self.store.set(&lease, &lease_value(now, None)).await {
             Ok(()) => Claim::Mine,
             Err(_) => Claim::Unknown,
+        }
+    }
+
+    /// Renews this request's lease on `key` for another [`FILL_LEASE`],
+    /// announcing `head` (an encoded entry) if the fill streams.
+    pub(crate) async fn renew(&self, key: &CacheKey, head: Option<&[u8]>) {
+        let now = unix_ms(self.clock.now());
+        let lease = NodeLocalKey::fill_lease(key);
+        // A failed write lets the lease lapse: waiters fetch for themselves.
+        let _ = self.store.set(&lease, &lease_value(now, head)).await;
+    }
+
+    /// What the lease on `key` says now.
+    pub(crate) async fn read(&self, key: &CacheKey) -> LeaseState {
+        let now = unix_ms(self.clock.now());
+        match self.store.get(&NodeLocalKey::fill_lease(key)).await {
+            Ok(Some(value)) => state_at(value, now),
+            _ => LeaseState::Free,
         }
     }
 
@@ -70,28 +105,48 @@ impl<S: Store, C: Clock> FillLeases<'_, S, C> {
         let _ = self.store.delete(&NodeLocalKey::fill_lease(key)).await;
     }
 
-    /// Returns once no unexpired lease on `key` is held (released, expired,
-    /// or unreadable), checking every [`LEASE_CHECK`].
-    pub(crate) async fn wait(&self, key: &CacheKey) {
-        let lease = NodeLocalKey::fill_lease(key);
+    /// Returns once the lease on `key` is no longer merely held: the fill
+    /// ended ([`LeaseState::Free`]) or streams, checking every
+    /// [`LEASE_CHECK`].
+    pub(crate) async fn wait(&self, key: &CacheKey) -> LeaseState {
         loop {
             self.clock.pause(LEASE_CHECK).await;
-            let now = unix_ms(self.clock.now());
-            match self.store.get(&lease).await {
-                Ok(Some(value)) if held_at(&value, now) => {}
-                _ => return,
+            match self.read(key).await {
+                LeaseState::Held => {}
+                state => return state,
             }
         }
     }
 }
 
-/// Whether a lease value is unexpired at `now_ms`; an unreadable one is not
-/// (it holds nobody back).
+/// Whether a lease value is unexpired at `now_ms`.
 fn held_at(value: &[u8], now_ms: u64) -> bool {
-    std::str::from_utf8(value)
+    let expiry = value.split(|&b| b == b'\n').next().unwrap_or_default();
+    std::str::from_utf8(expiry)
         .ok()
         .and_then(|text| text.parse::<u64>().ok())
         .is_some_and(|expires| expires > now_ms)
+}
+
+/// A lease's value from `now_ms`: its expiry, then the announced head.
+fn lease_value(now_ms: u64, head: Option<&[u8]>) -> Vec<u8> {
+    let expires = now_ms + FILL_LEASE.as_millis() as u64;
+    let mut value = expires.to_string().into_bytes();
+    if let Some(head) = head {
+        value.push(b'\n');
+        value.extend_from_slice(head);
+    }
+    value
+}
+
+/// What a lease value says at `now_ms`; an unreadable or expired one holds
+/// nobody back.
+fn state_at(mut value: Vec<u8>, now_ms: u64) -> LeaseState {
+    match value.iter().position(|&b| b == b'\n') {
+        _ if !held_at(&value, now_ms) => LeaseState::Free,
+        None => LeaseState::Held,
+        Some(at) => LeaseState::Streaming(value.split_off(at + 1)),
+    }
 }
 
 #[cfg(test)]
@@ -130,6 +185,25 @@ mod tests {
         assert_eq!(block_on(leases.claim(&key())), Claim::Mine);
         clock.set_unix_ms(1_000_000 + FILL_LEASE.as_millis() as u64);
         assert_eq!(block_on(leases.claim(&key())), Claim::Mine);
+    }
+
+    #[test]
+    fn a_streaming_fill_announces_its_head_and_renews_its_lease() {
+        let (store, clock) = (MemStore::default(), FakeClock::at_unix_ms(1_000_000));
+        let leases = FillLeases {
+            store: &store,
+            clock: &clock,
+        };
+        assert_eq!(block_on(leases.claim(&key())), Claim::Mine);
+        assert_eq!(block_on(leases.read(&key())), LeaseState::Held);
+        let head = b"head\nwith a newline".to_vec();
+        clock.set_unix_ms(1_000_000 + FILL_LEASE.as_millis() as u64 - 1);
+        block_on(leases.renew(&key(), Some(&head)));
+        clock.set_unix_ms(1_000_000 + FILL_LEASE.as_millis() as u64 + 1);
+        assert_eq!(block_on(leases.read(&key())), LeaseState::Streaming(head));
+        assert_eq!(block_on(leases.claim(&key())), Claim::Theirs);
+        clock.set_unix_ms(1_000_000 + 2 * FILL_LEASE.as_millis() as u64);
+        assert_eq!(block_on(leases.read(&key())), LeaseState::Free);
     }
 
     #[test]

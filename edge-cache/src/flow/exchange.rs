@@ -2,6 +2,8 @@
 //! rule it falls under and its key, computed once at the entrance so that
 //! nothing downstream derives them again.
 
+use std::cell::Cell;
+
 use crate::config::ForwardingTrust;
 use crate::policy::forwarding::fill_request;
 use crate::policy::freshness::FreshnessRule;
@@ -20,6 +22,21 @@ pub(crate) struct Exchange<'r> {
     pub keyed: KeyedTarget,
     /// The purge epoch its lookup saw, recorded with what it stores.
     pub epoch: PurgeEpoch,
+    /// Whether this request holds its key's fill lease, and who ends it.
+    pub fill_lease: Cell<LeaseHolder>,
+}
+
+/// Who ends a request's fill lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum LeaseHolder {
+    /// It holds none.
+    #[default]
+    Nobody,
+    /// The fill, when the origin's answer has been handled.
+    Fill,
+    /// The body streaming into chunks, when its last chunk is stored (or
+    /// the fill is given up).
+    ChunkFill,
 }
 
 impl<'r> Exchange<'r> {
@@ -38,6 +55,7 @@ impl<'r> Exchange<'r> {
             rule,
             keyed,
             epoch: PurgeEpoch::Unread,
+            fill_lease: Cell::default(),
         }
     }
 

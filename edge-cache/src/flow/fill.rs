@@ -4,11 +4,11 @@
 
 use http::Method;
 
-use crate::collapse::fill_lease::{Claim, FillLeases};
+use crate::collapse::fill_lease::{Claim, FillLeases, LeaseState};
 use crate::collapse::{LANDING_CHECK, Turn};
 use crate::flow::answer::{Representation, answer_fetched, error_response};
 use crate::flow::decision::{Decision, decide, ttl};
-use crate::flow::exchange::Exchange;
+use crate::flow::exchange::{Exchange, LeaseHolder};
 use crate::flow::{Fetched, Flow, Storing};
 use crate::policy::cache_status::CacheStatus;
 use crate::policy::forwarding::client_response_headers;
@@ -18,8 +18,9 @@ use crate::policy::freshness::{
 use crate::policy::storability::{Candidate, check_storable};
 use crate::seams::{Body, BodyStream, Clock, Origin, OriginFailure, Response};
 use crate::store::chunk_fill::{ChunkFill, HeadToWrite};
+use crate::store::chunk_read::StoredChunks;
 use crate::store::keys::Store;
-use crate::store::{Lookup, StoredFetch};
+use crate::store::{Lookup, StoredFetch, announced};
 
 impl<S: Store + 'static, O: Origin, C: Clock + 'static> Flow<'_, S, O, C> {
     /// Fills a miss, one fetch per key at a time: concurrent misses of the
@@ -45,45 +46,92 @@ impl<S: Store + 'static, O: Origin, C: Clock + 'static> Flow<'_, S, O, C> {
             store: self.store,
             clock: self.clock,
         };
-        let key = &exchange.keyed.key;
-        match leases.claim(key).await {
+        let key = exchange.keyed.key.clone();
+        match leases.claim(&key).await {
             Claim::Mine => {
+                exchange.fill_lease.set(LeaseHolder::Fill);
                 let response = self.fetch(exchange, status, Storing::IfStorable).await;
-                leases.release(key).await;
+                // (A fill streaming into chunks ends the lease itself.)
+                if exchange.fill_lease.get() == LeaseHolder::Fill {
+                    leases.release(&key).await;
+                }
                 response
             }
-            Claim::Theirs => {
-                leases.wait(key).await;
-                self.after_collapse(exchange, status).await
-            }
+            Claim::Theirs => self.after_collapse(exchange, status).await,
             Claim::Unknown => self.fetch(exchange, status, Storing::IfStorable).await,
         }
     }
-    /// A collapsed miss, once the fill it waited for has ended: served from
-    /// what that fill stored, else fetched.
+
+    /// A collapsed miss, once the fill it waited for has ended or while it
+    /// streams: served from what that fill stored, or joins it as it
+    /// streams, else fetched.
     async fn after_collapse(
         &self,
         exchange: &mut Exchange<'_>,
         mut status: CacheStatus,
     ) -> Response {
         status.collapsed = true;
-        if let Ok((Lookup::Found(found), epoch)) = self.look_up(exchange).await {
-            exchange.epoch = epoch;
-            let (_, stored) = self.facts_of(&found);
-            // Fresh for anyone: the waiter's own directives were the
-            // fill's to honour, not this reuse's.
-            if decide(&ClientDemand::default(), Some(&stored)) == Decision::Fresh {
-                let mut hit = CacheStatus::hit(stored.ttl());
-                hit.collapsed = true;
-                if let Some(response) = self
-                    .serve_found(&exchange.request, &found, stored.age, &hit)
-                    .await
-                {
-                    return response;
-                }
+        if let Some(response) = self.collapsed_hit(exchange).await {
+            return response;
+        }
+        if self.fill_leases {
+            let leases = FillLeases {
+                store: self.store,
+                clock: self.clock,
+            };
+            let key = &exchange.keyed.key;
+            let lease = match leases.read(key).await {
+                LeaseState::Held => leases.wait(key).await,
+                other => other,
+            };
+            let response = match lease {
+                LeaseState::Streaming(head) => self.join_fill(exchange, &status, head).await,
+                // It ended since the lookup: what it stored, if anything.
+                LeaseState::Free | LeaseState::Held => self.collapsed_hit(exchange).await,
+            };
+            if let Some(response) = response {
+                return response;
             }
         }
         self.fetch(exchange, status, Storing::IfStorable).await
+    }
+
+    /// What the fill a request waited for stored, if it is fresh.
+    async fn collapsed_hit(&self, exchange: &mut Exchange<'_>) -> Option<Response> {
+        let Ok((Lookup::Found(found), epoch)) = self.look_up(exchange).await else {
+            return None;
+        };
+        exchange.epoch = epoch;
+        let (_, stored) = self.facts_of(&found);
+        // Fresh for anyone: the waiter's own directives were the fill's to
+        // honour, not this reuse's.
+        if decide(&ClientDemand::default(), Some(&stored)) != Decision::Fresh {
+            return None;
+        }
+        let mut hit = CacheStatus::hit(stored.ttl());
+        hit.collapsed = true;
+        self.serve_found(&exchange.request, &found, stored.age, &hit)
+            .await
+    }
+
+    /// Answers a miss from another request's fill while it streams into
+    /// chunks: the head it announced, and each chunk as it is written
+    /// (`None` if the head is unusable or the first chunk never comes).
+    async fn join_fill(
+        &self,
+        exchange: &Exchange<'_>,
+        status: &CacheStatus,
+        head: Vec<u8>,
+    ) -> Option<Response> {
+        let handles = self.handles?.clone();
+        let found = announced(&head, &exchange.keyed)?;
+        let layout = found.chunks()?;
+        let (at, key) = (found.key.clone(), exchange.keyed.key.clone());
+        let chunks = StoredChunks::while_filling(handles, at, layout, key, head);
+        let body = Body::Stream(BodyStream::new(chunks, Some(layout.length)));
+        let age = found.age(self.clock.now());
+        self.answer_found(&exchange.request, &found, body, age, status)
+            .await
     }
     /// Fills from the origin, storing the answer where `storing` allows.
     pub(super) async fn fetch(
@@ -193,8 +241,15 @@ impl<S: Store + 'static, O: Origin, C: Clock + 'static> Flow<'_, S, O, C> {
                 epoch: exchange.epoch.clone(),
             };
             let length = stream.length();
-            let limit = rule.max_object_bytes();
-            let fill = ChunkFill::new(stream, handles.clone(), head, self.chunk_bytes, limit);
+            let sizes = (self.chunk_bytes, rule.max_object_bytes());
+            // The fill lease goes with the body: waiters join it as it
+            // streams, and it ends when the last chunk is stored.
+            let lease = (exchange.fill_lease.get() == LeaseHolder::Fill).then(|| {
+                exchange.fill_lease.set(LeaseHolder::ChunkFill);
+                keyed.key.clone()
+            });
+            let fill = ChunkFill::new(stream, handles.clone(), head, sizes, lease);
+            fill.announce().await;
             response.body = Body::Stream(BodyStream::new(fill, length));
             // Stored once its last byte has passed (a body that breaks off
             // aborts this answer and stores nothing).

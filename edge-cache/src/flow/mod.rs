@@ -326,6 +326,18 @@ impl<S: Store + 'static, O: Origin, C: Clock + 'static> Flow<'_, S, O, C> {
         status: &CacheStatus,
     ) -> Option<Response> {
         let body = self.stored_body(found)?;
+        self.answer_found(request, found, body, age, status).await
+    }
+
+    /// [`serve_found`](Self::serve_found) with `body` as the stored body.
+    pub(crate) async fn answer_found(
+        &self,
+        request: &ClientRequest,
+        found: &Found,
+        body: Body,
+        age: Duration,
+        status: &CacheStatus,
+    ) -> Option<Response> {
         let mut response = serve_stored(request, found, body, age, status);
         if let Body::Stream(stream) = &mut response.body {
             stream.prefetch().await.ok()?;

@@ -9,21 +9,35 @@
 //! that cannot finish (the body breaks off or runs past the rule's limit,
 //! a store write fails, the client goes away) writes no head, and its
 //! chunks are left to the store's eviction.
+//!
+//! A fill that holds its key's fill lease keeps it to the end, renewed with
+//! each chunk, and announces in it the head it will write (when the body's
+//! length is declared and the response does not vary): requests for the
+//! key that arrive meanwhile read the chunks as they are written
+//! (`StoredChunks::while_filling`) rather than fetching the object again.
+//! The fill runs at its own client's pace; a client that stops reading
+//! stops the renewals, and the lease lapses after
+//! [`FILL_LEASE`](crate::collapse::fill_lease::FILL_LEASE), ending the
+//! other readers' answers (aborted, never short).
 
 use std::future::Future;
 use std::pin::{Pin, pin};
+use std::rc::Rc;
 use std::task::Poll;
 
 use bytes::Bytes;
 use http::HeaderMap;
 
+use crate::collapse::fill_lease::FillLeases;
 use crate::policy::freshness::EffectiveControl;
-use crate::policy::key::KeyedTarget;
+use crate::policy::key::{CacheKey, KeyedTarget};
+use crate::policy::vary::VaryNames;
 use crate::seams::{BodyStream, BrokenBody, ByteSource, Clock, NextPiece, StoreFailure};
 use crate::store::chunk_read::StoreHandles;
 use crate::store::chunks::{ChunkFrame, ChunkLayout};
+use crate::store::entry::{self, StoredValue};
 use crate::store::keys::EntryKey;
-use crate::store::write::StoredFetch;
+use crate::store::write::{StoredFetch, entry_meta};
 use crate::store::{PurgeEpoch, Store};
 
 /// What the head of a chunked object is written with once its chunks are
@@ -41,6 +55,31 @@ pub(crate) struct HeadToWrite {
     pub epoch: PurgeEpoch,
 }
 
+impl HeadToWrite {
+    /// The response as stored, its body in chunks laid out as `chunks`.
+    fn fetch(&self, chunks: ChunkLayout) -> StoredFetch<'_> {
+        static EMPTY: Bytes = Bytes::new();
+        StoredFetch {
+            status: self.status,
+            headers: &self.headers,
+            body: &EMPTY,
+            request_time: self.request_time,
+            response_time: self.response_time,
+            initial_age: self.initial_age,
+            lifetime: self.lifetime,
+            control: &self.control,
+            chunks: Some(chunks),
+        }
+    }
+}
+
+/// The fill lease a fill holds to its end, and the head it announces.
+struct HeldLease {
+    key: CacheKey,
+    /// The encoded head, where others may read the chunks as they come.
+    announced: Option<Rc<[u8]>>,
+}
+
 /// A chunk write in flight.
 type Write = Pin<Box<dyn Future<Output = Result<(), StoreFailure>>>>;
 
@@ -51,6 +90,7 @@ pub(crate) struct ChunkFill<S, C> {
     /// `None` once the fill is given up: the body still passes.
     filling: Option<Filling>,
     write: Option<Write>,
+    lease: Option<HeldLease>,
 }
 
 struct Filling {
@@ -68,16 +108,22 @@ struct Filling {
 
 impl<S: Store + 'static, C: Clock + 'static> ChunkFill<S, C> {
     /// Stores `source` as it is read, in chunks of `chunk_bytes`, unless
-    /// it turns out longer than `limit`.
+    /// it turns out longer than `limit`; ends the fill lease on `lease`
+    /// when it is done (see [`ChunkFill::announce`]).
     pub(crate) fn new(
         source: BodyStream,
         handles: StoreHandles<S, C>,
         head: HeadToWrite,
-        chunk_bytes: usize,
-        limit: u64,
+        (chunk_bytes, limit): (usize, u64),
+        lease: Option<CacheKey>,
     ) -> Self {
         let generation = generation_of(&head);
+        let lease = lease.map(|key| HeldLease {
+            key,
+            announced: announced_head(&head, source.length(), chunk_bytes, generation),
+        });
         ChunkFill {
+            lease,
             source,
             handles,
             filling: Some(Filling {
@@ -93,7 +139,36 @@ impl<S: Store + 'static, C: Clock + 'static> ChunkFill<S, C> {
         }
     }
 
+    /// Announces the head in the fill lease (before the first byte is
+    /// read), so requests for the key arriving now join this fill.
+    pub(crate) async fn announce(&self) {
+        if let Some(lease) = &self.lease {
+            let head = lease.announced.as_deref();
+            self.leases().renew(&lease.key, head).await;
+        }
+    }
+
+    fn leases(&self) -> FillLeases<'_, S, C> {
+        FillLeases {
+            store: &self.handles.store,
+            clock: &self.handles.clock,
+        }
+    }
+
     async fn next(&mut self) -> Option<Result<Bytes, BrokenBody>> {
+        let piece = self.next_teed().await;
+        // Given up or done (the head written): waiters go on.
+        if self.filling.is_none()
+            && let Some(lease) = self.lease.take()
+        {
+            // A write still in flight would renew the lease.
+            self.write = None;
+            self.leases().release(&lease.key).await;
+        }
+        piece
+    }
+
+    async fn next_teed(&mut self) -> Option<Result<Bytes, BrokenBody>> {
         let piece = match self.write.take() {
             Some(write) => {
                 let (written, piece) = both(write, self.source.next()).await;
@@ -146,11 +221,23 @@ impl<S: Store + 'static, C: Clock + 'static> ChunkFill<S, C> {
                 let next = ChunkFrame::new(generation, index + 1, filling.chunk_bytes);
                 let full = std::mem::replace(&mut filling.frame, next);
                 let key = EntryKey::chunk(generation, index);
-                let store = self.handles.store.clone();
+                let handles = self.handles.clone();
+                let lease = self
+                    .lease
+                    .as_ref()
+                    .map(|lease| (lease.key.clone(), lease.announced.clone()));
                 // Pieces are smaller than a chunk: one write at a time.
-                self.write = Some(Box::pin(
-                    async move { store.set(&key, &full.finish()).await },
-                ));
+                self.write = Some(Box::pin(async move {
+                    handles.store.set(&key, &full.finish()).await?;
+                    if let Some((key, announced)) = lease {
+                        let leases = FillLeases {
+                            store: &*handles.store,
+                            clock: &*handles.clock,
+                        };
+                        leases.renew(&key, announced.as_deref()).await;
+                    }
+                    Ok(())
+                }));
                 filling.index += 1;
             }
         }
@@ -181,21 +268,11 @@ impl<S: Store + 'static, C: Clock + 'static> ChunkFill<S, C> {
                 return;
             }
         }
-        let fetch = StoredFetch {
-            status: head.status,
-            headers: &head.headers,
-            body: &Bytes::new(),
-            request_time: head.request_time,
-            response_time: head.response_time,
-            initial_age: head.initial_age,
-            lifetime: head.lifetime,
-            control: &head.control,
-            chunks: Some(ChunkLayout {
-                length,
-                chunk_bytes: chunk_bytes as u32,
-                generation,
-            }),
-        };
+        let fetch = head.fetch(ChunkLayout {
+            length,
+            chunk_bytes: chunk_bytes as u32,
+            generation,
+        });
         let storage = self.handles.storage();
         let request_headers = &head.request_headers;
         let _ = storage
@@ -208,6 +285,27 @@ impl<S: Store + 'static, C: Clock + 'static> ByteSource for ChunkFill<S, C> {
     fn next_piece(&mut self) -> NextPiece<'_> {
         Box::pin(self.next())
     }
+}
+
+/// The head a fill of declared `length` announces to requests that join
+/// it: what it will store, encoded. None where the length is unknown, or
+/// where the response varies (a joiner might want another variant).
+fn announced_head(
+    head: &HeadToWrite,
+    length: Option<u64>,
+    chunk_bytes: usize,
+    generation: u64,
+) -> Option<Rc<[u8]>> {
+    if !matches!(VaryNames::of(&head.headers), VaryNames::None) {
+        return None;
+    }
+    let layout = ChunkLayout {
+        length: length?,
+        chunk_bytes: chunk_bytes as u32,
+        generation,
+    };
+    let (meta, _) = entry_meta(&head.keyed, &head.fetch(layout));
+    Some(entry::encode(&StoredValue::Response(meta), &[]).into())
 }
 
 /// A fill's generation: unique to this key and moment (two fills of one

@@ -7,11 +7,18 @@
 //! fills the object again. The flow reads the first piece before it
 //! answers (`BodyStream::prefetch`), so the common case, a chunk evicted
 //! since the object was stored, is a miss rather than an aborted answer.
+//!
+//! A request that joins a fill still streaming (`while_filling`) reads the
+//! chunks as the fill writes them: a chunk not there yet is waited for,
+//! checked every [`LEASE_CHECK`], while the fill's lease still announces
+//! the same head; once the fill has ended, every chunk it stored is there.
 
 use std::rc::Rc;
 
 use bytes::Bytes;
 
+use crate::collapse::fill_lease::{FillLeases, LEASE_CHECK, LeaseState};
+use crate::policy::key::CacheKey;
 use crate::seams::{BrokenBody, ByteSource, Clock, NextPiece};
 use crate::store::chunks::{ChunkLayout, decode_chunk};
 use crate::store::keys::EntryKey;
@@ -57,9 +64,18 @@ pub(crate) struct StoredChunks<S, C> {
     /// The next byte to send, and the last.
     next: u64,
     last: u64,
+    /// The fill still writing the chunks, if this joined one.
+    fill: Option<JoinedFill>,
 }
 
-impl<S: Store + 'static, C: 'static> StoredChunks<S, C> {
+/// A fill being read as it writes: its key's lease, and the head it
+/// announced there.
+struct JoinedFill {
+    key: CacheKey,
+    head: Vec<u8>,
+}
+
+impl<S: Store + 'static, C: Clock + 'static> StoredChunks<S, C> {
     /// The whole body of the entry at `head`.
     pub(crate) fn new(handles: StoreHandles<S, C>, head: EntryKey, layout: ChunkLayout) -> Self {
         StoredChunks {
@@ -68,6 +84,51 @@ impl<S: Store + 'static, C: 'static> StoredChunks<S, C> {
             layout,
             next: 0,
             last: layout.length.saturating_sub(1),
+            fill: None,
+        }
+    }
+
+    /// The body of the object a fill of `key` is writing, as it announced
+    /// it (`head`, laid out as `layout`) in the key's fill lease.
+    pub(crate) fn while_filling(
+        handles: StoreHandles<S, C>,
+        at: EntryKey,
+        layout: ChunkLayout,
+        key: CacheKey,
+        head: Vec<u8>,
+    ) -> Self {
+        StoredChunks {
+            fill: Some(JoinedFill { key, head }),
+            ..Self::new(handles, at, layout)
+        }
+    }
+
+    /// Chunk `index`, checked; waited for while the fill writing it goes on.
+    async fn chunk(&self, index: u64) -> Option<Bytes> {
+        loop {
+            if let Some(chunk) = self.read_chunk(index).await {
+                return Some(chunk);
+            }
+            let fill = self.fill.as_ref()?;
+            let leases = FillLeases {
+                store: &*self.handles.store,
+                clock: &*self.handles.clock,
+            };
+            match leases.read(&fill.key).await {
+                LeaseState::Streaming(head) if head == fill.head => {
+                    leases.clock.pause(LEASE_CHECK).await;
+                }
+                // Ended: whatever it stored was written before.
+                _ => return self.read_chunk(index).await,
+            }
+        }
+    }
+
+    async fn read_chunk(&self, index: u64) -> Option<Bytes> {
+        let key = EntryKey::chunk(self.layout.generation, index);
+        match self.handles.store.get(&key).await {
+            Ok(Some(value)) => decode_chunk(&self.layout, index, value),
+            Ok(None) | Err(_) => None,
         }
     }
 
@@ -76,12 +137,7 @@ impl<S: Store + 'static, C: 'static> StoredChunks<S, C> {
             return None;
         }
         let index = self.layout.index_of(self.next);
-        let key = EntryKey::chunk(self.layout.generation, index);
-        let chunk = match self.handles.store.get(&key).await {
-            Ok(Some(value)) => decode_chunk(&self.layout, index, value),
-            Ok(None) | Err(_) => None,
-        };
-        let Some(chunk) = chunk else {
+        let Some(chunk) = self.chunk(index).await else {
             return Some(Err(self.bad_chunk(index).await));
         };
         let start = self.layout.start_of(index);
@@ -105,7 +161,7 @@ impl<S: Store + 'static, C: 'static> StoredChunks<S, C> {
     }
 }
 
-impl<S: Store + 'static, C: 'static> ByteSource for StoredChunks<S, C> {
+impl<S: Store + 'static, C: Clock + 'static> ByteSource for StoredChunks<S, C> {
     fn next_piece(&mut self) -> NextPiece<'_> {
         Box::pin(self.next())
     }

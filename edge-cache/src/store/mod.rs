@@ -100,6 +100,20 @@ impl Found {
     }
 }
 
+/// The head a streaming fill announced in its lease, as a response found
+/// for `keyed`: `None` if it does not decode, is not chunked or is another
+/// key's.
+pub(crate) fn announced(head: &[u8], keyed: &KeyedTarget) -> Option<Found> {
+    let (value, body) = entry::decode(head).ok()?;
+    match &value {
+        StoredValue::Response(meta) if meta.key == keyed.key.canonical && meta.chunks.is_some() => {
+        }
+        _ => return None,
+    }
+    let cached = Rc::new(Cached::new(value, body, None));
+    Found::of(cached, EntryKey::primary(&keyed.key), false)
+}
+
 /// What a lookup found.
 pub(crate) enum Lookup {
     /// A live stored response (possibly stale or soft-purged).

@@ -63,6 +63,32 @@ fn surrogate_keys(headers: &HeaderMap) -> Vec<String> {
     tags
 }
 
+/// The metadata `fetch` is stored with for `keyed`, and the header fields
+/// it keeps: without those a shared cache must not keep.
+pub(crate) fn entry_meta(keyed: &KeyedTarget, fetch: &StoredFetch<'_>) -> (EntryMeta, HeaderMap) {
+    let mut stored_headers = fetch.headers.clone();
+    for name in NOT_STORED_HEADERS {
+        stored_headers.remove(name);
+    }
+    // `private="a"` / `no-cache="a"`: the response is shared, these
+    // fields are not.
+    for name in fetch.control.directives.unshared_fields() {
+        stored_headers.remove(name.as_str());
+    }
+    let meta = EntryMeta {
+        key: keyed.key.canonical.clone(),
+        status: fetch.status,
+        headers: to_pairs(&stored_headers),
+        request_time_us: unix_us(fetch.request_time),
+        response_time_ms: unix_ms(fetch.response_time),
+        initial_age_ms: fetch.initial_age.as_millis() as u64,
+        lifetime_ms: fetch.lifetime.map_or(0, |l| l.as_millis() as u64),
+        tags: surrogate_keys(fetch.headers),
+        chunks: fetch.chunks,
+    };
+    (meta, stored_headers)
+}
+
 impl<S: Store, C: Clock> CacheStorage<'_, S, C> {
     /// Stores a fetched response for `keyed` (and the request headers its
     /// `Vary` names), without the fields a shared cache must not keep.
@@ -73,26 +99,7 @@ impl<S: Store, C: Clock> CacheStorage<'_, S, C> {
         fetch: StoredFetch<'_>,
         epoch: &PurgeEpoch,
     ) -> Result<(), StoreFailure> {
-        let mut stored_headers = fetch.headers.clone();
-        for name in NOT_STORED_HEADERS {
-            stored_headers.remove(name);
-        }
-        // `private="a"` / `no-cache="a"`: the response is shared, these
-        // fields are not.
-        for name in fetch.control.directives.unshared_fields() {
-            stored_headers.remove(name.as_str());
-        }
-        let meta = EntryMeta {
-            key: keyed.key.canonical.clone(),
-            status: fetch.status,
-            headers: to_pairs(&stored_headers),
-            request_time_us: unix_us(fetch.request_time),
-            response_time_ms: unix_ms(fetch.response_time),
-            initial_age_ms: fetch.initial_age.as_millis() as u64,
-            lifetime_ms: fetch.lifetime.map_or(0, |l| l.as_millis() as u64),
-            tags: surrogate_keys(fetch.headers),
-            chunks: fetch.chunks,
-        };
+        let (meta, stored_headers) = entry_meta(keyed, &fetch);
         let stored = StoredResponse {
             meta,
             headers: stored_headers,

@@ -8,6 +8,7 @@ use edge_tests::{
     upload_sum,
 };
 use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 const MIB: u64 = 1024 * 1024;
 
@@ -19,6 +20,9 @@ struct Download {
     /// The bytes received, each checked against the pattern, or why the
     /// body ended early or wrong.
     body: Result<u64, String>,
+    /// When its first body bytes arrived, and when it ended.
+    first_byte: Option<Instant>,
+    ended: Instant,
 }
 
 /// GETs `path` through `edge`, checking every byte as it arrives and
@@ -56,9 +60,11 @@ async fn download_range(edge: &Edge, path: &str, range: Option<&str>) -> Downloa
         .map(|v| v.to_str().unwrap_or("?").to_owned())
         .unwrap_or_default();
     let mut received = 0u64;
+    let mut first_byte = None;
     let body = loop {
         match response.chunk().await {
             Ok(Some(chunk)) => {
+                first_byte.get_or_insert_with(Instant::now);
                 let mut at = first + received;
                 let right = chunk.chunks(64 * 1024).all(|piece| {
                     let same = piece == &expected(at, piece.len())[..];
@@ -78,6 +84,8 @@ async fn download_range(edge: &Edge, path: &str, range: Option<&str>) -> Downloa
         status,
         cache_status,
         body,
+        first_byte,
+        ended: Instant::now(),
     }
 }
 
@@ -353,4 +361,40 @@ async fn a_fill_that_breaks_off_stores_nothing() {
     assert!(!whole.cache_status.contains("hit"), "{whole:?}");
     assert_eq!(origin.byte_requests.load(Ordering::SeqCst), 2);
     assert_eq!(store.keys_of("c:").await, Vec::<String>::new(), "no head");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_cold_requests_share_one_fill_each_streaming_as_it_arrives() {
+    let origin = streaming_origin().await;
+    let (edge, store) = chunking_edge(&origin.url, 256 * MIB).await;
+    // 128 frames of 64 KiB, 16 ms apart: the fill takes about 2 s.
+    let size = 8 * MIB;
+    let path = format!("/bytes/{size}?pace_ms=16");
+    let started = Instant::now();
+    let clients = join_all((0..24).map(|_| download(&edge, &path))).await;
+    assert_eq!(origin.byte_requests.load(Ordering::SeqCst), 1, "one fill");
+    let fill_ended = clients.iter().map(|c| c.ended).max().unwrap();
+    let fill_time = fill_ended - started;
+    for client in &clients {
+        assert_eq!(
+            (client.status, &client.body),
+            (200, &Ok(size)),
+            "{client:?}"
+        );
+        let first_byte = client.first_byte.expect("a body") - started;
+        // Each one's bytes flow long before the fill is done.
+        assert!(
+            first_byte < fill_time / 3,
+            "first byte after {first_byte:?}, fill took {fill_time:?}: {client:?}"
+        );
+    }
+    let joined = clients
+        .iter()
+        .filter(|c| c.cache_status.contains("collapsed"))
+        .count();
+    assert_eq!(joined, clients.len() - 1, "{clients:?}");
+    // Stored once, whole: the next request is a hit.
+    let hit = download(&edge, &path).await;
+    assert!(hit.cache_status.contains("hit"), "{hit:?}");
+    assert_eq!(store.keys_of(CHUNKS).await.len() as u64, size / CHUNK_BYTES);
 }
