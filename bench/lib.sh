@@ -11,11 +11,12 @@ EDGE_P2_PORT=$((ORIGIN_PORT + 6))
 HELLO_P3_PORT=$((ORIGIN_PORT + 7))
 EDGE_OBSERVED_PORT=$((ORIGIN_PORT + 8))
 EDGE_OBSERVED_METRICS_PORT=$((ORIGIN_PORT + 9))
+NGINX_SLICE_PORT=$((ORIGIN_PORT + 10))
 PURGE_TOKEN=bench-purge-token
 
 declare -A PORT=([origin]=$ORIGIN_PORT [ceiling]=$CEILING_PORT [edge]=$EDGE_PORT
   [nginx]=$NGINX_PORT [varnish]=$VARNISH_PORT [hello]=$HELLO_PORT [edge-p2]=$EDGE_P2_PORT
-  [hello-p3]=$HELLO_P3_PORT [edge-observed]=$EDGE_OBSERVED_PORT)
+  [hello-p3]=$HELLO_P3_PORT [edge-observed]=$EDGE_OBSERVED_PORT [nginx-slice]=$NGINX_SLICE_PORT)
 declare -A PID=()
 
 log() { printf '%s bench: %s\n' "$(date +%T)" "$*" >&2; }
@@ -156,15 +157,20 @@ start_edge_flavour() { # name manifest cache-bytes [edge-host flags...]
   wait_ready "$name" "http://127.0.0.1:${PORT[$name]}/ready?size=1"
 }
 
+# One nginx serves two contestants: nginx (plain proxy_cache) on
+# NGINX_PORT and nginx-slice (the same with `slice 1m`, its own cache of
+# the same budget) on NGINX_SLICE_PORT.
 start_nginx() { # cache bytes
   port_free nginx "$NGINX_PORT"
-  local dir=$WORK/nginx cache=$WORK/nginx-cache
-  rm -rf "$dir" "$cache"
-  mkdir -p "$dir" "$cache"
+  port_free nginx-slice "$NGINX_SLICE_PORT"
+  local dir=$WORK/nginx cache=$WORK/nginx-cache slice_cache=$WORK/nginx-slice-cache
+  rm -rf "$dir" "$cache" "$slice_cache"
+  mkdir -p "$dir" "$cache" "$slice_cache"
   # keys_zone: metadata only (about 8,000 keys per MiB); enough for every
   # object a run can create, so the byte budget is what limits.
-  sed -e "s|@DIR@|$dir|g" -e "s|@CACHE_DIR@|$cache|g" -e "s|@KEYS_ZONE@|64m|g" \
-    -e "s|@CACHE_BYTES@|$1|g" -e "s|@ORIGIN_PORT@|$ORIGIN_PORT|g" -e "s|@PORT@|$NGINX_PORT|g" \
+  sed -e "s|@DIR@|$dir|g" -e "s|@CACHE_DIR@|$cache|g" -e "s|@SLICE_CACHE_DIR@|$slice_cache|g" \
+    -e "s|@KEYS_ZONE@|64m|g" -e "s|@CACHE_BYTES@|$1|g" -e "s|@ORIGIN_PORT@|$ORIGIN_PORT|g" \
+    -e "s|@SLICE_PORT@|$NGINX_SLICE_PORT|g" -e "s|@PORT@|$NGINX_PORT|g" \
     bench/nginx.conf >"$dir/nginx.conf"
   # Started by root, nginx's workers would run as nobody, who cannot write
   # the private scratch directory: keep them as the user who starts it.
@@ -173,6 +179,7 @@ start_nginx() { # cache bytes
   nginx -e "$dir/nginx-error.log" -p "$dir" -c "$dir/nginx.conf" "${global[@]}" >"$WORK/nginx.log" 2>&1 &
   PID[nginx]=$!
   wait_ready nginx "http://127.0.0.1:$NGINX_PORT/ready?size=1"
+  wait_ready nginx "http://127.0.0.1:$NGINX_SLICE_PORT/ready?size=1"
 }
 
 start_varnish() { # cache bytes
@@ -187,6 +194,34 @@ start_varnish() { # cache bytes
     -s "malloc,$1" >"$WORK/varnish.log" 2>&1 &
   PID[varnish]=$!
   wait_ready varnish "http://127.0.0.1:$VARNISH_PORT/ready?size=1"
+}
+
+# Builds (cargo, rustc) of other people on the machine: a measurement taken
+# while one runs says nothing. A watcher notes every half second whether
+# one is running; wait_quiet holds a measurement back until none is.
+builds_running() { pgrep -x rustc >/dev/null || pgrep -x cargo >/dev/null; }
+
+start_build_watch() {
+  : >"$WORK/builds-seen"
+  (while sleep 0.5; do
+    if builds_running; then echo >>"$WORK/builds-seen"; fi
+  done) &
+  PID[build-watch]=$!
+}
+
+# How many times the watcher has seen a build so far.
+builds_seen() { wc -l <"$WORK/builds-seen"; }
+
+# Waits while a build runs, at most BENCH_QUIET_WAIT seconds (default 900;
+# 0: never wait), then goes on either way.
+wait_quiet() {
+  local waited=0 limit=${BENCH_QUIET_WAIT:-900}
+  while ((waited < limit)) && builds_running; do
+    ((waited > 0)) || log "a build (cargo/rustc) is running: waiting for it before measuring"
+    sleep 5
+    waited=$((waited + 5))
+  done
+  ((waited == 0)) || log "waited ${waited}s for builds to end"
 }
 
 stop() { # name...

@@ -55,7 +55,7 @@ pub fn serialize(request: &Outgoing, host: &str) -> Vec<u8> {
     bytes
 }
 
-fn read_line(reader: &mut impl BufRead) -> io::Result<String> {
+pub(crate) fn read_line(reader: &mut impl BufRead) -> io::Result<String> {
     let mut line = String::new();
     if reader.read_line(&mut line)? == 0 {
         return Err(io::Error::new(

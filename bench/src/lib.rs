@@ -4,6 +4,7 @@
 
 pub mod burst;
 pub mod client;
+pub mod large;
 pub mod plot;
 pub mod purge;
 pub mod query;

@@ -224,6 +224,7 @@ mod tests {
             rows: vec![crate::report::Row {
                 contestant: "edge".into(),
                 rps: summary(1000.0),
+                mib_s: summary(1.0),
                 p50_ms: summary(1.0),
                 p99_ms: summary(3.0),
                 hit_ratio: Some(summary(0.5)),

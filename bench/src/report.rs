@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use crate::results::{LoadRun, PurgeRun, Record};
+use crate::results::{FetchRun, LoadRun, PurgeRun, Record};
 use crate::stats::{Summary, ratio};
 
 /// Load scenarios in report order: id and description.
@@ -23,7 +23,30 @@ pub const SCENARIOS: &[(&str, &str)] = &[
         "wasm",
         "wasm overhead: edge-host with a trivial component vs the native ceiling (1 KiB)",
     ),
+    ("hot-100m", "hot hit, one 100 MiB object (throughput)"),
+    (
+        "ranges-1g",
+        "video-like: random aligned 1 MiB ranges of a cached 1 GiB object",
+    ),
+    (
+        "ranges-256m",
+        "video-like: random aligned 1 MiB ranges of a cached 256 MiB object (quick run)",
+    ),
+    (
+        "cold-1g",
+        "cold 1 GiB object: a new URL per request, time to first and last byte",
+    ),
+    (
+        "cold-256m",
+        "cold 256 MiB object: a new URL per request, time to first and last byte (quick run)",
+    ),
 ];
+
+/// Scenarios whose tables also give MiB/s (large bodies: bytes matter
+/// more than requests).
+fn throughput(scenario: &str) -> bool {
+    scenario.starts_with("hot-100m") || scenario.starts_with("ranges-")
+}
 
 /// Contestants in report order: id and description.
 pub const CONTESTANTS: &[(&str, &str)] = &[
@@ -40,6 +63,10 @@ pub const CONTESTANTS: &[(&str, &str)] = &[
         "edge, WASI 0.2 flavour (a fresh instance per request)",
     ),
     ("nginx", "nginx proxy_cache"),
+    (
+        "nginx-slice",
+        "nginx proxy_cache with slice 1m (a cache entry per 1 MiB slice)",
+    ),
     ("varnish", "Varnish"),
     ("origin", "origin alone"),
     ("ceiling", "native ceiling (hyper)"),
@@ -58,6 +85,8 @@ pub const CONTESTANTS: &[(&str, &str)] = &[
 pub struct Row {
     pub contestant: String,
     pub rps: Summary,
+    /// Bytes read per second, MiB/s.
+    pub mib_s: Summary,
     pub p50_ms: Summary,
     pub p99_ms: Summary,
     pub hit_ratio: Option<Summary>,
@@ -79,13 +108,23 @@ impl ScenarioTable {
 
     /// `(label, req/s ratio, p99 ratio)` for the pairs this scenario has:
     /// edge against nginx, Varnish and the ceiling; the trivial component,
-    /// in both flavours, against the ceiling.
+    /// in both flavours, against the ceiling. Where bytes matter more than
+    /// requests ([`throughput`]) the first ratio is of MiB/s (bytes of
+    /// answers still arriving at the end count; requests only whole).
     pub fn ratios(&self) -> Vec<(String, f64, Option<f64>)> {
+        let rate = |row: &Row| {
+            if throughput(&self.scenario) {
+                row.mib_s.median
+            } else {
+                row.rps.median
+            }
+        };
         let pairs: &[(&str, &str)] = if self.scenario == "wasm" {
             &[("hello", "ceiling"), ("hello-p3", "ceiling")]
         } else {
             &[
                 ("edge", "nginx"),
+                ("edge", "nginx-slice"),
                 ("edge", "varnish"),
                 ("edge", "ceiling"),
                 ("edge-p2", "nginx"),
@@ -96,7 +135,7 @@ impl ScenarioTable {
             .iter()
             .filter_map(|&(a, b)| {
                 let (ra, rb) = (self.row(a)?, self.row(b)?);
-                let rps = ratio(Some(ra.rps.median), Some(rb.rps.median))?;
+                let rps = ratio(Some(rate(ra)), Some(rate(rb)))?;
                 let p99 = ratio(Some(ra.p99_ms.median), Some(rb.p99_ms.median));
                 Some((format!("{a}/{b}"), rps, p99))
             })
@@ -124,7 +163,7 @@ pub fn load_tables(records: &[Record]) -> Vec<ScenarioTable> {
         .iter()
         .filter_map(|r| match r {
             Record::Load(run) => Some(run),
-            Record::Purge(_) => None,
+            Record::Purge(_) | Record::Fetch(_) => None,
         })
         .collect();
     let mut scenarios: Vec<&str> = runs.iter().map(|r| r.scenario.as_str()).collect();
@@ -149,6 +188,7 @@ pub fn load_tables(records: &[Record]) -> Vec<ScenarioTable> {
                     Some(Row {
                         contestant: contestant.to_owned(),
                         rps: of(&|r| r.wrk.requests_per_second())?,
+                        mib_s: of(&|r| r.wrk.mib_per_second())?,
                         p50_ms: of(&|r| r.wrk.p50_us / 1000.0)?,
                         p99_ms: of(&|r| r.wrk.p99_us / 1000.0)?,
                         // Where the origin served nothing, as for the
@@ -192,7 +232,7 @@ pub fn purge_rows(records: &[Record]) -> Vec<PurgeRow> {
         .iter()
         .filter_map(|r| match r {
             Record::Purge(run) => Some(run),
-            Record::Load(_) => None,
+            Record::Load(_) | Record::Fetch(_) => None,
         })
         .collect();
     let mut contestants: Vec<&str> = runs.iter().map(|r| r.contestant.as_str()).collect();
@@ -266,76 +306,288 @@ fn percent(summary: &Option<Summary>) -> String {
 }
 
 fn ratio_line(table: &ScenarioTable) -> String {
+    let unit = if throughput(&table.scenario) {
+        "MiB/s"
+    } else {
+        "req/s"
+    };
     table
         .ratios()
         .iter()
         .map(|(label, rps, p99)| match p99 {
-            Some(p99) => format!("{label} {rps:.2}× req/s, {p99:.2}× p99"),
-            None => format!("{label} {rps:.2}× req/s"),
+            Some(p99) => format!("{label} {rps:.2}× {unit}, {p99:.2}× p99"),
+            None => format!("{label} {rps:.2}× {unit}"),
         })
         .collect::<Vec<_>>()
         .join("; ")
 }
 
-/// The cells of one row: contestant, req/s, spread, p50, p99, hit ratio,
-/// errors.
-fn cells(row: &Row) -> [String; 7] {
-    [
+/// The cells of one row: contestant, req/s, spread, (MiB/s,) p50, p99,
+/// hit ratio, errors.
+fn cells(row: &Row, with_bytes: bool) -> Vec<String> {
+    let mut cells = vec![
         row.contestant.clone(),
-        thousands(row.rps.median),
+        req_per_s(row.rps.median),
         format!("±{:.0}%", row.rps.spread_percent() / 2.0),
+    ];
+    if with_bytes {
+        cells.push(thousands(row.mib_s.median));
+    }
+    cells.extend([
         ms(row.p50_ms.median),
         ms(row.p99_ms.median),
         percent(&row.hit_ratio),
         row.errors.to_string(),
-    ]
+    ]);
+    cells
 }
 
-const HEADINGS: [&str; 7] = [
+/// Requests per second: whole numbers, but a tenth below 100 (a 100 MiB
+/// object is served some tens of times a second).
+fn req_per_s(value: f64) -> String {
+    if value < 100.0 {
+        format!("{value:.1}")
+    } else {
+        thousands(value)
+    }
+}
+
+fn headings(with_bytes: bool) -> Vec<&'static str> {
+    let mut headings = vec!["contestant", "req/s", "spread"];
+    if with_bytes {
+        headings.push("MiB/s");
+    }
+    headings.extend(["p50 ms", "p99 ms", "hit ratio", "errors"]);
+    headings
+}
+
+/// Column widths for a plain text table.
+fn widths(headings: &[&str], rows: &[Vec<String>]) -> Vec<usize> {
+    (0..headings.len())
+        .map(|i| {
+            rows.iter()
+                .map(|r| r[i].chars().count())
+                .chain([headings[i].chars().count()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect()
+}
+
+/// A plain text line: the first cell left-aligned, the others right.
+fn text_line(cells: &[String], widths: &[usize]) -> String {
+    cells
+        .iter()
+        .zip(widths)
+        .enumerate()
+        .map(|(i, (c, w))| {
+            if i == 0 {
+                format!("{c:<w$}")
+            } else {
+                format!("{c:>w$}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("  ")
+}
+
+/// One contestant's timed cold GETs, summarised over rounds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FetchRow {
+    pub contestant: String,
+    pub first_byte_ms: Summary,
+    pub last_byte_s: Summary,
+    pub mib_s: Summary,
+    pub origin_requests: Option<Summary>,
+    /// Answers that were not a whole 200.
+    pub errors: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct FetchTable {
+    pub scenario: String,
+    pub description: String,
+    pub rows: Vec<FetchRow>,
+}
+
+impl FetchTable {
+    pub fn row(&self, contestant: &str) -> Option<&FetchRow> {
+        self.rows.iter().find(|r| r.contestant == contestant)
+    }
+
+    /// `(label, first-byte ratio, last-byte ratio)`: the edge against the
+    /// others (lower is better for both).
+    pub fn ratios(&self) -> Vec<(String, f64, Option<f64>)> {
+        let Some(edge) = self.row("edge") else {
+            return Vec::new();
+        };
+        ["nginx", "nginx-slice", "varnish", "origin"]
+            .iter()
+            .filter_map(|&other| {
+                let o = self.row(other)?;
+                Some((
+                    format!("edge/{other}"),
+                    ratio(
+                        Some(edge.first_byte_ms.median),
+                        Some(o.first_byte_ms.median),
+                    )?,
+                    ratio(Some(edge.last_byte_s.median), Some(o.last_byte_s.median)),
+                ))
+            })
+            .collect()
+    }
+}
+
+/// Groups fetch runs by scenario and contestant, in report order.
+pub fn fetch_tables(records: &[Record]) -> Vec<FetchTable> {
+    let runs: Vec<&FetchRun> = records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Fetch(run) => Some(run),
+            Record::Load(_) | Record::Purge(_) => None,
+        })
+        .collect();
+    let mut scenarios: Vec<&str> = runs.iter().map(|r| r.scenario.as_str()).collect();
+    scenarios.sort_by_key(|s| (order(SCENARIOS, s), s.to_string()));
+    scenarios.dedup();
+    scenarios
+        .into_iter()
+        .map(|scenario| {
+            let mine: Vec<&&FetchRun> = runs.iter().filter(|r| r.scenario == scenario).collect();
+            let mut contestants: Vec<&str> = mine.iter().map(|r| r.contestant.as_str()).collect();
+            contestants.sort_by_key(|c| (order(CONTESTANTS, c), c.to_string()));
+            contestants.dedup();
+            let rows = contestants
+                .into_iter()
+                .filter_map(|contestant| {
+                    let runs: Vec<&&&FetchRun> =
+                        mine.iter().filter(|r| r.contestant == contestant).collect();
+                    let of = |f: &dyn Fn(&FetchRun) -> f64| {
+                        Summary::of(&runs.iter().map(|r| f(r)).collect::<Vec<_>>())
+                    };
+                    Some(FetchRow {
+                        contestant: contestant.to_owned(),
+                        first_byte_ms: of(&|r| r.first_byte_us / 1000.0)?,
+                        last_byte_s: of(&|r| r.last_byte_us / 1e6)?,
+                        mib_s: of(&|r| r.mib_per_second())?,
+                        origin_requests: Summary::of(
+                            &runs
+                                .iter()
+                                .filter_map(|r| r.origin_requests)
+                                .map(|n| n as f64)
+                                .collect::<Vec<_>>(),
+                        ),
+                        errors: runs.iter().filter(|r| r.status != 200).count(),
+                    })
+                })
+                .collect();
+            FetchTable {
+                scenario: scenario.to_owned(),
+                description: describe(SCENARIOS, scenario),
+                rows,
+            }
+        })
+        .collect()
+}
+
+const FETCH_HEADINGS: [&str; 7] = [
     "contestant",
-    "req/s",
+    "first byte ms",
     "spread",
-    "p50 ms",
-    "p99 ms",
-    "hit ratio",
+    "last byte s",
+    "MiB/s",
+    "origin requests",
     "errors",
 ];
 
+fn fetch_cells(row: &FetchRow) -> Vec<String> {
+    vec![
+        row.contestant.clone(),
+        ms(row.first_byte_ms.median),
+        format!("±{:.0}%", row.first_byte_ms.spread_percent() / 2.0),
+        format!("{:.2}", row.last_byte_s.median),
+        thousands(row.mib_s.median),
+        row.origin_requests
+            .map_or("–".into(), |s| format!("{:.0}", s.median)),
+        row.errors.to_string(),
+    ]
+}
+
+fn fetch_ratio_line(table: &FetchTable) -> String {
+    table
+        .ratios()
+        .iter()
+        .map(|(label, first, last)| match last {
+            Some(last) => format!("{label} {first:.2}× first byte, {last:.2}× last byte"),
+            None => format!("{label} {first:.2}× first byte"),
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// The issue's targets for large objects, where measured: the hot large hit
+/// at least 0.8× nginx's throughput, the cold first byte at most 1.5×
+/// nginx's, against nginx with and without slice.
+pub fn targets(tables: &[ScenarioTable], fetches: &[FetchTable]) -> Vec<String> {
+    let mut out = Vec::new();
+    let verdict = |met: bool| if met { "met" } else { "missed" };
+    if let Some(hot) = tables.iter().find(|t| t.scenario == "hot-100m")
+        && let (Some(edge), Some(nginx)) = (hot.row("edge"), hot.row("nginx"))
+        && let Some(r) = ratio(Some(edge.mib_s.median), Some(nginx.mib_s.median))
+    {
+        out.push(format!(
+            "hot 100 MiB hit, edge/nginx throughput {r:.2}× (target ≥ 0.8×: {})",
+            verdict(r >= 0.8)
+        ));
+    }
+    for cold in fetches.iter().filter(|t| t.scenario.starts_with("cold-")) {
+        for name in ["nginx", "nginx-slice"] {
+            if let (Some(edge), Some(nginx)) = (cold.row("edge"), cold.row(name))
+                && let Some(r) = ratio(
+                    Some(edge.first_byte_ms.median),
+                    Some(nginx.first_byte_ms.median),
+                )
+            {
+                out.push(format!(
+                    "{}: edge/{name} time to first byte {r:.2}× (target ≤ 1.5×: {})",
+                    cold.scenario,
+                    verdict(r <= 1.5)
+                ));
+            }
+        }
+    }
+    out
+}
+
 /// The terminal table.
-pub fn text(tables: &[ScenarioTable], purges: &[PurgeRow]) -> String {
+pub fn text(tables: &[ScenarioTable], fetches: &[FetchTable], purges: &[PurgeRow]) -> String {
     let mut out = String::new();
     for table in tables {
         let _ = writeln!(out, "\n{} — {}", table.scenario, table.description);
-        let rows: Vec<[String; 7]> = table.rows.iter().map(cells).collect();
-        let widths: Vec<usize> = (0..7)
-            .map(|i| {
-                rows.iter()
-                    .map(|r| r[i].chars().count())
-                    .chain([HEADINGS[i].len()])
-                    .max()
-                    .unwrap_or(0)
-            })
-            .collect();
-        let line = |cells: &[String]| {
-            cells
-                .iter()
-                .zip(&widths)
-                .enumerate()
-                .map(|(i, (c, w))| {
-                    if i == 0 {
-                        format!("{c:<w$}")
-                    } else {
-                        format!("{c:>w$}")
-                    }
-                })
-                .collect::<Vec<_>>()
-                .join("  ")
-        };
-        let _ = writeln!(out, "  {}", line(&HEADINGS.map(String::from)));
+        let with_bytes = throughput(&table.scenario);
+        let headings = headings(with_bytes);
+        let rows: Vec<Vec<String>> = table.rows.iter().map(|r| cells(r, with_bytes)).collect();
+        let widths = widths(&headings, &rows);
+        let head: Vec<String> = headings.iter().map(|h| h.to_string()).collect();
+        let _ = writeln!(out, "  {}", text_line(&head, &widths));
         for row in &rows {
-            let _ = writeln!(out, "  {}", line(row));
+            let _ = writeln!(out, "  {}", text_line(row, &widths));
         }
         let ratios = ratio_line(table);
+        if !ratios.is_empty() {
+            let _ = writeln!(out, "  ratios: {ratios}");
+        }
+    }
+    for table in fetches {
+        let _ = writeln!(out, "\n{} — {}", table.scenario, table.description);
+        let rows: Vec<Vec<String>> = table.rows.iter().map(fetch_cells).collect();
+        let widths = widths(&FETCH_HEADINGS, &rows);
+        let head: Vec<String> = FETCH_HEADINGS.iter().map(|h| h.to_string()).collect();
+        let _ = writeln!(out, "  {}", text_line(&head, &widths));
+        for row in &rows {
+            let _ = writeln!(out, "  {}", text_line(row, &widths));
+        }
+        let ratios = fetch_ratio_line(table);
         if !ratios.is_empty() {
             let _ = writeln!(out, "  ratios: {ratios}");
         }
@@ -363,16 +615,33 @@ pub fn text(tables: &[ScenarioTable], purges: &[PurgeRow]) -> String {
     out
 }
 
-/// The Markdown results: one table per scenario with its ratios and plot,
-/// then the purge table.
-pub fn markdown(tables: &[ScenarioTable], purges: &[PurgeRow], plot_dir: &str) -> String {
+fn markdown_head(out: &mut String, headings: &[&str]) {
+    let _ = writeln!(out, "| {} |", headings.join(" | "));
+    let _ = writeln!(out, "|---{}|", "|---:".repeat(headings.len() - 1));
+}
+
+/// The Markdown results: one table per scenario with its ratios, the
+/// machine it was measured on (`machine`, e.g. the CPU model) and its plot,
+/// then the cold fetches and the purge table.
+pub fn markdown(
+    tables: &[ScenarioTable],
+    fetches: &[FetchTable],
+    purges: &[PurgeRow],
+    plot_dir: &str,
+    machine: Option<&str>,
+) -> String {
     let mut out = String::new();
+    let measured_on = |out: &mut String| {
+        if let Some(machine) = machine {
+            let _ = writeln!(out, "\nMeasured on: {machine}.");
+        }
+    };
     for table in tables {
         let _ = writeln!(out, "### {}: {}\n", table.scenario, table.description);
-        let _ = writeln!(out, "| {} |", HEADINGS.join(" | "));
-        let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|");
+        let with_bytes = throughput(&table.scenario);
+        markdown_head(&mut out, &headings(with_bytes));
         for row in &table.rows {
-            let mut cells = cells(row);
+            let mut cells = cells(row, with_bytes);
             cells[0] = describe(CONTESTANTS, &row.contestant);
             let _ = writeln!(out, "| {} |", cells.join(" | "));
         }
@@ -380,11 +649,27 @@ pub fn markdown(tables: &[ScenarioTable], purges: &[PurgeRow], plot_dir: &str) -
         if !ratios.is_empty() {
             let _ = writeln!(out, "\nRatios: {ratios}.");
         }
+        measured_on(&mut out);
         let _ = writeln!(
             out,
             "\n![{}]({plot_dir}/{}.svg)\n",
             table.description, table.scenario
         );
+    }
+    for table in fetches {
+        let _ = writeln!(out, "### {}: {}\n", table.scenario, table.description);
+        markdown_head(&mut out, &FETCH_HEADINGS);
+        for row in &table.rows {
+            let mut cells = fetch_cells(row);
+            cells[0] = describe(CONTESTANTS, &row.contestant);
+            let _ = writeln!(out, "| {} |", cells.join(" | "));
+        }
+        let ratios = fetch_ratio_line(table);
+        if !ratios.is_empty() {
+            let _ = writeln!(out, "\nRatios: {ratios}.");
+        }
+        measured_on(&mut out);
+        out.push('\n');
     }
     if !purges.is_empty() {
         let _ = writeln!(
@@ -410,7 +695,16 @@ pub fn markdown(tables: &[ScenarioTable], purges: &[PurgeRow], plot_dir: &str) -
                 row.rounds
             );
         }
+        measured_on(&mut out);
         let _ = writeln!(out, "\n![purge]({plot_dir}/purge.svg)\n");
+    }
+    let targets = targets(tables, fetches);
+    if !targets.is_empty() {
+        let _ = writeln!(out, "Targets for large objects (issue 24):\n");
+        for target in targets {
+            let _ = writeln!(out, "- {target}");
+        }
+        out.push('\n');
     }
     out
 }
@@ -449,7 +743,7 @@ mod tests {
             wrk: WrkSummary {
                 requests: rps,
                 duration_us: 1_000_000,
-                bytes: 0,
+                bytes: rps << 20,
                 errors: 0,
                 non2xx: if contestant == "varnish" { 1 } else { 0 },
                 p50_us: 1000.0 * round as f64,
@@ -524,12 +818,76 @@ mod tests {
     #[test]
     fn text_and_markdown_carry_the_numbers() {
         let tables = load_tables(&records());
-        let text = text(&tables, &[]);
+        let text = text(&tables, &[], &[]);
         assert!(text.contains("edge/nginx 0.50× req/s"), "{text}");
         assert!(text.contains("±50%"), "{text}");
-        let md = markdown(&tables, &[], "bench/plots");
+        let md = markdown(&tables, &[], &[], "bench/plots", Some("AMD EPYC"));
+        assert!(md.contains("Measured on: AMD EPYC."), "{md}");
         assert!(md.contains("| edge (edge-host + edge-cache, WASI 0.3, reused instances) | 200 | ±50% | 2.00 | 4.00 | 100.0% (100.0–100.0) | 0 |"), "{md}");
         assert!(md.contains("![hot hit, one 1 KiB object](bench/plots/hot-1k.svg)"));
+    }
+
+    fn fetch(scenario: &str, contestant: &str, round: u32, first_ms: f64) -> Record {
+        Record::Fetch(FetchRun {
+            scenario: scenario.into(),
+            contestant: contestant.into(),
+            round,
+            origin_requests: Some(if contestant == "nginx-slice" { 1024 } else { 1 }),
+            status: 200,
+            bytes: 1 << 30,
+            first_byte_us: first_ms * 1000.0,
+            last_byte_us: 2e6,
+        })
+    }
+
+    #[test]
+    fn large_scenarios_give_bytes_first_bytes_and_targets() {
+        let mut records = vec![
+            load("hot-100m", "edge", 1, 9, Some(0)),
+            load("hot-100m", "nginx", 1, 10, Some(0)),
+        ];
+        for round in 1..=3 {
+            records.push(fetch("cold-1g", "edge", round, 3.0 * round as f64));
+            records.push(fetch("cold-1g", "nginx", round, 4.0));
+            records.push(fetch("cold-1g", "nginx-slice", round, 2.0));
+        }
+        let tables = load_tables(&records);
+        let fetches = fetch_tables(&records);
+        assert_eq!(tables[0].row("edge").unwrap().mib_s.median, 9.0);
+        let cold = &fetches[0];
+        assert_eq!(cold.row("edge").unwrap().first_byte_ms.median, 6.0);
+        assert_eq!(cold.row("edge").unwrap().mib_s.median, 512.0);
+        assert_eq!(
+            cold.row("nginx-slice")
+                .unwrap()
+                .origin_requests
+                .unwrap()
+                .median,
+            1024.0
+        );
+        assert_eq!(cold.ratios()[0], ("edge/nginx".into(), 1.5, Some(1.0)));
+        assert_eq!(
+            targets(&tables, &fetches),
+            [
+                "hot 100 MiB hit, edge/nginx throughput 0.90× (target ≥ 0.8×: met)",
+                "cold-1g: edge/nginx time to first byte 1.50× (target ≤ 1.5×: met)",
+                "cold-1g: edge/nginx-slice time to first byte 3.00× (target ≤ 1.5×: missed)"
+            ]
+        );
+        let text = text(&tables, &fetches, &[]);
+        assert!(text.contains("MiB/s"), "{text}");
+        assert!(
+            text.contains("edge/nginx 1.50× first byte, 1.00× last byte"),
+            "{text}"
+        );
+        let md = markdown(&tables, &fetches, &[], "p", Some("CPU X"));
+        assert!(md.contains("| first byte ms |"), "{md}");
+        assert!(
+            md.contains("|---|---:|---:|---:|---:|---:|---:|---:|"),
+            "{md}"
+        );
+        assert!(md.contains("Targets for large objects"), "{md}");
+        assert_eq!(md.matches("Measured on: CPU X.").count(), 2);
     }
 
     #[test]
@@ -569,7 +927,7 @@ mod tests {
         assert_eq!(rows[1].covered, 100_000);
         assert_eq!(rows[1].first_lookup_ms.median, 0.8);
         assert_eq!((rows[0].verified, rows[0].rounds), (2, 3));
-        let text = text(&[], &rows);
+        let text = text(&[], &[], &rows);
         assert!(
             text.contains("tag over   1,000 of 100,000 cached"),
             "{text}"

@@ -28,6 +28,16 @@ impl WrkSummary {
             self.requests as f64 / (self.duration_us as f64 / 1e6)
         }
     }
+
+    /// Bytes read per second, in MiB/s (wrk counts heads too; the large
+    /// scenarios' client counts body bytes only).
+    pub fn mib_per_second(&self) -> f64 {
+        if self.duration_us == 0 {
+            0.0
+        } else {
+            self.bytes as f64 / (1 << 20) as f64 / (self.duration_us as f64 / 1e6)
+        }
+    }
 }
 
 /// One timed run of one contestant in one scenario.
@@ -88,11 +98,41 @@ impl PurgeRun {
     }
 }
 
+/// One timed GET of a large object (the cold scenario): a fresh URL, so
+/// the contestant fetches it from the origin while it answers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FetchRun {
+    pub scenario: String,
+    pub contestant: String,
+    pub round: u32,
+    /// Requests the origin served meanwhile (nginx's slices are several).
+    pub origin_requests: Option<u64>,
+    pub status: u16,
+    /// Body bytes received.
+    pub bytes: u64,
+    /// From the request to the answer's first byte.
+    pub first_byte_us: f64,
+    /// From the request to the body's last byte.
+    pub last_byte_us: f64,
+}
+
+impl FetchRun {
+    /// Body bytes per second from the request to the last byte, in MiB/s.
+    pub fn mib_per_second(&self) -> f64 {
+        if self.last_byte_us <= 0.0 {
+            0.0
+        } else {
+            self.bytes as f64 / (1 << 20) as f64 / (self.last_byte_us / 1e6)
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Record {
     Load(LoadRun),
     Purge(PurgeRun),
+    Fetch(FetchRun),
 }
 
 /// Parses a results file; blank lines are skipped, a bad line is an error
@@ -135,6 +175,24 @@ mod tests {
         run.origin_requests = Some(0);
         run.wrk.requests = 0;
         assert_eq!(run.hit_ratio(), None);
+    }
+
+    #[test]
+    fn fetch_records_round_trip() {
+        let run = FetchRun {
+            scenario: "cold-1g".into(),
+            contestant: "edge".into(),
+            round: 1,
+            origin_requests: Some(1),
+            status: 200,
+            bytes: 1 << 30,
+            first_byte_us: 1000.0,
+            last_byte_us: 2e6,
+        };
+        let line = serde_json::to_string(&Record::Fetch(run.clone())).unwrap();
+        assert!(line.starts_with(r#"{"kind":"fetch""#), "{line}");
+        assert_eq!(parse(&line).unwrap(), [Record::Fetch(run.clone())]);
+        assert_eq!(run.mib_per_second(), 512.0);
     }
 
     #[test]

@@ -3,18 +3,66 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use http::request::Parts;
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 
-/// Answers a request from its path and query.
-pub type Handler = Arc<dyn Fn(&str, Option<&str>) -> Response<Full<Bytes>> + Send + Sync>;
+use crate::servers::Generated;
+
+/// Answers a request from its head (path, query and, for ranges, headers).
+pub type Handler = Arc<dyn Fn(&Parts) -> Response<Served> + Send + Sync>;
+
+/// A response body: bytes already in memory, or one generated as it is
+/// sent (the large objects, which no server here ever holds whole).
+#[derive(Debug)]
+pub enum Served {
+    Full(Full<Bytes>),
+    Generated(Generated),
+}
+
+impl From<Full<Bytes>> for Served {
+    fn from(full: Full<Bytes>) -> Self {
+        Served::Full(full)
+    }
+}
+
+impl Body for Served {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        match self.get_mut() {
+            Served::Full(full) => Pin::new(full).poll_frame(context),
+            Served::Generated(generated) => Poll::Ready(generated.next_frame().map(Ok)),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Served::Full(full) => full.is_end_stream(),
+            Served::Generated(generated) => generated.remaining() == 0,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Served::Full(full) => full.size_hint(),
+            Served::Generated(generated) => SizeHint::with_exact(generated.remaining()),
+        }
+    }
+}
 
 /// Serves `handler` on `addr` until the process is killed, on a tokio
 /// runtime with one worker per core (what hyper servers use in production).
@@ -45,7 +93,7 @@ pub fn run(name: &str, addr: SocketAddr, handler: Handler) -> anyhow::Result<()>
                         let (parts, body) = request.into_parts();
                         // Read any request body so the connection stays reusable.
                         let _ = body.collect().await;
-                        Ok::<_, Infallible>(handler(parts.uri.path(), parts.uri.query()))
+                        Ok::<_, Infallible>(handler(&parts))
                     }
                 });
                 let _ = http1::Builder::new()

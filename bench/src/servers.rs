@@ -1,18 +1,42 @@
 //! The two native servers: the benchmark origin (cacheable objects of any
-//! size, tagged for purges, with a request counter) and the ceiling (fixed
-//! bytes from memory, nothing else). Their answers are pure functions of the
-//! request line so they are tested without sockets.
+//! size, tagged for purges, with a request counter; large objects generated
+//! as they are sent, with ranges) and the ceiling (fixed bytes from memory,
+//! nothing else). Their answers are pure functions of the request head so
+//! they are tested without sockets.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
-use http::{HeaderValue, Response, StatusCode, header};
+use http::request::Parts;
+use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 use http_body_util::Full;
 
 use crate::query;
+use crate::serve::Served;
 
-/// The largest body either server makes (the scenarios use up to 100 KiB).
+/// The largest body either server makes from memory (the scenarios use up
+/// to 100 KiB); larger objects are under [`LARGE_PREFIX`].
 pub const MAX_BODY: usize = 4 * 1024 * 1024;
+
+/// Paths under this are large objects: `?size=` up to [`LARGE_MAX`] bytes,
+/// generated while they are sent (never held whole, never written to
+/// disk), with `Accept-Ranges: bytes`, single byte ranges, a strong `ETag`
+/// and a `Last-Modified`.
+pub const LARGE_PREFIX: &str = "/large/";
+
+/// The largest generated object.
+pub const LARGE_MAX: u64 = 4 << 30;
+
+/// A generated body repeats every this many bytes: byte `p` of a large
+/// object is `pattern[(p + base) % PERIOD]`, so any range of it is a slice
+/// of the shared pattern.
+pub const PERIOD: u64 = 1 << 20;
+
+/// The largest frame a generated body hands hyper at once.
+const FRAME: u64 = 256 << 10;
+
+/// The `Last-Modified` of every large object (they never change).
+pub const LARGE_LAST_MODIFIED: &str = "Mon, 01 Jan 2024 00:00:00 GMT";
 
 /// Default body size, the hot-hit 1 KiB object.
 pub const DEFAULT_SIZE: u64 = 1024;
@@ -63,6 +87,106 @@ fn path_hash(path: &str) -> usize {
     }) as usize
 }
 
+/// Where the bytes of the object at `path` start in the pattern.
+fn base(path: &str) -> usize {
+    path_hash(path) % 256
+}
+
+/// A large object's body (or a range of it), generated frame by frame from
+/// the shared pattern.
+#[derive(Debug)]
+pub struct Generated {
+    pattern: Bytes,
+    base: u64,
+    position: u64,
+    end: u64,
+}
+
+impl Generated {
+    /// Bytes `start..end` of the object at `path`.
+    pub fn new(pattern: Bytes, path: &str, start: u64, end: u64) -> Self {
+        Generated {
+            pattern,
+            base: base(path) as u64,
+            position: start,
+            end,
+        }
+    }
+
+    pub fn remaining(&self) -> u64 {
+        self.end.saturating_sub(self.position)
+    }
+
+    /// The next frame: at most [`FRAME`] bytes, never across a period.
+    pub fn next_frame(&mut self) -> Option<hyper::body::Frame<Bytes>> {
+        let remaining = self.remaining();
+        if remaining == 0 {
+            return None;
+        }
+        let offset = (self.position + self.base) % PERIOD;
+        let len = remaining.min(FRAME).min(PERIOD - offset);
+        self.position += len;
+        let offset = offset as usize;
+        Some(hyper::body::Frame::data(
+            self.pattern.slice(offset..offset + len as usize),
+        ))
+    }
+}
+
+/// What a generated object's bytes `start..start + len` must be (`pattern`
+/// as made by [`pattern`]): what a client checks a large answer against.
+pub fn large_bytes(pattern: &[u8], path: &str, start: u64, len: usize) -> Vec<u8> {
+    let base = base(path) as u64;
+    (0..len as u64)
+        .map(|i| pattern[((start + i + base) % PERIOD) as usize])
+        .collect()
+}
+
+/// The answer to a `Range` field for an object of `size` bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RangeAnswer {
+    /// No range, or one not understood (several ranges, other units): the
+    /// whole object, 200.
+    Whole,
+    /// Bytes `start..=last`, 206.
+    Part { start: u64, last: u64 },
+    /// 416.
+    Unsatisfiable,
+}
+
+/// One byte range (`bytes=a-b`, `bytes=a-`, `bytes=-n`) of an object of
+/// `size` bytes (RFC 9110 §14.1.2).
+pub fn range(field: &str, size: u64) -> RangeAnswer {
+    let Some(spec) = field.trim().strip_prefix("bytes=") else {
+        return RangeAnswer::Whole;
+    };
+    if spec.contains(',') {
+        return RangeAnswer::Whole;
+    }
+    let Some((first, last)) = spec.trim().split_once('-') else {
+        return RangeAnswer::Whole;
+    };
+    let number = |s: &str| s.trim().parse::<u64>().ok();
+    match (first.trim().is_empty(), number(first), number(last)) {
+        // A suffix: the last n bytes.
+        (true, _, Some(n)) if n > 0 && size > 0 => RangeAnswer::Part {
+            start: size - n.min(size),
+            last: size - 1,
+        },
+        (true, _, Some(_)) => RangeAnswer::Unsatisfiable,
+        (false, Some(start), _) if start >= size => RangeAnswer::Unsatisfiable,
+        (false, Some(start), None) if last.trim().is_empty() => RangeAnswer::Part {
+            start,
+            last: size - 1,
+        },
+        (false, Some(start), Some(last)) if last >= start => RangeAnswer::Part {
+            start,
+            last: last.min(size - 1),
+        },
+        _ => RangeAnswer::Whole,
+    }
+}
+
 /// The benchmark origin.
 pub struct Origin {
     pattern: Bytes,
@@ -82,6 +206,83 @@ impl Origin {
     /// Object requests served so far (not counting reads of the counter).
     pub fn served(&self) -> u64 {
         self.served.load(Ordering::Relaxed)
+    }
+
+    /// Answers a request head: a large object under [`LARGE_PREFIX`] (with
+    /// its `Range`), else [`Origin::respond`].
+    pub fn handle(&self, parts: &Parts) -> Response<Served> {
+        let (path, query) = (parts.uri.path(), parts.uri.query());
+        if path.starts_with(LARGE_PREFIX) {
+            self.served.fetch_add(1, Ordering::Relaxed);
+            self.large(path, query, &parts.headers)
+        } else {
+            self.respond(path, query).map(Served::from)
+        }
+    }
+
+    /// A large object: `?size=N` bytes generated as they are sent, whole or
+    /// one range of it, cacheable as the small objects are.
+    pub fn large(&self, path: &str, query: Option<&str>, request: &HeaderMap) -> Response<Served> {
+        let full = |response: Response<Full<Bytes>>| response.map(Served::from);
+        let Some(size) = query::number(query, "size", DEFAULT_SIZE).filter(|&s| s <= LARGE_MAX)
+        else {
+            return full(error(
+                StatusCode::BAD_REQUEST,
+                "size: a number of bytes up to 4 GiB",
+            ));
+        };
+        let Some(ttl) = query::number(query, "ttl", DEFAULT_TTL) else {
+            return full(error(StatusCode::BAD_REQUEST, "ttl: a number of seconds"));
+        };
+        let etag = format!("\"{:016x}-{size}\"", path_hash(path));
+        // If-Range with another validator: the whole object.
+        let if_range_holds = request
+            .get(header::IF_RANGE)
+            .and_then(|v| v.to_str().ok())
+            .is_none_or(|v| v == etag || v == LARGE_LAST_MODIFIED);
+        let answer = match request.get(header::RANGE).and_then(|v| v.to_str().ok()) {
+            Some(field) if if_range_holds => range(field, size),
+            _ => RangeAnswer::Whole,
+        };
+        let (status, start, end) = match answer {
+            RangeAnswer::Whole => (StatusCode::OK, 0, size),
+            RangeAnswer::Part { start, last } => (StatusCode::PARTIAL_CONTENT, start, last + 1),
+            RangeAnswer::Unsatisfiable => (StatusCode::RANGE_NOT_SATISFIABLE, 0, 0),
+        };
+        let mut response = Response::new(Served::Generated(Generated::new(
+            self.pattern.clone(),
+            path,
+            start,
+            end,
+        )));
+        *response.status_mut() = status;
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/octet-stream"),
+        );
+        headers.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_str(&format!("public, max-age={ttl}")).expect("digits"),
+        );
+        headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+        headers.insert(header::ETAG, HeaderValue::from_str(&etag).expect("hex"));
+        headers.insert(
+            header::LAST_MODIFIED,
+            HeaderValue::from_static(LARGE_LAST_MODIFIED),
+        );
+        let content_range = match answer {
+            RangeAnswer::Whole => None,
+            RangeAnswer::Part { start, last } => Some(format!("bytes {start}-{last}/{size}")),
+            RangeAnswer::Unsatisfiable => Some(format!("bytes */{size}")),
+        };
+        if let Some(value) = content_range {
+            headers.insert(
+                header::CONTENT_RANGE,
+                HeaderValue::from_str(&value).expect("digits"),
+            );
+        }
+        response
     }
 
     /// Any path is an object: `?size=N` bytes (default 1 KiB) that depend
@@ -228,5 +429,160 @@ mod tests {
             body(ceiling.respond(None)),
             body(ceiling.respond(Some("size=1024")))
         );
+    }
+
+    fn generated(response: Response<Served>) -> Vec<u8> {
+        let Served::Generated(mut body) = response.into_body() else {
+            panic!("a large object is generated");
+        };
+        let mut out = Vec::new();
+        while let Some(frame) = body.next_frame() {
+            let data = frame.into_data().expect("data frames only");
+            assert!(data.len() as u64 <= FRAME);
+            out.extend_from_slice(&data);
+        }
+        out
+    }
+
+    fn head(range: Option<&str>, if_range: Option<&str>) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        if let Some(range) = range {
+            headers.insert(header::RANGE, range.parse().unwrap());
+        }
+        if let Some(if_range) = if_range {
+            headers.insert(header::IF_RANGE, if_range.parse().unwrap());
+        }
+        headers
+    }
+
+    #[test]
+    fn ranges_are_parsed_as_rfc_9110_says() {
+        use RangeAnswer::*;
+        assert_eq!(range("bytes=0-99", 1000), Part { start: 0, last: 99 });
+        assert_eq!(
+            range("bytes=900-", 1000),
+            Part {
+                start: 900,
+                last: 999
+            }
+        );
+        assert_eq!(
+            range("bytes=990-2000", 1000),
+            Part {
+                start: 990,
+                last: 999
+            }
+        );
+        assert_eq!(
+            range("bytes=-100", 1000),
+            Part {
+                start: 900,
+                last: 999
+            }
+        );
+        assert_eq!(
+            range("bytes=-5000", 1000),
+            Part {
+                start: 0,
+                last: 999
+            }
+        );
+        assert_eq!(range("bytes=1000-", 1000), Unsatisfiable);
+        assert_eq!(range("bytes=-0", 1000), Unsatisfiable);
+        assert_eq!(range("bytes=0-1,5-6", 1000), Whole);
+        assert_eq!(range("items=0-1", 1000), Whole);
+        assert_eq!(range("bytes=5-1", 1000), Whole);
+        assert_eq!(range("bytes=x-1", 1000), Whole);
+    }
+
+    #[test]
+    fn large_objects_are_generated_whole_or_in_ranges() {
+        let origin = Origin::default();
+        let size = 3 * PERIOD + 12_345;
+        let query = format!("size={size}");
+        let whole = origin.large("/large/a", Some(&query), &HeaderMap::new());
+        assert_eq!(whole.status(), 200);
+        let headers = whole.headers().clone();
+        assert_eq!(headers["accept-ranges"], "bytes");
+        assert_eq!(headers["cache-control"], "public, max-age=3600");
+        assert_eq!(headers["last-modified"], LARGE_LAST_MODIFIED);
+        let etag = headers["etag"].to_str().unwrap().to_owned();
+        assert!(etag.starts_with('"') && etag.ends_with(&format!("-{size}\"")));
+        assert!(whole.headers().get("content-range").is_none());
+        let body = generated(whole);
+        assert_eq!(body.len() as u64, size);
+        assert_eq!(
+            body,
+            large_bytes(&origin.pattern, "/large/a", 0, body.len())
+        );
+
+        // A range is the same bytes as the whole object has there.
+        let start = PERIOD - 100;
+        let last = start + 2 * PERIOD;
+        let part = origin.large(
+            "/large/a",
+            Some(&query),
+            &head(Some(&format!("bytes={start}-{last}")), None),
+        );
+        assert_eq!(part.status(), 206);
+        assert_eq!(
+            part.headers()["content-range"],
+            format!("bytes {start}-{last}/{size}").as_str()
+        );
+        assert_eq!(
+            generated(part),
+            &body[start as usize..=last as usize],
+            "a range is a slice of the whole"
+        );
+
+        // If-Range with another validator: the whole object.
+        let stale = origin.large(
+            "/large/a",
+            Some(&query),
+            &head(Some("bytes=0-9"), Some("\"other\"")),
+        );
+        assert_eq!(stale.status(), 200);
+        let fresh = origin.large(
+            "/large/a",
+            Some(&query),
+            &head(Some("bytes=0-9"), Some(&etag)),
+        );
+        assert_eq!(fresh.status(), 206);
+        assert_eq!(generated(fresh).len(), 10);
+
+        let beyond = origin.large(
+            "/large/a",
+            Some(&query),
+            &head(Some("bytes=999999999-"), None),
+        );
+        assert_eq!(beyond.status(), 416);
+        assert_eq!(
+            beyond.headers()["content-range"],
+            format!("bytes */{size}").as_str()
+        );
+
+        // Another path, other bytes; sizes are bounded.
+        let other = generated(origin.large("/large/b", Some("size=1000"), &HeaderMap::new()));
+        assert_ne!(other[..], body[..1000]);
+        let too_big = origin.large("/large/c", Some("size=99999999999"), &HeaderMap::new());
+        assert_eq!(too_big.status(), 400);
+    }
+
+    #[test]
+    fn handle_sends_large_paths_to_the_generator_and_counts_them() {
+        let origin = Origin::default();
+        let request = http::Request::get("/large/x?size=5000000")
+            .body(())
+            .unwrap();
+        let (parts, ()) = request.into_parts();
+        let response = origin.handle(&parts);
+        assert!(matches!(response.body(), Served::Generated(_)));
+        assert_eq!(generated(response).len(), 5_000_000);
+        let (parts, ()) = http::Request::get("/small?size=10")
+            .body(())
+            .unwrap()
+            .into_parts();
+        assert!(matches!(origin.handle(&parts).body(), Served::Full(_)));
+        assert_eq!(origin.served(), 2);
     }
 }

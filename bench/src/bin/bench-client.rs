@@ -10,10 +10,20 @@
 //!   state its own policy reaches under that load.
 //! - `bench-client burst ADDR TARGET N`: N simultaneous GETs of one cold
 //!   TARGET, one per connection; prints how they were answered.
+//! - `bench-client large-load ADDR TARGET SIZE CONNECTIONS SECONDS [RANGE SEED]`:
+//!   a closed-loop load of GETs of the large object TARGET (SIZE bytes),
+//!   whole or (RANGE) seeded random RANGE-aligned ranges of RANGE bytes;
+//!   prints `BENCH_JSON {...}` as bench/wrk/bench.lua does.
+//! - `bench-client fetch SCENARIO CONTESTANT ROUND ADDR ORIGIN TARGET SIZE`:
+//!   one GET of the large object TARGET on a new connection, timed to its
+//!   first and last byte; prints a results record.
+//! - `bench-client get ADDR TARGET SIZE`: one GET of a large object, checked
+//!   (a cache's warm-up); says how long it took.
 
 use anyhow::{Context, bail};
+use edge_bench::client::Connection;
 use edge_bench::purge::{PurgeRequest, Spec, fill, run};
-use edge_bench::results::Record;
+use edge_bench::results::{FetchRun, Record};
 
 const USAGE: &str = "usage: bench-client purge --contestant NAME --round N --addr HOST:PORT \
 --origin HOST:PORT --run-id ID --objects N --small N [--size BYTES] [--connections N] \
@@ -71,6 +81,63 @@ fn main() -> anyhow::Result<()> {
             println!(
                 "requests={} ok={} collapsed={} failed={}",
                 outcome.requests, outcome.ok, outcome.collapsed, outcome.failed
+            );
+            return Ok(());
+        }
+        Some("large-load") => {
+            let args: Vec<String> = args.collect();
+            let usage = "large-load ADDR TARGET SIZE CONNECTIONS SECONDS [RANGE SEED]";
+            let number = |i: usize| -> anyhow::Result<u64> {
+                args.get(i).context(usage)?.parse().context(usage)
+            };
+            let load = edge_bench::large::Load {
+                addr: args.first().context(usage)?.clone(),
+                target: args.get(1).context(usage)?.clone(),
+                size: number(2)?,
+                connections: number(3)? as usize,
+                duration: std::time::Duration::from_secs_f64(
+                    args.get(4).context(usage)?.parse().context(usage)?,
+                ),
+                range: args.get(5).map(|_| number(5)).transpose()?,
+                seed: args.get(6).map(|_| number(6)).transpose()?.unwrap_or(1),
+            };
+            let summary = edge_bench::large::run(&load);
+            println!("BENCH_JSON {}", serde_json::to_string(&summary)?);
+            return Ok(());
+        }
+        Some("fetch") => {
+            let [scenario, contestant, round, addr, origin, target, size] =
+                std::array::from_fn(|_| args.next().unwrap_or_default());
+            let usage = "fetch SCENARIO CONTESTANT ROUND ADDR ORIGIN TARGET SIZE";
+            let size: u64 = size.parse().context(usage)?;
+            let count = || -> anyhow::Result<u64> {
+                let (reply, _) = Connection::open(&origin)?.get("/_count")?;
+                Ok(String::from_utf8_lossy(&reply.body).trim().parse()?)
+            };
+            let before = count()?;
+            let answer = edge_bench::large::fetch(&addr, &target, size)?;
+            let record = Record::Fetch(FetchRun {
+                scenario,
+                contestant,
+                round: round.parse().context(usage)?,
+                origin_requests: Some(count()? - before),
+                status: answer.status,
+                bytes: answer.body_bytes,
+                first_byte_us: answer.first_byte.as_secs_f64() * 1e6,
+                last_byte_us: answer.last_byte.as_secs_f64() * 1e6,
+            });
+            println!("{}", serde_json::to_string(&record)?);
+            return Ok(());
+        }
+        Some("get") => {
+            let [addr, target, size] = std::array::from_fn(|_| args.next().unwrap_or_default());
+            let size: u64 = size.parse().context("get ADDR TARGET SIZE")?;
+            let answer = edge_bench::large::fetch(&addr, &target, size)?;
+            println!(
+                "{} bytes in {:.2} s (first byte {:.1} ms)",
+                answer.body_bytes,
+                answer.last_byte.as_secs_f64(),
+                answer.first_byte.as_secs_f64() * 1e3
             );
             return Ok(());
         }

@@ -14,6 +14,6 @@ fn main() -> anyhow::Result<()> {
     edge_bench::serve::run(
         "bench-origin",
         addr,
-        Arc::new(move |path, query| origin.respond(path, query)),
+        Arc::new(move |parts| origin.handle(parts)),
     )
 }

@@ -1,9 +1,10 @@
-//! `bench-report RESULTS.jsonl [--meta META.md] [--plots DIR] [--markdown BENCHMARKS.md --plot-link DIR]`
+//! `bench-report RESULTS.jsonl [--meta META.md] [--plots DIR] [--markdown BENCHMARKS.md --plot-link DIR] [--machine TEXT]`
 //!
 //! Prints the table (medians over rounds, spread, ratios); with `--plots`
 //! writes one SVG per scenario; with `--markdown` replaces the generated
 //! section of that file (between its bench-report markers) with the tables,
-//! the machine description from `--meta` and links to the plots.
+//! the machine description from `--meta`, `--machine` (the CPU model) under
+//! every table, and links to the plots.
 
 use std::path::PathBuf;
 
@@ -19,6 +20,7 @@ fn main() -> anyhow::Result<()> {
     let mut plot_link = "bench/plots".to_owned();
     let mut zipf_objects = 100_000u64;
     let mut zipf_cache_objects = None;
+    let mut machine = None;
     while let Some(arg) = args.next() {
         let mut value = || args.next().with_context(|| format!("{arg}: missing value"));
         match arg.as_str() {
@@ -26,6 +28,7 @@ fn main() -> anyhow::Result<()> {
             "--plots" => plots = Some(PathBuf::from(value()?)),
             "--markdown" => markdown = Some(PathBuf::from(value()?)),
             "--plot-link" => plot_link = value()?,
+            "--machine" => machine = Some(value()?),
             "--zipf-objects" => zipf_objects = value()?.parse()?,
             "--zipf-cache-objects" => zipf_cache_objects = Some(value()?.parse::<u64>()?),
             _ if input.is_none() && !arg.starts_with('-') => input = Some(PathBuf::from(arg)),
@@ -38,6 +41,7 @@ fn main() -> anyhow::Result<()> {
     let records = results::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", input.display()))?;
     let tables = report::load_tables(&records);
     let purges = report::purge_rows(&records);
+    let fetches = report::fetch_tables(&records);
 
     // What a perfect cache holding the most popular objects would hit: the
     // yardstick for the mixed scenario's measured hit ratios.
@@ -48,7 +52,10 @@ fn main() -> anyhow::Result<()> {
         )
     });
 
-    print!("{}", report::text(&tables, &purges));
+    print!("{}", report::text(&tables, &fetches, &purges));
+    for target in report::targets(&tables, &fetches) {
+        println!("target: {target}");
+    }
     if let Some(ideal) = &ideal {
         println!("\n{ideal}");
     }
@@ -72,7 +79,13 @@ fn main() -> anyhow::Result<()> {
             );
             section.push('\n');
         }
-        section.push_str(&report::markdown(&tables, &purges, &plot_link));
+        section.push_str(&report::markdown(
+            &tables,
+            &fetches,
+            &purges,
+            &plot_link,
+            machine.as_deref(),
+        ));
         if let Some(ideal) = &ideal {
             section.push_str(&format!("{ideal}\n"));
         }

@@ -14,6 +14,6 @@ fn main() -> anyhow::Result<()> {
     edge_bench::serve::run(
         "ceiling",
         addr,
-        Arc::new(move |_path, query| ceiling.respond(query)),
+        Arc::new(move |parts| ceiling.respond(parts.uri.query()).map(Into::into)),
     )
 }
