@@ -8,6 +8,8 @@
 //!   `k` bytes: the connection is cut), `cc=<value>` (another
 //!   `Cache-Control`) and `pace_ms=<t>` (each 64 KiB frame waits `t` ms,
 //!   so that a fill takes a known time).
+//!   Every `/bytes/` answer has `Accept-Ranges: bytes` and a strong `ETag`,
+//!   and a `Range: bytes=a-b` (or `a-`) gets its `206`.
 //! - `POST /upload`: reads the body to its end and answers
 //!   `<bytes> <sum>`, the body's length and [`upload_sum`].
 //! - anything else: `200 ok`.
@@ -15,7 +17,7 @@
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -40,6 +42,8 @@ pub struct StreamingOrigin {
     pub url: String,
     /// Requests answered so far, by path prefix: `/bytes/…` ones.
     pub byte_requests: Arc<AtomicUsize>,
+    /// Body bytes of `/bytes/…` answers sent so far.
+    pub bytes_sent: Arc<AtomicU64>,
 }
 
 /// Starts a streaming origin on an ephemeral loopback port.
@@ -47,7 +51,8 @@ pub async fn streaming_origin() -> StreamingOrigin {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     let byte_requests = Arc::new(AtomicUsize::new(0));
-    let counted = byte_requests.clone();
+    let bytes_sent = Arc::new(AtomicU64::new(0));
+    let counted = (byte_requests.clone(), bytes_sent.clone());
     tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
@@ -64,12 +69,16 @@ pub async fn streaming_origin() -> StreamingOrigin {
             });
         }
     });
-    StreamingOrigin { url, byte_requests }
+    StreamingOrigin {
+        url,
+        byte_requests,
+        bytes_sent,
+    }
 }
 
 async fn answer(
     request: Request<Incoming>,
-    byte_requests: Arc<AtomicUsize>,
+    (byte_requests, bytes_sent): (Arc<AtomicUsize>, Arc<AtomicU64>),
 ) -> Result<Response<Pattern>, Infallible> {
     let path = request.uri().path().to_owned();
     let query = request.uri().query().unwrap_or("").to_owned();
@@ -77,7 +86,10 @@ async fn answer(
         let (bytes, sum) = count(request.into_body()).await;
         return Ok(Response::new(Pattern::text(format!("{bytes} {sum}"))));
     }
-    let Some(length) = path.strip_prefix("/bytes/").and_then(|n| n.parse().ok()) else {
+    let Some(length) = path
+        .strip_prefix("/bytes/")
+        .and_then(|n| n.parse::<u64>().ok())
+    else {
         return Ok(Response::new(Pattern::text("ok".into())));
     };
     byte_requests.fetch_add(1, Ordering::SeqCst);
@@ -88,9 +100,23 @@ async fn answer(
             .map(str::to_owned)
     };
     let chunked = query.split('&').any(|pair| pair == "chunked");
+    let range = request
+        .headers()
+        .get("range")
+        .and_then(|v| v.to_str().ok()?.strip_prefix("bytes=")?.split_once('-'))
+        .and_then(|(a, b)| {
+            let first = a.parse::<u64>().ok()?;
+            let last = match b {
+                "" => length - 1,
+                b => b.parse::<u64>().ok()?.min(length - 1),
+            };
+            (first <= last).then_some((first, last))
+        });
+    let (sent, end) = range.map_or((0, length), |(first, last)| (first, last + 1));
     let body = Pattern {
-        sent: 0,
-        length,
+        sent,
+        length: end,
+        counter: Some(bytes_sent),
         break_at: param("break_at").and_then(|k| k.parse().ok()),
         declared: !chunked,
         text: None,
@@ -101,6 +127,20 @@ async fn answer(
     };
     let cache_control = param("cc").unwrap_or_else(|| "max-age=3600".into());
     let mut response = Response::new(body);
+    if let Some((first, last)) = range {
+        *response.status_mut() = hyper::StatusCode::PARTIAL_CONTENT;
+        let value = format!("bytes {first}-{last}/{length}");
+        response
+            .headers_mut()
+            .insert("content-range", value.parse().expect("a field value"));
+    }
+    let etag = format!("\"{length}\"");
+    response
+        .headers_mut()
+        .insert("etag", etag.parse().expect("a field value"));
+    response
+        .headers_mut()
+        .insert("accept-ranges", "bytes".parse().expect("a field value"));
     response.headers_mut().insert(
         "cache-control",
         cache_control
@@ -162,6 +202,8 @@ pub struct Pattern {
     /// How long each frame waits before it is sent.
     pace: Option<Duration>,
     wait: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Where the bytes sent are counted.
+    counter: Option<Arc<AtomicU64>>,
 }
 
 impl Pattern {
@@ -175,6 +217,7 @@ impl Pattern {
             text: Some(text.into()),
             pace: None,
             wait: None,
+            counter: None,
         }
     }
 }
@@ -210,6 +253,9 @@ impl Body for Pattern {
         let len = (end - self.sent).min(FRAME as u64) as usize;
         let frame = expected(self.sent, len);
         self.sent += len as u64;
+        if let Some(counter) = &self.counter {
+            counter.fetch_add(len as u64, Ordering::SeqCst);
+        }
         Poll::Ready(Some(Ok(Frame::data(frame))))
     }
 

@@ -2,13 +2,16 @@
 //! instance, and across instances through a fill lease), the answer
 //! stored where it may be, and served.
 
-use http::Method;
+use std::time::{Duration, SystemTime};
+
+use http::{HeaderMap, Method};
 
 use crate::collapse::fill_lease::{Claim, FillLeases, LeaseState};
 use crate::collapse::{LANDING_CHECK, Turn};
 use crate::flow::answer::{Representation, answer_fetched, error_response};
 use crate::flow::decision::{Decision, decide, ttl};
 use crate::flow::exchange::{Exchange, LeaseHolder};
+use crate::flow::slice::slices_cover;
 use crate::flow::{Fetched, Flow, Storing};
 use crate::policy::cache_status::CacheStatus;
 use crate::policy::forwarding::client_response_headers;
@@ -105,7 +108,9 @@ impl<S: Store + 'static, O: Origin, C: Clock + 'static> Flow<'_, S, O, C> {
         let (_, stored) = self.facts_of(&found);
         // Fresh for anyone: the waiter's own directives were the fill's to
         // honour, not this reuse's.
-        if decide(&ClientDemand::default(), Some(&stored)) != Decision::Fresh {
+        if decide(&ClientDemand::default(), Some(&stored)) != Decision::Fresh
+            || !slices_cover(&exchange.request, &found)
+        {
             return None;
         }
         let mut hit = CacheStatus::hit(stored.ttl());
@@ -140,6 +145,11 @@ impl<S: Store + 'static, O: Origin, C: Clock + 'static> Flow<'_, S, O, C> {
         mut status: CacheStatus,
         storing: Storing,
     ) -> Response {
+        if storing == Storing::IfStorable
+            && let Some(slice) = self.slice_of(exchange)
+        {
+            return self.fetch_slice(exchange, status, slice).await;
+        }
         match self
             .send_timed(exchange.fill_request(self.trust, &[]))
             .await
@@ -190,20 +200,19 @@ impl<S: Store + 'static, O: Origin, C: Clock + 'static> Flow<'_, S, O, C> {
                 Err(_) => return error_response(&OriginFailure::BODY_BROKE_OFF, &status),
             }
         }
-        let headers = client_response_headers(&response.headers);
-        let control = EffectiveControl::of(&headers);
-        let freshness = exchange.freshness_rule();
-        let lifetime = freshness_lifetime(
+        let times = (request_time, response_time);
+        let Assessed {
+            headers,
+            control,
+            lifetime,
+            initial_age,
+        } = assess(
+            exchange,
             response.status,
-            &headers,
-            &control,
-            &freshness,
-            response_time,
+            &response.headers,
+            times,
+            &mut status,
         );
-        let initial_age = corrected_initial_age(&headers, request_time, response_time);
-        if let Some((lifetime, _)) = lifetime {
-            status.ttl = Some(ttl(lifetime, initial_age));
-        }
 
         let candidate = Candidate {
             status: response.status,
@@ -236,7 +245,7 @@ impl<S: Store + 'static, O: Origin, C: Clock + 'static> Flow<'_, S, O, C> {
                 request_time,
                 response_time,
                 initial_age,
-                lifetime: lifetime.map(|(l, _)| l),
+                lifetime,
                 control: control.clone(),
                 epoch: exchange.epoch.clone(),
             };
@@ -269,9 +278,10 @@ impl<S: Store + 'static, O: Origin, C: Clock + 'static> Flow<'_, S, O, C> {
                     request_time,
                     response_time,
                     initial_age,
-                    lifetime: lifetime.map(|(l, _)| l),
+                    lifetime,
                     control: &control,
                     chunks: stored_chunks,
+                    sliced: None,
                 };
                 let stored = self
                     .storage()
@@ -294,5 +304,42 @@ impl<S: Store + 'static, O: Origin, C: Clock + 'static> Flow<'_, S, O, C> {
             body: response.body,
         };
         answer_fetched(request, fetched, initial_age, &status, is_head)
+    }
+}
+
+/// A fetched response's head as the cache reads it.
+pub(super) struct Assessed {
+    /// Its fields as relayed (hop-by-hop ones removed).
+    pub headers: HeaderMap,
+    pub control: EffectiveControl,
+    /// Its freshness lifetime, if one can be had.
+    pub lifetime: Option<Duration>,
+    /// Its corrected initial age (RFC 9111 §4.2.3).
+    pub initial_age: Duration,
+}
+
+/// Reads a fetched response's head (as a `status` response, fetched
+/// between `times`) for `exchange`, noting its TTL in `cache_status`.
+pub(super) fn assess(
+    exchange: &Exchange<'_>,
+    status: u16,
+    fields: &HeaderMap,
+    (request_time, response_time): (SystemTime, SystemTime),
+    cache_status: &mut CacheStatus,
+) -> Assessed {
+    let headers = client_response_headers(fields);
+    let control = EffectiveControl::of(&headers);
+    let freshness = exchange.freshness_rule();
+    let lifetime = freshness_lifetime(status, &headers, &control, &freshness, response_time)
+        .map(|(lifetime, _)| lifetime);
+    let initial_age = corrected_initial_age(&headers, request_time, response_time);
+    if let Some(lifetime) = lifetime {
+        cache_status.ttl = Some(ttl(lifetime, initial_age));
+    }
+    Assessed {
+        headers,
+        control,
+        lifetime,
+        initial_age,
     }
 }

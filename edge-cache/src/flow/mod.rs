@@ -14,6 +14,7 @@ pub(crate) mod exchange;
 mod fill;
 pub(crate) mod pass;
 mod revalidate;
+mod slice;
 
 use std::time::{Duration, SystemTime};
 
@@ -274,6 +275,15 @@ impl<S: Store + 'static, O: Origin, C: Clock + 'static> Flow<'_, S, O, C> {
             status.detail = detail.map(str::to_owned);
             return (self.fill(&mut exchange, status).await, None);
         };
+        // An object stored by slices answers only what its stored chunks
+        // cover, and only while fresh (a revalidation would lose which
+        // chunks are stored): anything else fills (by a slice, for a range).
+        if found.meta().sliced.is_some()
+            && (decision != Decision::Fresh || !slice::slices_cover(&exchange.request, &found))
+        {
+            let status = CacheStatus::forward(Forward::Miss).with_detail("partial");
+            return (self.fill(&mut exchange, status).await, None);
+        }
         let hit = match decision {
             Decision::Fresh => CacheStatus::hit(stored.ttl()),
             Decision::Stale(StaleServe::MaxStale) => {

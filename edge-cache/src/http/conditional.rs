@@ -61,6 +61,24 @@ pub enum RangeAnswer {
     },
 }
 
+/// The one `bytes=first-last` or `bytes=first-` range a request asks for,
+/// read without knowing the representation's length (`None` for a suffix,
+/// several ranges, another unit or anything malformed).
+pub fn requested_range(request: &HeaderMap) -> Option<(u64, Option<u64>)> {
+    let range = request.get("range")?.to_str().ok()?;
+    let spec = range.trim().strip_prefix("bytes=")?;
+    let (first, last) = spec.trim().split_once('-')?;
+    let first = first.trim().parse::<u64>().ok()?;
+    match last.trim() {
+        "" => Some((first, None)),
+        last => last
+            .parse::<u64>()
+            .ok()
+            .filter(|&last| last >= first)
+            .map(|last| (first, Some(last))),
+    }
+}
+
 /// Interprets `Range` (one `bytes=` range) and `If-Range`.
 pub fn range_answer(request: &HeaderMap, stored: &HeaderMap, total: u64) -> RangeAnswer {
     let Some(range) = request.get("range").and_then(|v| v.to_str().ok()) else {
@@ -111,6 +129,23 @@ pub fn range_answer(request: &HeaderMap, stored: &HeaderMap, total: u64) -> Rang
 mod tests {
     use super::*;
     use crate::test_support::headers;
+
+    #[test]
+    fn a_requested_range_is_read_without_the_length() {
+        let range = |value: &str| requested_range(&headers(&[("range", value)]));
+        assert_eq!(range("bytes=10-20"), Some((10, Some(20))));
+        assert_eq!(range("bytes=5-"), Some((5, None)));
+        for unusable in [
+            "bytes=-5",
+            "bytes=1-2,4-5",
+            "items=1-2",
+            "bytes=9-3",
+            "bytes=a-",
+        ] {
+            assert_eq!(range(unusable), None, "{unusable}");
+        }
+        assert_eq!(requested_range(&headers(&[])), None);
+    }
 
     #[test]
     fn conditional_matches() {

@@ -104,6 +104,20 @@ impl BodyStream {
         Ok(self)
     }
 
+    /// Bytes `skip..skip + take` of it, read through: what comes after
+    /// them is still read, and dropped, so that whatever the stream feeds
+    /// (a fill storing it) sees it to its end.
+    pub(crate) fn cut(self, skip: u64, take: u64) -> BodyStream {
+        BodyStream::new(
+            Cut {
+                inner: self,
+                skip,
+                take,
+            },
+            Some(take),
+        )
+    }
+
     /// The next piece; `None` at the end.
     pub async fn next(&mut self) -> Option<Result<Bytes, BrokenBody>> {
         if let Some(piece) = self.read_ahead.pop_front() {
@@ -175,6 +189,17 @@ impl Body {
     /// (what was read of it is handed out first). A stream that declares
     /// more than `limit` is not read at all. Memory: `limit` plus one
     /// piece.
+    /// The body as a stream, whole bytes or not.
+    pub(crate) fn into_stream(self) -> BodyStream {
+        match self {
+            Body::Full(whole) => {
+                let length = whole.len() as u64;
+                BodyStream::new(Whole(Some(whole)), Some(length))
+            }
+            Body::Stream(stream) => stream,
+        }
+    }
+
     pub(crate) async fn held_whole(self, limit: u64) -> Result<Body, BrokenBody> {
         let mut stream = match self {
             Body::Stream(stream) if stream.length.is_none_or(|length| length <= limit) => stream,
@@ -290,10 +315,87 @@ impl PartialEq<Vec<u8>> for Body {
     }
 }
 
+/// Bytes held whole, as a stream of one piece.
+struct Whole(Option<Bytes>);
+
+impl ByteSource for Whole {
+    fn next_piece(&mut self) -> NextPiece<'_> {
+        Box::pin(std::future::ready(self.0.take().map(Ok)))
+    }
+}
+
+/// A part of a stream: see [`BodyStream::cut`].
+struct Cut {
+    inner: BodyStream,
+    skip: u64,
+    take: u64,
+}
+
+impl Cut {
+    async fn next(&mut self) -> Option<Result<Bytes, BrokenBody>> {
+        while self.take > 0 {
+            let mut piece = match self.inner.next().await? {
+                Ok(piece) => piece,
+                Err(broken) => return Some(Err(broken)),
+            };
+            let skipped = self.skip.min(piece.len() as u64);
+            self.skip -= skipped;
+            piece = piece.slice(skipped as usize..);
+            if piece.is_empty() {
+                continue;
+            }
+            let taken = self.take.min(piece.len() as u64);
+            self.take -= taken;
+            return Some(Ok(piece.slice(..taken as usize)));
+        }
+        // The part is whole: the rest is read for what it feeds, and
+        // whether it ends well is no longer this body's concern.
+        while let Some(Ok(_)) = self.inner.next().await {}
+        None
+    }
+}
+
+impl ByteSource for Cut {
+    fn next_piece(&mut self) -> NextPiece<'_> {
+        Box::pin(self.next())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::test_support::{Pieces, block_on, drain};
+
+    /// A source that counts how many of its pieces were read.
+    struct Counted(Pieces, std::rc::Rc<std::cell::Cell<usize>>);
+
+    impl ByteSource for Counted {
+        fn next_piece(&mut self) -> NextPiece<'_> {
+            self.1.set(self.1.get() + 1);
+            self.0.next_piece()
+        }
+    }
+
+    #[test]
+    fn a_cut_gives_its_part_and_still_reads_the_rest_through() {
+        let reads = std::rc::Rc::new(std::cell::Cell::new(0));
+        let pieces = Pieces {
+            pieces: ["abc", "def", "ghi", "jkl"].map(Bytes::from).into(),
+            breaks_off: false,
+        };
+        let stream = BodyStream::new(Counted(pieces, reads.clone()), Some(12));
+        let part = Body::Stream(stream.cut(4, 5));
+        assert_eq!(part.length(), Some(5));
+        assert_eq!(drain(part).unwrap(), b"efghi");
+        // Every piece, and the end, were read: what feeds on them saw all.
+        assert_eq!(reads.get(), 5);
+        // A stream that ends before the part does is broken.
+        let short = Pieces::body(&[b"abc"], Some(3), false);
+        let Body::Stream(short) = short else {
+            unreachable!()
+        };
+        assert!(drain(Body::Stream(short.cut(1, 5))).is_err());
+    }
 
     #[test]
     fn a_stream_that_ends_within_the_limit_is_held_whole_in_one_buffer() {

@@ -57,7 +57,7 @@ pub(crate) struct HeadToWrite {
 
 impl HeadToWrite {
     /// The response as stored, its body in chunks laid out as `chunks`.
-    fn fetch(&self, chunks: ChunkLayout) -> StoredFetch<'_> {
+    pub(crate) fn fetch(&self, chunks: ChunkLayout) -> StoredFetch<'_> {
         static EMPTY: Bytes = Bytes::new();
         StoredFetch {
             status: self.status,
@@ -69,6 +69,7 @@ impl HeadToWrite {
             lifetime: self.lifetime,
             control: &self.control,
             chunks: Some(chunks),
+            sliced: None,
         }
     }
 }
@@ -117,7 +118,8 @@ impl<S: Store + 'static, C: Clock + 'static> ChunkFill<S, C> {
         (chunk_bytes, limit): (usize, u64),
         lease: Option<CacheKey>,
     ) -> Self {
-        let generation = generation_of(&head);
+        let at = crate::store::unix_us(head.response_time);
+        let generation = generation_of(&format!("{}|{at}", head.keyed.key.canonical));
         let lease = lease.map(|key| HeldLease {
             key,
             announced: announced_head(&head, source.length(), chunk_bytes, generation),
@@ -226,8 +228,13 @@ impl<S: Store + 'static, C: Clock + 'static> ChunkFill<S, C> {
                     .lease
                     .as_ref()
                     .map(|lease| (lease.key.clone(), lease.announced.clone()));
-                // Pieces are smaller than a chunk: one write at a time.
+                // A piece longer than a chunk fills more than one: each
+                // write goes after those in flight.
+                let before = self.write.take();
                 self.write = Some(Box::pin(async move {
+                    if let Some(before) = before {
+                        before.await?;
+                    }
                     handles.store.set(&key, &full.finish()).await?;
                     if let Some((key, announced)) = lease {
                         let leases = FillLeases {
@@ -308,11 +315,10 @@ fn announced_head(
     Some(entry::encode(&StoredValue::Response(meta), &[]).into())
 }
 
-/// A fill's generation: unique to this key and moment (two fills of one
-/// key at the same microsecond would share chunks of equal content).
-fn generation_of(head: &HeadToWrite) -> u64 {
-    let at = crate::store::unix_us(head.response_time);
-    let seed = format!("{}|{at}", head.keyed.key.canonical);
+/// A fill's generation from what makes it unique: its key and moment
+/// (two fills of one key at the same microsecond would share chunks of
+/// equal content).
+pub(crate) fn generation_of(seed: &str) -> u64 {
     u64::from_be_bytes(
         blake3::hash(seed.as_bytes()).as_bytes()[..8]
             .try_into()
@@ -322,7 +328,7 @@ fn generation_of(head: &HeadToWrite) -> u64 {
 
 /// Runs two futures together in one task (no other task is involved, so
 /// nothing needs waking across tasks) and gives both outputs.
-async fn both<A: Future, B: Future>(a: A, b: B) -> (A::Output, B::Output) {
+pub(crate) async fn both<A: Future, B: Future>(a: A, b: B) -> (A::Output, B::Output) {
     let (mut a, mut b) = (pin!(a), pin!(b));
     let (mut a_out, mut b_out) = (None, None);
     std::future::poll_fn(|context| {

@@ -52,6 +52,34 @@ impl ChunkLayout {
     }
 }
 
+/// Which chunks of an object stored by slices (ranges fetched from the
+/// origin as clients asked for them, `flow::slice`) are in the store: one
+/// bit per chunk. An object stored whole has none: all its chunks are.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkSet(pub Vec<u8>);
+
+impl ChunkSet {
+    /// Whether chunk `index` is stored.
+    pub fn has(&self, index: u64) -> bool {
+        let (byte, bit) = ((index / 8) as usize, index % 8);
+        self.0.get(byte).is_some_and(|b| b & (1 << bit) != 0)
+    }
+
+    /// Records chunk `index` as stored.
+    pub fn insert(&mut self, index: u64) {
+        let (byte, bit) = ((index / 8) as usize, index % 8);
+        if self.0.len() <= byte {
+            self.0.resize(byte + 1, 0);
+        }
+        self.0[byte] |= 1 << bit;
+    }
+
+    /// Whether chunks `first..=last` are all stored.
+    pub fn has_all(&self, first: u64, last: u64) -> bool {
+        (first..=last).all(|index| self.has(index))
+    }
+}
+
 const CHUNK_MAGIC: &[u8; 4] = b"ECC1";
 const HEADER_LEN: usize = 4 + 8 + 8;
 const CHECKSUM_LEN: usize = 16;
@@ -144,6 +172,18 @@ mod tests {
             ..LAYOUT
         };
         assert_eq!(exact.count(), 2);
+    }
+
+    #[test]
+    fn a_chunk_set_records_which_chunks_are_stored() {
+        let mut set = ChunkSet::default();
+        assert!(!set.has(0) && !set.has(1000));
+        for index in [0, 3, 4, 5, 17] {
+            set.insert(index);
+        }
+        assert!(set.has(0) && set.has(17) && !set.has(1) && !set.has(16));
+        assert!(set.has_all(3, 5) && !set.has_all(2, 5) && !set.has_all(5, 17));
+        assert_eq!(set.0.len(), 3);
     }
 
     #[test]

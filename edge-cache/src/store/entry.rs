@@ -13,7 +13,7 @@
 
 use serde::{Deserialize, Serialize, Serializer};
 
-pub use crate::store::chunks::ChunkLayout;
+pub use crate::store::chunks::{ChunkLayout, ChunkSet};
 
 const MAGIC: &[u8; 4] = b"ECE2";
 /// The previous version: JSON metadata, read but no longer written.
@@ -45,6 +45,10 @@ pub struct EntryMeta {
     /// `None`: the body follows the metadata in this value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chunks: Option<ChunkLayout>,
+    /// For an object stored by slices, which of its chunks are stored
+    /// (`None`: all of them, or it is not chunked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sliced: Option<ChunkSet>,
 }
 
 /// Header values in ECE1's JSON metadata (ECE2 does not go through this
@@ -154,6 +158,20 @@ enum Wire<'a> {
     /// values written before it still decode).
     #[serde(borrow)]
     Chunked(WireChunked<'a>),
+    /// The head of an object stored by slices: which chunks are stored
+    /// (added last, for the same reason).
+    #[serde(borrow)]
+    Sliced(WireSliced<'a>),
+}
+
+/// A sliced object's head on the wire: a chunked head, and the bits of
+/// the chunks stored.
+#[derive(Serialize, Deserialize)]
+struct WireSliced<'a> {
+    #[serde(borrow)]
+    head: WireChunked<'a>,
+    #[serde(serialize_with = "as_bytes")]
+    stored: &'a [u8],
 }
 
 /// A chunked object's head on the wire: its metadata and its layout.
@@ -222,9 +240,13 @@ impl<'a> From<&'a StoredValue> for Wire<'a> {
                     lifetime_ms: meta.lifetime_ms,
                     tags: meta.tags.iter().map(String::as_str).collect(),
                 };
-                match meta.chunks {
-                    Some(layout) => Wire::Chunked(WireChunked { meta: wire, layout }),
-                    None => Wire::Response(wire),
+                match (meta.chunks, &meta.sliced) {
+                    (Some(layout), None) => Wire::Chunked(WireChunked { meta: wire, layout }),
+                    (Some(layout), Some(stored)) => Wire::Sliced(WireSliced {
+                        head: WireChunked { meta: wire, layout },
+                        stored: &stored.0,
+                    }),
+                    (None, _) => Wire::Response(wire),
                 }
             }
             StoredValue::Vary(index) => Wire::Vary(WireVary {
@@ -240,9 +262,14 @@ impl<'a> From<&'a StoredValue> for Wire<'a> {
 impl From<Wire<'_>> for StoredValue {
     fn from(wire: Wire<'_>) -> Self {
         let owned = |strings: Vec<&str>| strings.into_iter().map(str::to_owned).collect();
-        let (meta, chunks) = match wire {
-            Wire::Response(meta) => (meta, None),
-            Wire::Chunked(head) => (head.meta, Some(head.layout)),
+        let (meta, chunks, sliced) = match wire {
+            Wire::Response(meta) => (meta, None, None),
+            Wire::Chunked(head) => (head.meta, Some(head.layout), None),
+            Wire::Sliced(WireSliced { head, stored }) => (
+                head.meta,
+                Some(head.layout),
+                Some(ChunkSet(stored.to_vec())),
+            ),
             Wire::Vary(index) => {
                 return StoredValue::Vary(VaryIndex {
                     key: index.key.to_owned(),
@@ -266,6 +293,7 @@ impl From<Wire<'_>> for StoredValue {
             lifetime_ms: meta.lifetime_ms,
             tags: owned(meta.tags),
             chunks,
+            sliced,
         })
     }
 }
@@ -356,6 +384,7 @@ mod tests {
             lifetime_ms: 60_000,
             tags: vec!["a".into()],
             chunks: None,
+            sliced: None,
         })
     }
 
@@ -390,6 +419,7 @@ mod tests {
             lifetime_ms: 3_600_000,
             tags: vec![],
             chunks: None,
+            sliced: None,
         })
     }
 
@@ -448,10 +478,20 @@ mod tests {
         };
         let head = StoredValue::Response(EntryMeta {
             chunks: Some(layout),
-            ..meta
+            ..meta.clone()
         });
         let (value, body) = decode(&encode(&head, b"")).unwrap();
         assert_eq!((value, body), (head, Vec::new()));
+        let mut stored = ChunkSet::default();
+        stored.insert(3);
+        stored.insert(600);
+        let sliced = StoredValue::Response(EntryMeta {
+            chunks: Some(layout),
+            sliced: Some(stored),
+            ..meta
+        });
+        let (value, _) = decode(&encode(&sliced, b"")).unwrap();
+        assert_eq!(value, sliced);
         let (value, _) = decode(&encode(&sample(), b"x")).unwrap();
         assert!(matches!(
             value,

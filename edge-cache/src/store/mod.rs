@@ -18,6 +18,7 @@ pub mod entry;
 pub(crate) mod keys;
 pub(crate) mod l1;
 pub(crate) mod shared_state;
+pub(crate) mod slice_fill;
 mod write;
 
 pub(crate) use write::StoredFetch;
@@ -412,6 +413,7 @@ mod tests {
             lifetime: Some(Duration::from_secs(60)),
             control: &control,
             chunks: None,
+            sliced: None,
         };
         block_on(storage.store(keyed, request, fetch, &PurgeEpoch::Unread)).unwrap();
     }

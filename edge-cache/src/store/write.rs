@@ -14,7 +14,7 @@ use crate::policy::key::{KeyedTarget, hash128};
 use crate::policy::storability::NOT_STORED_HEADERS;
 use crate::policy::vary::{MAX_VARIANTS, VaryNames, variance};
 use crate::seams::{Clock, StoreFailure};
-use crate::store::chunks::ChunkLayout;
+use crate::store::chunks::{ChunkLayout, ChunkSet};
 use crate::store::entry::{self, EntryMeta, StoredValue, VaryIndex};
 use crate::store::keys::{EntryKey, Store, StoreKey};
 use crate::store::l1::Cached;
@@ -39,6 +39,8 @@ pub(crate) struct StoredFetch<'a> {
     /// Where the body is, if it was stored in chunks (`body` is then
     /// empty).
     pub chunks: Option<ChunkLayout>,
+    /// Which chunks are stored, where it is stored by slices.
+    pub sliced: Option<ChunkSet>,
 }
 
 /// A response as it is written: its metadata, the header map its stored
@@ -85,6 +87,7 @@ pub(crate) fn entry_meta(keyed: &KeyedTarget, fetch: &StoredFetch<'_>) -> (Entry
         lifetime_ms: fetch.lifetime.map_or(0, |l| l.as_millis() as u64),
         tags: surrogate_keys(fetch.headers),
         chunks: fetch.chunks,
+        sliced: fetch.sliced.clone(),
     };
     (meta, stored_headers)
 }

@@ -398,3 +398,65 @@ async fn concurrent_cold_requests_share_one_fill_each_streaming_as_it_arrives() 
     assert!(hit.cache_status.contains("hit"), "{hit:?}");
     assert_eq!(store.keys_of(CHUNKS).await.len() as u64, size / CHUNK_BYTES);
 }
+
+/// Whether a download was answered from the cache.
+fn is_hit(download: &Download) -> bool {
+    download.cache_status.contains("hit")
+}
+
+#[tokio::test]
+async fn a_cold_range_costs_one_slice_and_later_ranges_reuse_it() {
+    let origin = streaming_origin().await;
+    let (edge, store) = chunking_edge(&origin.url, 256 * MIB).await;
+    // The whole object would take the origin 16 s (1024 frames, 16 ms
+    // each); one slice takes 4 frames.
+    let size = 64 * MIB;
+    let path = format!("/bytes/{size}?pace_ms=16");
+    let sent = || origin.bytes_sent.load(Ordering::SeqCst);
+    let range = |first: u64, last: u64| format!("bytes={first}-{last}");
+    let at = 40 * MIB + 1000;
+    let cold = download_range(&edge, &path, Some(&range(at, at + 999))).await;
+    assert_eq!((cold.status, &cold.body), (206, &Ok(1000)), "{cold:?}");
+    assert!(cold.cache_status.contains("stored"), "{cold:?}");
+    assert_eq!(sent(), CHUNK_BYTES, "one slice fetched, not the object");
+    assert_eq!(store.keys_of(CHUNKS).await.len(), 1);
+    // Another range in the stored chunk: a hit.
+    let again = download_range(&edge, &path, Some(&range(at + 5000, at + 9999))).await;
+    assert_eq!((again.status, &again.body), (206, &Ok(5000)), "{again:?}");
+    assert!(is_hit(&again), "{again:?}");
+    assert_eq!(sent(), CHUNK_BYTES);
+    // A range reaching into the next chunk fetches the slice it needs,
+    // then both are stored.
+    let chunk_end = 40 * MIB + CHUNK_BYTES - 1;
+    let across = download_range(&edge, &path, Some(&range(chunk_end - 10, chunk_end + 10))).await;
+    assert_eq!((across.status, &across.body), (206, &Ok(21)), "{across:?}");
+    assert!(across.cache_status.contains("detail=partial"), "{across:?}");
+    assert_eq!(sent(), 3 * CHUNK_BYTES);
+    let both = download_range(&edge, &path, Some(&range(at, chunk_end + 100))).await;
+    assert!(is_hit(&both), "{both:?}");
+    assert_eq!(both.body, Ok(chunk_end + 100 - at + 1), "{both:?}");
+    // An open-ended range from a stored chunk to the end needs the rest.
+    let beyond = download_range(&edge, &path, Some(&format!("bytes={}-", size + 1))).await;
+    assert_eq!(beyond.status, 416, "{beyond:?}");
+    assert_eq!(origin.byte_requests.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_partly_stored_object_is_filled_whole_for_a_whole_request() {
+    let origin = streaming_origin().await;
+    let (edge, _store) = chunking_edge(&origin.url, 64 * MIB).await;
+    let size = 3 * MIB;
+    let path = format!("/bytes/{size}");
+    let part = download_range(&edge, &path, Some("bytes=1000-1999")).await;
+    assert_eq!((part.status, &part.body), (206, &Ok(1000)), "{part:?}");
+    let whole = download(&edge, &path).await;
+    assert_eq!((whole.status, &whole.body), (200, &Ok(size)), "{whole:?}");
+    assert!(whole.cache_status.contains("detail=partial"), "{whole:?}");
+    // Stored whole now: every range and the whole are hits.
+    for range in [None, Some("bytes=2000000-2999999"), Some("bytes=-10")] {
+        let got = download_range(&edge, &path, range).await;
+        assert!(is_hit(&got), "{range:?}: {got:?}");
+        assert!(got.body.is_ok(), "{range:?}: {got:?}");
+    }
+    assert_eq!(origin.byte_requests.load(Ordering::SeqCst), 2);
+}
