@@ -146,6 +146,7 @@ impl<H: Host> Node<H> {
                 store: Rc::new(store),
                 clock: Rc::new(host.clock()),
                 l1: l1.map(Rc::new),
+                capacity: Rc::default(),
             },
             host,
             config,

@@ -22,6 +22,12 @@ mod receipt;
 
 pub use cache_status::CACHE_NAME;
 pub use fill_lease::{FILL_LEASE_KEY_PREFIX, is_fill_lease_key};
+
+/// A key no value is ever written under: edge-host answers a read of it
+/// with the store's capacity in bytes, as decimal text (nothing for a
+/// store without one, and Spin has none), so that the edge sizes the
+/// largest object it stores by default to the store it has.
+pub const STORE_CAPACITY_KEY: &str = "edge-host:capacity-bytes";
 pub use receipt::{Purged, Receipt};
 
 use serde::{Deserialize, Serialize};

@@ -118,4 +118,8 @@ impl StoreBackend for FaultyStore {
         self.check()?;
         self.inner.get_keys().await
     }
+
+    fn capacity_bytes(&self) -> Option<u64> {
+        self.inner.capacity_bytes()
+    }
 }

@@ -18,8 +18,10 @@ use crate::policy::forwarding::client_response_headers;
 use crate::policy::freshness::{
     ClientDemand, EffectiveControl, corrected_initial_age, freshness_lifetime,
 };
+use crate::policy::rules::{DEFAULT_MAX_OBJECT_BYTES, Rule};
 use crate::policy::storability::{Candidate, check_storable};
 use crate::seams::{Body, BodyStream, Clock, Origin, OriginFailure, Response};
+use crate::store::capacity::object_limit;
 use crate::store::chunk_fill::{ChunkFill, HeadToWrite};
 use crate::store::chunk_read::StoredChunks;
 use crate::store::keys::Store;
@@ -188,9 +190,10 @@ impl<S: Store + 'static, O: Origin, C: Clock + 'static> Flow<'_, S, O, C> {
         // limit); a longer one streams through to the client, stored in
         // chunks as it passes if it may be.
         if storing == Storing::IfStorable && stored_chunks.is_none() {
+            let rule_limit = rule.max_object_bytes.unwrap_or(u64::MAX);
             let whole_limit = match self.handles {
-                Some(_) => rule.max_object_bytes().min(self.chunk_bytes as u64),
-                None => rule.max_object_bytes(),
+                Some(_) => rule_limit.min(self.chunk_bytes as u64),
+                None => rule_limit.min(DEFAULT_MAX_OBJECT_BYTES),
             };
             match std::mem::take(&mut response.body)
                 .held_whole(whole_limit)
@@ -214,18 +217,22 @@ impl<S: Store + 'static, O: Origin, C: Clock + 'static> Flow<'_, S, O, C> {
             &mut status,
         );
 
+        let body_len = match (&response.body, self.handles) {
+            _ if let Some(layout) = stored_chunks => layout.length,
+            (Body::Full(whole), _) => whole.len() as u64,
+            // Checked again as it streams, against the same limit.
+            (Body::Stream(stream), Some(_)) => stream.length().unwrap_or(0),
+            (Body::Stream(_), None) => u64::MAX,
+        };
+        let whole = matches!(response.body, Body::Full(_)).then_some(body_len);
+        let max_object_bytes = self.object_limit(rule, whole).await;
         let candidate = Candidate {
             status: response.status,
             headers: &headers,
             control: &control,
             has_lifetime: lifetime.is_some(),
-            body_len: match (&response.body, self.handles) {
-                _ if let Some(layout) = stored_chunks => layout.length,
-                (Body::Full(whole), _) => whole.len() as u64,
-                // Checked again as it streams, against the rule's limit.
-                (Body::Stream(stream), Some(_)) => stream.length().unwrap_or(0),
-                (Body::Stream(_), None) => u64::MAX,
-            },
+            body_len,
+            max_object_bytes,
         };
         let has_authorization = request.headers.contains_key("authorization");
         let verdict = check_storable(has_authorization, &candidate, rule);
@@ -250,7 +257,7 @@ impl<S: Store + 'static, O: Origin, C: Clock + 'static> Flow<'_, S, O, C> {
                 epoch: exchange.epoch.clone(),
             };
             let length = stream.length();
-            let sizes = (self.chunk_bytes, rule.max_object_bytes());
+            let sizes = (self.chunk_bytes, max_object_bytes);
             // The fill lease goes with the body: waiters join it as it
             // streams, and it ends when the last chunk is stored.
             let lease = (exchange.fill_lease.get() == LeaseHolder::Fill).then(|| {
@@ -304,6 +311,22 @@ impl<S: Store + 'static, O: Origin, C: Clock + 'static> Flow<'_, S, O, C> {
             body: response.body,
         };
         answer_fetched(request, fetched, initial_age, &status, is_head)
+    }
+}
+
+impl<S: Store + 'static, O: Origin, C: Clock + 'static> Flow<'_, S, O, C> {
+    /// The largest body `rule` lets this flow store (`store::capacity`);
+    /// the store's capacity is read only for a body that is not `whole`
+    /// within the smallest default.
+    pub(super) async fn object_limit(&self, rule: &Rule, whole: Option<u64>) -> u64 {
+        let Some(handles) = self.handles else {
+            return rule.max_object_bytes.unwrap_or(DEFAULT_MAX_OBJECT_BYTES);
+        };
+        if whole.is_some_and(|length| length <= DEFAULT_MAX_OBJECT_BYTES) {
+            return rule.max_object_bytes.unwrap_or(DEFAULT_MAX_OBJECT_BYTES);
+        }
+        let capacity = handles.capacity.of(&*handles.store).await;
+        object_limit(rule.max_object_bytes, capacity)
     }
 }
 

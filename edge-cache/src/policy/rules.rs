@@ -19,8 +19,9 @@ use crate::config::RulesSource;
 use crate::http::cache_control::DELTA_SECONDS_MAX;
 use crate::policy::freshness::FreshnessRule;
 
-/// The value limit of hosted Spin key-value stores; objects above a rule's
-/// `max_object_bytes` (default this) are not stored.
+/// The value limit of hosted Spin key-value stores: the largest object
+/// stored where large objects cannot be (no chunks), and the smallest
+/// default where they can (`store::capacity`).
 pub const DEFAULT_MAX_OBJECT_BYTES: u64 = 1024 * 1024;
 
 /// How the query string enters the key (and reaches the origin).
@@ -249,11 +250,6 @@ impl Rule {
             heuristic: self.heuristic,
             immutable: versioned,
         }
-    }
-
-    /// Largest body this rule stores.
-    pub fn max_object_bytes(&self) -> u64 {
-        self.max_object_bytes.unwrap_or(DEFAULT_MAX_OBJECT_BYTES)
     }
 
     /// A label for `Cache-Status` details.

@@ -62,6 +62,9 @@ pub struct Candidate<'a> {
     pub has_lifetime: bool,
     /// Body length in bytes.
     pub body_len: u64,
+    /// The most the cache stores of one object, for this rule and store
+    /// (`Flow::object_limit`).
+    pub max_object_bytes: u64,
 }
 
 /// Decides storability for a response to a GET the edge made for a request
@@ -77,6 +80,7 @@ pub fn check_storable(
         control,
         has_lifetime,
         body_len,
+        max_object_bytes,
     } = *response;
     let d = &control.directives;
     // Partial content and 304 are never stored on their own; we always
@@ -121,7 +125,7 @@ pub fn check_storable(
         // A validator alone does not make a response storable (§3).
         return Err(NotStorable::NoFreshness);
     }
-    if body_len > rule.max_object_bytes() {
+    if body_len > max_object_bytes {
         return Err(NotStorable::TooLarge);
     }
     Ok(())
@@ -155,6 +159,9 @@ mod tests {
             control: &control,
             has_lifetime,
             body_len: 10,
+            max_object_bytes: rule
+                .max_object_bytes
+                .unwrap_or(crate::policy::rules::DEFAULT_MAX_OBJECT_BYTES),
         };
         check_storable(auth, &candidate, rule)
     }

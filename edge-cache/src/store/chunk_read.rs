@@ -20,6 +20,7 @@ use bytes::Bytes;
 use crate::collapse::fill_lease::{FillLeases, LEASE_CHECK, LeaseState};
 use crate::policy::key::CacheKey;
 use crate::seams::{BrokenBody, ByteSource, Clock, NextPiece};
+use crate::store::capacity::StoreCapacity;
 use crate::store::chunks::{ChunkLayout, decode_chunk};
 use crate::store::keys::EntryKey;
 use crate::store::l1::L1;
@@ -32,6 +33,8 @@ pub(crate) struct StoreHandles<S, C> {
     pub store: Rc<S>,
     pub clock: Rc<C>,
     pub l1: Option<Rc<L1>>,
+    /// The entries store's capacity, once read.
+    pub capacity: Rc<StoreCapacity>,
 }
 
 impl<S, C> Clone for StoreHandles<S, C> {
@@ -40,6 +43,7 @@ impl<S, C> Clone for StoreHandles<S, C> {
             store: self.store.clone(),
             clock: self.clock.clone(),
             l1: self.l1.clone(),
+            capacity: self.capacity.clone(),
         }
     }
 }

@@ -152,6 +152,12 @@ impl NodeLocalKey {
         NodeLocalKey(format!("{}{}", purge_wire::FILL_LEASE_KEY_PREFIX, key.hash))
     }
 
+    /// The key edge-host answers with the store's capacity (nothing is
+    /// ever written under it).
+    pub(crate) fn capacity() -> Self {
+        NodeLocalKey(purge_wire::STORE_CAPACITY_KEY.to_owned())
+    }
+
     /// The marker that the broken-rules `message` was reported.
     pub(crate) fn rules_error(message: &str) -> Self {
         NodeLocalKey(format!("e:{}", hash128(message.as_bytes())))

@@ -11,6 +11,7 @@
 //! variant unreachable without deleting it (the store's eviction reclaims
 //! it).
 
+pub(crate) mod capacity;
 pub(crate) mod chunk_fill;
 pub(crate) mod chunk_read;
 pub mod chunks;

@@ -140,7 +140,11 @@ impl key_value::HostStore for KeyValueState {
         store: Resource<OpenStore>,
         key: String,
     ) -> wasmtime::Result<Result<Option<Vec<u8>>, key_value::Error>> {
-        Ok(self.backend(&store)?.get(&key).await.map_err(to_wit))
+        let backend = self.backend(&store)?;
+        if key == purge_wire::STORE_CAPACITY_KEY {
+            return Ok(Ok(capacity_value(backend.as_ref())));
+        }
+        Ok(backend.get(&key).await.map_err(to_wit))
     }
 
     async fn set(
@@ -232,6 +236,9 @@ impl<T> key_value_v3::HostStoreWithStore<T> for KeyValueState {
         key: String,
     ) -> wasmtime::Result<Result<Option<Vec<u8>>, key_value_v3::Error>> {
         let backend = backend_v3(accessor, &store)?;
+        if key == purge_wire::STORE_CAPACITY_KEY {
+            return Ok(Ok(capacity_value(backend.as_ref())));
+        }
         Ok(backend.get(&key).await.map_err(to_wit_v3))
     }
 
@@ -305,4 +312,12 @@ impl<T> key_value_v3::HostStoreWithStore<T> for KeyValueState {
         accessor.with(|mut access| access.get().open.delete(store))?;
         Ok(())
     }
+}
+
+/// What a read of [`purge_wire::STORE_CAPACITY_KEY`] answers: the
+/// store's capacity as decimal text, nothing if it has none.
+fn capacity_value(backend: &dyn StoreBackend) -> Option<Vec<u8>> {
+    backend
+        .capacity_bytes()
+        .map(|bytes| bytes.to_string().into_bytes())
 }

@@ -109,6 +109,10 @@ impl StoreBackend for LoggedStore {
     async fn get_keys(&self) -> Result<Vec<String>, StoreError> {
         self.report("get-keys", self.inner.get_keys().await)
     }
+
+    fn capacity_bytes(&self) -> Option<u64> {
+        self.inner.capacity_bytes()
+    }
 }
 
 #[cfg(test)]

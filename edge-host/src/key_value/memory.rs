@@ -173,6 +173,10 @@ impl StoreBackend for MemoryStore {
     async fn get_keys(&self) -> Result<Vec<String>, StoreError> {
         Ok(self.entries.iter().map(|(key, _)| key).collect())
     }
+
+    fn capacity_bytes(&self) -> Option<u64> {
+        Some(self.entries.capacity())
+    }
 }
 
 #[cfg(test)]

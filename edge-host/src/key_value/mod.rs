@@ -55,6 +55,11 @@ pub trait StoreBackend: Send + Sync {
     async fn exists(&self, key: &str) -> Result<bool, StoreError>;
     /// Every key in the store.
     async fn get_keys(&self) -> Result<Vec<String>, StoreError>;
+    /// The most it holds, in bytes of keys and values (`None`: unbounded,
+    /// or bounded elsewhere, as Redis by its `maxmemory`).
+    fn capacity_bytes(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// Opens the backend a runtime-config entry describes; `spin_capacity` is

@@ -58,6 +58,7 @@ const RECENCY_INTERVAL: Duration = Duration::from_secs(5);
 pub struct SqliteStore {
     inner: Mutex<Inner>,
     label: String,
+    capacity_bytes: Option<u64>,
 }
 
 struct Inner {
@@ -208,6 +209,7 @@ impl SqliteStore {
             }
         };
         Ok(SqliteStore {
+            capacity_bytes,
             inner: Mutex::new(Inner { connection, bound }),
             label: label.to_owned(),
         })
@@ -467,6 +469,10 @@ impl StoreBackend for SqliteStore {
                 .prepare_cached("SELECT 1 FROM spin_key_value WHERE store = ?1 AND key = ?2")?
                 .exists(params![self.label, key])
         })
+    }
+
+    fn capacity_bytes(&self) -> Option<u64> {
+        self.capacity_bytes
     }
 
     async fn get_keys(&self) -> Result<Vec<String>, StoreError> {

@@ -460,3 +460,40 @@ async fn a_partly_stored_object_is_filled_whole_for_a_whole_request() {
     }
     assert_eq!(origin.byte_requests.load(Ordering::SeqCst), 2);
 }
+
+#[tokio::test]
+async fn the_default_largest_object_is_an_eighth_of_the_store_and_a_rule_stays_within_half() {
+    let origin = streaming_origin().await;
+    let store = FaultyStore::with_capacity(64 * MIB);
+    let setup = EdgeSetup::origin(&origin.url)
+        .variable("chunk_bytes", &CHUNK_BYTES.to_string())
+        .store(&store);
+    let edge = Edge::start(setup).await.expect("edge starts");
+    // 64 MiB of store: objects up to 8 MiB are stored by default.
+    for (size, stored) in [(8 * MIB, true), (8 * MIB + 1, false)] {
+        let path = format!("/bytes/{size}");
+        let first = download(&edge, &path).await;
+        assert_eq!(first.body, Ok(size), "{first:?}");
+        let second = download(&edge, &path).await;
+        assert_eq!(is_hit(&second), stored, "{size}: {second:?}");
+        if !stored {
+            assert!(
+                second.cache_status.contains("detail=too-large"),
+                "{second:?}"
+            );
+        }
+    }
+    // A rule's own limit is kept, but not past half the store.
+    let store = FaultyStore::with_capacity(64 * MIB);
+    let setup = EdgeSetup::origin(&origin.url)
+        .rules(r#"{ "rules": [ { "max_object_bytes": 1073741824 } ] }"#)
+        .variable("chunk_bytes", &CHUNK_BYTES.to_string())
+        .store(&store);
+    let edge = Edge::start(setup).await.expect("edge starts");
+    for (size, stored) in [(20 * MIB, true), (33 * MIB, false)] {
+        let path = format!("/bytes/{size}");
+        download(&edge, &path).await;
+        let again = download(&edge, &path).await;
+        assert_eq!(is_hit(&again), stored, "{size}: {again:?}");
+    }
+}
