@@ -95,7 +95,11 @@ pub(crate) async fn write(outgoing: OutgoingBody, body: Body) -> Result<(), Stri
             Body::Full(bytes) => put(&out, &bytes)?,
             Body::Stream(mut stream) => {
                 while let Some(piece) = stream.next().await {
-                    put(&out, &piece.map_err(|BrokenBody(why)| why)?)?;
+                    if let Err(gone) = put(&out, &piece.map_err(|BrokenBody(why)| why)?) {
+                        // The reader went away: a fill is still finished.
+                        stream.abandon().await;
+                        return Err(gone);
+                    }
                 }
             }
         }

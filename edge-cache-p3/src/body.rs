@@ -113,7 +113,8 @@ pub(crate) fn outgoing(body: Body) -> (Option<StreamReader<u8>>, Trailers) {
                         }
                     };
                     if !writer.write_all(Vec::from(piece)).await.is_empty() {
-                        // The reader went away: stop reading the source.
+                        // The reader went away: a fill is still finished.
+                        stream.abandon().await;
                         return;
                     }
                 }

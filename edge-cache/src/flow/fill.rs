@@ -236,13 +236,15 @@ impl<S: Store + 'static, O: Origin, C: Clock + 'static> Flow<'_, S, O, C> {
         };
         let has_authorization = request.headers.contains_key("authorization");
         let verdict = check_storable(has_authorization, &candidate, rule);
+        // (A HEAD's answer has no body to tee: a large one is not stored.)
         if let (Storing::IfStorable, Ok(()), Some(handles), None, Body::Stream(_)) = (
             storing,
             &verdict,
             self.handles,
             stored_chunks,
             &response.body,
-        ) && let Body::Stream(stream) = std::mem::take(&mut response.body)
+        ) && request.method != Method::HEAD
+            && let Body::Stream(stream) = std::mem::take(&mut response.body)
         {
             let head = HeadToWrite {
                 keyed: keyed.clone(),
@@ -266,7 +268,7 @@ impl<S: Store + 'static, O: Origin, C: Clock + 'static> Flow<'_, S, O, C> {
             });
             let fill = ChunkFill::new(stream, handles.clone(), head, sizes, lease);
             fill.announce().await;
-            response.body = Body::Stream(BodyStream::new(fill, length));
+            response.body = Body::Stream(BodyStream::new(fill, length).finishing());
             // Stored once its last byte has passed (a body that breaks off
             // aborts this answer and stores nothing).
             status.stored = true;

@@ -60,6 +60,9 @@ pub struct BodyStream {
     length: Option<u64>,
     /// Bytes taken from `source` so far.
     pulled: u64,
+    /// Whether it is read to its end even if its reader goes away (see
+    /// [`BodyStream::abandon`]).
+    finish_unread: bool,
 }
 
 impl BodyStream {
@@ -70,6 +73,25 @@ impl BodyStream {
             source: Box::new(source),
             length,
             pulled: 0,
+            finish_unread: false,
+        }
+    }
+
+    /// Marks it as feeding something worth finishing when its reader goes
+    /// away (a fill storing it): see [`BodyStream::abandon`].
+    pub(crate) fn finishing(mut self) -> BodyStream {
+        self.finish_unread = true;
+        self
+    }
+
+    /// Its reader went away (the client closed the connection). A body
+    /// that feeds a fill is read to its end, so that the fill stores the
+    /// object for the next request, and the requests that joined it as it
+    /// streams are answered whole (Varnish and Fastly finish such fetches
+    /// too); any other is dropped at once.
+    pub async fn abandon(mut self) {
+        if self.finish_unread {
+            while let Some(Ok(_)) = self.next().await {}
         }
     }
 

@@ -497,3 +497,25 @@ async fn the_default_largest_object_is_an_eighth_of_the_store_and_a_rule_stays_w
         assert_eq!(is_hit(&again), stored, "{size}: {again:?}");
     }
 }
+
+#[tokio::test]
+async fn a_fill_whose_client_goes_away_is_finished_and_stored() {
+    let origin = streaming_origin().await;
+    let (edge, store) = chunking_edge(&origin.url, 256 * MIB).await;
+    // 64 frames, 4 ms apart: the client is gone long before the end.
+    let size = 4 * MIB;
+    let path = format!("/bytes/{size}?pace_ms=4");
+    let mut response = reqwest::get(edge.url(&path)).await.expect("head");
+    assert!(response.chunk().await.expect("a piece").is_some());
+    drop(response);
+    // The head is written after the last chunk: the store says when.
+    let deadline = Instant::now() + std::time::Duration::from_secs(30);
+    while store.keys_of("c:").await.is_empty() {
+        assert!(Instant::now() < deadline, "the fill was never finished");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let again = download(&edge, &path).await;
+    assert!(is_hit(&again), "{again:?}");
+    assert_eq!(again.body, Ok(size), "{again:?}");
+    assert_eq!(origin.byte_requests.load(Ordering::SeqCst), 1);
+}
