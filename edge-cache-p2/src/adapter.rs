@@ -18,12 +18,8 @@ use crate::body::{self, Incoming, ReadEnd};
 use edge_cache::{
     Body, BodyError, BodyStream, BrokenBody, Clock, Host, KeyValueStore, Node, Origin,
     OriginEndpoint, OriginFailure, OriginRequest, RequestBody, RequestHead, Response, StoreFailure,
-    from_pairs, to_pairs,
+    WHOLE_BODY_BYTES, from_pairs, to_pairs,
 };
-
-/// The longest origin body read whole by the adapter; a longer one
-/// streams.
-const WHOLE_BODY_BYTES: u64 = 1 << 20;
 
 struct SpinHost;
 

@@ -23,8 +23,8 @@ use spin_sdk::wasip3::wit_future;
 use crate::body::{self, IncomingBody};
 use edge_cache::{
     Body, BodyError, BodyStream, Clock, Host, KeyValueStore, Node, Origin, OriginEndpoint,
-    OriginFailure, OriginRequest, RequestBody, RequestHead, Response, StoreFailure, from_pairs,
-    to_pairs,
+    OriginFailure, OriginRequest, RequestBody, RequestHead, Response, StoreFailure,
+    WHOLE_BODY_BYTES, from_pairs, to_pairs,
 };
 
 struct SpinHost;
@@ -171,10 +171,6 @@ impl KeyValueStore for SpinStore {
 
 struct SpinOrigin(OriginEndpoint);
 
-/// The longest origin body read whole by the adapter, in one buffer sized
-/// from its `Content-Length`; a longer one streams.
-const WHOLE_BODY_BYTES: usize = 1 << 20;
-
 /// What a read asks for when the buffer is full (the host's frames are at
 /// most this large in practice).
 const BODY_READ_SIZE: usize = 16 * 1024;
@@ -250,7 +246,7 @@ impl SpinOrigin {
         let (_read, done) = wit_future::new(|| Ok(()));
         let (mut contents, trailers) = types::Response::consume_body(response, done);
         let whole = match declared {
-            Some(length) if length <= WHOLE_BODY_BYTES as u64 => length as usize,
+            Some(length) if length <= WHOLE_BODY_BYTES => length as usize,
             _ if bodiless || matches!(status, 204 | 304) => 0,
             _ => {
                 let from = format!("origin {}", self.0.address.authority);

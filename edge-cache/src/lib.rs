@@ -63,7 +63,7 @@ pub use purge::api::Admission;
 pub use seams::{
     Body, BodyError, BodyStream, BrokenBody, ByteSource, ClientConnection, ClientRequest, Clock,
     KeyValueStore, NextPiece, Origin, OriginFailure, OriginRequest, RequestBody, RequestHead,
-    Response, StoreFailure,
+    Response, StoreFailure, WHOLE_BODY_BYTES,
 };
 
 // `config::VARIABLES`, `purge::{parse_purge_post, MAX_BODY_BYTES}` and

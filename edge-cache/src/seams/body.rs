@@ -50,6 +50,12 @@ pub type NextPiece<'a> = Pin<Box<dyn Future<Output = Option<Result<Bytes, Broken
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BrokenBody(pub String);
 
+/// The longest origin body an adapter reads whole (one buffer, sized from
+/// its `Content-Length`); a longer one, or one of unknown length, streams.
+/// The core holds whole what fits one entry anyway (a chunk at most), so
+/// this is the adapters' fast path for the small bodies most answers have.
+pub const WHOLE_BODY_BYTES: u64 = 1 << 20;
+
 /// A body read piece by piece from its [`ByteSource`].
 pub struct BodyStream {
     /// Pieces read ahead of `source` while trying to hold the body whole

@@ -14,7 +14,7 @@ mod io;
 mod messages;
 mod origin_failure;
 
-pub use body::{Body, BodyStream, BrokenBody, ByteSource, NextPiece};
+pub use body::{Body, BodyStream, BrokenBody, ByteSource, NextPiece, WHOLE_BODY_BYTES};
 pub use io::{BodyError, Clock, KeyValueStore, Origin, RequestBody, StoreFailure};
 pub(crate) use messages::Fallback;
 pub use messages::{ClientConnection, ClientRequest, OriginRequest, RequestHead, Response};
