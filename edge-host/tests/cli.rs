@@ -705,3 +705,166 @@ fn a_purge_is_logged_at_info() {
     assert!(logged.contains(" INFO "), "{logged}");
     assert!(logged.contains("tags=[\"t1\"]"), "{logged}");
 }
+
+/// An origin whose every answer may be cached for an hour: `size` bytes
+/// made of the path, repeated. Counts the requests it answers.
+fn cacheable_origin(size: usize) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let answered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = answered.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { break };
+            let count = count.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut request_line = String::new();
+                if reader.read_line(&mut request_line).is_err() {
+                    return;
+                }
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                    line.clear();
+                }
+                let path = request_line.split(' ').nth(1).unwrap_or("/").to_owned();
+                let body: Vec<u8> = path.bytes().cycle().take(size).collect();
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let _ = stream.write_all(
+                    format!(
+                        "HTTP/1.1 200 OK\r\ncache-control: max-age=3600\r\n\
+                         content-length: {size}\r\nconnection: close\r\n\r\n"
+                    )
+                    .as_bytes(),
+                );
+                let _ = stream.write_all(&body);
+            });
+        }
+    });
+    (port, answered)
+}
+
+/// The bounded disk tier under the real edge component: `edge_cache_p2`
+/// with its `default` store a `type = "spin"` SQLite file of
+/// `capacity_bytes`, fetching from `origin_port`.
+fn serve_from_disk_tier(origin_port: u16, runtime_config: &Path) -> Serving {
+    let config = runtime_config.display().to_string();
+    Serving::start_with(
+        "edge_cache_p2",
+        &format!(
+            "key_value_stores = [\"default\"]\n\
+             allowed_outbound_hosts = [\"http://127.0.0.1:{origin_port}\"]\n\
+             [component.m.variables]\norigin_url = \"http://127.0.0.1:{origin_port}\"\n"
+        ),
+        "",
+        &["--runtime-config-file", &config],
+    )
+}
+
+fn disk_tier_config(dir: &Path, capacity_bytes: u64) -> (PathBuf, PathBuf) {
+    let db = dir.join("kv.db");
+    let config = write(
+        dir,
+        "runtime-config.toml",
+        &format!(
+            "[key_value_store.default]\ntype = \"spin\"\npath = {:?}\ncapacity_bytes = {capacity_bytes}\n",
+            db.display().to_string()
+        ),
+    );
+    (db, config)
+}
+
+/// The bytes of keys and values the `default` store holds in `db` (Spin's
+/// table) and the sizes edge-host accounts for them (its side table).
+fn disk_tier_bytes(db: &Path) -> (u64, u64) {
+    let c = rusqlite::Connection::open(db).unwrap();
+    let held: i64 = c
+        .query_row(
+            "SELECT coalesce(sum(length(CAST(key AS BLOB)) + length(value)), 0) \
+             FROM spin_key_value WHERE store = 'default'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    let accounted: i64 = c
+        .query_row(
+            "SELECT coalesce(sum(size), 0) FROM edge_host_key_value_lru WHERE store = 'default'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    (held as u64, accounted as u64)
+}
+
+fn is_hit(response: &str) -> bool {
+    let head = response
+        .split("\r\n\r\n")
+        .next()
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    head.lines()
+        .any(|l| l.starts_with("cache-status:") && l.contains("; hit"))
+}
+
+/// Objects cached in a `type = "spin"` store with `capacity_bytes` are hits
+/// after edge-host is killed and started again on the same file.
+#[test]
+fn the_disk_tier_keeps_objects_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (origin_port, answered) = cacheable_origin(3000);
+    let (db, config) = disk_tier_config(dir.path(), 1 << 20);
+    let paths = ["/kept/a", "/kept/b", "/kept/c"];
+    {
+        let edge = serve_from_disk_tier(origin_port, &config);
+        for path in paths {
+            let response = get(&edge.address, path);
+            assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+            assert!(!is_hit(&response), "{response}");
+        }
+        // The entry is written as the body ends: give it a moment.
+        std::thread::sleep(Duration::from_millis(300));
+        for path in paths {
+            assert!(is_hit(&get(&edge.address, path)), "{path}");
+        }
+        // Killed (SIGKILL), not stopped: what was written is in the file.
+    }
+    assert_eq!(answered.load(std::sync::atomic::Ordering::SeqCst), 3);
+    let edge = serve_from_disk_tier(origin_port, &config);
+    for path in paths {
+        let response = get(&edge.address, path);
+        assert!(is_hit(&response), "{path} after the restart: {response}");
+        let expected: String = path.chars().cycle().take(3000).collect();
+        assert!(response.ends_with(&expected), "{response}");
+    }
+    assert_eq!(answered.load(std::sync::atomic::Ordering::SeqCst), 3);
+    let (held, accounted) = disk_tier_bytes(&db);
+    assert_eq!(held, accounted);
+    assert!(held > 9000 && held <= 1 << 20, "{held}");
+}
+
+/// Filled far past its `capacity_bytes`, the disk tier evicts: the file
+/// holds at most the capacity, and what was fetched last is still a hit.
+#[test]
+fn the_disk_tier_stays_within_its_capacity() {
+    let dir = tempfile::tempdir().unwrap();
+    let (origin_port, answered) = cacheable_origin(4000);
+    let capacity = 64 * 1024;
+    let (db, config) = disk_tier_config(dir.path(), capacity);
+    let edge = serve_from_disk_tier(origin_port, &config);
+    for i in 0..60 {
+        let response = get(&edge.address, &format!("/many/{i}"));
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+        let (held, accounted) = disk_tier_bytes(&db);
+        assert!(held <= capacity, "after {i}: {held} bytes held");
+        assert_eq!(held, accounted, "after {i}");
+    }
+    assert_eq!(answered.load(std::sync::atomic::Ordering::SeqCst), 60);
+    // The entry is written as the body ends: give it a moment.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(is_hit(&get(&edge.address, "/many/59")));
+    // The first objects were evicted: fetched again.
+    assert!(!is_hit(&get(&edge.address, "/many/0")));
+    assert_eq!(answered.load(std::sync::atomic::Ordering::SeqCst), 61);
+    let (held, _) = disk_tier_bytes(&db);
+    assert!(held > capacity / 2, "{held}");
+}
