@@ -86,7 +86,7 @@ const MAX_GRACE_SECONDS: u64 = 7 * 24 * 3600;
 /// rules cost no file read, which matters where every request is a fresh
 /// instance (the WASI 0.2 flavour).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum RulesSource {
+pub enum RulesSource {
     /// Empty: the built-in default rule.
     BuiltIn,
     /// A path to a JSON rules file.
@@ -97,7 +97,7 @@ pub(crate) enum RulesSource {
 
 impl RulesSource {
     /// Reads the `cache_rules` value.
-    pub(crate) fn of(value: &str) -> Self {
+    pub fn of(value: &str) -> Self {
         let value = value.trim();
         if value.is_empty() {
             RulesSource::BuiltIn

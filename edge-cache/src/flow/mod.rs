@@ -213,6 +213,12 @@ impl<S: Store + 'static, O: Origin, C: Clock + 'static> Flow<'_, S, O, C> {
                 CacheStatus::forward(Forward::Bypass).with_detail(format!("rule-{}", rule.label()));
             return (self.pass(&mut request, status).await, None);
         }
+        // A cookie the rule neither keys nor ignores: the answer may be
+        // personal, so it goes to the origin with its cookies, unshared.
+        if rule.passing_cookie(&request.headers).is_some() {
+            let status = CacheStatus::forward(Forward::Bypass).with_detail("cookie");
+            return (self.pass(&mut request, status).await, None);
+        }
         self.cacheable(Exchange::new(request, rule)).await
     }
 

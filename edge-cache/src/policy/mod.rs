@@ -4,6 +4,7 @@
 //! edge, what a purge invalidates, and the `Cache-Status` that reports it.
 
 pub mod cache_status;
+pub mod cookies;
 pub(crate) mod forwarding;
 pub mod freshness;
 pub mod invalidation;

@@ -17,6 +17,7 @@ use serde::Deserialize;
 
 use crate::config::RulesSource;
 use crate::http::cache_control::DELTA_SECONDS_MAX;
+use crate::policy::cookies::OtherCookies;
 use crate::policy::freshness::FreshnessRule;
 
 /// The value limit of hosted Spin key-value stores: the largest object
@@ -90,6 +91,14 @@ pub struct Rule {
     /// Cookies that are part of the key (and the only ones forwarded).
     #[serde(default)]
     pub cookies: Vec<String>,
+    /// What any other cookie does: `pass` (the default: the request goes
+    /// to the origin with its cookies, unshared) or `ignore` (dropped).
+    #[serde(default)]
+    pub other_cookies: OtherCookies,
+    /// Cookies that never make a pass and are dropped (a trailing `*`
+    /// matches a prefix); default: common analytics cookies.
+    #[serde(default)]
+    pub ignored_cookies: Option<Vec<String>>,
     /// Request headers that are part of the key.
     #[serde(default)]
     pub headers: Vec<String>,
@@ -139,7 +148,7 @@ impl CacheRules {
     /// The rules `source` names, reading a file with `read_file`; an error
     /// names the file (or "inline cache rules") and what is wrong, for one
     /// log line.
-    pub(crate) fn load(
+    pub fn load(
         source: &RulesSource,
         read_file: impl FnOnce(&str) -> std::io::Result<String>,
     ) -> Result<CacheRules, String> {
@@ -192,29 +201,67 @@ impl CacheRules {
         self.for_path(&crate::policy::target::normalise_path(path))
     }
 
-    /// The first rule matching `path`, or the default rule.
+    /// The first rule matching `path`, or the default rule: the same for
+    /// every path, but that a static file's (by its extension, as
+    /// Cloudflare's default list) ignores cookies.
     pub fn for_path(&self, path: &str) -> &Rule {
-        static DEFAULT: Rule = Rule {
-            name: None,
-            path_prefix: None,
-            path_glob: None,
-            bypass: false,
-            query: QueryRule::Sorted,
-            cookies: Vec::new(),
-            headers: Vec::new(),
-            ttl_seconds: None,
-            default_ttl_seconds: None,
-            heuristic: false,
-            max_object_bytes: None,
-            store_set_cookie: false,
-            version: None,
-            forward_headers: ForwardHeaders::All,
-        };
         self.rules
             .iter()
             .find(|r| r.matches(path))
-            .unwrap_or(&DEFAULT)
+            .unwrap_or(match is_static_file(path) {
+                true => &DEFAULT_STATIC_RULE,
+                false => &DEFAULT_RULE,
+            })
     }
+}
+
+/// The rule for a path no rule matches.
+static DEFAULT_RULE: Rule = default_rule(OtherCookies::Pass);
+
+/// The default rule for a static file: its answer does not depend on
+/// cookies, so they are dropped rather than making it a pass.
+static DEFAULT_STATIC_RULE: Rule = default_rule(OtherCookies::Ignore);
+
+/// The default rule, with `other_cookies`.
+const fn default_rule(other_cookies: OtherCookies) -> Rule {
+    Rule {
+        name: None,
+        path_prefix: None,
+        path_glob: None,
+        bypass: false,
+        query: QueryRule::Sorted,
+        cookies: Vec::new(),
+        other_cookies,
+        ignored_cookies: None,
+        headers: Vec::new(),
+        ttl_seconds: None,
+        default_ttl_seconds: None,
+        heuristic: false,
+        max_object_bytes: None,
+        store_set_cookie: false,
+        version: None,
+        forward_headers: ForwardHeaders::All,
+    }
+}
+
+/// The extensions of files whose content does not depend on who asks
+/// (Cloudflare's default cached extensions, lower case).
+const STATIC_EXTENSIONS: [&str; 40] = [
+    "7z", "avi", "avif", "bmp", "bz2", "class", "css", "csv", "doc", "docx", "eot", "exe", "flac",
+    "gif", "gz", "ico", "iso", "jar", "jpeg", "jpg", "js", "mid", "mp3", "mp4", "ogg", "otf",
+    "pdf", "png", "ppt", "svg", "tar", "tif", "tiff", "ttf", "webm", "webp", "woff", "woff2",
+    "xls", "zip",
+];
+
+/// Whether `path` names a static file by its extension.
+fn is_static_file(path: &str) -> bool {
+    let name = path.rsplit('/').next().unwrap_or("");
+    name.rsplit_once('.').is_some_and(|(stem, extension)| {
+        !stem.is_empty()
+            && STATIC_EXTENSIONS
+                .iter()
+                .any(|known| known.eq_ignore_ascii_case(extension))
+    })
 }
 
 impl Rule {
@@ -250,6 +297,17 @@ impl Rule {
             heuristic: self.heuristic,
             immutable: versioned,
         }
+    }
+
+    /// The cookie, if any, that makes a request under this rule a pass
+    /// (`policy::cookies`).
+    pub fn passing_cookie<'h>(&self, headers: &'h http::HeaderMap) -> Option<&'h str> {
+        crate::policy::cookies::passing_cookie(
+            headers,
+            &self.cookies,
+            self.ignored_cookies.as_deref(),
+            self.other_cookies,
+        )
     }
 
     /// A label for `Cache-Status` details.
@@ -319,6 +377,35 @@ mod tests {
         { "path_glob": "/api/**/items", "headers": ["accept"] },
         { "path_prefix": "/account", "bypass": true }
     ] }"#;
+
+    #[test]
+    fn the_default_rule_passes_cookies_but_a_static_files_ignores_them() {
+        let rules = CacheRules::default();
+        let cookie = crate::test_support::headers(&[("cookie", "session=abc")]);
+        assert_eq!(
+            rules.for_path("/cart").passing_cookie(&cookie),
+            Some("session")
+        );
+        for file in ["/app.css", "/img/logo.PNG", "/dl/tool.tar", "/v/a.b.woff2"] {
+            assert_eq!(rules.for_path(file).passing_cookie(&cookie), None, "{file}");
+        }
+        for page in ["/", "/.css", "/about.html", "/page.php"] {
+            assert!(
+                rules.for_path(page).passing_cookie(&cookie).is_some(),
+                "{page}"
+            );
+        }
+        let ignore = r#"{ "rules": [ { "path_prefix": "/", "other_cookies": "ignore" } ] }"#;
+        let ignore = CacheRules::parse(ignore).unwrap();
+        assert_eq!(ignore.for_path("/cart").passing_cookie(&cookie), None);
+        let typo = r#"{ "rules": [ { "other_cookies": "drop" } ] }"#;
+        assert!(
+            CacheRules::parse(typo)
+                .unwrap_err()
+                .0
+                .contains("unknown variant")
+        );
+    }
 
     #[test]
     fn first_matching_rule_wins_and_default_applies_otherwise() {

@@ -440,7 +440,7 @@ async fn rules_key_by_query_and_cookie_and_forward_only_what_is_keyed() {
         .expect(3)
         .mount(&origin)
         .await;
-    let rules = r#"{ "rules": [ { "path_prefix": "/products", "query": { "include": ["page"] }, "cookies": ["lang"] } ] }"#;
+    let rules = r#"{ "rules": [ { "path_prefix": "/products", "query": { "include": ["page"] }, "cookies": ["lang"], "other_cookies": "ignore" } ] }"#;
     let edge = Edge::start(EdgeSetup::origin(&origin.uri()).rules(rules))
         .await
         .unwrap();
@@ -469,6 +469,68 @@ async fn rules_key_by_query_and_cookie_and_forward_only_what_is_keyed() {
     );
     assert_eq!(fetch("page=2", "lang=en").await, "page=2|lang=en");
     assert_eq!(fetch("page=1", "lang=ko").await, "page=1|lang=ko");
+}
+
+#[tokio::test]
+async fn an_unkeyed_cookie_goes_to_the_origin_and_its_answer_is_not_shared() {
+    let origin = MockServer::start().await;
+    Mock::given(path("/page"))
+        .respond_with(|request: &Request| {
+            let cookie = request
+                .headers
+                .get("cookie")
+                .map(|c| c.to_str().unwrap().to_owned())
+                .unwrap_or_default();
+            ResponseTemplate::new(200)
+                .insert_header("cache-control", "max-age=60")
+                .set_body_string(format!("cookie={cookie}"))
+        })
+        .expect(3)
+        .mount(&origin)
+        .await;
+    Mock::given(path("/logo.png"))
+        .respond_with(ResponseTemplate::new(200).insert_header("cache-control", "max-age=60"))
+        .expect(1)
+        .mount(&origin)
+        .await;
+    let edge = Edge::start(EdgeSetup::origin(&origin.uri())).await.unwrap();
+    let get = |path: &'static str, cookie: Option<&'static str>| {
+        let mut request = Client::new().get(edge.url(path));
+        if let Some(cookie) = cookie {
+            request = request.header("cookie", cookie);
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.headers()["cache-status"]
+                .to_str()
+                .unwrap()
+                .to_owned();
+            (status, response.text().await.unwrap())
+        }
+    };
+    // A session cookie reaches the origin, whole, every time: never shared.
+    for _ in 0..2 {
+        let (status, body) = get("/page", Some("session=alice; _ga=GA1")).await;
+        assert_eq!(body, "cookie=session=alice; _ga=GA1");
+        assert!(
+            status.contains("fwd=bypass") && status.contains("detail=cookie"),
+            "{status}"
+        );
+    }
+    // Alice's answer was not stored: an anonymous request gets its own,
+    // stored, which an analytics cookie alone does not keep from it.
+    let (status, body) = get("/page", None).await;
+    assert_eq!(body, "cookie=");
+    assert!(status.contains("stored"), "{status}");
+    let (status, body) = get("/page", Some("_ga=GA1; _gid=x")).await;
+    assert_eq!(body, "cookie=");
+    assert!(status.contains("hit"), "{status}");
+    // A static file's answer does not depend on cookies: they are dropped.
+    for _ in 0..2 {
+        get("/logo.png", Some("session=alice")).await;
+    }
+    let (status, _) = get("/logo.png", Some("session=bob")).await;
+    assert!(status.contains("hit"), "{status}");
 }
 
 #[tokio::test]
