@@ -1,6 +1,6 @@
 //! The edge's own answers that have nothing to do with caching: a request
-//! it cannot read, a configuration it cannot run with, and the purge API's
-//! refusals and JSON. Every layer that answers a client by itself (the
+//! it cannot read, a configuration it cannot run with, the purge API's
+//! refusals and JSON, and the health check. Every layer that answers a client by itself (the
 //! adapters, the node, the purge API, the flow) takes them from here; the
 //! answers about cached content are `flow::answer`'s.
 
@@ -8,7 +8,7 @@ use http::HeaderMap;
 use http::header::HeaderValue;
 
 use crate::config::ConfigError;
-use crate::seams::Response;
+use crate::seams::{Body, Response};
 
 // Here rather than beside `Response` in `seams`, with the edge's other
 // answers of its own.
@@ -104,6 +104,31 @@ pub(crate) fn unauthorized() -> Response {
         "www-authenticate",
         HeaderValue::from_static("Bearer realm=\"edge-cache purge\""),
     );
+    response
+}
+
+/// `200` for the health check (`{admin_path}/health`): the edge runs;
+/// `store` says whether the store answered (`ok`) or not
+/// (`unavailable`). No body for a HEAD, its `Content-Length` still the
+/// GET's.
+pub(crate) fn health(store_answers: bool, head: bool) -> Response {
+    let store = if store_answers { "ok" } else { "unavailable" };
+    let mut response = json_response(200, &serde_json::json!({"status": "ok", "store": store}));
+    if head {
+        response.body = Body::empty();
+    }
+    response
+}
+
+/// `405` for the health check, which answers GET and HEAD only.
+pub(crate) fn health_method_not_allowed() -> Response {
+    let mut response = json_response(
+        405,
+        &serde_json::json!({"error": "the health check accepts GET and HEAD only"}),
+    );
+    response
+        .headers
+        .insert("allow", HeaderValue::from_static("GET, HEAD"));
     response
 }
 

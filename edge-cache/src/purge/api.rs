@@ -3,6 +3,10 @@
 //! are checked from the request head before any body is read; applying a
 //! purge writes one scope value per target (see
 //! `policy::invalidation`).
+//!
+//! Beside it, under the same admin path, the edge's health check:
+//! `GET {admin_path}/health` for load balancers and DNS failover checks,
+//! unauthenticated, never a purge and never cached.
 
 use http::{HeaderMap, Method};
 use purge_wire::{Purged, Receipt};
@@ -14,9 +18,12 @@ use crate::purge::request::{
     MAX_BODY_BYTES, PurgeRequest, authorized, check_length, check_method, parse_purge_body,
     purge_id,
 };
-use crate::reply::{body_too_large, json_response, method_not_allowed, unauthorized};
+use crate::reply::{
+    body_too_large, health, health_method_not_allowed, json_response, method_not_allowed,
+    unauthorized,
+};
 use crate::seams::{ClientConnection, ClientRequest, Clock, Response, StoreFailure};
-use crate::store::keys::Store;
+use crate::store::keys::{PurgeStateKey, Store};
 use crate::store::{CacheStorage, unix_ms};
 
 /// The `error` of a purge the store could not record (`503`): what
@@ -28,9 +35,12 @@ pub(crate) const STORE_UNAVAILABLE: &str =
 /// Where the purge API lives and the token it requires.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct PurgeSettings {
-    /// The admin path prefix (`/_edge`): the API is `{admin_path}/purge`.
+    /// The admin path prefix (`/_edge`): the API is `{admin_path}/purge`,
+    /// the health check `{admin_path}/health`.
     pub admin_path: String,
-    /// The bearer token it requires (`purge_token`).
+    /// The bearer token it requires (`purge_token`). Empty: the purge API
+    /// is off (its path and the `PURGE` method are proxied like any other
+    /// request) and only the health check is served.
     pub token: String,
 }
 
@@ -55,20 +65,29 @@ pub enum Admission {
     NoBody,
 }
 
-/// Which of the API's two forms a request is.
+/// Which of the admin routes a request is: one of the purge API's two
+/// forms, or the health check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum PurgeRoute {
     /// `{admin_path}/purge`, any method (only POST is accepted).
     Endpoint,
     /// The `PURGE` method on any other path.
     Method,
+    /// `{admin_path}/health`, any method (GET and HEAD are answered, others
+    /// `405`): matched first, so that no method on it is ever a purge.
+    Health,
 }
 
 impl PurgeSettings {
-    /// Which form of the API `method` on `path_and_query` is, if either.
+    /// Which admin route `method` on `path_and_query` is, if any.
     pub(crate) fn route(&self, method: &Method, path_and_query: &str) -> Option<PurgeRoute> {
         let path = path_and_query.split('?').next().unwrap_or("/");
-        if path.strip_prefix(self.admin_path.as_str()) == Some("/purge") {
+        let admin = path.strip_prefix(self.admin_path.as_str());
+        if admin == Some("/health") {
+            Some(PurgeRoute::Health)
+        } else if self.token.is_empty() {
+            None
+        } else if admin == Some("/purge") {
             Some(PurgeRoute::Endpoint)
         } else if method.as_str() == "PURGE" {
             Some(PurgeRoute::Method)
@@ -100,6 +119,14 @@ impl<S: Store, C: Clock> PurgeApi<'_, S, C> {
         method: &Method,
         headers: &HeaderMap,
     ) -> Admission {
+        if route == PurgeRoute::Health {
+            // No token, no body: whatever a health request carries is
+            // not read.
+            return match *method {
+                Method::GET | Method::HEAD => Admission::NoBody,
+                _ => Admission::Answer(health_method_not_allowed()),
+            };
+        }
         if route == PurgeRoute::Endpoint && check_method(method).is_err() {
             return Admission::Answer(method_not_allowed());
         }
@@ -124,7 +151,24 @@ impl<S: Store, C: Clock> PurgeApi<'_, S, C> {
         match route {
             PurgeRoute::Endpoint => self.endpoint(request).await,
             PurgeRoute::Method => self.method(request).await,
+            PurgeRoute::Health => self.health(request).await,
         }
+    }
+
+    /// `GET {admin_path}/health`: `200` while the edge runs, and whether
+    /// the store answers one read (of the purge epoch, in the store purges
+    /// are recorded in). The origin is never asked: a load balancer
+    /// failing the edge over must not do so because the origin is down,
+    /// and a store that does not answer does not stop the edge serving
+    /// (it goes to the origin), so both answers are `200`.
+    async fn health(&self, request: &ClientRequest) -> Response {
+        let store_answers = self
+            .storage
+            .store
+            .get_current(&PurgeStateKey::Epoch)
+            .await
+            .is_ok();
+        health(store_answers, request.method == Method::HEAD)
     }
 
     /// `POST {admin_path}/purge` with a JSON body.
@@ -287,5 +331,135 @@ mod tests {
         ] {
             assert_eq!(route(&Method::POST, other), None, "{other}");
         }
+    }
+
+    /// Settings without a `purge_token`: the health check alone.
+    fn health_only() -> PurgeSettings {
+        PurgeSettings {
+            admin_path: "/_edge".into(),
+            token: String::new(),
+        }
+    }
+
+    fn api_over<'a>(
+        settings: &'a PurgeSettings,
+        store: &'a MemStore,
+        clock: &'a FakeClock,
+    ) -> PurgeApi<'a, MemStore, FakeClock> {
+        PurgeApi {
+            settings,
+            rules: None,
+            storage: CacheStorage {
+                store,
+                clock,
+                l1: None,
+            },
+        }
+    }
+
+    fn bare(method: Method, path: &str) -> ClientRequest {
+        ClientRequest {
+            method,
+            path_and_query: path.into(),
+            headers: HeaderMap::new(),
+            connection: ClientConnection::default(),
+            body: Vec::new().into(),
+        }
+    }
+
+    #[test]
+    fn health_is_its_own_route_with_or_without_a_token_and_never_a_purge() {
+        let purge = Method::from_bytes(b"PURGE").unwrap();
+        let with_token = PurgeSettings {
+            admin_path: "/_edge".into(),
+            token: "t".into(),
+        };
+        let without = health_only();
+        for settings in [&with_token, &without] {
+            for method in [&Method::GET, &Method::HEAD, &Method::POST, &purge] {
+                for path in ["/_edge/health", "/_edge/health?lb=1"] {
+                    assert_eq!(
+                        settings.route(method, path),
+                        Some(PurgeRoute::Health),
+                        "{method} {path}"
+                    );
+                }
+            }
+            for other in [
+                "/_edge/healthz",
+                "/_edge/health/x",
+                "/health",
+                "/_edgy/health",
+            ] {
+                assert_eq!(settings.route(&Method::GET, other), None, "{other}");
+            }
+        }
+        // Without a token the purge API stays off: its path and the PURGE
+        // method are proxied, as before the health check existed.
+        assert_eq!(without.route(&Method::POST, "/_edge/purge"), None);
+        assert_eq!(without.route(&purge, "/a"), None);
+        assert_eq!(
+            with_token.route(&purge, "/_edge/healthz"),
+            Some(PurgeRoute::Method)
+        );
+    }
+
+    #[test]
+    fn health_needs_no_token_reads_no_body_and_takes_get_and_head_only() {
+        let settings = PurgeSettings {
+            admin_path: "/_edge".into(),
+            token: "t".into(),
+        };
+        let (store, clock) = (MemStore::default(), FakeClock::at_unix_ms(0));
+        let api = api_over(&settings, &store, &clock);
+        let declared = headers(&[("content-length", "999999999")]);
+        for method in [Method::GET, Method::HEAD] {
+            assert!(matches!(
+                api.admit(PurgeRoute::Health, &method, &declared),
+                Admission::NoBody
+            ));
+        }
+        for method in [Method::POST, Method::from_bytes(b"PURGE").unwrap()] {
+            let Admission::Answer(refusal) = api.admit(PurgeRoute::Health, &method, &declared)
+            else {
+                panic!("{method} on the health check was admitted");
+            };
+            assert_eq!(refusal.status, 405);
+            assert_eq!(refusal.headers["allow"], "GET, HEAD");
+        }
+        assert!(store.reads.borrow().is_empty(), "admission read the store");
+    }
+
+    #[test]
+    fn health_answers_ok_with_one_store_read_and_says_when_the_store_does_not_answer() {
+        let settings = health_only();
+        let (store, clock) = (MemStore::default(), FakeClock::at_unix_ms(0));
+        let api = api_over(&settings, &store, &clock);
+        let get = block_on(api.handle(PurgeRoute::Health, &bare(Method::GET, "/_edge/health")));
+        assert_eq!(get.status, 200);
+        assert_eq!(
+            get.body.as_slice(),
+            b"{\"status\":\"ok\",\"store\":\"ok\"}\n"
+        );
+        assert_eq!(get.headers["cache-control"], "no-store");
+        assert_eq!(get.headers["content-type"], "application/json");
+        assert_eq!(*store.reads.borrow(), ["p:epoch"]);
+
+        let head = block_on(api.handle(PurgeRoute::Health, &bare(Method::HEAD, "/_edge/health")));
+        assert_eq!(head.status, 200);
+        assert!(head.body.as_slice().is_empty());
+        assert_eq!(
+            head.headers["content-length"],
+            get.headers["content-length"]
+        );
+
+        store.broken.set(true);
+        let down = block_on(api.handle(PurgeRoute::Health, &bare(Method::GET, "/_edge/health")));
+        assert_eq!(down.status, 200);
+        assert_eq!(
+            down.body.as_slice(),
+            b"{\"status\":\"ok\",\"store\":\"unavailable\"}\n"
+        );
+        assert!(store.values.borrow().is_empty(), "the health check wrote");
     }
 }
