@@ -42,6 +42,9 @@ pub struct Manifest {
     /// Hashed path → asset.
     assets: BTreeMap<String, Asset>,
     newest: Option<SystemTime>,
+    /// Where browsers load assets from (the edge's URL, no trailing `/`);
+    /// `None`: from the host that served the page.
+    edge: Option<String>,
 }
 
 /// `js/app.js` + hash → `js/app.<hash>.js`; the hash goes before the last
@@ -102,10 +105,28 @@ impl Manifest {
         self.assets.insert(hashed, asset);
     }
 
+    /// Links assets at `edge` (`http://host[:port]`), with a fallback to
+    /// the origin (see `asset_fallback`); an empty `edge` links plain paths.
+    pub fn with_edge(mut self, edge: &str) -> Manifest {
+        let edge = edge.trim_end_matches('/');
+        self.edge = (!edge.is_empty()).then(|| edge.to_owned());
+        self
+    }
+
+    /// The edge assets are linked at, if any.
+    pub fn edge_base(&self) -> Option<&str> {
+        self.edge.as_deref()
+    }
+
     /// The URL to link for a plain path: the hashed one when known.
     pub fn url(&self, logical: &str) -> String {
         let path = self.hashed.get(logical).map_or(logical, String::as_str);
         format!("/static/{path}")
+    }
+
+    /// [`url`](Self::url) at the edge, if assets are linked there.
+    pub fn edge_url(&self, logical: &str) -> Option<String> {
+        Some(format!("{}{}", self.edge.as_deref()?, self.url(logical)))
     }
 
     /// The asset under a hashed path (below `/static/`).
@@ -162,6 +183,13 @@ mod tests {
         assert_eq!(&asset.bytes[..], b"console.log(1)");
         assert!(asset.content_type.starts_with("text/javascript"));
         assert_eq!(manifest.url(".secret"), "/static/.secret");
+        assert_eq!(manifest.edge_url("js/app.js"), None);
+        let manifest = manifest.with_edge("http://edge:3000/");
+        assert_eq!(
+            manifest.edge_url("js/app.js"),
+            Some(format!("http://edge:3000{url}"))
+        );
+        assert_eq!(manifest.clone().with_edge("").edge_url("js/app.js"), None);
         assert_eq!(manifest.url("missing.css"), "/static/missing.css");
         assert!(
             manifest

@@ -29,6 +29,11 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Where purges go.
     pub edge: EdgeTarget,
+    /// Where browsers load the pages' assets from (`asset_fallback`): the
+    /// edge's public URL, `http(s)://host[:port]`. `None`: the edge's URL
+    /// ([`EdgeTarget::url`]); empty: plain paths on whichever host served
+    /// the page.
+    pub asset_url: Option<String>,
 }
 
 /// The edge's purge API and how to deliver to it.
@@ -69,7 +74,28 @@ impl Config {
             admin_token: DEV_ADMIN_TOKEN.into(),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             edge: EdgeTarget::default(),
+            asset_url: None,
         }
+    }
+
+    /// The base URL pages link assets at, checked; `""` for plain paths.
+    pub fn asset_base(&self) -> Result<String> {
+        let base = self.asset_url.as_deref().unwrap_or(&self.edge.url);
+        let base = base.trim_end_matches('/');
+        if base.is_empty() {
+            return Ok(String::new());
+        }
+        let valid = base.parse::<Uri>().is_ok_and(|uri| {
+            matches!(uri.scheme_str(), Some("http" | "https"))
+                && uri.host().is_some()
+                && uri.path_and_query().is_none_or(|p| p.as_str() == "/")
+        });
+        if !valid {
+            return Err(Error::Config(format!(
+                "asset URL `{base}` must be http(s)://host[:port]"
+            )));
+        }
+        Ok(base.to_owned())
     }
 }
 
@@ -148,5 +174,24 @@ mod tests {
             assert!(target(bad, "t").endpoint().is_err(), "{bad}");
         }
         assert!(target("http://x", "a\nb").endpoint().is_err());
+    }
+
+    #[test]
+    fn assets_are_linked_at_the_edge_unless_told_otherwise() {
+        let mut config = Config::new("db".into(), "static".into(), "seed".into());
+        assert_eq!(config.asset_base().unwrap(), "http://127.0.0.1:3000");
+        config.asset_url = Some("https://cdn.example/".into());
+        assert_eq!(config.asset_base().unwrap(), "https://cdn.example");
+        config.asset_url = Some(String::new());
+        assert_eq!(config.asset_base().unwrap(), "");
+        for bad in [
+            "cdn.example",
+            "ftp://cdn.example",
+            "http://cdn.example/a",
+            "http://",
+        ] {
+            config.asset_url = Some(bad.into());
+            assert!(config.asset_base().is_err(), "{bad}");
+        }
     }
 }

@@ -17,6 +17,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod asset_fallback;
 pub mod assets;
 pub mod backoff;
 pub mod caching;
@@ -67,6 +68,7 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<Origin> {
         return Err(Error::Config("the admin token must not be empty".into()));
     }
     let endpoint = config.edge.endpoint()?;
+    let asset_base = config.asset_base()?;
     let addr = listener
         .local_addr()
         .map_err(|e| Error::Config(format!("listener: {e}")))?;
@@ -77,6 +79,7 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<Origin> {
             .map_err(|e| Error::Task(e.to_string()))?
     };
     let (db, assets) = opened?;
+    let assets = assets.with_edge(&asset_base);
     let status = db.read(outbox::status).await?;
     let (status_tx, outbox) = watch::channel(status);
     let (shutdown, shutdown_rx) = watch::channel(false);

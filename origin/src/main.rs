@@ -35,6 +35,11 @@ struct Cli {
     /// The edge whose cache writes purge.
     #[arg(long, env = "ORIGIN_EDGE_URL", default_value = "http://127.0.0.1:3000")]
     edge_url: String,
+    /// Where browsers load the pages' assets from, falling back to the
+    /// origin when it does not answer: the edge's public URL. Default: the
+    /// edge URL; empty: assets from whichever host served the page.
+    #[arg(long, env = "ORIGIN_ASSET_URL")]
+    asset_url: Option<String>,
     /// The edge's `admin_path` variable.
     #[arg(long, env = "ORIGIN_EDGE_ADMIN_PATH", default_value = "/_edge")]
     edge_admin_path: String,
@@ -81,6 +86,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let config = Config {
         admin_token: cli.admin_token,
+        asset_url: cli.asset_url,
         edge: EdgeTarget {
             url: cli.edge_url,
             admin_path: cli.edge_admin_path,

@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 
+use crate::asset_fallback;
 use crate::assets::Manifest;
 use crate::catalog::{ListQuery, Product, ProductPage};
 use crate::money::Currency;
@@ -62,19 +63,22 @@ fn words(lang: Lang) -> &'static Words {
     }
 }
 
+/// Every page: its assets linked as `asset_fallback` links them.
 fn layout(lang: Lang, title: &str, assets: &Manifest, body: &str) -> String {
     format!(
         "<!doctype html>\n<html lang=\"{lang}\">\n<head>\n<meta charset=\"utf-8\">\n\
-         <title>{title}</title>\n<link rel=\"stylesheet\" href=\"{css}\">\n\
-         <script src=\"{js}\" defer></script>\n</head>\n<body>\n\
-         <header><a href=\"/\"><img src=\"{logo}\" alt=\"\" width=\"32\" height=\"32\"> {shop}</a> \
+         <title>{title}</title>\n{head}</head>\n<body>\n\
+         <header><a href=\"/\">{logo} {shop}</a> \
          <a href=\"/products\">{all}</a> <a href=\"/account\">{account}</a></header>\n\
          <main>\n{body}</main>\n</body>\n</html>\n",
         lang = lang.code(),
         title = escape(title),
-        css = escape(&assets.url("css/app.css")),
-        js = escape(&assets.url("js/app.js")),
-        logo = escape(&assets.url("img/logo.svg")),
+        head = asset_fallback::head(assets, "css/app.css", "js/app.js"),
+        logo = asset_fallback::img(
+            assets,
+            "img/logo.svg",
+            "alt=\"\" width=\"32\" height=\"32\""
+        ),
         shop = words(lang).shop,
         all = words(lang).all_products,
         account = words(lang).account,

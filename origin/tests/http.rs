@@ -191,13 +191,19 @@ async fn account_is_private() {
 #[tokio::test]
 async fn assets_under_hashed_names_are_immutable() {
     let dir = tempfile::tempdir().unwrap();
-    let origin = common::start(common::config(dir.path(), &down_edge())).await;
+    let edge = down_edge();
+    let origin = common::start(common::config(dir.path(), &edge)).await;
     let home = get(origin.url("/"), &[]).await.text().await.unwrap();
     let js = home
         .split('"')
         .find(|s| s.starts_with("/static/js/app.") && s.ends_with(".js"))
         .expect("home links the hashed script")
         .to_owned();
+    // At the edge, falling back to the origin's own path.
+    assert!(
+        home.contains(&format!("src=\"{edge}{js}\" data-origin=\"{js}\"")),
+        "{home}"
+    );
     let hash = js
         .trim_start_matches("/static/js/app.")
         .trim_end_matches(".js");
