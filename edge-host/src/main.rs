@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use edge_host::reuse::PerInstance;
 use edge_host::{App, AppOptions, InstanceLimits, ReuseOptions, ServerOptions};
 
@@ -24,92 +24,129 @@ struct Cli {
     command: Command,
 }
 
+mod check;
+
+/// What the application is: the flags `up` and `check` share.
+#[derive(Args)]
+struct Configuration {
+    /// The application manifest, or a directory containing spin.toml.
+    #[arg(short = 'f', long = "from", default_value = "spin.toml")]
+    manifest: PathBuf,
+    /// A Spin-format runtime configuration file.
+    #[arg(long = "runtime-config-file")]
+    runtime_config: Option<PathBuf>,
+    /// Set application variables, as `spin up` does: NAME=VALUE,
+    /// NAME=@FILE (the file's content) or @FILE.json / @FILE.toml (names and
+    /// string values); may be repeated.
+    #[arg(long = "variable")]
+    variables: Vec<String>,
+}
+
+impl Configuration {
+    fn check_inputs(&self) -> check::CheckInputs {
+        check::CheckInputs {
+            manifest: self.manifest.clone(),
+            runtime_config: self.runtime_config.clone(),
+            variables: self.variables.clone(),
+            environment: std::env::vars().collect(),
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
-    /// Start the application (same flags and meaning as `spin up`).
-    Up {
-        /// The application manifest, or a directory containing spin.toml.
-        #[arg(short = 'f', long = "from", default_value = "spin.toml")]
-        manifest: PathBuf,
-        /// Address to listen on.
-        #[arg(long, default_value = "127.0.0.1:3000")]
-        listen: SocketAddr,
-        /// A Spin-format runtime configuration file.
-        #[arg(long = "runtime-config-file")]
-        runtime_config: Option<PathBuf>,
-        /// Set an application variable (NAME=VALUE); may be repeated.
-        #[arg(long = "variable")]
-        variables: Vec<String>,
-        /// Maximum concurrent component instances; also the most requests a
-        /// WASI 0.3 component has in flight at once (more wait their turn).
-        #[arg(long, default_value_t = edge_host::engine::DEFAULT_MAX_INSTANCES)]
-        max_instances: u32,
-        /// WASI 0.3 components: requests one instance serves before it is
-        /// retired; a count or a range (`1..8`) picked per instance.
-        #[arg(long, default_value_t = PerInstance::Value(edge_host::reuse::DEFAULT_MAX_INSTANCE_REUSE_COUNT),
-              value_parser = PerInstance::<usize>::parse_count)]
-        max_instance_reuse_count: PerInstance<usize>,
-        /// WASI 0.3 components: requests one instance serves at once; a
-        /// count or a range picked per instance.
-        #[arg(long, default_value_t = PerInstance::Value(edge_host::reuse::DEFAULT_MAX_INSTANCE_CONCURRENT_REUSE_COUNT),
-              value_parser = PerInstance::<usize>::parse_count)]
-        max_instance_concurrent_reuse_count: PerInstance<usize>,
-        /// WASI 0.3 components: how long an idle instance is kept for the
-        /// next request: `1s`, `500ms`, `250us`, `10ns` (no suffix: seconds),
-        /// or a range (`1..8s`) picked per instance.
-        #[arg(long, default_value_t = PerInstance::Value(edge_host::reuse::DEFAULT_IDLE_INSTANCE_TIMEOUT),
-              value_parser = PerInstance::<Duration>::parse_duration)]
-        idle_instance_timeout: PerInstance<Duration>,
-        /// Wall-clock limit per request, in milliseconds (edge-host only).
-        #[arg(long, default_value_t = edge_host::limits::DEFAULT_REQUEST_TIMEOUT.as_millis() as u64,
-              value_parser = clap::value_parser!(u64).range(1..))]
-        request_timeout_ms: u64,
-        /// Linear-memory limit per instance, in MiB, at most 4096 (edge-host
-        /// only); a reused instance's across all its requests.
-        #[arg(long, default_value_t = (edge_host::limits::DEFAULT_MAX_MEMORY_BYTES >> 20) as u64,
-              value_parser = edge_host::engine::parse_max_memory_mb)]
-        max_memory_mb: u64,
-        /// Largest request body accepted, in bytes; larger ones get 413
-        /// (nginx's client_max_body_size).
-        #[arg(long, default_value_t = edge_host::request_body::DEFAULT_MAX_REQUEST_BODY_BYTES,
-              value_parser = clap::value_parser!(u64).range(1..))]
-        max_request_body_bytes: u64,
-        /// Time a client has to send a request's header section, in
-        /// milliseconds (nginx's client_header_timeout).
-        #[arg(long, default_value_t = edge_host::connection::DEFAULT_CLIENT_HEADER_TIMEOUT.as_millis() as u64,
-              value_parser = clap::value_parser!(u64).range(1..))]
-        client_header_timeout_ms: u64,
-        /// How long an idle keep-alive connection is kept, in milliseconds;
-        /// 0 turns keep-alive off (nginx's keepalive_timeout).
-        #[arg(long, default_value_t = edge_host::connection::DEFAULT_KEEPALIVE_TIMEOUT.as_millis() as u64)]
-        keepalive_timeout_ms: u64,
-        /// Connections open at once. Beyond it a new connection takes the
-        /// place of the one idle longest; only when all are serving a
-        /// request is it answered 503 and closed. Lowered at start if the
-        /// open-file limit cannot hold it.
-        #[arg(long, default_value_t = edge_host::connection::DEFAULT_MAX_CONNECTIONS,
-              value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
-        max_connections: u32,
-        /// Connections open at once from one client address, with the same
-        /// rule among its own connections; 0: no such limit (set 0 behind a
-        /// load balancer, where every connection comes from its address).
-        #[arg(long, default_value_t = edge_host::connection::DEFAULT_MAX_CONNECTIONS_PER_CLIENT)]
-        max_connections_per_client: u32,
+    /// Check the manifest, runtime config, variables and the cache rules
+    /// each component would load, without serving: prints `ok` and a
+    /// summary, or each problem (exit 1).
+    Check {
         #[command(flatten)]
-        observability: edge_host::observability::ObservabilityFlags,
-        /// Idle keep-alive connections kept per origin for the next miss;
-        /// 0 turns pooling off (a new connection per origin request).
-        #[arg(long, default_value_t = edge_host::outbound_http::pool::DEFAULT_MAX_IDLE_PER_ORIGIN)]
-        origin_pool_idle: usize,
-        /// How long an idle origin connection is kept, in milliseconds (less
-        /// if the origin's `Keep-Alive: timeout` says so).
-        #[arg(long, default_value_t = edge_host::outbound_http::pool::DEFAULT_IDLE_TIMEOUT.as_millis() as u64)]
-        origin_pool_idle_timeout_ms: u64,
-        /// Serving threads, each with its own runtime, accept loop and WASI
-        /// 0.3 instances (default: one per core).
-        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024))]
-        serving_threads: Option<u32>,
+        configuration: Configuration,
     },
+    /// Start the application (same flags and meaning as `spin up`); broken
+    /// cache rules stop it before it listens.
+    Up {
+        #[command(flatten)]
+        configuration: Configuration,
+        #[command(flatten)]
+        flags: Box<UpFlags>,
+    },
+}
+
+/// The flags only `up` has.
+#[derive(Args)]
+struct UpFlags {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:3000")]
+    listen: SocketAddr,
+    /// Maximum concurrent component instances; also the most requests a
+    /// WASI 0.3 component has in flight at once (more wait their turn).
+    #[arg(long, default_value_t = edge_host::engine::DEFAULT_MAX_INSTANCES)]
+    max_instances: u32,
+    /// WASI 0.3 components: requests one instance serves before it is
+    /// retired; a count or a range (`1..8`) picked per instance.
+    #[arg(long, default_value_t = PerInstance::Value(edge_host::reuse::DEFAULT_MAX_INSTANCE_REUSE_COUNT),
+          value_parser = PerInstance::<usize>::parse_count)]
+    max_instance_reuse_count: PerInstance<usize>,
+    /// WASI 0.3 components: requests one instance serves at once; a
+    /// count or a range picked per instance.
+    #[arg(long, default_value_t = PerInstance::Value(edge_host::reuse::DEFAULT_MAX_INSTANCE_CONCURRENT_REUSE_COUNT),
+          value_parser = PerInstance::<usize>::parse_count)]
+    max_instance_concurrent_reuse_count: PerInstance<usize>,
+    /// WASI 0.3 components: how long an idle instance is kept for the
+    /// next request: `1s`, `500ms`, `250us`, `10ns` (no suffix: seconds),
+    /// or a range (`1..8s`) picked per instance.
+    #[arg(long, default_value_t = PerInstance::Value(edge_host::reuse::DEFAULT_IDLE_INSTANCE_TIMEOUT),
+          value_parser = PerInstance::<Duration>::parse_duration)]
+    idle_instance_timeout: PerInstance<Duration>,
+    /// Wall-clock limit per request, in milliseconds (edge-host only).
+    #[arg(long, default_value_t = edge_host::limits::DEFAULT_REQUEST_TIMEOUT.as_millis() as u64,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    request_timeout_ms: u64,
+    /// Linear-memory limit per instance, in MiB, at most 4096 (edge-host
+    /// only); a reused instance's across all its requests.
+    #[arg(long, default_value_t = (edge_host::limits::DEFAULT_MAX_MEMORY_BYTES >> 20) as u64,
+          value_parser = edge_host::engine::parse_max_memory_mb)]
+    max_memory_mb: u64,
+    /// Largest request body accepted, in bytes; larger ones get 413
+    /// (nginx's client_max_body_size).
+    #[arg(long, default_value_t = edge_host::request_body::DEFAULT_MAX_REQUEST_BODY_BYTES,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    max_request_body_bytes: u64,
+    /// Time a client has to send a request's header section, in
+    /// milliseconds (nginx's client_header_timeout).
+    #[arg(long, default_value_t = edge_host::connection::DEFAULT_CLIENT_HEADER_TIMEOUT.as_millis() as u64,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    client_header_timeout_ms: u64,
+    /// How long an idle keep-alive connection is kept, in milliseconds;
+    /// 0 turns keep-alive off (nginx's keepalive_timeout).
+    #[arg(long, default_value_t = edge_host::connection::DEFAULT_KEEPALIVE_TIMEOUT.as_millis() as u64)]
+    keepalive_timeout_ms: u64,
+    /// Connections open at once. Beyond it a new connection takes the
+    /// place of the one idle longest; only when all are serving a
+    /// request is it answered 503 and closed. Lowered at start if the
+    /// open-file limit cannot hold it.
+    #[arg(long, default_value_t = edge_host::connection::DEFAULT_MAX_CONNECTIONS,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    max_connections: u32,
+    /// Connections open at once from one client address, with the same
+    /// rule among its own connections; 0: no such limit (set 0 behind a
+    /// load balancer, where every connection comes from its address).
+    #[arg(long, default_value_t = edge_host::connection::DEFAULT_MAX_CONNECTIONS_PER_CLIENT)]
+    max_connections_per_client: u32,
+    #[command(flatten)]
+    observability: edge_host::observability::ObservabilityFlags,
+    /// Idle keep-alive connections kept per origin for the next miss;
+    /// 0 turns pooling off (a new connection per origin request).
+    #[arg(long, default_value_t = edge_host::outbound_http::pool::DEFAULT_MAX_IDLE_PER_ORIGIN)]
+    origin_pool_idle: usize,
+    /// How long an idle origin connection is kept, in milliseconds (less
+    /// if the origin's `Keep-Alive: timeout` says so).
+    #[arg(long, default_value_t = edge_host::outbound_http::pool::DEFAULT_IDLE_TIMEOUT.as_millis() as u64)]
+    origin_pool_idle_timeout_ms: u64,
+    /// Serving threads, each with its own runtime, accept loop and WASI
+    /// 0.3 instances (default: one per core).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    serving_threads: Option<u32>,
 }
 
 fn main() -> ExitCode {
@@ -138,11 +175,37 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    let Command::Up {
-        manifest,
+    match cli.command {
+        Command::Check { configuration } => run_check(&configuration),
+        Command::Up {
+            configuration,
+            flags,
+        } => run_up(configuration, *flags),
+    }
+}
+
+/// `edge-host check`.
+fn run_check(configuration: &Configuration) -> anyhow::Result<()> {
+    let checked = check::check(&configuration.check_inputs())?;
+    let problems = checked.problems();
+    if problems.is_empty() {
+        println!("{}", checked.summary());
+        return Ok(());
+    }
+    for problem in &problems {
+        eprintln!("edge-host: error: {problem}");
+    }
+    anyhow::bail!(
+        "{} problem{} found",
+        problems.len(),
+        if problems.len() == 1 { "" } else { "s" }
+    )
+}
+
+/// `edge-host up`: the same check as `check` first, then serving.
+fn run_up(configuration: Configuration, flags: UpFlags) -> anyhow::Result<()> {
+    let UpFlags {
         listen,
-        runtime_config,
-        variables,
         max_instances,
         max_instance_reuse_count,
         max_instance_concurrent_reuse_count,
@@ -158,7 +221,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         origin_pool_idle,
         origin_pool_idle_timeout_ms,
         serving_threads,
-    } = cli.command;
+    } = flags;
+    // Before anything is opened or compiled: rules the component could not
+    // load would have it proxy without caching, so the edge does not start.
+    let checked = check::check(&configuration.check_inputs())?;
+    let problems = checked.problems();
+    if !problems.is_empty() {
+        anyhow::bail!(
+            "{}; not serving with broken cache rules (`edge-host check` lists every problem)",
+            problems.join("; ")
+        );
+    }
     let lanes = serving_threads.map_or_else(edge_host::lanes::default_count, |n| n as usize);
     let open_files = edge_host::open_files::raise_open_file_limit();
     let (max_connections, lowered) =
@@ -186,9 +259,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     runtime.block_on(async { ignore_hangups() })?;
     let (app, listener) = runtime.block_on(async move {
         let options = AppOptions {
-            manifest,
-            runtime_config,
-            variables,
+            manifest: configuration.manifest,
+            runtime_config: configuration.runtime_config,
+            variables: configuration.variables,
             environment: std::env::vars().collect(),
             cache_dir: None,
             max_instances: Some(max_instances),
@@ -213,6 +286,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             eprintln!("edge-host: metrics on http://{addr}/metrics, status page on http://{addr}/");
         }
         observer.serve(app.clone());
+        if let Some(metrics) = edge_host::observe::metrics::get() {
+            for rules in &checked.rules {
+                metrics.report_rules(rules.status.clone());
+            }
+            tokio::spawn(watch_rules(checked.rules, metrics));
+        }
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
@@ -232,6 +311,45 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     edge_host::access_log::flush();
     eprintln!("edge-host: stopped");
     Ok(())
+}
+
+/// How often a rules file is looked at for changes.
+const RULES_POLL: Duration = Duration::from_secs(1);
+
+/// Checks each rules file again whenever its content changes, and reports
+/// what it finds: a broken live edit shows as broken, with its message,
+/// on the status page and in `/metrics` (and is logged once).
+async fn watch_rules(
+    mut rules: Vec<check::ComponentRules>,
+    metrics: &'static edge_host::observe::metrics::Metrics,
+) {
+    rules.retain(|rules| rules.file.is_some());
+    if rules.is_empty() {
+        return;
+    }
+    let mut ticks = tokio::time::interval(RULES_POLL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        ticks.tick().await;
+        for watched in &mut rules {
+            let Some(file) = &watched.file else { continue };
+            let bytes = std::fs::read(file).unwrap_or_default();
+            if edge_host::observe::rules::text_hash(&bytes) == watched.status.hash {
+                continue;
+            }
+            let again = watched.recheck();
+            match &again.status.message {
+                Some(problem) => tracing::warn!("cache rules changed and are broken: {problem}"),
+                None => tracing::info!(
+                    "cache rules changed: {} (blake3 {})",
+                    again.status.source,
+                    again.status.hash
+                ),
+            }
+            metrics.report_rules(again.status.clone());
+            *watched = again;
+        }
+    }
 }
 
 /// Handles SIGHUP, whose default action would stop the process: `kill

@@ -4,12 +4,14 @@
 //! them, and the host side of the interface that lets an instance read its
 //! own.
 //!
-//! Precedence, highest first (as `spin up`): `--variable NAME=VALUE`, the
-//! environment (`SPIN_VARIABLE_<NAME>`), the manifest's `default`. A
+//! Precedence, highest first (as `spin up`): `--variable NAME=VALUE` (or
+//! `NAME=@file`, the file's content, or `@file.json`/`@file.toml`, a file
+//! of names and string values; a later flag wins), the environment (`SPIN_VARIABLE_<NAME>`), the manifest's `default`. A
 //! `required` variable with no value is a start-up error, not a request error.
 //! An instance reads only the variables its component declares.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use wasmtime::component::{Accessor, HasData, HasSelf, Linker};
@@ -48,9 +50,19 @@ pub enum VariableError {
     /// `--variable` names a variable the manifest does not declare.
     #[error("--variable {0}: the manifest declares no such variable")]
     UnknownCliVariable(String),
-    /// `--variable` is not `NAME=VALUE`.
-    #[error("--variable `{0}`: expected NAME=VALUE")]
+    /// `--variable` is not `NAME=VALUE`, `NAME=@file` or `@file`.
+    #[error("--variable `{0}`: expected NAME=VALUE, NAME=@file or @file.json/@file.toml")]
     MalformedCliVariable(String),
+    /// A file a `--variable` flag names cannot be used.
+    #[error("--variable `{flag}`: {path}: {problem}", path = .path.display())]
+    VariableFile {
+        /// The flag as given.
+        flag: String,
+        /// The file, as given.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: String,
+    },
     /// A template refers to an undeclared application variable.
     #[error("{context}: template refers to undeclared variable `{name}`")]
     UndeclaredReference {
@@ -74,24 +86,47 @@ pub struct VariableProviders {
     pub cli: BTreeMap<String, String>,
     /// From `SPIN_VARIABLE_*` environment variables, keyed by lower-case name.
     pub env: BTreeMap<String, String>,
+    /// The file each `--variable NAME=@FILE` value was read from, by name
+    /// (for messages about the value).
+    pub files: BTreeMap<String, PathBuf>,
 }
 
 impl VariableProviders {
     /// Builds the providers from `--variable` flags and an environment.
+    /// As `spin up` reads them: `NAME=VALUE`; `NAME=@path`, the value is
+    /// the file's content (UTF-8, as is); `@path.json` or `@path.toml`, a
+    /// file holding an object (table) of names and string values. Relative
+    /// paths are the working directory's.
     pub fn new(
         cli_flags: &[String],
         environment: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, VariableError> {
         let mut cli = BTreeMap::new();
+        let mut files = BTreeMap::new();
         for flag in cli_flags {
+            if let Some(path) = flag.strip_prefix('@') {
+                for (name, value) in read_variables_file(flag, Path::new(path))? {
+                    let name = checked_name(flag, &name)?;
+                    files.remove(&name);
+                    cli.insert(name, value);
+                }
+                continue;
+            }
             let (name, value) = flag
                 .split_once('=')
                 .ok_or_else(|| VariableError::MalformedCliVariable(flag.clone()))?;
-            let name = name.trim().to_lowercase();
-            if check_variable_name(&name).is_err() {
-                return Err(VariableError::MalformedCliVariable(flag.clone()));
-            }
-            cli.insert(name, value.to_owned());
+            let name = checked_name(flag, name)?;
+            let value = match value.strip_prefix('@') {
+                Some(path) => {
+                    files.insert(name.clone(), PathBuf::from(path));
+                    read_text(flag, Path::new(path))?
+                }
+                None => {
+                    files.remove(&name);
+                    value.to_owned()
+                }
+            };
+            cli.insert(name, value);
         }
         let env = environment
             .into_iter()
@@ -100,7 +135,88 @@ impl VariableProviders {
                     .map(|name| (name.to_lowercase(), value))
             })
             .collect();
-        Ok(VariableProviders { cli, env })
+        Ok(VariableProviders { cli, env, files })
+    }
+}
+
+/// A variable's name from a flag or a variables file, lower-cased as
+/// Spin's provider keys are.
+fn checked_name(flag: &str, name: &str) -> Result<String, VariableError> {
+    let name = name.trim().to_lowercase();
+    match check_variable_name(&name) {
+        Ok(()) => Ok(name),
+        Err(_) => Err(VariableError::MalformedCliVariable(flag.to_owned())),
+    }
+}
+
+/// The text of the file a flag names: it must exist and be UTF-8.
+fn read_text(flag: &str, path: &Path) -> Result<String, VariableError> {
+    let problem = |problem: String| VariableError::VariableFile {
+        flag: flag.to_owned(),
+        path: path.to_owned(),
+        problem,
+    };
+    let bytes = std::fs::read(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => problem("no such file".to_owned()),
+        _ => problem(format!("cannot be read: {e}")),
+    })?;
+    String::from_utf8(bytes).map_err(|e| {
+        problem(format!(
+            "not UTF-8 text (invalid byte at offset {})",
+            e.utf8_error().valid_up_to()
+        ))
+    })
+}
+
+/// The names and values of a variables file (`@vars.json`: a JSON object;
+/// `@vars.toml`: a TOML table), every value a string.
+fn read_variables_file(flag: &str, path: &Path) -> Result<Vec<(String, String)>, VariableError> {
+    let problem = |problem: String| VariableError::VariableFile {
+        flag: flag.to_owned(),
+        path: path.to_owned(),
+        problem,
+    };
+    let extension = path.extension().and_then(|e| e.to_str());
+    if !matches!(extension, Some("json" | "toml")) {
+        return Err(problem(
+            "a variables file must end in .json or .toml".to_owned(),
+        ));
+    }
+    let text = read_text(flag, path)?;
+    let not_a_string = |name: &str, kind: &str| {
+        problem(format!(
+            "variable `{name}` is {kind}, not a string (quote it: \"...\")"
+        ))
+    };
+    if extension == Some("json") {
+        let doc: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| problem(format!("not valid JSON: {e}")))?;
+        let serde_json::Value::Object(object) = doc else {
+            return Err(problem(
+                "expected a JSON object of variable names and string values".to_owned(),
+            ));
+        };
+        object
+            .into_iter()
+            .map(|(name, value)| match value {
+                serde_json::Value::String(value) => Ok((name, value)),
+                serde_json::Value::Null => Err(not_a_string(&name, "null")),
+                serde_json::Value::Bool(_) => Err(not_a_string(&name, "a boolean")),
+                serde_json::Value::Number(_) => Err(not_a_string(&name, "a number")),
+                serde_json::Value::Array(_) => Err(not_a_string(&name, "an array")),
+                serde_json::Value::Object(_) => Err(not_a_string(&name, "an object")),
+            })
+            .collect()
+    } else {
+        let table: toml::Table = toml::from_str(&text)
+            .map_err(|e| problem(format!("not a valid TOML table: {}", e.to_string().trim())))?;
+        table
+            .into_iter()
+            .map(|(name, value)| match value {
+                toml::Value::String(value) => Ok((name, value)),
+                other => Err(not_a_string(&name, &format!("a TOML {}", other.type_str()))),
+            })
+            .collect()
     }
 }
 
@@ -340,5 +456,66 @@ mod tests {
             render_template("{{ Bad }}", &values, "c.v"),
             Err(VariableError::BadTemplate { .. })
         ));
+    }
+
+    #[test]
+    fn files_give_values_as_spin_reads_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = |name: &str, bytes: &[u8]| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, bytes).unwrap();
+            path.display().to_string()
+        };
+        let rules = file("rules.json", b"{\"rules\": []}\n");
+        let json = file(
+            "vars.json",
+            br#"{"token": "j", "Origin_URL": "http://json"}"#,
+        );
+        let toml = file("vars.toml", b"token = \"t\"\n");
+        let providers = VariableProviders::new(
+            &[
+                format!("@{json}"),
+                format!("@{toml}"),
+                format!("optional=@{rules}"),
+            ],
+            env(&[]),
+        )
+        .unwrap();
+        let values = resolve_application_variables(&declared(), &providers).unwrap();
+        assert_eq!(values["token"], "t", "a later flag wins");
+        assert_eq!(values["origin_url"], "http://json");
+        assert_eq!(values["optional"], "{\"rules\": []}\n");
+
+        let problem = |flag: String| VariableProviders::new(&[flag], env(&[])).unwrap_err();
+        let missing = dir.path().join("none.json").display().to_string();
+        for (flag, expected) in [
+            (format!("token=@{missing}"), "no such file"),
+            (format!("@{missing}"), "no such file"),
+            (format!("token=@{}", file("bin", b"\xff\xfe")), "not UTF-8"),
+            (
+                format!("@{}", file("list.json", b"[\"a\"]")),
+                "a JSON object",
+            ),
+            (
+                format!("@{}", file("num.json", br#"{"token": 1}"#)),
+                "`token` is a number",
+            ),
+            (format!("@{}", file("bad.json", b"{")), "not valid JSON"),
+            (
+                format!("@{}", file("bool.toml", b"token = true")),
+                "`token` is a TOML boolean",
+            ),
+            (
+                format!("@{}", file("vars.yaml", b"")),
+                "must end in .json or .toml",
+            ),
+        ] {
+            let error = problem(flag.clone()).to_string();
+            assert!(error.contains(expected), "{flag}: {error}");
+            assert!(
+                error.contains(flag.trim_start_matches("token=").trim_start_matches('@')),
+                "{error}"
+            );
+        }
     }
 }

@@ -29,6 +29,7 @@ use prometheus_client::registry::Registry;
 
 use crate::observe::cache_outcome::Outcome;
 use crate::observe::instances::{InstanceCounters, InstanceStats};
+use crate::observe::rules::{RulesMetrics, RulesStatus};
 
 /// `Content-Type` of [`Metrics::encode`]'s output.
 pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
@@ -114,6 +115,7 @@ pub struct Metrics {
     instance_failures: [Counter; FailureCause::ALL.len()],
     access_log_dropped: Counter,
     instances: Arc<ReportedInstances>,
+    rules: RulesMetrics,
 }
 
 static METRICS: OnceLock<Metrics> = OnceLock::new();
@@ -251,6 +253,7 @@ impl Metrics {
         );
         let instances = Arc::new(ReportedInstances::default());
         registry.register_collector(Box::new(instances.clone()));
+        let rules = RulesMetrics::register(&mut registry);
         Metrics {
             registry,
             requests,
@@ -268,7 +271,18 @@ impl Metrics {
             instance_failures,
             access_log_dropped,
             instances,
+            rules,
         }
+    }
+
+    /// Records how edge-host found a component's cache rules.
+    pub fn report_rules(&self, status: RulesStatus) {
+        self.rules.report(status);
+    }
+
+    /// Every component's cache rules, as last reported.
+    pub fn rules(&self) -> Vec<RulesStatus> {
+        self.rules.latest()
     }
 
     /// Reports the instances counted by `counters` (an application's

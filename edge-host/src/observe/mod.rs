@@ -9,6 +9,7 @@
 //! - `request_record`: each request's metrics and access log line, written when its response ends.
 //! - [`access_log`]: the access log (`--access-log`, text or JSON), written off the request path.
 //! - `failure_log`: a failure's detail in the log: a headline, then a line per backtrace frame, all under the error id.
+//! - [`rules`]: the cache rules as edge-host last checked them (good or broken, hash, when read).
 //! - [`status_page`]: the metrics listener: `/metrics`, `/status.json` and the live status page.
 
 pub mod access_log;
@@ -17,4 +18,5 @@ pub(crate) mod failure_log;
 pub mod instances;
 pub mod metrics;
 pub(crate) mod request_record;
+pub mod rules;
 pub mod status_page;

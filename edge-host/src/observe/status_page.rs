@@ -29,6 +29,7 @@ use crate::net::connection_table::ConnectionTable;
 use crate::net::request_body::BodyWatch;
 use crate::observe::cache_outcome::Outcome;
 use crate::observe::metrics::{Metrics, Totals};
+use crate::observe::rules::RulesStatus;
 
 /// How often the history is sampled.
 pub const SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
@@ -72,6 +73,8 @@ struct Status<'a> {
     /// Which outcomes count as answered from the cache.
     from_cache: Vec<&'static str>,
     samples: &'a [Sample],
+    /// Each component's cache rules as edge-host last checked them.
+    rules: Vec<RulesStatus>,
 }
 
 type History = Arc<Mutex<VecDeque<Sample>>>;
@@ -185,6 +188,7 @@ fn answer(
                     .map(|o| o.as_str())
                     .collect(),
                 samples: &samples,
+                rules: metrics.rules(),
             };
             let json = serde_json::to_string(&status).unwrap_or_else(|_| "{}".to_owned());
             reply(StatusCode::OK, "application/json", json)

@@ -1,0 +1,137 @@
+//! The cache rules as edge-host last checked them (at start, and again
+//! whenever the rules file changes): good or broken, a hash of their text,
+//! when they were read. What the component itself did with them is its
+//! own business (`Cache-Status` says `detail=rules-error`); this is what an
+//! operator asks first after an edit: did it take?
+
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+/// One component's cache rules, as checked.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RulesStatus {
+    /// The component reading them.
+    pub component: String,
+    /// Where they come from: the host path of the file, `inline` or
+    /// `built-in`.
+    pub source: String,
+    /// Whether the component's own loader accepts them.
+    pub good: bool,
+    /// The first 16 hex digits of the blake3 hash of the rules text.
+    pub hash: String,
+    /// When they were read, in seconds since the Unix epoch.
+    pub loaded_at: u64,
+    /// What is wrong, when they are broken.
+    pub message: Option<String>,
+}
+
+impl RulesStatus {
+    /// A status for rules read now, `text` as read.
+    pub fn now(component: &str, source: &str, text: &[u8], problem: Option<String>) -> Self {
+        RulesStatus {
+            component: component.to_owned(),
+            source: source.to_owned(),
+            good: problem.is_none(),
+            hash: text_hash(text),
+            loaded_at: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            message: problem,
+        }
+    }
+
+    fn state(&self) -> &'static str {
+        if self.good { "good" } else { "broken" }
+    }
+}
+
+/// The first 16 hex digits of the blake3 hash of `text`.
+pub fn text_hash(text: &[u8]) -> String {
+    blake3::hash(text).to_hex()[..16].to_owned()
+}
+
+type ComponentLabel = [(&'static str, String); 1];
+
+/// The rules series and the latest status of each component's rules.
+#[derive(Debug)]
+pub(crate) struct RulesMetrics {
+    state: Family<[(&'static str, String); 2], Gauge>,
+    loaded_at: Family<ComponentLabel, Gauge>,
+    info: Family<[(&'static str, String); 3], Gauge>,
+    latest: Mutex<Vec<RulesStatus>>,
+}
+
+impl RulesMetrics {
+    /// Registers the series in `registry`; none has a value until a
+    /// status is reported.
+    pub(crate) fn register(registry: &mut Registry) -> Self {
+        let metrics = RulesMetrics {
+            state: Family::default(),
+            loaded_at: Family::default(),
+            info: Family::default(),
+            latest: Mutex::new(Vec::new()),
+        };
+        registry.register(
+            "edge_rules_status",
+            "The cache rules as edge-host last checked them: 1 for the current state (good or broken), by component",
+            metrics.state.clone(),
+        );
+        registry.register(
+            "edge_rules_loaded_timestamp_seconds",
+            "When edge-host last read the cache rules, by component",
+            metrics.loaded_at.clone(),
+        );
+        registry.register(
+            "edge_rules_info",
+            "The cache rules last read: their source and the blake3 hash of their text (first 16 hex digits)",
+            metrics.info.clone(),
+        );
+        metrics
+    }
+
+    /// Records `status` as its component's latest.
+    pub(crate) fn report(&self, status: RulesStatus) {
+        let component = || ("component", status.component.clone());
+        for state in ["good", "broken"] {
+            let value = i64::from(state == status.state());
+            self.state
+                .get_or_create(&[component(), ("state", state.to_owned())])
+                .set(value);
+        }
+        self.loaded_at
+            .get_or_create(&[component()])
+            .set(i64::try_from(status.loaded_at).unwrap_or(i64::MAX));
+        let mut latest = self.lock();
+        if let Some(previous) = latest.iter().find(|s| s.component == status.component) {
+            self.info.remove(&[
+                component(),
+                ("source", previous.source.clone()),
+                ("hash", previous.hash.clone()),
+            ]);
+        }
+        self.info
+            .get_or_create(&[
+                component(),
+                ("source", status.source.clone()),
+                ("hash", status.hash.clone()),
+            ])
+            .set(1);
+        latest.retain(|s| s.component != status.component);
+        latest.push(status);
+    }
+
+    /// Every component's latest status.
+    pub(crate) fn latest(&self) -> Vec<RulesStatus> {
+        self.lock().clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<RulesStatus>> {
+        self.latest
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
