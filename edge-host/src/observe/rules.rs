@@ -135,3 +135,36 @@ impl RulesMetrics {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_status_replaces_the_component_s_state_and_hash() {
+        let mut registry = Registry::default();
+        let rules = RulesMetrics::register(&mut registry);
+        rules.report(RulesStatus::now("c", "/r.json", b"{}", None));
+        rules.report(RulesStatus::now(
+            "c",
+            "/r.json",
+            b"{",
+            Some("broken".into()),
+        ));
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &registry).unwrap();
+        assert!(
+            out.contains(r#"edge_rules_status{component="c",state="broken"} 1"#),
+            "{out}"
+        );
+        assert!(
+            out.contains(r#"edge_rules_status{component="c",state="good"} 0"#),
+            "{out}"
+        );
+        assert!(!out.contains(&text_hash(b"{}")), "{out}");
+        assert!(out.contains(&text_hash(b"{")), "{out}");
+        let latest = rules.latest();
+        assert_eq!(latest.len(), 1);
+        assert_eq!(latest[0].message.as_deref(), Some("broken"));
+    }
+}
