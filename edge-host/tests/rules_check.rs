@@ -35,6 +35,7 @@ fn app(dir: &Path, source: &Path) -> PathBuf {
              origin_url = {{ default = \"http://127.0.0.1:9\" }}\n\
              cache_rules = {{ default = \"/rules/good.json\" }}\n\
              [[trigger.http]]\nroute = \"/...\"\ncomponent = \"c\"\n[component.c]\nsource = {:?}\n\
+             key_value_stores = [\"default\"]\n\
              files = [{{ source = \"rules\", destination = \"/rules\" }}]\n\
              allowed_outbound_hosts = [\"{{{{ origin_url }}}}\"]\n\
              [component.c.variables]\norigin_url = \"{{{{ origin_url }}}}\"\n\
@@ -311,4 +312,107 @@ fn metrics_show_the_rules_status_and_a_broken_edit() {
     let status = get(&metrics, "/status.json");
     assert!(status.contains("\"good\":false"), "{status}");
     assert!(status.contains(":3:11: unknown field"), "{status}");
+}
+
+/// An origin whose every answer may be cached for an hour.
+fn cacheable_origin() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { break };
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                    line.clear();
+                }
+                let _ = stream.write_all(
+                    b"HTTP/1.1 200 OK\r\ncache-control: max-age=3600\r\n\
+                      content-length: 2\r\nconnection: close\r\n\r\nok",
+                );
+            });
+        }
+    });
+    port
+}
+
+/// `up` with the real component and `flags`; the serving address.
+fn serve(dir: &Path, flags: &[&str]) -> (Running, String) {
+    let wasm = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/wasm32-wasip2/release/edge_cache_p2.wasm");
+    assert!(wasm.exists(), "component missing: run `make wasm` first");
+    let manifest = app(dir, &wasm);
+    let mut child = Running(
+        Command::new(BIN)
+            .current_dir(dir)
+            .args(["up", "-f"])
+            .arg(&manifest)
+            .args(["--listen", "127.0.0.1:0"])
+            .args(flags)
+            .env(
+                "EDGE_HOST_CACHE_DIR",
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/edge-host-cache"),
+            )
+            .env_remove("SPIN_VARIABLE_CACHE_RULES")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut lines = BufReader::new(child.0.stderr.take().unwrap()).lines();
+    let mut address = None;
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some((_, rest)) = line.split_once(" on http://")
+            && line.contains("serving `")
+        {
+            address = Some(rest.trim().to_owned());
+            break;
+        }
+    }
+    std::thread::spawn(move || lines.for_each(drop));
+    (child, address.expect("serving line"))
+}
+
+fn cache_status(response: &str) -> String {
+    response
+        .split("\r\n\r\n")
+        .next()
+        .unwrap_or("")
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("cache-status:"))
+        .unwrap_or("")
+        .to_owned()
+}
+
+/// Rules given by `--variable cache_rules=@FILE` (and a variables file)
+/// are the component's: a rule bypassing `/` keeps a cacheable answer out
+/// of the cache; the same origin through the mounted good rules is a hit.
+#[test]
+fn rules_from_variable_files_reach_the_component() {
+    let origin = format!("origin_url=http://127.0.0.1:{}", cacheable_origin());
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let bypass = write(
+        d,
+        "bypass.json",
+        r#"{ "rules": [ { "path_prefix": "/", "bypass": true } ] }"#,
+    );
+    let flag = format!("cache_rules=@{}", bypass.display());
+    let (_edge, address) = serve(d, &["--variable", &origin, "--variable", &flag]);
+    get(&address, "/x");
+    std::thread::sleep(Duration::from_millis(300));
+    let second = get(&address, "/x");
+    assert!(second.starts_with("HTTP/1.1 200"), "{second}");
+    assert!(!cache_status(&second).contains("hit"), "{second}");
+    assert!(cache_status(&second).contains("fwd=bypass"), "{second}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(d, "vars.json", r#"{"cache_rules": "/rules/good.json"}"#);
+    let (_edge, address) = serve(d, &["--variable", &origin, "--variable", "@vars.json"]);
+    get(&address, "/y");
+    std::thread::sleep(Duration::from_millis(300));
+    let second = get(&address, "/y");
+    assert!(cache_status(&second).contains("hit"), "{second}");
 }
