@@ -1,14 +1,15 @@
 //! When the CDN itself is down (issue 26): the edge's health check through
 //! the real component, and the origin's pages in a real headless Chromium
 //! (Debian `chromium`), their assets loaded from the edge while it runs
-//! and from the origin when it is stopped.
+//! and from the origin when it is stopped or hangs.
 //!
 //! The real origin binary (`target/debug/origin`, a SQLite database in a
 //! temporary directory) logs every request at debug level to a file; a
 //! page's `app.js` records on `<html>` where each asset was loaded from
 //! (`data-loaded-css|js|img`, empty when one did not load). Chromium runs
-//! with `--dump-dom` and a virtual-time budget and is waited on to exit:
-//! nothing sleeps to synchronise.
+//! with `--dump-dom` and a virtual-time budget (or, for an edge that hangs,
+//! whose fetches never end, its own `--timeout` past the page's 3 s
+//! fallback) and is waited on to exit: nothing sleeps to synchronise.
 //!
 //! Chromium missing fails the browser tests with the command that installs
 //! it; `EDGE_SKIP_BROWSER_TESTS=1` skips them on a machine that cannot have
@@ -50,10 +51,17 @@ fn chromium() -> Option<PathBuf> {
     found
 }
 
-/// The DOM of `url` once headless Chromium has loaded it, its timers run
-/// on virtual time; waits for Chromium to exit.
-async fn rendered_dom(chromium: PathBuf, url: String) -> String {
-    let output = tokio::task::spawn_blocking(move || run_chromium(&chromium, &url))
+/// Chromium's wait for a page: on virtual time, which runs the page's
+/// timers at once but stops while a fetch is pending.
+const VIRTUAL_TIME: &str = "--virtual-time-budget=10000";
+/// Chromium's wait for a page with a fetch that never ends: real time,
+/// past the page's 3 s fallback (`origin::asset_fallback`).
+const REAL_TIME: &str = "--timeout=8000";
+
+/// The DOM of `url` once headless Chromium has loaded it, waiting as
+/// `wait` says; waits for Chromium to exit.
+async fn rendered_dom(chromium: PathBuf, url: String, wait: &'static str) -> String {
+    let output = tokio::task::spawn_blocking(move || run_chromium(&chromium, &url, wait))
         .await
         .unwrap();
     let dom = String::from_utf8_lossy(&output.stdout).into_owned();
@@ -65,7 +73,7 @@ async fn rendered_dom(chromium: PathBuf, url: String) -> String {
     dom
 }
 
-fn run_chromium(chromium: &Path, url: &str) -> Output {
+fn run_chromium(chromium: &Path, url: &str, wait: &str) -> Output {
     let profile = tempfile::tempdir().unwrap();
     let mut child = Command::new(chromium)
         .args([
@@ -79,7 +87,7 @@ fn run_chromium(chromium: &Path, url: &str) -> Output {
             "--disable-sync",
             "--disable-dev-shm-usage",
             "--dump-dom",
-            "--virtual-time-budget=10000",
+            wait,
         ])
         .arg(format!("--user-data-dir={}", profile.path().display()))
         .arg(url)
@@ -263,7 +271,7 @@ async fn with_the_edge_stopped_an_origin_page_loads_every_asset_from_the_origin(
         "{page}"
     );
 
-    let dom = rendered_dom(chromium, origin.url("/products/1")).await;
+    let dom = rendered_dom(chromium, origin.url("/products/1"), VIRTUAL_TIME).await;
     every_asset_loaded_from(&dom, &origin.url(""));
     let served = origin.asset_requests();
     for (kind, path) in ASSETS {
@@ -273,6 +281,26 @@ async fn with_the_edge_stopped_an_origin_page_loads_every_asset_from_the_origin(
             "{kind}: the origin served {served:?}"
         );
     }
+}
+
+#[tokio::test]
+async fn with_the_edge_hanging_an_origin_page_loads_every_asset_from_the_origin_after_the_timeout()
+{
+    let Some(chromium) = chromium() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    // An edge that accepts connections and never answers.
+    let hanging = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let edge = format!("http://{}", hanging.local_addr().unwrap());
+    let held = tokio::spawn(async move {
+        let mut connections = Vec::new();
+        while let Ok((connection, _)) = hanging.accept().await {
+            connections.push(connection);
+        }
+    });
+    let origin = OriginProcess::start(dir.path(), &edge).await;
+    let dom = rendered_dom(chromium, origin.url("/"), REAL_TIME).await;
+    every_asset_loaded_from(&dom, &origin.url(""));
+    held.abort();
 }
 
 #[tokio::test]
@@ -287,10 +315,10 @@ async fn with_the_edge_running_an_origin_page_loads_its_assets_through_the_edge(
         .variable("purge_token", "t");
     let edge = Edge::start(setup).await.expect("edge starts");
 
-    let dom = rendered_dom(chromium.clone(), origin.url("/products/1")).await;
+    let dom = rendered_dom(chromium.clone(), origin.url("/products/1"), VIRTUAL_TIME).await;
     every_asset_loaded_from(&dom, &edge_url);
     // The same page through the edge: same host, the same edge URLs.
-    let dom = rendered_dom(chromium, edge.url("/products/2")).await;
+    let dom = rendered_dom(chromium, edge.url("/products/2"), VIRTUAL_TIME).await;
     every_asset_loaded_from(&dom, &edge_url);
     edge.stop().await;
 }
