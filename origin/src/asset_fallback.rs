@@ -16,8 +16,10 @@
 //!
 //! Nothing waits in the page's own flow: the inline script only defines a
 //! function and starts a timer, the app script is `async` (a hanging one
-//! delays neither parsing nor `DOMContentLoaded`), and a swapped script is
-//! a new element (a script element's `src` is read once). A tag that has
+//! delays neither parsing nor `DOMContentLoaded`, only the window's `load`,
+//! which nothing here waits for), and a swapped script is a new element (a
+//! script element's `src` is read once; its first fetch is not cancelled,
+//! so `app.js` runs once only). A tag that has
 //! loaded, or was swapped, loses `data-origin`, so nothing is swapped
 //! twice and an origin that fails too is not retried in a loop.
 //!
