@@ -59,6 +59,7 @@ pub use config::{OriginAddress, OriginEndpoint, RequestTimeouts};
 pub use flow::Refresh;
 pub use http::header_list::{from_pairs, to_pairs};
 pub use node::{Host, Node};
+pub use policy::rules::CacheRules;
 pub use purge::api::Admission;
 pub use seams::{
     Body, BodyError, BodyStream, BrokenBody, ByteSource, ClientConnection, ClientRequest, Clock,

@@ -128,9 +128,11 @@ impl<H: Host> Node<H> {
         let store = SharedState::new(local, shared, host.clock(), config.purge_staleness)
             .with_shield(shield);
         let rules = load_rules::<H>(&host, &config, &store).await;
-        let purge = config.purge_token.as_ref().map(|token| PurgeSettings {
+        // Always built: the health check answers without a token; an
+        // empty token leaves the purge API itself off.
+        let purge = Some(PurgeSettings {
             admin_path: config.admin_path.clone(),
-            token: token.clone(),
+            token: config.purge_token.clone().unwrap_or_default(),
         });
         let primary = host.origin(OriginEndpoint::of(&config.origin, &config));
         let backup = config

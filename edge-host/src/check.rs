@@ -9,8 +9,8 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail};
+use edge_cache::CacheRules;
 use edge_cache::config::RulesSource;
-use edge_cache::fuzzing::rules::CacheRules;
 use edge_host::manifest::{FileMountDoc, Manifest};
 use edge_host::observe::rules::RulesStatus;
 use edge_host::outbound_http::AllowedHosts;

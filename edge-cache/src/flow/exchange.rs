@@ -3,10 +3,11 @@
 //! nothing downstream derives them again.
 
 use std::cell::Cell;
+use std::time::SystemTime;
 
 use crate::config::ForwardingTrust;
 use crate::policy::forwarding::fill_request;
-use crate::policy::freshness::FreshnessRule;
+use crate::policy::freshness::{ClientDemand, FreshnessRule};
 use crate::policy::key::{KeyedTarget, build_key};
 use crate::policy::rules::Rule;
 use crate::seams::{ClientRequest, OriginRequest};
@@ -24,6 +25,11 @@ pub(crate) struct Exchange<'r> {
     pub epoch: PurgeEpoch,
     /// Whether this request holds its key's fill lease, and who ends it.
     pub fill_lease: Cell<LeaseHolder>,
+    /// What the client asks of a stored response (as the rule lets it).
+    pub demand: ClientDemand,
+    /// When the cache began to handle it: a response fetched or validated
+    /// since is as good as one this request fetched itself.
+    pub arrival: SystemTime,
 }
 
 /// Who ends a request's fill lease.
@@ -56,6 +62,8 @@ impl<'r> Exchange<'r> {
             keyed,
             epoch: PurgeEpoch::Unread,
             fill_lease: Cell::default(),
+            demand: ClientDemand::default(),
+            arrival: SystemTime::UNIX_EPOCH,
         }
     }
 

@@ -9,11 +9,11 @@ use http::{HeaderMap, Method};
 use crate::collapse::fill_lease::{Claim, FillLeases, LeaseState};
 use crate::collapse::{LANDING_CHECK, Turn};
 use crate::flow::answer::{Representation, answer_fetched, error_response};
-use crate::flow::decision::{Decision, decide, ttl};
+use crate::flow::decision::{Decision, StoredFacts, decide, ttl};
 use crate::flow::exchange::{Exchange, LeaseHolder};
 use crate::flow::slice::slices_cover;
 use crate::flow::{Fetched, Flow, Storing};
-use crate::policy::cache_status::CacheStatus;
+use crate::policy::cache_status::{CacheStatus, Forward};
 use crate::policy::forwarding::client_response_headers;
 use crate::policy::freshness::{
     ClientDemand, EffectiveControl, corrected_initial_age, freshness_lifetime,
@@ -25,15 +25,41 @@ use crate::store::capacity::object_limit;
 use crate::store::chunk_fill::{ChunkFill, HeadToWrite};
 use crate::store::chunk_read::StoredChunks;
 use crate::store::keys::Store;
-use crate::store::{Lookup, StoredFetch, announced};
+use crate::store::{Found, Lookup, StoredFetch, announced, unix_ms};
 
 impl<S: Store + 'static, O: Origin, C: Clock + 'static> Flow<'_, S, O, C> {
-    /// Fills a miss, one fetch per key at a time: concurrent misses of the
-    /// key in this instance wait for the first one's fill, and the first
-    /// one waits for another instance's fill if that one holds the key's
-    /// lease. A waiter is answered from the fill, or fetches for itself if
-    /// it stored nothing.
+    /// Fills a miss, one fetch per key at a time (see
+    /// [`once_per_key`](Self::once_per_key)).
     pub(super) async fn fill(&self, exchange: &mut Exchange<'_>, status: CacheStatus) -> Response {
+        self.once_per_key(exchange, status, Work::Fetch).await
+    }
+
+    /// Revalidates a stored response, one revalidation per key at a time:
+    /// concurrent requests that must revalidate it (stale, or a client's
+    /// `no-cache`) make one origin request, as concurrent misses do.
+    pub(super) async fn revalidate_once(
+        &self,
+        exchange: &mut Exchange<'_>,
+        found: Found,
+        control: &EffectiveControl,
+        stored: &StoredFacts,
+    ) -> Response {
+        let work = Work::Revalidate(found, control, stored);
+        let status = CacheStatus::forward(Forward::Stale);
+        self.once_per_key(exchange, status, work).await
+    }
+
+    /// Does `work` for `exchange`'s key one request at a time: concurrent
+    /// requests for the key in this instance wait for the first one's, and
+    /// the first one waits for another instance's if that one holds the
+    /// key's lease. A waiter is answered with what that stored, or joins
+    /// it as it streams, or does the work itself.
+    async fn once_per_key(
+        &self,
+        exchange: &mut Exchange<'_>,
+        status: CacheStatus,
+        work: Work<'_>,
+    ) -> Response {
         let _flight = match self.collapser.map(|c| c.join(&exchange.keyed.key.hash)) {
             None => None,
             Some(Turn::Lead(flight)) => Some(flight),
@@ -41,11 +67,11 @@ impl<S: Store + 'static, O: Origin, C: Clock + 'static> Flow<'_, S, O, C> {
                 while !landing.landed() {
                     self.clock.pause(LANDING_CHECK).await;
                 }
-                return self.after_collapse(exchange, status).await;
+                return self.after_collapse(exchange, status, work).await;
             }
         };
         if !self.fill_leases {
-            return self.fetch(exchange, status, Storing::IfStorable).await;
+            return self.work(exchange, status, work).await;
         }
         let leases = FillLeases {
             store: self.store,
@@ -55,25 +81,35 @@ impl<S: Store + 'static, O: Origin, C: Clock + 'static> Flow<'_, S, O, C> {
         match leases.claim(&key).await {
             Claim::Mine => {
                 exchange.fill_lease.set(LeaseHolder::Fill);
-                let response = self.fetch(exchange, status, Storing::IfStorable).await;
+                let response = self.work(exchange, status, work).await;
                 // (A fill streaming into chunks ends the lease itself.)
                 if exchange.fill_lease.get() == LeaseHolder::Fill {
                     leases.release(&key).await;
                 }
                 response
             }
-            Claim::Theirs => self.after_collapse(exchange, status).await,
-            Claim::Unknown => self.fetch(exchange, status, Storing::IfStorable).await,
+            Claim::Theirs => self.after_collapse(exchange, status, work).await,
+            Claim::Unknown => self.work(exchange, status, work).await,
         }
     }
 
-    /// A collapsed miss, once the fill it waited for has ended or while it
-    /// streams: served from what that fill stored, or joins it as it
-    /// streams, else fetched.
+    async fn work(&self, exchange: &Exchange<'_>, status: CacheStatus, work: Work<'_>) -> Response {
+        match work {
+            Work::Fetch => self.fetch(exchange, status, Storing::IfStorable).await,
+            Work::Revalidate(found, control, stored) => {
+                self.revalidate(exchange, found, control, stored).await
+            }
+        }
+    }
+
+    /// A request that waited for another's work on its key, once that has
+    /// ended or while it streams: served from what it stored, or joins it
+    /// as it streams, else does the work itself.
     async fn after_collapse(
         &self,
         exchange: &mut Exchange<'_>,
         mut status: CacheStatus,
+        work: Work<'_>,
     ) -> Response {
         status.collapsed = true;
         if let Some(response) = self.collapsed_hit(exchange).await {
@@ -98,19 +134,26 @@ impl<S: Store + 'static, O: Origin, C: Clock + 'static> Flow<'_, S, O, C> {
                 return response;
             }
         }
-        self.fetch(exchange, status, Storing::IfStorable).await
+        self.work(exchange, status, work).await
     }
 
-    /// What the fill a request waited for stored, if it is fresh.
+    /// What the work a request waited for stored, if it is fresh and
+    /// answers this request: fetched or validated since the request came
+    /// (as good as its own fetch, whatever its directives asked), or fresh
+    /// enough for its directives.
     async fn collapsed_hit(&self, exchange: &mut Exchange<'_>) -> Option<Response> {
-        let Ok((Lookup::Found(found), epoch)) = self.look_up(exchange).await else {
+        // Past the first tier: the work may have been another instance's.
+        let (keyed, headers) = (&exchange.keyed, &exchange.request.headers);
+        let Ok((Lookup::Found(found), epoch)) =
+            self.storage().lookup_in_store(keyed, headers).await
+        else {
             return None;
         };
         exchange.epoch = epoch;
         let (_, stored) = self.facts_of(&found);
-        // Fresh for anyone: the waiter's own directives were the fill's to
-        // honour, not this reuse's.
+        let since_arrival = found.meta().response_time_ms >= unix_ms(exchange.arrival);
         if decide(&ClientDemand::default(), Some(&stored)) != Decision::Fresh
+            || !(since_arrival || decide(&exchange.demand, Some(&stored)) == Decision::Fresh)
             || !slices_cover(&exchange.request, &found)
         {
             return None;
@@ -330,6 +373,14 @@ impl<S: Store + 'static, O: Origin, C: Clock + 'static> Flow<'_, S, O, C> {
         let capacity = handles.capacity.of(&*handles.store).await;
         object_limit(rule.max_object_bytes, capacity)
     }
+}
+
+/// What a request does for its key once it is its turn.
+enum Work<'f> {
+    /// Fetch it from the origin (a miss).
+    Fetch,
+    /// Revalidate the stored response.
+    Revalidate(Found, &'f EffectiveControl, &'f StoredFacts),
 }
 
 /// A fetched response's head as the cache reads it.

@@ -28,7 +28,7 @@ use crate::flow::exchange::Exchange;
 use crate::http::cache_control::CacheDirectives;
 use crate::policy::cache_status::{CacheStatus, Forward};
 use crate::policy::freshness::{ClientDemand, EffectiveControl};
-use crate::policy::rules::CacheRules;
+use crate::policy::rules::{CacheRules, ClientDirectives};
 use crate::purge::api::{Admission, PurgeApi, PurgeRoute, PurgeSettings};
 use crate::reply::body_too_large;
 use crate::seams::{
@@ -250,12 +250,17 @@ impl<S: Store + 'static, O: Origin, C: Clock + 'static> Flow<'_, S, O, C> {
         }
     }
     async fn cacheable(&self, mut exchange: Exchange<'_>) -> (Response, Option<Refresh>) {
-        let request_cc = CacheDirectives::of_request(&exchange.request.headers);
+        let request_cc = match exchange.rule.client_directives {
+            ClientDirectives::Honour => CacheDirectives::of_request(&exchange.request.headers),
+            ClientDirectives::Ignore => CacheDirectives::default(),
+        };
         if request_cc.has("no-store") {
             let status = CacheStatus::forward(Forward::Request).with_detail("no-store");
             return (self.fetch(&exchange, status, Storing::Never).await, None);
         }
         let demand = ClientDemand::of(&request_cc);
+        exchange.demand = demand;
+        exchange.arrival = self.clock.now();
         let (found, miss) = match self.look_up(&exchange).await {
             Ok((lookup, epoch)) => {
                 exchange.epoch = epoch;
@@ -300,7 +305,9 @@ impl<S: Store + 'static, O: Origin, C: Clock + 'static> Flow<'_, S, O, C> {
             }
             Decision::Unavailable => return (only_if_cached(), None),
             Decision::Revalidate | Decision::Miss => {
-                let response = self.revalidate(&exchange, found, &control, &stored).await;
+                let response = self
+                    .revalidate_once(&mut exchange, found, &control, &stored)
+                    .await;
                 return (response, None);
             }
         };

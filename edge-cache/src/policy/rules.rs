@@ -125,6 +125,24 @@ pub struct Rule {
     /// `"keyed"`).
     #[serde(default)]
     pub forward_headers: ForwardHeaders,
+    /// Whether a client's `Cache-Control`/`Pragma` may make the edge
+    /// revalidate or refetch (`"honour"`, the default) or are ignored
+    /// (`"ignore"`, as nginx and Cloudflare do).
+    #[serde(default)]
+    pub client_directives: ClientDirectives,
+}
+
+/// What a client's request directives do.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientDirectives {
+    /// As RFC 9111 §5.2.1 has them: `no-cache`, `max-age=0` revalidate,
+    /// `no-store` refetches without storing, `only-if-cached` never asks
+    /// the origin (concurrent ones of a key still make one origin request).
+    #[default]
+    Honour,
+    /// Ignored: every client gets what the cache holds while it is fresh.
+    Ignore,
 }
 
 #[derive(Debug, Deserialize)]
@@ -241,6 +259,7 @@ const fn default_rule(other_cookies: OtherCookies) -> Rule {
         store_set_cookie: false,
         version: None,
         forward_headers: ForwardHeaders::All,
+        client_directives: ClientDirectives::Honour,
     }
 }
 

@@ -252,6 +252,19 @@ impl<S: Store, C: Clock> CacheStorage<'_, S, C> {
         ))
     }
 
+    /// [`lookup`](Self::lookup) past the first tier: what the store holds
+    /// now (another instance's fill or revalidation may have replaced the
+    /// first tier's copy), kept in the first tier for the next lookup.
+    pub(crate) async fn lookup_in_store(
+        &self,
+        keyed: &KeyedTarget,
+        request_headers: &HeaderMap,
+    ) -> Result<(Lookup, PurgeEpoch), StoreFailure> {
+        let epoch = self.purge_epoch().await?;
+        let lookup = self.find(keyed, request_headers, &epoch, false).await?;
+        Ok((lookup, epoch))
+    }
+
     /// The live response stored for `keyed` and these request headers,
     /// with the purge epoch the lookup saw (to record with a fill).
     pub(crate) async fn lookup(

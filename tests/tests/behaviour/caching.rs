@@ -534,6 +534,70 @@ async fn an_unkeyed_cookie_goes_to_the_origin_and_its_answer_is_not_shared() {
 }
 
 #[tokio::test]
+async fn concurrent_client_forced_revalidations_make_one_origin_request_or_none_if_ignored() {
+    let origin = MockServer::start().await;
+    for page in ["/page", "/quiet/page"] {
+        Mock::given(path(page))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .insert_header("cache-control", "max-age=600")
+                    .insert_header("etag", "\"v1\"")
+                    .set_body_string("page")
+                    .set_delay(Duration::from_millis(200)),
+            )
+            .mount(&origin)
+            .await;
+    }
+    let rules = r#"{ "rules": [
+        { "path_prefix": "/quiet", "client_directives": "ignore" },
+        { "path_prefix": "/" }
+    ] }"#;
+    let edge = Edge::start(EdgeSetup::origin(&origin.uri()).rules(rules))
+        .await
+        .unwrap();
+    let forced = |path: &'static str, i: usize| {
+        let (name, value) = match i % 3 {
+            0 => ("cache-control", "no-cache"),
+            1 => ("cache-control", "max-age=0"),
+            _ => ("pragma", "no-cache"),
+        };
+        let request = Client::new().get(edge.url(path)).header(name, value);
+        async move {
+            let response = request.send().await.unwrap();
+            let status = cache_status(&response);
+            (response.text().await.unwrap(), status)
+        }
+    };
+    let received = || async { origin.received_requests().await.unwrap().len() };
+    for path in ["/page", "/quiet/page"] {
+        assert_eq!(get(&edge, path).await.text().await.unwrap(), "page");
+    }
+    assert_eq!(received().await, 2);
+    // 30 clients force a revalidation at once: about one origin request.
+    let answers = edge_tests::join_all((0..30).map(|i| forced("/page", i))).await;
+    let revalidations = received().await - 2;
+    println!("30 concurrent forced revalidations: {revalidations} origin requests");
+    assert!((1..=3).contains(&revalidations), "{revalidations}");
+    assert!(
+        answers.iter().all(|(body, _)| body == "page"),
+        "{answers:?}"
+    );
+    let collapsed = answers
+        .iter()
+        .filter(|(_, s)| s.contains("collapsed"))
+        .count();
+    assert!(collapsed >= 27, "{answers:?}");
+    // Where the rule ignores client directives, none reaches the origin.
+    let before = received().await;
+    let answers = edge_tests::join_all((0..30).map(|i| forced("/quiet/page", i))).await;
+    assert_eq!(received().await, before);
+    assert!(
+        answers.iter().all(|(_, s)| s.contains("hit")),
+        "{answers:?}"
+    );
+}
+
+#[tokio::test]
 async fn bypass_rule_and_default_ttl_rule() {
     let origin = MockServer::start().await;
     Mock::given(path("/account"))

@@ -251,6 +251,22 @@ async fn the_edge_answers_its_health_check_without_a_token_or_the_origin() {
         "the health check asked the origin"
     );
     edge.stop().await;
+    // Without a purge token: the health check still answers, and the purge
+    // API stays off (its path goes to the origin like any other).
+    let edge = Edge::start(EdgeSetup::origin(&origin.uri()))
+        .await
+        .expect("edge starts");
+    let answer = client.get(edge.url("/_edge/health")).send().await.unwrap();
+    assert_eq!(answer.status(), 200);
+    let purge = client
+        .post(edge.url("/_edge/purge"))
+        .body("{\"all\": true}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(purge.status(), 404, "the mock origin's answer");
+    assert_eq!(origin.received_requests().await.unwrap().len(), 1);
+    edge.stop().await;
 }
 
 #[tokio::test]
