@@ -7,9 +7,9 @@
 //! `maxmemory`). So the default 64 MiB memory store keeps objects up to
 //! 8 MiB and a 10 GiB disk tier a video or an installer, and one large
 //! object never evicts most of the cache on its way in. A rule's own
-//! `max_object_bytes` is kept, but never above half a known capacity: an
-//! object the store cannot hold would only evict everything else and
-//! then itself.
+//! `max_object_bytes` is the operator's choice and is kept, but never
+//! above a known capacity: an object the store cannot hold would only
+//! evict everything else and then itself.
 
 use std::cell::Cell;
 
@@ -23,7 +23,7 @@ pub(crate) const LARGEST_DEFAULT: u64 = 1 << 30;
 /// the store's capacity (if it is known).
 pub(crate) fn object_limit(rule_limit: Option<u64>, capacity: Option<u64>) -> u64 {
     match (rule_limit, capacity) {
-        (Some(limit), Some(capacity)) => limit.min(capacity / 2),
+        (Some(limit), Some(capacity)) => limit.min(capacity),
         (Some(limit), None) => limit,
         (None, Some(capacity)) => (capacity / 8).clamp(DEFAULT_MAX_OBJECT_BYTES, LARGEST_DEFAULT),
         (None, None) => LARGEST_DEFAULT,
@@ -65,9 +65,9 @@ mod tests {
         assert_eq!(object_limit(None, Some(4 * MIB)), MIB);
         assert_eq!(object_limit(None, Some(100 << 30)), 1 << 30);
         assert_eq!(object_limit(None, None), 1 << 30);
-        // A rule's own limit stands, within half the store.
+        // A rule's own limit stands, within the store.
         assert_eq!(object_limit(Some(5), Some(64 * MIB)), 5);
-        assert_eq!(object_limit(Some(1 << 30), Some(64 * MIB)), 32 * MIB);
+        assert_eq!(object_limit(Some(1 << 30), Some(64 * MIB)), 64 * MIB);
         assert_eq!(object_limit(Some(1 << 40), None), 1 << 40);
     }
 
