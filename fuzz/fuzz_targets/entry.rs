@@ -5,14 +5,16 @@
 #![no_main]
 
 use arbitrary::{Arbitrary, Unstructured};
-use edge_cache::fuzzing::entry::{ChunkLayout, EntryMeta, StoredValue, VaryIndex, decode, encode};
+use edge_cache::fuzzing::entry::{
+    ChunkLayout, ChunkSet, EntryMeta, StoredValue, VaryIndex, decode, encode,
+};
 use edge_cache::fuzzing::header_list::from_pairs;
 use edge_cache::fuzzing::invalidation::PurgeTimes;
 use libfuzzer_sys::fuzz_target;
 
 fn value(u: &mut Unstructured<'_>) -> arbitrary::Result<StoredValue> {
     Ok(if bool::arbitrary(u)? {
-        StoredValue::Response(EntryMeta {
+        let mut meta = EntryMeta {
             key: String::arbitrary(u)?,
             status: u16::arbitrary(u)?,
             headers: Vec::arbitrary(u)?,
@@ -29,7 +31,16 @@ fn value(u: &mut Unstructured<'_>) -> arbitrary::Result<StoredValue> {
                 }),
                 false => None,
             },
-        })
+            sliced: match bool::arbitrary(u)? {
+                true => Some(ChunkSet(Vec::arbitrary(u)?)),
+                false => None,
+            },
+        };
+        // Only a chunked object is stored by slices.
+        if meta.chunks.is_none() {
+            meta.sliced = None;
+        }
+        StoredValue::Response(meta)
     } else {
         StoredValue::Vary(VaryIndex {
             key: String::arbitrary(u)?,

@@ -108,6 +108,9 @@ fuzz_target!(|data: &[u8]| {
         control: &control,
         has_lifetime: lifetime.is_some(),
         body_len: param_u64(&p, "len").unwrap_or(0),
+        max_object_bytes: rule
+            .max_object_bytes
+            .unwrap_or(edge_cache::fuzzing::rules::DEFAULT_MAX_OBJECT_BYTES),
     };
     if check_storable(flag(&p, "auth"), &candidate, &rule).is_ok() {
         assert!((200..600).contains(&status) && status != 206 && status != 304);

@@ -50,7 +50,7 @@ fuzz_target!(|data: &[u8]| {
             "{:?}",
             status.header_value()
         );
-        assert!(rule.max_object_bytes() > 0);
+        assert!(rule.max_object_bytes != Some(0));
         let path = normalise_path(target.split('?').next().unwrap_or("/"));
         if let Some(prefix) = &rule.path_prefix {
             assert!(path.starts_with(prefix.as_str()), "{path} under {prefix}");
