@@ -74,6 +74,16 @@ impl ChunkSet {
         self.0[byte] |= 1 << bit;
     }
 
+    /// Records every chunk `other` records as stored too.
+    pub fn extend(&mut self, other: &ChunkSet) {
+        if self.0.len() < other.0.len() {
+            self.0.resize(other.0.len(), 0);
+        }
+        for (mine, theirs) in self.0.iter_mut().zip(&other.0) {
+            *mine |= theirs;
+        }
+    }
+
     /// Whether chunks `first..=last` are all stored.
     pub fn has_all(&self, first: u64, last: u64) -> bool {
         (first..=last).all(|index| self.has(index))
@@ -184,6 +194,12 @@ mod tests {
         assert!(set.has(0) && set.has(17) && !set.has(1) && !set.has(16));
         assert!(set.has_all(3, 5) && !set.has_all(2, 5) && !set.has_all(5, 17));
         assert_eq!(set.0.len(), 3);
+        let mut other = ChunkSet::default();
+        other.insert(1);
+        other.insert(40);
+        other.extend(&set);
+        assert!(other.has(1) && other.has(40) && other.has_all(3, 5) && other.has(17));
+        assert!(!other.has(2) && !other.has(39));
     }
 
     #[test]

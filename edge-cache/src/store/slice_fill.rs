@@ -95,11 +95,7 @@ impl<S: Store + 'static, C: Clock + 'static> SliceFill<S, C> {
         if let Some(found) = current {
             match (found.chunks(), &found.meta().sliced) {
                 (Some(layout), Some(theirs)) if layout == self.layout => {
-                    for (byte, bits) in theirs.0.iter().enumerate() {
-                        for bit in (0..8).filter(|bit| bits & (1 << bit) != 0) {
-                            self.stored.insert(byte as u64 * 8 + bit);
-                        }
-                    }
+                    self.stored.extend(theirs);
                 }
                 // Another fill's head: replaced by this slice's at its
                 // start (the flow chose a new generation), else replaced
