@@ -1,9 +1,10 @@
 //! Shaping what the client receives: conditionals, ranges and HEAD applied
 //! to a full representation, `Age` and `Cache-Status` added, framing set;
-//! the cache's own answers (`only-if-cached`, an origin's failure). The
+//! the cache's own answers (`only-if-cached`, an origin's failure); what
+//! browsers are told of a fresh answer's lifetime (`policy::browser`). The
 //! edge's answers that have nothing to do with caching are `reply`'s.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use http::header::{AGE, CONTENT_LENGTH, HeaderName, HeaderValue};
 use http::{HeaderMap, Method};
@@ -12,16 +13,44 @@ use crate::http::conditional::{
     NOT_MODIFIED_FIELDS, RangeAnswer, client_has_current, range_answer,
 };
 use crate::http::field_names::{
-    CACHE_STATUS, CDN_CACHE_CONTROL, SERVER_TIMING, SURROGATE_CONTROL, SURROGATE_KEY,
+    CACHE_STATUS, CACHE_TAG, CDN_CACHE_CONTROL, SERVER_TIMING, SURROGATE_CONTROL, SURROGATE_KEY,
+    XKEY,
 };
+use crate::policy::browser::BrowserFreshness;
 use crate::policy::cache_status::{CacheStatus, server_timing};
 use crate::policy::freshness::age_header;
 use crate::seams::{Body, ClientRequest, OriginFailure, Response};
 use crate::store::Found;
 
-/// Headers only the edge acts on; never sent to clients.
-pub(crate) const EDGE_ONLY_HEADERS: [HeaderName; 3] =
-    [SURROGATE_KEY, SURROGATE_CONTROL, CDN_CACHE_CONTROL];
+/// Headers only the edge acts on; never sent to clients. Every purge tag
+/// field goes, whether or not the rule reads it: tags describe the site's
+/// purge structure to nobody but its CDN (Cloudflare strips `Cache-Tag`
+/// too).
+pub(crate) const EDGE_ONLY_HEADERS: [HeaderName; 5] = [
+    SURROGATE_KEY,
+    CACHE_TAG,
+    XKEY,
+    SURROGATE_CONTROL,
+    CDN_CACHE_CONTROL,
+];
+
+/// How an answer of the cache goes to browsers: its rule's setting, and
+/// the time it is delivered.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Delivery {
+    pub browser: BrowserFreshness,
+    pub at: SystemTime,
+}
+
+impl Delivery {
+    /// `response` as browsers get it, `status` saying what the cache did.
+    fn to_browsers(self, mut response: Response, status: &CacheStatus) -> Response {
+        let headers = &mut response.headers;
+        self.browser
+            .apply(response.status, headers, status, self.at);
+        response
+    }
+}
 
 /// A full stored or fetched response, before the client's conditionals,
 /// range and method shape what is sent.
@@ -33,13 +62,15 @@ pub(crate) struct Representation {
 }
 
 /// A stored response as the client gets it: edge-only fields removed,
-/// then conditionals, ranges and HEAD applied.
+/// then conditionals, ranges and HEAD applied, and its lifetime told to
+/// browsers as `delivery` asks.
 pub(crate) fn serve_stored(
     request: &ClientRequest,
     found: &Found,
     body: Body,
     age: Duration,
     status: &CacheStatus,
+    delivery: Delivery,
 ) -> Response {
     let mut headers = found.headers().clone();
     strip_edge_only(&mut headers);
@@ -49,29 +80,33 @@ pub(crate) fn serve_stored(
         body,
     };
     let is_head = request.method == Method::HEAD;
-    answer(request, representation, age, status, is_head)
+    let response = answer(request, representation, age, status, is_head);
+    delivery.to_browsers(response, status)
 }
 
 /// An origin's answer as the client gets it: a `200` is a representation
 /// the client's conditionals and ranges apply to, anything else goes as
-/// it came.
+/// it came; its lifetime is told to browsers as `delivery` asks.
 pub(crate) fn answer_fetched(
     request: &ClientRequest,
     mut fetched: Representation,
     age: Duration,
     status: &CacheStatus,
     is_head: bool,
+    delivery: Delivery,
 ) -> Response {
     strip_edge_only(&mut fetched.headers);
-    if fetched.status == 200 {
-        return answer(request, fetched, age, status, is_head);
-    }
-    let Representation {
-        status: code,
-        headers,
-        body,
-    } = fetched;
-    finish(code, headers, body, Some(age), status, is_head)
+    let response = if fetched.status == 200 {
+        answer(request, fetched, age, status, is_head)
+    } else {
+        let Representation {
+            status: code,
+            headers,
+            body,
+        } = fetched;
+        finish(code, headers, body, Some(age), status, is_head)
+    };
+    delivery.to_browsers(response, status)
 }
 
 /// Applies client conditionals, ranges and HEAD to a full representation.

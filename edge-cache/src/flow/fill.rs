@@ -160,8 +160,7 @@ impl<S: Store + 'static, O: Origin, C: Clock + 'static> Flow<'_, S, O, C> {
         }
         let mut hit = CacheStatus::hit(stored.ttl());
         hit.collapsed = true;
-        self.serve_found(&exchange.request, &found, stored.age, &hit)
-            .await
+        self.serve_found(exchange, &found, stored.age, &hit).await
     }
 
     /// Answers a miss from another request's fill while it streams into
@@ -180,8 +179,7 @@ impl<S: Store + 'static, O: Origin, C: Clock + 'static> Flow<'_, S, O, C> {
         let chunks = StoredChunks::while_filling(handles, at, layout, key, head);
         let body = Body::Stream(BodyStream::new(chunks, Some(layout.length)));
         let age = found.age(self.clock.now());
-        self.answer_found(&exchange.request, &found, body, age, status)
-            .await
+        self.answer_found(exchange, &found, body, age, status).await
     }
     /// Fills from the origin, storing the answer where `storing` allows.
     pub(super) async fn fetch(
@@ -355,7 +353,8 @@ impl<S: Store + 'static, O: Origin, C: Clock + 'static> Flow<'_, S, O, C> {
             headers,
             body: response.body,
         };
-        answer_fetched(request, fetched, initial_age, &status, is_head)
+        let delivery = self.delivery(exchange);
+        answer_fetched(request, fetched, initial_age, &status, is_head, delivery)
     }
 }
 

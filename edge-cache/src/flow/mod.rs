@@ -22,7 +22,7 @@ use http::{HeaderMap, Method};
 
 use crate::collapse::Collapser;
 use crate::config::ForwardingTrust;
-use crate::flow::answer::{only_if_cached, serve_stored};
+use crate::flow::answer::{Delivery, only_if_cached, serve_stored};
 use crate::flow::decision::{Decision, StaleServe, StoredFacts, decide};
 use crate::flow::exchange::Exchange;
 use crate::http::cache_control::CacheDirectives;
@@ -311,10 +311,7 @@ impl<S: Store + 'static, O: Origin, C: Clock + 'static> Flow<'_, S, O, C> {
                 return (response, None);
             }
         };
-        let Some(response) = self
-            .serve_found(&exchange.request, &found, stored.age, &hit)
-            .await
-        else {
+        let Some(response) = self.serve_found(&exchange, &found, stored.age, &hit).await else {
             // A chunked object whose chunks are gone: fill it again.
             let status = CacheStatus::forward(Forward::Miss).with_detail("missing-chunk");
             return (self.fill(&mut exchange, status).await, None);
@@ -338,34 +335,46 @@ impl<S: Store + 'static, O: Origin, C: Clock + 'static> Flow<'_, S, O, C> {
         })
     }
 
-    /// A stored response as the client gets it. A chunked object's first
-    /// piece is read before the answer goes, so that an object whose
-    /// chunks are gone is a miss (`None`) rather than an aborted answer.
+    /// A stored response as `exchange`'s client gets it. A chunked
+    /// object's first piece is read before the answer goes, so that an
+    /// object whose chunks are gone is a miss (`None`) rather than an
+    /// aborted answer.
     pub(crate) async fn serve_found(
         &self,
-        request: &ClientRequest,
+        exchange: &Exchange<'_>,
         found: &Found,
         age: Duration,
         status: &CacheStatus,
     ) -> Option<Response> {
         let body = self.stored_body(found)?;
-        self.answer_found(request, found, body, age, status).await
+        self.answer_found(exchange, found, body, age, status).await
     }
 
     /// [`serve_found`](Self::serve_found) with `body` as the stored body.
     pub(crate) async fn answer_found(
         &self,
-        request: &ClientRequest,
+        exchange: &Exchange<'_>,
         found: &Found,
         body: Body,
         age: Duration,
         status: &CacheStatus,
     ) -> Option<Response> {
-        let mut response = serve_stored(request, found, body, age, status);
+        let delivery = self.delivery(exchange);
+        let request = &exchange.request;
+        let mut response = serve_stored(request, found, body, age, status, delivery);
         if let Body::Stream(stream) = &mut response.body {
             stream.prefetch().await.ok()?;
         }
         Some(response)
+    }
+
+    /// How `exchange`'s answer goes to browsers (its rule's
+    /// `browser_freshness`), delivered now.
+    pub(crate) fn delivery(&self, exchange: &Exchange<'_>) -> Delivery {
+        Delivery {
+            browser: exchange.rule.browser_freshness(),
+            at: self.clock.now(),
+        }
     }
 
     pub(crate) async fn send_timed(

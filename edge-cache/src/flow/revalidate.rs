@@ -35,7 +35,8 @@ impl<S: Store + 'static, O: Origin, C: Clock + 'static> Flow<'_, S, O, C> {
             status.ttl = Some(stored.ttl());
             // (Only a flow with the store's handles stores chunked objects.)
             let body = self.stored_body(&found).unwrap_or_default();
-            serve_stored(&exchange.request, &found, body, age, &status)
+            let delivery = self.delivery(exchange);
+            serve_stored(&exchange.request, &found, body, age, &status, delivery)
         };
 
         let vary = match VaryNames::of(found.headers()) {

@@ -10,8 +10,12 @@ pub(crate) const CACHE_STATUS: HeaderName = HeaderName::from_static("cache-statu
 pub(crate) const CDN_CACHE_CONTROL: HeaderName = HeaderName::from_static("cdn-cache-control");
 /// The surrogate (CDN-only) cache directives.
 pub(crate) const SURROGATE_CONTROL: HeaderName = HeaderName::from_static("surrogate-control");
-/// The tags a response is purged by.
+/// The tags a response is purged by (Fastly's field: whitespace-separated).
 pub(crate) const SURROGATE_KEY: HeaderName = HeaderName::from_static("surrogate-key");
+/// Cloudflare's field for purge tags (comma-separated).
+pub(crate) const CACHE_TAG: HeaderName = HeaderName::from_static("cache-tag");
+/// Varnish's field for purge tags (the `xkey` vmod: whitespace-separated).
+pub(crate) const XKEY: HeaderName = HeaderName::from_static("xkey");
 /// Where the origin's time for a request is reported (W3C Server Timing).
 pub(crate) const SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
 #[cfg(test)]

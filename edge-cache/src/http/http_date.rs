@@ -54,6 +54,21 @@ pub fn header_date(headers: &HeaderMap, name: impl AsHeaderName) -> Option<Syste
     parse_http_date(first.to_str().ok()?)
 }
 
+/// `at` as an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), the only form
+/// a sender generates (RFC 9110 §5.6.7), in whole seconds.
+pub fn format_http_date(at: SystemTime) -> String {
+    let secs = at
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs()) as i64;
+    let (days, time) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (year, month, day) = civil_from_days(days);
+    // 1970-01-01 was a Thursday, three days after a Monday.
+    let weekday = SHORT_DAYS[(days + 3).rem_euclid(7) as usize];
+    let month = MONTHS[month as usize - 1];
+    let (hour, minute, second) = (time / 3600, time % 3600 / 60, time % 60);
+    format!("{weekday}, {day:02} {month} {year:04} {hour:02}:{minute:02}:{second:02} GMT")
+}
+
 /// [`parse_http_date`] with `now` as the reference for the 50-year rule.
 pub fn parse_http_date_at(text: &str, now: SystemTime) -> Option<SystemTime> {
     let text = text.trim_matches([' ', '\t']);
@@ -433,6 +448,7 @@ mod tests {
         ] {
             let formatted = httpdate::fmt_http_date(at(secs));
             assert_eq!(parse(&formatted), Some(secs), "{formatted}");
+            assert_eq!(format_http_date(at(secs)), formatted);
         }
     }
 }

@@ -10,6 +10,7 @@ use http::HeaderMap;
 
 use crate::http::host::canonical_host;
 use crate::policy::rules::{QueryRule, Rule};
+use crate::policy::tags::TagHeaders;
 use crate::policy::target::{decode_component, normalise_encoding, normalise_path};
 
 /// A request's cache identity.
@@ -46,6 +47,10 @@ pub struct KeyedTarget {
     pub cookie: Option<String>,
     /// Names of the query parameters kept.
     pub query_names: Vec<String>,
+    /// The response fields its purge tags are read from (the rule's
+    /// `tag_headers`): tags are scopes its entry is stored under, as its
+    /// URL and path are.
+    pub tag_headers: TagHeaders,
 }
 
 impl KeyedTarget {
@@ -129,6 +134,7 @@ pub fn build_key(
         origin_target,
         cookie,
         query_names,
+        tag_headers: rule.tag_headers,
     }
 }
 

@@ -7,7 +7,8 @@
 //!     "version": { "hashed_name": true } },
 //!   { "path_glob": "/products*", "query": { "include": ["page", "sort", "q"] },
 //!     "cookies": ["lang"], "default_ttl_seconds": 30 },
-//!   { "path_prefix": "/account", "bypass": true }
+//!   { "path_prefix": "/account", "bypass": true },
+//!   { "path_prefix": "/", "browser_max_age": 60, "tag_headers": ["cache-tag"] }
 //! ] }
 //! ```
 
@@ -17,8 +18,10 @@ use serde::Deserialize;
 
 use crate::config::RulesSource;
 use crate::http::cache_control::DELTA_SECONDS_MAX;
+use crate::policy::browser::{BrowserAge, BrowserFreshness};
 use crate::policy::cookies::OtherCookies;
 use crate::policy::freshness::FreshnessRule;
+use crate::policy::tags::TagHeaders;
 
 /// The value limit of hosted Spin key-value stores: the largest object
 /// stored where large objects cannot be (no chunks), and the smallest
@@ -130,6 +133,19 @@ pub struct Rule {
     /// (`"ignore"`, as nginx and Cloudflare do).
     #[serde(default)]
     pub client_directives: ClientDirectives,
+    /// What `Age` browsers get on a fresh answer: `"origin"` (the default:
+    /// the time spent at the edge) or `"reset-age"` (none, and `Date` set
+    /// to the delivery: the origin's browser lifetime starts then).
+    #[serde(default)]
+    pub browser_freshness: Option<BrowserAge>,
+    /// The browsers' lifetime in seconds, replacing the origin's `max-age`
+    /// in a fresh answer's `Cache-Control` (and resetting `Age`).
+    #[serde(default)]
+    pub browser_max_age: Option<u64>,
+    /// The response fields purge tags are read from (`"surrogate-key"`,
+    /// `"cache-tag"`, `"xkey"`); by default all three.
+    #[serde(default)]
+    pub tag_headers: TagHeaders,
 }
 
 /// What a client's request directives do.
@@ -203,6 +219,14 @@ impl CacheRules {
             if rule.max_object_bytes == Some(0) {
                 return Err(at("max_object_bytes", "must be greater than 0"));
             }
+            if rule.browser_freshness == Some(BrowserAge::Origin) && rule.browser_max_age.is_some()
+            {
+                return Err(at(
+                    "browser_max_age",
+                    "a browser lifetime resets Age, which `\"browser_freshness\": \"origin\"` \
+                     forbids: give one of them",
+                ));
+            }
             for (j, name) in rule.headers.iter().enumerate() {
                 if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
                     return Err(at(&format!("headers[{j}]"), "not a header name"));
@@ -260,6 +284,9 @@ const fn default_rule(other_cookies: OtherCookies) -> Rule {
         version: None,
         forward_headers: ForwardHeaders::All,
         client_directives: ClientDirectives::Honour,
+        browser_freshness: None,
+        browser_max_age: None,
+        tag_headers: TagHeaders::ALL,
     }
 }
 
@@ -327,6 +354,12 @@ impl Rule {
             self.ignored_cookies.as_deref(),
             self.other_cookies,
         )
+    }
+
+    /// What browsers are told of the lifetime of this rule's answers.
+    pub fn browser_freshness(&self) -> BrowserFreshness {
+        let age = self.browser_freshness.unwrap_or_default();
+        BrowserFreshness::of(age, self.browser_max_age)
     }
 
     /// A label for `Cache-Status` details.
@@ -447,6 +480,34 @@ mod tests {
     }
 
     #[test]
+    fn browser_freshness_and_tag_headers_read_from_a_rule() {
+        let rules = r#"{ "rules": [
+            { "path_prefix": "/a", "browser_freshness": "reset-age", "tag_headers": ["xkey"] },
+            { "path_prefix": "/b", "browser_max_age": 300, "tag_headers": [] },
+            { "path_prefix": "/c", "browser_freshness": "reset-age", "browser_max_age": 30 }
+        ] }"#;
+        let rules = CacheRules::parse(rules).unwrap();
+        let reset = BrowserFreshness::of(BrowserAge::ResetAge, None);
+        assert_eq!(rules.for_path("/a").browser_freshness(), reset);
+        let five_minutes = BrowserFreshness::of(BrowserAge::Origin, Some(300));
+        assert_eq!(rules.for_path("/b").browser_freshness(), five_minutes);
+        assert_eq!(
+            rules.for_path("/c").browser_freshness().max_age,
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            rules.for_path("/d").browser_freshness(),
+            BrowserFreshness::ORIGIN
+        );
+        let xkey_only = TagHeaders::from(vec![crate::policy::tags::TagHeader::Xkey]);
+        assert_eq!(rules.for_path("/a").tag_headers, xkey_only);
+        assert_eq!(rules.for_path("/b").tag_headers, TagHeaders::from(vec![]));
+        assert_eq!(rules.for_path("/d").tag_headers, TagHeaders::ALL);
+        assert_eq!(rules.for_path("/d.css").tag_headers, TagHeaders::ALL);
+        assert_eq!(Rule::default().tag_headers, TagHeaders::ALL);
+    }
+
+    #[test]
     fn versioned_objects() {
         let rules = CacheRules::parse(RULES).unwrap();
         let r = rules.for_path("/static/app.3f2a1b9c.js");
@@ -494,6 +555,18 @@ mod tests {
             (
                 r#"{ "rules": [ { "max_object_bytes": 0 } ] }"#,
                 "max_object_bytes",
+            ),
+            (
+                r#"{ "rules": [ {}, { "browser_freshness": "origin", "browser_max_age": 60 } ] }"#,
+                "rules[1].browser_max_age: a browser lifetime resets Age",
+            ),
+            (
+                r#"{ "rules": [ { "browser_freshness": "reset" } ] }"#,
+                "unknown variant `reset`, expected `origin` or `reset-age`",
+            ),
+            (
+                r#"{ "rules": [ { "tag_headers": ["surrogate-key", "etag"] } ] }"#,
+                "`etag` is not a tag header",
             ),
             (
                 "{ \"rules\": [\n  { \"ttl_seconds\": \"ten\" }\n] }",

@@ -51,20 +51,6 @@ struct StoredResponse<'a> {
     body: &'a Bytes,
 }
 
-/// The surrogate keys (tags) a response carries, sorted and unique.
-fn surrogate_keys(headers: &HeaderMap) -> Vec<String> {
-    let mut tags: Vec<String> = headers
-        .get_all("surrogate-key")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split_ascii_whitespace())
-        .map(str::to_owned)
-        .collect();
-    tags.sort();
-    tags.dedup();
-    tags
-}
-
 /// The metadata `fetch` is stored with for `keyed`, and the header fields
 /// it keeps: without those a shared cache must not keep.
 pub(crate) fn entry_meta(keyed: &KeyedTarget, fetch: &StoredFetch<'_>) -> (EntryMeta, HeaderMap) {
@@ -85,7 +71,8 @@ pub(crate) fn entry_meta(keyed: &KeyedTarget, fetch: &StoredFetch<'_>) -> (Entry
         response_time_ms: unix_ms(fetch.response_time),
         initial_age_ms: fetch.initial_age.as_millis() as u64,
         lifetime_ms: fetch.lifetime.map_or(0, |l| l.as_millis() as u64),
-        tags: surrogate_keys(fetch.headers),
+        // Its purge tags, from the fields its rule reads them from.
+        tags: keyed.tag_headers.tags_of(fetch.headers),
         chunks: fetch.chunks,
         sliced: fetch.sliced.clone(),
     };

@@ -9,6 +9,7 @@
 //! | `conformance` | RFC 9110/9111 duties: what a fill forwards, `Age`, unsafe methods, `private`/`no-cache` |
 //! | `field_semantics` | `CDN-Cache-Control`, end-to-end fields kept, HTTP-dates, interim responses |
 //! | `purge` | the purge API: each kind of purge, refused purges |
+//! | `browser_and_tags` | browsers' lifetime on hits (`browser_freshness`, `browser_max_age`); purges by `Cache-Tag` and `xkey` |
 //! | `poisoning` | attacks on the shared cache from one client |
 //! | `large_content` | bodies of any size streamed both ways in bounded memory; a body that breaks off aborts |
 //! | `fallback` | a failing store or origin, grace, the breaker, the concurrency cap, a backup origin |
@@ -17,6 +18,7 @@
 //! | `origin_restart` | the real origin process killed and restarted |
 
 mod backup_origin;
+mod browser_and_tags;
 mod caching;
 mod conformance;
 mod fallback;
