@@ -11,7 +11,8 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use crate::collapse::Collapser;
-use crate::config::{EdgeConfig, OriginAddress, OriginEndpoint, VARIABLES};
+use crate::config::last_good_rules::{RulesInUse, RulesRecord, decide};
+use crate::config::{EdgeConfig, OriginAddress, OriginEndpoint, RulesSource, VARIABLES};
 use crate::flow::{Flow, Refresh};
 use crate::origin::failover::FailoverOrigin;
 use crate::origin::guard::GuardedOrigin;
@@ -38,9 +39,7 @@ pub trait Host {
     /// The clock ages, purge times and leases are read from.
     type Clock: Clock + 'static;
     /// Whether one instance serves many requests (WASI 0.3 with instance
-    /// reuse). Then it keeps a first tier, collapses concurrent misses and
-    /// reports a broken rules file once; where an instance is one request,
-    /// a report is remembered in the store, once per distinct error.
+    /// reuse). Then it keeps a first tier and collapses concurrent misses.
     const INSTANCES_OUTLIVE_REQUESTS: bool;
     /// The value of the Spin variable `name`, if it is set.
     async fn variable(&self, name: &'static str) -> Option<String>;
@@ -67,8 +66,8 @@ type NodeStore<H> = SharedState<Opened<<H as Host>::Store>, <H as Host>::Clock>;
 pub struct Node<H: Host> {
     host: H,
     config: EdgeConfig,
-    /// `None`: the rules file is broken (reported); the edge proxies
-    /// without caching.
+    /// `None`: the rules are broken and none ever loaded on this node
+    /// (reported); the edge proxies without caching.
     rules: Option<CacheRules>,
     /// `None`: no purge token, the API is off.
     purge: Option<PurgeSettings>,
@@ -283,30 +282,66 @@ fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
         .ok()
 }
 
-/// Reads and parses the rules; a broken file is reported (once per
-/// instance, or once per distinct error where an instance is one request)
-/// and the edge proxies without caching.
+/// Reads and parses the rules. A broken text is never served from: the
+/// last good rules, kept in the node-local store, are used instead; only
+/// if none ever loaded does the edge proxy without caching. Each new text
+/// is logged once per node, by the first instance to read it (see
+/// `config::last_good_rules` for why the store, not the instance, keeps
+/// them).
 async fn load_rules<H: Host>(
     host: &H,
     config: &EdgeConfig,
     store: &NodeStore<H>,
 ) -> Option<CacheRules> {
-    let message = match CacheRules::load(&config.cache_rules, |path| host.read_file(path)) {
-        Ok(rules) => return Some(rules),
-        Err(message) => message,
-    };
-    let reported_before = !H::INSTANCES_OUTLIVE_REQUESTS && {
-        let marker = NodeLocalKey::rules_error(&message);
-        let seen = matches!(store.get(&marker).await, Ok(Some(_)));
-        if !seen {
-            let _ = store.set(&marker, b"1").await;
+    // The text as the loader reads it, kept to be hashed and stored.
+    let mut text = String::new();
+    let loaded = CacheRules::load(&config.cache_rules, |path| {
+        let read = host.read_file(path);
+        if let Ok(read) = &read {
+            text.clone_from(read);
         }
-        seen
+        read
+    });
+    let source = match &config.cache_rules {
+        // Nothing to change while the edge runs, nothing to break.
+        RulesSource::BuiltIn => return loaded.ok(),
+        // Unchangeable while the edge runs: good ones need no record.
+        RulesSource::Inline(json) => match loaded {
+            Ok(rules) => return Some(rules),
+            Err(_) => {
+                text.clone_from(json);
+                "inline cache rules"
+            }
+        },
+        RulesSource::File(path) => path.as_str(),
     };
-    if !reported_before {
-        eprintln!("edge-cache: {message}; caching is off until it is fixed");
+    let key = NodeLocalKey::last_good_rules(source);
+    // A store that cannot be read is a node without a record: good rules
+    // are still served, broken ones are reported by each instance.
+    let record = match store.get(&key).await {
+        Ok(Some(bytes)) => RulesRecord::decode(&bytes),
+        _ => None,
+    };
+    let now = host
+        .clock()
+        .now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs());
+    let problem = loaded.as_ref().err().map(String::as_str);
+    let verdict = decide(source, &text, problem, record, now);
+    if let Some(line) = &verdict.log {
+        eprintln!("{line}");
     }
-    None
+    if let Some(record) = &verdict.store {
+        let _ = store.set(&key, &record.encode()).await;
+    }
+    match verdict.use_ {
+        RulesInUse::Current => loaded.ok(),
+        // Parsed by this same loader when it was stored; a text that no
+        // longer parses (a newer edge with stricter rules) is none.
+        RulesInUse::LastGood(good) => CacheRules::parse(&good.text).ok(),
+        RulesInUse::None => None,
+    }
 }
 
 /// A store as opened: one that failed to open fails every call, which the

@@ -317,8 +317,9 @@ fn run_up(configuration: Configuration, flags: UpFlags) -> anyhow::Result<()> {
 const RULES_POLL: Duration = Duration::from_secs(1);
 
 /// Checks each rules file again whenever its content changes, and reports
-/// what it finds: a broken live edit shows as broken, with its message,
-/// on the status page and in `/metrics` (and is logged once).
+/// what it finds: a broken live edit shows as broken, with its message and
+/// the last good rules the component still serves with, on the status page
+/// and in `/metrics`.
 async fn watch_rules(
     mut rules: Vec<check::ComponentRules>,
     metrics: &'static edge_host::observe::metrics::Metrics,
@@ -337,9 +338,12 @@ async fn watch_rules(
             if edge_host::observe::rules::text_hash(&bytes) == watched.status.hash {
                 continue;
             }
-            let again = watched.recheck();
+            let mut again = watched.recheck();
+            again.status = again.status.after(&watched.status);
             match &again.status.message {
-                Some(problem) => tracing::warn!("cache rules changed and are broken: {problem}"),
+                // The component says what it does about it (serves with
+                // the last good rules) as its first instance reads them.
+                Some(problem) => tracing::info!("cache rules changed and are broken: {problem}"),
                 None => tracing::info!(
                     "cache rules changed: {} (blake3 {})",
                     again.status.source,

@@ -235,7 +235,8 @@ fn get(address: &str, path: &str) -> String {
 }
 
 /// `/metrics` and `/status.json` report the rules as good with their hash
-/// at start, and as broken, with the message, after a broken live edit.
+/// at start, and as broken, with the message and the last good rules still
+/// served, after a broken live edit.
 #[test]
 fn metrics_show_the_rules_status_and_a_broken_edit() {
     let wasm = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -264,17 +265,29 @@ fn metrics_show_the_rules_status_and_a_broken_edit() {
     );
     let mut lines = BufReader::new(child.0.stderr.take().unwrap()).lines();
     let mut metrics = None;
+    let mut address = None;
     for line in lines.by_ref() {
         let line = line.unwrap();
         if let Some(rest) = line.strip_prefix("edge-host: metrics on http://") {
             metrics = rest.split('/').next().map(str::to_owned);
         }
         if line.contains("serving `") {
+            address = line
+                .split_once(" on http://")
+                .map(|(_, a)| a.trim().to_owned());
             break;
         }
     }
-    std::thread::spawn(move || lines.for_each(drop));
+    // The rest of the log, kept to count what the component says.
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let kept = log.clone();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            kept.lock().unwrap().push(line);
+        }
+    });
     let metrics = metrics.expect("metrics address logged");
+    let address = address.expect("serving address logged");
     let good_hash = &blake3::hash(GOOD.as_bytes()).to_hex()[..16];
     let exposition = get(&metrics, "/metrics");
     assert!(
@@ -294,14 +307,28 @@ fn metrics_show_the_rules_status_and_a_broken_edit() {
         "{exposition}"
     );
 
+    // The component reads its rules when a request makes an instance: one
+    // has, before the edit.
+    get(&address, "/a");
     // A broken live edit is reported as broken, with its message.
     std::fs::write(d.join("rules/good.json"), BROKEN).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let exposition = get(&metrics, "/metrics");
         if exposition.contains("edge_rules_status{component=\"c\",state=\"broken\"} 1") {
+            let info: Vec<&str> = exposition
+                .lines()
+                .filter(|l| l.starts_with("edge_rules_info{"))
+                .collect();
             assert!(
-                !exposition.contains(&format!("hash=\"{good_hash}\"")),
+                info.iter().all(|l| !l.contains(good_hash)),
+                "the file's hash is the broken text's: {exposition}"
+            );
+            // The component keeps serving with the last good rules.
+            assert!(
+                exposition.contains(&format!(
+                    "edge_rules_serving_info{{component=\"c\",hash=\"{good_hash}\"}} 1"
+                )),
                 "{exposition}"
             );
             break;
@@ -312,6 +339,37 @@ fn metrics_show_the_rules_status_and_a_broken_edit() {
     let status = get(&metrics, "/status.json");
     assert!(status.contains("\"good\":false"), "{status}");
     assert!(status.contains(":3:11: unknown field"), "{status}");
+    assert!(
+        status.contains(&format!("\"serving\":{{\"hash\":\"{good_hash}\"")),
+        "{status}"
+    );
+
+    // Every request is an instance of its own (WASI 0.2), each reading the
+    // broken file: the component says so once, not once per instance.
+    for _ in 0..5 {
+        get(&address, "/a");
+    }
+    // A fix with other rules is a change the next instance reports; all
+    // that was logged before it is read by then.
+    write(d, "rules/good.json", &GOOD.replace("\"/a\"", "\"/b\""));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let log = loop {
+        get(&address, "/a");
+        let lines = log.lock().unwrap().clone();
+        if lines
+            .iter()
+            .any(|l| l.contains("edge-cache: cache rules changed"))
+        {
+            break lines;
+        }
+        assert!(Instant::now() < deadline, "{lines:#?}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let broken_reports = log
+        .iter()
+        .filter(|l| l.contains("still serving the last good cache rules"))
+        .count();
+    assert_eq!(broken_reports, 1, "{log:#?}");
 }
 
 /// An origin whose every answer may be cached for an hour.

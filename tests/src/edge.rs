@@ -349,6 +349,12 @@ impl Edge {
         format!("http://{}{path}", self.addr)
     }
 
+    /// The host file mounted as `/rules/cache-rules.json` ([`EdgeSetup::rules`]),
+    /// to edit while the edge runs.
+    pub fn rules_file(&self) -> std::path::PathBuf {
+        self._workdir.path().join("rules/cache-rules.json")
+    }
+
     /// The application being served.
     pub fn app(&self) -> &App {
         &self.app

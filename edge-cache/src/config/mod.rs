@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+pub(crate) mod last_good_rules;
 mod origin;
 mod protection;
 

@@ -158,9 +158,11 @@ impl NodeLocalKey {
         NodeLocalKey(purge_wire::STORE_CAPACITY_KEY.to_owned())
     }
 
-    /// The marker that the broken-rules `message` was reported.
-    pub(crate) fn rules_error(message: &str) -> Self {
-        NodeLocalKey(format!("e:{}", hash128(message.as_bytes())))
+    /// The last good cache rules of a rules `source` (a file path, or
+    /// `inline`) and the hash of the text last read from it
+    /// (`config::last_good_rules`).
+    pub(crate) fn last_good_rules(source: &str) -> Self {
+        NodeLocalKey(format!("r:{}", hash128(source.as_bytes())))
     }
 }
 
@@ -227,8 +229,8 @@ mod tests {
             (NodeLocalKey::slots("o:80"), "o:slots:o:80".to_owned()),
             (NodeLocalKey::fill_lease(&key), format!("f:{}", key.hash)),
             (
-                NodeLocalKey::rules_error("boom"),
-                format!("e:{}", hash128(b"boom")),
+                NodeLocalKey::last_good_rules("/rules/cache-rules.json"),
+                format!("r:{}", hash128(b"/rules/cache-rules.json")),
             ),
         ] {
             assert_eq!(local.text(), text);

@@ -27,21 +27,51 @@ pub struct RulesStatus {
     pub loaded_at: u64,
     /// What is wrong, when they are broken.
     pub message: Option<String>,
+    /// The rules the component serves with: these when they are good; the
+    /// last good ones when these are broken (the component keeps them in
+    /// its node-local store); `None` when none ever were good, and the
+    /// component proxies without caching.
+    pub serving: Option<ServingRules>,
+}
+
+/// Rules a component serves with.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ServingRules {
+    /// Their hash, as [`RulesStatus::hash`].
+    pub hash: String,
+    /// When they were read.
+    pub loaded_at: u64,
 }
 
 impl RulesStatus {
     /// A status for rules read now, `text` as read.
     pub fn now(component: &str, source: &str, text: &[u8], problem: Option<String>) -> Self {
+        let hash = text_hash(text);
+        let loaded_at = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let serving = problem.is_none().then(|| ServingRules {
+            hash: hash.clone(),
+            loaded_at,
+        });
         RulesStatus {
             component: component.to_owned(),
             source: source.to_owned(),
             good: problem.is_none(),
-            hash: text_hash(text),
-            loaded_at: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs()),
+            hash,
+            loaded_at,
             message: problem,
+            serving,
         }
+    }
+
+    /// This status after `previous`: broken rules leave the component
+    /// serving with what it served before.
+    pub fn after(mut self, previous: &RulesStatus) -> Self {
+        if !self.good {
+            self.serving.clone_from(&previous.serving);
+        }
+        self
     }
 
     fn state(&self) -> &'static str {
@@ -62,6 +92,7 @@ pub(crate) struct RulesMetrics {
     state: Family<[(&'static str, String); 2], Gauge>,
     loaded_at: Family<ComponentLabel, Gauge>,
     info: Family<[(&'static str, String); 3], Gauge>,
+    serving: Family<[(&'static str, String); 2], Gauge>,
     latest: Mutex<Vec<RulesStatus>>,
 }
 
@@ -73,6 +104,7 @@ impl RulesMetrics {
             state: Family::default(),
             loaded_at: Family::default(),
             info: Family::default(),
+            serving: Family::default(),
             latest: Mutex::new(Vec::new()),
         };
         registry.register(
@@ -89,6 +121,11 @@ impl RulesMetrics {
             "edge_rules_info",
             "The cache rules last read: their source and the blake3 hash of their text (first 16 hex digits)",
             metrics.info.clone(),
+        );
+        registry.register(
+            "edge_rules_serving_info",
+            "The cache rules the component serves with (the last good ones while the file is broken), by the blake3 hash of their text; absent while none ever were good",
+            metrics.serving.clone(),
         );
         metrics
     }
@@ -112,6 +149,15 @@ impl RulesMetrics {
                 ("source", previous.source.clone()),
                 ("hash", previous.hash.clone()),
             ]);
+            if let Some(serving) = &previous.serving {
+                self.serving
+                    .remove(&[component(), ("hash", serving.hash.clone())]);
+            }
+        }
+        if let Some(serving) = &status.serving {
+            self.serving
+                .get_or_create(&[component(), ("hash", serving.hash.clone())])
+                .set(1);
         }
         self.info
             .get_or_create(&[
@@ -166,5 +212,31 @@ mod tests {
         let latest = rules.latest();
         assert_eq!(latest.len(), 1);
         assert_eq!(latest[0].message.as_deref(), Some("broken"));
+    }
+
+    #[test]
+    fn a_broken_edit_keeps_the_last_good_rules_serving() {
+        let mut registry = Registry::default();
+        let rules = RulesMetrics::register(&mut registry);
+        let good = RulesStatus::now("c", "/r.json", br#"{"rules":[]}"#, None);
+        rules.report(good.clone());
+        let broken = RulesStatus::now("c", "/r.json", b"{", Some("broken".into())).after(&good);
+        rules.report(broken.clone());
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &registry).unwrap();
+        let serving = format!(
+            r#"edge_rules_serving_info{{component="c",hash="{}"}} 1"#,
+            good.hash
+        );
+        assert!(out.contains(&serving), "{out}");
+        let fixed = RulesStatus::now("c", "/r.json", br#"{"rules": []}"#, None).after(&broken);
+        rules.report(fixed.clone());
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &registry).unwrap();
+        assert!(!out.contains(&serving), "{out}");
+        assert!(out.contains(&fixed.hash), "{out}");
+        // Broken from the start: nothing is served with.
+        let never = RulesStatus::now("d", "/s.json", b"{", Some("broken".into()));
+        assert_eq!(never.serving, None);
     }
 }

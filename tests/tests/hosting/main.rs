@@ -14,6 +14,7 @@
 //! | `failed_fills` | a failed instance's fill leases end with it |
 //! | `manifests` | the shipped manifests agree with each other and the component |
 //! | `deploy_files` | `deploy/` agrees with the cluster manifests |
+//! | `live_rules` | a broken live edit of the rules file keeps the last good rules; a fix takes over |
 
 mod broken_bodies;
 mod deploy_files;
@@ -21,6 +22,7 @@ mod failed_fills;
 mod host_hardening;
 mod instance_reuse;
 mod limits;
+mod live_rules;
 mod manifests;
 mod origin_pool;
 mod p3_host;
