@@ -144,6 +144,8 @@ start_edge_observed() { # cache-bytes
     --access-log "$WORK/edge-observed-access.log" --log-format json
 }
 
+# The demo shop's rules, as before the manifests defaulted to the built-in
+# ones (a later --variable cache_rules=... in the flags wins).
 start_edge_flavour() { # name manifest cache-bytes [edge-host flags...]
   local name=$1 manifest=$2 bytes=$3
   shift 3
@@ -152,7 +154,8 @@ start_edge_flavour() { # name manifest cache-bytes [edge-host flags...]
   RUST_LOG=warn target/release/edge-host up -f "$manifest" --listen "127.0.0.1:${PORT[$name]}" \
     --runtime-config-file "$WORK/$name-runtime.toml" \
     --variable "origin_url=http://127.0.0.1:$ORIGIN_PORT" \
-    --variable "purge_token=$PURGE_TOKEN" "$@" >"$WORK/$name.log" 2>&1 &
+    --variable "purge_token=$PURGE_TOKEN" --variable cache_rules=/rules/cache-rules.json \
+    "$@" >"$WORK/$name.log" 2>&1 &
   PID[$name]=$!
   wait_ready "$name" "http://127.0.0.1:${PORT[$name]}/ready?size=1"
 }

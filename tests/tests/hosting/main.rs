@@ -14,6 +14,7 @@
 //! | `failed_fills` | a failed instance's fill leases end with it |
 //! | `manifests` | the shipped manifests agree with each other and the component |
 //! | `deploy_files` | `deploy/` agrees with the cluster manifests |
+//! | `shipped_rules` | the shipped manifests default to the built-in rules; `make up`'s variable gives the demo shop's |
 //! | `live_rules` | a broken live edit of the rules file keeps the last good rules; a fix takes over |
 
 mod broken_bodies;
@@ -26,3 +27,4 @@ mod live_rules;
 mod manifests;
 mod origin_pool;
 mod p3_host;
+mod shipped_rules;
