@@ -10,8 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use edge_host::reuse::PerInstance;
 use edge_host::{App, AppOptions, InstanceLimits, ReuseOptions, ServerOptions};
 
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+mod allocator;
 
 #[derive(Parser)]
 #[command(
@@ -150,6 +149,7 @@ struct UpFlags {
 }
 
 fn main() -> ExitCode {
+    allocator::keep_freed_memory();
     // Log lines are handed to a writer thread, so no request waits on a
     // slow or blocked stderr; lossless (a full queue makes the logger
     // wait), and flushed when `_log_writer` drops at exit.
