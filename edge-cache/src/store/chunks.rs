@@ -154,9 +154,7 @@ pub(crate) fn decode_chunk(layout: &ChunkLayout, index: u64, value: Vec<u8>) -> 
     }
     let (content, checksum) = value.split_at(value.len() - CHECKSUM_LEN);
     let number = |at: usize| u64::from_be_bytes(content[at..at + 8].try_into().unwrap_or_default());
-    if number(4) != layout.generation
-        || number(12) != index
-        || chunk_checksum(content) != *checksum
+    if number(4) != layout.generation || number(12) != index || chunk_checksum(content) != *checksum
     {
         return None;
     }
