@@ -12,16 +12,18 @@ use std::rc::Rc;
 
 use crate::collapse::Collapser;
 use crate::config::last_good_rules::{RulesInUse, RulesRecord, decide};
-use crate::config::{EdgeConfig, OriginAddress, OriginEndpoint, RulesSource, VARIABLES};
+use crate::config::{
+    EdgeConfig, HostVerdict, OriginAddress, OriginEndpoint, RulesSource, VARIABLES,
+};
 use crate::flow::{Flow, Refresh};
 use crate::origin::failover::FailoverOrigin;
 use crate::origin::guard::GuardedOrigin;
 use crate::policy::rules::CacheRules;
-use crate::purge::api::{Admission, PurgeSettings};
-use crate::reply::{body_too_large, misconfigured, unreadable_body};
+use crate::purge::api::{Admission, PurgeRoute, PurgeSettings};
+use crate::reply::{body_too_large, misconfigured, plain_text, unreadable_body};
 use crate::seams::{
-    Body, BodyError, ClientRequest, Clock, KeyValueStore, Origin, OriginFailure, OriginRequest,
-    RequestBody, RequestHead, Response, StoreFailure,
+    Body, BodyError, ClientConnection, ClientRequest, Clock, KeyValueStore, Origin, OriginFailure,
+    OriginRequest, RequestBody, RequestHead, Response, StoreFailure,
 };
 use crate::store::chunk_read::StoreHandles;
 use crate::store::keys::{NodeLocalKey, Store};
@@ -132,6 +134,7 @@ impl<H: Host> Node<H> {
         let purge = Some(PurgeSettings {
             admin_path: config.admin_path.clone(),
             token: config.purge_token.clone().unwrap_or_default(),
+            hosts: config.hosts.clone(),
         });
         let primary = host.origin(OriginEndpoint::of(&config.origin, &config));
         let backup = config
@@ -162,14 +165,46 @@ impl<H: Host> Node<H> {
     /// What can be decided from the request head alone, before any body
     /// is read: refuse it, read its body (up to a limit), or go on without.
     pub fn admit(&self, head: &RequestHead) -> Admission {
-        self.flow()
-            .admit(&head.method, &head.path_and_query, &head.headers)
+        let flow = self.flow();
+        let route = flow.purge_route(&head.method, &head.path_and_query);
+        if let Err(misdirected) = self.site_host(route, &head.connection) {
+            return Admission::Answer(misdirected.answer());
+        }
+        flow.admit(&head.method, &head.path_and_query, &head.headers)
     }
 
     /// Handles one request; the [`Refresh`], if any, is to be run after
     /// the response is sent (`stale-while-revalidate`).
-    pub async fn handle(&self, request: ClientRequest) -> (Response, Option<Refresh>) {
-        self.flow().handle(request).await
+    pub async fn handle(&self, mut request: ClientRequest) -> (Response, Option<Refresh>) {
+        let flow = self.flow();
+        let route = flow.purge_route(&request.method, &request.path_and_query);
+        match self.site_host(route, &request.connection) {
+            Ok(host) => request.connection.host = host,
+            Err(misdirected) => return (misdirected.answer(), None),
+        }
+        flow.handle(request).await
+    }
+
+    /// The host a request is served (keyed, purged) under: its site's key
+    /// host where `hosts` lists it, its own where there is no list; a host
+    /// outside the list is answered `421` before the cache or the origin
+    /// is touched. The admin routes (the purge endpoint, whose URLs name
+    /// their hosts, and the health check, which load balancers ask by
+    /// address) are answered on any host.
+    fn site_host(
+        &self,
+        route: Option<PurgeRoute>,
+        connection: &ClientConnection,
+    ) -> Result<Option<String>, Misdirected> {
+        let host = connection.host.as_deref();
+        if matches!(route, Some(PurgeRoute::Endpoint | PurgeRoute::Health)) {
+            return Ok(host.map(str::to_owned));
+        }
+        match self.config.hosts.verdict(host) {
+            HostVerdict::Serve(_) if self.config.hosts.any() => Ok(host.map(str::to_owned)),
+            HostVerdict::Serve(key) => Ok(Some(key)),
+            HostVerdict::Misdirected => Err(Misdirected(host.map(str::to_owned))),
+        }
     }
 
     /// Runs a deferred refresh.
@@ -187,6 +222,11 @@ impl<H: Host> Node<H> {
     ) -> (Response, Option<Refresh>) {
         let flow = self.flow();
         let route = flow.purge_route(&head.method, &head.path_and_query);
+        let mut head = head;
+        match self.site_host(route, &head.connection) {
+            Ok(host) => head.connection.host = host,
+            Err(misdirected) => return (misdirected.answer(), None),
+        }
         let body = match flow.admit_as(route, &head.method, &head.headers) {
             Admission::Answer(response) => return (response, None),
             Admission::NoBody => Ok(Body::empty()),
@@ -268,6 +308,31 @@ impl<H: Host> Origin for NodeOrigins<'_, H> {
             backup: backup.as_ref(),
         };
         origins.send(request).await
+    }
+}
+
+/// A request for a host the edge does not serve (the host it named, if
+/// any).
+struct Misdirected(Option<String>);
+
+impl Misdirected {
+    /// `421 Misdirected Request` (RFC 9110 §15.5.20): the client asked the
+    /// wrong server, nothing was cached or fetched. Never stored by anyone
+    /// (`no-store`).
+    fn answer(&self) -> Response {
+        let what = match &self.0 {
+            Some(host) => format!("`{host}`"),
+            None => "requests without a host".to_owned(),
+        };
+        let mut response = plain_text(
+            421,
+            format!("misdirected request: this edge does not serve {what}\n"),
+        );
+        response.headers.insert(
+            http::header::CACHE_CONTROL,
+            http::HeaderValue::from_static("no-store"),
+        );
+        response
     }
 }
 

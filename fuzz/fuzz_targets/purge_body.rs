@@ -20,8 +20,9 @@ fuzz_target!(|data: &[u8]| {
             assert!(targets <= MAX_TARGETS);
             assert!(targets > 0 || p.all);
             for url in &p.urls {
-                // Local targets only: a path on this host.
-                assert!(url.starts_with('/'), "{url:?}");
+                // Without a hosts list, local targets only: a path on this host.
+                assert!(url.target.starts_with('/'), "{url:?}");
+                assert_eq!(url.host, HOST, "{url:?}");
             }
             for tag in &p.tags {
                 assert!(!tag.is_empty() && !tag.chars().any(char::is_whitespace));

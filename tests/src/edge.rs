@@ -415,6 +415,7 @@ breaker_status_codes = {{ default = "" }}
 trusted_proxy_hops = {{ default = "0" }}
 l1_capacity_bytes = {{ default = "16777216" }}
 chunk_bytes = {{ default = "524288" }}
+hosts = {{ default = "" }}
 [[trigger.http]]
 route = "/..."
 component = "edge-cache"
@@ -440,6 +441,7 @@ breaker_status_codes = "{{{{ breaker_status_codes }}}}"
 trusted_proxy_hops = "{{{{ trusted_proxy_hops }}}}"
 l1_capacity_bytes = "{{{{ l1_capacity_bytes }}}}"
 chunk_bytes = "{{{{ chunk_bytes }}}}"
+hosts = "{{{{ hosts }}}}"
 "#,
         source = component_path_for(setup.flavour.unwrap_or_else(default_flavour))
             .display()

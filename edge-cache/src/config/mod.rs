@@ -7,17 +7,19 @@
 
 use std::time::Duration;
 
+mod hosts;
 pub(crate) mod last_good_rules;
 mod origin;
 mod protection;
 
+pub use hosts::{HostVerdict, ServedHosts};
 use origin::parse_origin_url;
 pub use origin::{OriginAddress, OriginEndpoint, RequestTimeouts};
 pub(crate) use protection::{BreakerPolicy, DEFAULT_BREAKER, Protection, StatusSet};
 
 /// Every Spin variable the edge reads. An adapter whose variable lookup
 /// is asynchronous (WASI 0.3) reads these first, then parses.
-pub const VARIABLES: [&str; 20] = [
+pub const VARIABLES: [&str; 21] = [
     "origin_url",
     "origin_timeout_ms",
     "origin_connect_timeout_ms",
@@ -38,6 +40,7 @@ pub const VARIABLES: [&str; 20] = [
     "shared_store",
     "purge_staleness_ms",
     "shield_store",
+    "hosts",
 ];
 
 /// Default for `purge_staleness_ms`: how long a node reuses invalidation
@@ -156,6 +159,8 @@ pub(crate) struct EdgeConfig {
     pub(crate) l1_capacity_bytes: usize,
     /// The size of the chunks a large object is stored in (`chunk_bytes`).
     pub(crate) chunk_bytes: usize,
+    /// The hosts served and each one's key host (`hosts`; empty: any).
+    pub(crate) hosts: ServedHosts,
 }
 
 /// How much of the client's forwarding history the edge believes.
@@ -318,6 +323,12 @@ impl EdgeConfig {
                 ),
             });
         }
+        let hosts = ServedHosts::parse(&lookup("hosts").unwrap_or_default()).map_err(|reason| {
+            ConfigError::Invalid {
+                name: "hosts",
+                reason,
+            }
+        })?;
         Ok(EdgeConfig {
             origin,
             origin_timeout,
@@ -335,6 +346,7 @@ impl EdgeConfig {
             trust,
             l1_capacity_bytes,
             chunk_bytes: chunk_bytes as usize,
+            hosts,
         })
     }
 }

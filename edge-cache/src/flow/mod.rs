@@ -906,6 +906,7 @@ mod tests {
         PurgeSettings {
             admin_path: "/_edge".into(),
             token: "t".into(),
+            hosts: Default::default(),
         }
     }
 

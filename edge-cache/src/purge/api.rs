@@ -11,12 +11,13 @@
 use http::{HeaderMap, Method};
 use purge_wire::{Purged, Receipt};
 
+use crate::config::ServedHosts;
 use crate::policy::invalidation::{PurgeKind, all_scope, prefix_scope, tag_scope, url_scope};
 use crate::policy::key::build_key;
 use crate::policy::rules::{CacheRules, Rule};
 use crate::purge::request::{
-    MAX_BODY_BYTES, PurgeRequest, authorized, check_length, check_method, parse_purge_body,
-    purge_id,
+    MAX_BODY_BYTES, PurgeRequest, PurgeUrl, authorized, check_length, check_method,
+    parse_purge_body, purge_id,
 };
 use crate::reply::{
     body_too_large, health, health_method_not_allowed, json_response, method_not_allowed,
@@ -42,6 +43,8 @@ pub(crate) struct PurgeSettings {
     /// is off (its path and the `PURGE` method are proxied like any other
     /// request) and only the health check is served.
     pub token: String,
+    /// The served hosts: purge URLs may name any of them.
+    pub hosts: ServedHosts,
 }
 
 /// What the edge decided from a request's head, before any of its body is
@@ -175,7 +178,7 @@ impl<S: Store, C: Clock> PurgeApi<'_, S, C> {
     async fn endpoint(&self, request: &ClientRequest) -> Response {
         let connection = &request.connection;
         let host = connection.host.as_deref().unwrap_or_default();
-        match parse_purge_body(request.body.as_slice(), host) {
+        match parse_purge_body(request.body.as_slice(), host, &self.settings.hosts) {
             Ok(purge) => self.apply(&purge, connection).await,
             Err(refusal) => json_response(
                 refusal.status,
@@ -192,7 +195,10 @@ impl<S: Store, C: Clock> PurgeApi<'_, S, C> {
             .get("soft-purge")
             .is_some_and(|v| v.as_bytes() == b"1");
         let purge = PurgeRequest {
-            urls: vec![request.path_and_query.clone()],
+            urls: vec![PurgeUrl {
+                host: connection.host.clone().unwrap_or_default(),
+                target: request.path_and_query.clone(),
+            }],
             soft,
             ..Default::default()
         };
@@ -208,10 +214,12 @@ impl<S: Store, C: Clock> PurgeApi<'_, S, C> {
         }
         let default_rule = Rule::default();
         for url in &purge.urls {
-            let rule = self.rules.map_or(&default_rule, |r| r.for_target(url));
+            let rule = self
+                .rules
+                .map_or(&default_rule, |r| r.for_target(&url.target));
             // Entries are keyed by the scheme the client used; purge both.
             for scheme in ["http", "https"] {
-                let keyed = build_key(scheme, host, url, &HeaderMap::new(), rule);
+                let keyed = build_key(scheme, &url.host, &url.target, &HeaderMap::new(), rule);
                 scopes.push(url_scope(keyed.url()));
             }
         }
@@ -238,7 +246,15 @@ impl<S: Store, C: Clock> PurgeApi<'_, S, C> {
         // Routine: the host logs a guest's standard output at info.
         println!(
             "edge-cache: purge {id} from {caller}: urls={:?} tags={:?} prefixes={:?} all={} soft={}",
-            purge.urls, purge.tags, purge.prefixes, purge.all, purge.soft
+            purge
+                .urls
+                .iter()
+                .map(|url| format!("{}{}", url.host, url.target))
+                .collect::<Vec<_>>(),
+            purge.tags,
+            purge.prefixes,
+            purge.all,
+            purge.soft
         );
         let receipt = Receipt {
             id,
@@ -264,6 +280,7 @@ mod tests {
         let settings = PurgeSettings {
             admin_path: "/_edge".into(),
             token: "t".into(),
+            hosts: ServedHosts::default(),
         };
         let (store, clock) = (
             MemStore::default(),
@@ -309,6 +326,7 @@ mod tests {
         let settings = PurgeSettings {
             admin_path: "/_edge".into(),
             token: "t".into(),
+            hosts: ServedHosts::default(),
         };
         let purge = Method::from_bytes(b"PURGE").unwrap();
         let route = |method: &Method, path| settings.route(method, path);
@@ -338,6 +356,7 @@ mod tests {
         PurgeSettings {
             admin_path: "/_edge".into(),
             token: String::new(),
+            hosts: ServedHosts::default(),
         }
     }
 
@@ -373,6 +392,7 @@ mod tests {
         let with_token = PurgeSettings {
             admin_path: "/_edge".into(),
             token: "t".into(),
+            hosts: ServedHosts::default(),
         };
         let without = health_only();
         for settings in [&with_token, &without] {
@@ -409,6 +429,7 @@ mod tests {
         let settings = PurgeSettings {
             admin_path: "/_edge".into(),
             token: "t".into(),
+            hosts: ServedHosts::default(),
         };
         let (store, clock) = (MemStore::default(), FakeClock::at_unix_ms(0));
         let api = api_over(&settings, &store, &clock);

@@ -12,15 +12,17 @@
 use http::{HeaderMap, Method};
 use purge_wire::PurgeBody;
 
+use crate::config::ServedHosts;
 use crate::policy::invalidation::{MAX_PREFIX_DEPTH, prefix_depth};
 
 pub use purge_wire::{MAX_BODY_BYTES, MAX_TARGETS};
 
-/// A purge that passed every check, its URLs made paths on this host.
+/// A purge that passed every check, each URL a path on a served host.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PurgeRequest {
-    /// Paths (with optional query) on this host.
-    pub urls: Vec<String>,
+    /// URLs, each a path (with optional query) on the host it is keyed
+    /// under.
+    pub urls: Vec<PurgeUrl>,
     /// Surrogate keys: every entry tagged with one is purged.
     pub tags: Vec<String>,
     /// Path prefixes (segment-aligned).
@@ -29,6 +31,15 @@ pub struct PurgeRequest {
     pub all: bool,
     /// Mark stale instead of invalid.
     pub soft: bool,
+}
+
+/// A URL to purge: a path on a host.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PurgeUrl {
+    /// The key host of the URL's site (an alias is purged as its site).
+    pub host: String,
+    /// The path and optional query.
+    pub target: String,
 }
 
 /// A refused purge: the status and a message naming the problem.
@@ -95,13 +106,19 @@ pub fn parse_purge_post(
 ) -> Result<PurgeRequest, PurgeRefusal> {
     check_method(method)?;
     check_length(body.len() as u64)?;
-    parse_purge_body(body, host)
+    parse_purge_body(body, host, &ServedHosts::default())
 }
 
 /// Validates a purge body (its request admitted: authenticated, POST,
 /// within the size limit): JSON naming at most [`MAX_TARGETS`] targets,
-/// each of them well formed; URLs must be on `host`.
-pub(crate) fn parse_purge_body(body: &[u8], host: &str) -> Result<PurgeRequest, PurgeRefusal> {
+/// each of them well formed. A path is on `host` (the purge request's);
+/// an absolute URL may name any of the served `hosts` (with no list, only
+/// `host`).
+pub(crate) fn parse_purge_body(
+    body: &[u8],
+    host: &str,
+    hosts: &ServedHosts,
+) -> Result<PurgeRequest, PurgeRefusal> {
     let parsed: PurgeBody = serde_json::from_slice(body)
         .map_err(|e| refuse(400, format!("invalid purge body: {e}")))?;
     let targets = parsed.targets();
@@ -118,7 +135,9 @@ pub(crate) fn parse_purge_body(body: &[u8], host: &str) -> Result<PurgeRequest, 
         .urls
         .iter()
         .enumerate()
-        .map(|(i, url)| local_target(url, host).map_err(|m| refuse(400, format!("urls[{i}]: {m}"))))
+        .map(|(i, url)| {
+            purge_url(url, host, hosts).map_err(|m| refuse(400, format!("urls[{i}]: {m}")))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     for (i, tag) in parsed.tags.iter().enumerate() {
         if tag.is_empty() || tag.chars().any(|c| c.is_whitespace() || c.is_control()) {
@@ -154,11 +173,14 @@ pub(crate) fn parse_purge_body(body: &[u8], host: &str) -> Result<PurgeRequest, 
     })
 }
 
-/// Turns a purge URL into a path-and-query on this host: either already a
-/// path, or an absolute URL whose host is this one.
-fn local_target(url: &str, host: &str) -> Result<String, String> {
+/// Turns a purge URL into a path-and-query on a host: either a path on
+/// `host` (the purge request's), or an absolute URL on a served host.
+fn purge_url(url: &str, host: &str, hosts: &ServedHosts) -> Result<PurgeUrl, String> {
     if url.starts_with('/') && !url.starts_with("//") {
-        return Ok(url.to_owned());
+        return Ok(PurgeUrl {
+            host: host.to_owned(),
+            target: url.to_owned(),
+        });
     }
     let rest = url
         .strip_prefix("http://")
@@ -168,10 +190,14 @@ fn local_target(url: &str, host: &str) -> Result<String, String> {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
     };
-    if !authority.eq_ignore_ascii_case(host) {
-        return Err(format!("`{url}` is on another host than `{host}`"));
+    match hosts.purge_host(authority, host) {
+        Some(host) => Ok(PurgeUrl {
+            host,
+            target: path.to_owned(),
+        }),
+        None if hosts.any() => Err(format!("`{url}` is on another host than `{host}`")),
+        None => Err(format!("`{url}` is not on a host this edge serves")),
     }
-    Ok(path.to_owned())
 }
 
 /// A short random-looking id for logs and the answer.
@@ -190,7 +216,9 @@ mod tests {
     #[test]
     fn accepts_every_kind_of_target() {
         let p = post(r#"{"urls": ["/a?b=1", "http://shop.example/c"], "tags": ["product:1"], "prefixes": ["/static/"], "all": false, "soft": true}"#).unwrap();
-        assert_eq!(p.urls, ["/a?b=1", "/c"]);
+        let targets: Vec<&str> = p.urls.iter().map(|u| u.target.as_str()).collect();
+        assert_eq!(targets, ["/a?b=1", "/c"]);
+        assert!(p.urls.iter().all(|u| u.host == "shop.example"));
         assert_eq!(p.tags, ["product:1"]);
         assert_eq!(p.prefixes, ["/static/"]);
         assert!(p.soft);
@@ -236,6 +264,37 @@ mod tests {
         assert_eq!(
             parse_purge_post(&Method::GET, b"", "h").unwrap_err().status,
             405
+        );
+    }
+
+    #[test]
+    fn absolute_urls_name_any_served_host_and_are_purged_under_its_key_host() {
+        let hosts = ServedHosts::parse("shop.example www.shop.example, blog.example").unwrap();
+        let body = br#"{"urls": ["https://www.shop.example/a", "http://blog.example/b", "/c"]}"#;
+        let p = parse_purge_body(body, "203.0.113.7", &hosts).unwrap();
+        let urls: Vec<(&str, &str)> = p
+            .urls
+            .iter()
+            .map(|u| (u.host.as_str(), u.target.as_str()))
+            .collect();
+        assert_eq!(
+            urls,
+            [
+                ("shop.example", "/a"),
+                ("blog.example", "/b"),
+                ("203.0.113.7", "/c")
+            ]
+        );
+        let refused = parse_purge_body(
+            br#"{"urls": ["http://evil.example/a"]}"#,
+            "shop.example",
+            &hosts,
+        )
+        .unwrap_err();
+        assert!(
+            refused.message.contains("not on a host this edge serves"),
+            "{}",
+            refused.message
         );
     }
 

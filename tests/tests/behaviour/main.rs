@@ -9,6 +9,7 @@
 //! | `conformance` | RFC 9110/9111 duties: what a fill forwards, `Age`, unsafe methods, `private`/`no-cache` |
 //! | `field_semantics` | `CDN-Cache-Control`, end-to-end fields kept, HTTP-dates, interim responses |
 //! | `purge` | the purge API: each kind of purge, refused purges |
+//! | `hosts` | served hosts: aliases share entries and purges, other hosts get `421` |
 //! | `browser_and_tags` | browsers' lifetime on hits (`browser_freshness`, `browser_max_age`); purges by `Cache-Tag` and `xkey` |
 //! | `poisoning` | attacks on the shared cache from one client |
 //! | `large_content` | bodies of any size streamed both ways in bounded memory; a body that breaks off aborts |
@@ -23,6 +24,7 @@ mod caching;
 mod conformance;
 mod fallback;
 mod field_semantics;
+mod hosts;
 mod large_content;
 mod origin_e2e;
 mod origin_restart;
