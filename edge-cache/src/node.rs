@@ -185,6 +185,26 @@ impl<H: Host> Node<H> {
         flow.handle(request).await
     }
 
+    /// The answer to a bodiless request if it is a plain fresh hit of a
+    /// body stored whole, exactly as [`serve`](Node::serve) would answer
+    /// it; `None` for anything else, which `serve` is to handle. It reads
+    /// the stores and never writes them: a host may run it natively in
+    /// front of the component, which stays the only writer.
+    pub async fn fresh_hit(&self, head: &RequestHead) -> Option<Response> {
+        let flow = self.flow();
+        let route = flow.purge_route(&head.method, &head.path_and_query);
+        let host = self.site_host(route, &head.connection).ok()?;
+        if !matches!(
+            flow.admit_as(route, &head.method, &head.headers),
+            Admission::NoBody
+        ) {
+            return None;
+        }
+        let mut head = head.clone();
+        head.connection.host = host;
+        flow.fresh_hit(head.with_body(Body::empty())).await
+    }
+
     /// The host a request is served (keyed, purged) under: its site's key
     /// host where `hosts` lists it, its own where there is no list; a host
     /// outside the list is answered `421` before the cache or the origin

@@ -127,6 +127,35 @@ pub(crate) enum Storing {
     Never,
 }
 
+/// Where a request past the admin API goes.
+enum Routed<'r> {
+    /// Past the cache, its `Cache-Status` saying why (rules broken, a
+    /// bypass rule, a personal cookie).
+    Pass(ClientRequest, CacheStatus),
+    /// A method the cache does not serve: passed, and it invalidates.
+    Unsafe(ClientRequest, &'r CacheRules),
+    /// To the cache, under its rule.
+    Cacheable(Exchange<'r>),
+}
+
+/// What a lookup decided for a cacheable request.
+enum Looked {
+    /// Fetched from the origin without a fill's collapsing (`no-store`,
+    /// the store unavailable), stored as allowed.
+    Forward(CacheStatus, Storing),
+    /// `only-if-cached` with nothing usable stored: `504`.
+    Unavailable,
+    /// Nothing stored: a fill.
+    Miss(CacheStatus),
+    /// A stored response, and what to do with it.
+    Found {
+        found: Found,
+        control: EffectiveControl,
+        stored: StoredFacts,
+        decision: Decision,
+    },
+}
+
 impl<S: Store + 'static, O: Origin, C: Clock + 'static> Flow<'_, S, O, C> {
     pub(crate) fn storage(&self) -> CacheStorage<'_, S, C> {
         CacheStorage {
@@ -195,31 +224,74 @@ impl<S: Store + 'static, O: Origin, C: Clock + 'static> Flow<'_, S, O, C> {
     pub(crate) async fn handle_as(
         &self,
         route: Option<PurgeRoute>,
-        mut request: ClientRequest,
+        request: ClientRequest,
     ) -> (Response, Option<Refresh>) {
         if let (Some(route), Some(api)) = (route, self.purge_api()) {
             return (api.handle(route, &request).await, None);
         }
+        match self.route_past_admin(request) {
+            Routed::Pass(mut request, status) => (self.pass(&mut request, status).await, None),
+            Routed::Unsafe(mut request, rules) => {
+                (self.pass_unsafe(&mut request, rules).await, None)
+            }
+            Routed::Cacheable(exchange) => self.cacheable(exchange).await,
+        }
+    }
+
+    /// Where a request that is not for the admin API goes: past the cache,
+    /// or to it under its rule.
+    fn route_past_admin(&self, request: ClientRequest) -> Routed<'_> {
         let Some(rules) = self.rules else {
             let status = CacheStatus::forward(Forward::Bypass).with_detail("rules-error");
-            return (self.pass(&mut request, status).await, None);
+            return Routed::Pass(request, status);
         };
         if request.method != Method::GET && request.method != Method::HEAD {
-            return (self.pass_unsafe(&mut request, rules).await, None);
+            return Routed::Unsafe(request, rules);
         }
         let rule = rules.for_target(&request.path_and_query);
         if rule.bypass {
             let status =
                 CacheStatus::forward(Forward::Bypass).with_detail(format!("rule-{}", rule.label()));
-            return (self.pass(&mut request, status).await, None);
+            return Routed::Pass(request, status);
         }
         // A cookie the rule neither keys nor ignores: the answer may be
         // personal, so it goes to the origin with its cookies, unshared.
         if rule.passing_cookie(&request.headers).is_some() {
             let status = CacheStatus::forward(Forward::Bypass).with_detail("cookie");
-            return (self.pass(&mut request, status).await, None);
+            return Routed::Pass(request, status);
         }
-        self.cacheable(Exchange::new(request, rule)).await
+        Routed::Cacheable(Exchange::new(request, rule))
+    }
+
+    /// The answer to `request` if it is a plain fresh hit of a body stored
+    /// whole, decided and answered exactly as [`handle`](Self::handle)
+    /// would; `None` for anything else (a miss, stale, a revalidation, a
+    /// pass, the admin API, a chunked object), which is left to `handle`.
+    /// Reads the store and never writes it.
+    pub(crate) async fn fresh_hit(&self, request: ClientRequest) -> Option<Response> {
+        if self
+            .purge_route(&request.method, &request.path_and_query)
+            .is_some()
+        {
+            return None;
+        }
+        let Routed::Cacheable(mut exchange) = self.route_past_admin(request) else {
+            return None;
+        };
+        let Looked::Found {
+            found,
+            stored,
+            decision: Decision::Fresh,
+            ..
+        } = self.look_up_and_decide(&mut exchange).await
+        else {
+            return None;
+        };
+        if found.chunks().is_some() || found.meta().sliced.is_some() {
+            return None;
+        }
+        let hit = CacheStatus::hit(stored.ttl());
+        self.serve_found(&exchange, &found, stored.age, &hit).await
     }
 
     /// The stored responses for `exchange`'s key and request headers, with
@@ -249,19 +321,22 @@ impl<S: Store + 'static, O: Origin, C: Clock + 'static> Flow<'_, S, O, C> {
             let _ = self.revalidate(&exchange, found, &control, &stored).await;
         }
     }
-    async fn cacheable(&self, mut exchange: Exchange<'_>) -> (Response, Option<Refresh>) {
+    /// Looks `exchange`'s key up and decides what its request gets from
+    /// what is stored (recording the client's demand, its arrival and the
+    /// purge epoch in it).
+    async fn look_up_and_decide(&self, exchange: &mut Exchange<'_>) -> Looked {
         let request_cc = match exchange.rule.client_directives {
             ClientDirectives::Honour => CacheDirectives::of_request(&exchange.request.headers),
             ClientDirectives::Ignore => CacheDirectives::default(),
         };
         if request_cc.has("no-store") {
             let status = CacheStatus::forward(Forward::Request).with_detail("no-store");
-            return (self.fetch(&exchange, status, Storing::Never).await, None);
+            return Looked::Forward(status, Storing::Never);
         }
         let demand = ClientDemand::of(&request_cc);
         exchange.demand = demand;
         exchange.arrival = self.clock.now();
-        let (found, miss) = match self.look_up(&exchange).await {
+        let (found, miss) = match self.look_up(exchange).await {
             Ok((lookup, epoch)) => {
                 exchange.epoch = epoch;
                 match lookup {
@@ -272,19 +347,42 @@ impl<S: Store + 'static, O: Origin, C: Clock + 'static> Flow<'_, S, O, C> {
             Err(_) => {
                 // Store unavailable: fail open to the origin, store nothing.
                 let status = CacheStatus::forward(Forward::Bypass).with_detail("store-error");
-                return (self.fetch(&exchange, status, Storing::Never).await, None);
+                return Looked::Forward(status, Storing::Never);
             }
         };
         let facts = found.as_ref().map(|found| self.facts_of(found));
         let decision = decide(&demand, facts.as_ref().map(|(_, stored)| stored));
         let (Some(found), Some((control, stored))) = (found, facts) else {
             if decision == Decision::Unavailable {
-                return (only_if_cached(), None);
+                return Looked::Unavailable;
             }
             let (forward, detail) = miss.unwrap_or((Forward::Miss, None));
             let mut status = CacheStatus::forward(forward);
             status.detail = detail.map(str::to_owned);
-            return (self.fill(&mut exchange, status).await, None);
+            return Looked::Miss(status);
+        };
+        Looked::Found {
+            found,
+            control,
+            stored,
+            decision,
+        }
+    }
+
+    async fn cacheable(&self, mut exchange: Exchange<'_>) -> (Response, Option<Refresh>) {
+        let (found, control, stored, decision) = match self.look_up_and_decide(&mut exchange).await
+        {
+            Looked::Forward(status, storing) => {
+                return (self.fetch(&exchange, status, storing).await, None);
+            }
+            Looked::Unavailable => return (only_if_cached(), None),
+            Looked::Miss(status) => return (self.fill(&mut exchange, status).await, None),
+            Looked::Found {
+                found,
+                control,
+                stored,
+                decision,
+            } => (found, control, stored, decision),
         };
         // An object stored by slices answers only what its stored chunks
         // cover, and only while fresh (a revalidation would lose which
@@ -482,6 +580,44 @@ mod tests {
         let mut response = ok(cache_control, "");
         response.body = Pieces::body(&[&PIECE, &PIECE], None, breaks_off);
         response
+    }
+
+    #[test]
+    fn a_fresh_hit_is_answered_alone_as_the_whole_flow_answers_it_and_nothing_else_is() {
+        let rules = CacheRules::default();
+        let store = MemStore::default();
+        let origin = FakeOrigin::new(|_| Ok(ok("max-age=60", "stored")));
+        let clock = clock();
+        let edge = edge(&rules, &store, &origin, &clock);
+        // Nothing stored: not a fresh hit, and nothing is fetched or written.
+        assert!(block_on(edge.fresh_hit(get("/a", &[]))).is_none());
+        assert_eq!(origin.calls.get(), 0);
+        assert!(store.values.borrow().is_empty());
+
+        let (miss, _) = block_on(edge.handle(get("/a", &[])));
+        assert!(status_of(&miss).contains("stored"));
+        clock.set_unix_ms(1_700_000_010_000);
+        let before = store.values.borrow().clone();
+        let alone = block_on(edge.fresh_hit(get("/a", &[]))).expect("a fresh hit");
+        assert_eq!(*store.values.borrow(), before, "a fresh hit writes nothing");
+        let (whole, _) = block_on(edge.handle(get("/a", &[])));
+        assert_eq!(alone.status, whole.status);
+        assert_eq!(alone.headers, whole.headers);
+        assert!(status_of(&alone).contains("hit"), "{}", status_of(&alone));
+        assert_eq!(drain(alone.body).unwrap(), drain(whole.body).unwrap());
+        assert_eq!(origin.calls.get(), 1);
+
+        // What only the whole flow answers: a client's no-cache (a
+        // revalidation), a method the cache does not serve, a stale entry.
+        let no_cache = get("/a", &[("cache-control", "no-cache")]);
+        assert!(block_on(edge.fresh_hit(no_cache)).is_none());
+        let mut post = get("/a", &[]);
+        post.method = Method::POST;
+        assert!(block_on(edge.fresh_hit(post)).is_none());
+        clock.set_unix_ms(1_700_000_061_000);
+        assert!(block_on(edge.fresh_hit(get("/a", &[]))).is_none());
+        assert_eq!(origin.calls.get(), 1);
+        assert_eq!(*store.values.borrow(), before);
     }
 
     #[test]
