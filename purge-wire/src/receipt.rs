@@ -13,11 +13,19 @@ pub struct Receipt {
     pub id: String,
     /// Whether covered entries were marked stale rather than invalid.
     pub soft: bool,
-    /// How many targets of each kind it covered.
+    /// How many targets of each kind it accepted: the name receipts had
+    /// first, kept for the readers written for it. Not objects removed
+    /// (Varnish's and Fastly's counts): see `targets`.
     pub purged: Purged,
+    /// The same counts under the name that says what they are: targets
+    /// accepted. A purge invalidates scopes (a URL with every variant, a
+    /// tag, a prefix), found stale when next looked up; how many stored
+    /// objects they covered is not known when it answers.
+    #[serde(default)]
+    pub targets: Purged,
 }
 
-/// A purge's targets counted by kind.
+/// A purge's targets counted by kind (targets named, not objects removed).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Purged {
     /// URLs, each with every cached variant.
@@ -45,10 +53,23 @@ mod tests {
                 prefixes: 0,
                 all: false,
             },
+            targets: Purged {
+                urls: 2,
+                tags: 1,
+                prefixes: 0,
+                all: false,
+            },
         };
         let json = serde_json::to_string(&receipt).unwrap();
         assert_eq!(serde_json::from_str::<Receipt>(&json).unwrap(), receipt);
-        let newer = r#"{"id":"p1","soft":true,"purged":{"urls":2,"tags":1,"prefixes":0,"all":false,"later":1},"later":2}"#;
+        let newer = r#"{"id":"p1","soft":true,"purged":{"urls":2,"tags":1,"prefixes":0,"all":false,"later":1},"targets":{"urls":2,"tags":1,"prefixes":0,"all":false},"later":2}"#;
         assert_eq!(serde_json::from_str::<Receipt>(newer).unwrap(), receipt);
+        // A receipt from before `targets` still reads.
+        let older =
+            r#"{"id":"p1","soft":true,"purged":{"urls":2,"tags":1,"prefixes":0,"all":false}}"#;
+        assert_eq!(
+            serde_json::from_str::<Receipt>(older).unwrap().purged,
+            receipt.purged
+        );
     }
 }

@@ -256,15 +256,18 @@ impl<S: Store, C: Clock> PurgeApi<'_, S, C> {
             purge.all,
             purge.soft
         );
+        // Targets accepted, under both names (see `purge_wire::Receipt`).
+        let targets = Purged {
+            urls: purge.urls.len() as u64,
+            tags: purge.tags.len() as u64,
+            prefixes: purge.prefixes.len() as u64,
+            all: purge.all,
+        };
         let receipt = Receipt {
             id,
             soft: purge.soft,
-            purged: Purged {
-                urls: purge.urls.len() as u64,
-                tags: purge.tags.len() as u64,
-                prefixes: purge.prefixes.len() as u64,
-                all: purge.all,
-            },
+            purged: targets,
+            targets,
         };
         json_response(200, &serde_json::json!(receipt))
     }

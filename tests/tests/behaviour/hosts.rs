@@ -109,6 +109,10 @@ async fn aliases_share_their_site_s_entry_and_an_absolute_url_purge_of_an_alias(
         .await
         .unwrap();
     assert_eq!(receipt.status().as_u16(), 200);
+    let receipt: serde_json::Value = serde_json::from_str(&receipt.text().await.unwrap()).unwrap();
+    // What it counted: one URL target accepted (under both names).
+    assert_eq!(receipt["targets"]["urls"], 1, "{receipt}");
+    assert_eq!(receipt["purged"]["urls"], 1, "{receipt}");
     let after = get_as(&edge, "shop.example", "/page").await;
     assert!(
         !after.hit(),
