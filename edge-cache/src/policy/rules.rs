@@ -140,12 +140,23 @@ pub struct Rule {
     pub browser_freshness: Option<BrowserAge>,
     /// The browsers' lifetime in seconds, replacing the origin's `max-age`
     /// in a fresh answer's `Cache-Control` (and resetting `Age`).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole_seconds")]
     pub browser_max_age: Option<u64>,
     /// The response fields purge tags are read from (`"surrogate-key"`,
     /// `"cache-tag"`, `"xkey"`); by default all three.
     #[serde(default)]
     pub tag_headers: TagHeaders,
+}
+
+/// A number of seconds as a rules file writes it, refused in words (not
+/// as the type it is read into) when it is anything else.
+fn whole_seconds<'de, D: serde::Deserializer<'de>>(field: D) -> Result<Option<u64>, D::Error> {
+    match serde_json::Value::deserialize(field)? {
+        serde_json::Value::Null => Ok(None),
+        value => value.as_u64().map(Some).ok_or_else(|| {
+            serde::de::Error::custom(format!("{value} is not a whole number of seconds"))
+        }),
+    }
 }
 
 /// What a client's request directives do.
@@ -559,6 +570,14 @@ mod tests {
             (
                 r#"{ "rules": [ {}, { "browser_freshness": "origin", "browser_max_age": 60 } ] }"#,
                 "rules[1].browser_max_age: a browser lifetime resets Age",
+            ),
+            (
+                r#"{ "rules": [ { "browser_max_age": "5m" } ] }"#,
+                "\"5m\" is not a whole number of seconds",
+            ),
+            (
+                r#"{ "rules": [ { "browser_max_age": -1 } ] }"#,
+                "-1 is not a whole number of seconds",
             ),
             (
                 r#"{ "rules": [ { "browser_freshness": "reset" } ] }"#,
