@@ -308,9 +308,17 @@ struct NodeOrigins<'a, H: Host> {
 }
 
 impl<H: Host> Origin for NodeOrigins<'_, H> {
-    async fn send(&self, request: OriginRequest) -> Result<Response, OriginFailure> {
+    async fn send(&self, mut request: OriginRequest) -> Result<Response, OriginFailure> {
         let node = self.node;
         let config = &node.config;
+        // Only the edge's own ask reaches the host: `X-Forwarded-Host` is
+        // the edge's (the client's is dropped), the site's host.
+        request.headers.remove(purge_wire::ORIGIN_HOST_FIELD);
+        if config.forward_host
+            && let Some(host) = request.headers.get(X_FORWARDED_HOST).cloned()
+        {
+            request.headers.insert(purge_wire::ORIGIN_HOST_FIELD, host);
+        }
         // Only the concurrency cap needs an id, unique among concurrent
         // requests; without a cap the host is not asked for one.
         let lease_id = match config.protection.max_concurrent {
@@ -355,6 +363,9 @@ impl Misdirected {
         response
     }
 }
+
+/// The field the edge names the site's host in to the origin.
+const X_FORWARDED_HOST: http::HeaderName = http::HeaderName::from_static("x-forwarded-host");
 
 /// The `Content-Length` a request declares, if it declares one that can
 /// be read (the host has already refused a malformed one).

@@ -30,6 +30,16 @@ pub use fill_lease::{FILL_LEASE_KEY_PREFIX, is_fill_lease_key};
 pub const STORE_CAPACITY_KEY: &str = "edge-host:capacity-bytes";
 pub use receipt::{Purged, Receipt};
 
+/// A field of an origin request by which the edge asks edge-host to send
+/// its value as the request's `Host` (the edge's `forward_host`: the
+/// site's host, as nginx's `proxy_set_header Host $host`), which
+/// `wasi:http` does not let a guest set (`Host` is a forbidden field; the
+/// authority is where the request goes). edge-host removes it and sets
+/// `Host`; a runtime that does not know it (Spin) sends it on unchanged
+/// and `Host` stays the origin URL's. The edge removes any copy a client
+/// sent, so only the edge's own reaches the host.
+pub const ORIGIN_HOST_FIELD: &str = "edge-host-origin-host";
+
 use serde::{Deserialize, Serialize};
 
 /// Largest purge body the edge reads, in bytes.

@@ -416,6 +416,7 @@ trusted_proxy_hops = {{ default = "0" }}
 l1_capacity_bytes = {{ default = "16777216" }}
 chunk_bytes = {{ default = "524288" }}
 hosts = {{ default = "" }}
+forward_host = {{ default = "false" }}
 [[trigger.http]]
 route = "/..."
 component = "edge-cache"
@@ -442,6 +443,7 @@ trusted_proxy_hops = "{{{{ trusted_proxy_hops }}}}"
 l1_capacity_bytes = "{{{{ l1_capacity_bytes }}}}"
 chunk_bytes = "{{{{ chunk_bytes }}}}"
 hosts = "{{{{ hosts }}}}"
+forward_host = "{{{{ forward_host }}}}"
 "#,
         source = component_path_for(setup.flavour.unwrap_or_else(default_flavour))
             .display()

@@ -19,7 +19,7 @@ pub(crate) use protection::{BreakerPolicy, DEFAULT_BREAKER, Protection, StatusSe
 
 /// Every Spin variable the edge reads. An adapter whose variable lookup
 /// is asynchronous (WASI 0.3) reads these first, then parses.
-pub const VARIABLES: [&str; 21] = [
+pub const VARIABLES: [&str; 22] = [
     "origin_url",
     "origin_timeout_ms",
     "origin_connect_timeout_ms",
@@ -41,6 +41,7 @@ pub const VARIABLES: [&str; 21] = [
     "purge_staleness_ms",
     "shield_store",
     "hosts",
+    "forward_host",
 ];
 
 /// Default for `purge_staleness_ms`: how long a node reuses invalidation
@@ -161,6 +162,11 @@ pub(crate) struct EdgeConfig {
     pub(crate) chunk_bytes: usize,
     /// The hosts served and each one's key host (`hosts`; empty: any).
     pub(crate) hosts: ServedHosts,
+    /// Whether the origin is asked with the site's host as `Host`
+    /// (`forward_host`, nginx's `proxy_set_header Host $host`) rather than
+    /// the origin URL's: the key host where `hosts` lists sites, else the
+    /// client's.
+    pub(crate) forward_host: bool,
 }
 
 /// How much of the client's forwarding history the edge believes.
@@ -329,6 +335,17 @@ impl EdgeConfig {
                 reason,
             }
         })?;
+        let forward_host = match lookup("forward_host").map(|v| v.trim().to_ascii_lowercase()) {
+            None => false,
+            Some(v) if v.is_empty() || v == "false" => false,
+            Some(v) if v == "true" => true,
+            Some(_) => {
+                return Err(ConfigError::Invalid {
+                    name: "forward_host",
+                    reason: "expected `true` or `false`".to_owned(),
+                });
+            }
+        };
         Ok(EdgeConfig {
             origin,
             origin_timeout,
@@ -347,6 +364,7 @@ impl EdgeConfig {
             l1_capacity_bytes,
             chunk_bytes: chunk_bytes as usize,
             hosts,
+            forward_host,
         })
     }
 }
@@ -553,6 +571,25 @@ mod tests {
         let mut listed = VARIABLES.to_vec();
         listed.sort();
         assert_eq!(read, listed);
+    }
+
+    #[test]
+    fn forward_host_is_true_or_false() {
+        let with = |value: &str| {
+            EdgeConfig::from_variables(|name| match name {
+                "origin_url" => Some("http://origin.test".into()),
+                "forward_host" => Some(value.into()),
+                _ => None,
+            })
+        };
+        assert!(with(" TRUE ").unwrap().forward_host);
+        assert!(!with("false").unwrap().forward_host);
+        assert!(!with("").unwrap().forward_host);
+        let error = with("yes").unwrap_err().to_string();
+        assert!(
+            error.contains("`forward_host`") && error.contains("`true` or `false`"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -60,6 +60,8 @@ impl WasiHttpHooks for OutboundHooks {
             );
             return Box::new(async { Err(Error::HttpRequestDenied) });
         }
+        let mut request = request;
+        send_host_asked_for(request.headers_mut());
         let component = self.component.clone();
         let pool = self.pool.clone();
         Box::new(async move {
@@ -79,5 +81,36 @@ impl WasiHttpHooks for OutboundHooks {
             remove_connection_fields(response.headers_mut());
             Ok((response, io))
         })
+    }
+}
+
+/// Sends the `Host` the component asked for in
+/// [`purge_wire::ORIGIN_HOST_FIELD`] (the edge's `forward_host`), instead
+/// of the authority's; the field itself goes no further. The connection
+/// is still to the authority, which the allow-list checked.
+fn send_host_asked_for(headers: &mut http::HeaderMap) {
+    if let Some(host) = headers.remove(purge_wire::ORIGIN_HOST_FIELD) {
+        headers.insert(http::header::HOST, host);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_host_asked_for_replaces_the_authority_s_and_the_field_goes() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(http::header::HOST, "127.0.0.1:8080".parse().unwrap());
+        send_host_asked_for(&mut headers);
+        assert_eq!(headers[http::header::HOST], "127.0.0.1:8080", "not asked");
+        headers.insert(
+            purge_wire::ORIGIN_HOST_FIELD,
+            "shop.example".parse().unwrap(),
+        );
+        send_host_asked_for(&mut headers);
+        assert_eq!(headers[http::header::HOST], "shop.example");
+        assert!(!headers.contains_key(purge_wire::ORIGIN_HOST_FIELD));
+        assert_eq!(headers.len(), 1);
     }
 }

@@ -136,3 +136,61 @@ async fn aliases_share_their_site_s_entry_and_an_absolute_url_purge_of_an_alias(
     let text = refused.text().await.unwrap();
     assert!(text.contains("not on a host this edge serves"), "{text}");
 }
+
+/// The `Host` each request the origin received carried, and whether any
+/// carried the field by which the edge asks edge-host for it.
+async fn origin_hosts(origin: &MockServer) -> (Vec<String>, bool) {
+    let requests = origin.received_requests().await.unwrap_or_default();
+    let hosts = requests
+        .iter()
+        .map(|r| {
+            r.headers
+                .get("host")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    let leaked = requests
+        .iter()
+        .any(|r| r.headers.contains_key("edge-host-origin-host"));
+    (hosts, leaked)
+}
+
+#[tokio::test]
+async fn with_forward_host_the_origin_is_asked_with_the_site_s_host() {
+    let origin = cacheable_origin().await;
+    let setup = EdgeSetup::origin(&origin.uri())
+        .variable("hosts", HOSTS)
+        .variable("forward_host", "true");
+    let edge = Edge::start(setup).await.expect("edge starts");
+    get_as(&edge, "www.shop.example", "/page").await;
+    get_as(&edge, "blog.example", "/page").await;
+    // A pass (not a fill) too.
+    let post = reqwest::Client::new()
+        .post(edge.url("/page"))
+        .header("host", "203.0.113.7")
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(post.status().as_u16(), 421);
+    let (hosts, leaked) = origin_hosts(&origin).await;
+    assert_eq!(hosts, ["shop.example", "blog.example", "shop.example"]);
+    assert!(!leaked, "the field is edge-host's, not the origin's");
+}
+
+#[tokio::test]
+async fn without_forward_host_the_origin_is_asked_with_its_own_host_whatever_the_client_sends() {
+    let origin = cacheable_origin().await;
+    let edge = Edge::start(EdgeSetup::origin(&origin.uri()))
+        .await
+        .expect("edge starts");
+    // A client that knows the field cannot pick the origin's Host.
+    edge.fetch_with("/page", &[("edge-host-origin-host", "evil.example")])
+        .await
+        .unwrap();
+    let (hosts, leaked) = origin_hosts(&origin).await;
+    let own = origin.address().to_string();
+    assert_eq!(hosts, [own]);
+    assert!(!leaked);
+}
