@@ -6,6 +6,7 @@
 //! `files` mounts. A component that cannot load its rules proxies without
 //! caching; this is where that is caught before it serves.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail};
@@ -129,6 +130,22 @@ pub fn check(inputs: &CheckInputs) -> anyhow::Result<Checked> {
     for (id, doc) in &manifest.doc.component {
         let at = |field: &str| format!("{}: component.{id}.{field}", manifest_path.display());
         ComponentVariables::render(&doc.variables, &app_variables, &at("variables"))?;
+        // A component that reads cache rules is the edge: its settings are
+        // checked with its own parser (a bad `hosts` list, timeout or
+        // origin URL would have it answer every request `500`).
+        if doc.variables.contains_key(RULES_VARIABLE) {
+            let mut settings = BTreeMap::new();
+            for name in edge_cache::config::VARIABLES {
+                if let Some(template) = doc.variables.get(name) {
+                    settings.insert(
+                        name,
+                        render_template(template, &app_variables, &at("variables"))?,
+                    );
+                }
+            }
+            edge_cache::config::check_settings(|name| settings.get(name).cloned())
+                .map_err(|e| anyhow!("{}: {e}", at("variables")))?;
+        }
         let hosts = doc
             .allowed_outbound_hosts
             .iter()

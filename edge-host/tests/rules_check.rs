@@ -34,12 +34,14 @@ fn app(dir: &Path, source: &Path) -> PathBuf {
             "spin_manifest_version = 2\n[application]\nname = \"t\"\n[variables]\n\
              origin_url = {{ default = \"http://127.0.0.1:9\" }}\n\
              cache_rules = {{ default = \"/rules/good.json\" }}\n\
+             hosts = {{ default = \"\" }}\n\
              [[trigger.http]]\nroute = \"/...\"\ncomponent = \"c\"\n[component.c]\nsource = {:?}\n\
              key_value_stores = [\"default\"]\n\
              files = [{{ source = \"rules\", destination = \"/rules\" }}]\n\
              allowed_outbound_hosts = [\"{{{{ origin_url }}}}\"]\n\
              [component.c.variables]\norigin_url = \"{{{{ origin_url }}}}\"\n\
-             cache_rules = \"{{{{ cache_rules }}}}\"\n",
+             cache_rules = \"{{{{ cache_rules }}}}\"\n\
+             hosts = \"{{{{ hosts }}}}\"\n",
             source.display().to_string()
         ),
     )
@@ -232,6 +234,45 @@ fn get(address: &str, path: &str) -> String {
     let mut response = String::new();
     client.read_to_string(&mut response).unwrap();
     response
+}
+
+/// `check` (and so `up`) reads the edge's settings with the component's
+/// own parser: a broken `hosts` list is named, with what is wrong.
+#[test]
+fn check_refuses_settings_the_component_would_refuse() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let manifest = app(d, &write(d, "c.wasm", "not checked by check"));
+    let manifest = manifest.display().to_string();
+    let good = edge_host(
+        d,
+        &[
+            "check",
+            "-f",
+            &manifest,
+            "--variable",
+            "hosts=a.example www.a.example",
+        ],
+    );
+    assert_eq!(good.status.code(), Some(0), "{}", text(&good.stderr));
+    let broken = edge_host(
+        d,
+        &[
+            "check",
+            "-f",
+            &manifest,
+            "--variable",
+            "hosts=a.example, a.example",
+        ],
+    );
+    assert_eq!(broken.status.code(), Some(1), "{}", text(&broken.stdout));
+    let stderr = text(&broken.stderr);
+    assert!(
+        stderr.contains(
+            "component.c.variables: variable `hosts` is invalid: `a.example` is listed twice"
+        ),
+        "{stderr}"
+    );
 }
 
 /// `/metrics` and `/status.json` report the rules as good with their hash

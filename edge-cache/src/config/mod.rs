@@ -369,6 +369,16 @@ impl EdgeConfig {
     }
 }
 
+/// Checks the edge's settings as the component reads them, for a runner
+/// that validates a manifest without serving (`edge-host check`):
+/// `lookup` gives a variable's value (`None`: not set); the error names
+/// the variable and what is wrong, as the component's log would.
+pub fn check_settings(lookup: impl Fn(&'static str) -> Option<String>) -> Result<(), String> {
+    EdgeConfig::from_variables(lookup)
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
 fn parse_timeout_ms(name: &'static str, raw: &str) -> Result<Duration, ConfigError> {
     let invalid = |reason: String| ConfigError::Invalid { name, reason };
     let ms: u64 = raw.parse().map_err(|_| {
