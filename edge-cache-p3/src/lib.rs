@@ -5,6 +5,10 @@
 //! wiring live in the `edge-cache` core; this crate implements its `Host`
 //! and translates `wasi:http`.
 
+// Lets edge-host answer this component's fresh hits natively, when its
+// core is built from the same sources (`edge_cache::native_hits`).
+edge_cache::native_hits_mark!();
+
 #[cfg(target_arch = "wasm32")]
 mod adapter;
 #[cfg(target_arch = "wasm32")]

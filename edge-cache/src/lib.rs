@@ -46,6 +46,7 @@ mod collapse;
 pub mod config;
 mod flow;
 mod http;
+pub mod native_hits;
 mod node;
 mod origin;
 mod policy;

@@ -59,6 +59,10 @@ pub struct AppOptions {
     /// How connections to origins are pooled (default:
     /// [`PoolOptions::default`]).
     pub origin_pool: Option<PoolOptions>,
+    /// Whether an edge-cache component's fresh hits are answered natively,
+    /// without entering Wasm (`native_hits`; `edge-host up` turns it on
+    /// unless `--no-native-hits`).
+    pub native_hits: bool,
 }
 
 /// A loaded application.
@@ -156,6 +160,16 @@ impl App {
                 );
             }
             let component = load_component(&engine, &wasm_path, &cache_dir)?;
+            let native = match options.native_hits {
+                true => crate::native_hits::NativeHits::for_component(
+                    &std::fs::read(&wasm_path)
+                        .with_context(|| format!("reading component {}", wasm_path.display()))?,
+                    variables.clone(),
+                    key_value.clone(),
+                    files.clone(),
+                ),
+                false => None,
+            };
             let instance_pre = linker.instantiate_pre(&component).map_err(|e| {
                 anyhow!(e).context(format!(
                     "component `{id}` imports something this host does not provide"
@@ -215,6 +229,7 @@ impl App {
                 context,
                 serving,
                 stats,
+                native,
             });
         }
 

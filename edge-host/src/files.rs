@@ -77,11 +77,74 @@ impl FileMounts {
         Ok(FileMounts(mounts))
     }
 
+    /// The text of the file the component reads at `guest` (an absolute
+    /// path; a relative one is the component's working directory's, `/`),
+    /// through the deepest mount that holds it, as its WASI filesystem
+    /// would give it: a path that climbs out with `..`, or that no mount
+    /// holds, is not found.
+    pub(crate) fn read_guest_file(&self, guest: &str) -> std::io::Result<String> {
+        let not_found = || std::io::Error::from(std::io::ErrorKind::NotFound);
+        let guest = format!(
+            "/{}",
+            guest.trim_start_matches("./").trim_start_matches('/')
+        );
+        if guest.split('/').any(|segment| segment == "..") {
+            return Err(not_found());
+        }
+        let (_, host) = self
+            .0
+            .iter()
+            .filter_map(|Mount { host, guest: at }| {
+                let at = at.trim_end_matches('/');
+                let rest = guest.strip_prefix(at)?.strip_prefix('/')?;
+                Some((at.len(), host.join(rest)))
+            })
+            .max_by_key(|(depth, _)| *depth)
+            .ok_or_else(not_found)?;
+        std::fs::read_to_string(host)
+    }
+
     /// Mounts every directory, read-only, into an instance's WASI context.
     pub fn preopen(&self, wasi: &mut WasiCtxBuilder) -> anyhow::Result<()> {
         for Mount { host, guest } in &self.0 {
             wasi.preopened_dir(host, guest, FsPerms::ReadOnly)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_guest_path_reads_through_the_deepest_mount_and_never_climbs_out() {
+        let root = std::env::temp_dir().join(format!("edge-host-files-{}", std::process::id()));
+        let (rules, deeper) = (root.join("rules"), root.join("deeper"));
+        std::fs::create_dir_all(&rules).unwrap();
+        std::fs::create_dir_all(&deeper).unwrap();
+        std::fs::write(rules.join("a.json"), "outer").unwrap();
+        std::fs::write(deeper.join("a.json"), "inner").unwrap();
+        std::fs::write(root.join("secret"), "no").unwrap();
+        let mounts = FileMounts(vec![
+            Mount {
+                host: rules.clone(),
+                guest: "/rules".into(),
+            },
+            Mount {
+                host: deeper,
+                guest: "/rules/deep/".into(),
+            },
+        ]);
+        assert_eq!(mounts.read_guest_file("/rules/a.json").unwrap(), "outer");
+        assert_eq!(mounts.read_guest_file("rules/a.json").unwrap(), "outer");
+        assert_eq!(
+            mounts.read_guest_file("/rules/deep/a.json").unwrap(),
+            "inner"
+        );
+        for outside in ["/rules/../secret", "/secret", "/rulesx/a.json", "/rules"] {
+            assert!(mounts.read_guest_file(outside).is_err(), "{outside}");
+        }
+        std::fs::remove_dir_all(root).unwrap();
     }
 }

@@ -28,6 +28,7 @@ pub mod files;
 pub mod instance;
 pub mod key_value;
 pub mod manifest;
+mod native_hits;
 pub mod net;
 pub mod observability;
 pub mod observe;

@@ -146,6 +146,12 @@ struct UpFlags {
     /// 0.3 instances (default: one per core).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024))]
     serving_threads: Option<u32>,
+    /// Send every request to the component, fresh hits too (edge-host
+    /// only). By default an edge-cache component's fresh hits of bodies
+    /// stored whole are answered by edge-host itself, with the same core,
+    /// without entering Wasm.
+    #[arg(long)]
+    no_native_hits: bool,
 }
 
 fn main() -> ExitCode {
@@ -213,6 +219,7 @@ fn run_up(configuration: Configuration, flags: UpFlags) -> anyhow::Result<()> {
         request_timeout_ms,
         max_memory_mb,
         max_request_body_bytes,
+        no_native_hits,
         client_header_timeout_ms,
         keepalive_timeout_ms,
         max_connections,
@@ -279,6 +286,7 @@ fn run_up(configuration: Configuration, flags: UpFlags) -> anyhow::Result<()> {
                 max_idle_per_origin: origin_pool_idle,
                 idle_timeout: Duration::from_millis(origin_pool_idle_timeout_ms),
             }),
+            native_hits: !no_native_hits,
         };
         let observer = observability.start().await?;
         let app = Arc::new(App::load_for_lanes(&options, lanes)?);

@@ -305,6 +305,12 @@ impl ComponentVariables {
             .collect::<Result<_, _>>()?;
         Ok(ComponentVariables(Arc::new(rendered)))
     }
+
+    /// The value of `name`, as the component reads it (native hits build
+    /// the component's own configuration from it).
+    pub(crate) fn value(&self, name: &str) -> Option<String> {
+        self.lookup(name.to_owned()).ok()
+    }
 }
 
 /// Adds `fermyon:spin/variables@2.0.0` and `spin:variables/variables@3.0.0`

@@ -60,6 +60,18 @@ pub fn default_flavour() -> Flavour {
     }
 }
 
+/// Whether [`EdgeSetup`](crate::EdgeSetup) answers fresh hits natively
+/// unless a test says: yes, as `edge-host up` does, or what
+/// `EDGE_NATIVE_HITS` says (`on` or `off`). `make test` runs the WASI 0.3
+/// suite both ways, so every behaviour test proves both paths.
+pub fn default_native_hits() -> bool {
+    match std::env::var("EDGE_NATIVE_HITS").as_deref() {
+        Ok("on") | Err(_) => true,
+        Ok("off") => false,
+        Ok(other) => panic!("EDGE_NATIVE_HITS must be on or off, not `{other}`"),
+    }
+}
+
 /// The built edge-cache component of [`default_flavour`]; panics with the
 /// fix if it is missing.
 pub fn component_path() -> PathBuf {

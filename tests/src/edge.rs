@@ -104,6 +104,9 @@ pub struct EdgeSetup {
     /// Serving lanes, as `edge-host up` runs them (`--serving-threads`);
     /// default: one runtime, the test's own.
     pub lanes: Option<usize>,
+    /// Whether fresh hits are answered natively (default:
+    /// [`default_native_hits`](crate::components::default_native_hits)).
+    pub native_hits: Option<bool>,
 }
 
 impl EdgeSetup {
@@ -210,6 +213,9 @@ impl Edge {
             reuse: setup.reuse,
             store_overrides: setup.store_overrides.clone(),
             origin_pool: None,
+            native_hits: setup
+                .native_hits
+                .unwrap_or_else(crate::components::default_native_hits),
         };
         let observer = setup.observability.start().await?;
         let mut edge = match setup.lanes {

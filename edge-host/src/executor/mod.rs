@@ -60,6 +60,9 @@ pub(crate) struct ServingComponent {
     pub(crate) context: Arc<ComponentContext>,
     pub(crate) serving: Serving,
     pub(crate) stats: Arc<InstanceCounters>,
+    /// Its fresh hits answered natively, if it is an edge-cache component
+    /// built from this host's core and native hits are on.
+    pub(crate) native: Option<crate::native_hits::NativeHits>,
 }
 
 /// A component's response, and the component's id.

@@ -316,7 +316,7 @@ impl<T> key_value_v3::HostStoreWithStore<T> for KeyValueState {
 
 /// What a read of [`purge_wire::STORE_CAPACITY_KEY`] answers: the
 /// store's capacity as decimal text, nothing if it has none.
-fn capacity_value(backend: &dyn StoreBackend) -> Option<Vec<u8>> {
+pub(crate) fn capacity_value(backend: &dyn StoreBackend) -> Option<Vec<u8>> {
     backend
         .capacity_bytes()
         .map(|bytes| bytes.to_string().into_bytes())

@@ -203,6 +203,9 @@ async fn dispatch(
 
     let mut request = request;
     set_spin_headers(&mut request, peer, &route.matched_route, &route.path_info);
+    if let Some(answer) = component.native.as_ref().and_then(|n| n.answer(&request)) {
+        return Ok((answer, component.context.id.to_string()));
+    }
     let request = request.map(|body| LimitedBody::new(body, limit, trip.clone()));
     component.execute(app.limits, request, limit, trip).await
 }

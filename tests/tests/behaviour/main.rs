@@ -26,6 +26,7 @@ mod fallback;
 mod field_semantics;
 mod hosts;
 mod large_content;
+mod native_hits;
 mod origin_e2e;
 mod origin_restart;
 mod poisoning;

@@ -1,0 +1,262 @@
+//! Fresh hits answered in edge-host, without entering Wasm (issue 25), as
+//! Cloudflare's Workers cache answers in front of the Worker and Fastly's
+//! host answers for its guest.
+//!
+//! edge-host links the same `edge-cache` core the component is built from
+//! and runs its [`Node::fresh_hit`] here, over the component's own
+//! variables, stores and files ([`host::NativeHost`]): the key from the
+//! same rules, the entry from the same store, freshness, purge scopes and
+//! epoch checked by the same code, `Age` and `Cache-Status` made by it.
+//! Everything that is not a plain fresh hit of a body stored whole (a
+//! miss, stale, a revalidation, the purge API, a pass, a chunked object)
+//! goes to the component, which stays the only writer.
+//!
+//! Only for a component whose core is this one, by its sources
+//! ([`edge_cache::native_hits`]): another build could key or decide
+//! differently. Each serving lane keeps its own node (the core is
+//! single-threaded, as an instance is), built again every
+//! [`NODE_LIFETIME`] so that an edited rules file is read as a reused
+//! instance reads it, and polled once per request: a store that cannot
+//! answer at once (Redis, SQLite) makes every request the component's.
+
+pub(crate) mod host;
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::pin;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use edge_cache::{Body, Node, RequestHead};
+use http::{Method, Request, Response};
+use http_body_util::{BodyExt, Full};
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+
+use crate::files::FileMounts;
+use crate::key_value::ComponentStores;
+use crate::variables::ComponentVariables;
+use host::NativeHost;
+
+/// How long a lane serves with one node before it builds the next.
+const NODE_LIFETIME: Duration = Duration::from_secs(1);
+
+/// One component's native hits.
+pub(crate) struct NativeHits {
+    /// Tells this component's nodes apart in a lane's table.
+    id: usize,
+    variables: ComponentVariables,
+    stores: ComponentStores,
+    files: FileMounts,
+}
+
+/// A lane's node for one component.
+enum LaneNode {
+    /// The component has not served this lane yet: its first request
+    /// goes to the component, which loads (and logs) the rules first.
+    Unbuilt,
+    /// Serving until `until`.
+    Ready {
+        node: Rc<Node<NativeHost>>,
+        until: Instant,
+    },
+    /// The configuration cannot be read here at once (or is broken): no
+    /// native hits until `until`.
+    Off { until: Instant },
+}
+
+thread_local! {
+    static NODES: RefCell<HashMap<usize, LaneNode>> = RefCell::default();
+}
+
+static NEXT_ID: AtomicUsize = AtomicUsize::new(0);
+
+impl NativeHits {
+    /// Native hits for a component with these parts, if `wasm` (its
+    /// component's bytes) carries this core's mark.
+    pub(crate) fn for_component(
+        wasm: &[u8],
+        variables: ComponentVariables,
+        stores: ComponentStores,
+        files: FileMounts,
+    ) -> Option<NativeHits> {
+        match mark_of(wasm) {
+            Some(mark) if mark == edge_cache::native_hits::MARK.as_bytes() => {}
+            Some(mark) => {
+                tracing::warn!(
+                    "this component's edge-cache core ({}) is not the one edge-host links ({}): \
+                     its fresh hits go through the component; build both from the same \
+                     sources (make build) to answer them natively",
+                    String::from_utf8_lossy(mark),
+                    edge_cache::native_hits::MARK
+                );
+                return None;
+            }
+            None => return None,
+        }
+        Some(NativeHits {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            variables,
+            stores,
+            files,
+        })
+    }
+
+    /// The answer to `request` if it is a plain fresh hit, as the
+    /// component would give it.
+    pub(crate) fn answer<B>(&self, request: &Request<B>) -> Option<Response<HyperOutgoingBody>> {
+        if request.method() != Method::GET && request.method() != Method::HEAD {
+            return None;
+        }
+        let node = self.node()?;
+        let head = request_head(request)?;
+        let answer = now_or_never(node.fresh_hit(&head))??;
+        let Body::Full(bytes) = answer.body else {
+            return None;
+        };
+        let mut response = Response::new(full(bytes));
+        *response.status_mut() = http::StatusCode::from_u16(answer.status).ok()?;
+        *response.headers_mut() = answer.headers;
+        Some(response)
+    }
+
+    /// This lane's node, built or rebuilt when due.
+    fn node(&self) -> Option<Rc<Node<NativeHost>>> {
+        let now = Instant::now();
+        NODES.with(|nodes| {
+            let mut nodes = nodes.borrow_mut();
+            let entry = nodes.entry(self.id).or_insert(LaneNode::Unbuilt);
+            match entry {
+                LaneNode::Ready { node, until } if *until > now => return Some(node.clone()),
+                LaneNode::Off { until } if *until > now => return None,
+                LaneNode::Unbuilt => {
+                    *entry = LaneNode::Off { until: now };
+                    return None;
+                }
+                _ => {}
+            }
+            let until = now + NODE_LIFETIME;
+            let host = NativeHost {
+                variables: self.variables.clone(),
+                stores: self.stores.clone(),
+                files: self.files.clone(),
+            };
+            *entry = match now_or_never(Node::new(host)) {
+                Some(Ok(node)) => LaneNode::Ready {
+                    node: Rc::new(node),
+                    until,
+                },
+                _ => LaneNode::Off { until },
+            };
+            match entry {
+                LaneNode::Ready { node, .. } => Some(node.clone()),
+                _ => None,
+            }
+        })
+    }
+}
+
+/// The edge-cache core's mark a component carries (see
+/// [`edge_cache::native_hits`]), in any of its modules.
+fn mark_of(wasm: &[u8]) -> Option<&[u8]> {
+    wasmparser::Parser::new(0)
+        .parse_all(wasm)
+        .find_map(|payload| match payload {
+            Ok(wasmparser::Payload::CustomSection(section))
+                if section.name() == edge_cache::native_hits::SECTION =>
+            {
+                Some(section.data())
+            }
+            _ => None,
+        })
+}
+
+/// The request head as the WASI 0.3 adapter builds it from what
+/// `wasi:http` gives it: the fields but the forbidden ones (`Host` among
+/// them), the authority from the absolute URI (its `Host`).
+fn request_head<B>(request: &Request<B>) -> Option<RequestHead> {
+    let fields = request
+        .headers()
+        .iter()
+        .filter(|(name, _)| !wasmtime_wasi_http::DEFAULT_FORBIDDEN_HEADERS.contains(name))
+        .map(|(name, value)| (name.as_str().to_owned(), value.as_bytes().to_vec()))
+        .collect();
+    let uri = request.uri();
+    let authority = match uri.authority() {
+        Some(authority) => authority.as_str().to_owned(),
+        None => match request.headers().get(http::header::HOST) {
+            Some(host) => host.to_str().ok()?.to_owned(),
+            None => "localhost".to_owned(),
+        },
+    };
+    let path_and_query = uri
+        .path_and_query()
+        .map_or("/", |pq| pq.as_str())
+        .to_owned();
+    let https = uri.scheme() == Some(&http::uri::Scheme::HTTPS);
+    let head = RequestHead::from_fields(request.method().clone(), Some(path_and_query), fields);
+    Some(head.or_authority(https, Some(authority)))
+}
+
+/// The future's output if it is ready when first polled: every step of a
+/// native hit is (an in-process store answers at once), and anything that
+/// is not (a store across the network, a pause) is the component's work.
+fn now_or_never<F: Future>(future: F) -> Option<F::Output> {
+    let mut context = Context::from_waker(Waker::noop());
+    match pin!(future).poll(&mut context) {
+        Poll::Ready(output) => Some(output),
+        Poll::Pending => None,
+    }
+}
+
+fn full(bytes: Bytes) -> HyperOutgoingBody {
+    Full::new(bytes)
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A core module holding one custom section.
+    fn module_with(section: &str, data: &[u8]) -> Vec<u8> {
+        let mut content = vec![section.len() as u8];
+        content.extend_from_slice(section.as_bytes());
+        content.extend_from_slice(data);
+        let mut wasm = b"\0asm\x01\0\0\0".to_vec();
+        wasm.push(0);
+        wasm.push(content.len() as u8);
+        wasm.extend(content);
+        wasm
+    }
+
+    #[test]
+    fn a_component_is_recognised_by_its_cores_mark_only() {
+        let mark = edge_cache::native_hits::MARK.as_bytes();
+        let section = edge_cache::native_hits::SECTION;
+        assert_eq!(mark_of(&module_with(section, mark)), Some(mark));
+        let other = b"edge-cache core 0000000000000000";
+        assert_eq!(mark_of(&module_with(section, other)), Some(&other[..]));
+        assert_eq!(mark_of(&module_with("producers", mark)), None);
+        assert_eq!(mark_of(b"not wasm at all"), None);
+        let stores = ComponentStores::default();
+        let ours = NativeHits::for_component(
+            &module_with(section, mark),
+            ComponentVariables::default(),
+            stores.clone(),
+            FileMounts::default(),
+        );
+        assert!(ours.is_some());
+        let theirs = NativeHits::for_component(
+            &module_with(section, other),
+            ComponentVariables::default(),
+            stores,
+            FileMounts::default(),
+        );
+        assert!(theirs.is_none());
+    }
+}
