@@ -19,9 +19,10 @@
 //! - `browser_max_age`: the same, and `Cache-Control` recomputed with
 //!   `max-age=N` in place of the origin's `max-age`/`s-maxage` (the other
 //!   directives kept: `public`, `private`, `no-transform`,
-//!   `must-revalidate`, …), `Expires` removed. An origin that forbids
-//!   browsers to keep or reuse it unchecked (`no-store`, `no-cache`) keeps
-//!   its `Cache-Control`.
+//!   `must-revalidate`, …), `Expires` removed, on a success (`2xx`, and a
+//!   `304` for one). An origin that forbids browsers to keep or reuse it
+//!   unchecked (`no-store`, `no-cache`) keeps its `Cache-Control`, and so
+//!   do errors and redirects.
 //!
 //! Only an answer the edge holds a fresh shared copy of is rewritten
 //! ([`holds_fresh_copy`]): a fresh hit, or a response it just stored with
@@ -93,7 +94,11 @@ impl BrowserFreshness {
         if let Ok(date) = HeaderValue::from_str(&format_http_date(now)) {
             headers.insert(DATE, date);
         }
-        if let Some(max_age) = self.max_age {
+        // An error or a redirect keeps the origin's own browser lifetime: a
+        // 404 kept a day by every browser would outlive the fix.
+        if let Some(max_age) = self.max_age
+            && ((200..300).contains(&code) || code == 304)
+        {
             with_browser_max_age(headers, max_age);
         }
     }
@@ -364,6 +369,33 @@ mod tests {
                 answer.contains_key(EXPIRES),
                 forbidding && fields.iter().any(|(n, _)| *n == "expires"),
                 "{fields:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn browser_max_age_leaves_errors_and_redirects_their_own_lifetime() {
+        let max_age = BrowserFreshness::of(BrowserAge::Origin, Some(86_400));
+        for (code, rewritten) in [
+            (200, true),
+            (206, true),
+            (304, true),
+            (301, false),
+            (404, false),
+        ] {
+            let mut answer = headers(&[("cache-control", "max-age=10")]);
+            answer.insert(AGE, HeaderValue::from(68));
+            max_age.apply(code, &mut answer, &CacheStatus::hit(3532), now());
+            let expected = if rewritten {
+                "max-age=86400"
+            } else {
+                "max-age=10"
+            };
+            assert_eq!(field(&answer, CACHE_CONTROL), Some(expected), "{code}");
+            assert_eq!(
+                field(&answer, AGE),
+                Some("0"),
+                "{code}: Age is reset all the same"
             );
         }
     }
