@@ -118,6 +118,13 @@ impl EdgeSetup {
         }
     }
 
+    /// Sends every request to the component, fresh hits too: for tests of
+    /// how the component's instances serve.
+    pub fn component_only(mut self) -> Self {
+        self.native_hits = Some(false);
+        self
+    }
+
     /// Uses `json` as the cache rules file.
     pub fn rules(mut self, json: &str) -> Self {
         self.rules = Some(json.to_owned());

@@ -19,7 +19,7 @@ use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 const TOKEN: &str = "reuse-token";
 
 async fn p3_edge(setup: EdgeSetup) -> Edge {
-    Edge::start(setup.flavour(Flavour::P3))
+    Edge::start(setup.flavour(Flavour::P3).component_only())
         .await
         .expect("edge starts")
 }
@@ -47,6 +47,7 @@ async fn a_purge_answered_by_one_instance_is_honoured_by_the_l1_of_another() {
         .mount(&origin)
         .await;
     let setup = EdgeSetup::origin(&origin.uri())
+        .component_only()
         .variable("purge_token", TOKEN)
         .reuse(reuse(128, 1));
     let edge = p3_edge(setup).await;
@@ -105,7 +106,12 @@ async fn a_hundred_concurrent_cold_requests_reach_the_origin_about_once_across_i
         )
         .mount(&origin)
         .await;
-    let edge = p3_edge(EdgeSetup::origin(&origin.uri()).reuse(reuse(128, 16))).await;
+    let edge = p3_edge(
+        EdgeSetup::origin(&origin.uri())
+            .component_only()
+            .reuse(reuse(128, 16)),
+    )
+    .await;
     let requests = (0..100).map(|_| edge.fetch("/cold"));
     let answers: Vec<_> = join_all(requests)
         .await
@@ -168,6 +174,7 @@ async fn interleaved_requests_in_one_instance_never_see_each_others_data() {
         .await;
     let rules = r#"{ "rules": [ { "path_prefix": "/", "cookies": ["session"] } ] }"#;
     let setup = EdgeSetup::origin(&origin.uri())
+        .component_only()
         .rules(rules)
         .reuse(reuse(128, 16));
     let edge = p3_edge(setup).await;
@@ -238,6 +245,7 @@ async fn each_serving_lane_serves_its_connections_from_its_own_instances() {
         .await;
     for lanes in [1, 2] {
         let setup = EdgeSetup::origin(&origin.uri())
+            .component_only()
             .reuse(reuse(128, 16))
             .lanes(lanes);
         let edge = p3_edge(setup).await;

@@ -46,6 +46,7 @@ async fn a_broken_live_edit_keeps_the_last_good_rules_until_a_fix_takes_over() {
         .mount(&origin)
         .await;
     let setup = EdgeSetup::origin(&origin.uri())
+        .component_only()
         .rules(KEEP)
         .flavour(default_flavour())
         .reuse(reuse(2, 1));

@@ -68,9 +68,13 @@ async fn the_p3_edge_cache_serves_a_miss_then_a_hit() {
         .expect(1)
         .mount(&origin)
         .await;
-    let edge = Edge::start(EdgeSetup::origin(&origin.uri()).flavour(Flavour::P3))
-        .await
-        .expect("edge starts");
+    let edge = Edge::start(
+        EdgeSetup::origin(&origin.uri())
+            .flavour(Flavour::P3)
+            .component_only(),
+    )
+    .await
+    .expect("edge starts");
     assert_eq!(edge.app().flavour("edge-cache"), Some(Flavour::P3));
 
     let first = edge.fetch("/a").await.unwrap();
@@ -103,9 +107,13 @@ async fn outbound_http_from_p3_keeps_the_allow_list_and_drops_hop_by_hop_fields(
         )
         .mount(&origin)
         .await;
-    let edge = Edge::start(EdgeSetup::origin(&origin.uri()).flavour(Flavour::P3))
-        .await
-        .unwrap();
+    let edge = Edge::start(
+        EdgeSetup::origin(&origin.uri())
+            .flavour(Flavour::P3)
+            .component_only(),
+    )
+    .await
+    .unwrap();
     let relayed = edge.fetch("/hop").await.unwrap();
     assert_eq!(relayed.status, 200);
     assert_eq!(relayed.headers["x-end-to-end"], "1");
@@ -118,7 +126,9 @@ async fn outbound_http_from_p3_keeps_the_allow_list_and_drops_hop_by_hop_fields(
             "http://127.0.0.1:{}",
             edge_tests::closed_port()
         )]),
-        ..EdgeSetup::origin(&origin.uri()).flavour(Flavour::P3)
+        ..EdgeSetup::origin(&origin.uri())
+            .flavour(Flavour::P3)
+            .component_only()
     })
     .await
     .unwrap();
