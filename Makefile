@@ -25,6 +25,8 @@ cluster: build
 # default) and again against the WASI 0.2 one (already built, so only the
 # runs repeat). The many-nodes tests start their own redis-server:
 # Debian's is installed first when it is missing and this runs as root.
+# The behaviour suite runs a third time with every request through the
+# component (EDGE_NATIVE_HITS=off): fresh hits are edge-host's otherwise.
 # The status-page test drives a headless Chromium and the metrics test
 # runs promtool (Debian's chromium, prometheus): installed first when
 # missing and this runs as root.
@@ -35,6 +37,7 @@ test: wasm
 	cargo build -p origin --bin origin
 	cargo test --workspace
 	EDGE_TEST_FLAVOUR=p2 cargo test -p edge-tests
+	EDGE_NATIVE_HITS=off cargo test -p edge-tests --test behaviour
 
 lint:
 	cargo fmt --all --check
