@@ -12,11 +12,13 @@ HELLO_P3_PORT=$((ORIGIN_PORT + 7))
 EDGE_OBSERVED_PORT=$((ORIGIN_PORT + 8))
 EDGE_OBSERVED_METRICS_PORT=$((ORIGIN_PORT + 9))
 NGINX_SLICE_PORT=$((ORIGIN_PORT + 10))
+EDGE_COMPONENT_PORT=$((ORIGIN_PORT + 11))
 PURGE_TOKEN=bench-purge-token
 
 declare -A PORT=([origin]=$ORIGIN_PORT [ceiling]=$CEILING_PORT [edge]=$EDGE_PORT
   [nginx]=$NGINX_PORT [varnish]=$VARNISH_PORT [hello]=$HELLO_PORT [edge-p2]=$EDGE_P2_PORT
-  [hello-p3]=$HELLO_P3_PORT [edge-observed]=$EDGE_OBSERVED_PORT [nginx-slice]=$NGINX_SLICE_PORT)
+  [hello-p3]=$HELLO_P3_PORT [edge-observed]=$EDGE_OBSERVED_PORT [nginx-slice]=$NGINX_SLICE_PORT
+  [edge-component]=$EDGE_COMPONENT_PORT)
 declare -A PID=()
 
 log() { printf '%s bench: %s\n' "$(date +%T)" "$*" >&2; }
@@ -128,6 +130,14 @@ start_hello_flavour() { # name manifest
 
 start_edge() { # cache-bytes [edge-host flags...]
   start_edge_flavour edge spin.toml "$@"
+}
+
+# The default edge with every request through the component (no native
+# hits): what Spin users get, and what the component path costs.
+start_edge_component() { # cache-bytes [edge-host flags...]
+  local bytes=$1
+  shift
+  start_edge_flavour edge-component spin.toml "$bytes" --no-native-hits "$@"
 }
 
 # The WASI 0.2 flavour (a fresh instance per request), beside the default.

@@ -22,6 +22,7 @@ pub fn color(contestant: &str) -> RGBColor {
     match contestant {
         "edge" => RGBColor(0xd6, 0x27, 0x28),
         "edge-p2" => RGBColor(0xe3, 0x77, 0xc2),
+        "edge-component" => RGBColor(0xff, 0x98, 0x96),
         "nginx" => RGBColor(0x2c, 0xa0, 0x2c),
         "varnish" => RGBColor(0x1f, 0x77, 0xb4),
         "origin" => RGBColor(0x7f, 0x7f, 0x7f),

@@ -55,6 +55,10 @@ pub const CONTESTANTS: &[(&str, &str)] = &[
         "edge (edge-host + edge-cache, WASI 0.3, reused instances)",
     ),
     (
+        "edge-component",
+        "edge with --no-native-hits: every request through the WASI 0.3 component",
+    ),
+    (
         "edge-observed",
         "edge with --metrics-listen and a JSON access log to a file",
     ),
@@ -127,6 +131,7 @@ impl ScenarioTable {
                 ("edge", "nginx-slice"),
                 ("edge", "varnish"),
                 ("edge", "ceiling"),
+                ("edge-component", "nginx"),
                 ("edge-p2", "nginx"),
                 ("edge-observed", "edge"),
             ]
