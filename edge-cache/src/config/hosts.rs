@@ -59,6 +59,11 @@ impl ServedHosts {
                 {
                     return Err(format!("`{name}` is not a host name"));
                 }
+                if normalised.contains('*') {
+                    return Err(format!(
+                        "`{name}`: wildcards are not supported; list each name"
+                    ));
+                }
                 if names.insert(normalised, key.clone()).is_some() {
                     return Err(format!("`{name}` is listed twice"));
                 }
@@ -175,6 +180,7 @@ mod tests {
             ),
             ("shop.example/path", "not a host name"),
             ("user@shop.example", "not a host name"),
+            ("*.shop.example", "wildcards are not supported"),
         ] {
             let error = ServedHosts::parse(value).unwrap_err();
             assert!(error.contains(needle), "{value}: {error}");
