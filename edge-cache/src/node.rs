@@ -414,9 +414,10 @@ async fn load_rules<H: Host>(
     let key = NodeLocalKey::last_good_rules(source);
     // A store that cannot be read is a node without a record: good rules
     // are still served, broken ones are reported by each instance.
-    let record = match store.get(&key).await {
-        Ok(Some(bytes)) => RulesRecord::decode(&bytes),
-        _ => None,
+    let (record, readable) = match store.get(&key).await {
+        Ok(Some(bytes)) => (RulesRecord::decode(&bytes), true),
+        Ok(None) => (None, true),
+        Err(_) => (None, false),
     };
     let now = host
         .clock()
@@ -425,11 +426,18 @@ async fn load_rules<H: Host>(
         .map_or(0, |since| since.as_secs());
     let problem = loaded.as_ref().err().map(String::as_str);
     let verdict = decide(source, &text, problem, record, now);
-    if let Some(line) = &verdict.log {
+    let recorded = match &verdict.store {
+        Some(record) => store.set(&key, &record.encode()).await.is_ok(),
+        None => false,
+    };
+    // The instance that records a change says it. One that reads the
+    // store but cannot write it (a host running the core natively in
+    // front of the component, read-only) leaves that to the component,
+    // which reads the same text; where nothing can be read, each says it.
+    if let Some(line) = &verdict.log
+        && (recorded || !readable)
+    {
         eprintln!("{line}");
-    }
-    if let Some(record) = &verdict.store {
-        let _ = store.set(&key, &record.encode()).await;
     }
     match verdict.use_ {
         RulesInUse::Current => loaded.ok(),
