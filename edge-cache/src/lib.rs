@@ -59,7 +59,7 @@ mod store;
 pub use config::{OriginAddress, OriginEndpoint, RequestTimeouts};
 pub use flow::Refresh;
 pub use http::header_list::{from_pairs, to_pairs};
-pub use node::{Host, Node};
+pub use node::{FreshHit, Host, Node, StoredBody};
 pub use policy::rules::CacheRules;
 pub use purge::api::Admission;
 pub use seams::{
@@ -67,6 +67,7 @@ pub use seams::{
     KeyValueStore, NextPiece, Origin, OriginFailure, OriginRequest, RequestBody, RequestHead,
     Response, StoreFailure, WHOLE_BODY_BYTES,
 };
+pub use store::chunk_read::StoredRange;
 
 // `config::VARIABLES`, `purge::{parse_purge_post, MAX_BODY_BYTES}` and
 // `shared_state::OUTAGE_RETRY` are public at the paths the integration

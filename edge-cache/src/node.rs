@@ -25,7 +25,7 @@ use crate::seams::{
     Body, BodyError, ClientConnection, ClientRequest, Clock, KeyValueStore, Origin, OriginFailure,
     OriginRequest, RequestBody, RequestHead, Response, StoreFailure,
 };
-use crate::store::chunk_read::StoreHandles;
+use crate::store::chunk_read::{StoreHandles, StoredRange};
 use crate::store::keys::{NodeLocalKey, Store};
 use crate::store::l1::l1_for;
 use crate::store::shared_state::SharedState;
@@ -58,6 +58,26 @@ pub trait Host {
     fn read_file(&self, path: &str) -> std::io::Result<String> {
         std::fs::read_to_string(path)
     }
+}
+
+/// A fresh hit answered by [`Node::fresh_hit`].
+#[derive(Debug)]
+pub struct FreshHit {
+    /// The answer; its body is empty where `chunks` are to be sent.
+    pub response: Response,
+    /// A chunked object's bytes to send after the head, which the caller
+    /// reads from the store: the first chunk before it answers (a missing
+    /// one is the node's to handle: `serve`), each checked by
+    /// [`StoredRange::take`].
+    pub chunks: Option<StoredBody>,
+}
+
+/// Where a fresh hit's chunks are and which of their bytes to send.
+#[derive(Debug)]
+pub struct StoredBody {
+    /// The label of the store holding them.
+    pub store: String,
+    pub range: StoredRange,
 }
 
 /// The store a node serves from: entries in its own store, purge state in
@@ -185,12 +205,12 @@ impl<H: Host> Node<H> {
         flow.handle(request).await
     }
 
-    /// The answer to a bodiless request if it is a plain fresh hit of a
-    /// body stored whole, exactly as [`serve`](Node::serve) would answer
-    /// it; `None` for anything else, which `serve` is to handle. It reads
-    /// the stores and never writes them: a host may run it natively in
-    /// front of the component, which stays the only writer.
-    pub async fn fresh_hit(&self, head: &RequestHead) -> Option<Response> {
+    /// The answer to a bodiless request if it is a plain fresh hit,
+    /// exactly as [`serve`](Node::serve) would answer it; `None` for
+    /// anything else, which `serve` is to handle. It reads the stores and
+    /// never writes them: a host may run it natively in front of the
+    /// component, which stays the only writer.
+    pub async fn fresh_hit(&self, head: &RequestHead) -> Option<FreshHit> {
         let flow = self.flow();
         let route = flow.purge_route(&head.method, &head.path_and_query);
         let host = self.site_host(route, &head.connection).ok()?;
@@ -202,7 +222,17 @@ impl<H: Host> Node<H> {
         }
         let mut head = head.clone();
         head.connection.host = host;
-        flow.fresh_hit(head.with_body(Body::empty())).await
+        let (response, range) = flow.fresh_hit(head.with_body(Body::empty())).await?;
+        let chunks = match range {
+            None => None,
+            // Chunks a shield may hold are read through the node only.
+            Some(_) if self.config.shield_store.is_some() => return None,
+            Some(range) => Some(StoredBody {
+                store: self.config.store_name.clone(),
+                range,
+            }),
+        };
+        Some(FreshHit { response, chunks })
     }
 
     /// The host a request is served (keyed, purged) under: its site's key

@@ -34,8 +34,8 @@ mod streaming_origin;
 use std::collections::BTreeMap;
 
 pub use components::{
-    built_component, compilation_cache, component_path, component_path_for, default_flavour, reuse,
-    shipped_manifest, single_component_app, workspace_root,
+    built_component, compilation_cache, component_path, component_path_for, default_flavour,
+    default_native_hits, reuse, shipped_manifest, single_component_app, workspace_root,
 };
 pub use edge::{Edge, EdgeSetup, Fetched, edge_for, purge_edge};
 pub use edge_host::Flavour;

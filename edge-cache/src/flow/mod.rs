@@ -35,7 +35,7 @@ use crate::seams::{
     Body, BodyStream, ClientRequest, Clock, Origin, OriginFailure, OriginRequest, Response,
     StoreFailure,
 };
-use crate::store::chunk_read::{StoreHandles, StoredChunks};
+use crate::store::chunk_read::{StoreHandles, StoredChunks, StoredRange};
 use crate::store::chunks::ChunkLayout;
 use crate::store::keys::Store;
 use crate::store::l1::L1;
@@ -263,12 +263,17 @@ impl<S: Store + 'static, O: Origin, C: Clock + 'static> Flow<'_, S, O, C> {
         Routed::Cacheable(Exchange::new(request, rule))
     }
 
-    /// The answer to `request` if it is a plain fresh hit of a body stored
-    /// whole, decided and answered exactly as [`handle`](Self::handle)
-    /// would; `None` for anything else (a miss, stale, a revalidation, a
-    /// pass, the admin API, a chunked object), which is left to `handle`.
-    /// Reads the store and never writes it.
-    pub(crate) async fn fresh_hit(&self, request: ClientRequest) -> Option<Response> {
+    /// The answer to `request` if it is a plain fresh hit, decided and
+    /// answered exactly as [`handle`](Self::handle) would; `None` for
+    /// anything else (a miss, stale, a revalidation, a pass, the admin
+    /// API), which is left to `handle`. A chunked object's answer comes
+    /// with an empty body and the [`StoredRange`] of its chunks to send,
+    /// for the caller to read from the store itself. Reads the store and
+    /// never writes it.
+    pub(crate) async fn fresh_hit(
+        &self,
+        request: ClientRequest,
+    ) -> Option<(Response, Option<StoredRange>)> {
         if self
             .purge_route(&request.method, &request.path_and_query)
             .is_some()
@@ -287,11 +292,30 @@ impl<S: Store + 'static, O: Origin, C: Clock + 'static> Flow<'_, S, O, C> {
         else {
             return None;
         };
-        if found.chunks().is_some() || found.meta().sliced.is_some() {
+        if found.meta().sliced.is_some() && !slice::slices_cover(&exchange.request, &found) {
             return None;
         }
         let hit = CacheStatus::hit(stored.ttl());
-        self.serve_found(&exchange, &found, stored.age, &hit).await
+        if found.chunks().is_none() {
+            let response = self
+                .serve_found(&exchange, &found, stored.age, &hit)
+                .await?;
+            return Some((response, None));
+        }
+        // Not prefetched: the caller reads the chunks, the first before
+        // it answers, as `serve_found` would.
+        let body = self.stored_body(&found)?;
+        let delivery = self.delivery(&exchange);
+        let mut response =
+            serve_stored(&exchange.request, &found, body, stored.age, &hit, delivery);
+        let range = match &response.body {
+            Body::Stream(stream) => Some(stream.stored_range()?),
+            Body::Full(_) => None,
+        };
+        if range.is_some() {
+            response.body = Body::empty();
+        }
+        Some((response, range))
     }
 
     /// The stored responses for `exchange`'s key and request headers, with
@@ -598,7 +622,8 @@ mod tests {
         assert!(status_of(&miss).contains("stored"));
         clock.set_unix_ms(1_700_000_010_000);
         let before = store.values.borrow().clone();
-        let alone = block_on(edge.fresh_hit(get("/a", &[]))).expect("a fresh hit");
+        let (alone, chunks) = block_on(edge.fresh_hit(get("/a", &[]))).expect("a fresh hit");
+        assert_eq!(chunks, None);
         assert_eq!(*store.values.borrow(), before, "a fresh hit writes nothing");
         let (whole, _) = block_on(edge.handle(get("/a", &[])));
         assert_eq!(alone.status, whole.status);

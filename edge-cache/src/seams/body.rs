@@ -38,6 +38,12 @@ pub trait ByteSource {
     fn seek(&mut self, _start: u64, _end: u64) -> bool {
         false
     }
+
+    /// What is left of it, if it is a stored object's chunks that a host
+    /// may read from the store itself (see `StoredRange`).
+    fn stored_range(&self) -> Option<crate::store::chunk_read::StoredRange> {
+        None
+    }
 }
 
 /// A [`ByteSource`]'s next piece, to await: `None` once the body has
@@ -115,6 +121,15 @@ impl BodyStream {
             self.read_ahead.push_back(piece?);
         }
         Ok(())
+    }
+
+    /// What is left of it to read from the store, if it is a stored
+    /// object's chunks none of which has been read yet.
+    pub fn stored_range(&self) -> Option<crate::store::chunk_read::StoredRange> {
+        if self.pulled != 0 || !self.read_ahead.is_empty() {
+            return None;
+        }
+        self.source.stored_range()
     }
 
     /// Whether [`BodyStream::range`] can cut it.

@@ -237,7 +237,9 @@ impl<S: Store, C: Clock> CacheStorage<'_, S, C> {
             return Ok(Read::Corrupt);
         };
         let cached = Rc::new(Cached::new(value, body, None));
-        if let Some(l1) = self.l1 {
+        if let Some(l1) = self.l1
+            && kept_in_l1(&cached.value)
+        {
             l1.put(key.text(), cached.clone());
         }
         Ok(Read::Value(cached))
@@ -367,6 +369,16 @@ impl<S: Store, C: Clock> CacheStorage<'_, S, C> {
         }
         Ok(validity)
     }
+}
+
+/// Whether a value read or written is kept in the first tier: not the
+/// head of an object in chunks, which is read from the store on every hit.
+/// That is one small read beside the body's chunk reads, and a head that a
+/// damaged chunk made its reader drop (in another instance, or edge-host's
+/// native hits) is then seen gone at once, instead of sending the next
+/// request to the same damaged chunk.
+pub(crate) fn kept_in_l1(value: &StoredValue) -> bool {
+    !matches!(value, StoredValue::Response(meta) if meta.chunks.is_some())
 }
 
 #[cfg(test)]

@@ -179,6 +179,7 @@ impl<S: Store, C: Clock> CacheStorage<'_, S, C> {
         if let Some(l1) = self.l1 {
             match &written {
                 // Fetched after the epoch was read: valid against it.
+                Ok(()) if !super::kept_in_l1(&value) => l1.remove(key.text()),
                 Ok(()) => {
                     let (body, validated_at) = (body.clone(), Some(epoch.clone()));
                     let cached = match headers {

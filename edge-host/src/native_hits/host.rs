@@ -1,6 +1,7 @@
 //! The core's [`Host`] over what edge-host gives the component: its
 //! variables, its key-value stores and its files, read in this process.
-//! It never writes a store (the component is the only writer) and cannot
+//! It never writes a store through the core (the component is the writer;
+//! the one exception, a damaged chunk's head, is `chunks`'s) and cannot
 //! reach an origin or wait: anything that would need either is not a
 //! plain fresh hit, and the request goes to the component.
 

@@ -7,9 +7,11 @@
 //! variables, stores and files ([`host::NativeHost`]): the key from the
 //! same rules, the entry from the same store, freshness, purge scopes and
 //! epoch checked by the same code, `Age` and `Cache-Status` made by it.
-//! Everything that is not a plain fresh hit of a body stored whole (a
-//! miss, stale, a revalidation, the purge API, a pass, a chunked object)
-//! goes to the component, which stays the only writer.
+//! Everything that is not a plain fresh hit (a miss, stale, a
+//! revalidation, the purge API, a pass) goes to the component, which stays
+//! the writer of the store. A chunked object's body is read here from the
+//! same store ([`chunks`]), which drops a head whose chunk is damaged, as
+//! the component's reader does.
 //!
 //! Only for a component whose core is this one, by its sources
 //! ([`edge_cache::native_hits`]): another build could key or decide
@@ -19,6 +21,7 @@
 //! instance reads it, and polled once per request: a store that cannot
 //! answer at once (Redis, SQLite) makes every request the component's.
 
+mod chunks;
 pub(crate) mod host;
 
 use std::cell::RefCell;
@@ -31,7 +34,8 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use edge_cache::{Body, Node, RequestHead};
+use chunks::ChunkBody;
+use edge_cache::{Body, FreshHit, Node, RequestHead, StoredBody};
 use http::{Method, Request, Response};
 use http_body_util::{BodyExt, Full};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
@@ -113,14 +117,21 @@ impl NativeHits {
         }
         let node = self.node()?;
         let head = request_head(request)?;
-        let answer = now_or_never(node.fresh_hit(&head))??;
-        let Body::Full(bytes) = answer.body else {
-            return None;
+        let FreshHit { response, chunks } = now_or_never(node.fresh_hit(&head))??;
+        let body = match (response.body, chunks) {
+            (Body::Full(bytes), None) => full(bytes),
+            (_, Some(StoredBody { store, mut range })) => {
+                let store = self.stores.get(&store)?.clone();
+                let first = chunks::first_piece(&store, &mut range)?;
+                ChunkBody::new(store, range, first).boxed_unsync()
+            }
+            (Body::Stream(_), None) => return None,
         };
-        let mut response = Response::new(full(bytes));
-        *response.status_mut() = http::StatusCode::from_u16(answer.status).ok()?;
-        *response.headers_mut() = answer.headers;
-        Some(response)
+        let mut answer = Response::new(body);
+        *answer.status_mut() = http::StatusCode::from_u16(response.status).ok()?;
+        *answer.headers_mut() = response.headers;
+        crate::observe::metrics::native_hit();
+        Some(answer)
     }
 
     /// This lane's node, built or rebuilt when due.

@@ -111,6 +111,7 @@ pub struct Metrics {
     breaker_open_answers: Counter,
     shed_connections: Counter,
     evicted_connections: Counter,
+    native_hits: Counter,
     connections_open: Gauge,
     instance_failures: [Counter; FailureCause::ALL.len()],
     access_log_dropped: Counter,
@@ -225,6 +226,12 @@ impl Metrics {
             "Connections refused: over --max-connections or --max-connections-per-client with every slot serving a request",
             shed_connections.clone(),
         );
+        let native_hits = Counter::default();
+        registry.register(
+            "edge_native_hits",
+            "Fresh hits edge-host answered itself, with the component's core, without entering the component",
+            native_hits.clone(),
+        );
         let evicted_connections = Counter::default();
         registry.register(
             "edge_evicted_connections",
@@ -267,6 +274,7 @@ impl Metrics {
             breaker_open_answers,
             shed_connections,
             evicted_connections,
+            native_hits,
             connections_open,
             instance_failures,
             access_log_dropped,
@@ -401,6 +409,13 @@ impl StoreCounters {
 pub(crate) fn connection_shed() {
     if let Some(metrics) = get() {
         metrics.shed_connections.inc();
+    }
+}
+
+/// Counts a fresh hit answered natively (`native_hits`).
+pub(crate) fn native_hit() {
+    if let Some(metrics) = get() {
+        metrics.native_hits.inc();
     }
 }
 

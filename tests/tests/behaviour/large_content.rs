@@ -519,3 +519,36 @@ async fn a_fill_whose_client_goes_away_is_finished_and_stored() {
     assert_eq!(again.body, Ok(size), "{again:?}");
     assert_eq!(origin.byte_requests.load(Ordering::SeqCst), 1);
 }
+
+#[tokio::test]
+async fn a_hot_chunked_object_is_read_natively_byte_for_byte_without_the_component() {
+    let origin = streaming_origin().await;
+    let (edge, store) = chunking_edge(&origin.url, 64 * MIB).await;
+    let size = 3 * MIB + 123;
+    let path = format!("/bytes/{size}");
+    // The fill, and the hit that lets this lane build its native node.
+    for _ in 0..2 {
+        assert_eq!(download(&edge, &path).await.body, Ok(size));
+    }
+    let before = edge.instance_stats().requests;
+    let _ = store.take_reads_of(CHUNKS);
+    for _ in 0..3 {
+        let hit = download(&edge, &path).await;
+        assert!(hit.cache_status.contains("hit"), "{hit:?}");
+        assert_eq!(hit.body, Ok(size));
+    }
+    let ranged = download_range(&edge, &path, Some("bytes=1048570-1048580")).await;
+    assert_eq!((ranged.status, ranged.body), (206, Ok(11)));
+    // Every chunk of three whole reads, and the two a range across a
+    // chunk boundary covers: nothing read twice, nothing more.
+    let chunks = size.div_ceil(CHUNK_BYTES);
+    assert_eq!(store.take_reads_of(CHUNKS) as u64, 3 * chunks + 2);
+    assert_eq!(origin.byte_requests.load(Ordering::SeqCst), 1);
+    if edge_tests::default_native_hits() {
+        assert_eq!(
+            edge.instance_stats().requests,
+            before,
+            "entered the component"
+        );
+    }
+}
