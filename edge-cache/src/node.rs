@@ -235,6 +235,15 @@ impl<H: Host> Node<H> {
         Some(FreshHit { response, chunks })
     }
 
+    /// The rules file this node read, if its rules come from one (a host
+    /// keeping a node watches it to know when to build the next).
+    pub fn rules_file(&self) -> Option<&str> {
+        match &self.config.cache_rules {
+            RulesSource::File(path) => Some(path),
+            RulesSource::BuiltIn | RulesSource::Inline(_) => None,
+        }
+    }
+
     /// The host a request is served (keyed, purged) under: its site's key
     /// host where `hosts` lists it, its own where there is no list; a host
     /// outside the list is answered `421` before the cache or the origin

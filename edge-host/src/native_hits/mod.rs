@@ -16,9 +16,9 @@
 //! Only for a component whose core is this one, by its sources
 //! ([`edge_cache::native_hits`]): another build could key or decide
 //! differently. Each serving lane keeps its own node (the core is
-//! single-threaded, as an instance is), built again every
-//! [`NODE_LIFETIME`] so that an edited rules file is read as a reused
-//! instance reads it, and polled once per request: a store that cannot
+//! single-threaded, as an instance is; its first tier of decoded entries
+//! stays warm), built again when its rules file changes, checked every
+//! [`RULES_CHECK`], and polled once per request: a store that cannot
 //! answer at once (Redis, SQLite) makes every request the component's.
 
 mod chunks;
@@ -45,8 +45,8 @@ use crate::key_value::ComponentStores;
 use crate::variables::ComponentVariables;
 use host::NativeHost;
 
-/// How long a lane serves with one node before it builds the next.
-const NODE_LIFETIME: Duration = Duration::from_secs(1);
+/// How often a lane checks whether its node's rules file has changed.
+const RULES_CHECK: Duration = Duration::from_secs(1);
 
 /// One component's native hits.
 pub(crate) struct NativeHits {
@@ -62,9 +62,11 @@ enum LaneNode {
     /// The component has not served this lane yet: its first request
     /// goes to the component, which loads (and logs) the rules first.
     Unbuilt,
-    /// Serving until `until`.
+    /// Serving, its rules file (as read when it was built) checked again
+    /// at `until`.
     Ready {
         node: Rc<Node<NativeHost>>,
+        rules: Option<blake3::Hash>,
         until: Instant,
     },
     /// The configuration cannot be read here at once (or is broken): no
@@ -134,14 +136,20 @@ impl NativeHits {
         Some(answer)
     }
 
-    /// This lane's node, built or rebuilt when due.
+    /// This lane's node: built on the lane's second request for the
+    /// component, and again when its rules file changes (as a new
+    /// instance would read it).
     fn node(&self) -> Option<Rc<Node<NativeHost>>> {
         let now = Instant::now();
         NODES.with(|nodes| {
             let mut nodes = nodes.borrow_mut();
             let entry = nodes.entry(self.id).or_insert(LaneNode::Unbuilt);
             match entry {
-                LaneNode::Ready { node, until } if *until > now => return Some(node.clone()),
+                LaneNode::Ready { node, until, .. } if *until > now => return Some(node.clone()),
+                LaneNode::Ready { node, rules, until } if self.rules_of(node) == *rules => {
+                    *until = now + RULES_CHECK;
+                    return Some(node.clone());
+                }
                 LaneNode::Off { until } if *until > now => return None,
                 LaneNode::Unbuilt => {
                     *entry = LaneNode::Off { until: now };
@@ -149,7 +157,7 @@ impl NativeHits {
                 }
                 _ => {}
             }
-            let until = now + NODE_LIFETIME;
+            let until = now + RULES_CHECK;
             let host = NativeHost {
                 variables: self.variables.clone(),
                 stores: self.stores.clone(),
@@ -157,6 +165,7 @@ impl NativeHits {
             };
             *entry = match now_or_never(Node::new(host)) {
                 Some(Ok(node)) => LaneNode::Ready {
+                    rules: self.rules_of(&node),
                     node: Rc::new(node),
                     until,
                 },
@@ -167,6 +176,15 @@ impl NativeHits {
                 _ => None,
             }
         })
+    }
+
+    /// The hash of `node`'s rules file as it reads now, if it has one.
+    fn rules_of(&self, node: &Node<NativeHost>) -> Option<blake3::Hash> {
+        let text = self
+            .files
+            .read_guest_file(node.rules_file()?)
+            .unwrap_or_default();
+        Some(blake3::hash(text.as_bytes()))
     }
 }
 

@@ -277,3 +277,49 @@ async fn once_a_purge_is_answered_no_lane_serves_what_it_purged() {
         );
     }
 }
+
+/// Only the rule makes `/kept/…` cacheable (the origin says nothing of
+/// freshness); a typo of it; a valid rule that bypasses the same paths.
+const KEEP: &str = r#"{ "rules": [ { "path_prefix": "/kept/", "default_ttl_seconds": 300 } ] }"#;
+const TYPO: &str = r#"{ "rules": [ { "path_prefix": "/kept/", "default_ttl_seconds": 300 }, ] }"#;
+const BYPASS: &str = r#"{ "rules": [ { "path_prefix": "/kept/", "bypass": true } ] }"#;
+
+#[tokio::test]
+async fn native_hits_keep_the_last_good_rules_and_follow_a_fix() {
+    let origin = MockServer::start().await;
+    Mock::given(path("/kept/a"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("ok"))
+        .mount(&origin)
+        .await;
+    let mut setup = EdgeSetup::origin(&origin.uri())
+        .rules(KEEP)
+        .reuse(edge_tests::reuse(2, 1));
+    setup.native_hits = Some(true);
+    let edge = Edge::start(setup).await.expect("edge starts");
+    for _ in 0..3 {
+        edge.fetch("/kept/a").await.unwrap();
+    }
+    std::fs::write(edge.rules_file(), TYPO).unwrap();
+    // Past the moment each lane reads the file again (every second): every
+    // answer still a hit under the last good rules, none of them passed.
+    let watched = std::time::Instant::now() + std::time::Duration::from_millis(1500);
+    while std::time::Instant::now() < watched {
+        let hit = edge.fetch("/kept/a").await.unwrap();
+        assert!(hit.hit(), "after a broken edit: {}", hit.cache_status);
+    }
+    assert_eq!(origin.received_requests().await.unwrap().len(), 1);
+    std::fs::write(edge.rules_file(), BYPASS).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let fetched = edge.fetch("/kept/a").await.unwrap();
+        if fetched.cache_status.contains("fwd=bypass") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the fixed rules never applied: {}",
+            fetched.cache_status
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
