@@ -256,7 +256,8 @@ impl CacheRules {
 
     /// The first rule matching `path`, or the default rule: the same for
     /// every path, but that a static file's (by its extension, as
-    /// Cloudflare's default list) ignores cookies.
+    /// Cloudflare's default list) ignores cookies and may be fresh by
+    /// heuristic.
     pub fn for_path(&self, path: &str) -> &Rule {
         self.rules
             .iter()
@@ -269,14 +270,17 @@ impl CacheRules {
 }
 
 /// The rule for a path no rule matches.
-static DEFAULT_RULE: Rule = default_rule(OtherCookies::Pass);
+static DEFAULT_RULE: Rule = default_rule(OtherCookies::Pass, false);
 
 /// The default rule for a static file: its answer does not depend on
-/// cookies, so they are dropped rather than making it a pass.
-static DEFAULT_STATIC_RULE: Rule = default_rule(OtherCookies::Ignore);
+/// cookies, so they are dropped rather than making it a pass; and a file
+/// served without a lifetime but with a `Last-Modified` (what a plain
+/// static server sends) is fresh for a tenth of its age, as RFC 9111
+/// §4.2.2 allows a shared cache, instead of never being stored.
+static DEFAULT_STATIC_RULE: Rule = default_rule(OtherCookies::Ignore, true);
 
-/// The default rule, with `other_cookies`.
-const fn default_rule(other_cookies: OtherCookies) -> Rule {
+/// The default rule, with `other_cookies` and `heuristic`.
+const fn default_rule(other_cookies: OtherCookies, heuristic: bool) -> Rule {
     Rule {
         name: None,
         path_prefix: None,
@@ -289,7 +293,7 @@ const fn default_rule(other_cookies: OtherCookies) -> Rule {
         headers: Vec::new(),
         ttl_seconds: None,
         default_ttl_seconds: None,
-        heuristic: false,
+        heuristic,
         max_object_bytes: None,
         store_set_cookie: false,
         version: None,
@@ -457,7 +461,11 @@ mod tests {
                 rules.for_path(page).passing_cookie(&cookie).is_some(),
                 "{page}"
             );
+            assert!(!rules.for_path(page).heuristic, "{page}");
         }
+        // A static file may be fresh by heuristic; anything else only by
+        // what the origin says.
+        assert!(rules.for_path("/app.css").heuristic);
         let ignore = r#"{ "rules": [ { "path_prefix": "/", "other_cookies": "ignore" } ] }"#;
         let ignore = CacheRules::parse(ignore).unwrap();
         assert_eq!(ignore.for_path("/cart").passing_cookie(&cookie), None);

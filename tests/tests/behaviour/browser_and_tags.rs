@@ -36,29 +36,7 @@ async fn edge(origin: &MockServer) -> Edge {
 
 /// `at` as an IMF-fixdate, as an origin writes `Date`.
 fn http_date(at: SystemTime) -> String {
-    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let secs = at.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs() as i64;
-    let (days, time) = (secs / 86_400, secs % 86_400);
-    // Days to a civil date (proleptic Gregorian, H. Hinnant's algorithm).
-    let z = days + 719_468;
-    let (era, doe) = (z / 146_097, z % 146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{}, {day:02} {} {year} {:02}:{:02}:{:02} GMT",
-        DAYS[(days % 7) as usize],
-        MONTHS[month as usize - 1],
-        time / 3600,
-        time % 3600 / 60,
-        time % 60
-    )
+    httpdate::fmt_http_date(at)
 }
 
 /// Mounts at `p` the reported origin answer, already `AGED` seconds old.

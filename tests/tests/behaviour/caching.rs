@@ -701,3 +701,51 @@ async fn cache_rules_can_be_given_inline_in_the_variable() {
     }
     assert_eq!(origin.received_requests().await.unwrap().len(), 2);
 }
+
+#[tokio::test]
+async fn without_rules_a_static_servers_files_are_fresh_by_heuristic_and_pages_are_not() {
+    // What `python3 -m http.server` sends: a Last-Modified, no lifetime.
+    let origin = MockServer::start().await;
+    let ten_days_ago =
+        httpdate::fmt_http_date(std::time::SystemTime::now() - Duration::from_secs(10 * 24 * 3600));
+    for at in ["/site.css", "/index.html"] {
+        Mock::given(path(at))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .insert_header("last-modified", ten_days_ago.as_str())
+                    .set_body_string(at),
+            )
+            .mount(&origin)
+            .await;
+    }
+    let edge = edge_for(&origin).await;
+    let first = get(&edge, "/site.css").await;
+    assert!(
+        cache_status(&first).contains("stored"),
+        "{}",
+        cache_status(&first)
+    );
+    // A tenth of ten days, within the heuristic's cap.
+    let ttl: u64 = cache_status(&first)
+        .split("ttl=")
+        .nth(1)
+        .and_then(|rest| rest.split(';').next())
+        .and_then(|ttl| ttl.parse().ok())
+        .expect("a ttl");
+    assert!((3600..=86_400).contains(&ttl), "ttl {ttl}");
+    let second = get(&edge, "/site.css").await;
+    assert!(
+        cache_status(&second).starts_with("edge-cache; hit"),
+        "{}",
+        cache_status(&second)
+    );
+    for _ in 0..2 {
+        let page = get(&edge, "/index.html").await;
+        assert!(
+            cache_status(&page).contains("detail=no-freshness"),
+            "{}",
+            cache_status(&page)
+        );
+    }
+    origin_requests_reach(&origin, 3).await;
+}
