@@ -70,17 +70,38 @@ impl OriginEndpoint {
         }
     }
 
-    /// `failure`, having logged the host's `code` for it when the words
-    /// the client gets leave something out.
+    /// `failure`, having logged it, in words and by the host's `wasi:http`
+    /// error code (`code`), where the client's answer leaves the cause out.
     pub fn logged(&self, failure: OriginFailure, code: &dyn std::fmt::Debug) -> OriginFailure {
-        if matches!(
-            failure,
-            OriginFailure::Unreachable(_) | OriginFailure::Protocol(_)
-        ) {
-            eprintln!("edge-cache: origin {}: {code:?}", self.address.authority);
+        if let OriginFailure::Unreachable(words) | OriginFailure::Protocol(words) = failure {
+            eprintln!(
+                "edge-cache: origin {}: {words} (wasi:http error-code {})",
+                self.address.authority,
+                wit_case_name(&format!("{code:?}"))
+            );
         }
         failure
     }
+}
+
+/// The name of a `wasi:http` error code as WIT spells it
+/// (`connection-refused`), from the binding's Rust spelling of the value
+/// (`ConnectionRefused`, `DnsError(DnsErrorPayload { .. })`): the case's
+/// name without its payload, so a log never shows a Rust type.
+fn wit_case_name(debug: &str) -> String {
+    let name = debug.split(['(', ' ', '{']).next().unwrap_or_default();
+    let mut wit = String::with_capacity(name.len() + 4);
+    for (i, c) in name.chars().enumerate() {
+        if c.is_ascii_uppercase() {
+            if i > 0 {
+                wit.push('-');
+            }
+            wit.push(c.to_ascii_lowercase());
+        } else {
+            wit.push(c);
+        }
+    }
+    wit
 }
 
 pub(super) fn parse_origin_url(raw: &str) -> Result<OriginAddress, ConfigError> {
@@ -112,4 +133,23 @@ pub(super) fn parse_origin_url(raw: &str) -> Result<OriginAddress, ConfigError> 
         authority,
         base_path,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_code_is_logged_by_its_wit_name_never_its_rust_type() {
+        assert_eq!(wit_case_name("ConnectionRefused"), "connection-refused");
+        assert_eq!(
+            wit_case_name(r#"DnsError(DnsErrorPayload { rcode: Some("x"), info_code: None })"#),
+            "dns-error"
+        );
+        assert_eq!(
+            wit_case_name("TlsAlertReceived(TlsAlertReceivedPayload { .. })"),
+            "tls-alert-received"
+        );
+        assert_eq!(wit_case_name("HttpRequestDenied"), "http-request-denied");
+    }
 }
