@@ -10,6 +10,8 @@
 use std::collections::HashMap;
 use std::rc::Rc;
 
+use http::HeaderMap;
+
 use crate::collapse::Collapser;
 use crate::config::last_good_rules::{RulesInUse, RulesRecord, decide};
 use crate::config::{
@@ -18,6 +20,7 @@ use crate::config::{
 use crate::flow::{Flow, Refresh};
 use crate::origin::failover::FailoverOrigin;
 use crate::origin::guard::GuardedOrigin;
+use crate::policy::forwarding::client_scheme;
 use crate::policy::rules::CacheRules;
 use crate::purge::api::{Admission, PurgeRoute, PurgeSettings};
 use crate::reply::{body_too_large, misconfigured, plain_text, unreadable_body};
@@ -187,7 +190,7 @@ impl<H: Host> Node<H> {
     pub fn admit(&self, head: &RequestHead) -> Admission {
         let flow = self.flow();
         let route = flow.purge_route(&head.method, &head.path_and_query);
-        if let Err(misdirected) = self.site_host(route, &head.connection) {
+        if let Err(misdirected) = self.served_connection(route, &head.headers, &head.connection) {
             return Admission::Answer(misdirected.answer());
         }
         flow.admit(&head.method, &head.path_and_query, &head.headers)
@@ -198,8 +201,8 @@ impl<H: Host> Node<H> {
     pub async fn handle(&self, mut request: ClientRequest) -> (Response, Option<Refresh>) {
         let flow = self.flow();
         let route = flow.purge_route(&request.method, &request.path_and_query);
-        match self.site_host(route, &request.connection) {
-            Ok(host) => request.connection.host = host,
+        match self.served_connection(route, &request.headers, &request.connection) {
+            Ok(connection) => request.connection = connection,
             Err(misdirected) => return (misdirected.answer(), None),
         }
         flow.handle(request).await
@@ -213,7 +216,9 @@ impl<H: Host> Node<H> {
     pub async fn fresh_hit(&self, head: &RequestHead) -> Option<FreshHit> {
         let flow = self.flow();
         let route = flow.purge_route(&head.method, &head.path_and_query);
-        let host = self.site_host(route, &head.connection).ok()?;
+        let connection = self
+            .served_connection(route, &head.headers, &head.connection)
+            .ok()?;
         if !matches!(
             flow.admit_as(route, &head.method, &head.headers),
             Admission::NoBody
@@ -221,7 +226,7 @@ impl<H: Host> Node<H> {
             return None;
         }
         let mut head = head.clone();
-        head.connection.host = host;
+        head.connection = connection;
         let (response, range) = flow.fresh_hit(head.with_body(Body::empty())).await?;
         let chunks = match range {
             None => None,
@@ -244,26 +249,35 @@ impl<H: Host> Node<H> {
         }
     }
 
-    /// The host a request is served (keyed, purged) under: its site's key
-    /// host where `hosts` lists it, its own where there is no list; a host
-    /// outside the list is answered `421` before the cache or the origin
-    /// is touched. The admin routes (the purge endpoint, whose URLs name
+    /// The connection a request is served (keyed, purged, forwarded) as:
+    /// its scheme as a trusted proxy in front reports it
+    /// (`forwarding::client_scheme`), and its site's key host where
+    /// `hosts` lists it, its own where there is no list; a host outside
+    /// the list is answered `421` before the cache or the origin is
+    /// touched. The admin routes (the purge endpoint, whose URLs name
     /// their hosts, and the health check, which load balancers ask by
     /// address) are answered on any host.
-    fn site_host(
+    fn served_connection(
         &self,
         route: Option<PurgeRoute>,
+        headers: &HeaderMap,
         connection: &ClientConnection,
-    ) -> Result<Option<String>, Misdirected> {
+    ) -> Result<ClientConnection, Misdirected> {
+        let scheme = client_scheme(headers, &connection.scheme, self.config.trust);
         let host = connection.host.as_deref();
-        if matches!(route, Some(PurgeRoute::Endpoint | PurgeRoute::Health)) {
-            return Ok(host.map(str::to_owned));
-        }
-        match self.config.hosts.verdict(host) {
-            HostVerdict::Serve(_) if self.config.hosts.any() => Ok(host.map(str::to_owned)),
-            HostVerdict::Serve(key) => Ok(Some(key)),
-            HostVerdict::Misdirected => Err(Misdirected(host.map(str::to_owned))),
-        }
+        let host = match route {
+            Some(PurgeRoute::Endpoint | PurgeRoute::Health) => host.map(str::to_owned),
+            _ => match self.config.hosts.verdict(host) {
+                HostVerdict::Serve(_) if self.config.hosts.any() => host.map(str::to_owned),
+                HostVerdict::Serve(key) => Some(key),
+                HostVerdict::Misdirected => return Err(Misdirected(host.map(str::to_owned))),
+            },
+        };
+        Ok(ClientConnection {
+            peer: connection.peer,
+            scheme,
+            host,
+        })
     }
 
     /// Runs a deferred refresh.
@@ -282,8 +296,8 @@ impl<H: Host> Node<H> {
         let flow = self.flow();
         let route = flow.purge_route(&head.method, &head.path_and_query);
         let mut head = head;
-        match self.site_host(route, &head.connection) {
-            Ok(host) => head.connection.host = host,
+        match self.served_connection(route, &head.headers, &head.connection) {
+            Ok(connection) => head.connection = connection,
             Err(misdirected) => return (misdirected.answer(), None),
         }
         let body = match flow.admit_as(route, &head.method, &head.headers) {

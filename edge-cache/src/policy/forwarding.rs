@@ -207,6 +207,34 @@ pub(crate) fn client_response_headers(origin: &HeaderMap) -> HeaderMap {
     headers
 }
 
+/// The scheme the client spoke: the connection's, unless a proxy of the
+/// operator's is in front (`trusted_proxy_hops`) and says in
+/// `X-Forwarded-Proto` (its last member, the nearest proxy's) that the
+/// client spoke `http` or `https` to it, as a TLS terminator does. The
+/// cache key and the origin's `X-Forwarded-Proto` both follow it, so an
+/// origin that answers `http` with a redirect to `https` does not have
+/// that redirect served to its `https` clients.
+pub(crate) fn client_scheme(
+    client: &HeaderMap,
+    connection_scheme: &str,
+    trust: ForwardingTrust,
+) -> String {
+    let claimed = client
+        .get_all(&X_FORWARDED_PROTO)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .next_back();
+    match claimed {
+        Some(proto) if trust.trusted_proxy_hops > 0 => match proto.to_ascii_lowercase().as_str() {
+            scheme @ ("http" | "https") => scheme.to_owned(),
+            _ => connection_scheme.to_owned(),
+        },
+        _ => connection_scheme.to_owned(),
+    }
+}
+
 fn add_forwarding_fields(
     headers: &mut HeaderMap,
     client: &HeaderMap,
@@ -317,6 +345,23 @@ mod tests {
         let out = origin_request_headers(&client, &connection(), trusted);
         assert_eq!(out["via"], "1.0 corp-proxy, 1.1 lb, 1.1 edge-cache");
         assert_eq!(out["x-forwarded-for"], "203.0.113.9, 192.0.2.7");
+    }
+
+    #[test]
+    fn a_trusted_proxy_says_which_scheme_the_client_spoke() {
+        let behind_tls = map(&[("x-forwarded-proto", "https")]);
+        let none = ForwardingTrust::default();
+        let one = ForwardingTrust {
+            trusted_proxy_hops: 1,
+        };
+        assert_eq!(client_scheme(&behind_tls, "http", none), "http");
+        assert_eq!(client_scheme(&behind_tls, "http", one), "https");
+        assert_eq!(client_scheme(&HeaderMap::new(), "http", one), "http");
+        // The nearest proxy's member counts; anything else is not a scheme.
+        let appended = map(&[("x-forwarded-proto", "https, HTTP")]);
+        assert_eq!(client_scheme(&appended, "https", one), "http");
+        let odd = map(&[("x-forwarded-proto", "gopher")]);
+        assert_eq!(client_scheme(&odd, "http", one), "http");
     }
 
     #[test]

@@ -266,3 +266,33 @@ async fn a_trusted_proxy_in_front_keeps_its_forwarded_for_entry() {
         .unwrap();
     assert_eq!(fetched.text(), "x-forwarded-for=203.0.113.5, 127.0.0.1");
 }
+
+#[tokio::test]
+async fn a_trusted_tls_terminator_s_scheme_keys_and_is_forwarded_and_a_client_s_is_not() {
+    // The origin echoes the scheme it is told; answers are cacheable, so
+    // an answer stored for one scheme served to the other would show.
+    let origin = echoing_origin(&["x-forwarded-proto"]).await;
+    let setup = EdgeSetup::origin(&origin.uri()).variable("trusted_proxy_hops", "1");
+    let behind_tls = Edge::start(setup).await.unwrap();
+    for _ in 0..2 {
+        let https = behind_tls
+            .fetch_with("/page", &[("x-forwarded-proto", "https")])
+            .await
+            .unwrap();
+        assert_eq!(https.text(), "x-forwarded-proto=https");
+        let http = behind_tls
+            .fetch_with("/page", &[("x-forwarded-proto", "http")])
+            .await
+            .unwrap();
+        assert_eq!(http.text(), "x-forwarded-proto=http");
+    }
+    // Two entries, each filled once.
+    assert_eq!(origin.received_requests().await.unwrap().len(), 2);
+    // With no proxy trusted, a client's claim is ignored: one entry, http.
+    let exposed = Edge::start(EdgeSetup::origin(&origin.uri())).await.unwrap();
+    let claimed = exposed
+        .fetch_with("/page", &[("x-forwarded-proto", "https")])
+        .await
+        .unwrap();
+    assert_eq!(claimed.text(), "x-forwarded-proto=http");
+}
