@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, bail};
 use edge_cache::CacheRules;
 use edge_cache::config::RulesSource;
+use edge_host::files::{self, MountView};
 use edge_host::manifest::{FileMountDoc, Manifest};
 use edge_host::observe::rules::RulesStatus;
 use edge_host::outbound_http::AllowedHosts;
@@ -224,26 +225,14 @@ fn mounts(manifest_dir: &Path, files: &[FileMountDoc]) -> anyhow::Result<Vec<Mou
         .collect()
 }
 
-/// The host file the component reads at `guest` (relative paths are the
-/// component's working directory's, `/`), through the deepest mount that
-/// holds it.
+/// The host file the component reads at `guest` (see [`files::host_path`]).
 fn host_path(mounts: &[Mount], guest: &str) -> Option<PathBuf> {
-    let guest = if guest.starts_with('/') {
-        guest.to_owned()
-    } else {
-        format!("/{}", guest.trim_start_matches("./"))
-    };
-    mounts
-        .iter()
-        .filter_map(|mount| {
-            if mount.file {
-                return (guest == mount.guest).then(|| (mount.guest.len(), mount.host.clone()));
-            }
-            let rest = guest.strip_prefix(&mount.guest)?.strip_prefix('/')?;
-            Some((mount.guest.len(), mount.host.join(rest)))
-        })
-        .max_by_key(|(depth, _)| *depth)
-        .map(|(_, host)| host)
+    let views = mounts.iter().map(|mount| MountView {
+        guest: &mount.guest,
+        host: &mount.host,
+        file: mount.file,
+    });
+    files::host_path(views, guest)
 }
 
 /// Checks the rules `value` (the component's `cache_rules`) names;

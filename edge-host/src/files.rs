@@ -84,24 +84,15 @@ impl FileMounts {
     /// holds, is not found.
     pub(crate) fn read_guest_file(&self, guest: &str) -> std::io::Result<String> {
         let not_found = || std::io::Error::from(std::io::ErrorKind::NotFound);
-        let guest = format!(
-            "/{}",
-            guest.trim_start_matches("./").trim_start_matches('/')
-        );
         if guest.split('/').any(|segment| segment == "..") {
             return Err(not_found());
         }
-        let (_, host) = self
-            .0
-            .iter()
-            .filter_map(|Mount { host, guest: at }| {
-                let at = at.trim_end_matches('/');
-                let rest = guest.strip_prefix(at)?.strip_prefix('/')?;
-                Some((at.len(), host.join(rest)))
-            })
-            .max_by_key(|(depth, _)| *depth)
-            .ok_or_else(not_found)?;
-        std::fs::read_to_string(host)
+        let mounts = self.0.iter().map(|Mount { host, guest: at }| MountView {
+            guest: at.trim_end_matches('/'),
+            host,
+            file: false,
+        });
+        std::fs::read_to_string(host_path(mounts, guest).ok_or_else(not_found)?)
     }
 
     /// Mounts every directory, read-only, into an instance's WASI context.
@@ -111,6 +102,41 @@ impl FileMounts {
         }
         Ok(())
     }
+}
+
+/// One mount as [`host_path`] reads it: where the component sees it
+/// (no trailing `/`), the host path behind it, and whether that is a
+/// single file rather than a directory.
+pub struct MountView<'a> {
+    pub guest: &'a str,
+    pub host: &'a Path,
+    pub file: bool,
+}
+
+/// The host file the component reads at `guest` (relative paths are the
+/// component's working directory's, `/`), through the deepest of `mounts`
+/// that holds it: what `up` serves the component (`read_guest_file`) and
+/// what `check` reads for it.
+pub fn host_path<'a>(
+    mounts: impl IntoIterator<Item = MountView<'a>>,
+    guest: &str,
+) -> Option<PathBuf> {
+    let guest = if guest.starts_with('/') {
+        guest.to_owned()
+    } else {
+        format!("/{}", guest.trim_start_matches("./"))
+    };
+    mounts
+        .into_iter()
+        .filter_map(|mount| {
+            if mount.file {
+                return (guest == mount.guest).then(|| (mount.guest.len(), mount.host.to_owned()));
+            }
+            let rest = guest.strip_prefix(mount.guest)?.strip_prefix('/')?;
+            Some((mount.guest.len(), mount.host.join(rest)))
+        })
+        .max_by_key(|(depth, _)| *depth)
+        .map(|(_, host)| host)
 }
 
 #[cfg(test)]
