@@ -9,6 +9,7 @@
 //! - `request_record`: each request's metrics and access log line, written when its response ends.
 //! - [`access_log`]: the access log (`--access-log`, text or JSON), written off the request path.
 //! - `failure_log`: a failure's detail in the log: a headline, then a line per backtrace frame, all under the error id.
+//! - [`reloads`]: what the latest reload (SIGHUP) did with each part of the configuration.
 //! - [`rules`]: the cache rules as edge-host last checked them (good or broken, hash, when read).
 //! - [`status_page`]: the metrics listener: `/metrics`, `/status.json` and the live status page.
 
@@ -17,6 +18,7 @@ pub mod cache_outcome;
 pub(crate) mod failure_log;
 pub mod instances;
 pub mod metrics;
+pub mod reloads;
 pub(crate) mod request_record;
 pub mod rules;
 pub mod status_page;
