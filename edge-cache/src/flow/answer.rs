@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime};
 use http::header::{AGE, CONTENT_LENGTH, HeaderName, HeaderValue};
 use http::{HeaderMap, Method};
 
+use crate::flow::compressed;
 use crate::http::conditional::{
     NOT_MODIFIED_FIELDS, RangeAnswer, client_has_current, range_answer,
 };
@@ -74,6 +75,16 @@ pub(crate) fn serve_stored(
 ) -> Response {
     let mut headers = found.headers().clone();
     strip_edge_only(&mut headers);
+    // An object the edge compressed: the coding this client takes.
+    let body = match (&found.meta().encodings, body) {
+        (Some(encodings), Body::Full(packed)) => {
+            match compressed::representation(request, &mut headers, &packed, encodings, None) {
+                Ok(chosen) => Body::Full(chosen),
+                Err(_) => return compressed::undecodable(status),
+            }
+        }
+        (_, body) => body,
+    };
     let representation = Representation {
         status: found.meta().status,
         headers,

@@ -9,11 +9,13 @@ use http::{HeaderMap, Method};
 use crate::collapse::fill_lease::{Claim, FillLeases, LeaseState};
 use crate::collapse::{LANDING_CHECK, Turn};
 use crate::flow::answer::{Representation, answer_fetched, error_response};
+use crate::flow::compressed;
 use crate::flow::decision::{Decision, StoredFacts, decide, ttl};
 use crate::flow::exchange::{Exchange, LeaseHolder};
 use crate::flow::slice::slices_cover;
 use crate::flow::{Fetched, Flow, Storing};
 use crate::policy::cache_status::{CacheStatus, Forward};
+use crate::policy::compression::should_compress;
 use crate::policy::forwarding::client_response_headers;
 use crate::policy::freshness::{
     ClientDemand, EffectiveControl, corrected_initial_age, freshness_lifetime,
@@ -225,6 +227,7 @@ impl<S: Store + 'static, O: Origin, C: Clock + 'static> Flow<'_, S, O, C> {
             request_time,
             response_time,
             stored_chunks,
+            stored_encodings,
         } = fetched;
         // A body that may be stored is held whole if it fits one entry (a
         // chunk, where large objects are stored in chunks; else the rule's
@@ -314,6 +317,21 @@ impl<S: Store + 'static, O: Origin, C: Clock + 'static> Flow<'_, S, O, C> {
             // aborts this answer and stores nothing).
             status.stored = true;
         }
+        // Compressed once, here, for every hit to come; the original
+        // bytes are kept for this answer (no decoding for a client that
+        // takes none of the codings).
+        let mut encodings = stored_encodings;
+        let mut original = None;
+        if encodings.is_none()
+            && storing == Storing::IfStorable
+            && verdict.is_ok()
+            && let Body::Full(whole) = &response.body
+            && should_compress(rule, response.status, &headers, whole.len() as u64)
+            && let Some((packed, packed_encodings)) = compressed::pack(whole)
+        {
+            original = Some(std::mem::replace(&mut response.body, Body::Full(packed)));
+            encodings = Some(packed_encodings);
+        }
         let stored_head = stored_chunks.map(|_| Body::empty());
         match (
             storing,
@@ -332,6 +350,7 @@ impl<S: Store + 'static, O: Origin, C: Clock + 'static> Flow<'_, S, O, C> {
                     control: &control,
                     chunks: stored_chunks,
                     sliced: None,
+                    encodings: encodings.clone(),
                 };
                 let stored = self
                     .storage()
@@ -348,10 +367,31 @@ impl<S: Store + 'static, O: Origin, C: Clock + 'static> Flow<'_, S, O, C> {
             _ => {}
         }
         let is_head = request.method == Method::HEAD;
+        let mut headers = headers;
+        let body = match (&encodings, response.body) {
+            (Some(encodings), Body::Full(packed)) => {
+                let original = match original {
+                    Some(Body::Full(original)) => Some(original),
+                    _ => None,
+                };
+                let chosen = compressed::representation(
+                    request,
+                    &mut headers,
+                    &packed,
+                    encodings,
+                    original.as_ref(),
+                );
+                match chosen {
+                    Ok(body) => Body::Full(body),
+                    Err(_) => return compressed::undecodable(&status),
+                }
+            }
+            (_, body) => body,
+        };
         let fetched = Representation {
             status: response.status,
             headers,
-            body: response.body,
+            body,
         };
         let delivery = self.delivery(exchange);
         answer_fetched(request, fetched, initial_age, &status, is_head, delivery)

@@ -9,6 +9,7 @@
 //! cache's stores in `store/`; this module only sequences them.
 
 pub(crate) mod answer;
+mod compressed;
 mod decision;
 pub(crate) mod exchange;
 mod fill;
@@ -37,6 +38,7 @@ use crate::seams::{
 };
 use crate::store::chunk_read::{StoreHandles, StoredChunks, StoredRange};
 use crate::store::chunks::ChunkLayout;
+use crate::store::entry::Encodings;
 use crate::store::keys::Store;
 use crate::store::l1::L1;
 use crate::store::{CacheStorage, Found, Lookup, PurgeEpoch};
@@ -100,6 +102,9 @@ pub(crate) struct Fetched {
     /// Where the body already is in the store: a `304` refreshing a
     /// chunked object keeps its chunks, and only its head is rewritten.
     stored_chunks: Option<ChunkLayout>,
+    /// The codings the body already holds: a `304` refreshing an object
+    /// the edge compressed keeps its packed body, not compressed again.
+    stored_encodings: Option<Encodings>,
 }
 
 impl Fetched {
@@ -510,6 +515,7 @@ impl<S: Store + 'static, O: Origin, C: Clock + 'static> Flow<'_, S, O, C> {
             request_time,
             response_time: self.clock.now(),
             stored_chunks: None,
+            stored_encodings: None,
         })
     }
 }
@@ -522,12 +528,14 @@ mod tests {
 
     use http::HeaderValue;
 
+    use crate::http::content_coding::Coding;
     use crate::policy::invalidation::{PurgeKind, PurgeTimes};
     use crate::policy::vary::MAX_VARIANTS;
     use crate::purge::api::PurgeSettings;
     use crate::store::unix_us;
     use crate::test_support::{
         FakeClock, FakeOrigin, GatedOrigin, MemStore, Pieces, block_on, drain, run_together,
+        status_response,
     };
 
     fn edge<'a>(
@@ -643,6 +651,137 @@ mod tests {
         assert!(block_on(edge.fresh_hit(get("/a", &[]))).is_none());
         assert_eq!(origin.calls.get(), 1);
         assert_eq!(*store.values.borrow(), before);
+    }
+
+    fn page(cache_control: &str) -> Response {
+        let text: String = (0..300).map(|i| format!("<p>item {i}</p>\n")).collect();
+        let mut response = ok(cache_control, &text);
+        response
+            .headers
+            .insert("content-type", HeaderValue::from_static("text/html"));
+        response
+            .headers
+            .insert("etag", HeaderValue::from_static("\"v1\""));
+        response
+    }
+
+    #[test]
+    fn a_text_page_is_compressed_once_at_fill_and_each_client_gets_what_it_accepts() {
+        let rules = CacheRules::default();
+        let store = MemStore::default();
+        let origin = FakeOrigin::new(|_| Ok(page("max-age=60")));
+        let original = drain(page("max-age=60").body).unwrap();
+        let clock = clock();
+        let edge = edge(&rules, &store, &origin, &clock);
+        let (miss, _) = block_on(edge.handle(get("/p", &[("accept-encoding", "gzip, br")])));
+        assert!(status_of(&miss).contains("stored"));
+        assert_eq!(miss.headers["content-encoding"], "br");
+        assert_eq!(miss.headers["vary"], "Accept-Encoding");
+        assert_eq!(miss.headers["etag"], "W/\"v1\"");
+        let br = drain(miss.body).unwrap();
+        assert_eq!(
+            miss.headers["content-length"],
+            br.len().to_string().as_str()
+        );
+        assert_eq!(
+            Coding::Br.decompress(&br, original.len() as u64).unwrap(),
+            original
+        );
+        let stored_bytes: usize = store.values.borrow().values().map(Vec::len).sum();
+        assert!(stored_bytes < original.len(), "only the codings are stored");
+
+        let (gzip, _) = block_on(edge.handle(get("/p", &[("accept-encoding", "gzip")])));
+        assert!(status_of(&gzip).contains("hit"));
+        assert_eq!(gzip.headers["content-encoding"], "gzip");
+        let gzipped = drain(gzip.body).unwrap();
+        assert_eq!(
+            Coding::Gzip
+                .decompress(&gzipped, original.len() as u64)
+                .unwrap(),
+            original
+        );
+
+        let (plain, _) = block_on(edge.handle(get("/p", &[])));
+        assert!(status_of(&plain).contains("hit"));
+        assert!(!plain.headers.contains_key("content-encoding"));
+        assert_eq!(plain.headers["etag"], "\"v1\"");
+        assert_eq!(plain.headers["vary"], "Accept-Encoding");
+        assert_eq!(drain(plain.body).unwrap(), original);
+
+        // Ranges come from the original bytes, never a compressed copy.
+        let ranged = get("/p", &[("accept-encoding", "br"), ("range", "bytes=0-9")]);
+        let (part, _) = block_on(edge.handle(ranged));
+        assert_eq!(part.status, 206);
+        assert!(!part.headers.contains_key("content-encoding"));
+        assert_eq!(drain(part.body).unwrap(), &original[..10]);
+
+        // A weak match of the compressed validator is current.
+        let again = get(
+            "/p",
+            &[("accept-encoding", "br"), ("if-none-match", "W/\"v1\"")],
+        );
+        let (not_modified, _) = block_on(edge.handle(again));
+        assert_eq!(not_modified.status, 304);
+
+        let mut head = get("/p", &[("accept-encoding", "gzip")]);
+        head.method = Method::HEAD;
+        let (head, _) = block_on(edge.handle(head));
+        assert_eq!(
+            head.headers["content-length"],
+            gzipped.len().to_string().as_str()
+        );
+        assert_eq!(origin.calls.get(), 1);
+    }
+
+    #[test]
+    fn no_transform_keeps_a_page_as_the_origin_sent_it() {
+        let rules = CacheRules::default();
+        let store = MemStore::default();
+        let origin = FakeOrigin::new(|_| Ok(page("max-age=60, no-transform")));
+        let clock = clock();
+        let edge = edge(&rules, &store, &origin, &clock);
+        for _ in 0..2 {
+            let (response, _) = block_on(edge.handle(get("/p", &[("accept-encoding", "br")])));
+            assert!(!response.headers.contains_key("content-encoding"));
+            assert!(!response.headers.contains_key("vary"));
+            assert_eq!(response.headers["etag"], "\"v1\"");
+        }
+        assert_eq!(origin.calls.get(), 1);
+    }
+
+    #[test]
+    fn a_revalidated_compressed_page_keeps_its_codings() {
+        let rules = CacheRules::default();
+        let store = MemStore::default();
+        let origin = FakeOrigin::new(|request| {
+            if request.headers.contains_key("if-none-match") {
+                let mut not_modified = status_response(304);
+                not_modified
+                    .headers
+                    .insert("cache-control", HeaderValue::from_static("max-age=60"));
+                return Ok(not_modified);
+            }
+            Ok(page("max-age=60"))
+        });
+        let original = drain(page("max-age=60").body).unwrap();
+        let clock = clock();
+        let edge = edge(&rules, &store, &origin, &clock);
+        block_on(edge.handle(get("/p", &[("accept-encoding", "gzip")])));
+        clock.set_unix_ms(1_700_000_061_000);
+        let (refreshed, _) = block_on(edge.handle(get("/p", &[("accept-encoding", "gzip")])));
+        assert_eq!(origin.calls.get(), 2);
+        assert_eq!(refreshed.headers["content-encoding"], "gzip");
+        let gzipped = drain(refreshed.body).unwrap();
+        assert_eq!(
+            Coding::Gzip
+                .decompress(&gzipped, original.len() as u64)
+                .unwrap(),
+            original
+        );
+        let (plain, _) = block_on(edge.handle(get("/p", &[])));
+        assert!(status_of(&plain).contains("hit"), "{}", status_of(&plain));
+        assert_eq!(drain(plain.body).unwrap(), original);
+        assert_eq!(origin.calls.get(), 2);
     }
 
     #[test]

@@ -63,6 +63,7 @@ impl<S: Store + 'static, O: Origin, C: Clock + 'static> Flow<'_, S, O, C> {
                         body: self.stored_body(&found).unwrap_or_default(),
                     },
                     stored_chunks: found.chunks(),
+                    stored_encodings: found.meta().encodings.clone(),
                     ..fetched
                 };
                 self.store_and_serve(exchange, updated, status, Storing::IfStorable)

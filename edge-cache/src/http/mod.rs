@@ -4,6 +4,7 @@
 
 pub mod cache_control;
 pub mod conditional;
+pub mod content_coding;
 pub(crate) mod field_names;
 pub mod header_list;
 pub(crate) mod hop_by_hop;

@@ -6,6 +6,7 @@
 
 pub mod browser;
 pub mod cache_status;
+pub mod compression;
 pub mod cookies;
 pub(crate) mod forwarding;
 pub mod freshness;

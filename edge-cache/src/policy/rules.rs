@@ -146,6 +146,18 @@ pub struct Rule {
     /// `"cache-tag"`, `"xkey"`); by default all three.
     #[serde(default)]
     pub tag_headers: TagHeaders,
+    /// Whether responses stored under this rule are compressed at fill
+    /// (`policy::compression`); default yes.
+    #[serde(default)]
+    pub compress: Option<bool>,
+    /// The media types compressed (`type/subtype` or `type/*`); default
+    /// [`DEFAULT_COMPRESS_TYPES`](crate::policy::compression::DEFAULT_COMPRESS_TYPES).
+    #[serde(default)]
+    pub compress_types: Option<Vec<String>>,
+    /// The smallest body compressed, in bytes; default
+    /// [`DEFAULT_COMPRESS_MIN_BYTES`](crate::policy::compression::DEFAULT_COMPRESS_MIN_BYTES).
+    #[serde(default)]
+    pub compress_min_bytes: Option<u64>,
 }
 
 /// A number of seconds as a rules file writes it, refused in words (not
@@ -238,6 +250,14 @@ impl CacheRules {
                      forbids: give one of them",
                 ));
             }
+            for (j, pattern) in rule.compress_types.iter().flatten().enumerate() {
+                if !crate::policy::compression::valid_type_pattern(pattern) {
+                    return Err(at(
+                        &format!("compress_types[{j}]"),
+                        "not a media type (`type/subtype` or `type/*`)",
+                    ));
+                }
+            }
             for (j, name) in rule.headers.iter().enumerate() {
                 if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
                     return Err(at(&format!("headers[{j}]"), "not a header name"));
@@ -302,6 +322,9 @@ const fn default_rule(other_cookies: OtherCookies, heuristic: bool) -> Rule {
         browser_freshness: None,
         browser_max_age: None,
         tag_headers: TagHeaders::ALL,
+        compress: None,
+        compress_types: None,
+        compress_min_bytes: None,
     }
 }
 

@@ -85,8 +85,9 @@ pub fn variance(names: &[String], request: &HeaderMap) -> String {
 }
 
 /// Collapses `Accept-Encoding` to the coding we would want the origin to
-/// use: `br` if acceptable, else `gzip`, else `identity`. The forwarded
-/// request carries the same value, so the stored variant matches its key.
+/// use: `br` if acceptable, else `zstd`, else `gzip`, else `identity`. The
+/// forwarded request carries the same value, so the stored variant
+/// matches its key.
 pub fn normalise_accept_encoding(value: &str) -> &'static str {
     let accepts = |coding: &str| {
         value.split(',').any(|member| {
@@ -103,6 +104,8 @@ pub fn normalise_accept_encoding(value: &str) -> &'static str {
     };
     if accepts("br") {
         "br"
+    } else if accepts("zstd") {
+        "zstd"
     } else if accepts("gzip") {
         "gzip"
     } else {
@@ -141,6 +144,8 @@ mod tests {
             ("gzip, deflate, br", "br"),
             ("gzip;q=1.0, br;q=0", "gzip"),
             ("GZIP", "gzip"),
+            ("gzip, zstd", "zstd"),
+            ("gzip, deflate, br, zstd", "br"),
             ("deflate", "identity"),
             ("", "identity"),
         ];

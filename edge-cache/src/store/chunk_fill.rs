@@ -70,6 +70,7 @@ impl HeadToWrite {
             control: &self.control,
             chunks: Some(chunks),
             sliced: None,
+            encodings: None,
         }
     }
 }

@@ -13,6 +13,7 @@
 
 use serde::{Deserialize, Serialize, Serializer};
 
+pub use crate::http::content_coding::Coding;
 pub use crate::store::chunks::{ChunkLayout, ChunkSet};
 
 const MAGIC: &[u8; 4] = b"ECE2";
@@ -49,6 +50,48 @@ pub struct EntryMeta {
     /// (`None`: all of them, or it is not chunked).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sliced: Option<ChunkSet>,
+    /// For an object the edge compressed at fill, the codings its body
+    /// holds (`None`: the body is the response's own bytes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encodings: Option<Encodings>,
+}
+
+/// The body of an object the edge compressed at fill: each coding's bytes
+/// one after another, in the order listed, and no copy of the original
+/// bytes (a client that accepts none of the codings gets them by
+/// decompressing). Never combined with chunks: only bodies stored whole
+/// are compressed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Encodings {
+    /// The length of the original (identity) body.
+    pub identity_length: u64,
+    /// Each coding stored and the length of its bytes.
+    pub parts: Vec<(Coding, u64)>,
+}
+
+impl Encodings {
+    /// The codings stored, in the order the edge prefers them.
+    pub fn codings(&self) -> impl Iterator<Item = Coding> + '_ {
+        self.parts.iter().map(|(coding, _)| *coding)
+    }
+
+    /// Where `coding`'s bytes are in the stored body (`None`: not stored,
+    /// or the lengths do not add up to the body's, as in a damaged value).
+    pub fn range_of(&self, coding: Coding, body_len: usize) -> Option<std::ops::Range<usize>> {
+        let total: u64 = self.parts.iter().map(|(_, length)| *length).sum();
+        if total != body_len as u64 {
+            return None;
+        }
+        let mut start = 0usize;
+        for (stored, length) in &self.parts {
+            let end = start + *length as usize;
+            if *stored == coding {
+                return Some(start..end);
+            }
+            start = end;
+        }
+        None
+    }
 }
 
 /// Header values in ECE1's JSON metadata (ECE2 does not go through this
@@ -162,6 +205,20 @@ enum Wire<'a> {
     /// (added last, for the same reason).
     #[serde(borrow)]
     Sliced(WireSliced<'a>),
+    /// The head of an object the edge compressed at fill (added last, for
+    /// the same reason).
+    #[serde(borrow)]
+    Encoded(WireEncoded<'a>),
+}
+
+/// A compressed object on the wire: its metadata and its codings.
+#[derive(Serialize, Deserialize)]
+struct WireEncoded<'a> {
+    #[serde(borrow)]
+    meta: WireMeta<'a>,
+    identity_length: u64,
+    #[serde(borrow)]
+    parts: Vec<(&'a str, u64)>,
 }
 
 /// A sliced object's head on the wire: a chunked head, and the bits of
@@ -241,6 +298,17 @@ impl<'a> From<&'a StoredValue> for Wire<'a> {
                     tags: meta.tags.iter().map(String::as_str).collect(),
                 };
                 match (meta.chunks, &meta.sliced) {
+                    (None, _) if let Some(encodings) = &meta.encodings => {
+                        Wire::Encoded(WireEncoded {
+                            meta: wire,
+                            identity_length: encodings.identity_length,
+                            parts: encodings
+                                .parts
+                                .iter()
+                                .map(|(coding, length)| (coding.token(), *length))
+                                .collect(),
+                        })
+                    }
                     (Some(layout), None) => Wire::Chunked(WireChunked { meta: wire, layout }),
                     (Some(layout), Some(stored)) => Wire::Sliced(WireSliced {
                         head: WireChunked { meta: wire, layout },
@@ -262,6 +330,7 @@ impl<'a> From<&'a StoredValue> for Wire<'a> {
 impl From<Wire<'_>> for StoredValue {
     fn from(wire: Wire<'_>) -> Self {
         let owned = |strings: Vec<&str>| strings.into_iter().map(str::to_owned).collect();
+        let mut encodings = None;
         let (meta, chunks, sliced) = match wire {
             Wire::Response(meta) => (meta, None, None),
             Wire::Chunked(head) => (head.meta, Some(head.layout), None),
@@ -270,6 +339,19 @@ impl From<Wire<'_>> for StoredValue {
                 Some(head.layout),
                 Some(ChunkSet(stored.to_vec())),
             ),
+            Wire::Encoded(encoded) => {
+                // A coding this version does not know makes the parts'
+                // lengths fail to add up: the value reads as damaged.
+                encodings = Some(Encodings {
+                    identity_length: encoded.identity_length,
+                    parts: encoded
+                        .parts
+                        .iter()
+                        .filter_map(|(token, length)| Some((Coding::of_token(token)?, *length)))
+                        .collect(),
+                });
+                (encoded.meta, None, None)
+            }
             Wire::Vary(index) => {
                 return StoredValue::Vary(VaryIndex {
                     key: index.key.to_owned(),
@@ -294,6 +376,7 @@ impl From<Wire<'_>> for StoredValue {
             tags: owned(meta.tags),
             chunks,
             sliced,
+            encodings,
         })
     }
 }
@@ -366,7 +449,22 @@ pub fn decode(bytes: &[u8]) -> Result<(StoredValue, Vec<u8>), DecodeError> {
     } else {
         serde_json::from_slice(meta).map_err(|e| DecodeError::Metadata(e.to_string()))?
     };
-    Ok((value, content[meta_end..].to_vec()))
+    let body = &content[meta_end..];
+    if let StoredValue::Response(EntryMeta {
+        encodings: Some(encodings),
+        ..
+    }) = &value
+    {
+        // Codings this version does not know were dropped as the head was
+        // read; then the lengths do not add up and the value is no use.
+        let total: u64 = encodings.parts.iter().map(|(_, length)| *length).sum();
+        if encodings.parts.is_empty() || total != body.len() as u64 {
+            return Err(DecodeError::Metadata(
+                "the stored codings do not cover the body".into(),
+            ));
+        }
+    }
+    Ok((value, body.to_vec()))
 }
 
 #[cfg(test)]
@@ -385,7 +483,44 @@ mod tests {
             tags: vec!["a".into()],
             chunks: None,
             sliced: None,
+            encodings: None,
         })
+    }
+
+    #[test]
+    fn an_encoded_head_round_trips_and_slices_its_codings() {
+        let StoredValue::Response(mut meta) = sample() else {
+            unreachable!()
+        };
+        let encodings = Encodings {
+            identity_length: 1000,
+            parts: vec![(Coding::Br, 3), (Coding::Gzip, 5)],
+        };
+        meta.encodings = Some(encodings.clone());
+        let value = StoredValue::Response(meta);
+        let bytes = encode(&value, b"BBBGGGGG");
+        let (decoded, body) = decode(&bytes).unwrap();
+        assert_eq!(decoded, value);
+        assert_eq!(
+            &body[encodings.range_of(Coding::Gzip, body.len()).unwrap()],
+            b"GGGGG"
+        );
+        assert_eq!(
+            &body[encodings.range_of(Coding::Br, body.len()).unwrap()],
+            b"BBB"
+        );
+        assert_eq!(encodings.range_of(Coding::Zstd, body.len()), None);
+        assert_eq!(
+            encodings.range_of(Coding::Br, 7),
+            None,
+            "lengths must add up"
+        );
+        // A head whose codings do not cover its body (a coding unknown to
+        // this version, or a damaged value) does not decode.
+        assert!(matches!(
+            decode(&encode(&value, b"BBBGGGG")),
+            Err(DecodeError::Metadata(_))
+        ));
     }
 
     fn sample_vary() -> StoredValue {
@@ -420,6 +555,7 @@ mod tests {
             tags: vec![],
             chunks: None,
             sliced: None,
+            encodings: None,
         })
     }
 

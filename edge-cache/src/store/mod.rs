@@ -440,6 +440,7 @@ mod tests {
             control: &control,
             chunks: None,
             sliced: None,
+            encodings: None,
         };
         block_on(storage.store(keyed, request, fetch, &PurgeEpoch::Unread)).unwrap();
     }

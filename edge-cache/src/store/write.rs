@@ -15,7 +15,7 @@ use crate::policy::storability::NOT_STORED_HEADERS;
 use crate::policy::vary::{MAX_VARIANTS, VaryNames, variance};
 use crate::seams::{Clock, StoreFailure};
 use crate::store::chunks::{ChunkLayout, ChunkSet};
-use crate::store::entry::{self, EntryMeta, StoredValue, VaryIndex};
+use crate::store::entry::{self, Encodings, EntryMeta, StoredValue, VaryIndex};
 use crate::store::keys::{EntryKey, Store, StoreKey};
 use crate::store::l1::Cached;
 use crate::store::{CacheStorage, PurgeEpoch, Read, unix_ms, unix_us};
@@ -41,6 +41,8 @@ pub(crate) struct StoredFetch<'a> {
     pub chunks: Option<ChunkLayout>,
     /// Which chunks are stored, where it is stored by slices.
     pub sliced: Option<ChunkSet>,
+    /// The codings `body` holds, where the edge compressed it.
+    pub encodings: Option<Encodings>,
 }
 
 /// A response as it is written: its metadata, the header map its stored
@@ -75,6 +77,7 @@ pub(crate) fn entry_meta(keyed: &KeyedTarget, fetch: &StoredFetch<'_>) -> (Entry
         tags: keyed.tag_headers.tags_of(fetch.headers),
         chunks: fetch.chunks,
         sliced: fetch.sliced.clone(),
+        encodings: fetch.encodings.clone(),
     };
     (meta, stored_headers)
 }
