@@ -261,6 +261,18 @@ mod tests {
     }
 
     #[test]
+    fn a_rules_file_with_a_bad_media_type_is_refused_in_words() {
+        let error = crate::policy::rules::CacheRules::parse(
+            r#"{"rules": [{"path_prefix": "/", "compress_types": ["html"]}]}"#,
+        )
+        .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "cache rules: rules[0].compress_types[0]: not a media type (`type/subtype` or `type/*`)"
+        );
+    }
+
+    #[test]
     fn type_patterns_are_checked() {
         assert!(valid_type_pattern("text/*"));
         assert!(valid_type_pattern("application/vnd.api+json"));

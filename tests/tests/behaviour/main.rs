@@ -6,6 +6,7 @@
 //! |---|---|
 //! | `proxy` | the reverse proxy without caching: status, fields, bodies, timeouts, the allow-list |
 //! | `caching` | hits, misses, revalidation, stale serves, `Vary`, rules, bypass |
+//! | `compression` | text compressed once at fill, each client given the coding it accepts or the original; what must not be compressed left alone |
 //! | `conformance` | RFC 9110/9111 duties: what a fill forwards, `Age`, unsafe methods, `private`/`no-cache` |
 //! | `field_semantics` | `CDN-Cache-Control`, end-to-end fields kept, HTTP-dates, interim responses |
 //! | `purge` | the purge API: each kind of purge, refused purges |
@@ -21,6 +22,7 @@
 mod backup_origin;
 mod browser_and_tags;
 mod caching;
+mod compression;
 mod conformance;
 mod fallback;
 mod field_semantics;
