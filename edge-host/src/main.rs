@@ -24,6 +24,8 @@ struct Cli {
 }
 
 mod check;
+mod hangup;
+mod rules_watch;
 
 /// What the application is: the flags `up` and `check` share.
 #[derive(Args)]
@@ -77,6 +79,14 @@ struct UpFlags {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:3000")]
     listen: SocketAddr,
+    /// Serve HTTPS (and HTTP/2 by ALPN) with this certificate chain, PEM,
+    /// the server's certificate first; needs --tls-key. Both files are
+    /// read again on SIGHUP.
+    #[arg(long, env = "SPIN_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert's certificate, PEM.
+    #[arg(long, env = "SPIN_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// Maximum concurrent component instances; also the most requests a
     /// WASI 0.3 component has in flight at once (more wait their turn).
     #[arg(long, default_value_t = edge_host::engine::DEFAULT_MAX_INSTANCES)]
@@ -212,6 +222,8 @@ fn run_check(configuration: &Configuration) -> anyhow::Result<()> {
 fn run_up(configuration: Configuration, flags: UpFlags) -> anyhow::Result<()> {
     let UpFlags {
         listen,
+        tls_cert,
+        tls_key,
         max_instances,
         max_instance_reuse_count,
         max_instance_concurrent_reuse_count,
@@ -229,6 +241,15 @@ fn run_up(configuration: Configuration, flags: UpFlags) -> anyhow::Result<()> {
         origin_pool_idle_timeout_ms,
         serving_threads,
     } = flags;
+    // First: a certificate that cannot be served stops it.
+    let tls = match (&tls_cert, &tls_key) {
+        (Some(cert), Some(key)) => Some(edge_host::net::tls::TlsTermination::load(cert, key)?),
+        _ => None,
+    };
+    if let Some(tls) = &tls {
+        tracing::info!("TLS certificate {}", tls.summary());
+    }
+    let scheme = if tls.is_some() { "https" } else { "http" };
     // Before anything is opened or compiled: rules the component could not
     // load would have it proxy without caching, so the edge does not start.
     let checked = check::check(&configuration.check_inputs())?;
@@ -247,6 +268,7 @@ fn run_up(configuration: Configuration, flags: UpFlags) -> anyhow::Result<()> {
         tracing::warn!("{why}");
     }
     let server = ServerOptions {
+        tls,
         max_request_body_bytes,
         client_header_timeout: Duration::from_millis(client_header_timeout_ms),
         keepalive_timeout: Duration::from_millis(keepalive_timeout_ms),
@@ -262,8 +284,12 @@ fn run_up(configuration: Configuration, flags: UpFlags) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let (stop, stopping) = tokio::sync::watch::channel(false);
-    // Before anything slow: from here on a SIGHUP cannot stop the process.
-    runtime.block_on(async { ignore_hangups() })?;
+    // Before anything slow: from here on a SIGHUP cannot stop the process
+    // (one that comes while loading is acted on once serving).
+    let hangups = runtime.block_on(async { hangup::catch() })?;
+    let manifest_path = check::manifest_path(&configuration.manifest);
+    let manifest = edge_host::manifest::Manifest::load(&manifest_path)?;
+    let variable_flags = configuration.variables.clone();
     let (app, listener) = runtime.block_on(async move {
         let options = AppOptions {
             manifest: configuration.manifest,
@@ -294,12 +320,21 @@ fn run_up(configuration: Configuration, flags: UpFlags) -> anyhow::Result<()> {
             eprintln!("edge-host: metrics on http://{addr}/metrics, status page on http://{addr}/");
         }
         observer.serve(app.clone());
-        if let Some(metrics) = edge_host::observe::metrics::get() {
-            for rules in &checked.rules {
-                metrics.report_rules(rules.status.clone());
-            }
-            tokio::spawn(watch_rules(checked.rules, metrics));
+        let metrics = edge_host::observe::metrics::get();
+        let rules = rules_watch::WatchedRules::new(checked.rules, metrics);
+        if metrics.is_some() {
+            tokio::spawn(rules.clone().poll());
         }
+        tokio::spawn(hangup::reload_on_hangups(
+            hangups,
+            hangup::Reloader {
+                app: app.clone(),
+                manifest,
+                manifest_path,
+                variable_flags,
+                rules,
+            },
+        ));
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
@@ -308,7 +343,7 @@ fn run_up(configuration: Configuration, flags: UpFlags) -> anyhow::Result<()> {
             "edge-host: {lanes} serving thread{}",
             if lanes == 1 { "" } else { "s" }
         );
-        eprintln!("edge-host: serving `{}` on http://{address}", app.name());
+        eprintln!("edge-host: serving `{}` on {scheme}://{address}", app.name());
         anyhow::Ok((app, listener.into_std()?))
     })?;
     runtime.spawn(async move {
@@ -318,66 +353,6 @@ fn run_up(configuration: Configuration, flags: UpFlags) -> anyhow::Result<()> {
     edge_host::serve_in_lanes(app, listener, server, lanes, stopping)?;
     edge_host::access_log::flush();
     eprintln!("edge-host: stopped");
-    Ok(())
-}
-
-/// How often a rules file is looked at for changes.
-const RULES_POLL: Duration = Duration::from_secs(1);
-
-/// Checks each rules file again whenever its content changes, and reports
-/// what it finds: a broken live edit shows as broken, with its message and
-/// the last good rules the component still serves with, on the status page
-/// and in `/metrics`.
-async fn watch_rules(
-    mut rules: Vec<check::ComponentRules>,
-    metrics: &'static edge_host::observe::metrics::Metrics,
-) {
-    rules.retain(|rules| rules.file.is_some());
-    if rules.is_empty() {
-        return;
-    }
-    let mut ticks = tokio::time::interval(RULES_POLL);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    loop {
-        ticks.tick().await;
-        for watched in &mut rules {
-            let Some(file) = &watched.file else { continue };
-            let bytes = std::fs::read(file).unwrap_or_default();
-            if edge_host::observe::rules::text_hash(&bytes) == watched.status.hash {
-                continue;
-            }
-            let mut again = watched.recheck();
-            again.status = again.status.after(&watched.status);
-            match &again.status.message {
-                // The component says what it does about it (serves with
-                // the last good rules) as its first instance reads them.
-                Some(problem) => tracing::info!("cache rules changed and are broken: {problem}"),
-                None => tracing::info!(
-                    "cache rules changed: {} (blake3 {})",
-                    again.status.source,
-                    again.status.hash
-                ),
-            }
-            metrics.report_rules(again.status.clone());
-            *watched = again;
-        }
-    }
-}
-
-/// Handles SIGHUP, whose default action would stop the process: `kill
-/// -HUP` and `systemctl reload` are how nginx is reloaded, and an operator
-/// in that habit must not take the edge down. Nothing is reloaded yet;
-/// each signal is logged as ignored.
-fn ignore_hangups() -> std::io::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut hangups = signal(SignalKind::hangup())?;
-    tokio::spawn(async move {
-        while hangups.recv().await.is_some() {
-            tracing::warn!(
-                "SIGHUP received and ignored: edge-host does not reload its configuration yet; restart it to apply changes"
-            );
-        }
-    });
     Ok(())
 }
 

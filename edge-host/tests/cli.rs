@@ -658,14 +658,15 @@ fn a_forged_host_stays_one_field_of_the_text_access_log() {
         std::thread::sleep(Duration::from_millis(20));
     };
     let fields: Vec<&str> = line.split('"').next().unwrap().split_whitespace().collect();
-    assert_eq!(fields.len(), 9, "{line}");
+    assert_eq!(fields.len(), 10, "{line}");
     assert_eq!(fields[1], "GET", "{line}");
     assert_eq!(
         fields[2], "shop.example\\x20path=/admin/x\\x20status=200\\x20hit",
         "{line}"
     );
     assert_eq!(fields[3], "/ok", "{line}");
-    assert_eq!(fields[4], "200", "{line}");
+    assert_eq!(fields[4], "HTTP/1.1", "{line}");
+    assert_eq!(fields[5], "200", "{line}");
 }
 
 /// A routine purge is logged at info, not as a warning.
@@ -867,4 +868,52 @@ fn the_disk_tier_stays_within_its_capacity() {
     assert_eq!(answered.load(std::sync::atomic::Ordering::SeqCst), 61);
     let (held, _) = disk_tier_bytes(&db);
     assert!(held > capacity / 2, "{held}");
+}
+
+/// `--tls-cert` and `--tls-key` (or `SPIN_TLS_CERT` and `SPIN_TLS_KEY`)
+/// come together, as `spin up` has them, and a pair that cannot be served
+/// stops the start with one line naming the file and what is wrong.
+#[test]
+fn a_tls_certificate_and_key_that_do_not_belong_together_stop_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let manifest = write(d, "ok.toml", MANIFEST).display().to_string();
+    let served = rcgen::generate_simple_self_signed(vec!["edge.test".to_owned()]).unwrap();
+    let other = rcgen::generate_simple_self_signed(vec!["other.test".to_owned()]).unwrap();
+    let cert = write(d, "cert.pem", &served.cert.pem());
+    let key = write(d, "other-key.pem", &other.signing_key.serialize_pem());
+    let (cert, key) = (cert.display().to_string(), key.display().to_string());
+
+    let (code, stderr) = run_up(
+        d,
+        &["-f", &manifest, "--tls-cert", &cert, "--tls-key", &key],
+    );
+    assert_eq!(code, 1, "{stderr}");
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.contains("error")).collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(
+        errors[0].contains("other-key.pem is not the key of the certificate in")
+            && errors[0].contains("cert.pem"),
+        "{stderr}"
+    );
+
+    // The same from the environment.
+    let output = Command::new(BIN)
+        .current_dir(d)
+        .args(["up", "--listen", "127.0.0.1:0", "-f", &manifest])
+        .env("SPIN_TLS_CERT", &cert)
+        .env("SPIN_TLS_KEY", d.join("absent.pem"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("absent.pem: cannot read it: no such file"),
+        "{stderr}"
+    );
+
+    // One without the other is a usage error naming the missing flag.
+    let (code, stderr) = run_up(d, &["-f", &manifest, "--tls-cert", &cert]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("--tls-key"), "{stderr}");
 }

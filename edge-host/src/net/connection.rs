@@ -18,6 +18,16 @@
 //!   ([`crate::net::connection_table`]), a connection that has not started its
 //!   next request is given [`ConnectionLimits::pressured_timeout`] at most,
 //!   and it may be closed at once to make room for a new connection.
+//!
+//! An HTTP/2 connection serves many requests at once, one per stream: it
+//! is serving while any stream is open and idle when none is. Between
+//! streams its client sends frames that are not requests (`PING`,
+//! `WINDOW_UPDATE`, `SETTINGS` acknowledgements), so for it a byte does
+//! not start the header clock: it is given the keep-alive timeout from its
+//! last stream's end, whatever arrives meanwhile (a `HEADERS` frame trickled
+//! in slowly is bounded by that too). Before its first request, the header
+//! timeout from the accept bounds the TLS handshake, the preface and the
+//! first request's header section together, as for HTTP/1.1.
 
 use std::io;
 use std::pin::Pin;
@@ -63,8 +73,12 @@ pub(crate) enum Expired {
 
 #[derive(Debug)]
 struct State {
-    /// Requests whose response has not finished (hyper serves one at a time).
+    /// Requests whose response has not finished: one at a time on an
+    /// HTTP/1.1 connection, up to the stream limit on an HTTP/2 one.
     in_flight: u32,
+    /// Whether the connection is HTTP/2: bytes between requests are
+    /// frames, not the start of a request.
+    multiplexed: bool,
     /// Whether a response has been sent on this connection.
     served: bool,
     /// When the connection was accepted or last became idle.
@@ -72,8 +86,11 @@ struct State {
     /// When the first byte of the next request arrived, while no request
     /// was in flight.
     head_started: Option<Instant>,
-    /// The body of the latest request.
+    /// The body of the latest request: the client may still be sending
+    /// it after its response (HTTP/1.1 has no other way to refuse it).
     body: Option<Arc<BodyWatch>>,
+    /// The bodies of the requests in flight (HTTP/2: one per open stream).
+    open_bodies: Vec<Arc<BodyWatch>>,
 }
 
 /// What one connection is doing, shared by its stream, its requests and its
@@ -109,10 +126,12 @@ impl Activity {
         Arc::new(Activity {
             state: Mutex::new(State {
                 in_flight: 0,
+                multiplexed: false,
                 served: false,
                 idle_since: Instant::now(),
                 head_started: None,
                 body: None,
+                open_bodies: Vec::new(),
             }),
             awaiting_first_byte: AtomicBool::new(true),
             evicted: AtomicBool::new(false),
@@ -150,28 +169,52 @@ impl Activity {
 
     /// A request's header section has arrived and is being served.
     pub(crate) fn request_started(self: &Arc<Self>, body: Arc<BodyWatch>) -> RequestGuard {
+        self.started(body, false)
+    }
+
+    /// A request has arrived on an HTTP/2 stream and is being served.
+    pub(crate) fn stream_started(self: &Arc<Self>, body: Arc<BodyWatch>) -> RequestGuard {
+        self.started(body, true)
+    }
+
+    fn started(self: &Arc<Self>, body: Arc<BodyWatch>, multiplexed: bool) -> RequestGuard {
         {
             let mut state = self.state();
             state.in_flight += 1;
+            state.multiplexed |= multiplexed;
             state.head_started = None;
-            state.body = Some(body);
+            state.open_bodies.push(body.clone());
+            state.body = Some(body.clone());
         }
         self.awaiting_first_byte.store(false, Ordering::SeqCst);
         self.changed.notify_one();
         RequestGuard {
             activity: Some(self.clone()),
+            body,
         }
     }
 
-    fn request_finished(&self) {
+    /// The connection is HTTP/2 (negotiated by ALPN, before any request).
+    pub(crate) fn multiplexed(&self) {
+        self.state().multiplexed = true;
+        self.awaiting_first_byte.store(false, Ordering::SeqCst);
+    }
+
+    fn request_finished(&self, body: &Arc<BodyWatch>) {
         {
             let mut state = self.state();
             state.in_flight = state.in_flight.saturating_sub(1);
+            if let Some(at) = state.open_bodies.iter().position(|b| Arc::ptr_eq(b, body)) {
+                state.open_bodies.swap_remove(at);
+            }
             if state.in_flight == 0 {
                 state.served = true;
                 state.idle_since = Instant::now();
                 state.head_started = None;
-                self.awaiting_first_byte.store(true, Ordering::SeqCst);
+                // On HTTP/2 the next bytes may be any frame: only a stream
+                // ends the idle time (see the module doc).
+                self.awaiting_first_byte
+                    .store(!state.multiplexed, Ordering::SeqCst);
             }
         }
         self.changed.notify_one();
@@ -232,13 +275,15 @@ impl Activity {
         self.evicted.load(Ordering::SeqCst)
     }
 
-    /// Whether the latest request's body was left (partly) unread: then the
-    /// client may still be sending it.
+    /// Whether the latest request's body, or that of a request in flight,
+    /// was left (partly) unread: then the client may still be sending it.
     fn body_unread(&self) -> bool {
-        self.state()
+        let state = self.state();
+        state
             .body
-            .as_ref()
-            .is_some_and(|body| !body.is_finished())
+            .iter()
+            .chain(&state.open_bodies)
+            .any(|body| !body.is_finished())
     }
 
     /// When the connection must end if nothing changes, and why; `pressed`
@@ -273,12 +318,13 @@ impl Activity {
 #[derive(Debug)]
 pub(crate) struct RequestGuard {
     activity: Option<Arc<Activity>>,
+    body: Arc<BodyWatch>,
 }
 
 impl RequestGuard {
     pub(crate) fn finish(&mut self) {
         if let Some(activity) = self.activity.take() {
-            activity.request_finished();
+            activity.request_finished(&self.body);
         }
     }
 }
@@ -595,6 +641,59 @@ mod tests {
             after,
             LIMITS.header_timeout,
             Expired::Header,
+        );
+    }
+
+    #[test]
+    fn an_http2_connection_serves_while_any_stream_is_open_and_frames_between_do_not_start_a_header_clock()
+     {
+        let activity = Activity::new();
+        let unread = BodyWatch::new(false);
+        let mut streams: Vec<RequestGuard> = (0..100)
+            .map(|i| match i {
+                7 => activity.stream_started(unread.clone()),
+                _ => activity.stream_started(BodyWatch::new(true)),
+            })
+            .collect();
+        // Stream 99's body is read; stream 7's is not: the connection
+        // must linger when it closes.
+        assert!(activity.body_unread());
+        for stream in streams.iter_mut().rev().take(99) {
+            stream.finish();
+            assert_eq!(activity.deadline(&LIMITS, false), None, "a stream is open");
+        }
+        assert!(activity.idle_rank().is_none());
+        let before = Instant::now();
+        streams[0].finish();
+        let after = Instant::now();
+        // Each finished stream's unread body was refused by h2 itself
+        // (`RST_STREAM`): nothing left to drain.
+        assert!(!activity.body_unread());
+        due_between(
+            activity.deadline(&LIMITS, false),
+            before,
+            after,
+            LIMITS.keepalive_timeout,
+            Expired::Idle,
+        );
+        // A PING while idle is not a request's first byte.
+        activity.bytes_arrived();
+        due_between(
+            activity.deadline(&LIMITS, false),
+            before,
+            after,
+            LIMITS.keepalive_timeout,
+            Expired::Idle,
+        );
+        // Negotiated by ALPN before any request: the same from the start
+        // of its idle time.
+        let negotiated = Activity::new();
+        negotiated.multiplexed();
+        negotiated.stream_started(BodyWatch::new(true)).finish();
+        negotiated.bytes_arrived();
+        assert_eq!(
+            negotiated.deadline(&LIMITS, false).map(|(_, why)| why),
+            Some(Expired::Idle)
         );
     }
 

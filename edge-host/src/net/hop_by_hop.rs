@@ -43,6 +43,41 @@ pub fn remove_connection_fields(headers: &mut HeaderMap) {
     }
 }
 
+/// Removes what an HTTP/2 message must not carry (RFC 9113 §8.2.2): the
+/// connection-specific fields, and `TE` unless it says only `trailers`.
+/// `Transfer-Encoding` goes too: HTTP/2 frames the body itself. A peer
+/// must treat a message with any of them as malformed; hyper would drop
+/// them with a warning, this drops them as the rule says, once, where the
+/// response leaves the host.
+pub fn remove_for_http2(headers: &mut HeaderMap) {
+    let te_is_trailers = headers
+        .get_all(http::header::TE)
+        .iter()
+        .all(|value| value.as_bytes().eq_ignore_ascii_case(b"trailers"));
+    let nominated: Vec<HeaderName> = headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+        .collect();
+    for name in nominated {
+        headers.remove(name);
+    }
+    for name in [
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "transfer-encoding",
+        "upgrade",
+    ] {
+        headers.remove(name);
+    }
+    if !te_is_trailers {
+        headers.remove(http::header::TE);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -72,6 +107,27 @@ mod tests {
         remove_connection_fields(&mut headers);
         let left: Vec<&str> = headers.keys().map(|k| k.as_str()).collect();
         assert_eq!(left, ["x-kept"]);
+    }
+
+    #[test]
+    fn an_http2_message_keeps_no_connection_specific_field_and_te_only_for_trailers() {
+        let mut headers = map(&[
+            ("connection", "close, x-hop"),
+            ("x-hop", "1"),
+            ("keep-alive", "timeout=5"),
+            ("proxy-connection", "keep-alive"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "h2c"),
+            ("te", "gzip"),
+            ("trailer", "server-timing"),
+            ("cache-status", "edge-cache; hit"),
+        ]);
+        remove_for_http2(&mut headers);
+        let left: Vec<&str> = headers.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left, ["trailer", "cache-status"]);
+        let mut trailers = map(&[("te", "Trailers")]);
+        remove_for_http2(&mut trailers);
+        assert!(trailers.contains_key("te"));
     }
 
     #[test]

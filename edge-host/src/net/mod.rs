@@ -7,13 +7,17 @@
 //! - `accept_failures`: an accept loop's failures: paused, and logged at most once per interval.
 //! - [`open_files`]: the open-file limit raised at start, and the connection caps that fit in it.
 //! - [`request_body`]: the request-body size limit.
-//! - [`hop_by_hop`]: drops connection-specific fields, inbound and outbound.
+//! - [`hop_by_hop`]: drops connection-specific fields, inbound and outbound, and what HTTP/2 forbids.
+//! - [`tls`]: TLS termination: the certificate and key, ALPN, reloads on SIGHUP.
+//! - [`http2`]: HTTP/1.1 and HTTP/2 to clients, and HTTP/2's limits (streams, headers, windows, rapid reset).
 //! - [`lanes`]: serving lanes, one thread with its own runtime and instances per core.
 
 pub(crate) mod accept_failures;
 pub mod connection;
 pub(crate) mod connection_table;
 pub mod hop_by_hop;
+pub mod http2;
 pub mod lanes;
 pub mod open_files;
 pub mod request_body;
+pub mod tls;

@@ -29,7 +29,7 @@ pub const WRITE_INTERVAL: Duration = Duration::from_millis(50);
 /// How the lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum LogFormat {
-    /// `time method host path status outcome bytes duration "cache-status"`.
+    /// `time method host path protocol status outcome bytes duration origin "cache-status"`.
     #[default]
     Text,
     /// One JSON object per line.
@@ -147,6 +147,8 @@ pub struct Entry<'a> {
     /// Only with `--access-log-query`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub query: Option<&'a str>,
+    /// The HTTP version the client spoke: `HTTP/1.1`, `HTTP/2`.
+    pub protocol: &'static str,
     pub status: u16,
     /// The component's `Cache-Status`, as sent.
     pub cache_status: &'a str,
@@ -208,7 +210,9 @@ impl AccessLog {
     }
 }
 
-/// One text line: space-separated fields, the cache status last, quoted.
+/// One text line: space-separated fields, the cache status last, quoted;
+/// method, path and protocol in the order of a request line, as nginx's
+/// `$request` has them.
 ///
 /// Method, host, path and query come from the client: each is escaped
 /// ([`escaped`]), so none can add a field or a line, and a reader that
@@ -220,12 +224,13 @@ fn text_line(entry: &Entry<'_>) -> String {
         .map(|q| format!("?{}", escaped(q, false)))
         .unwrap_or_default();
     format!(
-        "{} {} {} {}{} {} {} {} {:.3}ms {} \"{}\"",
+        "{} {} {} {}{} {} {} {} {} {:.3}ms {} \"{}\"",
         entry.time,
         escaped(entry.method, false),
         escaped(entry.host, false),
         escaped(entry.path, false),
         query,
+        entry.protocol,
         entry.status,
         entry.outcome,
         entry.bytes,
@@ -283,6 +288,7 @@ mod tests {
             host: "example.test",
             path: "/a",
             query: None,
+            protocol: "HTTP/1.1",
             status: 200,
             cache_status: "edge-cache; hit; ttl=5",
             outcome: "hit",
@@ -369,10 +375,10 @@ mod tests {
         assert_eq!(
             line,
             "t GET shop.example\\x20path=/admin/x\\x20status=200\\x20hit /a\\x22b\\x5Cc?q=1\\x202\\x0A3 \
-             200 hit 5 0.250ms origin=- \"edge-cache; hit; detail='\\x7F\\xC3\\xA9'\""
+             HTTP/1.1 200 hit 5 0.250ms origin=- \"edge-cache; hit; detail='\\x7F\\xC3\\xA9'\""
         );
         let before_quote = line.split('"').next().unwrap();
-        assert_eq!(before_quote.split(' ').count(), 10, "{line}");
+        assert_eq!(before_quote.split(' ').count(), 11, "{line}");
         // Plain fields are written as they are.
         assert_eq!(escaped("example.test", false), "example.test");
         assert!(matches!(
@@ -389,6 +395,7 @@ mod tests {
             host: "example.test",
             path: "/a",
             query: Some("v=1"),
+            protocol: "HTTP/2",
             status: 200,
             cache_status: "edge-cache; detail=\"x\"",
             outcome: "miss",
@@ -399,11 +406,12 @@ mod tests {
         };
         assert_eq!(
             text_line(&entry),
-            "t GET example.test /a?v=1 200 miss 5 1.250ms origin=0.500ms \"edge-cache; detail='x'\""
+            "t GET example.test /a?v=1 HTTP/2 200 miss 5 1.250ms origin=0.500ms \"edge-cache; detail='x'\""
         );
         let json: serde_json::Value = serde_json::to_value(&entry).unwrap();
         assert_eq!(json["outcome"], "miss");
         assert_eq!(json["query"], "v=1");
+        assert_eq!(json["protocol"], "HTTP/2");
         assert_eq!(json["origin_ms"], 0.5);
         let hit = self::entry();
         assert!(

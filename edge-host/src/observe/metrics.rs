@@ -69,6 +69,40 @@ impl FailureCause {
     }
 }
 
+/// The HTTP version a client spoke, as the access log and
+/// `edge_requests_by_protocol_total` name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// HTTP/1.0 (and 0.9, which hyper does not serve).
+    Http10,
+    /// HTTP/1.1.
+    Http11,
+    /// HTTP/2, over TLS or cleartext.
+    Http2,
+}
+
+impl Protocol {
+    const ALL: [Protocol; 3] = [Protocol::Http10, Protocol::Http11, Protocol::Http2];
+
+    /// The protocol of a request of `version`.
+    pub fn of(version: http::Version) -> Protocol {
+        match version {
+            http::Version::HTTP_09 | http::Version::HTTP_10 => Protocol::Http10,
+            http::Version::HTTP_2 | http::Version::HTTP_3 => Protocol::Http2,
+            _ => Protocol::Http11,
+        }
+    }
+
+    /// `HTTP/1.1`, `HTTP/2`: as a request line and nginx's `$server_protocol` spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Http10 => "HTTP/1.0",
+            Protocol::Http11 => "HTTP/1.1",
+            Protocol::Http2 => "HTTP/2",
+        }
+    }
+}
+
 /// Purge targets by kind, as the purge API's receipt counts them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PurgeReceipt {
@@ -101,6 +135,7 @@ pub struct Totals {
 pub struct Metrics {
     registry: Registry,
     requests: [[Counter; CLASSES.len()]; OUTCOMES],
+    by_protocol: [Counter; Protocol::ALL.len()],
     durations: [Histogram; OUTCOMES],
     bytes: [Counter; OUTCOMES],
     origin_fetches: [Counter; ORIGIN_RESULTS.len()],
@@ -158,6 +193,15 @@ impl Metrics {
             "edge_requests",
             "Requests answered, by cache outcome (from Cache-Status) and status class",
             requests_family,
+        );
+        let protocol_family = Family::<[(&'static str, &'static str); 1], Counter>::default();
+        let by_protocol = Protocol::ALL.map(|protocol| {
+            protocol_family.get_or_create_owned(&[("protocol", protocol.as_str())])
+        });
+        registry.register(
+            "edge_requests_by_protocol",
+            "Requests answered, by the HTTP version the client spoke",
+            protocol_family,
         );
         let durations_family =
             Family::<[(&'static str, &'static str); 1], Histogram>::new_with_constructor(
@@ -264,6 +308,7 @@ impl Metrics {
         Metrics {
             registry,
             requests,
+            by_protocol,
             durations,
             bytes,
             origin_fetches,
@@ -320,9 +365,17 @@ impl Metrics {
     }
 
     /// One answered request.
-    pub(crate) fn request(&self, outcome: Outcome, status: u16, bytes: u64, elapsed: Duration) {
+    pub(crate) fn request(
+        &self,
+        outcome: Outcome,
+        status: u16,
+        protocol: Protocol,
+        bytes: u64,
+        elapsed: Duration,
+    ) {
         let at = outcome.index();
         self.requests[at][class_index(status)].inc();
+        self.by_protocol[protocol as usize].inc();
         self.durations[at].observe(elapsed.as_secs_f64());
         self.bytes[at].inc_by(bytes);
     }
@@ -570,7 +623,13 @@ mod tests {
     #[test]
     fn the_exposition_names_every_series_before_any_traffic() {
         let metrics = Metrics::new();
-        metrics.request(Outcome::Hit, 200, 10, Duration::from_micros(300));
+        metrics.request(
+            Outcome::Hit,
+            200,
+            Protocol::Http2,
+            10,
+            Duration::from_micros(300),
+        );
         metrics.purge(PurgeReceipt {
             soft: true,
             urls: 2,

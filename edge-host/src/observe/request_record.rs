@@ -14,7 +14,7 @@ use std::time::{Instant, SystemTime};
 use http::{HeaderMap, Method, Request, Response};
 
 use crate::observe::cache_outcome::Outcome;
-use crate::observe::metrics::{FailureCause, PurgeReceipt};
+use crate::observe::metrics::{FailureCause, Protocol, PurgeReceipt};
 
 /// The most of a purge receipt kept for reading.
 const RECEIPT_LIMIT: usize = 4096;
@@ -24,6 +24,7 @@ pub(crate) struct RequestRecord {
     arrived: SystemTime,
     started: Instant,
     method: Method,
+    protocol: Protocol,
     host: String,
     path: String,
     query: Option<String>,
@@ -58,6 +59,7 @@ impl RequestRecord {
             arrived: SystemTime::now(),
             started,
             method: request.method().clone(),
+            protocol: Protocol::of(request.version()),
             host,
             path: request.uri().path().to_owned(),
             query,
@@ -163,7 +165,13 @@ impl Drop for RequestRecord {
     fn drop(&mut self) {
         let elapsed = self.started.elapsed();
         if let Some(metrics) = crate::observe::metrics::get() {
-            metrics.request(self.outcome, self.status, self.bytes, elapsed);
+            metrics.request(
+                self.outcome,
+                self.status,
+                self.protocol,
+                self.bytes,
+                elapsed,
+            );
             if self.cache_status.contains("detail=circuit-open") {
                 metrics.breaker_open_answer();
             }
@@ -178,6 +186,7 @@ impl Drop for RequestRecord {
                 host: &self.host,
                 path: &self.path,
                 query: self.query.as_deref(),
+                protocol: self.protocol.as_str(),
                 status: self.status,
                 cache_status: &self.cache_status,
                 outcome: self.outcome.as_str(),

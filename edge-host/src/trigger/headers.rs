@@ -1,19 +1,43 @@
 //! The `spin-*` request headers: what Spin tells a component about its
 //! request (the full URL, the matched route, the path after it, the
 //! client's address), set by the host and never taken from the client;
-//! the client's hop-by-hop fields are dropped first.
+//! the client's hop-by-hop fields are dropped first. And an HTTP/2
+//! request's target, made the one HTTP/1.1 would carry.
 
 use std::net::SocketAddr;
 
-use http::{HeaderName, HeaderValue, Request};
+use http::{HeaderName, HeaderValue, Request, Uri};
 
 use crate::net::hop_by_hop::remove_connection_fields;
 
+/// Makes an HTTP/2 request's target what HTTP/1.1 carries: `Host` from its
+/// `:authority` (RFC 9113 §8.3.1: it takes the place of `Host`, and a
+/// client's `Host` must not differ) and an origin-form target. Everything
+/// after (routing, the component, native hits, the cache key) then sees
+/// the same request whichever version the client spoke, and the client's
+/// `:scheme` claims nothing: the connection says whether it was TLS.
+pub(super) fn as_http1_target<B>(request: &mut Request<B>) {
+    if let Some(authority) = request.uri().authority()
+        && let Ok(host) = HeaderValue::from_str(authority.as_str())
+    {
+        request.headers_mut().insert(http::header::HOST, host);
+    }
+    if request.uri().scheme().is_some() || request.uri().authority().is_some() {
+        let mut parts = http::uri::Parts::default();
+        parts.path_and_query = request.uri().path_and_query().cloned();
+        if let Ok(target) = Uri::from_parts(parts) {
+            *request.uri_mut() = target;
+        }
+    }
+}
+
 /// Spin tells components about the request through `spin-*` headers; any a
-/// client sent are replaced, so a component can trust them.
+/// client sent are replaced, so a component can trust them. `secure`: the
+/// connection is TLS, and the full URL says `https`.
 pub(super) fn set_spin_headers<B>(
     request: &mut Request<B>,
     peer: SocketAddr,
+    secure: bool,
     matched_route: &str,
     path_info: &str,
 ) {
@@ -39,8 +63,12 @@ pub(super) fn set_spin_headers<B>(
         .unwrap_or("/")
         .to_owned();
     let base_route = matched_route.trim_end_matches("/...");
+    let scheme = if secure { "https" } else { "http" };
     let values = [
-        ("spin-full-url", format!("http://{host}{path_and_query}")),
+        (
+            "spin-full-url",
+            format!("{scheme}://{host}{path_and_query}"),
+        ),
         ("spin-path-info", path_info.to_owned()),
         ("spin-matched-route", matched_route.to_owned()),
         ("spin-component-route", base_route.to_owned()),
@@ -72,7 +100,7 @@ mod tests {
             .body(())
             .unwrap();
         let peer: SocketAddr = "192.0.2.7:4711".parse().unwrap();
-        set_spin_headers(&mut request, peer, "/shop/...", "/item");
+        set_spin_headers(&mut request, peer, false, "/shop/...", "/item");
         let headers = request.headers();
         let field = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
         assert_eq!(
@@ -89,5 +117,32 @@ mod tests {
         assert_eq!(field("x-hop"), None);
         assert_eq!(field("connection"), None);
         assert_eq!(field("accept"), Some("text/html"));
+
+        set_spin_headers(&mut request, peer, true, "/shop/...", "/item");
+        assert_eq!(
+            request.headers()["spin-full-url"],
+            "https://edge.example/shop/item?id=7"
+        );
+    }
+
+    #[test]
+    fn an_http2_target_becomes_host_and_origin_form() {
+        let mut request = Request::get("https://edge.example:8443/a/b?c=1")
+            .version(http::Version::HTTP_2)
+            .header("host", "forged.example")
+            .body(())
+            .unwrap();
+        as_http1_target(&mut request);
+        assert_eq!(request.uri(), "/a/b?c=1");
+        assert_eq!(request.uri().scheme(), None);
+        assert_eq!(request.headers()["host"], "edge.example:8443");
+        // A request without `:authority` keeps its `Host`.
+        let mut request = Request::get("/x")
+            .header("host", "h.example")
+            .body(())
+            .unwrap();
+        as_http1_target(&mut request);
+        assert_eq!(request.uri(), "/x");
+        assert_eq!(request.headers()["host"], "h.example");
     }
 }

@@ -17,7 +17,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
-use super::headers::set_spin_headers;
+use super::headers::{as_http1_target, set_spin_headers};
 use crate::app::App;
 use crate::executor::Dispatched;
 use crate::executor::failure::Failure;
@@ -26,23 +26,38 @@ use crate::net::connection::RequestGuard;
 use crate::net::request_body::{BodyWatch, LimitedBody};
 use crate::observe::request_record::RequestRecord;
 
-/// Serves one request from `peer`, its body held to `limit` bytes: routed
-/// to its component's executor, or answered by the host; recorded once its
-/// response body ends.
+/// What the host knows of the connection a request came on.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct ClientConnection {
+    /// The client's address.
+    pub(super) peer: SocketAddr,
+    /// Whether the connection is TLS (`https`).
+    pub(super) secure: bool,
+}
+
+/// Serves one request from `client`, its body held to `limit` bytes:
+/// routed to its component's executor, or answered by the host; recorded
+/// once its response body ends. An HTTP/2 request takes the same path as
+/// an HTTP/1.1 one: its target is made what HTTP/1.1 would have sent, and
+/// its response loses what HTTP/2 forbids.
 pub(super) async fn handle(
     app: Arc<App>,
-    request: Request<Incoming>,
-    peer: SocketAddr,
+    mut request: Request<Incoming>,
+    client: ClientConnection,
     limit: u64,
     guard: RequestGuard,
     trip: Arc<BodyWatch>,
 ) -> Result<Response<ServerBody>, Infallible> {
     let started = Instant::now();
+    let version = request.version();
+    if version == http::Version::HTTP_2 {
+        as_http1_target(&mut request);
+    }
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let mut record = RequestRecord::start(&request, started);
     let (response, component, from_component, failure_cause) =
-        match dispatch(&app, request, peer, limit, &trip).await {
+        match dispatch(&app, request, client, limit, &trip).await {
             Ok((response, component)) => (response, component, true, None),
             Err(failure) => {
                 let (response, component, cause) = failure.answer(&method, &path);
@@ -57,6 +72,10 @@ pub(super) async fn handle(
         elapsed_us = started.elapsed().as_micros() as u64,
         "{method} {path}"
     );
+    let mut response = response;
+    if version == http::Version::HTTP_2 {
+        crate::net::hop_by_hop::remove_for_http2(response.headers_mut());
+    }
     if let Some(record) = &mut record {
         record.responded(&response, &component, failure_cause);
     }
@@ -182,7 +201,7 @@ impl Body for ServerBody {
 async fn dispatch(
     app: &App,
     request: Request<Incoming>,
-    peer: SocketAddr,
+    client: ClientConnection,
     limit: u64,
     trip: &Arc<BodyWatch>,
 ) -> Result<Dispatched, Failure> {
@@ -202,7 +221,13 @@ async fn dispatch(
     let component = &app.components[*route.handler];
 
     let mut request = request;
-    set_spin_headers(&mut request, peer, &route.matched_route, &route.path_info);
+    set_spin_headers(
+        &mut request,
+        client.peer,
+        client.secure,
+        &route.matched_route,
+        &route.path_info,
+    );
     if let Some(answer) = component.native.as_ref().and_then(|n| n.answer(&request)) {
         return Ok((answer, component.context.id.to_string()));
     }

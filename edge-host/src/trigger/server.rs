@@ -6,7 +6,13 @@
 //! What a client can make the host do is bounded: connections at once
 //! ([`ServerOptions::max_connections`]), time to send a header section and
 //! time idle between requests ([`crate::net::connection`]), request body size
-//! ([`crate::net::request_body`]).
+//! ([`crate::net::request_body`]), HTTP/2 streams and frames
+//! ([`crate::net::http2`]).
+//!
+//! With [`ServerOptions::tls`] every connection is TLS
+//! ([`crate::net::tls`]): the handshake runs in the connection's own task on
+//! its serving lane, under its watchdog, so the accept thread never waits
+//! for a client. Either way a connection speaks HTTP/1.1 or HTTP/2.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,14 +21,13 @@ use std::time::Duration;
 use http::Request;
 use http_body::Body;
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 
-use super::request::handle;
+use super::request::{ClientConnection, handle};
 use crate::app::App;
 use crate::net::accept_failures::{AcceptFailures, LogThrottle};
 use crate::net::connection::{
@@ -31,10 +36,12 @@ use crate::net::connection::{
     Expired, TrackedStream, shed, watchdog,
 };
 use crate::net::connection_table::{ConnectionTable, Refused, Slot};
+use crate::net::http2::ConnectionBuilders;
 use crate::net::request_body::{BodyWatch, DEFAULT_MAX_REQUEST_BODY_BYTES};
+use crate::net::tls::TlsTermination;
 
 /// How the HTTP trigger treats clients (the `edge-host up` flags, as data).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct ServerOptions {
     /// Largest request body accepted; larger ones get `413`.
     pub max_request_body_bytes: u64,
@@ -54,6 +61,9 @@ pub struct ServerOptions {
     /// The most a connection that has not started its next request is kept
     /// while three quarters of `max_connections` are open.
     pub pressured_timeout: Duration,
+    /// Serve HTTPS with this certificate (`--tls-cert`, `--tls-key`),
+    /// reloaded on SIGHUP; `None`: cleartext HTTP.
+    pub tls: Option<TlsTermination>,
 }
 
 impl Default for ServerOptions {
@@ -65,6 +75,7 @@ impl Default for ServerOptions {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_connections_per_client: DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
             pressured_timeout: DEFAULT_PRESSURED_TIMEOUT,
+            tls: None,
         }
     }
 }
@@ -92,6 +103,7 @@ pub async fn serve_with(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let connections = Connections::Listener(listener, Slots::new(&options));
+    let _reloads = reload_certificates(&options)?;
     serve_lane(app, connections, options, shutdown).await
 }
 
@@ -119,6 +131,7 @@ pub fn serve_in_lanes(
         .enumerate()
         .map(|(lane, handed)| {
             let app = app.clone();
+            let options = options.clone();
             let pressure = slots.open.pressure();
             std::thread::Builder::new()
                 .name(format!("edge-lane-{lane}"))
@@ -137,6 +150,7 @@ pub fn serve_in_lanes(
     // lane that no more connections come.
     let accepted = current_thread_runtime()?.block_on(async move {
         let listener = TcpListener::from_std(listener)?;
+        let _reloads = reload_certificates(&slots.options)?;
         let mut failures = AcceptFailures::new("listener");
         loop {
             tokio::select! {
@@ -163,6 +177,17 @@ pub fn serve_in_lanes(
         }
     }
     outcome
+}
+
+/// With TLS, reloads its certificate on SIGHUP while the guard lives.
+fn reload_certificates(
+    options: &ServerOptions,
+) -> std::io::Result<Option<crate::net::tls::HangupReloads>> {
+    options
+        .tls
+        .as_ref()
+        .map(TlsTermination::reload_on_hangups)
+        .transpose()
 }
 
 fn current_thread_runtime() -> std::io::Result<tokio::runtime::Runtime> {
@@ -263,7 +288,7 @@ impl Slots {
             open: ConnectionTable::new(options.max_connections, options.max_connections_per_client),
             shedding: Arc::new(Semaphore::new(MAX_SHEDDING)),
             refusals: Arc::new(std::sync::Mutex::new(LogThrottle::default())),
-            options: *options,
+            options: options.clone(),
         }
     }
 
@@ -304,6 +329,11 @@ impl Slots {
                          {cap} connections open, each serving a request ({flag})"
                     );
                 }
+                // A TLS client cannot read a cleartext 503, and a handshake
+                // here would hold the accept thread: it is closed unanswered.
+                if options.tls.is_some() {
+                    return None;
+                }
                 if let Ok(shedding) = self.shedding.clone().try_acquire_owned() {
                     tokio::spawn(async move {
                         shed(stream, refused).await;
@@ -329,6 +359,10 @@ async fn serve_lane(
         keepalive_timeout: options.keepalive_timeout,
         pressured_timeout: options.pressured_timeout,
     };
+    let builders = Arc::new(ConnectionBuilders::new(
+        !options.keepalive_timeout.is_zero(),
+    ));
+    let max_request_body_bytes = options.max_request_body_bytes;
     let pressure = connections.pressure();
     let mut failures = AcceptFailures::new("listener");
     let mut shutdown = std::pin::pin!(shutdown);
@@ -343,28 +377,50 @@ async fn serve_lane(
                 let stream = TrackedStream::new(stream, activity.clone(), slot);
                 let app = app.clone();
                 let requests = activity.clone();
+                let client = ClientConnection { peer, secure: options.tls.is_some() };
                 let service = service_fn(move |request: Request<Incoming>| {
                     let watch = BodyWatch::new(request.body().is_end_stream());
-                    let guard = requests.request_started(watch.clone());
-                    handle(app.clone(), request, peer, options.max_request_body_bytes, guard, watch)
+                    let guard = match request.version() {
+                        http::Version::HTTP_2 => requests.stream_started(watch.clone()),
+                        _ => requests.request_started(watch.clone()),
+                    };
+                    handle(app.clone(), request, client, max_request_body_bytes, guard, watch)
                 });
-                let connection = http1::Builder::new()
-                    .keep_alive(!options.keepalive_timeout.is_zero())
-                    .serve_connection(TokioIo::new(stream), service);
-                let connection = graceful.watch(connection);
+                let acceptor = options.tls.as_ref().map(|tls| tls.acceptor().clone());
+                let builders = builders.clone();
+                let watcher = graceful.watcher();
                 let pressure = pressure.clone();
+                let handshaken = activity.clone();
+                // The handshake, if any, and every request of the
+                // connection, under one watchdog.
+                let serving = async move {
+                    let Some(acceptor) = acceptor else {
+                        let connection = builders.for_alpn(None).serve_connection(TokioIo::new(stream), service);
+                        return watcher.watch(connection).await;
+                    };
+                    let stream = match acceptor.accept(stream).await {
+                        Ok(stream) => stream,
+                        Err(error) => return Err(format!("TLS handshake failed: {error}").into()),
+                    };
+                    let alpn = stream.get_ref().1.alpn_protocol();
+                    if alpn == Some(crate::net::tls::ALPN_H2) {
+                        handshaken.multiplexed();
+                    }
+                    let builder = builders.for_alpn(alpn);
+                    watcher.watch(builder.serve_connection(TokioIo::new(stream), service)).await
+                };
                 tokio::spawn(async move {
                     let _open = open;
                     let _load = load;
                     tokio::select! {
-                        outcome = connection => {
+                        outcome = serving => {
                             if let Err(error) = outcome {
                                 tracing::debug!("connection from {peer}: {error}");
                             }
                         }
                         expired = watchdog(activity, limits, pressure) => match expired {
                             Expired::Header => tracing::debug!(
-                                "connection from {peer} closed: no complete header section within {} ms",
+                                "connection from {peer} closed: no TLS handshake and complete header section within {} ms",
                                 limits.header_timeout.as_millis()
                             ),
                             Expired::Idle => tracing::debug!(
