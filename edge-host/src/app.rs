@@ -4,8 +4,8 @@
 //! and field.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use anyhow::{Context as _, anyhow, bail};
 use tokio::sync::Semaphore;
@@ -23,9 +23,11 @@ use crate::instance::engine::{
 use crate::instance::limits::{EpochTicker, InstanceLimits};
 use crate::instance::{self, ComponentContext};
 use crate::key_value::{AppStores, StoreOverrides, StoreSetupError};
-use crate::manifest::{Manifest, RouteDoc, SourceDoc};
+use crate::manifest::{ComponentDoc, Manifest, RouteDoc, SourceDoc};
 use crate::observe::instances::{InstanceCounters, InstanceStats};
 use crate::outbound_http::{AllowedHosts, OriginPool, PoolOptions};
+use crate::reload::Loaded;
+use crate::reload::live::LiveContext;
 use crate::routes::{RoutePattern, Router};
 use crate::runtime_config::RuntimeConfig;
 use crate::variables::{
@@ -74,6 +76,9 @@ pub struct App {
     _ticker: EpochTicker,
     pub(crate) router: Router<usize>,
     pub(crate) components: Vec<ServingComponent>,
+    /// What it was loaded from, as the latest reload left it: what a
+    /// reload reads again and compares with ([`crate::reload`]).
+    pub(crate) loaded: Mutex<Loaded>,
 }
 
 impl App {
@@ -114,27 +119,21 @@ impl App {
         let origin_pool = OriginPool::new(options.origin_pool.unwrap_or_default());
 
         let cache_dir = options.cache_dir.clone().unwrap_or_else(default_cache_dir);
-        let mut app_stores = AppStores::new(&runtime_config.key_value, &options.store_overrides);
+        let mut app_stores = AppStores::new(
+            runtime_config.key_value.clone(),
+            options.store_overrides.clone(),
+        );
         let mut component_index = BTreeMap::new();
         let mut components = Vec::new();
         for (id, doc) in &manifest.doc.component {
             let at = |field: &str| format!("{}: component.{id}.{field}", manifest_path.display());
-            let variables =
-                ComponentVariables::render(&doc.variables, &app_variables, &at("variables"))?;
             for template in &doc.allowed_outbound_hosts {
                 let rendered = render_template(template, &variable_defaults, "").ok();
                 AllowedHosts::check_template(template, rendered.as_deref())
                     .map_err(|e| anyhow!("{}: component.{id}.{e}", manifest_path.display()))?;
             }
-            let hosts = doc
-                .allowed_outbound_hosts
-                .iter()
-                .map(|template| {
-                    render_template(template, &app_variables, &at("allowed_outbound_hosts"))
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            let allowed_hosts = AllowedHosts::parse(&hosts)
-                .map_err(|e| anyhow!("{}: component.{id}.{e}", manifest_path.display()))?;
+            let (variables, allowed_hosts) =
+                render_component(&manifest_path, id, doc, &app_variables)?;
 
             let key_value =
                 app_stores
@@ -160,22 +159,12 @@ impl App {
                 );
             }
             let component = load_component(&engine, &wasm_path, &cache_dir)?;
-            let native = match options.native_hits {
-                true => crate::native_hits::NativeHits::for_component(
-                    &std::fs::read(&wasm_path)
-                        .with_context(|| format!("reading component {}", wasm_path.display()))?,
-                    variables.clone(),
-                    key_value.clone(),
-                    files.clone(),
-                ),
-                false => None,
-            };
             let instance_pre = linker.instantiate_pre(&component).map_err(|e| {
                 anyhow!(e).context(format!(
                     "component `{id}` imports something this host does not provide"
                 ))
             })?;
-            let context = Arc::new(ComponentContext {
+            let context = Arc::new(LiveContext::new(ComponentContext {
                 id: Arc::from(id.as_str()),
                 variables,
                 key_value,
@@ -183,7 +172,15 @@ impl App {
                 origin_pool: origin_pool.clone(),
                 files,
                 environment: doc.environment.clone(),
-            });
+            }));
+            let native = match options.native_hits {
+                true => crate::native_hits::NativeHits::for_component(
+                    &std::fs::read(&wasm_path)
+                        .with_context(|| format!("reading component {}", wasm_path.display()))?,
+                    context.clone(),
+                ),
+                false => None,
+            };
             let stats = Arc::new(InstanceCounters::default());
             // The flavour is what the component exports: WASI 0.3's handler
             // if it has one, else WASI 0.2's.
@@ -252,12 +249,30 @@ impl App {
             _ticker: EpochTicker::start(&engine),
             router: Router::new(routes),
             components,
+            loaded: Mutex::new(Loaded {
+                manifest_path,
+                manifest,
+                runtime_config: options.runtime_config.clone(),
+                variable_flags: options.variables.clone(),
+                app_variables,
+                stores: app_stores,
+            }),
         };
         // With metrics on, its instances are reported as its stores are.
         if let Some(metrics) = crate::observe::metrics::get() {
             metrics.report_instances(app.instance_counters());
         }
         Ok(app)
+    }
+
+    /// The application variables its components were last configured
+    /// with (at load, or by the latest reload that took new ones).
+    pub fn application_variables(&self) -> BTreeMap<String, String> {
+        self.loaded
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .app_variables
+            .clone()
     }
 
     /// The application's name from the manifest.
@@ -287,4 +302,25 @@ impl App {
             .map(|component| component.stats.snapshot())
             .fold(InstanceStats::default(), |sum, stats| sum + stats)
     }
+}
+
+/// A component's variables and `allowed_outbound_hosts`, rendered over the
+/// application's variables; errors name the manifest field. At load and
+/// again on each reload.
+pub(crate) fn render_component(
+    manifest_path: &Path,
+    id: &str,
+    doc: &ComponentDoc,
+    app_variables: &BTreeMap<String, String>,
+) -> anyhow::Result<(ComponentVariables, AllowedHosts)> {
+    let at = |field: &str| format!("{}: component.{id}.{field}", manifest_path.display());
+    let variables = ComponentVariables::render(&doc.variables, app_variables, &at("variables"))?;
+    let hosts = doc
+        .allowed_outbound_hosts
+        .iter()
+        .map(|template| render_template(template, app_variables, &at("allowed_outbound_hosts")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let allowed_hosts = AllowedHosts::parse(&hosts)
+        .map_err(|e| anyhow!("{}: component.{id}.{e}", manifest_path.display()))?;
+    Ok((variables, allowed_hosts))
 }

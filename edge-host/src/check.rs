@@ -115,17 +115,33 @@ impl ComponentRules {
 /// first problem of the manifest, runtime config or variables (the same
 /// words `up` has for it), broken rules are in [`Checked::problems`].
 pub fn check(inputs: &CheckInputs) -> anyhow::Result<Checked> {
-    let manifest_path = if inputs.manifest.is_dir() {
-        inputs.manifest.join("spin.toml")
-    } else {
-        inputs.manifest.clone()
-    };
+    let manifest_path = manifest_path(&inputs.manifest);
     let manifest = Manifest::load(&manifest_path)?;
     if let Some(path) = &inputs.runtime_config {
         RuntimeConfig::load(path).map_err(|e| anyhow!(e))?;
     }
     let providers = VariableProviders::new(&inputs.variables, inputs.environment.clone())?;
-    let app_variables = resolve_application_variables(&manifest.doc.variables, &providers)
+    check_application(&manifest, &manifest_path, &providers)
+}
+
+/// The manifest path `up` reads: `manifest`, or the `spin.toml` in it.
+pub fn manifest_path(manifest: &Path) -> PathBuf {
+    if manifest.is_dir() {
+        manifest.join("spin.toml")
+    } else {
+        manifest.to_owned()
+    }
+}
+
+/// [`check`] past the manifest and the runtime config: the variables the
+/// `providers` give, each component's settings and rules over them. A
+/// reload checks new variables with it before it takes them.
+pub fn check_application(
+    manifest: &Manifest,
+    manifest_path: &Path,
+    providers: &VariableProviders,
+) -> anyhow::Result<Checked> {
+    let app_variables = resolve_application_variables(&manifest.doc.variables, providers)
         .map_err(|e| anyhow!("{}: {e}", manifest_path.display()))?;
     let mut rules = Vec::new();
     for (id, doc) in &manifest.doc.component {
@@ -171,7 +187,7 @@ pub fn check(inputs: &CheckInputs) -> anyhow::Result<Checked> {
         }
     }
     Ok(Checked {
-        manifest: manifest_path,
+        manifest: manifest_path.to_owned(),
         name: manifest.doc.application.name.clone(),
         components: manifest.doc.component.len(),
         variables: app_variables.len(),

@@ -19,6 +19,7 @@
 //! - [`instance`]: what an instance is given (component context, store data, linker); the engine and compiled-component cache, time and memory limits, the guest's stdout and stderr.
 //! - [`executor`]: how a request reaches an instance, one executor per `wasi:http` flavour: `wasi` (WASI 0.2, a fresh instance per request), `wasip3` (WASI 0.3, instances reused, with [`reuse`]); `failure` (what the host answers itself: a few words for the client, the detail logged under an error id, the cause for metrics).
 //! - [`app`]: loads an application: files → checked, compiled components, each with its executor, behind a router.
+//! - [`reload`]: SIGHUP's reload of the variables and the runtime config, each part all or nothing, swapped into each component's [`reload::live::LiveContext`] for new requests while those in flight finish with the old.
 //! - [`trigger`]: the HTTP trigger: `server` (listens, accepts, admits under the connection cap, serves connections), `request` (routes one request to its executor or answers it, records it), `headers` (the `spin-*` headers).
 //! - [`observability`]: the `--metrics-listen` and `--access-log` flags, and starting what they ask for.
 
@@ -33,6 +34,7 @@ pub mod net;
 pub mod observability;
 pub mod observe;
 pub mod outbound_http;
+pub mod reload;
 pub mod routes;
 pub mod runtime_config;
 pub mod trigger;
@@ -43,6 +45,7 @@ pub use executor::Flavour;
 pub use executor::reuse::ReuseOptions;
 pub use instance::limits::InstanceLimits;
 pub use observe::instances::InstanceStats;
+pub use reload::ReloadReport;
 pub use trigger::{ServerOptions, serve, serve_in_lanes, serve_with};
 
 // Paths from before the modules were grouped into folders, which `main.rs`

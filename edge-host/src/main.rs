@@ -343,7 +343,10 @@ fn run_up(configuration: Configuration, flags: UpFlags) -> anyhow::Result<()> {
             "edge-host: {lanes} serving thread{}",
             if lanes == 1 { "" } else { "s" }
         );
-        eprintln!("edge-host: serving `{}` on {scheme}://{address}", app.name());
+        eprintln!(
+            "edge-host: serving `{}` on {scheme}://{address}",
+            app.name()
+        );
         anyhow::Ok((app, listener.into_std()?))
     })?;
     runtime.spawn(async move {

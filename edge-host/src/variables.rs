@@ -284,7 +284,7 @@ pub fn render_template(
 
 /// One component's variables, rendered at start-up; also each instance's
 /// state for `fermyon:spin/variables` (a shared, read-only map).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ComponentVariables(Arc<BTreeMap<String, String>>);
 
 impl ComponentVariables {

@@ -23,10 +23,11 @@ use wasmtime_wasi_http::handler::ProxyHandler;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
+use crate::instance::RequestState;
 use crate::instance::limits::InstanceLimits;
-use crate::instance::{ComponentContext, RequestState};
 use crate::net::request_body::{BodyWatch, LimitedBody};
 use crate::observe::instances::InstanceCounters;
+use crate::reload::live::LiveContext;
 use failure::Failure;
 use reuse::ComponentHandler;
 
@@ -57,7 +58,9 @@ pub(crate) enum Serving {
 
 /// A component ready to serve requests.
 pub(crate) struct ServingComponent {
-    pub(crate) context: Arc<ComponentContext>,
+    /// Its context as the latest reload left it; each request or
+    /// instance takes the current one when it starts.
+    pub(crate) context: Arc<LiveContext>,
     pub(crate) serving: Serving,
     pub(crate) stats: Arc<InstanceCounters>,
     /// Its fresh hits answered natively, if it is an edge-cache component

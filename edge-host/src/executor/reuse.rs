@@ -22,6 +22,10 @@
 //!   new requests and retires when its in-flight ones are done; a request
 //!   that hits the cap traps the instance, and its in-flight requests get a
 //!   `500`.
+//! - **reload**: an instance made before a reload replaced its component's
+//!   context takes no new requests and retires once its in-flight ones
+//!   (which finish with the old configuration) are done
+//!   ([`crate::reload::live`]).
 //! - a trapped or expired instance is dropped, never reused; the next
 //!   request gets a fresh one. The fill leases it held are deleted before
 //!   its requests are answered (`key_value::leases`).
@@ -45,6 +49,7 @@ use super::open_bodies::OpenBodies;
 use crate::instance::limits::{InstanceLimits, MemoryUse};
 use crate::instance::{ComponentContext, RequestState};
 use crate::observe::instances::InstanceCounters;
+use crate::reload::live::LiveContext;
 
 /// Spin's default: requests one instance serves before it is retired.
 pub const DEFAULT_MAX_INSTANCE_REUSE_COUNT: usize = 128;
@@ -289,7 +294,7 @@ impl Drop for Ticket {
 /// A component has one per serving lane (see `lanes`), sharing counters.
 #[derive(Clone)]
 pub(crate) struct ComponentHandler {
-    context: Arc<ComponentContext>,
+    context: Arc<LiveContext>,
     pre: Arc<ProxyPre<RequestState>>,
     engine: wasmtime::Engine,
     limits: InstanceLimits,
@@ -301,7 +306,7 @@ pub(crate) struct ComponentHandler {
 
 impl ComponentHandler {
     pub(crate) fn new(
-        context: Arc<ComponentContext>,
+        context: Arc<LiveContext>,
         pre: ProxyPre<RequestState>,
         engine: wasmtime::Engine,
         limits: InstanceLimits,
@@ -327,7 +332,8 @@ impl HandlerState for ComponentHandler {
 
     async fn instantiate(&self) -> wasmtime::Result<Instance<RequestState, Expiry, Worker>> {
         let limits = self.limits;
-        let state = RequestState::new(&self.context, limits.max_memory_bytes)
+        let made_from = self.context.current();
+        let state = RequestState::new(&made_from, limits.max_memory_bytes)
             .map_err(wasmtime::Error::from_anyhow)?;
         let memory = state.limits.usage();
         let mut store = Store::new(&self.engine, state);
@@ -383,6 +389,8 @@ impl HandlerState for ComponentHandler {
             },
             state: Worker {
                 component: self.context.id.clone(),
+                live: self.context.clone(),
+                made_from,
                 record,
                 stats: self.stats.clone(),
                 max_reuse,
@@ -433,6 +441,12 @@ impl WorkerExpiration for Expiry {
 /// One instance's [`WorkerState`]: what it accepts and how it ends.
 pub(crate) struct Worker {
     component: Arc<str>,
+    /// The component's context as reloads leave it, and the one this
+    /// instance was made with: once a reload replaces it, the instance
+    /// takes no new request (new ones see the new configuration) and
+    /// retires when its own are done, which finish with the old one.
+    live: Arc<LiveContext>,
+    made_from: Arc<ComponentContext>,
     record: Arc<InstanceRecord>,
     stats: Arc<InstanceCounters>,
     max_reuse: usize,
@@ -448,6 +462,7 @@ impl WorkerState for Worker {
     fn should_accept_request(&self, concurrent: usize, total: usize) -> ShouldAccept {
         if total >= self.max_reuse
             || self.record.memory.largest_memory_bytes() >= self.recycle_memory_bytes
+            || !self.live.is_current(&self.made_from)
         {
             ShouldAccept::Never
         } else if concurrent >= self.max_concurrent {

@@ -46,7 +46,7 @@ pub(super) async fn execute(
     let component_id = component.context.id.to_string();
     let internal = |detail: String| Failure::internal(detail, &component_id);
 
-    let state = RequestState::new(&component.context, limits.max_memory_bytes)
+    let state = RequestState::new(&component.context.current(), limits.max_memory_bytes)
         .map_err(|e| internal(format!("preparing instance: {e:#}")))?;
     let memory_hit = state.memory_limit_hit();
     let mut store = Store::new(pre.engine(), state);

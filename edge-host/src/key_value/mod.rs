@@ -7,8 +7,11 @@
 //! the guest's calls from those, and [`leases`] keeps the fill leases an
 //! instance holds, to delete them if it fails. A backend is a trait object, so adding one
 //! (Redis, a fault injector for tests) touches its own module,
-//! [`runtime_config`] and [`open_backend`].
+//! [`runtime_config`] and [`open_backend`]. On a reload, [`changes`] says
+//! which labels keep their open instance and which are opened again
+//! ([`AppStores::reloaded`]).
 
+pub mod changes;
 pub mod host;
 mod leases;
 mod logged;
@@ -19,6 +22,8 @@ mod sqlite;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+
+use changes::{StoreChange, store_changes};
 
 pub use host::KeyValueState;
 pub use leases::LeftLeases;
@@ -108,20 +113,69 @@ pub enum StoreSetupError {
 /// The stores of one application, each label opened once (on first use)
 /// and shared by every component that lists it. Failures are logged,
 /// rate-limited ([`LoggedStore`]).
-pub struct AppStores<'a> {
-    config: &'a KeyValueConfig,
-    overrides: &'a StoreOverrides,
+pub struct AppStores {
+    config: KeyValueConfig,
+    overrides: StoreOverrides,
     opened: BTreeMap<String, Arc<dyn StoreBackend>>,
 }
 
-impl<'a> AppStores<'a> {
+impl AppStores {
     /// Stores from `overrides` first, else as `config` describes them.
-    pub fn new(config: &'a KeyValueConfig, overrides: &'a StoreOverrides) -> Self {
+    pub fn new(config: KeyValueConfig, overrides: StoreOverrides) -> Self {
         AppStores {
             config,
             overrides,
             opened: BTreeMap::new(),
         }
+    }
+
+    /// The stores as `config` describes them, for a reload: every label
+    /// open here whose definition is the same keeps its very instance (a
+    /// memory store its entries, a Redis store its connection); one whose
+    /// definition changed is opened anew. All or nothing: if a label a
+    /// component uses is no longer defined, or a new one does not open,
+    /// the error says which and these stores stay as they are. Also what
+    /// happened to each label, for the log.
+    pub fn reloaded(
+        &self,
+        config: KeyValueConfig,
+    ) -> Result<(AppStores, BTreeMap<String, StoreChange>), String> {
+        let open = self
+            .opened
+            .keys()
+            .map(String::as_str)
+            .filter(|label| !self.overrides.0.contains_key(*label));
+        let changes = store_changes(&self.config, &config, open);
+        let mut opened = self.opened.clone();
+        for (label, change) in &changes {
+            match change {
+                StoreChange::Kept | StoreChange::Unused => {}
+                StoreChange::Undefined => {
+                    return Err(format!(
+                        "key_value_store.{label}: a component's key_value_stores lists it and \
+                         the new runtime config no longer defines it"
+                    ));
+                }
+                StoreChange::Reopened => {
+                    let store = config
+                        .store(label)
+                        .ok_or_else(|| format!("key_value_store.{label}: not defined"))?;
+                    let inner = open_backend(label, &store, config.spin_capacity(label))?;
+                    opened.insert(label.clone(), Arc::new(LoggedStore::new(label, inner)));
+                }
+            }
+        }
+        let stores = AppStores {
+            config,
+            overrides: self.overrides.clone(),
+            opened,
+        };
+        Ok((stores, changes))
+    }
+
+    /// The configuration the stores were opened from.
+    pub fn config(&self) -> &KeyValueConfig {
+        &self.config
     }
 
     /// The stores a component's `key_value_stores` lists, opening those no
@@ -161,6 +215,17 @@ impl<'a> AppStores<'a> {
 pub struct ComponentStores(Arc<BTreeMap<String, Arc<dyn StoreBackend>>>);
 
 impl ComponentStores {
+    /// Whether `other` holds the very same store instances under the same
+    /// labels (a reload that changed none of them).
+    pub fn same_instances(&self, other: &ComponentStores) -> bool {
+        self.0.len() == other.0.len()
+            && self
+                .0
+                .iter()
+                .zip(other.0.iter())
+                .all(|((a, x), (b, y))| a == b && Arc::ptr_eq(x, y))
+    }
+
     /// The backend of `label`, if the component may open it.
     pub fn get(&self, label: &str) -> Option<&Arc<dyn StoreBackend>> {
         self.0.get(label)
@@ -184,9 +249,7 @@ mod tests {
 
     #[test]
     fn a_label_is_opened_once_and_shared_and_an_undefined_one_is_named() {
-        let config = KeyValueConfig::default();
-        let overrides = StoreOverrides::default();
-        let mut stores = AppStores::new(&config, &overrides);
+        let mut stores = AppStores::new(KeyValueConfig::default(), StoreOverrides::default());
         let labels = ["default".to_owned()];
         let a = stores.for_component(&labels).unwrap();
         let b = stores.for_component(&labels).unwrap();
@@ -200,5 +263,95 @@ mod tests {
             .err()
             .expect("undefined");
         assert_eq!(err, StoreSetupError::Undefined("other".to_owned()));
+    }
+}
+
+#[cfg(test)]
+mod reload_tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::runtime_config::RuntimeConfig;
+
+    fn config(text: &str) -> KeyValueConfig {
+        RuntimeConfig::parse(text, Path::new("/nonexistent"))
+            .unwrap()
+            .key_value
+    }
+
+    #[test]
+    fn a_reload_keeps_unchanged_instances_and_entries_and_opens_changed_ones() {
+        let mut stores = AppStores::new(
+            config(
+                "[key_value_store.default]\ntype = \"memory\"\n[key_value_store.l2]\ntype = \"memory\"\n",
+            ),
+            StoreOverrides::default(),
+        );
+        let before = stores
+            .for_component(&["default".to_owned(), "l2".to_owned()])
+            .unwrap();
+        test_support::block(before.get("default").unwrap().set("k", b"v".to_vec())).unwrap();
+        let (reloaded, changes) = stores
+            .reloaded(config(
+                "[key_value_store.default]\ntype = \"memory\"\n\
+                 [key_value_store.l2]\ntype = \"memory\"\ncapacity_bytes = 4096\n",
+            ))
+            .unwrap();
+        assert_eq!(changes["default"], StoreChange::Kept);
+        assert_eq!(changes["l2"], StoreChange::Reopened);
+        let mut reloaded = reloaded;
+        let after = reloaded
+            .for_component(&["default".to_owned(), "l2".to_owned()])
+            .unwrap();
+        assert!(Arc::ptr_eq(
+            before.get("default").unwrap(),
+            after.get("default").unwrap()
+        ));
+        assert_eq!(
+            test_support::block(after.get("default").unwrap().get("k")).unwrap(),
+            Some(b"v".to_vec()),
+            "the kept memory store keeps its entries"
+        );
+        assert!(!Arc::ptr_eq(
+            before.get("l2").unwrap(),
+            after.get("l2").unwrap()
+        ));
+        assert_eq!(after.get("l2").unwrap().capacity_bytes(), Some(4096));
+        assert!(!before.same_instances(&after));
+    }
+
+    #[test]
+    fn a_reload_that_cannot_open_a_store_or_loses_one_changes_nothing() {
+        let mut stores = AppStores::new(KeyValueConfig::default(), StoreOverrides::default());
+        stores.for_component(&["default".to_owned()]).unwrap();
+        // A directory that cannot be made: its parent is a file.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("file"), b"").unwrap();
+        let path = dir.path().join("file/kv.db");
+        let unreachable = stores
+            .reloaded(config(&format!(
+                "[key_value_store.default]\ntype = \"spin\"\npath = {:?}\n",
+                path.display().to_string()
+            )))
+            .err()
+            .expect("a path under a file does not open");
+        assert!(
+            unreachable.contains("key_value_store.default"),
+            "{unreachable}"
+        );
+        assert!(
+            unreachable.contains(&path.display().to_string()),
+            "{unreachable}"
+        );
+        let mut named = AppStores::new(
+            config("[key_value_store.extra]\ntype = \"memory\"\n"),
+            StoreOverrides::default(),
+        );
+        named.for_component(&["extra".to_owned()]).unwrap();
+        let lost = named
+            .reloaded(KeyValueConfig::default())
+            .err()
+            .expect("a used store may not disappear");
+        assert!(lost.contains("key_value_store.extra"), "{lost}");
     }
 }

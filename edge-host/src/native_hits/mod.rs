@@ -20,6 +20,11 @@
 //! stays warm), built again when its rules file changes, checked every
 //! [`RULES_CHECK`], and polled once per request: a store that cannot
 //! answer at once (Redis, SQLite) makes every request the component's.
+//!
+//! A reload that replaces the component's context (its variables, its
+//! stores) has each lane build its node again from the new one before its
+//! next native hit ([`crate::reload::live`]): a native hit never reads a
+//! store, or keys by a variable, the component no longer uses.
 
 mod chunks;
 pub(crate) mod host;
@@ -29,6 +34,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::pin::pin;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
@@ -41,8 +47,8 @@ use http_body_util::{BodyExt, Full};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use crate::files::FileMounts;
-use crate::key_value::ComponentStores;
-use crate::variables::ComponentVariables;
+use crate::instance::ComponentContext;
+use crate::reload::live::LiveContext;
 use host::NativeHost;
 
 /// How often a lane checks whether its node's rules file has changed.
@@ -52,9 +58,8 @@ const RULES_CHECK: Duration = Duration::from_secs(1);
 pub(crate) struct NativeHits {
     /// Tells this component's nodes apart in a lane's table.
     id: usize,
-    variables: ComponentVariables,
-    stores: ComponentStores,
-    files: FileMounts,
+    /// The component's variables, stores and files, as reloads leave them.
+    context: Arc<LiveContext>,
 }
 
 /// A lane's node for one component.
@@ -66,6 +71,8 @@ enum LaneNode {
     /// at `until`.
     Ready {
         node: Rc<Node<NativeHost>>,
+        /// The context it was built from: stale once a reload replaces it.
+        context: Arc<ComponentContext>,
         rules: Option<blake3::Hash>,
         until: Instant,
     },
@@ -83,12 +90,7 @@ static NEXT_ID: AtomicUsize = AtomicUsize::new(0);
 impl NativeHits {
     /// Native hits for a component with these parts, if `wasm` (its
     /// component's bytes) carries this core's mark.
-    pub(crate) fn for_component(
-        wasm: &[u8],
-        variables: ComponentVariables,
-        stores: ComponentStores,
-        files: FileMounts,
-    ) -> Option<NativeHits> {
+    pub(crate) fn for_component(wasm: &[u8], context: Arc<LiveContext>) -> Option<NativeHits> {
         match mark_of(wasm) {
             Some(mark) if mark == edge_cache::native_hits::MARK.as_bytes() => {}
             Some(mark) => {
@@ -105,9 +107,7 @@ impl NativeHits {
         }
         Some(NativeHits {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-            variables,
-            stores,
-            files,
+            context,
         })
     }
 
@@ -117,13 +117,13 @@ impl NativeHits {
         if request.method() != Method::GET && request.method() != Method::HEAD {
             return None;
         }
-        let node = self.node()?;
+        let (node, context) = self.node()?;
         let head = request_head(request)?;
         let FreshHit { response, chunks } = now_or_never(node.fresh_hit(&head))??;
         let body = match (response.body, chunks) {
             (Body::Full(bytes), None) => full(bytes),
             (_, Some(StoredBody { store, mut range })) => {
-                let store = self.stores.get(&store)?.clone();
+                let store = context.key_value.get(&store)?.clone();
                 let first = chunks::first_piece(&store, &mut range)?;
                 ChunkBody::new(store, range, first).boxed_unsync()
             }
@@ -136,19 +136,31 @@ impl NativeHits {
         Some(answer)
     }
 
-    /// This lane's node: built on the lane's second request for the
-    /// component, and again when its rules file changes (as a new
-    /// instance would read it).
-    fn node(&self) -> Option<Rc<Node<NativeHost>>> {
+    /// This lane's node and the context it reads: built on the lane's
+    /// second request for the component, and again when its rules file
+    /// changes (as a new instance would read it) or a reload replaces the
+    /// component's context.
+    fn node(&self) -> Option<(Rc<Node<NativeHost>>, Arc<ComponentContext>)> {
         let now = Instant::now();
         NODES.with(|nodes| {
             let mut nodes = nodes.borrow_mut();
             let entry = nodes.entry(self.id).or_insert(LaneNode::Unbuilt);
             match entry {
-                LaneNode::Ready { node, until, .. } if *until > now => return Some(node.clone()),
-                LaneNode::Ready { node, rules, until } if self.rules_of(node) == *rules => {
+                LaneNode::Ready { context, .. } if !self.context.is_current(context) => {}
+                LaneNode::Ready {
+                    node,
+                    context,
+                    until,
+                    ..
+                } if *until > now => return Some((node.clone(), context.clone())),
+                LaneNode::Ready {
+                    node,
+                    context,
+                    rules,
+                    until,
+                } if rules_of(&context.files, node) == *rules => {
                     *until = now + RULES_CHECK;
-                    return Some(node.clone());
+                    return Some((node.clone(), context.clone()));
                 }
                 LaneNode::Off { until } if *until > now => return None,
                 LaneNode::Unbuilt => {
@@ -158,34 +170,35 @@ impl NativeHits {
                 _ => {}
             }
             let until = now + RULES_CHECK;
+            let context = self.context.current();
             let host = NativeHost {
-                variables: self.variables.clone(),
-                stores: self.stores.clone(),
-                files: self.files.clone(),
+                variables: context.variables.clone(),
+                stores: context.key_value.clone(),
+                files: context.files.clone(),
             };
             *entry = match now_or_never(Node::new(host)) {
                 Some(Ok(node)) => LaneNode::Ready {
-                    rules: self.rules_of(&node),
+                    rules: rules_of(&context.files, &node),
                     node: Rc::new(node),
+                    context,
                     until,
                 },
                 _ => LaneNode::Off { until },
             };
             match entry {
-                LaneNode::Ready { node, .. } => Some(node.clone()),
+                LaneNode::Ready { node, context, .. } => Some((node.clone(), context.clone())),
                 _ => None,
             }
         })
     }
+}
 
-    /// The hash of `node`'s rules file as it reads now, if it has one.
-    fn rules_of(&self, node: &Node<NativeHost>) -> Option<blake3::Hash> {
-        let text = self
-            .files
-            .read_guest_file(node.rules_file()?)
-            .unwrap_or_default();
-        Some(blake3::hash(text.as_bytes()))
-    }
+/// The hash of `node`'s rules file as it reads now, if it has one.
+fn rules_of(files: &FileMounts, node: &Node<NativeHost>) -> Option<blake3::Hash> {
+    let text = files
+        .read_guest_file(node.rules_file()?)
+        .unwrap_or_default();
+    Some(blake3::hash(text.as_bytes()))
 }
 
 /// The edge-cache core's mark a component carries (see
@@ -272,20 +285,20 @@ mod tests {
         assert_eq!(mark_of(&module_with(section, other)), Some(&other[..]));
         assert_eq!(mark_of(&module_with("producers", mark)), None);
         assert_eq!(mark_of(b"not wasm at all"), None);
-        let stores = ComponentStores::default();
-        let ours = NativeHits::for_component(
-            &module_with(section, mark),
-            ComponentVariables::default(),
-            stores.clone(),
-            FileMounts::default(),
-        );
+        let context = || {
+            Arc::new(LiveContext::new(ComponentContext {
+                id: Arc::from("edge"),
+                variables: Default::default(),
+                key_value: Default::default(),
+                allowed_hosts: Default::default(),
+                origin_pool: Default::default(),
+                files: FileMounts::default(),
+                environment: Default::default(),
+            }))
+        };
+        let ours = NativeHits::for_component(&module_with(section, mark), context());
         assert!(ours.is_some());
-        let theirs = NativeHits::for_component(
-            &module_with(section, other),
-            ComponentVariables::default(),
-            stores,
-            FileMounts::default(),
-        );
+        let theirs = NativeHits::for_component(&module_with(section, other), context());
         assert!(theirs.is_none());
     }
 }

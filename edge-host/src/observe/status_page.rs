@@ -7,7 +7,9 @@
 //! taken at the request, and draws the hit ratio, requests per second by
 //! outcome and origin fetches per second from their differences. Keeping
 //! the history here means a page opened now shows the last ten minutes,
-//! not only what happened while it was open.
+//! not only what happened while it was open. It also shows the latest
+//! reload (SIGHUP) of each part of the configuration, a refused one
+//! prominently.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -29,6 +31,7 @@ use crate::net::connection_table::ConnectionTable;
 use crate::net::request_body::BodyWatch;
 use crate::observe::cache_outcome::Outcome;
 use crate::observe::metrics::{Metrics, Totals};
+use crate::observe::reloads::{self, ReloadStatus};
 use crate::observe::rules::RulesStatus;
 
 /// How often the history is sampled.
@@ -75,6 +78,9 @@ struct Status<'a> {
     samples: &'a [Sample],
     /// Each component's cache rules as edge-host last checked them.
     rules: Vec<RulesStatus>,
+    /// The latest reload's outcome for each part reloaded since start
+    /// (SIGHUP); empty until the first.
+    reloads: Vec<ReloadStatus>,
 }
 
 type History = Arc<Mutex<VecDeque<Sample>>>;
@@ -189,6 +195,7 @@ fn answer(
                     .collect(),
                 samples: &samples,
                 rules: metrics.rules(),
+                reloads: reloads::latest(),
             };
             let json = serde_json::to_string(&status).unwrap_or_else(|_| "{}".to_owned());
             reply(StatusCode::OK, "application/json", json)
