@@ -16,6 +16,7 @@
 //! | `deploy_files` | `deploy/` agrees with the cluster manifests |
 //! | `shipped_rules` | the shipped manifests default to the built-in rules; `make up`'s variable gives the demo shop's |
 //! | `live_rules` | a broken live edit of the rules file keeps the last good rules; a fix takes over |
+//! | `reload` | SIGHUP to a real edge-host process under load: a good configuration is taken for new requests, a broken one refused; no request fails |
 
 mod broken_bodies;
 mod deploy_files;
@@ -27,4 +28,5 @@ mod live_rules;
 mod manifests;
 mod origin_pool;
 mod p3_host;
+mod reload;
 mod shipped_rules;
