@@ -94,6 +94,18 @@ pub(crate) fn method_not_allowed() -> Response {
     response
 }
 
+/// `405` for a method other than GET or HEAD on the explainer.
+pub(crate) fn explain_method_not_allowed() -> Response {
+    let mut response = json_response(
+        405,
+        &serde_json::json!({"error": "the explain endpoint accepts GET and HEAD only"}),
+    );
+    response
+        .headers
+        .insert("allow", HeaderValue::from_static("GET, HEAD"));
+    response
+}
+
 /// `401` with the challenge for the purge API's bearer token.
 pub(crate) fn unauthorized() -> Response {
     let mut response = json_response(

@@ -12,6 +12,7 @@ pub(crate) mod answer;
 mod compressed;
 mod decision;
 pub(crate) mod exchange;
+mod explain;
 mod fill;
 pub(crate) mod pass;
 mod revalidate;
@@ -231,6 +232,9 @@ impl<S: Store + 'static, O: Origin, C: Clock + 'static> Flow<'_, S, O, C> {
         route: Option<PurgeRoute>,
         request: ClientRequest,
     ) -> (Response, Option<Refresh>) {
+        if route == Some(PurgeRoute::Explain) && self.purge_api().is_some() {
+            return (self.explain(&request).await, None);
+        }
         if let (Some(route), Some(api)) = (route, self.purge_api()) {
             return (api.handle(route, &request).await, None);
         }

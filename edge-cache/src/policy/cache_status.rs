@@ -23,7 +23,8 @@ pub enum Forward {
 }
 
 impl Forward {
-    fn token(self) -> &'static str {
+    /// Its `fwd` token.
+    pub fn token(self) -> &'static str {
         match self {
             Forward::UriMiss => "uri-miss",
             Forward::VaryMiss => "vary-miss",

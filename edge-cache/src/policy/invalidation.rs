@@ -41,9 +41,10 @@ pub fn prefix_scope(prefix: &str) -> String {
     format!("prefix:{}", hash128(normalised.as_bytes()))
 }
 
-/// The prefix scopes a path belongs to: `/a/b` → `/`, `/a/`, `/a/b/`.
-pub fn prefix_scopes(path: &str) -> Vec<String> {
-    let mut scopes = vec![prefix_scope("/")];
+/// The prefixes a path is purged by, as a purge names them: `/a/b` →
+/// `/`, `/a`, `/a/b` (at most [`MAX_PREFIX_DEPTH`] segments deep).
+pub fn prefixes_of(path: &str) -> Vec<String> {
+    let mut prefixes = vec!["/".to_owned()];
     let mut prefix = String::new();
     for segment in path
         .split('/')
@@ -52,9 +53,9 @@ pub fn prefix_scopes(path: &str) -> Vec<String> {
     {
         prefix.push('/');
         prefix.push_str(segment);
-        scopes.push(prefix_scope(&prefix));
+        prefixes.push(prefix.clone());
     }
-    scopes
+    prefixes
 }
 
 /// How many segments a purge prefix has.
@@ -201,6 +202,9 @@ mod tests {
 
     #[test]
     fn prefix_scopes_cover_ancestors_and_self() {
+        let prefix_scopes = |path: &str| -> Vec<String> {
+            prefixes_of(path).iter().map(|p| prefix_scope(p)).collect()
+        };
         let scopes = prefix_scopes("/static/js/app.js");
         assert_eq!(scopes.len(), 4);
         assert!(scopes.contains(&prefix_scope("/")));

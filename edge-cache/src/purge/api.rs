@@ -20,8 +20,8 @@ use crate::purge::request::{
     parse_purge_body, purge_id,
 };
 use crate::reply::{
-    body_too_large, health, health_method_not_allowed, json_response, method_not_allowed,
-    unauthorized,
+    body_too_large, explain_method_not_allowed, health, health_method_not_allowed, json_response,
+    method_not_allowed, unauthorized,
 };
 use crate::seams::{ClientConnection, ClientRequest, Clock, Response, StoreFailure};
 use crate::store::keys::{PurgeStateKey, Store};
@@ -79,6 +79,9 @@ pub(crate) enum PurgeRoute {
     /// `{admin_path}/health`, any method (GET and HEAD are answered, others
     /// `405`): matched first, so that no method on it is ever a purge.
     Health,
+    /// `{admin_path}/explain`: the decision explainer (`flow::explain`),
+    /// GET or HEAD with the token.
+    Explain,
 }
 
 impl PurgeSettings {
@@ -92,6 +95,8 @@ impl PurgeSettings {
             None
         } else if admin == Some("/purge") {
             Some(PurgeRoute::Endpoint)
+        } else if admin == Some("/explain") {
+            Some(PurgeRoute::Explain)
         } else if method.as_str() == "PURGE" {
             Some(PurgeRoute::Method)
         } else {
@@ -136,6 +141,12 @@ impl<S: Store, C: Clock> PurgeApi<'_, S, C> {
         if !authorized(headers, &self.settings.token) {
             return Admission::Answer(unauthorized());
         }
+        if route == PurgeRoute::Explain {
+            return match *method {
+                Method::GET | Method::HEAD => Admission::NoBody,
+                _ => Admission::Answer(explain_method_not_allowed()),
+            };
+        }
         let declared = headers
             .get(http::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
@@ -155,6 +166,8 @@ impl<S: Store, C: Clock> PurgeApi<'_, S, C> {
             PurgeRoute::Endpoint => self.endpoint(request).await,
             PurgeRoute::Method => self.method(request).await,
             PurgeRoute::Health => self.health(request).await,
+            // (Answered by the flow, which the explainer needs whole.)
+            PurgeRoute::Explain => explain_method_not_allowed(),
         }
     }
 

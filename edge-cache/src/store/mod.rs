@@ -33,7 +33,7 @@ use http::HeaderMap;
 use crate::policy::cache_status::Forward;
 use crate::policy::freshness::current_age;
 use crate::policy::invalidation::{
-    PurgeKind, PurgeTimes, Validity, all_scope, prefix_scopes, tag_scope, url_scope,
+    PurgeKind, PurgeTimes, Validity, all_scope, prefix_scope, prefixes_of, tag_scope, url_scope,
 };
 use crate::policy::key::{KeyedTarget, hash128};
 use crate::policy::vary::variance;
@@ -139,7 +139,7 @@ pub(crate) fn unix_ms(t: SystemTime) -> u64 {
         .unwrap_or(0)
 }
 
-fn from_unix_ms(ms: u64) -> SystemTime {
+pub(crate) fn from_unix_ms(ms: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(ms)
 }
 
@@ -296,39 +296,13 @@ impl<S: Store, C: Clock> CacheStorage<'_, S, C> {
         use_l1: bool,
     ) -> Result<Lookup, StoreFailure> {
         let corrupt = Lookup::Miss(Forward::Miss, Some("corrupt-entry"));
-        let collision = Lookup::Miss(Forward::Miss, Some("key-collision"));
-        let primary = EntryKey::primary(&keyed.key);
-        let cached = match self.read(&primary, use_l1).await? {
-            Read::Absent => return Ok(Lookup::Miss(Forward::UriMiss, None)),
-            Read::Corrupt => return Ok(corrupt),
-            Read::Value(cached) => cached,
-        };
-        let (cached, key) = match &cached.value {
-            StoredValue::Response(_) => (cached, primary),
-            StoredValue::Vary(index) => {
-                if index.key != keyed.key.canonical {
-                    return Ok(collision);
-                }
-                let variant = hash128(variance(&index.names, request_headers).as_bytes());
-                if !index.variants.contains(&variant) {
-                    return Ok(Lookup::Miss(Forward::VaryMiss, None));
-                }
-                let key = EntryKey::variant(index, &variant);
-                match self.read(&key, use_l1).await? {
-                    Read::Value(variant) if matches!(variant.value, StoredValue::Response(_)) => {
-                        (variant, key)
-                    }
-                    Read::Absent => return Ok(Lookup::Miss(Forward::VaryMiss, None)),
-                    Read::Value(_) | Read::Corrupt => return Ok(corrupt),
-                }
-            }
+        let (cached, key) = match self.stored_entry(keyed, request_headers, use_l1).await? {
+            Ok(found) => found,
+            Err(miss) => return Ok(miss),
         };
         let StoredValue::Response(meta) = &cached.value else {
             return Ok(corrupt);
         };
-        if meta.key != keyed.key.canonical {
-            return Ok(collision);
-        }
         // An L1 value checked at the store's current epoch has seen every
         // purge since; anything else is checked against its scopes.
         let checked =
@@ -336,7 +310,7 @@ impl<S: Store, C: Clock> CacheStorage<'_, S, C> {
         let validity = if checked {
             Validity::Valid
         } else {
-            let validity = self.validity(keyed, meta).await?;
+            let validity = self.validity(keyed, meta).await?.0;
             if validity == Validity::Valid {
                 *cached.validated_at.borrow_mut() = Some(epoch.clone());
             }
@@ -349,26 +323,135 @@ impl<S: Store, C: Clock> CacheStorage<'_, S, C> {
         Ok(Found::of(cached, key, soft_purged).map_or(corrupt, Lookup::Found))
     }
 
+    /// The response stored for `keyed` and these request headers, whatever
+    /// purges say of it (through its Vary index where it has one), or the
+    /// miss that finding none is.
+    async fn stored_entry(
+        &self,
+        keyed: &KeyedTarget,
+        request_headers: &HeaderMap,
+        use_l1: bool,
+    ) -> Result<Result<(Rc<Cached>, EntryKey), Lookup>, StoreFailure> {
+        let corrupt = Lookup::Miss(Forward::Miss, Some("corrupt-entry"));
+        let collision = Lookup::Miss(Forward::Miss, Some("key-collision"));
+        let primary = EntryKey::primary(&keyed.key);
+        let cached = match self.read(&primary, use_l1).await? {
+            Read::Absent => return Ok(Err(Lookup::Miss(Forward::UriMiss, None))),
+            Read::Corrupt => return Ok(Err(corrupt)),
+            Read::Value(cached) => cached,
+        };
+        let (cached, key) = match &cached.value {
+            StoredValue::Response(_) => (cached, primary),
+            StoredValue::Vary(index) => {
+                if index.key != keyed.key.canonical {
+                    return Ok(Err(collision));
+                }
+                let variant = hash128(variance(&index.names, request_headers).as_bytes());
+                if !index.variants.contains(&variant) {
+                    return Ok(Err(Lookup::Miss(Forward::VaryMiss, None)));
+                }
+                let key = EntryKey::variant(index, &variant);
+                match self.read(&key, use_l1).await? {
+                    Read::Value(variant) if matches!(variant.value, StoredValue::Response(_)) => {
+                        (variant, key)
+                    }
+                    Read::Absent => return Ok(Err(Lookup::Miss(Forward::VaryMiss, None))),
+                    Read::Value(_) | Read::Corrupt => return Ok(Err(corrupt)),
+                }
+            }
+        };
+        match &cached.value {
+            StoredValue::Response(meta) if meta.key != keyed.key.canonical => Ok(Err(collision)),
+            StoredValue::Response(_) => Ok(Ok((cached, key))),
+            StoredValue::Vary(_) => Ok(Err(corrupt)),
+        }
+    }
+
+    /// The purge that makes the response stored for `keyed` stale or dead,
+    /// as a lookup would judge it: its scope and what that scope records
+    /// (`None`: nothing stored, or no purge touches it). For the
+    /// explainer: read from the store, past the first tier.
+    pub(crate) async fn purge_of_stored(
+        &self,
+        keyed: &KeyedTarget,
+        request_headers: &HeaderMap,
+    ) -> Result<Option<PurgeFound>, StoreFailure> {
+        let Ok((cached, _)) = self.stored_entry(keyed, request_headers, false).await? else {
+            return Ok(None);
+        };
+        let StoredValue::Response(meta) = &cached.value else {
+            return Ok(None);
+        };
+        Ok(match self.validity(keyed, meta).await? {
+            (Validity::Valid, _) | (_, None) => None,
+            (validity, Some((scope, times))) => Some(PurgeFound {
+                scope,
+                times,
+                validity,
+                fetched_us: meta.request_time_us,
+            }),
+        })
+    }
+
     /// Whether the purges of every scope `meta` is stored under leave it
-    /// valid, stale or invalid.
+    /// valid, stale or invalid, and the scope (with its times) that
+    /// decided, when one did.
     async fn validity(
         &self,
         keyed: &KeyedTarget,
         meta: &EntryMeta,
-    ) -> Result<Validity, StoreFailure> {
-        let mut scopes = vec![all_scope(), url_scope(keyed.url())];
-        scopes.extend(prefix_scopes(&keyed.path));
-        scopes.extend(meta.tags.iter().map(|tag| tag_scope(tag)));
+    ) -> Result<(Validity, Option<(String, PurgeTimes)>), StoreFailure> {
         let mut validity = Validity::Valid;
-        for scope in &scopes {
-            let times = self.purge_times(scope).await?;
-            validity = validity.max(times.validity(meta.request_time_us));
+        let mut deciding = None;
+        for (scope, named) in scopes_of(keyed, meta) {
+            let times = self.purge_times(&scope).await?;
+            let this = times.validity(meta.request_time_us);
+            if this > validity {
+                validity = this;
+                deciding = Some((named, times));
+            }
             if validity == Validity::Invalid {
                 break;
             }
         }
-        Ok(validity)
+        Ok((validity, deciding))
     }
+}
+
+/// A purge that covers a stored response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PurgeFound {
+    /// The scope purged, as a purge names it (`url:http://…`,
+    /// `tag:product:1`, `prefix:/static`, `all`).
+    pub scope: String,
+    /// Its purge times.
+    pub times: PurgeTimes,
+    /// What it does to the response.
+    pub validity: Validity,
+    /// When the response's fetch began (unix µs): purges at or after it
+    /// cover it.
+    pub fetched_us: u64,
+}
+
+/// Every scope a stored response is purged by (everything, its URL, each
+/// prefix of its path, its tags), each with what a purge names it by (the
+/// scope keys are hashes).
+fn scopes_of(keyed: &KeyedTarget, meta: &EntryMeta) -> Vec<(String, String)> {
+    let mut scopes = vec![
+        (all_scope(), "all".to_owned()),
+        (url_scope(keyed.url()), format!("url:{}", keyed.url())),
+    ];
+    scopes.extend(
+        prefixes_of(&keyed.path)
+            .into_iter()
+            .map(|prefix| (prefix_scope(&prefix), format!("prefix:{prefix}"))),
+    );
+    scopes.extend(
+        meta.tags
+            .iter()
+            .map(|tag| (tag_scope(tag), format!("tag:{tag}"))),
+    );
+    scopes
 }
 
 /// Whether a value read or written is kept in the first tier: not the
