@@ -12,6 +12,10 @@ pub const SCENARIOS: &[(&str, &str)] = &[
     ("hot-1k", "hot hit, one 1 KiB object"),
     ("hot-100k", "hot hit, one 100 KiB object"),
     (
+        "compress-100k",
+        "compression: one 100 KiB HTML page, clients accepting br and gzip (nginx: gzip on, level 1)",
+    ),
+    (
         "miss",
         "miss path: unique URLs (1 KiB), every request goes to the origin",
     ),
@@ -46,6 +50,12 @@ pub const SCENARIOS: &[(&str, &str)] = &[
 /// more than requests).
 fn throughput(scenario: &str) -> bool {
     scenario.starts_with("hot-100m") || scenario.starts_with("ranges-")
+}
+
+/// Scenarios whose tables give MiB/s beside req/s, to tell the bytes each
+/// answer took (compression), while their ratios stay of req/s.
+fn with_bytes(scenario: &str) -> bool {
+    throughput(scenario) || scenario.starts_with("compress-")
 }
 
 /// Contestants in report order: id and description.
@@ -545,6 +555,24 @@ pub fn targets(tables: &[ScenarioTable], fetches: &[FetchTable]) -> Vec<String> 
             verdict(r >= 0.8)
         ));
     }
+    for compress in tables
+        .iter()
+        .filter(|t| t.scenario.starts_with("compress-"))
+    {
+        let per_answer = |row: &Row| row.mib_s.median * 1_048_576.0 / row.rps.median;
+        if let (Some(edge), Some(nginx)) = (compress.row("edge"), compress.row("nginx"))
+            && let Some(r) = ratio(Some(per_answer(edge)), Some(per_answer(nginx)))
+        {
+            out.push(format!(
+                "{}: bytes per answer edge {} / nginx {} = {r:.2}× (target ≤ 1.05×: {}); req/s {:.2}×",
+                compress.scenario,
+                thousands(per_answer(edge)),
+                thousands(per_answer(nginx)),
+                verdict(r <= 1.05),
+                edge.rps.median / nginx.rps.median,
+            ));
+        }
+    }
     for cold in fetches.iter().filter(|t| t.scenario.starts_with("cold-")) {
         for name in ["nginx", "nginx-slice"] {
             if let (Some(edge), Some(nginx)) = (cold.row("edge"), cold.row(name))
@@ -569,7 +597,7 @@ pub fn text(tables: &[ScenarioTable], fetches: &[FetchTable], purges: &[PurgeRow
     let mut out = String::new();
     for table in tables {
         let _ = writeln!(out, "\n{} — {}", table.scenario, table.description);
-        let with_bytes = throughput(&table.scenario);
+        let with_bytes = with_bytes(&table.scenario);
         let headings = headings(with_bytes);
         let rows: Vec<Vec<String>> = table.rows.iter().map(|r| cells(r, with_bytes)).collect();
         let widths = widths(&headings, &rows);
@@ -643,7 +671,7 @@ pub fn markdown(
     };
     for table in tables {
         let _ = writeln!(out, "### {}: {}\n", table.scenario, table.description);
-        let with_bytes = throughput(&table.scenario);
+        let with_bytes = with_bytes(&table.scenario);
         markdown_head(&mut out, &headings(with_bytes));
         for row in &table.rows {
             let mut cells = cells(row, with_bytes);

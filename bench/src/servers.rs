@@ -35,6 +35,11 @@ pub const PERIOD: u64 = 1 << 20;
 /// The largest frame a generated body hands hyper at once.
 const FRAME: u64 = 256 << 10;
 
+/// Paths under this are HTML pages: `?size=` bytes of product-list
+/// markup (`text/html`), as compressible as a real site's pages, for the
+/// compression scenario.
+pub const HTML_PREFIX: &str = "/html/";
+
 /// The `Last-Modified` of every large object (they never change).
 pub const LARGE_LAST_MODIFIED: &str = "Mon, 01 Jan 2024 00:00:00 GMT";
 
@@ -187,9 +192,54 @@ pub fn range(field: &str, size: u64) -> RangeAnswer {
     }
 }
 
+/// HTML the pages are cut from: a product list whose names, prices and
+/// stock vary row to row (a seeded generator), so it compresses about as
+/// well as a real catalogue page (gzip -1 to about a sixth), not as well
+/// as a repeated string.
+pub fn html_pattern() -> Bytes {
+    const WORDS: [&str; 24] = [
+        "linen", "shirt", "organic", "cotton", "wool", "scarf", "leather", "boots", "canvas",
+        "bag", "silk", "tie", "denim", "jacket", "merino", "socks", "suede", "loafers", "cashmere",
+        "sweater", "tweed", "cap", "velvet", "dress",
+    ];
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut page = String::from(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Catalogue</title>\
+         <link rel=\"stylesheet\" href=\"/static/site.3f2a1b9c.css\"></head><body><main><ul class=\"products\">\n",
+    );
+    let mut id = 0u64;
+    while page.len() < MAX_BODY + 256 {
+        id += 1;
+        let r = next();
+        let name = format!(
+            "{} {} {}",
+            WORDS[(r % 24) as usize],
+            WORDS[((r >> 8) % 24) as usize],
+            WORDS[((r >> 16) % 24) as usize]
+        );
+        page.push_str(&format!(
+            "<li class=\"product\" data-id=\"{id}\"><a href=\"/products/{id}\"><img src=\"/img/{:x}.webp\" \
+             alt=\"{name}\" width=\"320\" height=\"240\" loading=\"lazy\"><h2>{name}</h2></a>\
+             <p class=\"price\">&euro;{}.{:02}</p><p class=\"stock\">{} in stock</p></li>\n",
+            r >> 24 & 0xffff_ffff,
+            (r >> 32) % 400 + 5,
+            (r >> 40) % 100,
+            (r >> 48) % 60,
+        ));
+    }
+    Bytes::from(page)
+}
+
 /// The benchmark origin.
 pub struct Origin {
     pattern: Bytes,
+    html: Bytes,
     served: AtomicU64,
 }
 
@@ -197,6 +247,7 @@ impl Default for Origin {
     fn default() -> Self {
         Origin {
             pattern: pattern(),
+            html: html_pattern(),
             served: AtomicU64::new(0),
         }
     }
@@ -304,12 +355,13 @@ impl Origin {
             return error(StatusCode::BAD_REQUEST, "ttl: a number of seconds");
         };
         let offset = path_hash(path) % 256;
-        let mut response = Response::new(Full::new(self.pattern.slice(offset..offset + size)));
+        let (source, content_type) = match path.starts_with(HTML_PREFIX) {
+            true => (&self.html, "text/html; charset=utf-8"),
+            false => (&self.pattern, "application/octet-stream"),
+        };
+        let mut response = Response::new(Full::new(source.slice(offset..offset + size)));
         let headers = response.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/octet-stream"),
-        );
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
         headers.insert(
             header::CACHE_CONTROL,
             HeaderValue::from_str(&format!("public, max-age={ttl}")).expect("digits"),
@@ -373,6 +425,26 @@ mod tests {
             std::task::Poll::Ready(output) => output,
             std::task::Poll::Pending => panic!("a Full body is always ready"),
         }
+    }
+
+    #[test]
+    fn html_pages_are_text_and_compress_like_a_catalogue() {
+        use std::io::Write;
+        let origin = Origin::default();
+        let response = origin.respond("/html/100k", Some("size=102400"));
+        assert_eq!(
+            response.headers()["content-type"],
+            "text/html; charset=utf-8"
+        );
+        let page = body(response);
+        assert_eq!(page.len(), 102_400);
+        let mut fast = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        fast.write_all(&page).unwrap();
+        let ratio = fast.finish().unwrap().len() as f64 / page.len() as f64;
+        assert!(
+            (0.08..0.3).contains(&ratio),
+            "gzip -1 to {ratio:.2} of the page"
+        );
     }
 
     #[test]

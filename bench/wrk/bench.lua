@@ -4,10 +4,18 @@
 --   miss  a URL never asked before: BENCH_PREFIX/<thread>/<n>?size=BENCH_SIZE
 --   zipf  BENCH_PREFIX/<rank>?size=BENCH_SIZE, rank ~ Zipf(1.0) over
 --         BENCH_OBJECTS objects (edge_bench::zipf has the same sampler)
+--   BENCH_ACCEPT_ENCODING, if set, is sent as Accept-Encoding.
 -- done() prints one line, "BENCH_JSON {...}", that bench/run turns into a
 -- results record (edge_bench::results::WrkSummary).
 
 local mode = os.getenv("BENCH_MODE") or "hot"
+-- The compression scenario's clients: a browser's Accept-Encoding. Set
+-- here, before wrk builds its request, so hot mode still sends one
+-- pre-built request.
+local accept_encoding = os.getenv("BENCH_ACCEPT_ENCODING")
+if accept_encoding then
+  wrk.headers["Accept-Encoding"] = accept_encoding
+end
 local prefix = os.getenv("BENCH_PREFIX") or "/obj"
 local size = os.getenv("BENCH_SIZE") or "1024"
 local objects = tonumber(os.getenv("BENCH_OBJECTS") or "100000")
