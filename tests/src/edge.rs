@@ -178,6 +178,16 @@ impl EdgeSetup {
         self
     }
 
+    /// Serves HTTPS with the certificate and key in `cert` and `key` (PEM
+    /// files), as `--tls-cert` and `--tls-key` do.
+    pub fn tls(mut self, cert: &Path, key: &Path) -> Self {
+        self.server.tls = Some(
+            edge_host::net::tls::TlsTermination::load(cert, key)
+                .expect("the test certificate and key load"),
+        );
+        self
+    }
+
     /// Serves from `lanes` threads of their own (see `edge_host::lanes`).
     pub fn lanes(mut self, lanes: usize) -> Self {
         self.lanes = Some(lanes);

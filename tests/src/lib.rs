@@ -21,9 +21,12 @@
 //!   sent (any size) and whose uploads are counted as they arrive.
 //! - `own_process`: [`ran_in_own_process`], for a test that needs the
 //!   process's metrics to itself.
+//! - `client_protocols`: test certificates, TLS clients with a chosen ALPN
+//!   list, HTTP/1.1 and HTTP/2 clients over any connection.
 //! - here: waiting on a wiremock origin, a closed port, requests in flight
 //!   together, reading a request field and a metrics exposition.
 
+mod client_protocols;
 mod components;
 mod edge;
 mod faulty_store;
@@ -33,6 +36,10 @@ mod streaming_origin;
 
 use std::collections::BTreeMap;
 
+pub use client_protocols::{
+    Answer, Http1Client, Http2Client, TLS_NAME, TestCertificate, connect_tls, http1_client,
+    http2_client, negotiated, tls_client,
+};
 pub use components::{
     built_component, compilation_cache, component_path, component_path_for, default_flavour,
     default_native_hits, reuse, shipped_manifest, single_component_app, workspace_root,

@@ -28,6 +28,17 @@
 //! in slowly is bounded by that too). Before its first request, the header
 //! timeout from the accept bounds the TLS handshake, the preface and the
 //! first request's header section together, as for HTTP/1.1.
+//!
+//! An HTTP/2 client can also open a stream and reset it at once, over and
+//! over (rapid reset, CVE-2023-44487): each stream starts a request the
+//! host works on until the reset arrives, and none counts against the
+//! stream limit for long. h2 closes a connection whose streams are reset
+//! before the server accepts them; the ones accepted first are counted
+//! here: once a connection has started [`PREMATURE_RESET_MIN_STREAMS`]
+//! requests, and more than half of them were given up by the client before
+//! their response began, it is closed ([`Expired::PrematureResets`]), as
+//! Envoy's `premature_reset_total_stream_count` does. A browser cancels
+//! a request now and then (a page left), not most of them.
 
 use std::io;
 use std::pin::Pin;
@@ -59,6 +70,9 @@ pub const DEFAULT_MAX_CONNECTIONS_PER_CLIENT: u32 = 128;
 /// How long a connection that has not started its next request is kept
 /// while the listener is near its cap.
 pub const DEFAULT_PRESSURED_TIMEOUT: Duration = Duration::from_secs(5);
+/// Requests an HTTP/2 connection must have started before its share of
+/// requests reset by the client before their response can close it.
+pub const PREMATURE_RESET_MIN_STREAMS: u32 = 200;
 
 /// Why the watchdog ended a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,6 +83,9 @@ pub(crate) enum Expired {
     Idle,
     /// The connection was closed to make room for a new one.
     Evicted,
+    /// The client reset most of its HTTP/2 streams before their response
+    /// (rapid reset).
+    PrematureResets,
 }
 
 #[derive(Debug)]
@@ -79,6 +96,10 @@ struct State {
     /// Whether the connection is HTTP/2: bytes between requests are
     /// frames, not the start of a request.
     multiplexed: bool,
+    /// HTTP/2 requests started on this connection.
+    streams: u32,
+    /// Of those, the ones the client gave up before their response began.
+    premature_resets: u32,
     /// Whether a response has been sent on this connection.
     served: bool,
     /// When the connection was accepted or last became idle.
@@ -103,6 +124,8 @@ pub(crate) struct Activity {
     awaiting_first_byte: AtomicBool,
     /// Whether the connection table chose this connection to give way.
     evicted: AtomicBool,
+    /// Whether the client resets most of its streams before their response.
+    flooding: AtomicBool,
     changed: Notify,
     /// Whether the socket has been closed (its descriptor released).
     closed: AtomicBool,
@@ -127,6 +150,8 @@ impl Activity {
             state: Mutex::new(State {
                 in_flight: 0,
                 multiplexed: false,
+                streams: 0,
+                premature_resets: 0,
                 served: false,
                 idle_since: Instant::now(),
                 head_started: None,
@@ -135,6 +160,7 @@ impl Activity {
             }),
             awaiting_first_byte: AtomicBool::new(true),
             evicted: AtomicBool::new(false),
+            flooding: AtomicBool::new(false),
             changed: Notify::new(),
             closed: AtomicBool::new(false),
             closing: Notify::new(),
@@ -182,6 +208,9 @@ impl Activity {
             let mut state = self.state();
             state.in_flight += 1;
             state.multiplexed |= multiplexed;
+            if multiplexed {
+                state.streams = state.streams.saturating_add(1);
+            }
             state.head_started = None;
             state.open_bodies.push(body.clone());
             state.body = Some(body.clone());
@@ -191,6 +220,7 @@ impl Activity {
         RequestGuard {
             activity: Some(self.clone()),
             body,
+            responded: false,
         }
     }
 
@@ -200,10 +230,20 @@ impl Activity {
         self.awaiting_first_byte.store(false, Ordering::SeqCst);
     }
 
-    fn request_finished(&self, body: &Arc<BodyWatch>) {
+    /// A request is over; `given_up` if its client reset it before its
+    /// response began.
+    fn request_finished(&self, body: &Arc<BodyWatch>, given_up: bool) {
         {
             let mut state = self.state();
             state.in_flight = state.in_flight.saturating_sub(1);
+            if given_up && state.multiplexed {
+                state.premature_resets += 1;
+                if state.streams >= PREMATURE_RESET_MIN_STREAMS
+                    && state.premature_resets > state.streams / 2
+                {
+                    self.flooding.store(true, Ordering::SeqCst);
+                }
+            }
             if let Some(at) = state.open_bodies.iter().position(|b| Arc::ptr_eq(b, body)) {
                 state.open_bodies.swap_remove(at);
             }
@@ -275,6 +315,11 @@ impl Activity {
         self.evicted.load(Ordering::SeqCst)
     }
 
+    /// Whether the client resets most of its streams before their response.
+    fn is_flooding(&self) -> bool {
+        self.flooding.load(Ordering::SeqCst)
+    }
+
     /// Whether the latest request's body, or that of a request in flight,
     /// was left (partly) unread: then the client may still be sending it.
     fn body_unread(&self) -> bool {
@@ -314,17 +359,24 @@ impl Activity {
     }
 }
 
-/// Marks its request finished when the response body ends or is dropped.
+/// Marks its request finished when the response body ends or is dropped;
+/// dropped before [`RequestGuard::responded`], the client gave it up.
 #[derive(Debug)]
 pub(crate) struct RequestGuard {
     activity: Option<Arc<Activity>>,
     body: Arc<BodyWatch>,
+    responded: bool,
 }
 
 impl RequestGuard {
+    /// The response head is ready to be sent.
+    pub(crate) fn responded(&mut self) {
+        self.responded = true;
+    }
+
     pub(crate) fn finish(&mut self) {
         if let Some(activity) = self.activity.take() {
-            activity.request_finished(&self.body);
+            activity.request_finished(&self.body, !self.responded);
         }
     }
 }
@@ -355,6 +407,9 @@ pub(crate) async fn watchdog(
     loop {
         if activity.is_evicted() {
             return Expired::Evicted;
+        }
+        if activity.is_flooding() {
+            return Expired::PrematureResets;
         }
         let pressed = *pressure.borrow_and_update();
         let pressure_changed = async {
@@ -695,6 +750,40 @@ mod tests {
             negotiated.deadline(&LIMITS, false).map(|(_, why)| why),
             Some(Expired::Idle)
         );
+    }
+
+    #[tokio::test]
+    async fn an_http2_client_resetting_most_streams_before_their_response_is_cut_off() {
+        let (_pressure, calm) = tokio::sync::watch::channel(false);
+        let flooded = Activity::new();
+        let watchdog = tokio::spawn(watchdog(flooded.clone(), LIMITS, calm.clone()));
+        for i in 0..PREMATURE_RESET_MIN_STREAMS {
+            let mut stream = flooded.stream_started(BodyWatch::new(true));
+            // One in three answered, the rest reset before their response.
+            if i % 3 == 0 {
+                stream.responded();
+            }
+            drop(stream);
+            tokio::task::yield_now().await;
+            if i + 1 < PREMATURE_RESET_MIN_STREAMS {
+                assert!(!watchdog.is_finished(), "too few streams to judge: {i}");
+            }
+        }
+        let fired = tokio::time::timeout(Duration::from_secs(10), watchdog).await;
+        assert_eq!(fired.unwrap().unwrap(), Expired::PrematureResets);
+
+        // Half given up is a client that cancels a lot, not a flood; and
+        // HTTP/1.1 requests are dropped only with their connection.
+        let (browsing, serial) = (Activity::new(), Activity::new());
+        for i in 0..2 * PREMATURE_RESET_MIN_STREAMS {
+            let mut stream = browsing.stream_started(BodyWatch::new(true));
+            if i % 2 == 0 {
+                stream.responded();
+            }
+            drop(stream);
+            drop(serial.request_started(BodyWatch::new(true)));
+        }
+        assert!(!browsing.is_flooding() && !serial.is_flooding());
     }
 
     #[tokio::test]

@@ -10,24 +10,37 @@ use http::{HeaderName, HeaderValue, Request, Uri};
 
 use crate::net::hop_by_hop::remove_connection_fields;
 
-/// Makes an HTTP/2 request's target what HTTP/1.1 carries: `Host` from its
-/// `:authority` (RFC 9113 §8.3.1: it takes the place of `Host`, and a
-/// client's `Host` must not differ) and an origin-form target. Everything
-/// after (routing, the component, native hits, the cache key) then sees
-/// the same request whichever version the client spoke, and the client's
-/// `:scheme` claims nothing: the connection says whether it was TLS.
-pub(super) fn as_http1_target<B>(request: &mut Request<B>) {
+/// Makes a request's target read the same whichever version the client
+/// spoke and whether the connection is TLS, so that routing, the
+/// component, native hits and the cache key see one request:
+/// - HTTP/2: `Host` from `:authority` (RFC 9113 §8.3.1: it takes the place
+///   of `Host`, and a client's `Host` must not differ);
+/// - over TLS (`secure`): the absolute `https://{Host}{path}`, the scheme
+///   being the connection's (native hits and the WASI 0.3 executor read it
+///   from the URI);
+/// - in cleartext: origin-form, as HTTP/1.1 sends it (they take `http`).
+///
+/// The client's own `:scheme` claims nothing.
+pub(super) fn normalise_target<B>(request: &mut Request<B>, secure: bool) {
     if let Some(authority) = request.uri().authority()
         && let Ok(host) = HeaderValue::from_str(authority.as_str())
     {
         request.headers_mut().insert(http::header::HOST, host);
     }
-    if request.uri().scheme().is_some() || request.uri().authority().is_some() {
-        let mut parts = http::uri::Parts::default();
-        parts.path_and_query = request.uri().path_and_query().cloned();
-        if let Ok(target) = Uri::from_parts(parts) {
-            *request.uri_mut() = target;
+    let mut parts = http::uri::Parts::default();
+    parts.path_and_query = request.uri().path_and_query().cloned();
+    if secure {
+        let host = request.headers().get(http::header::HOST);
+        if let Some(authority) = host.and_then(|h| h.as_bytes().try_into().ok()) {
+            parts.scheme = Some(http::uri::Scheme::HTTPS);
+            parts.authority = Some(authority);
+            parts.path_and_query = parts
+                .path_and_query
+                .or(Some(http::uri::PathAndQuery::from_static("/")));
         }
+    }
+    if let Ok(target) = Uri::from_parts(parts) {
+        *request.uri_mut() = target;
     }
 }
 
@@ -126,23 +139,32 @@ mod tests {
     }
 
     #[test]
-    fn an_http2_target_becomes_host_and_origin_form() {
-        let mut request = Request::get("https://edge.example:8443/a/b?c=1")
-            .version(http::Version::HTTP_2)
-            .header("host", "forged.example")
-            .body(())
-            .unwrap();
-        as_http1_target(&mut request);
+    fn a_target_reads_the_same_whatever_the_version_and_says_https_only_under_tls() {
+        let h2 = |uri: &str| {
+            Request::get(uri)
+                .version(http::Version::HTTP_2)
+                .header("host", "forged.example")
+                .body(())
+                .unwrap()
+        };
+        let mut request = h2("https://edge.example:8443/a/b?c=1");
+        normalise_target(&mut request, false);
         assert_eq!(request.uri(), "/a/b?c=1");
-        assert_eq!(request.uri().scheme(), None);
         assert_eq!(request.headers()["host"], "edge.example:8443");
-        // A request without `:authority` keeps its `Host`.
+        let mut request = h2("http://edge.example/a?c=1");
+        normalise_target(&mut request, true);
+        assert_eq!(request.uri(), "https://edge.example/a?c=1");
+        // HTTP/1.1 over TLS: its Host, the connection's scheme.
         let mut request = Request::get("/x")
             .header("host", "h.example")
             .body(())
             .unwrap();
-        as_http1_target(&mut request);
-        assert_eq!(request.uri(), "/x");
+        normalise_target(&mut request, true);
+        assert_eq!(request.uri(), "https://h.example/x");
         assert_eq!(request.headers()["host"], "h.example");
+        // No usable Host: left origin-form.
+        let mut request = Request::get("/x").body(()).unwrap();
+        normalise_target(&mut request, true);
+        assert_eq!(request.uri(), "/x");
     }
 }

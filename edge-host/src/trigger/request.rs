@@ -17,7 +17,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
-use super::headers::{as_http1_target, set_spin_headers};
+use super::headers::{normalise_target, set_spin_headers};
 use crate::app::App;
 use crate::executor::Dispatched;
 use crate::executor::failure::Failure;
@@ -38,20 +38,20 @@ pub(super) struct ClientConnection {
 /// Serves one request from `client`, its body held to `limit` bytes:
 /// routed to its component's executor, or answered by the host; recorded
 /// once its response body ends. An HTTP/2 request takes the same path as
-/// an HTTP/1.1 one: its target is made what HTTP/1.1 would have sent, and
-/// its response loses what HTTP/2 forbids.
+/// an HTTP/1.1 one: its target is read the same way
+/// ([`normalise_target`]), and its response loses what HTTP/2 forbids.
 pub(super) async fn handle(
     app: Arc<App>,
     mut request: Request<Incoming>,
     client: ClientConnection,
     limit: u64,
-    guard: RequestGuard,
+    mut guard: RequestGuard,
     trip: Arc<BodyWatch>,
 ) -> Result<Response<ServerBody>, Infallible> {
     let started = Instant::now();
     let version = request.version();
-    if version == http::Version::HTTP_2 {
-        as_http1_target(&mut request);
+    if version == http::Version::HTTP_2 || client.secure {
+        normalise_target(&mut request, client.secure);
     }
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
@@ -72,6 +72,7 @@ pub(super) async fn handle(
         elapsed_us = started.elapsed().as_micros() as u64,
         "{method} {path}"
     );
+    guard.responded();
     let mut response = response;
     if version == http::Version::HTTP_2 {
         crate::net::hop_by_hop::remove_for_http2(response.headers_mut());

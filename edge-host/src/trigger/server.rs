@@ -429,6 +429,10 @@ async fn serve_lane(
                             Expired::Evicted => tracing::debug!(
                                 "connection from {peer} closed: idle, and its slot was needed"
                             ),
+                            Expired::PrematureResets => tracing::info!(
+                                "connection from {peer} closed: its client reset most of its HTTP/2 \
+                                 streams before their response (rapid reset)"
+                            ),
                         },
                     }
                 });

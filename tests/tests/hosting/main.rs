@@ -17,8 +17,10 @@
 //! | `shipped_rules` | the shipped manifests default to the built-in rules; `make up`'s variable gives the demo shop's |
 //! | `live_rules` | a broken live edit of the rules file keeps the last good rules; a fix takes over |
 //! | `reload` | SIGHUP to a real edge-host process under load: a good configuration is taken for new requests, a broken one refused; no request fails |
+//! | `client_protocols` | TLS with ALPN (h2, http/1.1), HTTP/2 streams and limits, a rapid-reset flood, certificates reloaded by SIGHUP, the protocol in metrics and the access log |
 
 mod broken_bodies;
+mod client_protocols;
 mod deploy_files;
 mod failed_fills;
 mod host_hardening;
