@@ -13,7 +13,7 @@
 //! no store write (the first tier may keep what the lookup read, as any
 //! lookup's).
 
-use http::Method;
+use http::{HeaderValue, Method};
 use serde_json::{Value, json};
 
 use crate::flow::decision::{Decision, StaleServe};
@@ -31,6 +31,10 @@ use crate::reply::json_response;
 use crate::seams::{Body, ClientRequest, Clock, Origin, Response};
 use crate::store::PurgeFound;
 use crate::store::keys::Store;
+
+/// The request field that asks for an answer's explanation, its value the
+/// purge token.
+pub(crate) const EXPLAIN_FIELD: &str = "edge-explain";
 
 /// The explain request's fields that are not the explained request's: its
 /// credentials, and what only framed its own body.
@@ -62,6 +66,35 @@ impl<S: Store + 'static, O: Origin, C: Clock + 'static> Flow<'_, S, O, C> {
             connection: request.connection.clone(),
             body: Body::empty(),
         };
+        json_response(200, &self.explanation(explained, fetch).await.into_json())
+    }
+
+    /// Whether `request` asks, with the purge token in `Edge-Explain`, for
+    /// its answer to say why (the field is taken off the request either
+    /// way: it is never forwarded, and a wrong token is ignored).
+    pub(crate) fn explain_asked(&self, request: &mut ClientRequest) -> bool {
+        let Some(value) = request.headers.remove(EXPLAIN_FIELD) else {
+            return false;
+        };
+        let Some(settings) = self.purge.filter(|s| !s.token.is_empty()) else {
+            return false;
+        };
+        let presented = value.to_str().unwrap_or("").trim();
+        // Compared by hash, in constant time as the bearer token is.
+        blake3::hash(presented.as_bytes()) == blake3::hash(settings.token.as_bytes())
+    }
+
+    /// The `Edge-Explain` field for a request's answer: the explanation
+    /// of the same request, taken after it was answered (what it stored is
+    /// what it explains), in `Cache-Status` style.
+    pub(crate) async fn explain_field(&self, request: ClientRequest) -> Option<HeaderValue> {
+        let explanation = self.explanation(request, false).await;
+        HeaderValue::from_str(&explanation.field()).ok()
+    }
+
+    /// What the edge does with `explained` and why; with `fetch`, what the
+    /// origin answers it too.
+    async fn explanation(&self, explained: ClientRequest, fetch: bool) -> Explanation {
         let mut out = Explanation::default();
         match self.route_past_admin(explained) {
             Routed::Pass(request, status) => {
@@ -69,7 +102,10 @@ impl<S: Store + 'static, O: Origin, C: Clock + 'static> Flow<'_, S, O, C> {
                 out.advice.extend(pass_advice(self, &request, &status));
                 out.predicted = Some(status);
             }
-            Routed::Unsafe(..) => unreachable!("an explained request is a GET"),
+            Routed::Unsafe(request, _) => {
+                out.rule = self.rule_facts(&request.path_and_query);
+                out.predicted = Some(CacheStatus::forward(Forward::Bypass).with_detail("method"));
+            }
             Routed::Cacheable(mut exchange) => {
                 out.rule = self.rule_facts(&exchange.request.path_and_query);
                 out.key = Some(key_facts(&exchange));
@@ -79,7 +115,7 @@ impl<S: Store + 'static, O: Origin, C: Clock + 'static> Flow<'_, S, O, C> {
                 }
             }
         }
-        json_response(200, &out.into_json())
+        out
     }
 
     /// The rule a target falls under, as JSON.
@@ -261,6 +297,54 @@ struct Explanation {
 }
 
 impl Explanation {
+    /// The explanation as one structured field (RFC 8941 parameters, as
+    /// `Cache-Status` has them): rule, key, dropped inputs, the stored
+    /// entry's age, lifetime and its source, the covering purge.
+    fn field(&self) -> String {
+        let quoted =
+            |value: &str| format!("\"{}\"", value.replace('\\', "\\\\").replace('"', "\\\""));
+        let mut params: Vec<(&str, String)> = Vec::new();
+        if let Some(label) = self.rule["label"].as_str() {
+            params.push(("rule", quoted(label)));
+        }
+        if let Some(key) = &self.key {
+            params.push(("key", quoted(key["canonical"].as_str().unwrap_or(""))));
+            for (field, name) in [
+                ("query_dropped", "query-dropped"),
+                ("cookies_dropped", "cookies-dropped"),
+            ] {
+                let dropped: Vec<&str> = key[field]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(Value::as_str).collect())
+                    .unwrap_or_default();
+                if !dropped.is_empty() {
+                    params.push((name, quoted(&dropped.join(" "))));
+                }
+            }
+        }
+        if let Some(stored) = &self.stored {
+            for (field, name) in [
+                ("age_seconds", "stored-age"),
+                ("lifetime_seconds", "lifetime"),
+            ] {
+                if let Some(n) = stored[field].as_u64() {
+                    params.push((name, n.to_string()));
+                }
+            }
+            if let Some(source) = stored["lifetime_from"].as_str() {
+                params.push(("lifetime-from", quoted(source)));
+            }
+        }
+        if let Some(scope) = self.purge.as_ref().and_then(|p| p["scope"].as_str()) {
+            params.push(("purged-by", quoted(scope)));
+        }
+        let mut out = String::from("edge-cache");
+        for (name, value) in params {
+            out.push_str(&format!("; {name}={value}"));
+        }
+        out
+    }
+
     fn into_json(self) -> Value {
         let predicted = self.predicted.unwrap_or_default();
         json!({

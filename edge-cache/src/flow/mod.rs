@@ -238,13 +238,30 @@ impl<S: Store + 'static, O: Origin, C: Clock + 'static> Flow<'_, S, O, C> {
         if let (Some(route), Some(api)) = (route, self.purge_api()) {
             return (api.handle(route, &request).await, None);
         }
-        match self.route_past_admin(request) {
+        let mut request = request;
+        // The token's bearer may ask an answer to explain itself; the
+        // explanation is taken once the answer is made (what it stored is
+        // what it explains).
+        let explained = self.explain_asked(&mut request).then(|| ClientRequest {
+            method: request.method.clone(),
+            path_and_query: request.path_and_query.clone(),
+            headers: request.headers.clone(),
+            connection: request.connection.clone(),
+            body: Body::empty(),
+        });
+        let (mut response, refresh) = match self.route_past_admin(request) {
             Routed::Pass(mut request, status) => (self.pass(&mut request, status).await, None),
             Routed::Unsafe(mut request, rules) => {
                 (self.pass_unsafe(&mut request, rules).await, None)
             }
             Routed::Cacheable(exchange) => self.cacheable(exchange).await,
+        };
+        if let Some(explained) = explained
+            && let Some(field) = self.explain_field(explained).await
+        {
+            response.headers.insert(explain::EXPLAIN_FIELD, field);
         }
+        (response, refresh)
     }
 
     /// Where a request that is not for the admin API goes: past the cache,
@@ -283,9 +300,11 @@ impl<S: Store + 'static, O: Origin, C: Clock + 'static> Flow<'_, S, O, C> {
         &self,
         request: ClientRequest,
     ) -> Option<(Response, Option<StoredRange>)> {
+        // (An answer asked to explain itself is the component's.)
         if self
             .purge_route(&request.method, &request.path_and_query)
             .is_some()
+            || request.headers.contains_key(explain::EXPLAIN_FIELD)
         {
             return None;
         }

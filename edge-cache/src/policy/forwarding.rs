@@ -38,7 +38,10 @@ const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host")
 /// family the edge sets itself, and fields that frameworks read as a
 /// different URL, host or method than the one the cache key and the
 /// edge's routing saw (request-line rewriting behind the key).
-pub(crate) const EDGE_OWNED: [&str; 14] = [
+pub(crate) const EDGE_OWNED: [&str; 15] = [
+    // The explainer's request field (`flow::explain`): it carries the
+    // purge token, and is for the edge alone.
+    "edge-explain",
     "forwarded",
     "x-forwarded-host",
     "x-forwarded-proto",
