@@ -26,6 +26,14 @@ pub async fn edge_for(origin: &wiremock::MockServer) -> Edge {
         .expect("edge starts")
 }
 
+/// [`edge_for`] whose every [`Edge::fetch_with`] is checked against the
+/// decision explainer ([`EdgeSetup::explained`]).
+pub async fn explained_edge_for(origin: &wiremock::MockServer) -> Edge {
+    Edge::start(EdgeSetup::origin(&origin.uri()).explained())
+        .await
+        .expect("edge starts")
+}
+
 /// An edge in front of `origin` whose purge API takes `token`; fails the
 /// test if it does not start.
 pub async fn purge_edge(origin: &wiremock::MockServer, token: &str) -> Edge {
@@ -69,6 +77,9 @@ pub struct Edge {
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<std::io::Result<()>>>,
     _workdir: tempfile::TempDir,
+    /// Whether each `fetch_with` is checked against the explainer
+    /// ([`EdgeSetup::explained`]).
+    explained: bool,
 }
 
 /// What to start an edge with.
@@ -107,6 +118,9 @@ pub struct EdgeSetup {
     /// Whether fresh hits are answered natively (default:
     /// [`default_native_hits`](crate::components::default_native_hits)).
     pub native_hits: Option<bool>,
+    /// Whether the explainer's prediction is checked on every
+    /// [`Edge::fetch_with`] ([`EdgeSetup::explained`]).
+    pub explained: bool,
 }
 
 impl EdgeSetup {
@@ -116,6 +130,15 @@ impl EdgeSetup {
             variables: vec![format!("origin_url={origin_url}")],
             ..Default::default()
         }
+    }
+
+    /// Gives the edge the purge token [`EXPLAIN_TOKEN`](crate::EXPLAIN_TOKEN)
+    /// and checks, on every [`Edge::fetch_with`] without its own
+    /// `Authorization`, that the answer's `Cache-Status` is what the
+    /// decision explainer predicted just before ([`crate::explained`]).
+    pub fn explained(mut self) -> Self {
+        self.explained = true;
+        self.variable("purge_token", crate::EXPLAIN_TOKEN)
     }
 
     /// Sends every request to the component, fresh hits too: for tests of
@@ -240,6 +263,7 @@ impl Edge {
             None => Edge::serve_app_with(options, workdir, setup.listen, setup.server).await?,
         };
         edge.observe(observer);
+        edge.explained = setup.explained;
         Ok(edge)
     }
 
@@ -326,6 +350,7 @@ impl Edge {
             shutdown: Some(shutdown),
             task: Some(task),
             _workdir: workdir,
+            explained: false,
         }
     }
 
@@ -347,6 +372,16 @@ impl Edge {
         path: &str,
         headers: &[(&str, &str)],
     ) -> anyhow::Result<Fetched> {
+        let checked = self.explained
+            && !headers
+                .iter()
+                .any(|(name, _)| name.eq_ignore_ascii_case("authorization"));
+        let prediction = match checked {
+            true => Some(crate::explained::prediction_of(
+                &crate::explained::explain(&self.url(""), path, headers).await?,
+            )),
+            false => None,
+        };
         let mut request = reqwest::Client::new().get(self.url(path));
         for (name, value) in headers {
             request = request.header(*name, *value);
@@ -359,6 +394,9 @@ impl Edge {
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
             .to_owned();
+        if let Some(prediction) = &prediction {
+            crate::explained::assert_agrees(prediction, path, &cache_status);
+        }
         Ok(Fetched {
             status,
             cache_status,

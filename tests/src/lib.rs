@@ -16,6 +16,8 @@
 //!   [`Fetched`], what a `GET` through it returned.
 //! - `raw_http`: origins that answer with exact bytes, and reads of exactly
 //!   what the edge wrote.
+//! - [`explained`]: the decision explainer's prediction, checked on every
+//!   request of an explained edge.
 //! - `faulty_store`: [`FaultyStore`], a store that fails on demand.
 //! - `streaming_origin`: an origin whose bodies are generated as they are
 //!   sent (any size) and whose uploads are counted as they arrive.
@@ -29,6 +31,7 @@
 mod client_protocols;
 mod components;
 mod edge;
+pub mod explained;
 mod faulty_store;
 mod own_process;
 mod raw_http;
@@ -44,8 +47,9 @@ pub use components::{
     built_component, compilation_cache, component_path, component_path_for, default_flavour,
     default_native_hits, reuse, shipped_manifest, single_component_app, workspace_root,
 };
-pub use edge::{Edge, EdgeSetup, Fetched, edge_for, purge_edge};
+pub use edge::{Edge, EdgeSetup, Fetched, edge_for, explained_edge_for, purge_edge};
 pub use edge_host::Flavour;
+pub use explained::{EXPLAIN_TOKEN, explain};
 pub use faulty_store::FaultyStore;
 pub use own_process::ran_in_own_process;
 pub use raw_http::{

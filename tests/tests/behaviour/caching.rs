@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use edge_tests::{Edge, EdgeSetup, edge_for, origin_requests_reach};
+use edge_tests::{Edge, EdgeSetup, explained_edge_for as edge_for, origin_requests_reach};
 use reqwest::Client;
 use wiremock::matchers::{header, header_exists, method, path};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
@@ -441,7 +441,7 @@ async fn rules_key_by_query_and_cookie_and_forward_only_what_is_keyed() {
         .mount(&origin)
         .await;
     let rules = r#"{ "rules": [ { "path_prefix": "/products", "query": { "include": ["page"] }, "cookies": ["lang"], "other_cookies": "ignore" } ] }"#;
-    let edge = Edge::start(EdgeSetup::origin(&origin.uri()).rules(rules))
+    let edge = Edge::start(EdgeSetup::origin(&origin.uri()).explained().rules(rules))
         .await
         .unwrap();
     let fetch = |q: &'static str, cookie: &'static str| {
@@ -493,7 +493,9 @@ async fn an_unkeyed_cookie_goes_to_the_origin_and_its_answer_is_not_shared() {
         .expect(1)
         .mount(&origin)
         .await;
-    let edge = Edge::start(EdgeSetup::origin(&origin.uri())).await.unwrap();
+    let edge = Edge::start(EdgeSetup::origin(&origin.uri()).explained())
+        .await
+        .unwrap();
     let get = |path: &'static str, cookie: Option<&'static str>| {
         let mut request = Client::new().get(edge.url(path));
         if let Some(cookie) = cookie {
@@ -552,7 +554,7 @@ async fn concurrent_client_forced_revalidations_make_one_origin_request_or_none_
         { "path_prefix": "/quiet", "client_directives": "ignore" },
         { "path_prefix": "/" }
     ] }"#;
-    let edge = Edge::start(EdgeSetup::origin(&origin.uri()).rules(rules))
+    let edge = Edge::start(EdgeSetup::origin(&origin.uri()).explained().rules(rules))
         .await
         .unwrap();
     let forced = |path: &'static str, i: usize| {
@@ -614,7 +616,7 @@ async fn bypass_rule_and_default_ttl_rule() {
         { "path_prefix": "/account", "bypass": true },
         { "path_prefix": "/unmarked", "default_ttl_seconds": 30 }
     ] }"#;
-    let edge = Edge::start(EdgeSetup::origin(&origin.uri()).rules(rules))
+    let edge = Edge::start(EdgeSetup::origin(&origin.uri()).explained().rules(rules))
         .await
         .unwrap();
     for _ in 0..2 {
@@ -637,10 +639,13 @@ async fn a_broken_rules_file_leaves_the_edge_proxying_without_caching() {
         .expect(2)
         .mount(&origin)
         .await;
-    let edge =
-        Edge::start(EdgeSetup::origin(&origin.uri()).rules(r#"{ "rules": [ { "ttl": 5 } ] }"#))
-            .await
-            .unwrap();
+    let edge = Edge::start(
+        EdgeSetup::origin(&origin.uri())
+            .explained()
+            .rules(r#"{ "rules": [ { "ttl": 5 } ] }"#),
+    )
+    .await
+    .unwrap();
     for _ in 0..2 {
         let response = get(&edge, "/x").await;
         assert_eq!(response.status(), 200);
@@ -689,7 +694,9 @@ async fn cache_rules_can_be_given_inline_in_the_variable() {
         .mount(&origin)
         .await;
     let rules = r#"{ "rules": [ { "path_prefix": "/private/", "bypass": true } ] }"#;
-    let setup = EdgeSetup::origin(&origin.uri()).variable("cache_rules", rules);
+    let setup = EdgeSetup::origin(&origin.uri())
+        .explained()
+        .variable("cache_rules", rules);
     let edge = Edge::start(setup).await.unwrap();
     for _ in 0..2 {
         let fetched = edge.fetch("/private/page").await.unwrap();

@@ -5,9 +5,10 @@
 //! | module | what it proves |
 //! |---|---|
 //! | `proxy` | the reverse proxy without caching: status, fields, bodies, timeouts, the allow-list |
-//! | `caching` | hits, misses, revalidation, stale serves, `Vary`, rules, bypass |
+//! | `caching` | hits, misses, revalidation, stale serves, `Vary`, rules, bypass; every `fetch_with` checked against the explainer's prediction |
 //! | `compression` | text compressed once at fill, each client given the coding it accepts or the original; what must not be compressed left alone |
 //! | `conformance` | RFC 9110/9111 duties: what a fill forwards, `Age`, unsafe methods, `private`/`no-cache` |
+//! | `explain` | the decision explainer: from miss to hit to purged, why a page is not cached and what would change it, its authentication |
 //! | `field_semantics` | `CDN-Cache-Control`, end-to-end fields kept, HTTP-dates, interim responses |
 //! | `purge` | the purge API: each kind of purge, refused purges |
 //! | `hosts` | served hosts: aliases share entries and purges, other hosts get `421` |
@@ -24,6 +25,7 @@ mod browser_and_tags;
 mod caching;
 mod compression;
 mod conformance;
+mod explain;
 mod fallback;
 mod field_semantics;
 mod hosts;
