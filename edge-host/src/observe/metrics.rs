@@ -42,6 +42,53 @@ const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 /// What an origin fetch came to: its status class, or no response.
 const ORIGIN_RESULTS: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "error"];
 
+/// The reasons `edge_requests_by_reason_total` counts: the `detail`
+/// tokens the component writes in `Cache-Status`
+/// (`edge-cache/src/policy/storability.rs`, `flow/`, `origin/failure.rs`),
+/// `rule` for every `rule-<name>`, and `other`.
+pub const REASONS: [&str; 27] = [
+    "no-freshness",
+    "private",
+    "no-store",
+    "set-cookie",
+    "authorization",
+    "vary-star",
+    "status",
+    "too-large",
+    "cookie",
+    "rule",
+    "rules-error",
+    "store-error",
+    "method",
+    "invalidated",
+    "corrupt-entry",
+    "key-collision",
+    "missing-chunk",
+    "partial",
+    "undecodable-entry",
+    "stale-while-revalidate",
+    "max-stale",
+    "stale-if-error",
+    "grace",
+    "circuit-open",
+    "origin-busy",
+    "only-if-cached",
+    "other",
+];
+
+/// Where `detail` is counted in [`REASONS`].
+fn reason_index(detail: &str) -> usize {
+    let detail = if detail.starts_with("rule-") {
+        "rule"
+    } else {
+        detail
+    };
+    REASONS
+        .iter()
+        .position(|known| *known == detail)
+        .unwrap_or(REASONS.len() - 1)
+}
+
 /// Why an instance failed a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailureCause {
@@ -152,6 +199,7 @@ pub struct Metrics {
     access_log_dropped: Counter,
     instances: Arc<ReportedInstances>,
     rules: RulesMetrics,
+    reasons: [Counter; REASONS.len()],
 }
 
 static METRICS: OnceLock<Metrics> = OnceLock::new();
@@ -305,6 +353,15 @@ impl Metrics {
         let instances = Arc::new(ReportedInstances::default());
         registry.register_collector(Box::new(instances.clone()));
         let rules = RulesMetrics::register(&mut registry);
+        registry.register_collector(Box::new(crate::observe::process::ProcessCollector));
+        let reasons_family = Family::<[(&'static str, &'static str); 1], Counter>::default();
+        let reasons =
+            REASONS.map(|reason| reasons_family.get_or_create_owned(&[("reason", reason)]));
+        registry.register(
+            "edge_requests_by_reason",
+            "Requests whose Cache-Status gives a reason (detail), by reason: why a request was not a plain hit (no-freshness, private, too-large, cookie, store-error, rules-error, invalidated, ...); rule-<name> counts as rule, an unknown one as other",
+            reasons_family,
+        );
         Metrics {
             registry,
             requests,
@@ -325,6 +382,7 @@ impl Metrics {
             access_log_dropped,
             instances,
             rules,
+            reasons,
         }
     }
 
@@ -390,6 +448,11 @@ impl Metrics {
         if receipt.all {
             all.inc();
         }
+    }
+
+    /// A request whose `Cache-Status` gave `detail`.
+    pub(crate) fn reason(&self, detail: &str) {
+        self.reasons[reason_index(detail)].inc();
     }
 
     /// An answer an open breaker decided.
@@ -653,6 +716,22 @@ mod tests {
         assert!(text.contains("edge_purges_total{mode=\"soft\"} 1"));
         assert!(text.contains("edge_purge_targets_total{kind=\"url\"} 2"));
         assert_eq!(metrics.totals().requests[Outcome::Hit.index()], 1);
+        metrics.reason("no-freshness");
+        metrics.reason("rule-account");
+        metrics.reason("something-new");
+        let text = metrics.encode();
+        for counted in ["no-freshness", "rule", "other"] {
+            assert!(
+                text.contains(&format!(
+                    "edge_requests_by_reason_total{{reason=\"{counted}\"}} 1"
+                )),
+                "{counted}: {text}"
+            );
+        }
+        assert!(text.contains("edge_requests_by_reason_total{reason=\"private\"} 0"));
+        assert!(text.contains("edge_build_info{version="), "{text}");
+        assert!(text.contains("process_resident_memory_bytes "), "{text}");
+        assert!(text.contains("process_cpu_seconds_total "), "{text}");
     }
 
     #[test]

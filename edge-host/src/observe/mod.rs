@@ -4,6 +4,7 @@
 //! it imports nothing from the application or the server.
 //!
 //! - [`metrics`]: the Prometheus metrics and the hooks that count them.
+//! - [`process`]: the process's own metrics (`process_*`, from `/proc`) and `edge_build_info`.
 //! - [`instances`]: what component instances have done: the counters their executors keep.
 //! - [`cache_outcome`]: what the cache did with a request, read from its `Cache-Status`.
 //! - `request_record`: each request's metrics and access log line, written when its response ends.
@@ -18,6 +19,7 @@ pub mod cache_outcome;
 pub(crate) mod failure_log;
 pub mod instances;
 pub mod metrics;
+pub mod process;
 pub mod reloads;
 pub(crate) mod request_record;
 pub mod rules;

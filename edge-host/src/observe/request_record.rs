@@ -138,6 +138,16 @@ fn origin_ms(headers: &HeaderMap, cache_status: &str) -> Option<f64> {
         .next_back()
 }
 
+/// The `detail` parameter of the edge's member of a `Cache-Status` value.
+fn detail_of(cache_status: &str) -> Option<&str> {
+    cache_status
+        .split(',')
+        .find(|member| member.split(';').next().map(str::trim) == Some(purge_wire::CACHE_NAME))?
+        .split(';')
+        .find_map(|param| param.trim().strip_prefix("detail="))
+        .map(|value| value.trim().trim_matches('"'))
+}
+
 fn may_be_receipt(method: &Method, headers: &HeaderMap) -> bool {
     (method == Method::POST || method.as_str() == "PURGE")
         && headers
@@ -172,8 +182,11 @@ impl Drop for RequestRecord {
                 self.bytes,
                 elapsed,
             );
-            if self.cache_status.contains("detail=circuit-open") {
-                metrics.breaker_open_answer();
+            if let Some(detail) = detail_of(&self.cache_status) {
+                metrics.reason(detail);
+                if detail == "circuit-open" {
+                    metrics.breaker_open_answer();
+                }
             }
             if let Some(receipt) = self.receipt.as_deref().and_then(read_receipt) {
                 metrics.purge(receipt);
@@ -219,6 +232,25 @@ mod tests {
         assert_eq!(origin_ms(&headers(&["origin;dur=fast"]), forwarded), None);
         assert_eq!(origin_ms(&headers(&["cdn-origin;dur=4"]), forwarded), None);
         assert_eq!(origin_ms(&HeaderMap::new(), forwarded), None);
+    }
+
+    #[test]
+    fn the_reason_is_the_edge_member_s_detail() {
+        assert_eq!(
+            detail_of("edge-cache; fwd=uri-miss; fwd-status=200; detail=no-freshness"),
+            Some("no-freshness")
+        );
+        assert_eq!(
+            detail_of("OriginCache; hit; detail=mine, edge-cache; hit; ttl=3"),
+            None
+        );
+        assert_eq!(
+            detail_of(
+                "OriginCache; hit, edge-cache; fwd=bypass; fwd-status=200; detail=\"cookie\""
+            ),
+            Some("cookie")
+        );
+        assert_eq!(detail_of(""), None);
     }
 
     #[test]

@@ -247,6 +247,37 @@ async fn known_traffic_gives_exact_counters_promtool_accepts_them_and_each_reque
         0.0
     );
     assert_eq!(sum(&series, "edge_requests_total", &[]), 13.0);
+    // Why: the client's no-store, the invalidated /a (its purge), the
+    // failed store; every other request had no detail.
+    let reasons: Vec<String> = expected
+        .iter()
+        .filter_map(|(_, _, cs)| cs.split("detail=").nth(1))
+        .map(|d| {
+            d.split(';')
+                .next()
+                .unwrap_or("")
+                .trim_matches('"')
+                .to_owned()
+        })
+        .collect();
+    assert!(!reasons.is_empty(), "{said}");
+    for reason in &reasons {
+        let key = format!("edge_requests_by_reason_total{{reason=\"{reason}\"}}");
+        let counted = reasons.iter().filter(|r| *r == reason).count() as f64;
+        assert_eq!(series.get(&key), Some(&counted), "{key}\n{said}\n{text}");
+    }
+    assert_eq!(
+        sum(&series, "edge_requests_by_reason_total", &[]),
+        reasons.len() as f64,
+        "{said}"
+    );
+    let build = series
+        .iter()
+        .find(|(key, _)| key.starts_with("edge_build_info{"))
+        .map(|(_, value)| *value);
+    assert_eq!(build, Some(1.0), "{text}");
+    assert!(series["process_resident_memory_bytes"] > 1e6, "{text}");
+    assert!(series["process_open_fds"] >= 3.0, "{text}");
     // The duration histogram has one observation per request.
     for (outcome, count) in [("hit", 3.0), ("miss", 4.0), ("bypass", 2.0), ("error", 1.0)] {
         let key = format!("edge_request_duration_seconds_count{{outcome=\"{outcome}\"}}");
