@@ -60,6 +60,7 @@ pub use config::{OriginAddress, OriginEndpoint, RequestTimeouts};
 pub use flow::Refresh;
 pub use http::header_list::{from_pairs, to_pairs};
 pub use node::{FreshHit, Host, Node, StoredBody};
+pub use policy::forwarding::client_address;
 pub use policy::rules::CacheRules;
 pub use purge::api::Admission;
 pub use seams::{

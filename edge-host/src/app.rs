@@ -275,6 +275,19 @@ impl App {
             .clone()
     }
 
+    /// The application's `trusted_proxy_hops` variable (edge-cache's: how
+    /// many proxies in front of the edge are believed), 0 when unset or not
+    /// a number: what the access log takes the client's address by.
+    pub fn trusted_proxy_hops(&self) -> usize {
+        self.loaded
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .app_variables
+            .get("trusted_proxy_hops")
+            .and_then(|hops| hops.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
     /// The application's name from the manifest.
     pub fn name(&self) -> &str {
         &self.name

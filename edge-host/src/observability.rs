@@ -11,7 +11,7 @@ use anyhow::Context as _;
 use tokio::net::TcpListener;
 
 use crate::app::App;
-use crate::observe::access_log::{AccessLogOptions, LogFormat};
+use crate::observe::access_log::{AccessLogOptions, LogFields, LogFormat};
 
 /// The flags (all off unless given).
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -31,6 +31,16 @@ pub struct ObservabilityFlags {
     /// data, so by default only the path is logged).
     #[arg(long)]
     pub access_log_query: bool,
+    /// Put the client's address in access log lines: the peer's, or behind
+    /// `trusted_proxy_hops` proxies the one they report (personal data).
+    #[arg(long)]
+    pub access_log_client: bool,
+    /// Put the client's `User-Agent` in access log lines.
+    #[arg(long)]
+    pub access_log_user_agent: bool,
+    /// Put the request's `Referer` in access log lines.
+    #[arg(long)]
+    pub access_log_referrer: bool,
 }
 
 /// Metrics and logs started, waiting for the application to report on.
@@ -46,6 +56,11 @@ impl ObservabilityFlags {
                 path: path.clone(),
                 format: self.log_format,
                 query: self.access_log_query,
+                fields: LogFields {
+                    client: self.access_log_client,
+                    user_agent: self.access_log_user_agent,
+                    referrer: self.access_log_referrer,
+                },
             })?;
         }
         let listener = match self.metrics_listen {

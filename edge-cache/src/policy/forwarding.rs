@@ -238,6 +238,32 @@ pub(crate) fn client_scheme(
     }
 }
 
+/// The client's address as the edge takes it: the peer's, or, behind
+/// `trusted_proxy_hops` proxies, the address the farthest trusted one
+/// reports in `X-Forwarded-For` (what a client claims beyond them is not
+/// believed). For logs: one definition of "the client" everywhere.
+pub fn client_address(
+    request: &HeaderMap,
+    peer: Option<std::net::IpAddr>,
+    trusted_proxy_hops: usize,
+) -> Option<String> {
+    let claimed: Vec<&str> = request
+        .get_all(&X_FORWARDED_FOR)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|member| !member.is_empty())
+        .collect();
+    match claimed
+        .len()
+        .checked_sub(trusted_proxy_hops.min(claimed.len()))
+    {
+        Some(at) if trusted_proxy_hops > 0 && !claimed.is_empty() => Some(claimed[at].to_owned()),
+        _ => peer.map(|ip| ip.to_string()),
+    }
+}
+
 fn add_forwarding_fields(
     headers: &mut HeaderMap,
     client: &HeaderMap,
@@ -301,6 +327,25 @@ fn append_list_member(headers: &mut HeaderMap, name: HeaderName, member: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_client_is_the_peer_or_what_the_farthest_trusted_proxy_saw() {
+        let peer = Some(std::net::IpAddr::from([10, 0, 0, 9]));
+        let xff = crate::test_support::headers(&[
+            ("x-forwarded-for", "6.6.6.6, 203.0.113.7"),
+            ("x-forwarded-for", "10.0.0.2"),
+        ]);
+        assert_eq!(client_address(&xff, peer, 0).as_deref(), Some("10.0.0.9"));
+        assert_eq!(client_address(&xff, peer, 1).as_deref(), Some("10.0.0.2"));
+        assert_eq!(
+            client_address(&xff, peer, 2).as_deref(),
+            Some("203.0.113.7")
+        );
+        assert_eq!(client_address(&xff, peer, 9).as_deref(), Some("6.6.6.6"));
+        let none = HeaderMap::new();
+        assert_eq!(client_address(&none, peer, 2).as_deref(), Some("10.0.0.9"));
+        assert_eq!(client_address(&none, None, 0), None);
+    }
     use crate::test_support::headers as map;
 
     fn connection() -> ClientConnection {

@@ -102,13 +102,17 @@ impl Failure {
     }
 
     /// The host's answer to `method path`, the component it was for, and
-    /// why its instance failed, if one did; the detail is logged under the
-    /// answer's error id.
+    /// why its instance failed, if one did, with the answer's error id (the
+    /// detail is logged under it).
     pub(crate) fn answer(
         self,
         method: &Method,
         path: &str,
-    ) -> (Response<HyperOutgoingBody>, String, Option<FailureCause>) {
+    ) -> (
+        Response<HyperOutgoingBody>,
+        String,
+        Option<(FailureCause, String)>,
+    ) {
         let Failure {
             status,
             public,
@@ -125,7 +129,7 @@ impl Failure {
             tracing::error!(component, "{line}");
         }
         let text = format!("{public} (error id {id})");
-        (plain(status, &text, close), component, Some(cause))
+        (plain(status, &text, close), component, Some((cause, id)))
     }
 }
 
@@ -197,13 +201,15 @@ mod tests {
             let failure = Failure::instance(cause, &limits, "trap: unreachable".into(), "edge");
             let (response, component, carried) = failure.answer(&Method::GET, "/");
             assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
-            assert_eq!((component.as_str(), carried), ("edge", Some(cause)));
+            let (carried, id) = carried.expect("a failed instance carries its cause and id");
+            assert_eq!((component.as_str(), carried), ("edge", cause));
             let text = text(response).await;
             assert!(text.starts_with(public), "{text}");
+            assert!(text.contains(&format!("(error id {id})")), "{text}");
             assert!(!text.contains("unreachable"), "{text}");
         }
         let (_, _, carried) = Failure::internal("no".into(), "edge").answer(&Method::GET, "/");
-        assert_eq!(carried, Some(FailureCause::Trap));
+        assert_eq!(carried.map(|(cause, _)| cause), Some(FailureCause::Trap));
         let refused = Failure::client(StatusCode::NOT_FOUND, "no route matches this path", "");
         let (response, _, carried) = refused.answer(&Method::GET, "/");
         assert_eq!(carried, None);

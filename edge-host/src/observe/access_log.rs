@@ -45,12 +45,26 @@ pub struct AccessLogOptions {
     pub format: LogFormat,
     /// Whether lines carry the query string (it can hold personal data).
     pub query: bool,
+    /// The opt-in fields lines carry.
+    pub fields: LogFields,
+}
+
+/// The fields a line carries only when asked (each can identify a person).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LogFields {
+    /// The client's address (after `trusted_proxy_hops`).
+    pub client: bool,
+    /// `User-Agent`.
+    pub user_agent: bool,
+    /// `Referer`.
+    pub referrer: bool,
 }
 
 /// The process's access log, once [`open`]ed.
 pub struct AccessLog {
     format: LogFormat,
     query: bool,
+    fields: LogFields,
     lines: SyncSender<Queued>,
 }
 
@@ -99,7 +113,8 @@ pub fn open(options: &AccessLogOptions) -> std::io::Result<()> {
             })?;
         Box::new(file)
     };
-    let log = AccessLog::start(out, options.format, options.query, QUEUE_LINES)?;
+    let mut log = AccessLog::start(out, options.format, options.query, QUEUE_LINES)?;
+    log.fields = options.fields;
     let _ = ACCESS_LOG.set(log);
     Ok(())
 }
@@ -164,6 +179,19 @@ pub struct Entry<'a> {
     pub origin_ms: Option<f64>,
     /// The component that answered (empty for the host's own answers).
     pub component: &'a str,
+    /// The client's address, with `--access-log-client`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client: Option<&'a str>,
+    /// `User-Agent`, with `--access-log-user-agent`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<&'a str>,
+    /// `Referer`, with `--access-log-referrer`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub referrer: Option<&'a str>,
+    /// The error id of a failed request (as its answer and its log entry
+    /// give it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_id: Option<&'a str>,
 }
 
 impl AccessLog {
@@ -182,6 +210,7 @@ impl AccessLog {
         Ok(AccessLog {
             format,
             query,
+            fields: LogFields::default(),
             lines,
         })
     }
@@ -189,6 +218,11 @@ impl AccessLog {
     /// Whether lines carry the query.
     pub fn with_query(&self) -> bool {
         self.query
+    }
+
+    /// The opt-in fields lines carry.
+    pub fn fields(&self) -> LogFields {
+        self.fields
     }
 
     /// Queues one line; never blocks. False if it was dropped.
@@ -223,8 +257,21 @@ fn text_line(entry: &Entry<'_>) -> String {
         .query
         .map(|q| format!("?{}", escaped(q, false)))
         .unwrap_or_default();
+    let mut extra = String::new();
+    if let Some(client) = entry.client {
+        extra.push_str(&format!(" client={}", escaped(client, false)));
+    }
+    if let Some(agent) = entry.user_agent {
+        extra.push_str(&format!(" agent=\"{}\"", escaped(agent, true)));
+    }
+    if let Some(referrer) = entry.referrer {
+        extra.push_str(&format!(" referrer=\"{}\"", escaped(referrer, true)));
+    }
+    if let Some(id) = entry.error_id {
+        extra.push_str(&format!(" error={}", escaped(id, false)));
+    }
     format!(
-        "{} {} {} {}{} {} {} {} {} {:.3}ms {} \"{}\"",
+        "{} {} {} {}{} {} {} {} {} {:.3}ms {} \"{}\"{extra}",
         entry.time,
         escaped(entry.method, false),
         escaped(entry.host, false),
@@ -296,6 +343,10 @@ mod tests {
             duration_ms: 0.25,
             origin_ms: None,
             component: "edge",
+            client: None,
+            user_agent: None,
+            referrer: None,
+            error_id: None,
         }
     }
 
@@ -388,6 +439,32 @@ mod tests {
     }
 
     #[test]
+    fn opt_in_fields_follow_the_cache_status_escaped_and_json_names_them() {
+        let entry = Entry {
+            client: Some("203.0.113.7"),
+            user_agent: Some("Mozilla/5.0 (X11; \"Linux\")\nx"),
+            referrer: Some("https://shop.example/a b"),
+            error_id: Some("0f1e2d3c4b5a6978"),
+            ..entry()
+        };
+        assert_eq!(
+            text_line(&entry),
+            "t GET example.test /a HTTP/1.1 200 hit 5 0.250ms origin=- \"edge-cache; hit; ttl=5\" \
+             client=203.0.113.7 agent=\"Mozilla/5.0 (X11; \\x22Linux\\x22)\\x0Ax\" \
+             referrer=\"https://shop.example/a b\" error=0f1e2d3c4b5a6978"
+        );
+        let json = serde_json::to_value(&entry).unwrap();
+        assert_eq!(json["client"], "203.0.113.7");
+        assert_eq!(json["error_id"], "0f1e2d3c4b5a6978");
+        assert!(
+            serde_json::to_value(self::entry())
+                .unwrap()
+                .get("client")
+                .is_none()
+        );
+    }
+
+    #[test]
     fn a_text_line_keeps_the_cache_status_in_one_field() {
         let entry = Entry {
             time: "t".into(),
@@ -403,6 +480,10 @@ mod tests {
             duration_ms: 1.25,
             origin_ms: Some(0.5),
             component: "edge",
+            client: None,
+            user_agent: None,
+            referrer: None,
+            error_id: None,
         };
         assert_eq!(
             text_line(&entry),

@@ -36,11 +36,24 @@ pub(crate) struct RequestRecord {
     /// The origin's time for this request, as the component reported it.
     origin_ms: Option<f64>,
     receipt: Option<Vec<u8>>,
+    /// The opt-in fields the access log asked for.
+    client: Option<String>,
+    user_agent: Option<String>,
+    referrer: Option<String>,
+    /// The error id of a failed request.
+    error_id: Option<String>,
 }
 
 impl RequestRecord {
-    /// Starts a record of `request`, if metrics or the access log are on.
-    pub(crate) fn start<B>(request: &Request<B>, started: Instant) -> Option<RequestRecord> {
+    /// Starts a record of `request` from `peer`, if metrics or the access
+    /// log are on; `trusted_proxy_hops` is asked only if the log wants the
+    /// client's address.
+    pub(crate) fn start<B>(
+        request: &Request<B>,
+        started: Instant,
+        peer: std::net::SocketAddr,
+        trusted_proxy_hops: impl FnOnce() -> usize,
+    ) -> Option<RequestRecord> {
         if crate::observe::metrics::get().is_none() && crate::observe::access_log::get().is_none() {
             return None;
         }
@@ -55,6 +68,26 @@ impl RequestRecord {
             .filter(|log| log.with_query())
             .and_then(|_| request.uri().query())
             .map(str::to_owned);
+        let fields =
+            crate::observe::access_log::get().map_or_else(Default::default, |log| log.fields());
+        let header = |name: http::header::HeaderName| {
+            request
+                .headers()
+                .get(name)
+                .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned())
+        };
+        let client = fields.client.then(|| {
+            edge_cache::client_address(request.headers(), Some(peer.ip()), trusted_proxy_hops())
+                .unwrap_or_default()
+        });
+        let user_agent = fields
+            .user_agent
+            .then(|| header(http::header::USER_AGENT))
+            .flatten();
+        let referrer = fields
+            .referrer
+            .then(|| header(http::header::REFERER))
+            .flatten();
         Some(RequestRecord {
             arrived: SystemTime::now(),
             started,
@@ -70,6 +103,10 @@ impl RequestRecord {
             bytes: 0,
             origin_ms: None,
             receipt: None,
+            client,
+            user_agent,
+            referrer,
+            error_id: None,
         })
     }
 
@@ -79,7 +116,7 @@ impl RequestRecord {
         &mut self,
         response: &Response<B>,
         component: &str,
-        failure: Option<FailureCause>,
+        failure: Option<(FailureCause, String)>,
     ) {
         let headers = response.headers();
         self.status = response.status().as_u16();
@@ -91,8 +128,11 @@ impl RequestRecord {
             .unwrap_or("")
             .to_owned();
         self.origin_ms = origin_ms(headers, &self.cache_status);
-        if let (Some(cause), Some(metrics)) = (failure, crate::observe::metrics::get()) {
-            metrics.instance_failure(cause);
+        if let Some((cause, id)) = failure {
+            if let Some(metrics) = crate::observe::metrics::get() {
+                metrics.instance_failure(cause);
+            }
+            self.error_id = Some(id);
         }
         if self.outcome == Outcome::None
             && self.status == 200
@@ -136,6 +176,21 @@ fn origin_ms(headers: &HeaderMap, cache_status: &str) -> Option<f64> {
                 })
         })
         .next_back()
+}
+
+/// The cache status a line gives: the component's `Cache-Status`, or for
+/// an answer the host made itself, what the host did (`edge-host; error`
+/// with the error id of a failure, `none` otherwise), so the
+/// field is never empty.
+fn filled_cache_status<'a>(
+    cache_status: &'a str,
+    error_id: Option<&str>,
+) -> std::borrow::Cow<'a, str> {
+    match (cache_status.is_empty(), error_id) {
+        (false, _) => std::borrow::Cow::Borrowed(cache_status),
+        (true, Some(id)) => format!("edge-host; error; id={id}").into(),
+        (true, None) => std::borrow::Cow::Borrowed("none"),
+    }
 }
 
 /// The `detail` parameter of the edge's member of a `Cache-Status` value.
@@ -201,12 +256,16 @@ impl Drop for RequestRecord {
                 query: self.query.as_deref(),
                 protocol: self.protocol.as_str(),
                 status: self.status,
-                cache_status: &self.cache_status,
+                cache_status: &filled_cache_status(&self.cache_status, self.error_id.as_deref()),
                 outcome: self.outcome.as_str(),
                 bytes: self.bytes,
                 duration_ms: elapsed.as_micros() as f64 / 1000.0,
                 origin_ms: self.origin_ms,
                 component: &self.component,
+                client: self.client.as_deref(),
+                user_agent: self.user_agent.as_deref(),
+                referrer: self.referrer.as_deref(),
+                error_id: self.error_id.as_deref(),
             });
         }
     }
@@ -232,6 +291,19 @@ mod tests {
         assert_eq!(origin_ms(&headers(&["origin;dur=fast"]), forwarded), None);
         assert_eq!(origin_ms(&headers(&["cdn-origin;dur=4"]), forwarded), None);
         assert_eq!(origin_ms(&HeaderMap::new(), forwarded), None);
+    }
+
+    #[test]
+    fn a_line_s_cache_status_is_never_empty() {
+        assert_eq!(
+            filled_cache_status("edge-cache; hit", None),
+            "edge-cache; hit"
+        );
+        assert_eq!(
+            filled_cache_status("", Some("0f1e2d3c4b5a6978")),
+            "edge-host; error; id=0f1e2d3c4b5a6978"
+        );
+        assert_eq!(filled_cache_status("", None), "none");
     }
 
     #[test]

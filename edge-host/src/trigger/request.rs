@@ -55,13 +55,14 @@ pub(super) async fn handle(
     }
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
-    let mut record = RequestRecord::start(&request, started);
-    let (response, component, from_component, failure_cause) =
+    let mut record =
+        RequestRecord::start(&request, started, client.peer, || app.trusted_proxy_hops());
+    let (response, component, from_component, failure) =
         match dispatch(&app, request, client, limit, &trip).await {
             Ok((response, component)) => (response, component, true, None),
             Err(failure) => {
-                let (response, component, cause) = failure.answer(&method, &path);
-                (response, component, false, cause)
+                let (response, component, failed) = failure.answer(&method, &path);
+                (response, component, false, failed)
             }
         };
     // Debug, not info: the access log (`--access-log`) is the per-request
@@ -78,7 +79,7 @@ pub(super) async fn handle(
         crate::net::hop_by_hop::remove_for_http2(response.headers_mut());
     }
     if let Some(record) = &mut record {
-        record.responded(&response, &component, failure_cause);
+        record.responded(&response, &component, failure);
     }
     let sending = from_component.then(|| Sending {
         declared: response

@@ -48,8 +48,15 @@ async fn failed_instances_are_counted_by_cause_and_shed_connections_are_counted(
     if edge_tests::ran_in_own_process() {
         return;
     }
+    let logs = tempfile::tempdir().unwrap();
+    let log_path = logs.path().join("access.log");
     let observer = ObservabilityFlags {
         metrics_listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+        access_log: Some(log_path.clone()),
+        log_format: edge_host::access_log::LogFormat::Json,
+        access_log_client: true,
+        access_log_user_agent: true,
+        access_log_referrer: true,
         ..Default::default()
     }
     .start()
@@ -72,14 +79,23 @@ async fn failed_instances_are_counted_by_cause_and_shed_connections_are_counted(
     edge.observe(observer);
 
     let mut answers = Vec::new();
+    let client = reqwest::Client::new();
     for path in ["/trap", "/spin", "/grow", "/instance"] {
-        let response = reqwest::get(edge.url(path)).await.unwrap();
+        let response = client
+            .get(edge.url(path))
+            .header("user-agent", "failure-test/1.0")
+            .header("referer", "https://shop.example/from")
+            .send()
+            .await
+            .unwrap();
         answers.push((
             path,
             response.status().as_u16(),
             response.text().await.unwrap(),
         ));
     }
+    // (Its keep-alive connection would count as open below.)
+    drop(client);
     let said = format!("{answers:?}");
     assert_eq!(
         answers
@@ -104,6 +120,34 @@ async fn failed_instances_are_counted_by_cause_and_shed_connections_are_counted(
         now["edge_requests_total{outcome=\"error\",status=\"5xx\"}"],
         3.0
     );
+    // Each failure's line has the error id its answer gave, and the opt-in
+    // fields; no line's cache status is empty.
+    edge_host::access_log::flush();
+    let text = std::fs::read_to_string(&log_path).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 4, "{text}");
+    for (line, (path, status, body)) in lines.iter().zip(&answers) {
+        assert_eq!(line["path"], *path, "{text}");
+        assert_eq!(line["client"], "127.0.0.1", "{line}");
+        assert_eq!(line["user_agent"], "failure-test/1.0", "{line}");
+        assert_eq!(line["referrer"], "https://shop.example/from", "{line}");
+        assert!(!line["cache_status"].as_str().unwrap().is_empty(), "{line}");
+        if *status == 500 {
+            let id = line["error_id"]
+                .as_str()
+                .expect("a failure's line has its error id");
+            assert!(
+                body.contains(&format!("(error id {id})")),
+                "{body} / {line}"
+            );
+            assert_eq!(line["cache_status"], format!("edge-host; error; id={id}"));
+        } else {
+            assert!(line.get("error_id").is_none(), "{line}");
+        }
+    }
     let stats = edge.instance_stats();
     assert_eq!(now["edge_instances_failed_total"], stats.failed as f64);
     assert!(stats.failed >= 3, "{stats:?}");
