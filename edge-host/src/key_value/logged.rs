@@ -63,6 +63,14 @@ pub struct LoggedStore {
 impl LoggedStore {
     /// Wraps `inner`, the backend of store `label`.
     pub fn new(label: &str, inner: Arc<dyn StoreBackend>) -> Self {
+        // Every store opened, at start or by a reload, passes here once:
+        // its size is reported while it lives (weakly held, so a store a
+        // reload replaced is not kept alive for it).
+        let weak = Arc::downgrade(&inner);
+        crate::observe::store_sizes::report(
+            label,
+            Box::new(move || weak.upgrade().map(|store| store.size())),
+        );
         LoggedStore {
             label: label.to_owned(),
             inner,
@@ -112,6 +120,10 @@ impl StoreBackend for LoggedStore {
 
     fn capacity_bytes(&self) -> Option<u64> {
         self.inner.capacity_bytes()
+    }
+
+    fn size(&self) -> crate::observe::store_sizes::StoreSize {
+        self.inner.size()
     }
 }
 

@@ -19,12 +19,15 @@
 //! at 2), so reads do not serialise on one mutex or reorder a list.
 
 use std::num::NonZeroUsize;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use quick_cache::sync::Cache;
-use quick_cache::{OptionsBuilder, Weighter};
+use quick_cache::{DefaultHashBuilder, Lifecycle, OptionsBuilder, Weighter};
 
 use super::{StoreBackend, StoreError};
+use crate::observe::store_sizes::StoreSize;
 
 /// Share of each shard's bytes for entries that have been read since they
 /// were admitted (quick_cache's default); the rest is probation. An entry
@@ -52,9 +55,25 @@ const TYPICAL_ENTRY_BYTES: u64 = 1536;
 /// An in-memory store holding at most its capacity in keys and values,
 /// evicting by frequency and recency (see the module documentation).
 pub struct MemoryStore {
-    entries: Cache<String, Bytes, EntryWeight>,
+    entries: Cache<String, Bytes, EntryWeight, DefaultHashBuilder, CountEvictions>,
     /// The largest entry (key plus value) a shard admits.
     largest_entry: u64,
+    /// Entries evicted to make room, for `edge_store_evictions_total`.
+    evictions: Arc<AtomicU64>,
+}
+
+/// Counts what quick_cache evicts (replacing a key's value or deleting it
+/// is not an eviction, and is not counted). One relaxed add per eviction,
+/// made under the shard's lock the eviction already holds.
+#[derive(Clone, Default)]
+struct CountEvictions(Arc<AtomicU64>);
+
+impl Lifecycle<String, Bytes> for CountEvictions {
+    type RequestState = ();
+
+    fn on_evict(&self, _: &mut (), _: String, _: Bytes) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// What an entry costs against the budget: its key and value bytes (the
@@ -105,8 +124,9 @@ impl MemoryStore {
             .weight_capacity(shard_bytes * shards as u64)
             .build()
             .expect("every option is set");
+        let evictions = CountEvictions::default();
         let entries =
-            Cache::with_options(options, EntryWeight, Default::default(), Default::default());
+            Cache::with_options(options, EntryWeight, Default::default(), evictions.clone());
         debug_assert_eq!(entries.num_shards(), shards);
         debug_assert_eq!(entries.shard_capacity(), shard_bytes);
         // quick_cache drops, without a word, an entry heavier than its
@@ -116,12 +136,18 @@ impl MemoryStore {
         MemoryStore {
             entries,
             largest_entry,
+            evictions: evictions.0,
         }
     }
 
     /// Bytes currently held (keys plus values).
     pub fn used_bytes(&self) -> u64 {
         self.entries.weight()
+    }
+
+    /// Entries evicted to make room since the store was made.
+    pub fn evictions(&self) -> u64 {
+        self.evictions.load(Ordering::Relaxed)
     }
 }
 
@@ -176,6 +202,15 @@ impl StoreBackend for MemoryStore {
 
     fn capacity_bytes(&self) -> Option<u64> {
         Some(self.entries.capacity())
+    }
+
+    fn size(&self) -> StoreSize {
+        StoreSize {
+            entries: Some(self.entries.len() as u64),
+            bytes: Some(self.used_bytes()),
+            capacity_bytes: Some(self.entries.capacity()),
+            evictions: Some(self.evictions()),
+        }
     }
 }
 
@@ -246,6 +281,14 @@ mod tests {
             }
             assert_eq!(kept, working.len(), "the working set survives the scan");
             assert!(store.used_bytes() <= 1000);
+            // Every entry set and not held any more was evicted (none was
+            // deleted), and the size says what the store holds.
+            let size = store.size();
+            let held = store.get_keys().await.unwrap().len() as u64;
+            assert_eq!(size.entries, Some(held));
+            assert_eq!(size.evictions, Some(350 - held));
+            assert_eq!(size.bytes, Some(store.used_bytes()));
+            assert_eq!(size.capacity_bytes, Some(1000));
         });
     }
 

@@ -65,6 +65,11 @@ pub trait StoreBackend: Send + Sync {
     fn capacity_bytes(&self) -> Option<u64> {
         None
     }
+    /// What it can tell cheaply of its size, for `edge_store_*` at scrape
+    /// time (never on a request's path); nothing by default (Redis).
+    fn size(&self) -> crate::observe::store_sizes::StoreSize {
+        Default::default()
+    }
 }
 
 /// Opens the backend a runtime-config entry describes; `spin_capacity` is

@@ -53,6 +53,7 @@ use std::time::{Duration, Instant};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::{StoreBackend, StoreError};
+use crate::observe::store_sizes::StoreSize;
 
 /// How long recency marks wait before they are written to the file.
 const RECENCY_INTERVAL: Duration = Duration::from_secs(5);
@@ -87,6 +88,8 @@ struct Bound {
     written_at: Instant,
     /// [`RECENCY_INTERVAL`], shorter in tests.
     recency_interval: Duration,
+    /// Entries evicted to make room since the store was opened.
+    evictions: u64,
 }
 
 #[derive(Clone, Copy)]
@@ -114,6 +117,7 @@ impl Bound {
             unwritten: HashSet::new(),
             written_at: Instant::now(),
             recency_interval: RECENCY_INTERVAL,
+            evictions: 0,
         }
     }
 
@@ -289,6 +293,7 @@ impl SqliteStore {
         for key in &victims {
             bound.forget(key);
         }
+        bound.evictions += victims.len() as u64;
         Ok(bound)
     }
 
@@ -444,6 +449,7 @@ impl StoreBackend for SqliteStore {
         for victim in &victims {
             bound.forget(victim);
         }
+        bound.evictions += victims.len() as u64;
         bound.put(key, size, Some(used));
         if recency {
             bound.recency_written();
@@ -490,6 +496,22 @@ impl StoreBackend for SqliteStore {
 
     fn capacity_bytes(&self) -> Option<u64> {
         self.capacity_bytes
+    }
+
+    /// A bounded store's accounting, under the lock a request holds for
+    /// as long; an unbounded one would need a `COUNT(*)` and tells nothing.
+    fn size(&self) -> StoreSize {
+        self.with(|inner| {
+            Ok(inner.bound.as_ref().map(|bound| StoreSize {
+                entries: Some(bound.entries.len() as u64),
+                bytes: Some(bound.used_bytes),
+                capacity_bytes: Some(bound.capacity),
+                evictions: Some(bound.evictions),
+            }))
+        })
+        .ok()
+        .flatten()
+        .unwrap_or_default()
     }
 
     async fn get_keys(&self) -> Result<Vec<String>, StoreError> {
@@ -591,6 +613,18 @@ mod tests {
             store.delete("g").await.unwrap();
             assert_eq!(store.used_bytes(), Some(80));
             assert_eq!(file_bytes(&path, "s"), (80, 80));
+            // "b", "c", "e" and "a" were evicted; the delete is not an eviction.
+            assert_eq!(
+                store.size(),
+                StoreSize {
+                    entries: Some(2),
+                    bytes: Some(80),
+                    capacity_bytes: Some(100),
+                    evictions: Some(4),
+                }
+            );
+            let unbounded = SqliteStore::open(&path, "u", None).unwrap();
+            assert_eq!(unbounded.size(), StoreSize::default());
         });
     }
 

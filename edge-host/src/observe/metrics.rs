@@ -176,6 +176,8 @@ pub struct Totals {
     pub origin_errors: u64,
     /// Response body bytes sent.
     pub bytes: u64,
+    /// Answers an open origin circuit breaker decided.
+    pub breaker_open: u64,
 }
 
 /// Every metric of the process.
@@ -200,6 +202,9 @@ pub struct Metrics {
     instances: Arc<ReportedInstances>,
     rules: RulesMetrics,
     reasons: [Counter; REASONS.len()],
+    /// A registry holding only `edge_request_duration_seconds`, read by
+    /// the status page's sampler for its buckets ([`Metrics::latency_buckets`]).
+    latency: Registry,
 }
 
 static METRICS: OnceLock<Metrics> = OnceLock::new();
@@ -217,10 +222,7 @@ pub fn get() -> Option<&'static Metrics> {
 /// Request and origin latencies, 100 µs to 10 s: a hit is well under a
 /// millisecond, a slow origin seconds.
 fn latency_buckets() -> Histogram {
-    Histogram::new([
-        0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-        5.0, 10.0,
-    ])
+    Histogram::new(crate::observe::latency::BOUNDS)
 }
 
 fn class_index(status: u16) -> usize {
@@ -257,6 +259,12 @@ impl Metrics {
             );
         let durations = Outcome::ALL
             .map(|outcome| durations_family.get_or_create_owned(&[("outcome", outcome.as_str())]));
+        let mut latency = Registry::default();
+        latency.register(
+            "edge_request_duration_seconds",
+            "Time from a request's arrival to the end of its response body, by cache outcome",
+            durations_family.clone(),
+        );
         registry.register(
             "edge_request_duration_seconds",
             "Time from a request's arrival to the end of its response body, by cache outcome",
@@ -354,6 +362,7 @@ impl Metrics {
         registry.register_collector(Box::new(instances.clone()));
         let rules = RulesMetrics::register(&mut registry);
         registry.register_collector(Box::new(crate::observe::process::ProcessCollector));
+        registry.register_collector(Box::new(crate::observe::store_sizes::StoreSizeCollector));
         let reasons_family = Family::<[(&'static str, &'static str); 1], Counter>::default();
         let reasons =
             REASONS.map(|reason| reasons_family.get_or_create_owned(&[("reason", reason)]));
@@ -383,6 +392,7 @@ impl Metrics {
             instances,
             rules,
             reasons,
+            latency,
         }
     }
 
@@ -497,7 +507,40 @@ impl Metrics {
             origin_fetches,
             origin_errors: self.origin_fetches[ORIGIN_RESULTS.len() - 1].get(),
             bytes: self.bytes.iter().map(Counter::get).sum(),
+            breaker_open: self.breaker_open_answers.get(),
         }
+    }
+
+    /// Requests by reason since start, in [`REASONS`] order.
+    pub fn reasons(&self) -> Vec<(&'static str, u64)> {
+        REASONS
+            .iter()
+            .zip(&self.reasons)
+            .map(|(reason, counter)| (*reason, counter.get()))
+            .collect()
+    }
+
+    /// Origin fetches by result since start (status class or `error`).
+    pub fn origin_results(&self) -> Vec<(&'static str, u64)> {
+        ORIGIN_RESULTS
+            .iter()
+            .zip(&self.origin_fetches)
+            .map(|(result, counter)| (*result, counter.get()))
+            .collect()
+    }
+
+    /// The cumulative duration buckets of the outcomes the status page
+    /// shows ([`crate::observe::latency::SHOWN`]); all zero if unreadable.
+    pub(crate) fn latency_buckets(
+        &self,
+    ) -> [crate::observe::latency::Buckets; crate::observe::latency::SHOWN.len()] {
+        let mut text = String::new();
+        if prometheus_client::encoding::prometheus_text::encode(&mut text, &self.latency).is_err() {
+            text.clear();
+        }
+        crate::observe::latency::SHOWN.map(|outcome| {
+            crate::observe::latency::read_buckets(&text, outcome).unwrap_or_default()
+        })
     }
 }
 
@@ -716,6 +759,10 @@ mod tests {
         assert!(text.contains("edge_purges_total{mode=\"soft\"} 1"));
         assert!(text.contains("edge_purge_targets_total{kind=\"url\"} 2"));
         assert_eq!(metrics.totals().requests[Outcome::Hit.index()], 1);
+        let [hits, misses] = metrics.latency_buckets();
+        assert_eq!(&hits[..4], &[0, 0, 1, 1], "300 µs is in the 0.5 ms bucket");
+        assert_eq!(hits[16], 1);
+        assert_eq!(misses[16], 0);
         metrics.reason("no-freshness");
         metrics.reason("rule-account");
         metrics.reason("something-new");

@@ -211,17 +211,19 @@ fn may_be_receipt(method: &Method, headers: &HeaderMap) -> bool {
             .is_some_and(|value| value.starts_with("application/json"))
 }
 
-/// The purge API's receipt (`purge_wire::Receipt`), counted by kind.
-fn read_receipt(body: &[u8]) -> Option<PurgeReceipt> {
+/// The purge API's receipt (`purge_wire::Receipt`), counted by kind, and
+/// its id.
+fn read_receipt(body: &[u8]) -> Option<(PurgeReceipt, String)> {
     let receipt: purge_wire::Receipt = serde_json::from_slice(body).ok()?;
     let purged = receipt.purged;
-    Some(PurgeReceipt {
+    let counted = PurgeReceipt {
         soft: receipt.soft,
         urls: purged.urls,
         tags: purged.tags,
         prefixes: purged.prefixes,
         all: purged.all,
-    })
+    };
+    Some((counted, receipt.id))
 }
 
 impl Drop for RequestRecord {
@@ -243,8 +245,12 @@ impl Drop for RequestRecord {
                     metrics.breaker_open_answer();
                 }
             }
-            if let Some(receipt) = self.receipt.as_deref().and_then(read_receipt) {
+            if let Some((receipt, id)) = self.receipt.as_deref().and_then(read_receipt) {
                 metrics.purge(receipt);
+                let t = SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64);
+                crate::observe::purges::record(&id, receipt, t);
             }
         }
         if let Some(log) = crate::observe::access_log::get() {
@@ -331,13 +337,16 @@ mod tests {
             br#"{"id":"p1","soft":true,"purged":{"urls":2,"tags":1,"prefixes":0,"all":false}}"#;
         assert_eq!(
             read_receipt(receipt),
-            Some(PurgeReceipt {
-                soft: true,
-                urls: 2,
-                tags: 1,
-                prefixes: 0,
-                all: false
-            })
+            Some((
+                PurgeReceipt {
+                    soft: true,
+                    urls: 2,
+                    tags: 1,
+                    prefixes: 0,
+                    all: false
+                },
+                "p1".to_owned()
+            ))
         );
         assert_eq!(read_receipt(br#"{"error":"unauthorized"}"#), None);
         assert_eq!(read_receipt(b"{\"soft\":"), None);

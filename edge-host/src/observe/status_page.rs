@@ -9,7 +9,12 @@
 //! the history here means a page opened now shows the last ten minutes,
 //! not only what happened while it was open. It also shows the latest
 //! reload (SIGHUP) of each part of the configuration, a refused one
-//! prominently.
+//! prominently, and as of the request: requests by reason, origin
+//! fetches by result, each store's size, latency over the last minute
+//! ([`crate::observe::latency`]), the recent purges, the version and when
+//! the process started. Where samples are missing (the process was
+//! stopped, or the sampler fell behind) `breaks` says so, and the page
+//! draws a gap rather than a line across it.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -30,9 +35,12 @@ use crate::net::connection::{Activity, ConnectionLimits, TrackedStream, watchdog
 use crate::net::connection_table::ConnectionTable;
 use crate::net::request_body::BodyWatch;
 use crate::observe::cache_outcome::Outcome;
+use crate::observe::latency::{LatencySummary, LatencyWindow};
 use crate::observe::metrics::{Metrics, Totals};
+use crate::observe::purges::RecentPurge;
 use crate::observe::reloads::{self, ReloadStatus};
 use crate::observe::rules::RulesStatus;
+use crate::observe::store_sizes::LabelledSize;
 
 /// How often the history is sampled.
 pub const SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
@@ -81,16 +89,64 @@ struct Status<'a> {
     /// The latest reload's outcome for each part reloaded since start
     /// (SIGHUP); empty until the first.
     reloads: Vec<ReloadStatus>,
+    /// Indices of `samples` that follow missing ones: a line is not drawn
+    /// into them from the one before.
+    breaks: Vec<usize>,
+    /// Requests by `Cache-Status` reason since start, every known reason.
+    reasons: Vec<Count>,
+    /// Origin fetches by result since start: status class or `error`.
+    origin: Vec<Count>,
+    /// Each key-value store in use (not the component's L1, which the
+    /// host cannot see).
+    stores: Vec<LabelledSize>,
+    /// p50 and p99 of hits and misses over the last minute.
+    latency: LatencySummary,
+    /// The last purges accepted, newest first.
+    purges: Vec<RecentPurge>,
+    /// edge-host's version and the edge-cache core it links.
+    version: &'static str,
+    core: &'static str,
+    /// When the process started, in seconds since the Unix epoch (`None`
+    /// where `/proc` cannot say).
+    started_at: Option<f64>,
 }
 
-type History = Arc<Mutex<VecDeque<Sample>>>;
+/// A count by name.
+#[derive(serde::Serialize)]
+struct Count {
+    name: &'static str,
+    total: u64,
+}
+
+/// The sampled history, and the latency buckets beside it.
+#[derive(Default)]
+struct Sampled {
+    samples: VecDeque<Sample>,
+    latency: LatencyWindow,
+}
+
+type History = Arc<Mutex<Sampled>>;
+
+/// Where `samples` (in time order, one every `interval_ms`) skip: each
+/// index whose sample came more than one and a half intervals after the
+/// one before. The sampler skips ticks it missed rather than bunching
+/// them, so a stopped process or a stalled runtime shows as such a jump.
+fn breaks<T>(samples: &[T], time: impl Fn(&T) -> u64, interval_ms: u64) -> Vec<usize> {
+    let limit = interval_ms + interval_ms / 2;
+    (1..samples.len())
+        .filter(|&i| time(&samples[i]).saturating_sub(time(&samples[i - 1])) > limit)
+        .collect()
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
 
 fn sample(metrics: &Metrics) -> Sample {
-    let t = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
     Sample {
-        t,
+        t: now_ms(),
         totals: metrics.totals(),
     }
 }
@@ -98,7 +154,11 @@ fn sample(metrics: &Metrics) -> Sample {
 /// Serves `/metrics`, `/status.json` and `/` on `listener` until the task
 /// is dropped.
 pub async fn serve(listener: TcpListener, metrics: &'static Metrics) {
-    let history: History = Arc::new(Mutex::new(VecDeque::with_capacity(HISTORY)));
+    let history: History = Arc::new(Mutex::new(Sampled {
+        samples: VecDeque::with_capacity(HISTORY),
+        latency: LatencyWindow::default(),
+    }));
+    let started_at = crate::observe::process::ProcessStats::read().map(|p| p.start_time_seconds);
     let sampler = {
         let history = history.clone();
         async move {
@@ -106,11 +166,15 @@ pub async fn serve(listener: TcpListener, metrics: &'static Metrics) {
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
             loop {
                 ticks.tick().await;
+                let sampled = sample(metrics);
+                // Read outside the lock: it encodes a small registry.
+                let buckets = metrics.latency_buckets();
                 let mut history = history.lock().unwrap_or_else(|p| p.into_inner());
-                if history.len() == HISTORY {
-                    history.pop_front();
+                if history.samples.len() == HISTORY {
+                    history.samples.pop_front();
                 }
-                history.push_back(sample(metrics));
+                history.samples.push_back(sampled);
+                history.latency.push(sampled.t, buckets);
             }
         }
     };
@@ -140,7 +204,7 @@ pub async fn serve(listener: TcpListener, metrics: &'static Metrics) {
             let requests = activity.clone();
             let service = service_fn(move |request: Request<Incoming>| {
                 let _serving = requests.request_started(BodyWatch::new(true));
-                let answer = answer(&request, metrics, &history);
+                let answer = answer(&request, metrics, &history, started_at);
                 async move { Ok::<_, Infallible>(answer) }
             });
             let pressure = pressure.clone();
@@ -163,6 +227,7 @@ fn answer(
     request: &Request<Incoming>,
     metrics: &Metrics,
     history: &History,
+    started_at: Option<f64>,
 ) -> Response<Full<Bytes>> {
     if request.method() != Method::GET && request.method() != Method::HEAD {
         return reply(
@@ -178,24 +243,36 @@ fn answer(
             metrics.encode(),
         ),
         "/status.json" => {
-            let mut samples: Vec<Sample> = history
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .iter()
-                .copied()
-                .collect();
-            samples.push(sample(metrics));
+            let now = sample(metrics);
+            let buckets = metrics.latency_buckets();
+            let (mut samples, latency) = {
+                let history = history.lock().unwrap_or_else(|p| p.into_inner());
+                let samples: Vec<Sample> = history.samples.iter().copied().collect();
+                (samples, history.latency.summary(now.t, &buckets))
+            };
+            samples.push(now);
+            let interval_ms = SAMPLE_INTERVAL.as_millis() as u64;
+            let count = |(name, total)| Count { name, total };
             let status = Status {
-                interval_ms: SAMPLE_INTERVAL.as_millis() as u64,
+                interval_ms,
                 outcomes: Outcome::ALL.iter().map(|o| o.as_str()).collect(),
                 from_cache: Outcome::ALL
                     .iter()
                     .filter(|o| o.from_cache())
                     .map(|o| o.as_str())
                     .collect(),
+                breaks: breaks(&samples, |s| s.t, interval_ms),
                 samples: &samples,
                 rules: metrics.rules(),
                 reloads: reloads::latest(),
+                reasons: metrics.reasons().into_iter().map(count).collect(),
+                origin: metrics.origin_results().into_iter().map(count).collect(),
+                stores: crate::observe::store_sizes::current(),
+                latency,
+                purges: crate::observe::purges::recent(),
+                version: env!("CARGO_PKG_VERSION"),
+                core: edge_cache::native_hits::MARK.trim_start_matches("edge-cache core "),
+                started_at,
             };
             let json = serde_json::to_string(&status).unwrap_or_else(|_| "{}".to_owned());
             reply(StatusCode::OK, "application/json", json)
@@ -221,4 +298,19 @@ fn reply(status: StatusCode, content_type: &str, body: String) -> Response<Full<
         http::HeaderValue::from_static("no-store"),
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_jump_of_more_than_an_interval_and_a_half_is_a_break() {
+        let times = [0u64, 1000, 2000, 3400, 5600, 6600, 6601, 9000];
+        assert_eq!(breaks(&times, |t| *t, 1000), [4, 7]);
+        assert!(breaks(&[0u64, 1000, 2000, 2100], |t| *t, 1000).is_empty());
+        assert!(breaks(&[] as &[u64], |t| *t, 1000).is_empty());
+        // A clock stepped back is not a gap.
+        assert!(breaks(&[5000u64, 1000], |t| *t, 1000).is_empty());
+    }
 }
