@@ -221,6 +221,17 @@ impl EdgeProcess {
         }
     }
 
+    /// `edge_native_hits_total` from `/metrics`: hits answered without
+    /// the component.
+    async fn native_hits(&self) -> u64 {
+        let url = format!("http://{}/metrics", self.metrics);
+        let text = reqwest::get(&url).await.unwrap().text().await.unwrap();
+        text.lines()
+            .find_map(|line| line.strip_prefix("edge_native_hits_total "))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
     fn log(&self) -> Vec<String> {
         self.log.lock().unwrap().clone()
     }
@@ -481,9 +492,16 @@ async fn a_broken_reload_under_load_keeps_the_old_configuration_and_fails_no_req
         get(&http, &edge.url("/hot")).await.unwrap(),
         (200, true, "from A".into())
     );
-
+    // What the last step proves needs the native path in use: the
+    // component's core must be the one edge-host links.
     let mut load = Load::start(&edge);
     load.answers(100).await;
+    assert!(
+        edge.native_hits().await > 0,
+        "no native hits: rebuild the components with `make wasm`\n{}",
+        edge.log().join("\n")
+    );
+
     std::fs::remove_file(&variables).unwrap();
     std::fs::write(
         &runtime_config,
@@ -527,24 +545,47 @@ async fn a_broken_reload_under_load_keeps_the_old_configuration_and_fails_no_req
         "{log}"
     );
 
-    // A fix and another SIGHUP: taken.
+    // A fix and another SIGHUP: taken. The fix also resizes the memory
+    // store, so it is opened anew, empty: `/hot` is then the new origin's,
+    // filled again through the component, never the old store's entry
+    // answered natively by a lane that kept its node.
     std::fs::write(&variables, format!("origin_url = {:?}\n", b.uri())).unwrap();
-    std::fs::write(&runtime_config, STORES).unwrap();
+    std::fs::write(
+        &runtime_config,
+        STORES.replace(
+            "type = \"memory\"\n[key_value_store.spare]",
+            "type = \"memory\"\ncapacity_bytes = 33554432\n[key_value_store.spare]",
+        ),
+    )
+    .unwrap();
     edge.hang_up();
-    edge.reloads_until("the fix taken", |r| {
-        ["variables", "runtime-config"]
-            .iter()
-            .all(|p| part(r, p).is_some_and(|record| record["applied"] == true))
-    })
-    .await;
+    let reloads = edge
+        .reloads_until("the fix taken", |r| {
+            ["variables", "runtime-config"]
+                .iter()
+                .all(|p| part(r, p).is_some_and(|record| record["applied"] == true))
+        })
+        .await;
+    let said = part(&reloads, "runtime-config").unwrap()["message"]
+        .as_str()
+        .unwrap();
+    assert!(
+        said.contains("store `default` opened anew (memory, 33554432 bytes)"),
+        "{said}"
+    );
     assert_eq!(
         get(&http, &edge.url("/fixed")).await.unwrap(),
         (200, false, "from B".into())
     );
-    assert_eq!(
-        get(&http, &edge.url("/hot")).await.unwrap(),
-        (200, true, "from A".into())
-    );
+    // The load asks for `/hot` all the time: a hit or a miss, but from B.
+    for _ in 0..CLIENTS * 4 {
+        let (status, _, body) = get(&http, &edge.url("/hot")).await.unwrap();
+        assert_eq!(
+            (status, body.as_str()),
+            (200, "from B"),
+            "no answer from the old store"
+        );
+    }
     load.answers(100).await;
     let (answered, failures) = load.stop().await;
     assert!(
