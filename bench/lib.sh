@@ -13,25 +13,34 @@ EDGE_OBSERVED_PORT=$((ORIGIN_PORT + 8))
 EDGE_OBSERVED_METRICS_PORT=$((ORIGIN_PORT + 9))
 NGINX_SLICE_PORT=$((ORIGIN_PORT + 10))
 EDGE_COMPONENT_PORT=$((ORIGIN_PORT + 11))
+# HTTPS (HTTP/1.1 and HTTP/2 by ALPN) on the same certificate: the default
+# edge with --tls-cert, and nginx's `ssl http2` server of the same cache.
+EDGE_TLS_PORT=$((ORIGIN_PORT + 12))
+NGINX_TLS_PORT=$((ORIGIN_PORT + 13))
 PURGE_TOKEN=bench-purge-token
 
 declare -A PORT=([origin]=$ORIGIN_PORT [ceiling]=$CEILING_PORT [edge]=$EDGE_PORT
   [nginx]=$NGINX_PORT [varnish]=$VARNISH_PORT [hello]=$HELLO_PORT [edge-p2]=$EDGE_P2_PORT
   [hello-p3]=$HELLO_P3_PORT [edge-observed]=$EDGE_OBSERVED_PORT [nginx-slice]=$NGINX_SLICE_PORT
   [edge-component]=$EDGE_COMPONENT_PORT)
+# The TLS port of a contestant that has one.
+declare -A TLS_PORT=([edge]=$EDGE_TLS_PORT [nginx]=$NGINX_TLS_PORT)
 declare -A PID=()
 
 log() { printf '%s bench: %s\n' "$(date +%T)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
 # Debian packages: nginx (proxy_cache is in every flavour; -light is the
-# smallest), varnish, wrk; curl for readiness checks.
+# smallest), varnish, wrk; curl for readiness checks; h2load
+# (nghttp2-client) for HTTP/2, openssl for the certificate.
 install_tools() {
   local need=()
   command -v nginx >/dev/null || need+=(nginx-light)
   command -v varnishd >/dev/null || need+=(varnish)
   command -v wrk >/dev/null || need+=(wrk)
   command -v curl >/dev/null || need+=(curl)
+  command -v h2load >/dev/null || need+=(nghttp2-client)
+  command -v openssl >/dev/null || need+=(openssl)
   if [[ ${1:-} == profile ]]; then
     command -v perf >/dev/null || need+=(linux-perf)
   fi
@@ -76,10 +85,10 @@ port_free() { # name port
   fi
 }
 
-wait_ready() { # name url
+wait_ready() { # name url (https: the bench's self-signed certificate)
   local i
   for ((i = 0; i < 300; i++)); do
-    if curl -fsS -o /dev/null "$2" 2>/dev/null; then
+    if curl -fsSk -o /dev/null "$2" 2>/dev/null; then
       kill -0 "${PID[$1]}" 2>/dev/null || die "$1 exited; see $WORK/$1.log"
       return 0
     fi
@@ -154,6 +163,35 @@ start_edge_observed() { # cache-bytes
     --access-log "$WORK/edge-observed-access.log" --log-format json
 }
 
+# One self-signed ECDSA P-256 certificate for 127.0.0.1 that every TLS
+# contestant serves (made once per scratch directory).
+tls_certificate() {
+  TLS_CERT=$WORK/tls/cert.pem TLS_KEY=$WORK/tls/key.pem
+  [[ -e $TLS_CERT ]] && return 0
+  mkdir -p "$WORK/tls"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+    -subj /CN=bench.test -addext "subjectAltName=DNS:bench.test,IP:127.0.0.1" \
+    -keyout "$TLS_KEY" -out "$TLS_CERT" 2>/dev/null || die "openssl could not make a certificate"
+}
+
+# The default edge serving HTTPS (HTTP/1.1 and HTTP/2 by ALPN) on
+# EDGE_TLS_PORT with the bench certificate: the TLS and HTTP/2 scenarios'
+# `edge`.
+start_edge_tls() { # cache-bytes
+  tls_certificate
+  local name=edge-tls
+  port_free "$name" "$EDGE_TLS_PORT"
+  printf '[key_value_store.default]\ntype = "memory"\ncapacity_bytes = %d\n' "$1" >"$WORK/$name-runtime.toml"
+  RUST_LOG=warn target/release/edge-host up -f spin.toml --listen "127.0.0.1:$EDGE_TLS_PORT" \
+    --tls-cert "$TLS_CERT" --tls-key "$TLS_KEY" \
+    --runtime-config-file "$WORK/$name-runtime.toml" \
+    --variable "origin_url=http://127.0.0.1:$ORIGIN_PORT" \
+    --variable "purge_token=$PURGE_TOKEN" --variable cache_rules=/rules/cache-rules.json \
+    >"$WORK/$name.log" 2>&1 &
+  PID[$name]=$!
+  wait_ready "$name" "https://127.0.0.1:$EDGE_TLS_PORT/ready?size=1"
+}
+
 # The demo shop's rules, as before the manifests defaulted to the built-in
 # ones (a later --variable cache_rules=... in the flags wins).
 start_edge_flavour() { # name manifest cache-bytes [edge-host flags...]
@@ -176,6 +214,7 @@ start_edge_flavour() { # name manifest cache-bytes [edge-host flags...]
 start_nginx() { # cache bytes
   port_free nginx "$NGINX_PORT"
   port_free nginx-slice "$NGINX_SLICE_PORT"
+  tls_certificate
   local dir=$WORK/nginx cache=$WORK/nginx-cache slice_cache=$WORK/nginx-slice-cache
   rm -rf "$dir" "$cache" "$slice_cache"
   mkdir -p "$dir" "$cache" "$slice_cache"
@@ -184,6 +223,7 @@ start_nginx() { # cache bytes
   sed -e "s|@DIR@|$dir|g" -e "s|@CACHE_DIR@|$cache|g" -e "s|@SLICE_CACHE_DIR@|$slice_cache|g" \
     -e "s|@KEYS_ZONE@|64m|g" -e "s|@CACHE_BYTES@|$1|g" -e "s|@ORIGIN_PORT@|$ORIGIN_PORT|g" \
     -e "s|@SLICE_PORT@|$NGINX_SLICE_PORT|g" -e "s|@PORT@|$NGINX_PORT|g" \
+    -e "s|@TLS_PORT@|$NGINX_TLS_PORT|g" -e "s|@TLS_CERT@|$TLS_CERT|g" -e "s|@TLS_KEY@|$TLS_KEY|g" \
     bench/nginx.conf >"$dir/nginx.conf"
   # Started by root, nginx's workers would run as nobody, who cannot write
   # the private scratch directory: keep them as the user who starts it.
@@ -193,6 +233,7 @@ start_nginx() { # cache bytes
   PID[nginx]=$!
   wait_ready nginx "http://127.0.0.1:$NGINX_PORT/ready?size=1"
   wait_ready nginx "http://127.0.0.1:$NGINX_SLICE_PORT/ready?size=1"
+  wait_ready nginx "https://127.0.0.1:$NGINX_TLS_PORT/ready?size=1"
 }
 
 start_varnish() { # cache bytes

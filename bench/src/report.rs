@@ -10,6 +10,14 @@ use crate::stats::{Summary, ratio};
 /// Load scenarios in report order: id and description.
 pub const SCENARIOS: &[(&str, &str)] = &[
     ("hot-1k", "hot hit, one 1 KiB object"),
+    (
+        "hot-1k-tls",
+        "hot hit, one 1 KiB object, HTTPS with HTTP/1.1 (wrk)",
+    ),
+    (
+        "hot-1k-h2",
+        "hot hit, one 1 KiB object, HTTPS with HTTP/2 (h2load, 10 streams per connection)",
+    ),
     ("hot-100k", "hot hit, one 100 KiB object"),
     (
         "compress-100k",
@@ -540,12 +548,31 @@ fn fetch_ratio_line(table: &FetchTable) -> String {
         .join("; ")
 }
 
-/// The issue's targets for large objects, where measured: the hot large hit
-/// at least 0.8× nginx's throughput, the cold first byte at most 1.5×
-/// nginx's, against nginx with and without slice.
+/// The issues' targets, where measured: TLS and HTTP/2 edge/nginx ratios
+/// of the hot 1 KiB hit no worse than the cleartext HTTP/1.1 one; the hot
+/// large hit at least 0.8× nginx's throughput, the cold first byte at most
+/// 1.5× nginx's, against nginx with and without slice.
 pub fn targets(tables: &[ScenarioTable], fetches: &[FetchTable]) -> Vec<String> {
     let mut out = Vec::new();
     let verdict = |met: bool| if met { "met" } else { "missed" };
+    let edge_over_nginx = |scenario: &str| {
+        let table = tables.iter().find(|t| t.scenario == scenario)?;
+        ratio(
+            Some(table.row("edge")?.rps.median),
+            Some(table.row("nginx")?.rps.median),
+        )
+    };
+    if let Some(plain) = edge_over_nginx("hot-1k") {
+        for (scenario, what) in [("hot-1k-tls", "TLS"), ("hot-1k-h2", "HTTP/2")] {
+            if let Some(r) = edge_over_nginx(scenario) {
+                out.push(format!(
+                    "{scenario}: edge/nginx {r:.2}× against {plain:.2}× in cleartext HTTP/1.1 \
+                     (target: {what} no worse: {})",
+                    verdict(r >= plain)
+                ));
+            }
+        }
+    }
     if let Some(hot) = tables.iter().find(|t| t.scenario == "hot-100m")
         && let (Some(edge), Some(nginx)) = (hot.row("edge"), hot.row("nginx"))
         && let Some(r) = ratio(Some(edge.mib_s.median), Some(nginx.mib_s.median))
@@ -766,6 +793,28 @@ pub fn replace_section(document: &str, section: &str) -> Result<String, String> 
 mod tests {
     use super::*;
     use crate::results::WrkSummary;
+
+    #[test]
+    fn tls_and_http2_ratios_are_held_to_the_cleartext_one() {
+        let records = [
+            load("hot-1k", "edge", 1, 1000, Some(0)),
+            load("hot-1k", "nginx", 1, 1000, Some(0)),
+            load("hot-1k-tls", "edge", 1, 900, Some(0)),
+            load("hot-1k-tls", "nginx", 1, 800, Some(0)),
+            load("hot-1k-h2", "edge", 1, 700, Some(0)),
+            load("hot-1k-h2", "nginx", 1, 1000, Some(0)),
+        ];
+        let tables = load_tables(&records);
+        let order: Vec<&str> = tables.iter().map(|t| t.scenario.as_str()).collect();
+        assert_eq!(order, ["hot-1k", "hot-1k-tls", "hot-1k-h2"]);
+        assert_eq!(
+            targets(&tables, &[]),
+            [
+                "hot-1k-tls: edge/nginx 1.12× against 1.00× in cleartext HTTP/1.1 (target: TLS no worse: met)",
+                "hot-1k-h2: edge/nginx 0.70× against 1.00× in cleartext HTTP/1.1 (target: HTTP/2 no worse: missed)",
+            ]
+        );
+    }
 
     fn load(scenario: &str, contestant: &str, round: u32, rps: u64, origin: Option<u64>) -> Record {
         Record::Load(LoadRun {
