@@ -158,6 +158,9 @@ impl<H: Host> Node<H> {
             admin_path: config.admin_path.clone(),
             token: config.purge_token.clone().unwrap_or_default(),
             hosts: config.hosts.clone(),
+            node: config.node_name.clone(),
+            reporter: Default::default(),
+            staleness_ms: config.purge_staleness.as_millis() as u64,
         });
         let primary = host.origin(OriginEndpoint::of(&config.origin, &config));
         let backup = config
@@ -266,7 +269,9 @@ impl<H: Host> Node<H> {
         let scheme = client_scheme(headers, &connection.scheme, self.config.trust);
         let host = connection.host.as_deref();
         let host = match route {
-            Some(PurgeRoute::Endpoint | PurgeRoute::Health) => host.map(str::to_owned),
+            Some(PurgeRoute::Endpoint | PurgeRoute::Health | PurgeRoute::Completion) => {
+                host.map(str::to_owned)
+            }
             _ => match self.config.hosts.verdict(host) {
                 HostVerdict::Serve(_) if self.config.hosts.any() => host.map(str::to_owned),
                 HostVerdict::Serve(key) => Some(key),

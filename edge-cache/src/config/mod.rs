@@ -19,7 +19,7 @@ pub(crate) use protection::{BreakerPolicy, DEFAULT_BREAKER, Protection, StatusSe
 
 /// Every Spin variable the edge reads. An adapter whose variable lookup
 /// is asynchronous (WASI 0.3) reads these first, then parses.
-pub const VARIABLES: [&str; 22] = [
+pub const VARIABLES: [&str; 23] = [
     "origin_url",
     "origin_timeout_ms",
     "origin_connect_timeout_ms",
@@ -42,6 +42,7 @@ pub const VARIABLES: [&str; 22] = [
     "shield_store",
     "hosts",
     "forward_host",
+    "node_name",
 ];
 
 /// Default for `purge_staleness_ms`: how long a node reuses invalidation
@@ -167,6 +168,10 @@ pub(crate) struct EdgeConfig {
     /// the origin URL's: the key host where `hosts` lists sites, else the
     /// client's.
     pub(crate) forward_host: bool,
+    /// This node's name among the nodes sharing purge state (`node_name`):
+    /// each records there the newest purge it has applied, for
+    /// `{admin_path}/purges/{id}`; `None`: not recorded.
+    pub(crate) node_name: Option<String>,
 }
 
 /// How much of the client's forwarding history the edge believes.
@@ -346,6 +351,23 @@ impl EdgeConfig {
                 });
             }
         };
+        let node_name = match lookup("node_name").map(|v| v.trim().to_owned()) {
+            None => None,
+            Some(v) if v.is_empty() => None,
+            Some(v)
+                if v.len() <= 64
+                    && v.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) =>
+            {
+                Some(v)
+            }
+            Some(_) => {
+                return Err(ConfigError::Invalid {
+                    name: "node_name",
+                    reason: "at most 64 letters, digits, `.`, `_` or `-`".to_owned(),
+                });
+            }
+        };
         Ok(EdgeConfig {
             origin,
             origin_timeout,
@@ -365,6 +387,7 @@ impl EdgeConfig {
             chunk_bytes: chunk_bytes as usize,
             hosts,
             forward_host,
+            node_name,
         })
     }
 }

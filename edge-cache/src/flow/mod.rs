@@ -232,6 +232,14 @@ impl<S: Store + 'static, O: Origin, C: Clock + 'static> Flow<'_, S, O, C> {
         route: Option<PurgeRoute>,
         request: ClientRequest,
     ) -> (Response, Option<Refresh>) {
+        // A named node records the newest purge state it has read
+        // (`purge::completion`): a read of the epoch, remembered for
+        // `purge_staleness_ms`, and a write only when it moved.
+        if let Some(settings) = self.purge
+            && let Some(node) = &settings.node
+        {
+            settings.reporter.report(self.store, self.clock, node).await;
+        }
         if route == Some(PurgeRoute::Explain) && self.purge_api().is_some() {
             return (self.explain(&request).await, None);
         }
@@ -1230,6 +1238,9 @@ mod tests {
             admin_path: "/_edge".into(),
             token: "t".into(),
             hosts: Default::default(),
+            node: None,
+            reporter: Default::default(),
+            staleness_ms: 100,
         }
     }
 
@@ -1476,5 +1487,84 @@ mod tests {
             purge_request,
             Admission::ReadBody { limit: Some(_) }
         ));
+    }
+
+    #[test]
+    fn each_named_node_reports_the_purges_it_has_applied() {
+        let rules = CacheRules::default();
+        let store = MemStore::default();
+        let origin = FakeOrigin::new(|_| Ok(ok("max-age=60", "x")));
+        let clock = clock();
+        let named = |name: &str| PurgeSettings {
+            node: Some(name.into()),
+            ..purge_settings()
+        };
+        let (a, b) = (named("node-a"), named("node-b"));
+        let node_a = Flow {
+            purge: Some(&a),
+            ..edge(&rules, &store, &origin, &clock)
+        };
+        let node_b = Flow {
+            purge: Some(&b),
+            ..edge(&rules, &store, &origin, &clock)
+        };
+        let authorized = |method: Method, path: &str, body: &str| ClientRequest {
+            method,
+            body: body.as_bytes().to_vec().into(),
+            ..get(path, &[("authorization", "Bearer t")])
+        };
+        // Both have answered a request before the purge.
+        block_on(node_a.handle(get("/a", &[])));
+        block_on(node_b.handle(get("/a", &[])));
+        clock.set_unix_ms(1_700_000_001_000);
+        let (receipt, _) = block_on(node_a.handle(authorized(
+            Method::POST,
+            "/_edge/purge",
+            r#"{"urls":["/a"]}"#,
+        )));
+        assert_eq!(receipt.status, 200);
+        let receipt: serde_json::Value =
+            serde_json::from_slice(&drain(receipt.body).unwrap()).unwrap();
+        let id = receipt["id"].as_str().unwrap().to_owned();
+        let completion = |flow: &Flow<'_, MemStore, &FakeOrigin, FakeClock>| {
+            let path = format!("/_edge/purges/{id}");
+            let (answer, _) = block_on(flow.handle(authorized(Method::GET, &path, "")));
+            assert_eq!(answer.status, 200);
+            serde_json::from_slice::<serde_json::Value>(&drain(answer.body).unwrap()).unwrap()
+        };
+        let applied = |answer: &serde_json::Value, node: &str| {
+            answer["nodes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|n| n["node"] == node)
+                .map(|n| n["applied"].as_bool().unwrap())
+        };
+        // Asked of node b: a took it; b has not read it yet (its query
+        // itself is a request: asked again, b has).
+        let first = completion(&node_a);
+        assert_eq!(applied(&first, "node-a"), Some(true), "{first}");
+        assert_eq!(applied(&first, "node-b"), Some(false), "{first}");
+        assert_eq!(first["applied"], 1);
+        assert_eq!(first["of"], 2);
+        clock.set_unix_ms(1_700_000_001_040);
+        block_on(node_b.handle(get("/b", &[])));
+        let second = completion(&node_a);
+        assert_eq!(applied(&second, "node-b"), Some(true), "{second}");
+        let b = second["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["node"] == "node-b")
+            .unwrap()
+            .clone();
+        assert_eq!(b["after_ms"], 40.0, "{second}");
+
+        // An unknown id, and the query's own authentication.
+        let (unknown, _) =
+            block_on(node_a.handle(authorized(Method::GET, "/_edge/purges/nope", "")));
+        assert_eq!(unknown.status, 404);
+        let (anonymous, _) = block_on(node_a.handle(get(&format!("/_edge/purges/{id}"), &[])));
+        assert_eq!(anonymous.status, 401);
     }
 }

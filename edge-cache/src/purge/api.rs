@@ -15,6 +15,7 @@ use crate::config::ServedHosts;
 use crate::policy::invalidation::{PurgeKind, all_scope, prefix_scope, tag_scope, url_scope};
 use crate::policy::key::build_key;
 use crate::policy::rules::{CacheRules, Rule};
+use crate::purge::completion::{self, PurgeRecord, Reporter};
 use crate::purge::request::{
     MAX_BODY_BYTES, PurgeRequest, PurgeUrl, authorized, check_length, check_method,
     parse_purge_body, purge_id,
@@ -45,6 +46,12 @@ pub(crate) struct PurgeSettings {
     pub token: String,
     /// The served hosts: purge URLs may name any of them.
     pub hosts: ServedHosts,
+    /// This node's name, where it records its purge progress
+    /// (`node_name`), and its record of what it reported.
+    pub node: Option<String>,
+    pub reporter: Reporter,
+    /// `purge_staleness_ms`, as completion answers state it.
+    pub staleness_ms: u64,
 }
 
 /// What the edge decided from a request's head, before any of its body is
@@ -82,6 +89,9 @@ pub(crate) enum PurgeRoute {
     /// `{admin_path}/explain`: the decision explainer (`flow::explain`),
     /// GET or HEAD with the token.
     Explain,
+    /// `{admin_path}/purges/{id}`: which nodes have applied a purge
+    /// (`purge::completion`), GET or HEAD with the token.
+    Completion,
 }
 
 impl PurgeSettings {
@@ -97,6 +107,8 @@ impl PurgeSettings {
             Some(PurgeRoute::Endpoint)
         } else if admin == Some("/explain") {
             Some(PurgeRoute::Explain)
+        } else if admin.is_some_and(|rest| rest.starts_with("/purges/")) {
+            Some(PurgeRoute::Completion)
         } else if method.as_str() == "PURGE" {
             Some(PurgeRoute::Method)
         } else {
@@ -141,7 +153,7 @@ impl<S: Store, C: Clock> PurgeApi<'_, S, C> {
         if !authorized(headers, &self.settings.token) {
             return Admission::Answer(unauthorized());
         }
-        if route == PurgeRoute::Explain {
+        if matches!(route, PurgeRoute::Explain | PurgeRoute::Completion) {
             return match *method {
                 Method::GET | Method::HEAD => Admission::NoBody,
                 _ => Admission::Answer(explain_method_not_allowed()),
@@ -168,6 +180,11 @@ impl<S: Store, C: Clock> PurgeApi<'_, S, C> {
             PurgeRoute::Health => self.health(request).await,
             // (Answered by the flow, which the explainer needs whole.)
             PurgeRoute::Explain => explain_method_not_allowed(),
+            PurgeRoute::Completion => {
+                let path = request.path_and_query.split('?').next().unwrap_or("");
+                let id = path.rsplit('/').next().unwrap_or("");
+                completion::answer(self.storage.store, id, self.settings.staleness_ms).await
+            }
         }
     }
 
@@ -247,7 +264,32 @@ impl<S: Store, C: Clock> PurgeApi<'_, S, C> {
             .map(|p| p.ip().to_string())
             .unwrap_or_else(|| "unknown".into());
         let kind = PurgeKind::from_soft(purge.soft);
-        if let Err(StoreFailure(error)) = self.storage.purge(&scopes, kind).await {
+        let recorded = match self.storage.purge(&scopes, kind).await {
+            Ok(at_us) => {
+                let record = PurgeRecord {
+                    at_us,
+                    targets: Purged {
+                        urls: purge.urls.len() as u64,
+                        tags: purge.tags.len() as u64,
+                        prefixes: purge.prefixes.len() as u64,
+                        all: purge.all,
+                    },
+                    soft: purge.soft,
+                    node: self.settings.node.clone(),
+                };
+                // Only completion queries read it: a purge whose record
+                // failed is still a purge.
+                let _ = completion::record(self.storage.store, &id, &record).await;
+                // The node that took it has applied it.
+                if let Some(node) = &self.settings.node {
+                    let (store, clock) = (self.storage.store, self.storage.clock);
+                    self.settings.reporter.report(store, clock, node).await;
+                }
+                Ok(())
+            }
+            Err(failure) => Err(failure),
+        };
+        if let Err(StoreFailure(error)) = recorded {
             // The store's own error (its address, its client's types) is
             // for the log; the caller learns what failed and what to do.
             eprintln!("edge-cache: purge {id} from {caller} failed: store error: {error}");
@@ -297,6 +339,9 @@ mod tests {
             admin_path: "/_edge".into(),
             token: "t".into(),
             hosts: ServedHosts::default(),
+            node: None,
+            reporter: Default::default(),
+            staleness_ms: 100,
         };
         let (store, clock) = (
             MemStore::default(),
@@ -343,6 +388,9 @@ mod tests {
             admin_path: "/_edge".into(),
             token: "t".into(),
             hosts: ServedHosts::default(),
+            node: None,
+            reporter: Default::default(),
+            staleness_ms: 100,
         };
         let purge = Method::from_bytes(b"PURGE").unwrap();
         let route = |method: &Method, path| settings.route(method, path);
@@ -373,6 +421,9 @@ mod tests {
             admin_path: "/_edge".into(),
             token: String::new(),
             hosts: ServedHosts::default(),
+            node: None,
+            reporter: Default::default(),
+            staleness_ms: 100,
         }
     }
 
@@ -409,6 +460,9 @@ mod tests {
             admin_path: "/_edge".into(),
             token: "t".into(),
             hosts: ServedHosts::default(),
+            node: None,
+            reporter: Default::default(),
+            staleness_ms: 100,
         };
         let without = health_only();
         for settings in [&with_token, &without] {
@@ -446,6 +500,9 @@ mod tests {
             admin_path: "/_edge".into(),
             token: "t".into(),
             hosts: ServedHosts::default(),
+            node: None,
+            reporter: Default::default(),
+            staleness_ms: 100,
         };
         let (store, clock) = (MemStore::default(), FakeClock::at_unix_ms(0));
         let api = api_over(&settings, &store, &clock);

@@ -9,6 +9,8 @@
 //! | [`EntryKey`] | `v:<hash>` | one variant of a URL whose response has `Vary` | the node's store, and the shield |
 //! | [`PurgeStateKey`] | `s:<scope>` | a scope's purge times (see `policy::invalidation`) | the shared store |
 //! | [`PurgeStateKey`] | `p:epoch` | the purge epoch: a new token after every purge, for the L1 | the shared store |
+//! | [`PurgeStateKey`] | `q:<id>` | a purge's record: when, what (`purge::completion`) | the shared store |
+//! | [`PurgeStateKey`] | `n:<node>`, `n:nodes` | the newest purge a node has applied; the nodes that record one | the shared store |
 //! | [`NodeLocalKey`] | `o:breaker:<origin>`, `o:slots:<origin>` | an origin's breaker state and concurrency leases | the node's store |
 //! | [`NodeLocalKey`] | `f:<hash>` | a fill lease: a key being fetched by some instance | the node's store |
 //! | [`NodeLocalKey`] | `e:<hash>` | a marker that one broken-rules error was reported | the node's store |
@@ -114,6 +116,22 @@ impl PurgeStateKey {
     /// The key of `scope`'s purge times.
     pub(crate) fn scope(scope: &str) -> Self {
         PurgeStateKey::Scope(format!("s:{scope}"))
+    }
+
+    /// The record of purge `id` (read and written like a scope: kept in
+    /// the shared store, never evicted).
+    pub(crate) fn purge_record(id: &str) -> Self {
+        PurgeStateKey::Scope(format!("q:{id}"))
+    }
+
+    /// The newest purge node `name` has applied.
+    pub(crate) fn node_progress(name: &str) -> Self {
+        PurgeStateKey::Scope(format!("n:{name}"))
+    }
+
+    /// The names of the nodes that record their progress.
+    pub(crate) fn nodes() -> Self {
+        PurgeStateKey::Scope("n:nodes".to_owned())
     }
 }
 

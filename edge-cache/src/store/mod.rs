@@ -184,7 +184,9 @@ pub(crate) enum PurgeEpoch {
 impl<S: Store, C: Clock> CacheStorage<'_, S, C> {
     /// Invalidates every variant of `keyed`'s URL (RFC 9111 §4.4).
     pub(crate) async fn invalidate_url(&self, keyed: &KeyedTarget) -> Result<(), StoreFailure> {
-        self.purge(&[url_scope(keyed.url())], PurgeKind::Hard).await
+        self.purge(&[url_scope(keyed.url())], PurgeKind::Hard)
+            .await
+            .map(drop)
     }
 
     /// Records a purge of `scopes` now: one read and one write per scope,
@@ -194,11 +196,13 @@ impl<S: Store, C: Clock> CacheStorage<'_, S, C> {
     /// writes, so an L1 value checked before a scope was written carries
     /// an epoch the store will never show again: its next lookup re-checks
     /// its scopes, and sees the purge.
+    /// Answers the purge's time (unix µs): its epoch's, which
+    /// `purge::completion` reads nodes' progress against.
     pub(crate) async fn purge(
         &self,
         scopes: &[String],
         kind: PurgeKind,
-    ) -> Result<(), StoreFailure> {
+    ) -> Result<u64, StoreFailure> {
         let now_us = unix_us(self.clock.now());
         for scope in scopes {
             let key = PurgeStateKey::scope(scope);
@@ -206,10 +210,15 @@ impl<S: Store, C: Clock> CacheStorage<'_, S, C> {
             let updated = previous.after_purge(now_us, kind);
             self.store.set(&key, &updated.encode()).await?;
         }
-        let token = hash128(format!("{now_us}|{}", scopes.join("|")).as_bytes());
+        // Its time first (hex), so that a node can tell how recent the
+        // state it read is (`purge::completion`); only equality matters
+        // to the first tier.
+        let hash = hash128(format!("{now_us}|{}", scopes.join("|")).as_bytes());
+        let token = format!("{now_us:016x}-{hash}");
         self.store
             .set(&PurgeStateKey::Epoch, token.as_bytes())
-            .await
+            .await?;
+        Ok(now_us)
     }
 
     /// The current purge epoch, read only when there is a first tier to

@@ -161,6 +161,8 @@ struct NodeSetup {
     listen: Option<SocketAddr>,
     /// A Redis URL for a shield store (`shield_store`): entries shared too.
     shield_url: Option<String>,
+    /// Its `node_name` (it records the purges it has applied).
+    node_name: Option<String>,
 }
 
 impl NodeSetup {
@@ -172,6 +174,14 @@ impl NodeSetup {
             entries_db: None,
             listen: None,
             shield_url: None,
+            node_name: None,
+        }
+    }
+
+    fn named(&self, name: &str) -> Self {
+        NodeSetup {
+            node_name: Some(name.to_owned()),
+            ..self.clone()
         }
     }
 
@@ -201,6 +211,9 @@ impl NodeSetup {
             "cache_rules=".to_owned(),
             format!("purge_staleness_ms={}", self.staleness_ms),
         ];
+        if let Some(name) = &self.node_name {
+            variables.push(format!("node_name={name}"));
+        }
         if self.shield_url.is_some() {
             text = text.replace(
                 r#"key_value_stores = ["default", "shared"]"#,
@@ -417,6 +430,77 @@ async fn a_node_that_was_down_during_purges_serves_nothing_they_purged() {
     assert_eq!(kept.body, old_kept);
 }
 
+/// `GET /_edge/purges/{id}` on `node`: each node's name and whether it
+/// has applied the purge.
+async fn completion(client: &Client, node: &Edge, id: &str) -> Vec<(String, bool)> {
+    let response = client
+        .get(node.url(&format!("/_edge/purges/{id}")))
+        .header("host", HOST)
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("the node answers");
+    assert_eq!(response.status(), 200);
+    let answer: serde_json::Value =
+        serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+    answer["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .map(|n| {
+            (
+                n["node"].as_str().unwrap().to_owned(),
+                n["applied"].as_bool().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// A health check on `node` (what a load balancer sends): a request its
+/// component handles, so it reports the purge state it has read.
+async fn health(client: &Client, node: &Edge) {
+    let response = client.get(node.url("/_edge/health")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purge_completion_is_read_from_any_node_and_a_stopped_node_shows_as_not_applied() {
+    let redis = RedisServer::start();
+    let (origin, _) = versioned_origin().await;
+    let setup = NodeSetup::new(&origin, &redis, 0);
+    let third = setup.named("edge-3");
+    let mut nodes =
+        start_nodes(&[setup.named("edge-1"), setup.named("edge-2"), third.clone()]).await;
+    let client = Client::new();
+    for node in &nodes {
+        health(&client, node).await;
+    }
+    nodes.pop().expect("node 3").stop().await;
+
+    // Purged through node 1 while node 3 is stopped; asked of node 2.
+    let (status, receipt) = purge(&client, &nodes[0], r#"{"tags": ["product"]}"#).await;
+    assert_eq!(status, 200, "{receipt}");
+    let receipt: serde_json::Value = serde_json::from_str(&receipt).unwrap();
+    let id = receipt["id"].as_str().unwrap().to_owned();
+    health(&client, &nodes[1]).await;
+    let with_third_down = completion(&client, &nodes[1], &id).await;
+    assert_eq!(
+        with_third_down,
+        [
+            ("edge-1".to_owned(), true),
+            ("edge-2".to_owned(), true),
+            ("edge-3".to_owned(), false),
+        ],
+        "node 3 was stopped before the purge"
+    );
+
+    let node3 = third.start().await.expect("node 3 restarts");
+    health(&client, &node3).await;
+    let all = completion(&client, &nodes[1], &id).await;
+    assert!(all.iter().all(|(_, applied)| *applied), "{all:?}");
+    assert_eq!(all.len(), 3);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_redis_killed_every_request_is_answered_and_caching_resumes_when_it_returns() {
     let mut redis = RedisServer::start();
@@ -608,6 +692,7 @@ async fn a_malformed_or_unreachable_redis_url_is_a_clear_error_at_start() {
             entries_db: None,
             listen: None,
             shield_url: None,
+            node_name: None,
         };
         let started = Instant::now();
         let error = match setup.start().await {
