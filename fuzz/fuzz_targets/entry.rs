@@ -6,7 +6,7 @@
 
 use arbitrary::{Arbitrary, Unstructured};
 use edge_cache::fuzzing::entry::{
-    ChunkLayout, ChunkSet, EntryMeta, StoredValue, VaryIndex, decode, encode,
+    ChunkLayout, ChunkSet, Coding, Encodings, EntryMeta, StoredValue, VaryIndex, decode, encode,
 };
 use edge_cache::fuzzing::header_list::from_pairs;
 use edge_cache::fuzzing::invalidation::PurgeTimes;
@@ -35,6 +35,7 @@ fn value(u: &mut Unstructured<'_>) -> arbitrary::Result<StoredValue> {
                 true => Some(ChunkSet(Vec::arbitrary(u)?)),
                 false => None,
             },
+            encodings: None,
         };
         // Only a chunked object is stored by slices.
         if meta.chunks.is_none() {
@@ -109,8 +110,23 @@ fuzz_target!(|data: &[u8]| {
     }
     // A structured value: round trip, and damage is detected.
     let mut u = Unstructured::new(data);
-    if let Ok(value) = value(&mut u) {
+    if let Ok(mut value) = value(&mut u) {
         let body = u.take_rest();
+        // A compressed object's codings cover its body exactly (decoding
+        // refuses anything else); only bodies stored whole have them.
+        if let StoredValue::Response(meta) = &mut value
+            && meta.chunks.is_none()
+            && data.len() % 3 == 0
+        {
+            let split = body.len() / 2;
+            meta.encodings = Some(Encodings {
+                identity_length: data.len() as u64,
+                parts: vec![
+                    (Coding::Br, split as u64),
+                    (Coding::Gzip, (body.len() - split) as u64),
+                ],
+            });
+        }
         round_trips(&value, body);
         let bytes = encode(&value, body);
         let at = data.len() % bytes.len();
