@@ -38,6 +38,7 @@ use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use tokio::sync::futures::OwnedNotified;
 use wasmtime::component::GuestTaskId;
 use wasmtime::{Store, StoreContextMut};
 use wasmtime_wasi_http::WasiHttpView;
@@ -382,6 +383,9 @@ impl HandlerState for ComponentHandler {
             proxy,
             view: WasiHttpView::http,
             expiration: Expiry {
+                live: self.context.clone(),
+                made_from: made_from.clone(),
+                replaced: Box::pin(self.context.replaced()),
                 record: record.clone(),
                 idle_timeout,
                 request_timeout: limits.request_timeout,
@@ -406,6 +410,11 @@ impl HandlerState for ComponentHandler {
 /// idle for its idle timeout, or busy for the request time limit since its
 /// most recent request started.
 pub(crate) struct Expiry {
+    /// The component's context and the one the instance was made with:
+    /// idle once a reload replaced it, the instance is dropped at once.
+    live: Arc<LiveContext>,
+    made_from: Arc<ComponentContext>,
+    replaced: Pin<Box<OwnedNotified>>,
     record: Arc<InstanceRecord>,
     idle_timeout: Duration,
     request_timeout: Duration,
@@ -419,6 +428,20 @@ impl WorkerExpiration for Expiry {
         status: WorkerStatus,
         start: Instant,
     ) -> Poll<()> {
+        if status == WorkerStatus::Idle {
+            // Polling the notification registers for the next reload; one
+            // that fired while the context is still current (made just
+            // after a reload) is armed again.
+            while self.replaced.as_mut().poll(cx).is_ready() {
+                if !self.live.is_current(&self.made_from) {
+                    return Poll::Ready(());
+                }
+                self.replaced = Box::pin(self.live.replaced());
+            }
+            if !self.live.is_current(&self.made_from) {
+                return Poll::Ready(());
+            }
+        }
         let timeout = match status {
             WorkerStatus::Idle => self.idle_timeout,
             WorkerStatus::Requests | WorkerStatus::PostReturn => self.request_timeout,

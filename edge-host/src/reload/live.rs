@@ -13,6 +13,8 @@
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use tokio::sync::Notify;
+use tokio::sync::futures::OwnedNotified;
 
 use crate::instance::ComponentContext;
 
@@ -21,6 +23,10 @@ pub struct LiveContext {
     /// The component id from the manifest (a reload never changes it).
     pub id: Arc<str>,
     current: ArcSwap<ComponentContext>,
+    /// Wakes idle instances when a reload replaces the context, so they
+    /// retire at once instead of holding their pool slot and memory until
+    /// their idle timeout.
+    replaced: Arc<Notify>,
 }
 
 impl LiveContext {
@@ -29,6 +35,7 @@ impl LiveContext {
         LiveContext {
             id: context.id.clone(),
             current: ArcSwap::from_pointee(context),
+            replaced: Arc::new(Notify::new()),
         }
     }
 
@@ -46,12 +53,20 @@ impl LiveContext {
     /// Makes `context` the one new work starts with.
     pub(crate) fn replace(&self, context: ComponentContext) {
         self.current.store(Arc::new(context));
+        self.replaced.notify_waiters();
+    }
+
+    /// Resolves at the next [`LiveContext::replace`] (once polled or
+    /// enabled before it).
+    pub(crate) fn replaced(&self) -> OwnedNotified {
+        self.replaced.clone().notified_owned()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
+    use std::future::Future;
 
     use super::*;
     use crate::files::FileMounts;
@@ -86,5 +101,15 @@ mod tests {
             &*taken.id, "edge",
             "the old one is still whole for its work"
         );
+    }
+
+    #[test]
+    fn an_idle_instance_waiting_for_a_replace_is_woken_by_it() {
+        let live = LiveContext::new(context("edge"));
+        let mut replaced = std::pin::pin!(live.replaced());
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        assert!(replaced.as_mut().poll(&mut cx).is_pending(), "armed");
+        live.replace(context("edge"));
+        assert!(replaced.as_mut().poll(&mut cx).is_ready());
     }
 }

@@ -19,7 +19,9 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use edge_tests::{compilation_cache, component_path, workspace_root};
+use edge_tests::{
+    Edge, EdgeSetup, Flavour, compilation_cache, component_path, reuse, workspace_root,
+};
 use tokio::task::JoinHandle;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -592,5 +594,45 @@ async fn a_broken_reload_under_load_keeps_the_old_configuration_and_fails_no_req
         failures.is_empty(),
         "{} of {answered} failed: {failures:#?}",
         failures.len()
+    );
+}
+
+/// In process, through `App::reload` (what SIGHUP calls): a WASI 0.3
+/// instance made before a reload that changed its component's variables,
+/// idle, retires at once rather than at its idle timeout (30 s here),
+/// giving back its pool slot and memory; the next request gets a new one.
+#[tokio::test]
+async fn an_idle_instance_made_before_a_reload_retires_at_once() {
+    let a = origin("A").await;
+    let setup = EdgeSetup::origin(&a.uri())
+        .component_only()
+        .flavour(Flavour::P3)
+        .reuse(reuse(100, 4));
+    let edge = Edge::start(setup).await.expect("edge starts");
+    assert_eq!(edge.fetch("/one").await.unwrap().status, 200);
+    let before = edge.instance_stats();
+    assert_eq!((before.created, before.ended), (1, 0));
+
+    let environment = vec![("SPIN_VARIABLE_PURGE_TOKEN".to_owned(), "s3cr3t".to_owned())];
+    let report = edge.app().reload(environment, &|_| Ok(()));
+    let said = report.variables.expect("the new token is taken");
+    assert!(said.contains("purge_token changed"), "{said}");
+    assert!(!said.contains("s3cr3t"), "a value is never shown: {said}");
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while edge.instance_stats().ended == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the old idle instance did not retire"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let after = edge.instance_stats();
+    assert_eq!((after.ended, after.failed), (1, 0), "retired, not failed");
+    assert_eq!(edge.fetch("/two").await.unwrap().status, 200);
+    assert_eq!(
+        edge.instance_stats().created,
+        2,
+        "a new instance for the new values"
     );
 }
