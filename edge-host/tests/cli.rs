@@ -615,7 +615,10 @@ fn sighup_reloads_and_the_edge_goes_on_serving() {
     assert!(status.success());
     let mut said = Vec::new();
     // The rules are the last part a reload reports.
-    while !said.iter().any(|line: &String| line.contains("reload: rules:")) {
+    while !said
+        .iter()
+        .any(|line: &String| line.contains("reload: rules:"))
+    {
         said.push(edge.next_line());
     }
     let said = said.join("\n");
