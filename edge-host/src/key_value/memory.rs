@@ -62,17 +62,40 @@ pub struct MemoryStore {
     evictions: Arc<AtomicU64>,
 }
 
-/// Counts what quick_cache evicts (replacing a key's value or deleting it
-/// is not an eviction, and is not counted). One relaxed add per eviction,
-/// made under the shard's lock the eviction already holds.
+/// Counts what quick_cache evicts to make room. Its lifecycle hook is also
+/// called with the old value when an insert replaces a key's value
+/// (quick_cache 0.7, despite its documentation), which is not an eviction:
+/// [`MemoryStore::set`] names the key it is inserting and the value it
+/// brings in [`INSERTING`], and a call for that key with another value is
+/// the replaced one, not counted. (The same key with the new value is a
+/// real eviction: the entry just written making way, see `set`.) One
+/// relaxed add per eviction, under the shard lock the eviction holds.
 #[derive(Clone, Default)]
 struct CountEvictions(Arc<AtomicU64>);
+
+thread_local! {
+    /// The key (its hash) and value (its address) this thread's `set` is
+    /// inserting, while it is.
+    static INSERTING: std::cell::Cell<Option<(u64, usize)>> = const { std::cell::Cell::new(None) };
+}
+
+fn key_hash(key: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::hash::DefaultHasher::new();
+    key.hash(&mut hasher);
+    hasher.finish()
+}
 
 impl Lifecycle<String, Bytes> for CountEvictions {
     type RequestState = ();
 
-    fn on_evict(&self, _: &mut (), _: String, _: Bytes) {
-        self.0.fetch_add(1, Ordering::Relaxed);
+    fn on_evict(&self, _: &mut (), key: String, value: Bytes) {
+        let replaced = INSERTING
+            .get()
+            .is_some_and(|(hash, new)| value.as_ptr() as usize != new && key_hash(&key) == hash);
+        if !replaced {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -170,6 +193,7 @@ impl StoreBackend for MemoryStore {
             )));
         }
         let value = Bytes::from(value);
+        INSERTING.set(Some((key_hash(key), value.as_ptr() as usize)));
         self.entries.insert(key.to_owned(), value.clone());
         // A set must be readable at once: cache entries, Vary indexes and
         // fill leases are written and then read back. A new key always is
@@ -182,6 +206,7 @@ impl StoreBackend for MemoryStore {
         if !self.entries.contains_key(key) {
             self.entries.insert(key.to_owned(), value);
         }
+        INSERTING.set(None);
         Ok(())
     }
 
@@ -243,6 +268,7 @@ mod tests {
             store.set("a", b"two!".to_vec()).await.unwrap();
             assert_eq!(store.get("a").await.unwrap(), Some(b"two!".to_vec()));
             assert_eq!(store.used_bytes(), 5);
+            assert_eq!(store.evictions(), 0, "a replaced value is not evicted");
             assert_eq!(store.get_keys().await.unwrap(), ["a"]);
             store.delete("a").await.unwrap();
             store.delete("a").await.unwrap();

@@ -104,8 +104,11 @@ impl Collector for StoreSizeCollector {
     }
 }
 
+/// Reads one field of a [`StoreSize`].
+type SizeField = fn(&StoreSize) -> Option<u64>;
+
 fn encode_sizes(sizes: &[LabelledSize], encoder: &mut DescriptorEncoder) -> std::fmt::Result {
-    let gauges: [(&str, &str, fn(&StoreSize) -> Option<u64>); 3] = [
+    let gauges: [(&str, &str, SizeField); 3] = [
         (
             "edge_store_entries",
             "Entries a key-value store holds now (memory, and spin stores with a capacity)",

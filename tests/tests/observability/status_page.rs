@@ -1,9 +1,11 @@
 //! The live status page in a real headless Chromium (Debian `chromium`):
-//! known traffic through the real component, then the page is loaded from
-//! the metrics listener, left to fetch `/status.json` and draw, and the
-//! rendered DOM is checked: the hit ratio and request count it prints and
-//! the chart lines it drew. A screenshot is kept under
-//! `target/status-page/`.
+//! known traffic through the real component (hits, misses, private
+//! answers, a purge, an idle pause between two bursts), then the page is
+//! loaded from the metrics listener, left to fetch `/status.json` and
+//! draw, and the rendered DOM is checked: the rules, the totals it prints,
+//! the charts' time and value labels, the idle pause drawn as a gap, the
+//! reasons, latency, cache size and the purge by its id. A screenshot
+//! (1600×1000) is kept as `target/status-page/status-page.png`.
 //!
 //! Chromium missing fails the test with the command that installs it;
 //! `EDGE_SKIP_BROWSER_TESTS=1` skips it on a machine that cannot have one.
@@ -13,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use edge_host::observe::rules::{RulesStatus, ServingRules};
 use edge_tests::{Edge, EdgeSetup, workspace_root};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -71,35 +74,44 @@ fn run_chromium(chromium: &Path, url: &str, extra: &[String]) -> Output {
     }
 }
 
-/// Waits until the listener's history holds a sample taken after all
-/// `requests`, so the page has an interval to draw.
-async fn history_covers(metrics: SocketAddr, requests: u64) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let status: serde_json::Value = serde_json::from_str(
-            &reqwest::get(format!("http://{metrics}/status.json"))
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap(),
-        )
+/// `/status.json` now.
+async fn status(metrics: SocketAddr) -> serde_json::Value {
+    let text = reqwest::get(format!("http://{metrics}/status.json"))
+        .await
+        .unwrap()
+        .text()
+        .await
         .unwrap();
-        let samples = status["samples"].as_array().unwrap();
-        // The last sample is the one taken for this answer; the one before
-        // it is the sampler's.
-        let sampled = samples.len() >= 2
-            && samples[samples.len() - 2]["requests"]
+    serde_json::from_str(&text).unwrap()
+}
+
+/// The request totals of the sampler's samples (not the one taken for the
+/// answer, which is last).
+fn sampled_totals(status: &serde_json::Value) -> Vec<u64> {
+    let samples = status["samples"].as_array().unwrap();
+    samples[..samples.len().saturating_sub(1)]
+        .iter()
+        .map(|sample| {
+            sample["requests"]
                 .as_array()
                 .unwrap()
                 .iter()
                 .map(|n| n.as_u64().unwrap())
-                .sum::<u64>()
-                == requests;
-        if sampled {
+                .sum()
+        })
+        .collect()
+}
+
+/// Polls `/status.json` until `until` holds of the sampled totals, for at
+/// most ten seconds.
+async fn wait_for_samples(metrics: SocketAddr, what: &str, until: impl Fn(&[u64]) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = status(metrics).await;
+        if until(&sampled_totals(&status)) {
             return;
         }
-        assert!(Instant::now() < deadline, "never sampled: {status}");
+        assert!(Instant::now() < deadline, "never {what}: {status}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -114,23 +126,48 @@ fn text_of<'a>(dom: &'a str, id: &str) -> &'a str {
     &dom[start..end]
 }
 
-/// The `points` of the polyline with `id`.
-fn points_of<'a>(dom: &'a str, id: &str) -> Vec<&'a str> {
-    let tag_start = dom[..dom
-        .find(&format!("id=\"{id}\""))
-        .unwrap_or_else(|| panic!("no #{id} in:\n{dom}"))]
-        .rfind('<')
-        .unwrap();
-    let tag = &dom[tag_start..tag_start + dom[tag_start..].find('>').unwrap()];
-    assert!(tag.starts_with("<polyline"), "{tag}");
-    let points = tag.split("points=\"").nth(1).unwrap_or("");
-    points[..points.find('"').unwrap_or(0)]
-        .split_whitespace()
+/// The opening tag of the element carrying `attribute` (`id="x"`).
+fn tag_with<'a>(dom: &'a str, attribute: &str) -> &'a str {
+    let at = dom
+        .find(attribute)
+        .unwrap_or_else(|| panic!("no element with {attribute} in:\n{dom}"));
+    let start = dom[..at].rfind('<').unwrap();
+    &dom[start..at + dom[at..].find('>').unwrap()]
+}
+
+/// The value of `name` in an opening `tag`.
+fn attribute<'a>(tag: &'a str, name: &str) -> &'a str {
+    let value = tag
+        .split(&format!(" {name}=\""))
+        .nth(1)
+        .unwrap_or_else(|| panic!("no {name} in {tag}"));
+    &value[..value.find('"').unwrap()]
+}
+
+/// The markup of the table row carrying `attribute`, up to its end.
+fn row_with<'a>(dom: &'a str, attribute: &str) -> &'a str {
+    let tag = tag_with(dom, attribute);
+    let start = dom.find(tag).unwrap();
+    &dom[start..start + dom[start..].find("</tr>").unwrap()]
+}
+
+/// The texts of the `<text>` elements of class `class` in the SVG with `id`.
+fn labels_in(dom: &str, id: &str, class: &str) -> Vec<String> {
+    let start = dom.find(&format!("id=\"{id}\"")).unwrap();
+    let svg = &dom[start..start + dom[start..].find("</svg>").unwrap()];
+    svg.split(&format!("class=\"{class}\""))
+        .skip(1)
+        .map(|rest| {
+            let text = &rest[rest.find('>').unwrap() + 1..];
+            text[..text.find('<').unwrap()].to_owned()
+        })
         .collect()
 }
 
+const TOKEN: &str = "status-page-token";
+
 #[tokio::test]
-async fn the_status_page_draws_the_hit_ratio_and_rates_in_a_real_browser() {
+async fn the_status_page_shows_what_an_operator_needs_in_a_real_browser() {
     if edge_tests::ran_in_own_process() {
         return;
     }
@@ -145,69 +182,196 @@ async fn the_status_page_draws_the_hit_ratio_and_rates_in_a_real_browser() {
         );
     };
     let origin = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path("/a"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .insert_header("cache-control", "max-age=600")
-                .set_body_string("a"),
-        )
-        .mount(&origin)
-        .await;
-    let edge = Edge::start(EdgeSetup::origin(&origin.uri()).metrics())
-        .await
-        .expect("edge starts");
+    for (route, cache_control) in [("/a", "max-age=600"), ("/p", "private, max-age=600")] {
+        Mock::given(method("GET"))
+            .and(path(route))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .insert_header("cache-control", cache_control)
+                    .set_body_string("a"),
+            )
+            .mount(&origin)
+            .await;
+    }
+    let setup = EdgeSetup::origin(&origin.uri())
+        .variable("purge_token", TOKEN)
+        .runtime_config("[key_value_store.default]\ntype = \"memory\"\ncapacity_bytes = 1048576\n")
+        .metrics();
+    let edge = Edge::start(setup).await.expect("edge starts");
     let metrics = edge.metrics_addr.expect("a metrics listener");
+    // The harness serves in-process, without `edge-host up`'s check of the
+    // rules file: report what that check reports for good rules.
+    let loaded_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    edge_host::observe::metrics::get()
+        .expect("metrics are on")
+        .report_rules(RulesStatus {
+            component: "edge-cache".into(),
+            source: "/rules/cache-rules.json".into(),
+            good: true,
+            hash: "0123456789abcdef".into(),
+            loaded_at,
+            message: None,
+            serving: Some(ServingRules {
+                hash: "0123456789abcdef".into(),
+                loaded_at,
+            }),
+        });
 
-    // One miss, then three hits: 75 % from the cache.
+    // First burst: one miss and three hits of /a, two private answers
+    // (never stored: reason `private`), and a purge of /a.
     for _ in 0..4 {
         assert_eq!(edge.fetch("/a").await.unwrap().status, 200);
     }
-    history_covers(metrics, 4).await;
+    for _ in 0..2 {
+        assert_eq!(edge.fetch("/p").await.unwrap().status, 200);
+    }
+    let purge = reqwest::Client::new()
+        .post(edge.url("/_edge/purge"))
+        .bearer_auth(TOKEN)
+        .body(r#"{"urls": ["/a"]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(purge.status(), 200);
+    let receipt: serde_json::Value = serde_json::from_str(&purge.text().await.unwrap()).unwrap();
+    let purge_id = receipt["id"]
+        .as_str()
+        .expect("the receipt has an id")
+        .to_owned();
+    // Idle: three samples in a row after the burst with nothing new, so
+    // two sampled intervals served no request and the hit ratio has a gap.
+    wait_for_samples(metrics, "idle for two intervals", |totals| {
+        totals.len() >= 3 && totals[totals.len() - 3..].iter().all(|&n| n == 7)
+    })
+    .await;
+    // Second burst: a miss (purged) and two hits.
+    for _ in 0..3 {
+        assert_eq!(edge.fetch("/a").await.unwrap().status, 200);
+    }
+    wait_for_samples(metrics, "sampled after the second burst", |totals| {
+        totals.last() == Some(&10)
+    })
+    .await;
+
+    // What the page will draw, as /status.json says it.
+    let now = status(metrics).await;
+    let store = &now["stores"][0];
+    assert_eq!(store["store"], "default", "{now}");
+    assert_eq!(store["capacity_bytes"], 1_048_576, "{now}");
+    assert!(store["entries"].as_u64().unwrap() >= 1, "{now}");
+    assert!(store["bytes"].as_u64().unwrap() > 0, "{now}");
+    assert_eq!(now["purges"][0]["id"], purge_id.as_str(), "{now}");
+    assert_eq!(now["purges"][0]["urls"], 1, "{now}");
+    let private = now["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "private")
+        .expect("private is a known reason");
+    assert_eq!(private["total"], 2, "{now}");
+    assert_eq!(now["latency"]["outcomes"][0]["outcome"], "hit");
+    assert_eq!(now["latency"]["outcomes"][0]["count"], 5, "{now}");
+    assert!(now["latency"]["outcomes"][0]["p99"].as_f64().unwrap() > 0.0);
 
     let url = format!("http://{metrics}/");
+    let window = "--window-size=1600,1000".to_owned();
     let chromium_run = {
-        let (chromium, url) = (chromium.clone(), url.clone());
+        let (chromium, url, window) = (chromium.clone(), url.clone(), window.clone());
         tokio::task::spawn_blocking(move || {
             run_chromium(
                 &chromium,
                 &url,
-                &["--dump-dom".into(), "--virtual-time-budget=5000".into()],
+                &[
+                    "--dump-dom".into(),
+                    window,
+                    "--virtual-time-budget=5000".into(),
+                ],
             )
         })
     };
     let output = chromium_run.await.unwrap();
     let dom = String::from_utf8_lossy(&output.stdout).into_owned();
+    // Kept beside the screenshot, to read when an assertion below fails.
+    let shots = workspace_root().join("target/status-page");
+    std::fs::create_dir_all(&shots).unwrap();
+    std::fs::write(shots.join("status-page.dom.html"), &dom).unwrap();
     assert!(
         dom.contains("data-state=\"rendered\""),
         "the page never rendered its data:\n{dom}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    assert_eq!(text_of(&dom, "hit-ratio"), "75.0%", "{dom}");
-    assert_eq!(text_of(&dom, "requests-total"), "4", "{dom}");
-    assert_eq!(text_of(&dom, "origin-total"), "1 (0)", "{dom}");
-    // The hit-ratio chart has a point for every sampled interval, the
-    // traffic's among them; each outcome has its line.
-    let ratio = points_of(&dom, "line-hit-ratio");
-    assert!(!ratio.is_empty(), "no hit-ratio points:\n{dom}");
-    for point in &ratio {
-        let (x, y) = point.split_once(',').unwrap();
-        let (x, y): (f64, f64) = (x.parse().unwrap(), y.parse().unwrap());
+    // Rules first, good; the version and uptime.
+    assert_eq!(text_of(&dom, "rules-state"), "good", "{dom}");
+    assert!(
+        dom.find("id=\"rules\"").unwrap() < dom.find("id=\"hit-ratio\"").unwrap(),
+        "the rules come before the traffic"
+    );
+    assert!(
+        text_of(&dom, "version").starts_with(env!("CARGO_PKG_VERSION").split('.').next().unwrap())
+    );
+    assert!(
+        text_of(&dom, "uptime").ends_with('s'),
+        "{}",
+        text_of(&dom, "uptime")
+    );
+    // Totals: 10 requests, 5 of the 9 served from the cache (the purge is
+    // not served), 2 origin fetches of /a and 2 of /p.
+    assert_eq!(text_of(&dom, "requests-total"), "10", "{dom}");
+    assert_eq!(text_of(&dom, "hit-ratio"), "55.6%", "{dom}");
+    assert_eq!(text_of(&dom, "origin-total"), "4 (0)", "{dom}");
+    // The hit-ratio chart: time labels on the x axis, a value scale on the
+    // y axis, and the idle pause drawn as a gap between two runs.
+    let times = labels_in(&dom, "chart-hit-ratio", "x-label");
+    assert!(times.len() >= 2, "time labels: {times:?}");
+    for time in &times {
+        let parts: Vec<&str> = time.split(':').collect();
         assert!(
-            (0.0..=600.0).contains(&x) && (0.0..=160.0).contains(&y),
-            "{point}"
+            parts.len() == 3
+                && parts
+                    .iter()
+                    .all(|p| p.len() == 2 && p.parse::<u8>().is_ok()),
+            "{time}"
         );
     }
+    let values = labels_in(&dom, "chart-hit-ratio", "y-label");
+    assert!(
+        values.contains(&"0%".to_owned()) && values.contains(&"100%".to_owned()),
+        "{values:?}"
+    );
+    let ratio = tag_with(&dom, "id=\"line-hit-ratio\"");
+    assert_eq!(
+        attribute(ratio, "data-segments"),
+        "2",
+        "the pause is a gap: {ratio}"
+    );
+    assert_eq!(attribute(ratio, "d").matches('M').count(), 2, "{ratio}");
+    // Every outcome has its own chart and scale, the small ones too.
     for outcome in ["hit", "miss", "stale", "error"] {
         assert!(
-            !points_of(&dom, &format!("line-{outcome}")).is_empty(),
+            dom.contains(&format!("id=\"line-{outcome}\"")),
             "line-{outcome}"
         );
+        assert!(!labels_in(&dom, &format!("chart-{outcome}"), "y-label").is_empty());
     }
-    assert!(!points_of(&dom, "line-origin").is_empty());
+    assert!(dom.contains("id=\"line-origin\""));
+    assert!(dom.contains("id=\"line-breaker\""));
+    // Reasons, latency, cache size, purges.
+    let reason = row_with(&dom, "data-reason=\"private\"");
+    assert!(reason.contains(">2<"), "{reason}");
+    let latency = row_with(&dom, "data-outcome=\"hit\"");
+    assert!(
+        latency.contains("µs") || latency.contains("ms"),
+        "{latency}"
+    );
+    assert!(text_of(&dom, "latency-hit").contains(" / "), "{dom}");
+    let store = row_with(&dom, "data-store=\"default\"");
+    assert!(store.contains("of 1.0 MiB"), "{store}");
+    let purge = row_with(&dom, &format!("data-purge=\"{purge_id}\""));
+    assert!(purge.contains("1 URL") && purge.contains("hard"), "{purge}");
 
-    let shots = workspace_root().join("target/status-page");
-    std::fs::create_dir_all(&shots).unwrap();
     let shot = shots.join("status-page.png");
     let _ = std::fs::remove_file(&shot);
     let screenshot_run = {
@@ -218,7 +382,7 @@ async fn the_status_page_draws_the_hit_ratio_and_rates_in_a_real_browser() {
                 &url,
                 &[
                     format!("--screenshot={}", shot.display()),
-                    "--window-size=1100,1300".into(),
+                    window,
                     "--virtual-time-budget=5000".into(),
                 ],
             )
