@@ -470,6 +470,7 @@ async fn a_good_reload_under_load_takes_the_new_origin_and_stores_and_fails_no_r
 
     load.answers(200).await;
     let (answered, failures) = load.stop().await;
+    eprintln!("{answered} requests under load across the reload");
     assert!(
         failures.is_empty(),
         "{} of {answered} failed: {failures:#?}",
@@ -590,6 +591,7 @@ async fn a_broken_reload_under_load_keeps_the_old_configuration_and_fails_no_req
     }
     load.answers(100).await;
     let (answered, failures) = load.stop().await;
+    eprintln!("{answered} requests under load across the reload");
     assert!(
         failures.is_empty(),
         "{} of {answered} failed: {failures:#?}",
