@@ -293,7 +293,7 @@ impl Load {
                     let mut n = 0u64;
                     while !stop.load(Ordering::SeqCst) {
                         n += 1;
-                        let url = if n % 4 == 0 {
+                        let url = if n.is_multiple_of(4) {
                             format!("{base}{n}")
                         } else {
                             hot.clone()
