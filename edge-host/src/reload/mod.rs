@@ -138,18 +138,7 @@ impl App {
             false => format!("; new requests to {} use it", components.join(", ")),
         };
         let variables = variables.map(|new| {
-            let changed: Vec<&str> = new
-                .values
-                .iter()
-                .filter(|(name, value)| loaded.app_variables.get(*name) != Some(value))
-                .chain(
-                    loaded
-                        .app_variables
-                        .iter()
-                        .filter(|(name, _)| !new.values.contains_key(*name)),
-                )
-                .map(|(name, _)| name.as_str())
-                .collect();
+            let changed = changed_names(&loaded.app_variables, &new.values);
             let summary = match changed.is_empty() {
                 true => "read again; no value changed".to_owned(),
                 // Names only: a value may be a secret.
@@ -227,6 +216,20 @@ impl Loaded {
     }
 }
 
+/// The names of the variables whose value differs between `old` and
+/// `new` (set, changed or no longer set), in name order.
+fn changed_names<'a>(
+    old: &'a BTreeMap<String, String>,
+    new: &'a BTreeMap<String, String>,
+) -> Vec<&'a str> {
+    let names: std::collections::BTreeSet<&String> = old.keys().chain(new.keys()).collect();
+    names
+        .into_iter()
+        .filter(|name| old.get(*name) != new.get(*name))
+        .map(String::as_str)
+        .collect()
+}
+
 /// The stores' fate, in words: `default kept (memory, its entries with it);
 /// disk opened again (spin, /var/kv.db)`.
 fn describe_changes(changes: &BTreeMap<String, StoreChange>, config: &KeyValueConfig) -> String {
@@ -254,5 +257,57 @@ fn describe_changes(changes: &BTreeMap<String, StoreChange>, config: &KeyValueCo
     match described.is_empty() {
         true => "no store is used or defined".to_owned(),
         false => described.join("; "),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    #[test]
+    fn changed_variables_are_named_in_order_whether_set_changed_or_unset() {
+        let map = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let old = map(&[("origin_url", "http://a"), ("token", "x"), ("hosts", "")]);
+        let new = map(&[("origin_url", "http://b"), ("token", "x"), ("grace", "5")]);
+        assert_eq!(changed_names(&old, &new), ["grace", "hosts", "origin_url"]);
+        assert!(changed_names(&old, &old).is_empty());
+    }
+
+    #[test]
+    fn store_changes_are_said_in_words_with_redis_passwords_hidden() {
+        let config = RuntimeConfig::parse(
+            "[key_value_store.default]\ntype = \"memory\"\ncapacity_bytes = 1024\n\
+             [key_value_store.shared]\ntype = \"redis\"\nurl = \"redis://u:secret@h:6379\"\n\
+             [key_value_store.spare]\ntype = \"spin\"\npath = \"s.db\"\n",
+            Path::new("/etc/edge"),
+        )
+        .unwrap()
+        .key_value;
+        let changes = BTreeMap::from([
+            ("default".to_owned(), StoreChange::Kept),
+            ("gone".to_owned(), StoreChange::Unused),
+            ("shared".to_owned(), StoreChange::Reopened),
+            ("spare".to_owned(), StoreChange::Unused),
+        ]);
+        let said = describe_changes(&changes, &config);
+        assert_eq!(
+            said,
+            "store `default` kept (memory, 1024 bytes), entries and all; \
+             store `gone` (no longer defined) not used by any component; \
+             store `shared` opened anew (redis, redis://u:***@h:6379); \
+             store `spare` (spin, /etc/edge/s.db) not used by any component"
+        );
+        assert!(!said.contains("secret"));
+        assert_eq!(
+            describe_changes(&BTreeMap::new(), &config),
+            "no store is used or defined"
+        );
     }
 }
