@@ -244,4 +244,60 @@ mod tests {
         }
         assert!(!text.contains("redis"), "{text}");
     }
+
+    /// Through the real stores and a reload: the label shows the store it
+    /// uses now, and a refused reload leaves it showing the one still
+    /// serving. (Labels of their own: the process's registry is shared
+    /// with every other test.)
+    #[test]
+    fn a_reload_reports_the_store_in_use() {
+        use crate::key_value::{AppStores, KeyValueConfig, StoreOverrides};
+        let config = |text: &str| -> KeyValueConfig {
+            crate::runtime_config::RuntimeConfig::parse(text, std::path::Path::new("/nonexistent"))
+                .unwrap()
+                .key_value
+        };
+        let capacity = || {
+            current()
+                .into_iter()
+                .find(|s| s.store == "sized-for-test")
+                .and_then(|s| s.size.capacity_bytes)
+        };
+        let labels = ["sized-for-test".to_owned(), "z-gone-for-test".to_owned()];
+        let mut stores = AppStores::new(
+            config(
+                "[key_value_store.sized-for-test]\ntype = \"memory\"\ncapacity_bytes = 4096\n\
+                 [key_value_store.z-gone-for-test]\ntype = \"memory\"\n",
+            ),
+            StoreOverrides::default(),
+        );
+        let before = stores.for_component(&labels).unwrap();
+        assert_eq!(capacity(), Some(4096));
+        // Refused: the resized store is opened, then the reload fails on
+        // the label it no longer defines, and the new store is dropped.
+        assert!(
+            stores
+                .reloaded(config(
+                    "[key_value_store.sized-for-test]\ntype = \"memory\"\ncapacity_bytes = 8192\n"
+                ))
+                .is_err()
+        );
+        assert_eq!(capacity(), Some(4096), "the store still serving");
+        let (mut reloaded, _) = stores
+            .reloaded(config(
+                "[key_value_store.sized-for-test]\ntype = \"memory\"\ncapacity_bytes = 8192\n\
+                 [key_value_store.z-gone-for-test]\ntype = \"memory\"\n",
+            ))
+            .unwrap();
+        let after = reloaded.for_component(&labels).unwrap();
+        assert_eq!(
+            capacity(),
+            Some(8192),
+            "the new store, the old one alive still"
+        );
+        drop((before, stores));
+        assert_eq!(capacity(), Some(8192));
+        drop((after, reloaded));
+        assert_eq!(capacity(), None, "gone with its application");
+    }
 }

@@ -263,6 +263,23 @@ async fn the_status_page_shows_what_an_operator_needs_in_a_real_browser() {
     assert_eq!(store["capacity_bytes"], 1_048_576, "{now}");
     assert!(store["entries"].as_u64().unwrap() >= 1, "{now}");
     assert!(store["bytes"].as_u64().unwrap() > 0, "{now}");
+    // The same sizes in /metrics, as Prometheus scrapes them.
+    let exposition = reqwest::get(format!("http://{metrics}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    // (Entries and bytes by name only: the component may still be
+    // tidying a fill lease between the two reads.)
+    for series in [
+        "edge_store_entries{store=\"default\"} ",
+        "edge_store_bytes{store=\"default\"} ",
+        "edge_store_capacity_bytes{store=\"default\"} 1048576\n",
+        "edge_store_evictions_total{store=\"default\"} 0\n",
+    ] {
+        assert!(exposition.contains(series), "{series} in:\n{exposition}");
+    }
     assert_eq!(now["purges"][0]["id"], purge_id.as_str(), "{now}");
     assert_eq!(now["purges"][0]["urls"], 1, "{now}");
     let private = now["reasons"]
