@@ -157,6 +157,48 @@ async fn the_hosts_own_answer_over_http2_keeps_the_connection_serving() {
     assert_eq!(&after.body[..], b"page /after");
 }
 
+#[tokio::test]
+async fn an_http2_connection_with_no_stream_open_is_closed_after_the_keepalive_timeout() {
+    const KEEPALIVE: Duration = Duration::from_millis(300);
+    let origin = page_origin(Duration::ZERO).await;
+    let edge = Edge::start(EdgeSetup {
+        server: ServerOptions {
+            keepalive_timeout: KEEPALIVE,
+            ..Default::default()
+        },
+        ..EdgeSetup::origin(&origin.uri())
+    })
+    .await
+    .unwrap();
+    let tcp = TcpStream::connect(edge.addr).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    let connection = tokio::spawn(connection);
+    let request = http::Request::get(format!("http://{}/page", edge.addr))
+        .body(Full::<Bytes>::default())
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let body = http_body_util::BodyExt::collect(response.into_body()).await;
+    let idle = Instant::now();
+    assert_eq!(&body.unwrap().to_bytes()[..], b"page /page");
+    // The server ending the connection ends the client's connection task.
+    tokio::time::timeout(Duration::from_secs(10), connection)
+        .await
+        .expect("the idle HTTP/2 connection is closed")
+        .unwrap()
+        .ok();
+    assert!(
+        idle.elapsed() >= KEEPALIVE,
+        "closed after {:?}, before the keep-alive timeout",
+        idle.elapsed()
+    );
+}
+
 /// What the flood did: streams opened and reset, and connections the
 /// server ended.
 #[derive(Debug, Default)]
