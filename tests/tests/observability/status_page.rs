@@ -5,7 +5,10 @@
 //! draw, and the rendered DOM is checked: the rules, the totals it prints,
 //! the charts' time and value labels, the idle pause drawn as a gap, the
 //! reasons, latency, cache size and the purge by its id. A screenshot
-//! (1600×1000) is kept as `target/status-page/status-page.png`.
+//! (1600×1000) is kept as `target/status-page/status-page.png`, the DOM
+//! beside it. A second test serves the page with a made-up `/status.json`
+//! for what a live test edge cannot produce: samples missing (a stopped
+//! process), a series a hundred times smaller than another, broken rules.
 //!
 //! Chromium missing fails the test with the command that installs it;
 //! `EDGE_SKIP_BROWSER_TESTS=1` skips it on a machine that cannot have one.
@@ -416,4 +419,118 @@ async fn the_status_page_shows_what_an_operator_needs_in_a_real_browser() {
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
     assert!(png.len() > 10_000, "a blank page? {} bytes", png.len());
     edge.stop().await;
+}
+
+/// A `/status.json` of `n` samples a second apart at 100 hits and one
+/// error a second, with the samples from `missing` on taken ten seconds
+/// late (the process was stopped), and broken rules.
+fn synthetic_status(n: u64, missing: u64) -> serde_json::Value {
+    let start = 1_765_000_000_000u64;
+    let samples: Vec<serde_json::Value> = (0..n)
+        .map(|i| {
+            let t = start + i * 1000 + if i >= missing { 10_000 } else { 0 };
+            serde_json::json!({
+                "t": t,
+                "requests": [100 * i, 0, 0, 0, 0, 0, i, 0],
+                "origin_fetches": i,
+                "origin_errors": i,
+                "bytes": 0,
+                "breaker_open": 0,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "interval_ms": 1000,
+        "outcomes": ["hit", "stale", "collapsed", "revalidated", "miss", "bypass", "error", "none"],
+        "from_cache": ["hit", "stale", "collapsed", "revalidated"],
+        "samples": samples,
+        "breaks": [missing],
+        "rules": [{
+            "component": "edge-cache", "source": "/rules/cache-rules.json", "good": false,
+            "hash": "fedcba9876543210", "loaded_at": start / 1000, "message": "rule 2: ttl_seconds is not a number",
+            "serving": { "hash": "0123456789abcdef", "loaded_at": start / 1000 - 60 },
+        }],
+        "reloads": [{ "part": "rules", "applied": false, "message": "not JSON", "at": start / 1000 }],
+        "reasons": [{ "name": "no-freshness", "total": 3 }],
+        "origin": [{ "name": "2xx", "total": 0 }, { "name": "error", "total": n - 1 }],
+        "stores": [{ "store": "default", "entries": null, "bytes": null, "capacity_bytes": null, "evictions": null }],
+        "latency": { "window_ms": 60000, "outcomes": [
+            { "outcome": "hit", "count": 0, "p50": null, "p99": null },
+            { "outcome": "miss", "count": 0, "p50": null, "p99": null },
+        ] },
+        "purges": [],
+        "version": "9.9.9",
+        "core": "test",
+        "started_at": null,
+    })
+}
+
+/// The page on data it cannot get from a live edge in a test: samples
+/// missing (a stopped process) are drawn as a gap in every chart, a series
+/// a hundred times smaller than the hits is drawn on its own scale, broken
+/// rules and a refused reload are in red, and a store that tells nothing
+/// of its size says so.
+#[tokio::test]
+async fn missing_samples_are_a_gap_and_small_series_keep_their_own_scale() {
+    let Some(chromium) = chromium() else {
+        if std::env::var_os("EDGE_SKIP_BROWSER_TESTS").is_some() {
+            eprintln!("skipped: no chromium, and EDGE_SKIP_BROWSER_TESTS is set");
+            return;
+        }
+        panic!("chromium not found: install it with `apt-get install chromium`");
+    };
+    let page =
+        std::fs::read_to_string(workspace_root().join("edge-host/src/observe/status_page.html"))
+            .unwrap();
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(page, "text/html; charset=utf-8"))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/status.json"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(synthetic_status(30, 15)))
+        .mount(&server)
+        .await;
+    let url = format!("{}/", server.uri());
+    let output = tokio::task::spawn_blocking(move || {
+        run_chromium(
+            &chromium,
+            &url,
+            &[
+                "--dump-dom".into(),
+                "--window-size=1600,1000".into(),
+                "--virtual-time-budget=5000".into(),
+            ],
+        )
+    })
+    .await
+    .unwrap();
+    let dom = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(dom.contains("data-state=\"rendered\""), "{dom}");
+    for line in [
+        "line-hit-ratio",
+        "line-hit",
+        "line-error",
+        "line-origin-errors",
+    ] {
+        let tag = tag_with(&dom, &format!("id=\"{line}\""));
+        assert_eq!(attribute(tag, "data-segments"), "2", "{line}: {tag}");
+    }
+    // The errors' scale is their own: one a second reads halfway up a 0
+    // to 2 scale, not at the bottom of the hits' 0 to 200.
+    let errors = labels_in(&dom, "chart-error", "y-label");
+    assert_eq!(errors.last().map(String::as_str), Some("2"), "{errors:?}");
+    let hits = labels_in(&dom, "chart-hit", "y-label");
+    assert!(
+        hits.last().unwrap().parse::<f64>().unwrap() >= 100.0,
+        "{hits:?}"
+    );
+    assert_eq!(text_of(&dom, "rules-state"), "broken");
+    assert!(tag_with(&dom, "id=\"rules\"").contains("broken"));
+    assert!(tag_with(&dom, "id=\"reloads\"").contains("failed"));
+    assert!(text_of(&dom, "rules-detail").contains("serving the last good rules 0123456789abcdef"));
+    assert!(row_with(&dom, "data-store=\"default\"").contains("not told"));
+    assert!(text_of(&dom, "window").contains("1 gap(s)"), "{dom}");
 }
