@@ -498,7 +498,10 @@ impl Serving {
             if let Some((_, rest)) = line.split_once("metrics on http://") {
                 serving.metrics = rest.split('/').next().map(str::to_owned);
             }
-            if let Some((_, address)) = line.split_once("serving `m` on http://") {
+            if let Some((_, address)) = line
+                .split_once("serving `m` on http://")
+                .or_else(|| line.split_once("serving `m` on https://"))
+            {
                 serving.address = address.trim().to_owned();
                 return serving;
             }
@@ -924,4 +927,100 @@ fn a_tls_certificate_and_key_that_do_not_belong_together_stop_the_start() {
     let (code, stderr) = run_up(d, &["-f", &manifest, "--tls-cert", &cert]);
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("--tls-key"), "{stderr}");
+}
+
+/// The certificate `address` presents to a full handshake for
+/// `edge.test`, trusting `roots`.
+fn presented_certificate(address: &str, roots: &[&[u8]]) -> Vec<u8> {
+    use std::sync::Arc;
+    let mut store = rustls::RootCertStore::empty();
+    for root in roots {
+        store
+            .add(rustls::pki_types::CertificateDer::from(root.to_vec()))
+            .unwrap();
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(store)
+    .with_no_client_auth();
+    config.resumption = rustls::client::Resumption::disabled();
+    let name = rustls::pki_types::ServerName::try_from("edge.test").unwrap();
+    let connection = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    let mut tls = rustls::StreamOwned::new(connection, TcpStream::connect(address).unwrap());
+    tls.write_all(b"GET /ok HTTP/1.1\r\nhost: edge.test\r\nconnection: close\r\n\r\n")
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = tls.read_to_end(&mut answer);
+    assert!(
+        answer.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    tls.conn.peer_certificates().unwrap()[0].to_vec()
+}
+
+/// SIGHUP to the running process (its serving threads each on a runtime of
+/// their own) reloads the TLS certificate for new connections; a broken
+/// replacement is refused in words and the previous one served on.
+#[test]
+fn sighup_reloads_the_tls_certificate_of_the_running_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = rcgen::generate_simple_self_signed(vec!["edge.test".to_owned()]).unwrap();
+    let second = rcgen::generate_simple_self_signed(vec!["edge.test".to_owned()]).unwrap();
+    let cert = write(dir.path(), "cert.pem", &first.cert.pem());
+    let key = write(dir.path(), "key.pem", &first.signing_key.serialize_pem());
+    let edge = Serving::start(
+        "misbehaving_component",
+        "",
+        &[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+            "--serving-threads",
+            "2",
+        ],
+    );
+    let roots: [&[u8]; 2] = [first.cert.der(), second.cert.der()];
+    assert_eq!(
+        presented_certificate(&edge.address, &roots),
+        first.cert.der().to_vec()
+    );
+    let hang_up = || {
+        let status = Command::new("kill")
+            .args(["-HUP", &edge.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    let line_with = |needle: &str| loop {
+        let line = edge.next_line();
+        if line.contains(needle) {
+            return line;
+        }
+    };
+
+    std::fs::write(&cert, second.cert.pem()).unwrap();
+    std::fs::write(&key, second.signing_key.serialize_pem()).unwrap();
+    hang_up();
+    line_with("SIGHUP: TLS certificate reloaded");
+    assert_eq!(
+        presented_certificate(&edge.address, &roots),
+        second.cert.der().to_vec()
+    );
+
+    std::fs::write(&key, "not a key").unwrap();
+    hang_up();
+    let refused = line_with("TLS certificate not reloaded");
+    assert!(
+        refused.contains("key.pem: no usable private key"),
+        "{refused}"
+    );
+    assert_eq!(
+        presented_certificate(&edge.address, &roots),
+        second.cert.der().to_vec()
+    );
 }
