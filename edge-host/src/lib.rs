@@ -35,6 +35,7 @@ pub mod observability;
 pub mod observe;
 pub mod outbound_http;
 pub mod reload;
+pub mod replay;
 pub mod routes;
 pub mod runtime_config;
 pub mod trigger;

@@ -63,6 +63,24 @@ enum Command {
         #[command(flatten)]
         configuration: Configuration,
     },
+    /// Run a recorded access log (`--log-format json`, best with
+    /// `--access-log-query`) through the cache with candidate rules, and
+    /// print the predicted hit ratio and origin fetches beside the recorded
+    /// ones and the URLs whose decision changes (deterministic).
+    Replay {
+        /// The recorded access log.
+        #[arg(long)]
+        log: PathBuf,
+        /// The candidate cache rules (JSON); without it, the built-in rules.
+        #[arg(long)]
+        rules: Option<PathBuf>,
+        /// The memory store's size in bytes (the node's `capacity_bytes`).
+        #[arg(long, default_value_t = 64 << 20)]
+        capacity_bytes: u64,
+        /// Other edge-cache variables, NAME=VALUE (e.g. trusted_proxy_hops=1).
+        #[arg(long = "variable")]
+        variables: Vec<String>,
+    },
     /// Start the application (same flags and meaning as `spin up`); broken
     /// cache rules stop it before it listens.
     Up {
@@ -193,11 +211,47 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Check { configuration } => run_check(&configuration),
+        Command::Replay {
+            log,
+            rules,
+            capacity_bytes,
+            variables,
+        } => run_replay(&log, rules.as_deref(), capacity_bytes, &variables),
         Command::Up {
             configuration,
             flags,
         } => run_up(configuration, *flags),
     }
+}
+
+/// `edge-host replay`.
+fn run_replay(
+    log: &std::path::Path,
+    rules: Option<&std::path::Path>,
+    capacity_bytes: u64,
+    variables: &[String],
+) -> anyhow::Result<()> {
+    let read = |path: &std::path::Path| {
+        std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))
+    };
+    let variables = variables
+        .iter()
+        .map(|pair| match pair.split_once('=') {
+            Some((name, value)) => Ok((name.trim().to_owned(), value.to_owned())),
+            None => Err(anyhow::anyhow!("--variable {pair}: expected NAME=VALUE")),
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let options = edge_host::replay::ReplayOptions {
+        log: read(log)?,
+        rules: rules.map(read).transpose()?.unwrap_or_default(),
+        capacity_bytes,
+        variables,
+    };
+    let report = edge_host::replay::replay(&options)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", log.display()))?;
+    print!("{report}");
+    Ok(())
 }
 
 /// `edge-host check`.

@@ -15,7 +15,7 @@ pub mod changes;
 pub mod host;
 mod leases;
 mod logged;
-mod memory;
+pub(crate) mod memory;
 mod redis;
 pub mod runtime_config;
 mod sqlite;

@@ -11,10 +11,12 @@
 //! |---|---|
 //! | `metrics` | exact counters for known traffic, promtool, the dashboard, the access log |
 //! | `metrics_failures` | instance failures by cause, shed connections |
+//! | `replay` | a recorded access log replayed with the same rules predicts its hit ratio; candidate rules' changes named, deterministically |
 //! | `status_page` | the live status page in a real headless Chromium |
 //! | `cdn_down` | the edge's health check; origin pages' assets from the origin when the edge is stopped, in Chromium |
 
 mod cdn_down;
 mod metrics;
 mod metrics_failures;
+mod replay;
 mod status_page;
