@@ -402,6 +402,7 @@ fn purge_facts(purge: &PurgeFound) -> Value {
         _ => (PurgeKind::Soft, purge.times.soft_us),
     };
     json!({
+        "id": purge.id,
         "scope": purge.scope,
         "kind": if kind == PurgeKind::Hard { "hard" } else { "soft" },
         "purged_at_unix_ms": at_us / 1000,

@@ -277,9 +277,13 @@ impl<S: Store, C: Clock> PurgeApi<'_, S, C> {
                     soft: purge.soft,
                     node: self.settings.node.clone(),
                 };
-                // Only completion queries read it: a purge whose record
-                // failed is still a purge.
+                // Only completion queries and the explainer read these: a
+                // purge whose record failed is still a purge.
                 let _ = completion::record(self.storage.store, &id, &record).await;
+                for scope in &scopes {
+                    let key = PurgeStateKey::scope_purge(scope, kind);
+                    let _ = self.storage.store.set(&key, id.as_bytes()).await;
+                }
                 // The node that took it has applied it.
                 if let Some(node) = &self.settings.node {
                     let (store, clock) = (self.storage.store, self.storage.clock);

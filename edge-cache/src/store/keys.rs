@@ -10,6 +10,7 @@
 //! | [`PurgeStateKey`] | `s:<scope>` | a scope's purge times (see `policy::invalidation`) | the shared store |
 //! | [`PurgeStateKey`] | `p:epoch` | the purge epoch: a new token after every purge, for the L1 | the shared store |
 //! | [`PurgeStateKey`] | `q:<id>` | a purge's record: when, what (`purge::completion`) | the shared store |
+//! | [`PurgeStateKey`] | `w:h:<scope>`, `w:s:<scope>` | the id of a scope's latest hard and soft purge (the explainer's `purged_by`) | the shared store |
 //! | [`PurgeStateKey`] | `n:<node>`, `n:nodes` | the newest purge a node has applied; the nodes that record one | the shared store |
 //! | [`NodeLocalKey`] | `o:breaker:<origin>`, `o:slots:<origin>` | an origin's breaker state and concurrency leases | the node's store |
 //! | [`NodeLocalKey`] | `f:<hash>` | a fill lease: a key being fetched by some instance | the node's store |
@@ -122,6 +123,17 @@ impl PurgeStateKey {
     /// the shared store, never evicted).
     pub(crate) fn purge_record(id: &str) -> Self {
         PurgeStateKey::Scope(format!("q:{id}"))
+    }
+
+    /// The id of the latest purge of `kind` of the scope whose key is
+    /// `scope` (`w:h:`/`w:s:`): what the explainer names as the purge that
+    /// killed an entry.
+    pub(crate) fn scope_purge(scope: &str, kind: crate::policy::invalidation::PurgeKind) -> Self {
+        let kind = match kind {
+            crate::policy::invalidation::PurgeKind::Hard => 'h',
+            crate::policy::invalidation::PurgeKind::Soft => 's',
+        };
+        PurgeStateKey::Scope(format!("w:{kind}:{scope}"))
     }
 
     /// The newest purge node `name` has applied.

@@ -391,15 +391,30 @@ impl<S: Store, C: Clock> CacheStorage<'_, S, C> {
         let StoredValue::Response(meta) = &cached.value else {
             return Ok(None);
         };
-        Ok(match self.validity(keyed, meta).await? {
-            (Validity::Valid, _) | (_, None) => None,
-            (validity, Some((scope, times))) => Some(PurgeFound {
-                scope,
-                times,
-                validity,
-                fetched_us: meta.request_time_us,
-            }),
-        })
+        let (validity, Some((scope, key, times))) = self.validity(keyed, meta).await? else {
+            return Ok(None);
+        };
+        let kind = match validity {
+            Validity::Valid => return Ok(None),
+            Validity::Stale => PurgeKind::Soft,
+            Validity::Invalid => PurgeKind::Hard,
+        };
+        // The id of the scope's latest purge of that kind (a purge written
+        // before ids were kept has none).
+        let id = self
+            .store
+            .get_current(&PurgeStateKey::scope_purge(&key, kind))
+            .await
+            .ok()
+            .flatten()
+            .map(|id| String::from_utf8_lossy(&id).into_owned());
+        Ok(Some(PurgeFound {
+            scope,
+            id,
+            times,
+            validity,
+            fetched_us: meta.request_time_us,
+        }))
     }
 
     /// Whether the purges of every scope `meta` is stored under leave it
@@ -409,7 +424,7 @@ impl<S: Store, C: Clock> CacheStorage<'_, S, C> {
         &self,
         keyed: &KeyedTarget,
         meta: &EntryMeta,
-    ) -> Result<(Validity, Option<(String, PurgeTimes)>), StoreFailure> {
+    ) -> Result<(Validity, Option<(String, String, PurgeTimes)>), StoreFailure> {
         let mut validity = Validity::Valid;
         let mut deciding = None;
         for (scope, named) in scopes_of(keyed, meta) {
@@ -417,7 +432,7 @@ impl<S: Store, C: Clock> CacheStorage<'_, S, C> {
             let this = times.validity(meta.request_time_us);
             if this > validity {
                 validity = this;
-                deciding = Some((named, times));
+                deciding = Some((named, scope, times));
             }
             if validity == Validity::Invalid {
                 break;
@@ -433,6 +448,8 @@ pub(crate) struct PurgeFound {
     /// The scope purged, as a purge names it (`url:http://…`,
     /// `tag:product:1`, `prefix:/static`, `all`).
     pub scope: String,
+    /// The id of the purge (its receipt's), where it was recorded.
+    pub id: Option<String>,
     /// Its purge times.
     pub times: PurgeTimes,
     /// What it does to the response.

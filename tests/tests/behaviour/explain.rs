@@ -89,7 +89,9 @@ async fn a_url_is_explained_from_miss_to_hit_to_purged() {
         .await
         .unwrap();
     assert_eq!(purged.status(), 200);
+    let receipt: Value = serde_json::from_slice(&purged.bytes().await.unwrap()).unwrap();
     let after = explained(&edge, target, &[]).await;
+    assert_eq!(after["purged_by"]["id"], receipt["id"], "{after}");
     assert_eq!(after["outcome"]["hit"], false);
     assert_eq!(after["outcome"]["detail"], "invalidated");
     assert_eq!(after["purged_by"]["scope"], "tag:product:1", "{after}");
