@@ -205,18 +205,21 @@ impl App {
                         permits: Semaphore::new(max_instances as usize),
                     }
                 }
-                Err(_) => Serving::P2(ProxyPre::new(instance_pre).map_err(|e| {
-                    anyhow!(e).context(format!(
-                        "component `{id}` exports neither wasi:http/handler@0.3.0 \
-                         nor wasi:http/incoming-handler@0.2"
-                    ))
-                })?),
+                Err(_) => Serving::P2 {
+                    pre: ProxyPre::new(instance_pre).map_err(|e| {
+                        anyhow!(e).context(format!(
+                            "component `{id}` exports neither wasi:http/handler@0.3.0 \
+                             nor wasi:http/incoming-handler@0.2"
+                        ))
+                    })?,
+                    permits: Arc::new(Semaphore::new(max_instances as usize)),
+                },
             };
             tracing::debug!(
                 component = id.as_str(),
                 "serving as {}",
                 match serving {
-                    Serving::P2(_) => "WASI 0.2: an instance per request",
+                    Serving::P2 { .. } => "WASI 0.2: an instance per request",
                     Serving::P3 { .. } => "WASI 0.3: instances reused",
                 }
             );

@@ -44,8 +44,15 @@ pub enum Flavour {
 
 /// How a component's requests reach an instance.
 pub(crate) enum Serving {
-    /// A fresh instance of this per request.
-    P2(ProxyPre<RequestState>),
+    /// A fresh instance per request.
+    P2 {
+        pre: ProxyPre<RequestState>,
+        /// One per instance alive (serving, or streaming a body after its
+        /// response): a request beyond the pool's slots waits for one to
+        /// end instead of failing to instantiate. HTTP/2 lets one
+        /// connection carry more requests than the pool holds.
+        permits: Arc<Semaphore>,
+    },
     /// Reused instances.
     P3 {
         /// One per serving lane: a lane's requests go to its own instances.
@@ -74,7 +81,7 @@ pub(crate) type Dispatched = (Response<HyperOutgoingBody>, String);
 impl ServingComponent {
     pub(crate) fn flavour(&self) -> Flavour {
         match self.serving {
-            Serving::P2(_) => Flavour::P2,
+            Serving::P2 { .. } => Flavour::P2,
             Serving::P3 { .. } => Flavour::P3,
         }
     }
@@ -90,7 +97,9 @@ impl ServingComponent {
         trip: &Arc<BodyWatch>,
     ) -> Result<Dispatched, Failure> {
         match &self.serving {
-            Serving::P2(pre) => wasi::execute(self, pre, limits, request, limit, trip).await,
+            Serving::P2 { pre, permits } => {
+                wasi::execute(self, pre, permits, limits, request, limit, trip).await
+            }
             Serving::P3 { handlers, permits } => {
                 let handler = &handlers[crate::net::lanes::current() % handlers.len()];
                 wasip3::execute(self, handler, permits, &limits, request, limit, trip).await

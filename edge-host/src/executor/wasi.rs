@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 use http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
+use tokio::sync::Semaphore;
 use wasmtime::Store;
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
@@ -38,6 +39,7 @@ impl Drop for SingleUse {
 pub(super) async fn execute(
     component: &ServingComponent,
     pre: &ProxyPre<RequestState>,
+    permits: &Arc<Semaphore>,
     limits: InstanceLimits,
     request: Request<LimitedBody<Incoming>>,
     limit: u64,
@@ -79,7 +81,13 @@ pub(super) async fn execute(
     let pre = pre.clone();
     let id = component.context.id.clone();
     let stats = component.stats.clone();
+    // Never closed: the permits live as long as the app.
+    let permit = permits.clone().acquire_owned().await;
     let mut task = tokio::spawn(async move {
+        // Declared before the store, so dropped after it: the pool slot is
+        // free before the next request may take it.
+        let _permit = permit;
+        let mut store = store;
         stats.created();
         stats.request_started(1);
         let mut single_use = SingleUse {

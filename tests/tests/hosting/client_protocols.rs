@@ -107,7 +107,7 @@ async fn http2_with_prior_knowledge_answers_many_concurrent_streams_on_one_conne
     let elapsed = started.elapsed();
     for (i, answer) in answers.into_iter().enumerate() {
         let answer = answer.unwrap_or_else(|e| panic!("stream {i}: {e:#}"));
-        assert_eq!(answer.status, 200, "stream {i}");
+        assert_eq!(answer.status, 200, "stream {i}: {answer:?}");
         assert_eq!(answer.version, http::Version::HTTP_2);
         assert_eq!(
             answer.body,
