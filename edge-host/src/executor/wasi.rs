@@ -56,10 +56,16 @@ pub(super) async fn execute(
     // Yield at every epoch tick so the time limit below can stop a guest
     // that never returns to the host.
     crate::instance::limits::yield_at_every_tick(&mut store);
+    // Over TLS the server gave the target as an https URI
+    // (`trigger::headers::normalise_target`); the guest sees that scheme.
+    let scheme = match request.uri().scheme() {
+        Some(scheme) if *scheme == http::uri::Scheme::HTTPS => Scheme::Https,
+        _ => Scheme::Http,
+    };
     let incoming = store
         .data_mut()
         .http()
-        .new_incoming_request(Scheme::Http, request)
+        .new_incoming_request(scheme, request)
         .map_err(|e| {
             Failure::client(
                 StatusCode::BAD_REQUEST,

@@ -68,6 +68,16 @@ async fn alpn_chooses_h2_or_http1_and_every_protocol_serves_the_one_cached_page(
     assert_eq!((first.status, first.version), (200, http::Version::HTTP_2));
     assert_eq!(&first.body[..], b"page /page");
     assert!(first.cache_status().contains("stored"), "{first:?}");
+    // The component (either flavour) was told the client came over TLS.
+    let fill = &origin.received_requests().await.unwrap()[0];
+    assert_eq!(
+        fill.headers
+            .get("x-forwarded-proto")
+            .map(|v| v.to_str().unwrap()),
+        Some("https"),
+        "{:?}",
+        fill.headers
+    );
 
     // HTTP/1.1 by ALPN, then without ALPN: the same stored page.
     for alpn_offered in [&[HTTP1][..], &[]] {
