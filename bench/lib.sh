@@ -155,12 +155,15 @@ start_edge_p2() { # cache-bytes [edge-host flags...]
 }
 
 # The default edge with what an operator turns on: the metrics listener and
-# a JSON access log to a file (hot 1 KiB only: what they cost per hit).
-start_edge_observed() { # cache-bytes
+# a JSON access log to a file (hot 1 KiB: what they cost per hit; bench/run's
+# replay step: the log it replays, to a file of its own).
+start_edge_observed() { # cache-bytes [access-log-file [edge-host flags...]]
+  local bytes=$1 access_log=${2:-$WORK/edge-observed-access.log}
+  shift $(($# < 2 ? $# : 2))
   port_free edge-observed-metrics "$EDGE_OBSERVED_METRICS_PORT"
-  start_edge_flavour edge-observed spin.toml "$1" \
+  start_edge_flavour edge-observed spin.toml "$bytes" \
     --metrics-listen "127.0.0.1:$EDGE_OBSERVED_METRICS_PORT" \
-    --access-log "$WORK/edge-observed-access.log" --log-format json
+    --access-log "$access_log" --log-format json "$@"
 }
 
 # One self-signed ECDSA P-256 certificate for 127.0.0.1 that every TLS

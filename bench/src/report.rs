@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use crate::results::{FetchRun, LoadRun, PurgeRun, Record};
+use crate::results::{FetchRun, LoadRun, PurgeRun, Record, ReplayRun};
 use crate::stats::{Summary, ratio};
 
 /// Load scenarios in report order: id and description.
@@ -186,7 +186,7 @@ pub fn load_tables(records: &[Record]) -> Vec<ScenarioTable> {
         .iter()
         .filter_map(|r| match r {
             Record::Load(run) => Some(run),
-            Record::Purge(_) | Record::Fetch(_) => None,
+            Record::Purge(_) | Record::Fetch(_) | Record::Replay(_) => None,
         })
         .collect();
     let mut scenarios: Vec<&str> = runs.iter().map(|r| r.scenario.as_str()).collect();
@@ -255,7 +255,7 @@ pub fn purge_rows(records: &[Record]) -> Vec<PurgeRow> {
         .iter()
         .filter_map(|r| match r {
             Record::Purge(run) => Some(run),
-            Record::Load(_) | Record::Fetch(_) => None,
+            Record::Load(_) | Record::Fetch(_) | Record::Replay(_) => None,
         })
         .collect();
     let mut contestants: Vec<&str> = runs.iter().map(|r| r.contestant.as_str()).collect();
@@ -467,7 +467,7 @@ pub fn fetch_tables(records: &[Record]) -> Vec<FetchTable> {
         .iter()
         .filter_map(|r| match r {
             Record::Fetch(run) => Some(run),
-            Record::Load(_) | Record::Purge(_) => None,
+            Record::Load(_) | Record::Purge(_) | Record::Replay(_) => None,
         })
         .collect();
     let mut scenarios: Vec<&str> = runs.iter().map(|r| r.scenario.as_str()).collect();
@@ -548,11 +548,27 @@ fn fetch_ratio_line(table: &FetchTable) -> String {
         .join("; ")
 }
 
+/// The replay checks of a results file, in the order they ran.
+pub fn replay_runs(records: &[Record]) -> Vec<ReplayRun> {
+    records
+        .iter()
+        .filter_map(|record| match record {
+            Record::Replay(run) => Some(run.clone()),
+            Record::Load(_) | Record::Purge(_) | Record::Fetch(_) => None,
+        })
+        .collect()
+}
+
 /// The issues' targets, where measured: TLS and HTTP/2 edge/nginx ratios
 /// of the hot 1 KiB hit no worse than the cleartext HTTP/1.1 one; the hot
 /// large hit at least 0.8× nginx's throughput, the cold first byte at most
-/// 1.5× nginx's, against nginx with and without slice.
-pub fn targets(tables: &[ScenarioTable], fetches: &[FetchTable]) -> Vec<String> {
+/// 1.5× nginx's, against nginx with and without slice; a replayed log's
+/// predicted hit ratio within 1 point of the recorded one.
+pub fn targets(
+    tables: &[ScenarioTable],
+    fetches: &[FetchTable],
+    replays: &[ReplayRun],
+) -> Vec<String> {
     let mut out = Vec::new();
     let verdict = |met: bool| if met { "met" } else { "missed" };
     let edge_over_nginx = |scenario: &str| {
@@ -615,6 +631,22 @@ pub fn targets(tables: &[ScenarioTable], fetches: &[FetchTable]) -> Vec<String> 
                 ));
             }
         }
+    }
+    for replay in replays {
+        let trace = match replay.scenario.as_str() {
+            "zipf" => "the Zipf trace",
+            other => other,
+        };
+        out.push(format!(
+            "replay on {trace} ({} requests, {} MiB store): recorded {:.1} %, predicted {:.1} % \
+             ({:.1} points; target within 1 point: {})",
+            thousands(replay.requests as f64),
+            replay.capacity_bytes >> 20,
+            replay.recorded_hit_ratio * 100.0,
+            replay.predicted_hit_ratio * 100.0,
+            replay.points().abs(),
+            verdict(replay.points().abs() <= 1.0)
+        ));
     }
     out
 }
@@ -687,6 +719,7 @@ pub fn markdown(
     tables: &[ScenarioTable],
     fetches: &[FetchTable],
     purges: &[PurgeRow],
+    replays: &[ReplayRun],
     plot_dir: &str,
     machine: Option<&str>,
 ) -> String {
@@ -758,9 +791,9 @@ pub fn markdown(
         measured_on(&mut out);
         let _ = writeln!(out, "\n![purge]({plot_dir}/purge.svg)\n");
     }
-    let targets = targets(tables, fetches);
+    let targets = targets(tables, fetches, replays);
     if !targets.is_empty() {
-        let _ = writeln!(out, "Targets for large objects (issue 24):\n");
+        let _ = writeln!(out, "Targets:\n");
         for target in targets {
             let _ = writeln!(out, "- {target}");
         }
@@ -808,7 +841,7 @@ mod tests {
         let order: Vec<&str> = tables.iter().map(|t| t.scenario.as_str()).collect();
         assert_eq!(order, ["hot-1k", "hot-1k-tls", "hot-1k-h2"]);
         assert_eq!(
-            targets(&tables, &[]),
+            targets(&tables, &[], &[]),
             [
                 "hot-1k-tls: edge/nginx 1.12× against 1.00× in cleartext HTTP/1.1 (target: TLS no worse: met)",
                 "hot-1k-h2: edge/nginx 0.70× against 1.00× in cleartext HTTP/1.1 (target: HTTP/2 no worse: missed)",
@@ -903,7 +936,7 @@ mod tests {
         let text = text(&tables, &[], &[]);
         assert!(text.contains("edge/nginx 0.50× req/s"), "{text}");
         assert!(text.contains("±50%"), "{text}");
-        let md = markdown(&tables, &[], &[], "bench/plots", Some("AMD EPYC"));
+        let md = markdown(&tables, &[], &[], &[], "bench/plots", Some("AMD EPYC"));
         assert!(md.contains("Measured on: AMD EPYC."), "{md}");
         assert!(md.contains("| edge (edge-host + edge-cache, WASI 0.3, reused instances) | 200 | ±50% | 2.00 | 4.00 | 100.0% (100.0–100.0) | 0 |"), "{md}");
         assert!(md.contains("![hot hit, one 1 KiB object](bench/plots/hot-1k.svg)"));
@@ -949,7 +982,7 @@ mod tests {
         );
         assert_eq!(cold.ratios()[0], ("edge/nginx".into(), 1.5, Some(1.0)));
         assert_eq!(
-            targets(&tables, &fetches),
+            targets(&tables, &fetches, &[]),
             [
                 "hot 100 MiB hit, edge/nginx throughput 0.90× (target ≥ 0.8×: met)",
                 "cold-1g: edge/nginx time to first byte 1.50× (target ≤ 1.5×: met)",
@@ -962,14 +995,40 @@ mod tests {
             text.contains("edge/nginx 1.50× first byte, 1.00× last byte"),
             "{text}"
         );
-        let md = markdown(&tables, &fetches, &[], "p", Some("CPU X"));
+        let md = markdown(&tables, &fetches, &[], &[], "p", Some("CPU X"));
         assert!(md.contains("| first byte ms |"), "{md}");
         assert!(
             md.contains("|---|---:|---:|---:|---:|---:|---:|---:|"),
             "{md}"
         );
-        assert!(md.contains("Targets for large objects"), "{md}");
+        assert!(md.contains("Targets:"), "{md}");
         assert_eq!(md.matches("Measured on: CPU X.").count(), 2);
+    }
+
+    #[test]
+    fn a_replay_is_held_to_one_point_of_the_recorded_hit_ratio() {
+        let run = |recorded: f64, predicted: f64| {
+            Record::Replay(ReplayRun {
+                scenario: "zipf".into(),
+                requests: 300_000,
+                capacity_bytes: 32 << 20,
+                recorded_hit_ratio: recorded,
+                predicted_hit_ratio: predicted,
+            })
+        };
+        let records = [run(0.864, 0.861), run(0.864, 0.880)];
+        let replays = replay_runs(&records);
+        assert_eq!(
+            targets(&[], &[], &replays),
+            [
+                "replay on the Zipf trace (300,000 requests, 32 MiB store): recorded 86.4 %, predicted 86.1 % (0.3 points; target within 1 point: met)",
+                "replay on the Zipf trace (300,000 requests, 32 MiB store): recorded 86.4 %, predicted 88.0 % (1.6 points; target within 1 point: missed)",
+            ]
+        );
+        // A results file of nothing else (bench/run --only replay) still
+        // reports it.
+        let md = markdown(&[], &[], &[], &replays, "p", None);
+        assert!(md.contains("- replay on the Zipf trace"), "{md}");
     }
 
     #[test]

@@ -127,12 +127,36 @@ impl FetchRun {
     }
 }
 
+/// One replay check (issue 28): a scenario's stream through a fresh edge
+/// writing a JSON access log, then `edge-host replay` of that log with the
+/// same rules and store size; the hit ratio the log recorded beside the one
+/// the replay predicted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplayRun {
+    /// The scenario whose stream was logged (`zipf`).
+    pub scenario: String,
+    /// Requests replayed.
+    pub requests: u64,
+    /// The store size the edge and the replay were given.
+    pub capacity_bytes: u64,
+    pub recorded_hit_ratio: f64,
+    pub predicted_hit_ratio: f64,
+}
+
+impl ReplayRun {
+    /// Predicted minus recorded hit ratio, in percentage points.
+    pub fn points(&self) -> f64 {
+        (self.predicted_hit_ratio - self.recorded_hit_ratio) * 100.0
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Record {
     Load(LoadRun),
     Purge(PurgeRun),
     Fetch(FetchRun),
+    Replay(ReplayRun),
 }
 
 /// Parses a results file; blank lines are skipped, a bad line is an error
@@ -193,6 +217,16 @@ mod tests {
         assert!(line.starts_with(r#"{"kind":"fetch""#), "{line}");
         assert_eq!(parse(&line).unwrap(), [Record::Fetch(run.clone())]);
         assert_eq!(run.mib_per_second(), 512.0);
+    }
+
+    #[test]
+    fn replay_records_as_bench_run_writes_them() {
+        let line = r#"{"kind":"replay","scenario":"zipf","requests":300000,"capacity_bytes":33554432,"recorded_hit_ratio":0.8640,"predicted_hit_ratio":0.8610}"#;
+        let [Record::Replay(run)] = &parse(line).unwrap()[..] else {
+            panic!("{line}")
+        };
+        assert_eq!(run.requests, 300_000);
+        assert!((run.points() + 0.3).abs() < 1e-9, "{}", run.points());
     }
 
     #[test]

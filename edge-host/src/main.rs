@@ -80,6 +80,12 @@ enum Command {
         /// Other edge-cache variables, NAME=VALUE (e.g. trusted_proxy_hops=1).
         #[arg(long = "variable")]
         variables: Vec<String>,
+        /// A header field the origin sends with every answer, 'NAME: VALUE'
+        /// (e.g. 'Content-Type: text/html'): stored with each entry, it
+        /// takes room in the store as it did live (the log has bodies'
+        /// lengths only).
+        #[arg(long = "origin-header")]
+        origin_headers: Vec<String>,
     },
     /// Start the application (same flags and meaning as `spin up`); broken
     /// cache rules stop it before it listens.
@@ -216,7 +222,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             rules,
             capacity_bytes,
             variables,
-        } => run_replay(&log, rules.as_deref(), capacity_bytes, &variables),
+            origin_headers,
+        } => run_replay(
+            &log,
+            rules.as_deref(),
+            capacity_bytes,
+            &variables,
+            &origin_headers,
+        ),
         Command::Up {
             configuration,
             flags,
@@ -230,6 +243,7 @@ fn run_replay(
     rules: Option<&std::path::Path>,
     capacity_bytes: u64,
     variables: &[String],
+    origin_headers: &[String],
 ) -> anyhow::Result<()> {
     let read = |path: &std::path::Path| {
         std::fs::read_to_string(path)
@@ -242,11 +256,21 @@ fn run_replay(
             None => Err(anyhow::anyhow!("--variable {pair}: expected NAME=VALUE")),
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
+    let origin_headers = origin_headers
+        .iter()
+        .map(|field| match field.split_once(':') {
+            Some((name, value)) => Ok((name.trim().to_owned(), value.trim().to_owned())),
+            None => Err(anyhow::anyhow!(
+                "--origin-header {field}: expected 'NAME: VALUE'"
+            )),
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let options = edge_host::replay::ReplayOptions {
         log: read(log)?,
         rules: rules.map(read).transpose()?.unwrap_or_default(),
         capacity_bytes,
         variables,
+        origin_headers,
     };
     let report = edge_host::replay::replay(&options)
         .map_err(|e| anyhow::anyhow!("{}: {e}", log.display()))?;

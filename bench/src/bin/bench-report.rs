@@ -42,6 +42,7 @@ fn main() -> anyhow::Result<()> {
     let tables = report::load_tables(&records);
     let purges = report::purge_rows(&records);
     let fetches = report::fetch_tables(&records);
+    let replays = report::replay_runs(&records);
 
     // What a perfect cache holding the most popular objects would hit: the
     // yardstick for the mixed scenario's measured hit ratios.
@@ -53,7 +54,7 @@ fn main() -> anyhow::Result<()> {
     });
 
     print!("{}", report::text(&tables, &fetches, &purges));
-    for target in report::targets(&tables, &fetches) {
+    for target in report::targets(&tables, &fetches, &replays) {
         println!("target: {target}");
     }
     if let Some(ideal) = &ideal {
@@ -83,6 +84,7 @@ fn main() -> anyhow::Result<()> {
             &tables,
             &fetches,
             &purges,
+            &replays,
             &plot_link,
             machine.as_deref(),
         ));

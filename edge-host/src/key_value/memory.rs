@@ -23,8 +23,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
+use foldhash::quality::SeedableRandomState;
 use quick_cache::sync::Cache;
-use quick_cache::{DefaultHashBuilder, Lifecycle, OptionsBuilder, Weighter};
+use quick_cache::{Lifecycle, OptionsBuilder, Weighter};
 
 use super::{StoreBackend, StoreError};
 use crate::observe::store_sizes::StoreSize;
@@ -55,7 +56,9 @@ const TYPICAL_ENTRY_BYTES: u64 = 1536;
 /// An in-memory store holding at most its capacity in keys and values,
 /// evicting by frequency and recency (see the module documentation).
 pub struct MemoryStore {
-    entries: Cache<String, Bytes, EntryWeight, DefaultHashBuilder, CountEvictions>,
+    /// Keys hashed as quick_cache's default does (foldhash, seeded at
+    /// random per store), or with a fixed seed ([`MemoryStore::with_fixed_seed`]).
+    entries: Cache<String, Bytes, EntryWeight, SeedableRandomState, CountEvictions>,
     /// The largest entry (key plus value) a shard admits.
     largest_entry: u64,
     /// Entries evicted to make room, for `edge_store_evictions_total`.
@@ -131,6 +134,20 @@ fn shard_count(capacity_bytes: u64) -> usize {
 impl MemoryStore {
     /// A store holding at most `capacity_bytes` of keys and values.
     pub fn new(capacity_bytes: u64) -> Self {
+        // A random seed: clients choose the keys (URLs), and must not be
+        // able to pick ones that all land in one shard or one bucket.
+        MemoryStore::with_hasher(capacity_bytes, SeedableRandomState::random())
+    }
+
+    /// The same store with its keys hashed by a fixed seed, so that the
+    /// same operations leave it in the same state in every process (which
+    /// shard holds a key decides what is evicted once a store of several
+    /// shards is full): `edge-host replay`'s, whose keys come from a log.
+    pub fn with_fixed_seed(capacity_bytes: u64) -> Self {
+        MemoryStore::with_hasher(capacity_bytes, SeedableRandomState::fixed())
+    }
+
+    fn with_hasher(capacity_bytes: u64, hasher: SeedableRandomState) -> Self {
         let shards = shard_count(capacity_bytes);
         let shard_bytes = capacity_bytes / shards as u64;
         // quick_cache halves the shard count until each shard expects at
@@ -148,8 +165,7 @@ impl MemoryStore {
             .build()
             .expect("every option is set");
         let evictions = CountEvictions::default();
-        let entries =
-            Cache::with_options(options, EntryWeight, Default::default(), evictions.clone());
+        let entries = Cache::with_options(options, EntryWeight, hasher, evictions.clone());
         debug_assert_eq!(entries.num_shards(), shards);
         debug_assert_eq!(entries.shard_capacity(), shard_bytes);
         // quick_cache drops, without a word, an entry heavier than its
@@ -386,6 +402,31 @@ mod tests {
             store.set("g0", vec![1; 8]).await.unwrap();
             assert_eq!(store.get("g0").await.unwrap(), Some(vec![1; 8]));
             assert!(store.used_bytes() <= 100);
+        });
+    }
+
+    #[test]
+    fn stores_of_a_fixed_seed_evict_alike() {
+        block(async {
+            // Two shards of 16 MiB, overfilled by entries of about 1 KiB:
+            // which shard a key falls in decides which entries leave.
+            let held = || async {
+                let store = MemoryStore::with_fixed_seed(32 << 20);
+                assert_eq!(store.entries.num_shards(), 2);
+                let mut numbers = Numbers(3);
+                for _ in 0..80_000 {
+                    let key = format!("k{}", numbers.below(60_000));
+                    if store.get(&key).await.unwrap().is_none() {
+                        store.set(&key, vec![0; 1000]).await.unwrap();
+                    }
+                }
+                let mut keys = store.get_keys().await.unwrap();
+                keys.sort_unstable();
+                (keys, store.evictions())
+            };
+            let first = held().await;
+            assert!(first.1 > 0, "the store overflowed");
+            assert_eq!(first, held().await);
         });
     }
 

@@ -85,6 +85,7 @@ async fn a_replayed_log_predicts_the_recorded_hit_ratio_and_names_what_candidate
         rules: String::new(),
         capacity_bytes: 64 << 20,
         variables: Vec::new(),
+        origin_headers: Vec::new(),
     };
     let report = replay(&same).expect("the log replays");
     assert_eq!(report.requests, REQUESTS);
