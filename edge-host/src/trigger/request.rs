@@ -92,6 +92,7 @@ pub(super) async fn handle(
         sent: 0,
     });
     Ok(response.map(|body| ServerBody {
+        flush: FirstFlush::for_body(&body),
         inner: body,
         trip: from_component.then_some(trip),
         guard,
@@ -145,6 +146,48 @@ pub(crate) struct ServerBody {
     record: Option<RequestRecord>,
     /// A component's response, for the log if its body breaks off.
     sending: Option<Sending>,
+    /// Whether the connection is still to be let send the first piece.
+    flush: FirstFlush,
+}
+
+/// Bodies at least this long, or of unknown length, have their first
+/// piece sent at once ([`FirstFlush`]). Shorter ones fit hyper's write
+/// buffer whole, and an extra turn of the connection's task would cost
+/// every small answer something for nothing.
+const FLUSH_FIRST_PIECE_FROM: u64 = 1 << 20;
+
+/// Sends a large body's first piece as soon as it is there.
+///
+/// Hyper's HTTP/1.1 connection writes nothing while the body has another
+/// frame ready and its write buffer (about 400 KiB) has room. A cold fill
+/// from a fast origin always has the next piece ready, so the response
+/// head and first byte waited for 400 KiB to pass through the component:
+/// most of the cold first byte's time (`strace`: the head went out with
+/// the first 64 KiB, after 400 KiB had been read from the origin). Saying
+/// once, after the first piece, that the next is not ready yet makes hyper
+/// write what it holds; the task is woken at once, so nothing waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FirstFlush {
+    /// Before the first piece.
+    Armed,
+    /// The first piece has been handed over: the next poll lets it go.
+    Due,
+    /// Done, or not wanted for this body.
+    Off,
+}
+
+impl FirstFlush {
+    fn for_body(body: &HyperOutgoingBody) -> FirstFlush {
+        let large = body
+            .size_hint()
+            .exact()
+            .is_none_or(|length| length >= FLUSH_FIRST_PIECE_FROM);
+        if large && !body.is_end_stream() {
+            FirstFlush::Armed
+        } else {
+            FirstFlush::Off
+        }
+    }
 }
 
 impl Body for ServerBody {
@@ -163,10 +206,18 @@ impl Body for ServerBody {
                 None,
             ))));
         }
+        if self.flush == FirstFlush::Due {
+            self.flush = FirstFlush::Off;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
         let frame = ready!(Pin::new(&mut self.inner).poll_frame(cx));
         match &frame {
             Some(Ok(frame)) => {
                 if let Some(data) = frame.data_ref() {
+                    if self.flush == FirstFlush::Armed && !data.is_empty() {
+                        self.flush = FirstFlush::Due;
+                    }
                     if let Some(record) = &mut self.record {
                         record.sent(data);
                     }
@@ -254,7 +305,119 @@ mod tests {
             guard,
             record: None,
             sending: None,
+            flush: FirstFlush::Off,
         }
+    }
+
+    /// A body of `pieces` 64 KiB pieces of unknown total length, each
+    /// ready at once (a fast origin), counting the pieces handed out.
+    struct Ready {
+        pieces: usize,
+        handed: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl Body for Ready {
+        type Data = Bytes;
+        type Error = wasmtime_wasi_http::Error;
+
+        fn poll_frame(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            use std::sync::atomic::Ordering;
+            let handed = self.handed.fetch_add(1, Ordering::SeqCst);
+            Poll::Ready(
+                (handed < self.pieces).then(|| Ok(Frame::data(Bytes::from(vec![7; 64 << 10])))),
+            )
+        }
+    }
+
+    /// The server's end of a connection, noting how many pieces the body
+    /// had handed out when the first bytes were written to the client.
+    struct Observed {
+        inner: tokio::io::DuplexStream,
+        handed: Arc<std::sync::atomic::AtomicUsize>,
+        at_first_write: Arc<std::sync::OnceLock<usize>>,
+    }
+
+    impl tokio::io::AsyncRead for Observed {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            Pin::new(&mut self.inner).poll_read(cx, buf)
+        }
+    }
+
+    impl tokio::io::AsyncWrite for Observed {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            let handed = self.handed.load(std::sync::atomic::Ordering::SeqCst);
+            let _ = self.at_first_write.set(handed);
+            Pin::new(&mut self.inner).poll_write(cx, buf)
+        }
+
+        fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Pin::new(&mut self.inner).poll_flush(cx)
+        }
+
+        fn poll_shutdown(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            Pin::new(&mut self.inner).poll_shutdown(cx)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_large_body_s_head_and_first_piece_are_written_before_more_is_taken() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let handed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let at_first_write = Arc::new(std::sync::OnceLock::new());
+        let (server, mut client) = tokio::io::duplex(16 << 20);
+        let io = Observed {
+            inner: server,
+            handed: handed.clone(),
+            at_first_write: at_first_write.clone(),
+        };
+        let pieces = 32;
+        let service = hyper::service::service_fn(move |_| {
+            let inner = Ready {
+                pieces,
+                handed: handed.clone(),
+            }
+            .boxed_unsync();
+            let body = ServerBody {
+                flush: FirstFlush::for_body(&inner),
+                inner,
+                trip: None,
+                guard: Activity::new().request_started(BodyWatch::new(true)),
+                record: None,
+                sending: None,
+            };
+            async move { Ok::<_, Infallible>(Response::new(body)) }
+        });
+        let serving = tokio::spawn(
+            hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(io), service),
+        );
+        client
+            .write_all(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = Vec::new();
+        client.read_to_end(&mut answer).await.unwrap();
+        serving.await.unwrap().unwrap();
+        // Without the flush, hyper takes about 400 KiB (6 pieces) before
+        // writing a byte.
+        assert_eq!(at_first_write.get(), Some(&1));
+        let body_start = answer.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        let sent = answer[body_start..].iter().filter(|b| **b == 7).count();
+        assert_eq!(sent, pieces * (64 << 10), "every piece arrives");
     }
 
     #[tokio::test]
