@@ -161,9 +161,10 @@ const FLUSH_FIRST_PIECE_FROM: u64 = 1 << 20;
 /// Hyper's HTTP/1.1 connection writes nothing while the body has another
 /// frame ready and its write buffer (about 400 KiB) has room. A cold fill
 /// from a fast origin always has the next piece ready, so the response
-/// head and first byte waited for 400 KiB to pass through the component:
-/// most of the cold first byte's time (`strace`: the head went out with
-/// the first 64 KiB, after 400 KiB had been read from the origin). Saying
+/// head and first byte waited for 400 KiB to pass through the component
+/// (`strace`: the head went out with the first 64 KiB, after 400 KiB had
+/// been read from the origin; a cold 64 MiB fetch's median first byte
+/// was 2.78 ms with the wait, 2.39 ms without). Saying
 /// once, after the first piece, that the next is not ready yet makes hyper
 /// write what it holds; the task is woken at once, so nothing waits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -412,7 +413,7 @@ mod tests {
         let mut answer = Vec::new();
         client.read_to_end(&mut answer).await.unwrap();
         serving.await.unwrap().unwrap();
-        // Without the flush, hyper takes about 400 KiB (6 pieces) before
+        // Without the flush, hyper takes about 400 KiB (7 pieces) before
         // writing a byte.
         assert_eq!(at_first_write.get(), Some(&1));
         let body_start = answer.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
