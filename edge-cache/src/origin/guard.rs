@@ -84,7 +84,9 @@ impl<O: Origin, S: Store, C: Clock> GuardedOrigin<'_, O, S, C> {
         let _ = self.store.set(&self.slots_key(), &leases.encode()).await;
     }
 
-    async fn record(&self, result: &Result<Response, OriginFailure>) {
+    /// Records the outcome in the breaker; `before` is the state read when
+    /// the request was let through.
+    async fn record(&self, result: &Result<Response, OriginFailure>, before: BreakerState) {
         let policy = &self.protection.breaker;
         let failure = match result {
             Ok(response) if policy.counted_statuses.contains(response.status) => {
@@ -95,6 +97,13 @@ impl<O: Origin, S: Store, C: Clock> GuardedOrigin<'_, O, S, C> {
             // Held back by the edge: says nothing about the origin.
             Err(_) => return,
         };
+        // A success leaves a clean breaker as it was. Failures others
+        // recorded while this request was out happened after it was sent:
+        // its success says nothing about them (and sparing the read is one
+        // store call fewer on every miss).
+        if failure.is_none() && before.is_closed_and_clean() {
+            return;
+        }
         // Read again: other instances may have recorded outcomes meanwhile.
         let state = self.breaker_state().await;
         let next = match failure {
@@ -111,8 +120,10 @@ impl<O: Origin, S: Store, C: Clock> Origin for GuardedOrigin<'_, O, S, C> {
     async fn send(&self, request: OriginRequest) -> Result<Response, OriginFailure> {
         let breaker = self.protection.breaker.enabled();
         let now_ms = self.now_ms();
+        let mut before = BreakerState::default();
         if breaker {
             let state = self.breaker_state().await;
+            before = state;
             match state.admit(now_ms, request.fallback) {
                 Passage::Allow => {}
                 Passage::Probe => {
@@ -132,7 +143,7 @@ impl<O: Origin, S: Store, C: Clock> Origin for GuardedOrigin<'_, O, S, C> {
             self.release_slot().await;
         }
         if breaker {
-            self.record(&result).await;
+            self.record(&result, before).await;
         }
         result
     }
@@ -226,6 +237,42 @@ mod tests {
         assert!(
             store.values.borrow().is_empty(),
             "a healthy origin leaves no state"
+        );
+    }
+
+    #[test]
+    fn a_success_reads_a_clean_breaker_once_and_leaves_later_failures_standing() {
+        let store = Rc::new(MemStore::default());
+        let clock = FakeClock::at_unix_ms(1_000);
+        // While the request is out, another instance records a failure.
+        let elsewhere = store.clone();
+        let origin = FakeOrigin::new(move |_| {
+            let failed = BreakerState::default().after_failure(
+                1_000,
+                &PROTECTION.breaker,
+                FailureKind::Fast,
+            );
+            block_on(elsewhere.set("o:breaker:origin.test", &failed.encode())).unwrap();
+            Ok(status_response(200))
+        });
+        let guarded = guard(&origin, &store, &clock, PROTECTION);
+        assert_eq!(
+            block_on(guarded.send(origin_request())).map(|r| r.status),
+            Ok(200)
+        );
+        let breaker_reads = store
+            .reads
+            .borrow()
+            .iter()
+            .filter(|key| key.starts_with("o:breaker:"))
+            .count();
+        assert_eq!(breaker_reads, 1, "read when let through, not again");
+        // That failure came after this request was sent: its success does
+        // not wipe it out.
+        let standing = block_on(store.get("o:breaker:origin.test")).unwrap();
+        assert_eq!(
+            standing.map(|bytes| BreakerState::decode(&bytes).failures),
+            Some(1)
         );
     }
 
