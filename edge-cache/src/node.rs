@@ -19,7 +19,7 @@ use crate::config::{
 };
 use crate::flow::{Flow, Refresh};
 use crate::origin::failover::FailoverOrigin;
-use crate::origin::guard::GuardedOrigin;
+use crate::origin::guard::{CleanBreakerRead, GuardedOrigin};
 use crate::policy::forwarding::client_scheme;
 use crate::policy::rules::CacheRules;
 use crate::purge::api::{Admission, PurgeRoute, PurgeSettings};
@@ -106,6 +106,9 @@ pub struct Node<H: Host> {
     /// Concurrent misses of one key wait for one fill, where requests
     /// share an instance.
     collapser: Option<Collapser>,
+    /// The last clean readings of the primary's and the backup's breakers.
+    primary_breaker: CleanBreakerRead,
+    backup_breaker: CleanBreakerRead,
 }
 
 impl<H: Host> Node<H> {
@@ -185,6 +188,8 @@ impl<H: Host> Node<H> {
             primary,
             backup,
             collapser,
+            primary_breaker: CleanBreakerRead::default(),
+            backup_breaker: CleanBreakerRead::default(),
         })
     }
 
@@ -345,6 +350,7 @@ impl<H: Host> Node<H> {
         &'s self,
         origin: &'s H::Origin,
         address: &'s OriginAddress,
+        clean_read: &'s CleanBreakerRead,
         lease_id: u64,
     ) -> GuardedOrigin<'s, H::Origin, NodeStore<H>, H::Clock> {
         GuardedOrigin {
@@ -354,6 +360,7 @@ impl<H: Host> Node<H> {
             clock: &self.handles.clock,
             protection: self.config.protection,
             lease_id,
+            clean_read: Some(clean_read),
         }
     }
 }
@@ -383,12 +390,17 @@ impl<H: Host> Origin for NodeOrigins<'_, H> {
             Some(_) => node.host.random_u64(),
             None => 0,
         };
-        let primary = node.guarded(&node.primary, &config.origin, lease_id);
+        let primary = node.guarded(
+            &node.primary,
+            &config.origin,
+            &node.primary_breaker,
+            lease_id,
+        );
         let backup = node
             .backup
             .as_ref()
             .zip(config.backup_origin.as_ref())
-            .map(|(origin, address)| node.guarded(origin, address, lease_id));
+            .map(|(origin, address)| node.guarded(origin, address, &node.backup_breaker, lease_id));
         let origins = FailoverOrigin {
             primary: &primary,
             backup: backup.as_ref(),
