@@ -91,6 +91,20 @@ impl<O: Origin, S: Store, C: Clock> GuardedOrigin<'_, O, S, C> {
         }
     }
 
+    /// The breaker a request is admitted by: a clean reading this
+    /// instance still trusts, else the store's, remembered.
+    async fn admitting_state(&self, now_ms: u64) -> BreakerState {
+        let Some(clean_read) = self.clean_read else {
+            return self.breaker_state().await;
+        };
+        if clean_read.trusted_at(now_ms) {
+            return BreakerState::default();
+        }
+        let state = self.breaker_state().await;
+        clean_read.read(&state, now_ms);
+        state
+    }
+
     async fn save_breaker(&self, state: &BreakerState) {
         let _ = if state.is_closed_and_clean() {
             self.store.delete(&self.breaker_key()).await
@@ -136,17 +150,18 @@ impl<O: Origin, S: Store, C: Clock> GuardedOrigin<'_, O, S, C> {
             // Held back by the edge: says nothing about the origin.
             Err(_) => return,
         };
-        if failure.is_some()
-            && let Some(clean_read) = self.clean_read
-        {
-            clean_read.forget();
-        }
-        // A success leaves a clean breaker as it was. Failures others
-        // recorded while this request was out happened after it was sent:
-        // its success says nothing about them (and sparing the read is one
-        // store call fewer on every miss).
-        if failure.is_none() && before.is_closed_and_clean() {
-            return;
+        match failure {
+            Some(_) => {
+                if let Some(clean_read) = self.clean_read {
+                    clean_read.forget();
+                }
+            }
+            // A success leaves a clean breaker as it was. Failures others
+            // recorded while this request was out happened after it was
+            // sent: its success says nothing about them (and sparing the
+            // read is one store call fewer on every miss).
+            None if before.is_closed_and_clean() => return,
+            None => {}
         }
         // Read again: other instances may have recorded outcomes meanwhile.
         let state = self.breaker_state().await;
@@ -162,21 +177,11 @@ impl<O: Origin, S: Store, C: Clock> GuardedOrigin<'_, O, S, C> {
 
 impl<O: Origin, S: Store, C: Clock> Origin for GuardedOrigin<'_, O, S, C> {
     async fn send(&self, request: OriginRequest) -> Result<Response, OriginFailure> {
-        let breaker = self.protection.breaker.enabled();
         let now_ms = self.now_ms();
-        let mut before = BreakerState::default();
-        if breaker {
-            let state = match self.clean_read {
-                Some(clean_read) if clean_read.trusted_at(now_ms) => BreakerState::default(),
-                _ => {
-                    let state = self.breaker_state().await;
-                    if let Some(clean_read) = self.clean_read {
-                        clean_read.read(&state, now_ms);
-                    }
-                    state
-                }
-            };
-            before = state;
+        // The breaker as this request was let through, for `record`.
+        let mut before = None;
+        if self.protection.breaker.enabled() {
+            let state = self.admitting_state(now_ms).await;
             match state.admit(now_ms, request.fallback) {
                 Passage::Allow => {}
                 Passage::Probe => {
@@ -187,6 +192,7 @@ impl<O: Origin, S: Store, C: Clock> Origin for GuardedOrigin<'_, O, S, C> {
                     return Err(OriginFailure::CircuitOpen { retry_after });
                 }
             }
+            before = Some(state);
         }
         if let Some(cap) = self.protection.max_concurrent {
             self.acquire_slot(cap, now_ms).await?;
@@ -195,7 +201,7 @@ impl<O: Origin, S: Store, C: Clock> Origin for GuardedOrigin<'_, O, S, C> {
         if self.protection.max_concurrent.is_some() {
             self.release_slot().await;
         }
-        if breaker {
+        if let Some(before) = before {
             self.record(&result, before).await;
         }
         result
