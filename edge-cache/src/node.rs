@@ -221,7 +221,7 @@ impl<H: Host> Node<H> {
     /// anything else, which `serve` is to handle. It reads the stores and
     /// never writes them: a host may run it natively in front of the
     /// component, which stays the only writer.
-    pub async fn fresh_hit(&self, head: &RequestHead) -> Option<FreshHit> {
+    pub async fn fresh_hit(&self, mut head: RequestHead) -> Option<FreshHit> {
         let flow = self.flow();
         let route = flow.purge_route(&head.method, &head.path_and_query);
         let connection = self
@@ -233,7 +233,6 @@ impl<H: Host> Node<H> {
         ) {
             return None;
         }
-        let mut head = head.clone();
         head.connection = connection;
         let (response, range) = flow.fresh_hit(head.with_body(Body::empty())).await?;
         let chunks = match range {

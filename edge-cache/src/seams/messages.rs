@@ -54,6 +54,33 @@ impl RequestHead {
         self
     }
 
+    /// The head from a host that knows the connection itself rather than
+    /// telling it in `spin-*` fields (edge-host's native hits): the
+    /// client's own `headers` (`Host` and the host's metadata already
+    /// out), its address, whether it came over TLS, and the `Host` it
+    /// asked for. The same head [`from_fields`](Self::from_fields) makes
+    /// of the fields a Spin host adds for these facts.
+    pub fn from_connection(
+        method: Method,
+        path_and_query: String,
+        headers: HeaderMap,
+        peer: SocketAddr,
+        https: bool,
+        host: &str,
+    ) -> Self {
+        let scheme = if https { "https" } else { "http" };
+        RequestHead {
+            method,
+            path_and_query,
+            headers,
+            connection: ClientConnection {
+                peer: Some(peer),
+                scheme: scheme.to_owned(),
+                host: Some(canonical_host(scheme, host)),
+            },
+        }
+    }
+
     /// The whole request, with its `body`.
     pub fn with_body(self, body: Body) -> ClientRequest {
         ClientRequest {

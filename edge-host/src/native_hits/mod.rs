@@ -32,6 +32,7 @@ pub(crate) mod host;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::pin;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -42,12 +43,13 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use chunks::ChunkBody;
 use edge_cache::{Body, FreshHit, Node, RequestHead, StoredBody};
-use http::{Method, Request, Response};
+use http::{HeaderMap, Method, Request, Response};
 use http_body_util::{BodyExt, Full};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use crate::files::FileMounts;
 use crate::instance::ComponentContext;
+use crate::net::hop_by_hop;
 use crate::reload::live::LiveContext;
 use host::NativeHost;
 
@@ -111,15 +113,20 @@ impl NativeHits {
         })
     }
 
-    /// The answer to `request` if it is a plain fresh hit, as the
-    /// component would give it.
-    pub(crate) fn answer<B>(&self, request: &Request<B>) -> Option<Response<HyperOutgoingBody>> {
+    /// The answer to `request`, from `peer` (over TLS if `secure`), if it
+    /// is a plain fresh hit, as the component would give it.
+    pub(crate) fn answer<B>(
+        &self,
+        request: &Request<B>,
+        peer: SocketAddr,
+        secure: bool,
+    ) -> Option<Response<HyperOutgoingBody>> {
         if request.method() != Method::GET && request.method() != Method::HEAD {
             return None;
         }
         let (node, context) = self.node()?;
-        let head = request_head(request)?;
-        let FreshHit { response, chunks } = now_or_never(node.fresh_hit(&head))??;
+        let head = request_head(request, peer, secure)?;
+        let FreshHit { response, chunks } = now_or_never(node.fresh_hit(head))??;
         let body = match (response.body, chunks) {
             (Body::Full(bytes), None) => full(bytes),
             (_, Some(StoredBody { store, mut range })) => {
@@ -216,31 +223,45 @@ fn mark_of(wasm: &[u8]) -> Option<&[u8]> {
         })
 }
 
-/// The request head as the WASI 0.3 adapter builds it from what
-/// `wasi:http` gives it: the fields but the forbidden ones (`Host` among
-/// them), the authority from the absolute URI (its `Host`).
-fn request_head<B>(request: &Request<B>) -> Option<RequestHead> {
-    let fields = request
-        .headers()
-        .iter()
-        .filter(|(name, _)| !wasmtime_wasi_http::DEFAULT_FORBIDDEN_HEADERS.contains(name))
-        .map(|(name, value)| (name.as_str().to_owned(), value.as_bytes().to_vec()))
-        .collect();
-    let uri = request.uri();
-    let authority = match uri.authority() {
-        Some(authority) => authority.as_str().to_owned(),
-        None => match request.headers().get(http::header::HOST) {
-            Some(host) => host.to_str().ok()?.to_owned(),
-            None => "localhost".to_owned(),
-        },
+/// The request head the component would see, made straight from the
+/// client's request: the fields the host hands a component (the
+/// hop-by-hop ones and any `spin-*` a client sent are dropped by
+/// `set_spin_headers`, the forbidden ones, `Host` among them, by
+/// wasmtime-wasi-http) and the connection facts the `spin-*` fields would
+/// tell (`RequestHead::from_connection`). Nothing is formatted into
+/// fields to be parsed back: this runs before `set_spin_headers`, and
+/// the values are shared with the request, not copied.
+fn request_head<B>(request: &Request<B>, peer: SocketAddr, secure: bool) -> Option<RequestHead> {
+    let all = request.headers();
+    let nominated = hop_by_hop::nominated(all);
+    let mut headers = HeaderMap::with_capacity(all.len());
+    for (name, value) in all {
+        let dropped = hop_by_hop::is_always_hop_by_hop(name)
+            || wasmtime_wasi_http::DEFAULT_FORBIDDEN_HEADERS.contains(name)
+            || name.as_str().starts_with("spin-")
+            || nominated.contains(name);
+        if !dropped {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+    // As `set_spin_headers` spells the full URL's authority.
+    let host = match all.get(http::header::HOST) {
+        Some(host) => host.to_str().ok()?,
+        None => "localhost",
     };
-    let path_and_query = uri
+    let path_and_query = request
+        .uri()
         .path_and_query()
         .map_or("/", |pq| pq.as_str())
         .to_owned();
-    let https = uri.scheme() == Some(&http::uri::Scheme::HTTPS);
-    let head = RequestHead::from_fields(request.method().clone(), Some(path_and_query), fields);
-    Some(head.or_authority(https, Some(authority)))
+    Some(RequestHead::from_connection(
+        request.method().clone(),
+        path_and_query,
+        headers,
+        peer,
+        secure,
+        host,
+    ))
 }
 
 /// The future's output if it is ready when first polled: every step of a

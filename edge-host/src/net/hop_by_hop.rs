@@ -28,19 +28,29 @@ const ALWAYS: [&str; 6] = [
 /// Removes `Connection`, the fields it lists, and the standard hop-by-hop
 /// fields. Tokens that are not field names are ignored.
 pub fn remove_connection_fields(headers: &mut HeaderMap) {
-    let nominated: Vec<HeaderName> = headers
-        .get_all(http::header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
-        .collect();
-    for name in nominated {
+    for name in nominated(headers) {
         headers.remove(name);
     }
     for name in ALWAYS {
         headers.remove(name);
     }
+}
+
+/// The fields `Connection` nominates (none when it is absent, as it is on
+/// most requests: nothing is allocated then).
+pub fn nominated(headers: &HeaderMap) -> Vec<HeaderName> {
+    headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+        .collect()
+}
+
+/// Whether `name` is hop-by-hop whatever `Connection` says.
+pub fn is_always_hop_by_hop(name: &HeaderName) -> bool {
+    ALWAYS.contains(&name.as_str())
 }
 
 /// Removes what an HTTP/2 message must not carry (RFC 9113 §8.2.2): the

@@ -255,7 +255,7 @@ struct NativeTier(Node<ReplayHost>);
 impl NativeTier {
     /// The outcome of `head` if it is a plain fresh hit.
     fn answer(&self, head: &RequestHead) -> Option<Outcome> {
-        let hit = futures::executor::block_on(self.0.fresh_hit(head))?;
+        let hit = futures::executor::block_on(self.0.fresh_hit(head.clone()))?;
         Some(Outcome::of(hit.response.status, &hit.response.headers))
     }
 }

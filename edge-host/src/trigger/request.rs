@@ -274,6 +274,12 @@ async fn dispatch(
     };
     let component = &app.components[*route.handler];
 
+    // A fresh hit is answered before the request is dressed for the
+    // component: the native path reads the same facts from the request.
+    let native = component.native.as_ref();
+    if let Some(answer) = native.and_then(|n| n.answer(&request, client.peer, client.secure)) {
+        return Ok((answer, component.context.id.to_string()));
+    }
     let mut request = request;
     set_spin_headers(
         &mut request,
@@ -282,9 +288,6 @@ async fn dispatch(
         &route.matched_route,
         &route.path_info,
     );
-    if let Some(answer) = component.native.as_ref().and_then(|n| n.answer(&request)) {
-        return Ok((answer, component.context.id.to_string()));
-    }
     let request = request.map(|body| LimitedBody::new(body, limit, trip.clone()));
     component.execute(app.limits, request, limit, trip).await
 }

@@ -66,6 +66,10 @@ async fn site() -> MockServer {
             "/swr",
             page("max-age=1, stale-while-revalidate=600", "swr").insert_header("age", "5"),
         ),
+        (
+            "/vary-hop",
+            page("max-age=600", "varies by x-hop").insert_header("vary", "x-hop"),
+        ),
     ];
     for (at, template) in mounts {
         Mock::given(path(at))
@@ -121,6 +125,21 @@ const STEPS: &[Step] = &[
     ("/cdn", &[]),
     ("/swr", &[]),
     ("/nowhere", &[]),
+    // What the host takes out before a component sees the request, the
+    // native path must not see either: forged `spin-*` fields (the key
+    // stays `http`), and a field `Connection` nominates (a hit of the
+    // `x-hop: a` variant would be the wrong one).
+    (
+        "/fresh",
+        &[
+            ("spin-full-url", "https://elsewhere.example/fresh"),
+            ("spin-client-addr", "192.0.2.1:1"),
+        ],
+    ),
+    ("/vary-hop", &[("x-hop", "a")]),
+    ("/vary-hop", &[("x-hop", "a")]),
+    ("/vary-hop", &[("connection", "x-hop"), ("x-hop", "a")]),
+    ("/vary-hop", &[("connection", "x-hop"), ("x-hop", "a")]),
 ];
 
 /// What a client sees of an answer, but for the fields that tell the
