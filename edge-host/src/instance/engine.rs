@@ -120,6 +120,11 @@ fn base_config() -> Config {
     config.wasm_component_model_async(true);
     // Guests yield at each epoch tick: see `limits::EPOCH_TICK`.
     config.epoch_interruption(true);
+    // For profiling: `perf` names guest functions from /tmp/perf-PID.map
+    // (bench/profile sets it). Off by default: the map grows per module.
+    if std::env::var_os("EDGE_HOST_PERF_MAP").is_some() {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     config
 }
 
