@@ -17,12 +17,13 @@ EDGE_COMPONENT_PORT=$((ORIGIN_PORT + 11))
 # edge with --tls-cert, and nginx's `ssl http2` server of the same cache.
 EDGE_TLS_PORT=$((ORIGIN_PORT + 12))
 NGINX_TLS_PORT=$((ORIGIN_PORT + 13))
+HELLO_FETCH_PORT=$((ORIGIN_PORT + 14))
 PURGE_TOKEN=bench-purge-token
 
 declare -A PORT=([origin]=$ORIGIN_PORT [ceiling]=$CEILING_PORT [edge]=$EDGE_PORT
   [nginx]=$NGINX_PORT [varnish]=$VARNISH_PORT [hello]=$HELLO_PORT [edge-p2]=$EDGE_P2_PORT
   [hello-p3]=$HELLO_P3_PORT [edge-observed]=$EDGE_OBSERVED_PORT [nginx-slice]=$NGINX_SLICE_PORT
-  [edge-component]=$EDGE_COMPONENT_PORT)
+  [edge-component]=$EDGE_COMPONENT_PORT [hello-fetch]=$HELLO_FETCH_PORT)
 # The TLS port of a contestant that has one.
 declare -A TLS_PORT=([edge]=$EDGE_TLS_PORT [nginx]=$NGINX_TLS_PORT)
 declare -A PID=()
@@ -128,11 +129,19 @@ start_hello_p3() {
   start_hello_flavour hello-p3 bench/hello-p3.spin.toml
 }
 
-start_hello_flavour() { # name manifest
+# The WASI 0.3 trivial component fetching every request from the origin:
+# the floor under the edge's miss path (one wasi:http request out, nothing
+# decided or stored).
+start_hello_fetch() {
+  start_hello_flavour hello-fetch bench/hello-fetch.spin.toml --variable "origin=127.0.0.1:$ORIGIN_PORT"
+}
+
+start_hello_flavour() { # name manifest [edge-host flags...]
   local name=$1 manifest=$2
+  shift 2
   port_free "$name" "${PORT[$name]}"
   RUST_LOG=warn target/release/edge-host up -f "$manifest" \
-    --listen "127.0.0.1:${PORT[$name]}" >"$WORK/$name.log" 2>&1 &
+    --listen "127.0.0.1:${PORT[$name]}" "$@" >"$WORK/$name.log" 2>&1 &
   PID[$name]=$!
   wait_ready "$name" "http://127.0.0.1:${PORT[$name]}/"
 }

@@ -29,6 +29,7 @@ pub fn color(contestant: &str) -> RGBColor {
         "ceiling" => RGBColor(0x33, 0x33, 0x33),
         "hello" => RGBColor(0xff, 0x7f, 0x0e),
         "hello-p3" => RGBColor(0xbc, 0xbd, 0x22),
+        "hello-fetch" => RGBColor(0x8c, 0x56, 0x4b),
         _ => RGBColor(0x94, 0x67, 0xbd),
     }
 }

@@ -100,6 +100,10 @@ pub const CONTESTANTS: &[(&str, &str)] = &[
         "hello-p3",
         "edge-host + trivial component, WASI 0.3 (reused instances)",
     ),
+    (
+        "hello-fetch",
+        "edge-host + trivial WASI 0.3 component fetching each request from the origin (no cache): the floor under a component's miss",
+    ),
 ];
 
 /// One contestant in one scenario, summarised over rounds.
@@ -151,6 +155,8 @@ impl ScenarioTable {
                 ("edge", "ceiling"),
                 ("edge-component", "nginx"),
                 ("edge-p2", "nginx"),
+                ("hello-fetch", "nginx"),
+                ("edge", "hello-fetch"),
                 ("edge-observed", "edge"),
             ]
         };
@@ -928,6 +934,28 @@ mod tests {
         assert!(tables[1].ratios().is_empty());
         assert_eq!(tables[2].ratios()[0].0, "hello/ceiling");
         assert_eq!(tables[2].ratios()[0].1, 0.5);
+    }
+
+    #[test]
+    fn the_miss_path_is_also_read_against_its_floor() {
+        let tables = load_tables(&[
+            load("miss", "edge", 1, 60, Some(60)),
+            load("miss", "hello-fetch", 1, 120, Some(120)),
+            load("miss", "nginx", 1, 200, Some(200)),
+        ]);
+        let miss: Vec<(String, f64)> = tables[0]
+            .ratios()
+            .into_iter()
+            .map(|(l, r, _)| (l, r))
+            .collect();
+        assert_eq!(
+            miss,
+            [
+                ("edge/nginx".into(), 0.3),
+                ("hello-fetch/nginx".into(), 0.6),
+                ("edge/hello-fetch".into(), 0.5)
+            ]
+        );
     }
 
     #[test]
