@@ -259,7 +259,11 @@ impl SpinOrigin {
                 });
             }
         };
-        let mut body = Vec::with_capacity(whole);
+        // One byte more than declared: the read that finds the end has
+        // room to be made without growing the buffer (growing it by a read's
+        // worth cost a reallocation, a copy and often a new page of the
+        // instance's memory on every miss).
+        let mut body = Vec::with_capacity(whole + 1);
         loop {
             if body.len() == body.capacity() {
                 body.reserve(BODY_READ_SIZE);

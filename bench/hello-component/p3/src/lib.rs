@@ -75,9 +75,16 @@ mod component {
             .map_err(refused)?;
         let response = spin_sdk::wasip3::http::client::send(outgoing).await?;
         let status = response.get_status_code();
+        // Sized as the edge's adapter sizes it: the declared length and a
+        // byte to find the end in.
+        let declared = response.get_headers().get("content-length");
+        let length = declared
+            .first()
+            .and_then(|value| std::str::from_utf8(value).ok()?.parse().ok())
+            .unwrap_or(0);
         let (_read, done) = wit_future::new(|| Ok(()));
         let (mut contents, trailers) = types::Response::consume_body(response, done);
-        let mut body = Vec::with_capacity(super::BODY_BYTES);
+        let mut body = Vec::with_capacity(length + 1);
         loop {
             if body.len() == body.capacity() {
                 body.reserve(16 * 1024);
