@@ -27,10 +27,15 @@ pub fn canonical_host(scheme: &str, host: &str) -> String {
     } else {
         "80"
     };
-    match port {
-        Some(port) if port != default_port => format!("{name}:{port}"),
-        _ => name.to_owned(),
-    }
+    // Most hosts come out as they went in (lower case already, nothing
+    // trimmed): then the lowered copy is the answer, without another.
+    let spelled = match port {
+        Some(port) if port != default_port => {
+            (name.len() + 1 + port.len() != host.len()).then(|| format!("{name}:{port}"))
+        }
+        _ => (name.len() != host.len()).then(|| name.to_owned()),
+    };
+    spelled.unwrap_or(host)
 }
 
 #[cfg(test)]
