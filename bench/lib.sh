@@ -78,6 +78,21 @@ make_workdir() {
   WORK=$(mktemp -d "$base/edge-bench.XXXXXX")
 }
 
+# Stops everything started and removes the scratch directory: it is on
+# tmpfs, so what it holds (nginx's caches of 1 GiB objects) is memory, and
+# runs that left theirs behind had the next run's edge killed for memory.
+# After a failed run the logs stay (the caches go) for a look.
+finish() { # exit status
+  stop_all
+  [[ -n ${WORK:-} && -d $WORK ]] || return 0
+  if (($1 == 0)); then
+    rm -rf "$WORK"
+  else
+    rm -rf "$WORK/nginx-cache" "$WORK/nginx-slice-cache"
+    log "the logs of this run are in $WORK"
+  fi
+}
+
 # Refuses a port something already answers on: a leftover server would
 # otherwise be measured in place of the one being started.
 port_free() { # name port
