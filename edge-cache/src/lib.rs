@@ -68,6 +68,7 @@ pub use seams::{
     KeyValueStore, NextPiece, Origin, OriginFailure, OriginRequest, RequestBody, RequestHead,
     Response, StoreFailure, WHOLE_BODY_BYTES,
 };
+pub use spin_metadata::is_spin_metadata;
 pub use store::chunk_read::StoredRange;
 
 // `config::VARIABLES`, `purge::{parse_purge_post, MAX_BODY_BYTES}` and

@@ -35,6 +35,14 @@ impl RequestHead {
     }
 }
 
+/// Whether a field is one of the host's `spin-*` metadata fields: the
+/// adapters read and drop them, and edge-host drops any a client sent
+/// (in any case) before adding its own.
+pub fn is_spin_metadata(name: &str) -> bool {
+    name.get(..SPIN_METADATA_PREFIX.len())
+        .is_some_and(|prefix| prefix.eq_ignore_ascii_case(SPIN_METADATA_PREFIX))
+}
+
 /// A request's fields as a host's field list gives them: the client's own
 /// in a map, and the connection facts of the `spin-*` ones, which are not
 /// kept (so nothing downstream knows the convention and nothing of the
@@ -45,10 +53,7 @@ pub(crate) fn split_fields(fields: Vec<(String, Vec<u8>)>) -> (HeaderMap, Client
     let mut headers = HeaderMap::with_capacity(fields.len());
     let (mut peer, mut full_url) = (None, None);
     for (name, value) in fields {
-        let metadata = name
-            .get(..SPIN_METADATA_PREFIX.len())
-            .is_some_and(|prefix| prefix.eq_ignore_ascii_case(SPIN_METADATA_PREFIX));
-        if metadata {
+        if is_spin_metadata(&name) {
             let field = &name[SPIN_METADATA_PREFIX.len()..];
             if field.eq_ignore_ascii_case("client-addr") {
                 peer = String::from_utf8(value).ok();

@@ -238,7 +238,7 @@ fn request_head<B>(request: &Request<B>, peer: SocketAddr, secure: bool) -> Opti
     for (name, value) in all {
         let dropped = hop_by_hop::is_always_hop_by_hop(name)
             || wasmtime_wasi_http::DEFAULT_FORBIDDEN_HEADERS.contains(name)
-            || name.as_str().starts_with("spin-")
+            || edge_cache::is_spin_metadata(name.as_str())
             || nominated.contains(name);
         if !dropped {
             headers.append(name.clone(), value.clone());

@@ -58,7 +58,7 @@ pub(super) fn set_spin_headers<B>(
     remove_connection_fields(headers);
     let forged: Vec<HeaderName> = headers
         .keys()
-        .filter(|name| name.as_str().starts_with("spin-"))
+        .filter(|name| edge_cache::is_spin_metadata(name.as_str()))
         .cloned()
         .collect();
     for name in forged {
