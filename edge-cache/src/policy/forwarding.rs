@@ -21,7 +21,7 @@ use http::header::{self, HeaderName, HeaderValue};
 use http::{HeaderMap, Method};
 
 use crate::config::ForwardingTrust;
-use crate::http::hop_by_hop::strip_hop_by_hop;
+use crate::http::hop_by_hop::end_to_end;
 use crate::policy::key::KeyedTarget;
 use crate::policy::rules::{ForwardHeaders, Rule};
 use crate::policy::vary::normalise_accept_encoding;
@@ -98,19 +98,14 @@ pub(crate) fn origin_request_headers(
     connection: &ClientConnection,
     trust: ForwardingTrust,
 ) -> HeaderMap {
-    let mut headers = client.clone();
-    strip_hop_by_hop(&mut headers);
-    headers.remove(header::HOST);
-    let dropped: Vec<HeaderName> = headers
-        .keys()
-        .filter(|name| EDGE_OWNED.contains(&name.as_str()))
-        .cloned()
-        .collect();
-    for name in dropped {
-        headers.remove(name);
-    }
+    let mut headers = end_to_end(client, |name| !is_edge_owned_or_host(name));
     add_forwarding_fields(&mut headers, client, connection, trust);
     headers
+}
+
+/// The client's `Host` (the origin gets its own authority) and [`EDGE_OWNED`].
+fn is_edge_owned_or_host(name: &HeaderName) -> bool {
+    name == header::HOST || EDGE_OWNED.contains(&name.as_str())
 }
 
 /// The header block for a fill or revalidation of a shared entry.
@@ -124,37 +119,36 @@ pub(crate) fn fill_request_headers(
     keyed: &[String],
     vary: &[String],
 ) -> HeaderMap {
-    let all = origin_request_headers(client, connection, trust);
     let listed = |name: &HeaderName| {
         keyed
             .iter()
             .chain(vary)
             .any(|n| n.eq_ignore_ascii_case(name.as_str()))
     };
+    // The client's own forwarding fields are kept for
+    // `add_forwarding_fields`, which extends or replaces them.
     let forwarding = [
         header::VIA,
         X_FORWARDED_FOR,
         X_FORWARDED_PROTO,
         X_FORWARDED_HOST,
     ];
-    let mut headers = HeaderMap::new();
-    for (name, value) in &all {
-        let keep = forwarding.contains(name)
-            || listed(name)
-            || match mode {
-                ForwardHeaders::All => !FILL_EXCLUDED.contains(&name.as_str()),
-                ForwardHeaders::Keyed => KEYED_MODE_FIELDS.contains(&name.as_str()),
-            };
-        if keep {
-            headers.append(name.clone(), value.clone());
-        }
-    }
+    let mut headers = end_to_end(client, |name| {
+        !is_edge_owned_or_host(name)
+            && (forwarding.contains(name)
+                || listed(name)
+                || match mode {
+                    ForwardHeaders::All => !FILL_EXCLUDED.contains(&name.as_str()),
+                    ForwardHeaders::Keyed => KEYED_MODE_FIELDS.contains(&name.as_str()),
+                })
+    });
+    add_forwarding_fields(&mut headers, client, connection, trust);
     if trust.trusted_proxy_hops == 0 {
         // A shared entry must not depend on the path one client claims.
         headers.insert(header::VIA, HeaderValue::from_static(VIA_ENTRY));
     }
     if headers.contains_key(header::ACCEPT_ENCODING) {
-        let joined: Vec<&str> = all
+        let joined: Vec<&str> = headers
             .get_all(header::ACCEPT_ENCODING)
             .iter()
             .filter_map(|v| v.to_str().ok())
@@ -204,8 +198,7 @@ pub(crate) fn fill_request(
 
 /// The header block to send to the client for an origin response.
 pub(crate) fn client_response_headers(origin: &HeaderMap) -> HeaderMap {
-    let mut headers = origin.clone();
-    strip_hop_by_hop(&mut headers);
+    let mut headers = end_to_end(origin, |_| true);
     append_via(&mut headers);
     headers
 }
