@@ -61,9 +61,9 @@ pub struct AppOptions {
     /// How connections to origins are pooled (default:
     /// [`PoolOptions::default`]).
     pub origin_pool: Option<PoolOptions>,
-    /// Whether an edge-cache component's fresh hits are answered natively,
-    /// without entering Wasm (`native_hits`; `edge-host up` turns it on
-    /// unless `--no-native-hits`).
+    /// Whether an edge-cache component's requests without a body are
+    /// answered natively, without entering Wasm (`native_hits`;
+    /// `edge-host up` turns it on unless `--no-native-hits`).
     pub native_hits: bool,
 }
 

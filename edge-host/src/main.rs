@@ -180,10 +180,10 @@ struct UpFlags {
     /// 0.3 instances (default: one per core).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024))]
     serving_threads: Option<u32>,
-    /// Send every request to the component, fresh hits too (edge-host
-    /// only). By default an edge-cache component's fresh hits of bodies
-    /// stored whole are answered by edge-host itself, with the same core,
-    /// without entering Wasm.
+    /// Send every request to the component (edge-host only). By default
+    /// edge-host answers an edge-cache component's GET and HEAD requests
+    /// without a body (fresh hits, misses, revalidations, passes) itself,
+    /// with the same core, without entering Wasm.
     #[arg(long)]
     no_native_hits: bool,
 }

@@ -1,33 +1,41 @@
-//! Fresh hits answered in edge-host, without entering Wasm (issue 25), as
-//! Cloudflare's Workers cache answers in front of the Worker and Fastly's
-//! host answers for its guest.
+//! Requests answered in edge-host by the core itself, without entering
+//! Wasm (issue 25): fresh hits first, as Cloudflare's Workers cache
+//! answers in front of the Worker and Fastly's host answers for its guest,
+//! and then every GET or HEAD without a body, misses included.
 //!
 //! edge-host links the same `edge-cache` core the component is built from
-//! and runs its [`Node::fresh_hit`] here, over the component's own
-//! variables, stores and files ([`host::NativeHost`]): the key from the
-//! same rules, the entry from the same store, freshness, purge scopes and
-//! epoch checked by the same code, `Age` and `Cache-Status` made by it.
-//! Everything that is not a plain fresh hit (a miss, stale, a
-//! revalidation, the purge API, a pass) goes to the component, which stays
-//! the writer of the store. A chunked object's body is read here from the
-//! same store ([`chunks`]), which drops a head whose chunk is damaged, as
-//! the component's reader does.
+//! and runs its [`Node`] here, over the component's own variables, stores,
+//! files and origins ([`host::NativeHost`]): the key from the same rules,
+//! the entry from and to the same store, freshness, purge scopes and epoch
+//! checked by the same code, the origin reached over the same pool,
+//! allow-list and timeouts, `Age` and `Cache-Status` made by it. A fresh
+//! hit is answered at once on the connection's own task ([`NativeHits::
+//! answer`]); anything else the core may wait for (the origin, a pause, a
+//! store across the network) runs as a task of the serving lane
+//! ([`local`], [`NativeHits::serve`]). What the component still answers:
+//! requests with a body (uploads, the purge API's), and everything while a
+//! lane has no node. On Spin the component does everything, as before.
+//! A chunked object's body is read here from the same store ([`chunks`]),
+//! which drops a head whose chunk is damaged, as the component's reader
+//! does.
 //!
 //! Only for a component whose core is this one, by its sources
 //! ([`edge_cache::native_hits`]): another build could key or decide
 //! differently. Each serving lane keeps its own node (the core is
 //! single-threaded, as an instance is; its first tier of decoded entries
 //! stays warm), built again when its rules file changes, checked every
-//! [`RULES_CHECK`], and polled once per request: a store that cannot
-//! answer at once (Redis, SQLite) makes every request the component's.
+//! [`RULES_CHECK`]. Several nodes writing one store is what several
+//! instances, and several edges sharing a Redis store, already do.
 //!
 //! A reload that replaces the component's context (its variables, its
 //! stores) has each lane build its node again from the new one before its
-//! next native hit ([`crate::reload::live`]): a native hit never reads a
-//! store, or keys by a variable, the component no longer uses.
+//! next native answer ([`crate::reload::live`]): a native answer never
+//! reads a store, or keys by a variable, the component no longer uses.
 
 mod chunks;
-pub(crate) mod host;
+mod host;
+pub(crate) mod local;
+mod origin;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -56,7 +64,8 @@ use host::NativeHost;
 /// How often a lane checks whether its node's rules file has changed.
 const RULES_CHECK: Duration = Duration::from_secs(1);
 
-/// One component's native hits.
+/// One component's native answers.
+#[derive(Clone)]
 pub(crate) struct NativeHits {
     /// Tells this component's nodes apart in a lane's table.
     id: usize,
@@ -143,6 +152,43 @@ impl NativeHits {
         Some(answer)
     }
 
+    /// The answer to `request`, from `peer` (over TLS if `secure`), served
+    /// by the core on this lane (see [`local`]) as the component would
+    /// serve it: a GET or HEAD without a body, whatever it needs (the
+    /// origin, the store, a pause). `None` leaves it to the component: a
+    /// request with a body, or a thread without a node yet.
+    pub(crate) async fn serve<B: http_body::Body>(
+        &self,
+        request: &Request<B>,
+        peer: SocketAddr,
+        secure: bool,
+    ) -> Option<Response<HyperOutgoingBody>> {
+        let bodiless = request.body().size_hint().exact() == Some(0);
+        if !bodiless || (request.method() != Method::GET && request.method() != Method::HEAD) {
+            return None;
+        }
+        let head = request_head(request, peer, secure)?;
+        let (answered, answer) = tokio::sync::oneshot::channel();
+        let native = self.clone();
+        local::spawn(move || async move {
+            let Some((node, _)) = native.node() else {
+                let _ = answered.send(None);
+                return;
+            };
+            let (response, refresh) = node.serve(head, NoBody).await;
+            // The refresh runs after the answer, off the client's path
+            // (stale-while-revalidate), as in an instance.
+            if let Some(refresh) = refresh {
+                let node = node.clone();
+                local::beside(async move { node.refresh(refresh).await });
+            }
+            let _ = answered.send(Some(hyper_response(response)));
+        });
+        let answer = answer.await.ok()??;
+        crate::observe::metrics::native_served();
+        Some(answer)
+    }
+
     /// This lane's node and the context it reads: built on the lane's
     /// second request for the component, and again when its rules file
     /// changes (as a new instance would read it) or a reload replaces the
@@ -179,9 +225,7 @@ impl NativeHits {
             let until = now + RULES_CHECK;
             let context = self.context.current();
             let host = NativeHost {
-                variables: context.variables.clone(),
-                stores: context.key_value.clone(),
-                files: context.files.clone(),
+                context: context.clone(),
             };
             *entry = match now_or_never(Node::new(host)) {
                 Some(Ok(node)) => LaneNode::Ready {
@@ -272,6 +316,34 @@ fn now_or_never<F: Future>(future: F) -> Option<F::Output> {
     match pin!(future).poll(&mut context) {
         Poll::Ready(output) => Some(output),
         Poll::Pending => None,
+    }
+}
+
+/// The core's answer as the connection sends it: a streamed body read on
+/// this lane ([`local::pumped`]). A status outside 100-999 answers as a bad
+/// gateway, as the host does for a component.
+fn hyper_response(answer: edge_cache::Response) -> Response<HyperOutgoingBody> {
+    let body = match answer.body {
+        Body::Full(bytes) => full(bytes),
+        Body::Stream(stream) => local::pumped(stream).boxed_unsync(),
+    };
+    let mut response = Response::new(body);
+    *response.status_mut() =
+        http::StatusCode::from_u16(answer.status).unwrap_or(http::StatusCode::BAD_GATEWAY);
+    *response.headers_mut() = answer.headers;
+    response
+}
+
+/// The body of a GET or HEAD that has none: the core never reads it.
+struct NoBody;
+
+impl edge_cache::RequestBody for NoBody {
+    async fn read(self, _limit: usize) -> Result<Body, edge_cache::BodyError> {
+        Ok(Body::empty())
+    }
+
+    fn stream(self, _length: Option<u64>) -> Result<Body, edge_cache::BodyError> {
+        Ok(Body::empty())
     }
 }
 

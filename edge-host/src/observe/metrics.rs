@@ -196,6 +196,7 @@ pub struct Metrics {
     shed_connections: Counter,
     evicted_connections: Counter,
     native_hits: Counter,
+    native_served: Counter,
     connections_open: Gauge,
     instance_failures: [Counter; FailureCause::ALL.len()],
     access_log_dropped: Counter,
@@ -332,6 +333,12 @@ impl Metrics {
             "Fresh hits edge-host answered itself, with the component's core, without entering the component",
             native_hits.clone(),
         );
+        let native_served = Counter::default();
+        registry.register(
+            "edge_native_served",
+            "Requests other than fresh hits (misses, revalidations, passes) edge-host served itself with the component's core, without entering the component",
+            native_served.clone(),
+        );
         let evicted_connections = Counter::default();
         registry.register(
             "edge_evicted_connections",
@@ -386,6 +393,7 @@ impl Metrics {
             shed_connections,
             evicted_connections,
             native_hits,
+            native_served,
             connections_open,
             instance_failures,
             access_log_dropped,
@@ -568,6 +576,14 @@ impl StoreCounters {
 pub(crate) fn connection_shed() {
     if let Some(metrics) = get() {
         metrics.shed_connections.inc();
+    }
+}
+
+/// Counts a request other than a fresh hit served natively
+/// (`native_hits`: a miss, a revalidation, a pass).
+pub(crate) fn native_served() {
+    if let Some(metrics) = get() {
+        metrics.native_served.inc();
     }
 }
 

@@ -52,36 +52,48 @@ impl WasiHttpHooks for OutboundHooks {
         options: Option<RequestOptions>,
         _fut: Box<dyn Future<Output = Result<(), Error>> + Send>,
     ) -> ResponseFuture {
-        if !self.allowed.allows(request.uri()) {
-            tracing::warn!(
-                component = &*self.component,
-                uri = %request.uri(),
-                "outbound request denied: not in allowed_outbound_hosts"
-            );
-            return Box::new(async { Err(Error::HttpRequestDenied) });
-        }
-        let mut request = request;
-        send_host_asked_for(request.headers_mut());
         let component = self.component.clone();
+        let allowed = self.allowed.clone();
         let pool = self.pool.clone();
-        Box::new(async move {
-            let timer = crate::observe::metrics::OriginTimer::start();
-            let sent = send_request(request, options, component, &pool).await;
-            if let Some(timer) = timer {
-                timer.finish(
-                    sent.as_ref()
-                        .ok()
-                        .map(|(response, _)| response.status().as_u16()),
-                );
-            }
-            let (mut response, io) = sent?;
-            // The fields that described the origin's connection, and those
-            // its `Connection` nominates, are neither relayed nor stored
-            // (RFC 9110 §7.6.1, RFC 9111 §3.1).
-            remove_connection_fields(response.headers_mut());
-            Ok((response, io))
-        })
+        Box::new(async move { send_checked(component, &allowed, &pool, request, options).await })
     }
+}
+
+/// Sends `request` for `component` if its allow-list lets it, with the
+/// `Host` it asked for, timed for the metrics, and its response without the
+/// fields that described the origin's connection: what a component's
+/// `wasi:http` request gets, and the core's when edge-host runs it natively.
+pub(crate) async fn send_checked(
+    component: Arc<str>,
+    allowed: &AllowedHosts,
+    pool: &OriginPool,
+    mut request: http::Request<WasiBody>,
+    options: Option<RequestOptions>,
+) -> Result<(http::Response<WasiBody>, sender::IoFuture), Error> {
+    if !allowed.allows(request.uri()) {
+        tracing::warn!(
+            component = &*component,
+            uri = %request.uri(),
+            "outbound request denied: not in allowed_outbound_hosts"
+        );
+        return Err(Error::HttpRequestDenied);
+    }
+    send_host_asked_for(request.headers_mut());
+    let timer = crate::observe::metrics::OriginTimer::start();
+    let sent = send_request(request, options, component, pool).await;
+    if let Some(timer) = timer {
+        timer.finish(
+            sent.as_ref()
+                .ok()
+                .map(|(response, _)| response.status().as_u16()),
+        );
+    }
+    let (mut response, io) = sent?;
+    // The fields that described the origin's connection, and those
+    // its `Connection` nominates, are neither relayed nor stored
+    // (RFC 9110 §7.6.1, RFC 9111 §3.1).
+    remove_connection_fields(response.headers_mut());
+    Ok((response, io))
 }
 
 /// Sends the `Host` the component asked for in

@@ -277,8 +277,14 @@ async fn dispatch(
     // A fresh hit is answered before the request is dressed for the
     // component: the native path reads the same facts from the request.
     let native = component.native.as_ref();
-    if let Some(answer) = native.and_then(|n| n.answer(&request, client.peer, client.secure)) {
-        return Ok((answer, component.context.id.to_string()));
+    if let Some(native) = native {
+        let answered = match native.answer(&request, client.peer, client.secure) {
+            Some(answer) => Some(answer),
+            None => native.serve(&request, client.peer, client.secure).await,
+        };
+        if let Some(answer) = answered {
+            return Ok((answer, component.context.id.to_string()));
+        }
     }
     let mut request = request;
     set_spin_headers(

@@ -137,12 +137,15 @@ pub fn serve_in_lanes(
                 .name(format!("edge-lane-{lane}"))
                 .spawn(move || -> std::io::Result<()> {
                     crate::net::lanes::enter(lane);
-                    current_thread_runtime()?.block_on(serve_lane(
+                    // The core's native tasks run on the lane's own set.
+                    let tasks = std::rc::Rc::new(tokio::task::LocalSet::new());
+                    crate::native_hits::local::enter(tasks.clone());
+                    current_thread_runtime()?.block_on(tasks.run_until(serve_lane(
                         app,
                         Connections::Handed(handed, pressure),
                         options,
                         std::future::pending(),
-                    ))
+                    )))
                 })
         })
         .collect::<std::io::Result<Vec<_>>>()?;
