@@ -16,7 +16,7 @@ use edge_cache::{
     OriginRequest, Response, WHOLE_BODY_BYTES,
 };
 use http::header::{CONTENT_LENGTH, HOST};
-use http::{HeaderValue, Method, Uri};
+use http::{HeaderMap, HeaderValue, Method, Uri};
 use http_body::Body as _;
 use http_body_util::{BodyExt, Empty, Full};
 use wasmtime_wasi_http::p3::bindings::http::types::{
@@ -96,39 +96,49 @@ impl NativeOrigin {
     ) -> Result<Response, OriginFailure> {
         let (parts, body) = response.into_parts();
         let status = parts.status.as_u16();
-        let headers = parts.headers;
+        let headers = owned(&parts.headers);
         let declared = headers
             .get(CONTENT_LENGTH)
             .filter(|_| !bodiless && !matches!(status, 204 | 304))
             .and_then(|value| value.to_str().ok()?.parse::<u64>().ok());
         let whole = match declared {
-            Some(length) if length <= WHOLE_BODY_BYTES => true,
-            _ if bodiless || matches!(status, 204 | 304) => true,
-            _ => false,
-        };
-        if !whole {
-            let from = format!("origin {}", self.endpoint.address.authority);
-            let source = IncomingBody { body, from };
-            let body = Body::Stream(BodyStream::new(source, declared));
-            return Ok(Response {
-                status,
-                headers,
-                body,
-            });
-        }
-        let body = match body.collect().await {
-            Ok(collected) => collected.to_bytes(),
-            Err(error) => {
-                return Err(match self.failed(&error) {
-                    OriginFailure::Protocol(_) => OriginFailure::BODY_BROKE_OFF,
-                    other => other,
+            Some(length) if length <= WHOLE_BODY_BYTES => length as usize,
+            _ if bodiless || matches!(status, 204 | 304) => 0,
+            _ => {
+                let from = format!("origin {}", self.endpoint.address.authority);
+                let source = IncomingBody { body, from };
+                let body = Body::Stream(BodyStream::new(source, declared));
+                return Ok(Response {
+                    status,
+                    headers,
+                    body,
                 });
             }
         };
+        // Copied into one buffer of the declared size, as the adapter
+        // reads it: the frames are slices of the connection's read buffer,
+        // which a body kept in the first tier would keep alive.
+        let mut whole = Vec::with_capacity(whole);
+        let mut body = body;
+        while let Some(frame) = body.frame().await {
+            match frame {
+                Ok(frame) => {
+                    if let Ok(data) = frame.into_data() {
+                        whole.extend_from_slice(&data);
+                    }
+                }
+                Err(error) => {
+                    return Err(match self.failed(&error) {
+                        OriginFailure::Protocol(_) => OriginFailure::BODY_BROKE_OFF,
+                        other => other,
+                    });
+                }
+            }
+        }
         Ok(Response {
             status,
             headers,
-            body: body.into(),
+            body: whole.into(),
         })
     }
 
@@ -139,6 +149,20 @@ impl NativeOrigin {
         let failure = edge_cache::origin_failure_of!(&code, &self.endpoint, ErrorCode);
         self.endpoint.logged(failure, &code)
     }
+}
+
+/// `headers` in buffers of their own. hyper's values are slices of the
+/// connection's read buffer, and a stored response's fields kept in the
+/// first tier would keep that whole buffer alive (measured: the tier took
+/// about 5.7 times the bytes it counts, 1 KiB objects).
+fn owned(headers: &HeaderMap) -> HeaderMap {
+    let mut copy = HeaderMap::with_capacity(headers.len());
+    for (name, value) in headers {
+        let mut fresh = HeaderValue::from_bytes(value.as_bytes()).unwrap_or_else(|_| value.clone());
+        fresh.set_sensitive(value.is_sensitive());
+        copy.append(name.clone(), fresh);
+    }
+    copy
 }
 
 /// A request's body for the pool's sender: the core's bytes, or its stream
@@ -330,5 +354,28 @@ mod tests {
             failure(Error::TlsCertificateError),
             OriginFailure::Protocol(_)
         ));
+    }
+
+    /// A stored response's fields must not keep the connection's read
+    /// buffer alive: every value is copied out of it.
+    #[test]
+    fn response_fields_are_copied_out_of_the_read_buffer() {
+        let buffer = bytes::Bytes::from_static(b"max-age=60\"v1\"");
+        let mut read = HeaderMap::new();
+        let shared = |range: std::ops::Range<usize>| {
+            HeaderValue::from_maybe_shared(buffer.slice(range)).unwrap()
+        };
+        read.append("cache-control", shared(0..10));
+        read.append("etag", shared(10..14));
+        let copy = owned(&read);
+        assert_eq!(copy, read);
+        for (name, value) in &copy {
+            let original = read[name].as_bytes().as_ptr();
+            assert_ne!(
+                value.as_bytes().as_ptr(),
+                original,
+                "{name} still shares the buffer"
+            );
+        }
     }
 }
