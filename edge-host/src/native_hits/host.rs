@@ -2,8 +2,9 @@
 //! variables, its key-value stores, its files and its origins, used in
 //! this process. A store is written as the component writes it (the host
 //! side of `wasi:keyvalue` does nothing more for a write than the backend
-//! does, but for a failed instance's fill leases, which a native request
-//! cannot leave behind), and an origin is reached over the same pool,
+//! does, but for releasing a failed instance's fill leases; a native
+//! request that stops holding one, at shutdown, leaves it to expire, as
+//! its lifetime is for), and an origin is reached over the same pool,
 //! allow-list and timeouts ([`NativeOrigin`]).
 
 use std::hash::{BuildHasher, RandomState};

@@ -110,13 +110,18 @@ pub(crate) fn pumped(mut stream: BodyStream) -> PumpedBody {
     let length = stream.length();
     let (sender, receiver) = mpsc::channel(1);
     spawn_local(async move {
-        while let Some(piece) = stream.next().await {
-            let broken = piece.is_err();
+        loop {
+            let piece = match stream.next().await {
+                Some(Ok(piece)) => Piece::Data(piece),
+                Some(Err(BrokenBody(why))) => Piece::Broken(why),
+                None => Piece::End,
+            };
+            let last = !matches!(piece, Piece::Data(_));
             if sender.send(piece).await.is_err() {
                 stream.abandon().await;
                 return;
             }
-            if broken {
+            if last {
                 return;
             }
         }
@@ -127,6 +132,15 @@ pub(crate) fn pumped(mut stream: BodyStream) -> PumpedBody {
     }
 }
 
+/// What the reading task passes on. The end is said, not inferred: a task
+/// that stopped without saying it (dropped with its lane) ends the body in
+/// an error, never as if complete.
+enum Piece {
+    Data(Bytes),
+    Broken(String),
+    End,
+}
+
 /// The reading end of [`pumped`].
 pub(crate) struct PumpedBody {
     state: Pumped,
@@ -134,8 +148,8 @@ pub(crate) struct PumpedBody {
 }
 
 enum Pumped {
-    Reading(mpsc::Receiver<Result<Bytes, BrokenBody>>),
-    /// It broke off, and said so.
+    Reading(mpsc::Receiver<Piece>),
+    /// It has ended, cleanly or not, and said so.
     Ended,
 }
 
@@ -147,24 +161,22 @@ impl Body for PumpedBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        let broken = |why: String| {
-            Poll::Ready(Some(Err(wasmtime_wasi_http::Error::InternalError(Some(
-                why,
-            )))))
-        };
+        let broken = |why: String| Some(Err(wasmtime_wasi_http::Error::InternalError(Some(why))));
         let receiver = match &mut self.state {
             Pumped::Reading(receiver) => receiver,
             Pumped::Ended => return Poll::Ready(None),
         };
-        match receiver.poll_recv(cx) {
-            Poll::Ready(Some(Ok(piece))) => Poll::Ready(Some(Ok(Frame::data(piece)))),
-            Poll::Ready(Some(Err(BrokenBody(why)))) => {
-                self.state = Pumped::Ended;
-                broken(why)
-            }
-            Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending => Poll::Pending,
+        let (frame, ended) = match receiver.poll_recv(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(Some(Piece::Data(piece))) => (Some(Ok(Frame::data(piece))), false),
+            Poll::Ready(Some(Piece::End)) => (None, true),
+            Poll::Ready(Some(Piece::Broken(why))) => (broken(why), true),
+            Poll::Ready(None) => (broken("the body's reader stopped".to_owned()), true),
+        };
+        if ended {
+            self.state = Pumped::Ended;
         }
+        Poll::Ready(frame)
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -264,6 +276,31 @@ mod tests {
             // abandoned, which reads a plain one no further (a fill's own
             // stream is read to its end: the core's tests).
             assert!(read.get() < 4, "read {} pieces", read.get());
+        });
+    }
+
+    #[test]
+    fn a_reader_task_that_stops_unsaid_ends_the_body_in_an_error() {
+        on_a_lane(async {
+            let (sender, receiver) = mpsc::channel(1);
+            sender
+                .send(Piece::Data(Bytes::from_static(b"half")))
+                .await
+                .unwrap();
+            drop(sender);
+            let mut body = PumpedBody {
+                state: Pumped::Reading(receiver),
+                length: None,
+            };
+            assert_eq!(
+                body.frame().await.unwrap().unwrap().into_data().unwrap(),
+                "half"
+            );
+            assert!(
+                body.frame().await.unwrap().is_err(),
+                "not ended as if complete"
+            );
+            assert!(body.frame().await.is_none());
         });
     }
 

@@ -64,6 +64,39 @@ use host::NativeHost;
 /// How often a lane checks whether its node's rules file has changed.
 const RULES_CHECK: Duration = Duration::from_secs(1);
 
+/// Requests of one component the core may be serving natively at once,
+/// fills finishing after their client left included; past it, requests go
+/// to the component, whose instances queue them (`--max-instances`).
+const MAX_IN_FLIGHT: usize = 4096;
+
+/// What the native path did with a request.
+pub(crate) enum Native {
+    /// Answered it.
+    Answered(Response<HyperOutgoingBody>),
+    /// Gave no answer within the request time limit.
+    TimedOut,
+    /// Left it to the component.
+    Declined,
+}
+
+/// One request counted in flight until dropped.
+struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    fn take(count: &Arc<AtomicUsize>) -> Option<InFlight> {
+        let taken = count.fetch_update(Ordering::AcqRel, Ordering::Acquire, |now| {
+            (now < MAX_IN_FLIGHT).then_some(now + 1)
+        });
+        taken.ok().map(|_| InFlight(count.clone()))
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// One component's native answers.
 #[derive(Clone)]
 pub(crate) struct NativeHits {
@@ -71,6 +104,8 @@ pub(crate) struct NativeHits {
     id: usize,
     /// The component's variables, stores and files, as reloads leave them.
     context: Arc<LiveContext>,
+    /// Its requests the core is serving natively now (see [`MAX_IN_FLIGHT`]).
+    in_flight: Arc<AtomicUsize>,
 }
 
 /// A lane's node for one component.
@@ -119,58 +154,58 @@ impl NativeHits {
         Some(NativeHits {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             context,
+            in_flight: Arc::default(),
         })
     }
 
-    /// The answer to `request`, from `peer` (over TLS if `secure`), if it
-    /// is a plain fresh hit, as the component would give it.
-    pub(crate) fn answer<B>(
+    /// What edge-host does with `request`, from `peer` (over TLS if
+    /// `secure`): a plain fresh hit is answered at once on this task; any
+    /// other GET or HEAD without a body is served by the core on this lane
+    /// (see [`local`]), whatever it needs (the origin, the store, a pause),
+    /// its answer due within `time_limit` as an instance's is. The rest is
+    /// the component's: a request with a body, a thread's first request
+    /// (its instance loads the rules first), and anything past
+    /// [`MAX_IN_FLIGHT`].
+    pub(crate) async fn respond<B: http_body::Body>(
         &self,
         request: &Request<B>,
         peer: SocketAddr,
         secure: bool,
-    ) -> Option<Response<HyperOutgoingBody>> {
+        time_limit: Duration,
+    ) -> Native {
         if request.method() != Method::GET && request.method() != Method::HEAD {
-            return None;
+            return Native::Declined;
         }
-        let (node, context) = self.node()?;
-        let head = request_head(request, peer, secure)?;
-        let FreshHit { response, chunks } = now_or_never(node.fresh_hit(head))??;
-        let body = match (response.body, chunks) {
-            (Body::Full(bytes), None) => full(bytes),
-            (_, Some(StoredBody { store, mut range })) => {
-                let store = context.key_value.get(&store)?.clone();
-                let first = chunks::first_piece(&store, &mut range)?;
-                ChunkBody::new(store, range, first).boxed_unsync()
-            }
-            (Body::Stream(_), None) => return None,
+        // The lane's node is not `Send`: it is let go before any await.
+        let hit = match (self.node(), request_head(request, peer, secure)) {
+            (Some((node, context)), Some(head)) => fresh_hit(&node, &context, head),
+            _ => return Native::Declined,
         };
-        let mut answer = Response::new(body);
-        *answer.status_mut() = http::StatusCode::from_u16(response.status).ok()?;
-        *answer.headers_mut() = response.headers;
-        crate::observe::metrics::native_hit();
-        Some(answer)
+        if let Some(answer) = hit {
+            crate::observe::metrics::native_hit();
+            return Native::Answered(answer);
+        }
+        if request.body().size_hint().exact() != Some(0) {
+            return Native::Declined;
+        }
+        // Made again rather than cloned ahead for every hit.
+        let Some(head) = request_head(request, peer, secure) else {
+            return Native::Declined;
+        };
+        self.serve(head, time_limit).await
     }
 
-    /// The answer to `request`, from `peer` (over TLS if `secure`), served
-    /// by the core on this lane (see [`local`]) as the component would
-    /// serve it: a GET or HEAD without a body, whatever it needs (the
-    /// origin, the store, a pause). `None` leaves it to the component: a
-    /// request with a body, or a thread without a node yet.
-    pub(crate) async fn serve<B: http_body::Body>(
-        &self,
-        request: &Request<B>,
-        peer: SocketAddr,
-        secure: bool,
-    ) -> Option<Response<HyperOutgoingBody>> {
-        let bodiless = request.body().size_hint().exact() == Some(0);
-        if !bodiless || (request.method() != Method::GET && request.method() != Method::HEAD) {
-            return None;
-        }
-        let head = request_head(request, peer, secure)?;
+    /// `head` served by the core as a task of this lane's.
+    async fn serve(&self, head: RequestHead, time_limit: Duration) -> Native {
+        let Some(task) = InFlight::take(&self.in_flight) else {
+            return Native::Declined;
+        };
         let (answered, answer) = tokio::sync::oneshot::channel();
         let native = self.clone();
         local::spawn(move || async move {
+            // Held until the core is done with the request, its fill
+            // included (it outlives a client that goes away).
+            let _task = task;
             let Some((node, _)) = native.node() else {
                 let _ = answered.send(None);
                 return;
@@ -184,9 +219,14 @@ impl NativeHits {
             }
             let _ = answered.send(Some(hyper_response(response)));
         });
-        let answer = answer.await.ok()??;
-        crate::observe::metrics::native_served();
-        Some(answer)
+        match tokio::time::timeout(time_limit, answer).await {
+            Ok(Ok(Some(answer))) => {
+                crate::observe::metrics::native_served();
+                Native::Answered(answer)
+            }
+            Ok(_) => Native::Declined,
+            Err(_) => Native::TimedOut,
+        }
     }
 
     /// This lane's node and the context it reads: built on the lane's
@@ -317,6 +357,29 @@ fn now_or_never<F: Future>(future: F) -> Option<F::Output> {
         Poll::Ready(output) => Some(output),
         Poll::Pending => None,
     }
+}
+
+/// `head`'s answer if it is a plain fresh hit, as the component would
+/// give it; a chunked object's body read from the store here.
+fn fresh_hit(
+    node: &Node<NativeHost>,
+    context: &ComponentContext,
+    head: RequestHead,
+) -> Option<Response<HyperOutgoingBody>> {
+    let FreshHit { response, chunks } = now_or_never(node.fresh_hit(head))??;
+    let body = match (response.body, chunks) {
+        (Body::Full(bytes), None) => full(bytes),
+        (_, Some(StoredBody { store, mut range })) => {
+            let store = context.key_value.get(&store)?.clone();
+            let first = chunks::first_piece(&store, &mut range)?;
+            ChunkBody::new(store, range, first).boxed_unsync()
+        }
+        (Body::Stream(_), None) => return None,
+    };
+    let mut answer = Response::new(body);
+    *answer.status_mut() = http::StatusCode::from_u16(response.status).ok()?;
+    *answer.headers_mut() = response.headers;
+    Some(answer)
 }
 
 /// The core's answer as the connection sends it: a streamed body read on

@@ -196,7 +196,10 @@ impl IncomingBody {
             match frame {
                 Ok(frame) => match frame.into_data() {
                     Ok(data) if data.is_empty() => continue,
-                    Ok(data) => return Some(Ok(data)),
+                    // Copied, as the adapter's read copies: hyper's frame is
+                    // a slice of the connection's read buffer, which a
+                    // one-piece body kept in the first tier would pin.
+                    Ok(data) => return Some(Ok(Bytes::copy_from_slice(&data))),
                     // Trailers: the contents have ended.
                     Err(_) => return None,
                 },
@@ -280,9 +283,33 @@ fn error_code(error: &Error) -> ErrorCode {
             alert_message: alert_message.clone(),
         }),
         Error::HttpRequestDenied => ErrorCode::HttpRequestDenied,
+        Error::HttpRequestLengthRequired => ErrorCode::HttpRequestLengthRequired,
         Error::HttpRequestBodySize(size) => ErrorCode::HttpRequestBodySize(*size),
+        Error::HttpRequestMethodInvalid => ErrorCode::HttpRequestMethodInvalid,
         Error::HttpRequestUriInvalid => ErrorCode::HttpRequestUriInvalid,
+        Error::HttpRequestUriTooLong => ErrorCode::HttpRequestUriTooLong,
+        Error::HttpRequestHeaderSectionSize(size) => ErrorCode::HttpRequestHeaderSectionSize(*size),
+        Error::HttpRequestHeaderSize {
+            field_name,
+            field_size,
+        } => ErrorCode::HttpRequestHeaderSize(Some(FieldSizePayload {
+            field_name: field_name.clone(),
+            field_size: *field_size,
+        })),
+        Error::HttpRequestTrailerSectionSize(size) => {
+            ErrorCode::HttpRequestTrailerSectionSize(*size)
+        }
+        Error::HttpRequestTrailerSize {
+            field_name,
+            field_size,
+        } => ErrorCode::HttpRequestTrailerSize(FieldSizePayload {
+            field_name: field_name.clone(),
+            field_size: *field_size,
+        }),
         Error::HttpResponseIncomplete => ErrorCode::HttpResponseIncomplete,
+        Error::HttpResponseHeaderSectionSize(size) => {
+            ErrorCode::HttpResponseHeaderSectionSize(*size)
+        }
         Error::HttpResponseHeaderSize {
             field_name,
             field_size,
@@ -291,9 +318,29 @@ fn error_code(error: &Error) -> ErrorCode {
             field_size: *field_size,
         }),
         Error::HttpResponseBodySize(size) => ErrorCode::HttpResponseBodySize(*size),
+        Error::HttpResponseTrailerSectionSize(size) => {
+            ErrorCode::HttpResponseTrailerSectionSize(*size)
+        }
+        Error::HttpResponseTrailerSize {
+            field_name,
+            field_size,
+        } => ErrorCode::HttpResponseTrailerSize(FieldSizePayload {
+            field_name: field_name.clone(),
+            field_size: *field_size,
+        }),
+        Error::HttpResponseTransferCoding(coding) => {
+            ErrorCode::HttpResponseTransferCoding(coding.clone())
+        }
+        Error::HttpResponseContentCoding(coding) => {
+            ErrorCode::HttpResponseContentCoding(coding.clone())
+        }
         Error::HttpResponseTimeout => ErrorCode::HttpResponseTimeout,
+        Error::HttpUpgradeFailed => ErrorCode::HttpUpgradeFailed,
         Error::HttpProtocolError => ErrorCode::HttpProtocolError,
+        Error::LoopDetected => ErrorCode::LoopDetected,
+        Error::ConfigurationError => ErrorCode::ConfigurationError,
         Error::InternalError(words) => ErrorCode::InternalError(words.clone()),
+        // The enum is open to new kinds.
         other => ErrorCode::InternalError(Some(other.to_string())),
     }
 }

@@ -22,8 +22,10 @@ use crate::app::App;
 use crate::executor::Dispatched;
 use crate::executor::failure::Failure;
 use crate::executor::open_bodies::why_broken;
+use crate::native_hits::Native;
 use crate::net::connection::RequestGuard;
 use crate::net::request_body::{BodyWatch, LimitedBody};
+use crate::observe::metrics::FailureCause;
 use crate::observe::request_record::RequestRecord;
 
 /// What the host knows of the connection a request came on.
@@ -278,12 +280,26 @@ async fn dispatch(
     // component: the native path reads the same facts from the request.
     let native = component.native.as_ref();
     if let Some(native) = native {
-        let answered = match native.answer(&request, client.peer, client.secure) {
-            Some(answer) => Some(answer),
-            None => native.serve(&request, client.peer, client.secure).await,
-        };
-        if let Some(answer) = answered {
-            return Ok((answer, component.context.id.to_string()));
+        let limit = app.limits.request_timeout;
+        match native
+            .respond(&request, client.peer, client.secure, limit)
+            .await
+        {
+            Native::Answered(answer) => return Ok((answer, component.context.id.to_string())),
+            Native::TimedOut => {
+                let detail = format!(
+                    "no native answer within the {} ms request time limit",
+                    limit.as_millis()
+                );
+                let cause = FailureCause::TimeLimit;
+                return Err(Failure::instance(
+                    cause,
+                    &app.limits,
+                    detail,
+                    &component.context.id,
+                ));
+            }
+            Native::Declined => {}
         }
     }
     let mut request = request;

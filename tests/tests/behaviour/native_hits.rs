@@ -214,16 +214,16 @@ async fn native_hits_answer_exactly_as_the_component_does() {
     assert_eq!(asked(&native_site).await, asked(&component_site).await);
     // And the native edge's answers did not enter the component: hits,
     // misses, revalidations and passes alike. It had only the two purges
-    // (they have a body) and the first request (which builds the
-    // component's instance, and so loads the rules, before a native node
-    // is built).
+    // (they have a body) and the first request of each thread that runs
+    // native nodes, this test's and the shared native one (the
+    // component's instance loads the rules before a native node is built).
     let (native_calls, component_calls) = (
         native.instance_stats().requests,
         component.instance_stats().requests,
     );
     assert_eq!(component_calls, 2 * STEPS.len() as u64 + 2);
     assert!(
-        native_calls <= 3,
+        native_calls <= 4,
         "native {native_calls}, component {component_calls} requests handed to instances"
     );
 }
@@ -346,4 +346,44 @@ async fn native_hits_keep_the_last_good_rules_and_follow_a_fix() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+}
+
+/// A request served natively is held to the request time limit as an
+/// instance's is: the same `500`, in the same words, and no instance
+/// entered for it.
+#[tokio::test]
+async fn a_native_miss_past_the_request_time_limit_is_the_limit_s_500() {
+    let origin = MockServer::start().await;
+    Mock::given(path("/slow"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header("cache-control", "max-age=600")
+                .set_body_string("late")
+                .set_delay(std::time::Duration::from_secs(3)),
+        )
+        .mount(&origin)
+        .await;
+    Mock::given(path("/quick"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("quick"))
+        .mount(&origin)
+        .await;
+    let mut setup = EdgeSetup::origin(&origin.uri());
+    setup.native_hits = Some(true);
+    setup.limits = Some(edge_host::InstanceLimits {
+        request_timeout: std::time::Duration::from_millis(500),
+        ..edge_host::InstanceLimits::default()
+    });
+    let edge = Edge::start(setup).await.expect("edge starts");
+    // Each thread's first request goes to the component (its instance
+    // loads the rules); the threads are this test's and the native one.
+    for _ in 0..3 {
+        let quick = reqwest::get(edge.url("/quick")).await.unwrap();
+        assert_eq!(quick.status(), 200);
+    }
+    let before = edge.instance_stats().requests;
+    let stopped = reqwest::get(edge.url("/slow")).await.unwrap();
+    assert_eq!(stopped.status(), 500);
+    let said = stopped.text().await.unwrap();
+    assert!(said.contains("500 ms request time limit"), "{said}");
+    assert_eq!(edge.instance_stats().requests, before, "served natively");
 }
