@@ -74,10 +74,28 @@ pub fn assert_short_with_error_id(body: &str) {
     );
 }
 
-/// A loopback port with nothing listening on it.
+/// A loopback port with nothing listening on it, which a test may also
+/// bind later (a server whose address another must know first). It is
+/// drawn below the kernel's ephemeral range: a port from `bind(0)` could
+/// be handed, before the test binds it, to another test's outgoing
+/// connection or `bind(0)`, which take theirs from that range (seen in CI
+/// as "Address already in use").
 pub fn closed_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    listener.local_addr().expect("local addr").port()
+    use std::hash::{BuildHasher, RandomState};
+    let ephemeral_from = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let (low, high) = (10_000u16, ephemeral_from.max(10_001));
+    let draw = RandomState::new();
+    for attempt in 0u64.. {
+        let port = low + (draw.hash_one(attempt) % u64::from(high - low)) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+        assert!(attempt < 10_000, "no free port below {high}");
+    }
+    unreachable!("the loop returns or panics")
 }
 
 /// Waits until `origin` has received at least `n` requests: the signal for
